@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+/* AFE: an io_uring thread-pool executor with poll-based futures. */
+#ifndef AFE_H
+#define AFE_H
+
+#include "afe/common.h"
+#include "afe/future.h"
+#include "afe/task.h"
+#include "afe/runtime.h"
+#include "afe/combinators.h"
+#include "afe/group.h"
+#include "afe/oneshot.h"
+
+#endif /* AFE_H */

@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Futures, wakers and the async-function macros.
+ *
+ * A future is a state machine: its poll function advances it and returns
+ * AFE_READY (its result is in future->result) or AFE_PENDING, in which case
+ * it has registered the context's waker somewhere that will wake it.
+ *
+ * Every future struct embeds `struct afe_future base` and recovers its own
+ * state with afe_container_of. A future must not keep pointers into itself
+ * before its first poll: spawning copies it into the task's memory.
+ *
+ * Cancellation: a context with cancel set asks the future to wind down. It
+ * cancels whatever it waits on, and returns AFE_READY (result -ECANCELED by
+ * convention) once nothing it started is still in flight, or AFE_PENDING
+ * with the waker registered while it waits for that.
+ */
+#ifndef AFE_FUTURE_H
+#define AFE_FUTURE_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common.h"
+
+enum afe_poll {
+	AFE_PENDING = 0,
+	AFE_READY = 1,
+};
+
+struct afe_future;
+struct afe_context;
+struct afe_task;
+
+typedef int afe_poll_fn(struct afe_future *self, struct afe_context *cx);
+
+/* Flags of struct afe_future. */
+#define AFE_FUTURE_DONE 1u	   /* returned AFE_READY; polls again are no-ops */
+#define AFE_FUTURE_CLEANING 2u /* an async function is in its cleanup section */
+
+struct afe_future {
+	afe_poll_fn *poll;
+	intptr_t result; /* the output, once ready */
+	int resume;	 /* async macros: where to continue (0 = start) */
+	unsigned flags;
+};
+
+/*
+ * A waker: how to make a task (or a thread) poll its future again.
+ * An empty waker has vtable == NULL. Wakers are clone/drop counted.
+ */
+struct afe_waker_vtable {
+	void (*clone)(void *data);
+	void (*wake)(void *data); /* consumes the reference */
+	void (*wake_by_ref)(void *data);
+	void (*drop)(void *data);
+};
+
+struct afe_waker {
+	const struct afe_waker_vtable *vtable;
+	void *data;
+};
+
+/* What a poll receives. cancel asks the future to wind down. */
+struct afe_context {
+	const struct afe_waker *waker;
+	struct afe_task *task; /* the task being polled, NULL outside one */
+	bool cancel;
+};
+
+/* Makes f a fresh, not yet polled future with the given poll function. */
+static inline void afe_future_init(struct afe_future *f, afe_poll_fn *poll)
+{
+	f->poll = poll;
+	f->result = 0;
+	f->resume = 0;
+	f->flags = 0;
+}
+
+/*
+ * Polls f once. Fused: once f has returned AFE_READY, further polls return
+ * AFE_READY at once without calling its poll function.
+ */
+static inline int afe_future_poll(struct afe_future *f, struct afe_context *cx)
+{
+	if (f->flags & AFE_FUTURE_DONE)
+		return AFE_READY;
+	if (f->poll(f, cx) == AFE_PENDING)
+		return AFE_PENDING;
+	f->flags |= AFE_FUTURE_DONE;
+	return AFE_READY;
+}
+
+static inline bool afe_future_is_done(const struct afe_future *f)
+{
+	return (f->flags & AFE_FUTURE_DONE) != 0;
+}
+
+/* Waker operations. None of them may be called on an empty waker except
+ * afe_waker_drop and afe_waker_is_set. */
+static inline bool afe_waker_is_set(const struct afe_waker *w)
+{
+	return w->vtable != NULL;
+}
+
+static inline void afe_waker_clone(struct afe_waker *dst, const struct afe_waker *src)
+{
+	src->vtable->clone(src->data);
+	*dst = *src;
+}
+
+/* Wakes and empties w. */
+static inline void afe_waker_wake(struct afe_waker *w)
+{
+	const struct afe_waker_vtable *vt = w->vtable;
+	w->vtable = NULL;
+	vt->wake(w->data);
+}
+
+static inline void afe_waker_wake_by_ref(const struct afe_waker *w)
+{
+	w->vtable->wake_by_ref(w->data);
+}
+
+static inline void afe_waker_drop(struct afe_waker *w)
+{
+	if (w->vtable) {
+		const struct afe_waker_vtable *vt = w->vtable;
+		w->vtable = NULL;
+		vt->drop(w->data);
+	}
+}
+
+static inline bool afe_waker_will_wake(const struct afe_waker *a, const struct afe_waker *b)
+{
+	return a->vtable == b->vtable && a->data == b->data;
+}
+
+/*
+ * Stores the context's waker in slot, replacing what was there unless it
+ * already wakes the same task. The caller synchronises access to slot.
+ */
+static inline void afe_waker_register(struct afe_waker *slot, const struct afe_context *cx)
+{
+	if (slot->vtable && afe_waker_will_wake(slot, cx->waker))
+		return;
+	afe_waker_drop(slot);
+	afe_waker_clone(slot, cx->waker);
+}
+
+/*
+ * Yields: the current task is woken at once and queued behind the other
+ * runnable tasks. Call it, then return AFE_PENDING.
+ */
+static inline void afe_context_yield(struct afe_context *cx)
+{
+	afe_waker_wake_by_ref(cx->waker);
+}
+
+/* ------------------------------------------------------------------------
+ * Async functions: stackless state machines that read like blocking code.
+ *
+ *   struct count_down { struct afe_future base; int i; struct afe_join join; };
+ *
+ *   static int count_down_poll(struct afe_future *f, struct afe_context *cx)
+ *   {
+ *       struct count_down *self = afe_container_of(f, struct count_down, base);
+ *       AFE_ASYNC_BEGIN(f, cx);
+ *       for (self->i = 3; self->i > 0; self->i--)
+ *           AFE_YIELD();
+ *       AFE_AWAIT(&self->join.base);
+ *       AFE_RETURN(self->join.base.result);
+ *       AFE_CLEANUP;             // optional: runs after return or on cancel
+ *       release_things(self);
+ *       AFE_ASYNC_END;
+ *   }
+ *
+ * Caveats (the protothread technique over a switch statement):
+ * - Locals do not survive an await or yield: keep state in the struct.
+ * - No await or yield inside a switch statement of your own.
+ * - At most one await or yield per source line.
+ * - The awaited child future lives in the parent's struct, so awaiting
+ *   allocates nothing; initialise it before each await.
+ * - On cancellation the child being awaited is cancelled and awaited
+ *   first, then control goes to the cleanup section with result
+ *   -ECANCELED. Awaits inside the cleanup section are not cancelled.
+ * - AFE_RETURN inside the cleanup section sets the result and finishes.
+ * ---------------------------------------------------------------------- */
+
+#define AFE__RESUME_CLEANUP (-1)
+#define AFE__RESUME_FINISHED (-2)
+
+#if defined(__GNUC__) && __GNUC__ >= 7
+#define AFE__FALLTHROUGH __attribute__((fallthrough))
+#else
+#define AFE__FALLTHROUGH ((void)0)
+#endif
+
+/* Polls child on behalf of parent: in the cleanup section the cancel
+ * request is not passed on, so cleanup awaits complete normally. */
+static inline int afe__poll_child(struct afe_future *parent, struct afe_future *child,
+				  struct afe_context *cx)
+{
+	if ((parent->flags & AFE_FUTURE_CLEANING) && cx->cancel) {
+		struct afe_context calm = *cx;
+		calm.cancel = false;
+		return afe_future_poll(child, &calm);
+	}
+	return afe_future_poll(child, cx);
+}
+
+static inline bool afe__should_unwind(const struct afe_future *self, const struct afe_context *cx)
+{
+	return cx->cancel && !(self->flags & AFE_FUTURE_CLEANING);
+}
+
+#define AFE__UNWIND()                                        \
+	do {                                                 \
+		afe__self->result = -ECANCELED;              \
+		afe__self->resume = AFE__RESUME_CLEANUP;     \
+		goto afe__dispatch;                          \
+	} while (0)
+
+#define AFE_ASYNC_BEGIN(fut, cx)                             \
+	struct afe_future *afe__self = (fut);                \
+	struct afe_context *afe__cx = (cx);                  \
+	afe__dispatch:                                       \
+	switch (afe__self->resume) {                         \
+	case 0:                                              \
+		if (afe__should_unwind(afe__self, afe__cx))  \
+			AFE__UNWIND()
+
+/* Awaits child (a struct afe_future *); its result is then child->result.
+ * Each of these macros is one statement: usable as the body of a loop. */
+#define AFE_AWAIT(child)                                                           \
+	do {                                                                       \
+		afe__self->resume = __LINE__;                                      \
+		AFE__FALLTHROUGH;                                                  \
+	case __LINE__:                                                             \
+		if (afe__poll_child(afe__self, (child), afe__cx) == AFE_PENDING)   \
+			return AFE_PENDING;                                        \
+		if (afe__should_unwind(afe__self, afe__cx))                        \
+			AFE__UNWIND();                                             \
+	} while (0)
+
+/* Awaits child and stores its result in lvalue. */
+#define AFE_AWAIT_INTO(lvalue, child)         \
+	do {                                  \
+		AFE_AWAIT(child);             \
+		(lvalue) = (child)->result;   \
+	} while (0)
+
+/* Lets the other runnable tasks run, then continues. */
+#define AFE_YIELD()                                                 \
+	do {                                                        \
+		afe__self->resume = __LINE__;                       \
+		afe_context_yield(afe__cx);                         \
+		return AFE_PENDING;                                 \
+	case __LINE__:                                              \
+		if (afe__should_unwind(afe__self, afe__cx))         \
+			AFE__UNWIND();                              \
+	} while (0)
+
+/* Finishes with value as the result, running the cleanup section first. */
+#define AFE_RETURN(value)                                         \
+	do {                                                      \
+		afe__self->result = (intptr_t)(value);            \
+		if (afe__self->flags & AFE_FUTURE_CLEANING)       \
+			goto afe__finish;                         \
+		afe__self->resume = AFE__RESUME_CLEANUP;          \
+		goto afe__dispatch;                               \
+	} while (0)
+
+/* Starts the cleanup section: it runs after AFE_RETURN, after falling off
+ * the end of the body, and on cancellation. */
+#define AFE_CLEANUP                                          \
+	AFE__FALLTHROUGH;                                    \
+	case AFE__RESUME_CLEANUP:                            \
+		afe__self->flags |= AFE_FUTURE_CLEANING
+
+#define AFE_ASYNC_END                                        \
+	AFE__FALLTHROUGH;                                    \
+	default:                                             \
+		break;                                       \
+	}                                                    \
+	goto afe__finish;                                    \
+	afe__finish:                                         \
+	afe__self->resume = AFE__RESUME_FINISHED;            \
+	return AFE_READY
+
+#endif /* AFE_FUTURE_H */

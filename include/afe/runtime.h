@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The runtime: a fixed pool of worker threads that poll tasks, the blocking
+ * entry point, AFE_MAIN, and runtime figures.
+ */
+#ifndef AFE_RUNTIME_H
+#define AFE_RUNTIME_H
+
+#include <stdint.h>
+
+#include "common.h"
+#include "future.h"
+
+struct afe_runtime;
+
+/* What happens to tasks still running once the root future finished. */
+enum afe_exit_mode {
+	AFE_EXIT_GRACE = 0,	/* wait up to grace_ms for them, then exit */
+	AFE_EXIT_WAIT_ALL = 1,	/* wait for every task to finish */
+	AFE_EXIT_IMMEDIATE = 2, /* exit at once */
+};
+
+struct afe_runtime_config {
+	unsigned workers;	    /* worker threads; 0: online CPUs (or $AFE_WORKERS) */
+	unsigned spin_us;	    /* how long an idle worker searches before parking */
+	unsigned grace_ms;	    /* AFE_EXIT_GRACE: how long to wait for tasks */
+	enum afe_exit_mode exit_mode;
+};
+
+/* Fills c with the defaults: workers from $AFE_WORKERS or the online CPUs,
+ * spin_us 50, grace_ms 1000, AFE_EXIT_GRACE. */
+AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
+
+/*
+ * Starts a runtime and its worker threads. config may be NULL (defaults).
+ * Returns 0 and stores the runtime in *out, or -EINVAL (workers above 1024,
+ * null out), -ENOMEM, or the -errno of a failed thread creation.
+ */
+AFE_EXPORT int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config *config);
+
+/*
+ * Stops the workers and frees the runtime. Spawning fails with -ESHUTDOWN
+ * from the moment this starts. Tasks still waiting for a wake that will
+ * never come are not polled again; their memory is released only where no
+ * waker still refers to it. Must not be called from a worker thread.
+ * Returns the number of tasks that had not finished (0 on a clean stop),
+ * or -EINVAL for a null runtime or a call from one of its own workers.
+ */
+AFE_EXPORT int afe_runtime_destroy(struct afe_runtime *rt);
+
+/*
+ * Runs a copy of the future at obj as a task on rt and blocks the calling
+ * thread until it finishes; *result (if not NULL) receives its result.
+ * Must not be called from a worker thread (-EDEADLK).
+ * Returns 0 or the spawn error.
+ */
+AFE_EXPORT int afe_block_on_raw(struct afe_runtime *rt, const void *obj, size_t size,
+				const struct afe_future *base, intptr_t *result);
+#define afe_block_on(rt, fut, result) \
+	afe_block_on_raw((rt), (fut), sizeof(*(fut)), &(fut)->base, (result))
+
+/*
+ * Waits until every task of rt has finished or timeout_ms passed
+ * (a negative timeout waits for ever). Returns the number of tasks left.
+ */
+AFE_EXPORT int afe_runtime_wait_idle(struct afe_runtime *rt, int timeout_ms);
+
+/* The runtime of the calling worker thread, or NULL on any other thread. */
+AFE_EXPORT struct afe_runtime *afe_runtime_current(void);
+
+/* Number of worker threads of rt. */
+AFE_EXPORT unsigned afe_runtime_workers(const struct afe_runtime *rt);
+
+/* Counters since start, summed over workers; cheap enough to leave on. */
+struct afe_metrics {
+	uint64_t spawned;   /* tasks created */
+	uint64_t completed; /* tasks finished (including cancelled ones) */
+	uint64_t polled;    /* polls of task futures */
+	uint64_t stolen;    /* tasks taken from another worker's queue */
+	uint64_t parks;	    /* times a worker went to sleep */
+	uint64_t unparks;   /* times a sleeping worker was woken for work */
+	uint64_t injected;  /* tasks queued from outside the workers */
+};
+
+/* Fills m with the current figures of rt (each read atomically, the set
+ * not as one snapshot). Returns 0 or -EINVAL for null arguments. */
+AFE_EXPORT int afe_runtime_metrics(const struct afe_runtime *rt, struct afe_metrics *m);
+
+/*
+ * What AFE_MAIN calls: starts a runtime with the default configuration,
+ * runs the root future, applies the exit mode, and returns the status the
+ * process should exit with: the root's result when it is 0..255, 1 with a
+ * message on stderr when it is negative (an -errno) or out of range.
+ * If tasks are still running when it gives up waiting, it reports their
+ * number on stderr and ends the process with that status at once.
+ */
+AFE_EXPORT int afe_main_run(const void *obj, size_t size, const struct afe_future *base,
+			    const struct afe_runtime_config *config);
+
+/*
+ * AFE_MAIN(struct app, app_init) defines main(): it zeroes a struct app,
+ * calls app_init(&app, argc, argv) (which returns 0 or an exit status to
+ * stop with), runs it as the root future and exits with its result.
+ */
+#define AFE_MAIN(type, init_fn)                                                      \
+	int main(int argc, char **argv)                                              \
+	{                                                                            \
+		static type afe__root;                                               \
+		int afe__status = (init_fn)(&afe__root, argc, argv);                 \
+		if (afe__status != 0)                                                \
+			return afe__status;                                          \
+		return afe_main_run(&afe__root, sizeof(afe__root), &afe__root.base, \
+				    NULL);                                           \
+	}
+
+#endif /* AFE_RUNTIME_H */

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tasks, join handles, and the join and cancel futures.
+ *
+ * Spawning copies a future into a new task (one allocation holding the task
+ * header and the future) and queues it on a runtime. The caller may keep a
+ * join handle; a task whose handle is dropped is detached and runs to
+ * completion: detached tasks are never cancelled.
+ *
+ * A join handle is a counted reference to the task. The join and cancel
+ * futures take the handle over (the caller's handle is emptied), so using a
+ * handle twice gets a clear -EINVAL instead of a double release.
+ */
+#ifndef AFE_TASK_H
+#define AFE_TASK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common.h"
+#include "future.h"
+
+struct afe_runtime;
+
+struct afe_join_handle {
+	struct afe_task *task; /* NULL: empty (never filled, or taken) */
+	bool cancel_on_drop;   /* a child handle: dropping it cancels the task */
+};
+
+/*
+ * Spawns a copy of the future struct at obj (size bytes; base is its
+ * embedded struct afe_future) on rt, or on the current task's runtime when
+ * rt is NULL. The task owns the copy; obj may be reused at once.
+ * If handle is not NULL it receives a join handle, else the task is
+ * detached. Callable from any thread.
+ * Returns 0, -EINVAL (no runtime, null future, base outside obj),
+ * -ENOMEM, or -ESHUTDOWN once the runtime is being destroyed.
+ */
+AFE_EXPORT int afe_spawn_raw(struct afe_runtime *rt, const void *obj, size_t size,
+			     const struct afe_future *base, struct afe_join_handle *handle);
+
+/* afe_spawn(rt, &my_future, &handle): my_future is a struct with a
+ * `struct afe_future base` member. */
+#define afe_spawn(rt, fut, handle) \
+	afe_spawn_raw((rt), (fut), sizeof(*(fut)), &(fut)->base, (handle))
+
+/* Like afe_spawn, but the handle cancels the task when dropped: for
+ * structured code whose children must not outlive it. */
+#define afe_spawn_child(rt, fut, handle) \
+	afe_spawn_child_raw((rt), (fut), sizeof(*(fut)), &(fut)->base, (handle))
+AFE_EXPORT int afe_spawn_child_raw(struct afe_runtime *rt, const void *obj, size_t size,
+				   const struct afe_future *base,
+				   struct afe_join_handle *handle);
+
+/*
+ * Drops the handle and empties it. A plain handle detaches the task (it
+ * runs to completion); a child handle requests its cancellation.
+ * An empty handle is left as it is.
+ */
+AFE_EXPORT void afe_join_handle_drop(struct afe_join_handle *handle);
+
+/* True when the task has finished (completed or cancelled). */
+AFE_EXPORT bool afe_join_handle_is_finished(const struct afe_join_handle *handle);
+
+/*
+ * The join future: ready with the task's result (its future's result, or
+ * -ECANCELED if it was cancelled before finishing). It takes the handle
+ * over. Returns 0, or -EINVAL for an empty handle, in which case the
+ * future still works and completes at once with -EINVAL.
+ * Cancelling the join future drops the handle it took (see above).
+ */
+struct afe_join {
+	struct afe_future base;
+	struct afe_join_handle handle;
+};
+AFE_EXPORT int afe_join_init(struct afe_join *join, struct afe_join_handle *handle);
+
+/*
+ * The cancel future: asks the task to stop at its next suspension (its
+ * future is polled once more with cancel set, which lets it cancel and
+ * await what it has in flight), then completes with the task's result:
+ * the real output if the task had already finished, else what its
+ * cancelled future returned (by convention -ECANCELED).
+ * Takes the handle over. Returns 0, or -EINVAL for an empty handle (the
+ * future then completes at once with -EINVAL).
+ */
+struct afe_cancel {
+	struct afe_future base;
+	struct afe_join_handle handle;
+	bool requested;
+};
+AFE_EXPORT int afe_cancel_init(struct afe_cancel *cancel, struct afe_join_handle *handle);
+
+#endif /* AFE_TASK_H */

@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The worker loop, task placement, stealing and parking.
+ *
+ * Where a queued task goes:
+ * - woken by the task running on this worker: the LIFO slot, polled right
+ *   after the current poll (a message handoff stays on one warm CPU); the
+ *   slot's previous occupant moves to the local queue;
+ * - spawned on, or yielding on, a worker: the back of its local queue;
+ * - anything from another thread: the injection queue.
+ * A task put where other workers can take it may wake a parked worker
+ * (see idle.h for when).
+ *
+ * Fairness: the LIFO slot serves at most AFE_LIFO_BUDGET polls in a row,
+ * and every AFE_GLOBAL_INTERVAL ticks the injection queue goes first.
+ */
+#define _GNU_SOURCE
+#include "worker.h"
+
+#include <errno.h>
+#include <time.h>
+
+#include "../src/runtime_internal.h"
+#include "../src/task_internal.h"
+#include "futex.h"
+#include "spinlock.h"
+
+#define AFE_LIFO_BUDGET 3
+#define AFE_GLOBAL_INTERVAL 61
+#define AFE_STEAL_MAX (AFE_RQ_CAP / 2)
+
+static _Thread_local struct afe_worker *current_worker;
+
+struct afe_worker *afe_worker_current(void)
+{
+	return current_worker;
+}
+
+struct afe_runtime *afe_runtime_current(void)
+{
+	return current_worker ? current_worker->rt : NULL;
+}
+
+static bool shutting_down(const struct afe_runtime *rt)
+{
+	return atomic_load_explicit(&rt->shutdown, memory_order_acquire);
+}
+
+static void unpark(struct afe_runtime *rt, int index)
+{
+	struct afe_worker *w = rt->workers[index];
+	/* Release pairs with the acquire in park(). */
+	atomic_store_explicit(&w->park_word, 1, memory_order_release);
+	afe_futex_wake(&w->park_word, 1);
+}
+
+static void notify_parked(struct afe_runtime *rt)
+{
+	int index = afe_idle_worker_to_notify(&rt->idle);
+	if (index >= 0)
+		unpark(rt, index);
+}
+
+void afe_workers_wake_all(struct afe_runtime *rt)
+{
+	for (uint32_t i = 0; i < rt->num_workers; i++)
+		unpark(rt, (int)i);
+}
+
+/* Moves half of w's queue and t to the injection queue. */
+static void push_overflow(struct afe_worker *w, struct afe_task *t)
+{
+	struct afe_task *batch[AFE_RQ_CAP / 2];
+	uint32_t n = afe_rq_take_batch(&w->queue, batch, AFE_RQ_CAP / 2);
+	for (uint32_t i = 0; i < n; i++)
+		batch[i]->next = batch[i + 1 < n ? i + 1 : 0];
+	if (n) {
+		batch[n - 1]->next = t;
+		afe_inject_push_list(&w->rt->inject, batch[0], t, n + 1);
+	} else {
+		afe_inject_push_list(&w->rt->inject, t, t, 1);
+	}
+}
+
+static void push_local(struct afe_worker *w, struct afe_task *t)
+{
+	if (AFE_UNLIKELY(!afe_rq_push(&w->queue, t)))
+		push_overflow(w, t);
+}
+
+void afe_schedule(struct afe_runtime *rt, struct afe_task *t, enum afe_schedule_kind kind)
+{
+	struct afe_worker *w = current_worker;
+	if (w && w->rt == rt) {
+		if (kind == AFE_SCHED_WAKE) {
+			struct afe_task *prev = w->lifo;
+			w->lifo = t;
+			if (!prev)
+				return;
+			t = prev;
+		}
+		push_local(w, t);
+	} else {
+		afe_inject_push_list(&rt->inject, t, t, 1);
+		atomic_fetch_add_explicit(&rt->injected, 1, memory_order_relaxed);
+	}
+	notify_parked(rt);
+}
+
+/* Takes a batch from the injection queue: runs the first, queues the rest. */
+static struct afe_task *take_from_inject(struct afe_worker *w)
+{
+	struct afe_runtime *rt = w->rt;
+	uint32_t len = afe_inject_len(&rt->inject);
+	if (len == 0)
+		return NULL;
+	uint32_t want = len / rt->num_workers + 1;
+	uint32_t room = AFE_RQ_CAP - afe_rq_len(&w->queue);
+	if (want > room / 2 + 1)
+		want = room / 2 + 1;
+	if (want > 64)
+		want = 64;
+	struct afe_task *batch[64];
+	uint32_t n = afe_inject_pop_batch(&rt->inject, batch, want);
+	for (uint32_t i = 1; i < n; i++)
+		push_local(w, batch[i]);
+	return n ? batch[0] : NULL;
+}
+
+static uint64_t next_random(struct afe_worker *w)
+{
+	/* xorshift64: only spreads steal attempts, needs no quality. */
+	w->rng ^= w->rng << 13;
+	w->rng ^= w->rng >> 7;
+	w->rng ^= w->rng << 17;
+	return w->rng;
+}
+
+static struct afe_task *steal(struct afe_worker *w)
+{
+	struct afe_runtime *rt = w->rt;
+	uint32_t n = rt->num_workers;
+	uint32_t start = (uint32_t)(next_random(w) % n);
+	for (uint32_t i = 0; i < n; i++) {
+		struct afe_worker *victim = rt->workers[(start + i) % n];
+		if (victim == w)
+			continue;
+		struct afe_task *batch[AFE_STEAL_MAX];
+		uint32_t got = afe_rq_take_batch(&victim->queue, batch, AFE_STEAL_MAX);
+		if (!got)
+			continue;
+		for (uint32_t k = 1; k < got; k++)
+			push_local(w, batch[k]);
+		afe_counter_add(&w->counters.stolen, got);
+		return batch[0];
+	}
+	return take_from_inject(w);
+}
+
+static struct afe_task *next_task(struct afe_worker *w)
+{
+	struct afe_task *t;
+	if (++w->tick % AFE_GLOBAL_INTERVAL == 0 && (t = take_from_inject(w)))
+		return t;
+	if ((t = afe_rq_pop(&w->queue)))
+		return t;
+	return take_from_inject(w);
+}
+
+/* Polls t, then whatever its poll put in the LIFO slot, within budget. */
+static void run(struct afe_worker *w, struct afe_task *t)
+{
+	for (unsigned lifo_polls = 0;; lifo_polls++) {
+		afe__task_run(t, w);
+		t = w->lifo;
+		if (!t)
+			return;
+		w->lifo = NULL;
+		if (lifo_polls + 1 >= AFE_LIFO_BUDGET) {
+			/* Let the queue's older tasks run first. No wake: this
+			 * worker takes it again soon, as Tokio does too. */
+			push_local(w, t);
+			return;
+		}
+	}
+}
+
+static bool work_anywhere(struct afe_runtime *rt)
+{
+	if (afe_inject_len(&rt->inject))
+		return true;
+	for (uint32_t i = 0; i < rt->num_workers; i++)
+		if (afe_rq_len(&rt->workers[i]->queue))
+			return true;
+	return false;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Searches other queues for up to spin_us before giving up. */
+static struct afe_task *search(struct afe_worker *w)
+{
+	uint64_t deadline = 0;
+	for (;;) {
+		struct afe_task *t = steal(w);
+		if (t || shutting_down(w->rt))
+			return t;
+		uint64_t now = now_ns();
+		if (!deadline)
+			deadline = now + (uint64_t)w->rt->config.spin_us * 1000u;
+		else if (now >= deadline)
+			return NULL;
+		for (int i = 0; i < 32; i++)
+			afe_cpu_relax();
+	}
+}
+
+static void park(struct afe_worker *w)
+{
+	struct afe_runtime *rt = w->rt;
+	bool last_searcher = afe_idle_park(&rt->idle, w->index, w->searching);
+	w->searching = false;
+	/* The seq_cst RMW in afe_idle_park orders our re-check after it. */
+	if (last_searcher && work_anywhere(rt))
+		notify_parked(rt);
+	afe_counter_add(&w->counters.parks, 1);
+	while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0 &&
+	       !shutting_down(rt))
+		afe_futex_wait(&w->park_word, 0, NULL);
+	if (atomic_exchange_explicit(&w->park_word, 0, memory_order_acq_rel)) {
+		/* Whoever set park_word counted us awake and searching. */
+		w->searching = true;
+		afe_counter_add(&w->counters.unparks, 1);
+	} else {
+		afe_idle_unpark_self(&rt->idle, w->index);
+	}
+}
+
+void *afe_worker_main(void *arg)
+{
+	struct afe_worker *w = arg;
+	struct afe_runtime *rt = w->rt;
+	current_worker = w;
+	while (!shutting_down(rt)) {
+		struct afe_task *t = next_task(w);
+		if (!t) {
+			if (!w->searching)
+				w->searching = afe_idle_try_start_searching(&rt->idle);
+			if (w->searching)
+				t = search(w);
+		}
+		if (t) {
+			if (w->searching) {
+				w->searching = false;
+				if (afe_idle_stop_searching(&rt->idle))
+					notify_parked(rt);
+			}
+			run(w, t);
+			continue;
+		}
+		park(w);
+	}
+	current_worker = NULL;
+	return NULL;
+}

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Worker threads: each polls tasks from its LIFO slot, its local run queue,
+ * the runtime's injection queue, and other workers' queues (stealing), and
+ * parks on a futex when there is nothing to do.
+ */
+#ifndef AFE_POOL_WORKER_H
+#define AFE_POOL_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "run_queue.h"
+
+struct afe_runtime;
+struct afe_task;
+
+/* Written only by the owning worker (plain store of load + n, release),
+ * read by anyone (acquire). */
+struct afe_worker_counters {
+	_Atomic uint64_t spawned, completed, polled, stolen, parks, unparks;
+};
+
+static inline void afe_counter_add(_Atomic uint64_t *c, uint64_t n)
+{
+	/* Release pairs with the acquire loads of the metrics reader. */
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_release);
+}
+
+struct afe_worker {
+	struct afe_run_queue queue;
+	struct afe_runtime *rt;
+	uint32_t index;
+	struct afe_task *lifo; /* woken by the running task: polled next */
+	bool searching;
+	uint32_t tick;
+	uint64_t rng;
+	_Alignas(AFE_CACHE_LINE) _Atomic uint32_t park_word; /* 1: wake up */
+	_Alignas(AFE_CACHE_LINE) struct afe_worker_counters counters;
+	pthread_t thread;
+};
+
+/* The worker running on this thread, or NULL. */
+struct afe_worker *afe_worker_current(void);
+
+/* Thread body of a worker. */
+void *afe_worker_main(void *arg);
+
+/* Wakes every worker so it sees the runtime's shutdown flag. */
+void afe_workers_wake_all(struct afe_runtime *rt);
+
+/* How a task came to be queued. */
+enum afe_schedule_kind {
+	AFE_SCHED_WAKE,	 /* woken: the current worker's LIFO slot if any */
+	AFE_SCHED_YIELD, /* woken while running: behind the others */
+	AFE_SCHED_SPAWN, /* new: behind the others */
+};
+
+/* Queues t (which holds a reference for the queue) on rt. Any thread. */
+void afe_schedule(struct afe_runtime *rt, struct afe_task *t, enum afe_schedule_kind kind);
+
+#endif /* AFE_POOL_WORKER_H */

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/* The oneshot. Every field is guarded by the spinlock; a waker taken out
+ * under it is woken after unlocking, so the sender never touches the
+ * oneshot after the receiver could have seen the value. */
+#include "afe/oneshot.h"
+
+#include "../pool/spinlock.h"
+
+enum { EMPTY, SENT, SENDER_CLOSED, RECEIVER_CLOSED, TAKEN };
+
+void afe_oneshot_init(struct afe_oneshot *o)
+{
+	atomic_flag_clear(&o->lock);
+	o->state = EMPTY;
+	o->value = 0;
+	o->receiver.vtable = NULL;
+	o->receiver.data = NULL;
+}
+
+/* Moves the oneshot from EMPTY to next, returning the receiver's waker. */
+static int finish_sending(struct afe_oneshot *o, unsigned char next, intptr_t value)
+{
+	struct afe_waker waker = {0};
+	int err = 0;
+	afe_spin_lock(&o->lock);
+	if (o->state == RECEIVER_CLOSED) {
+		err = -EPIPE;
+	} else if (o->state != EMPTY) {
+		err = -EALREADY;
+	} else {
+		o->value = value;
+		o->state = next;
+		waker = o->receiver;
+		o->receiver.vtable = NULL;
+	}
+	afe_spin_unlock(&o->lock);
+	if (afe_waker_is_set(&waker))
+		afe_waker_wake(&waker);
+	return err;
+}
+
+int afe_oneshot_send(struct afe_oneshot *o, intptr_t value)
+{
+	if (!o)
+		return -EINVAL;
+	return finish_sending(o, SENT, value);
+}
+
+int afe_oneshot_close_sender(struct afe_oneshot *o)
+{
+	if (!o)
+		return -EINVAL;
+	int err = finish_sending(o, SENDER_CLOSED, -EPIPE);
+	return err == -EPIPE ? -EALREADY : err;
+}
+
+static int recv_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_oneshot *o = afe_container_of(f, struct afe_oneshot_recv, base)->oneshot;
+	struct afe_waker stale = {0};
+	int ready = AFE_PENDING;
+	if (!o) {
+		f->result = -EINVAL;
+		return AFE_READY;
+	}
+	afe_spin_lock(&o->lock);
+	if (o->state == SENT || o->state == SENDER_CLOSED) {
+		f->result = o->value;
+		o->state = TAKEN;
+		ready = AFE_READY;
+	} else if (cx->cancel || o->state != EMPTY) {
+		o->state = RECEIVER_CLOSED;
+		f->result = cx->cancel ? -ECANCELED : -EPIPE;
+		ready = AFE_READY;
+	} else if (!o->receiver.vtable || !afe_waker_will_wake(&o->receiver, cx->waker)) {
+		stale = o->receiver;
+		afe_waker_clone(&o->receiver, cx->waker);
+	}
+	if (ready == AFE_READY) {
+		stale = o->receiver;
+		o->receiver.vtable = NULL;
+	}
+	afe_spin_unlock(&o->lock);
+	afe_waker_drop(&stale); /* may free a task: never under the lock */
+	return ready;
+}
+
+void afe_oneshot_recv_init(struct afe_oneshot_recv *r, struct afe_oneshot *o)
+{
+	afe_future_init(&r->base, recv_poll);
+	r->oneshot = o;
+}

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/* Runtime start and stop, the blocking entry point, and figures. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "afe/task.h"
+#include "runtime_internal.h"
+#include "task_internal.h"
+#include "thread_parker.h"
+
+#define AFE_MAX_WORKERS 1024
+
+void afe_runtime_config_default(struct afe_runtime_config *config)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned workers = cpus > 0 ? (unsigned)cpus : 1;
+	const char *env = getenv("AFE_WORKERS");
+	if (env) {
+		char *end;
+		unsigned long v = strtoul(env, &end, 10);
+		if (*env && !*end && v >= 1 && v <= AFE_MAX_WORKERS)
+			workers = (unsigned)v;
+		else
+			fprintf(stderr, "afe: ignoring AFE_WORKERS=%s (want 1..%d)\n", env,
+				AFE_MAX_WORKERS);
+	}
+	config->workers = workers;
+	config->spin_us = 50;
+	config->grace_ms = 1000;
+	config->exit_mode = AFE_EXIT_GRACE;
+}
+
+static void free_runtime(struct afe_runtime *rt)
+{
+	for (uint32_t i = 0; i < rt->num_workers; i++)
+		free(rt->workers[i]);
+	free(rt->workers);
+	afe_idle_destroy(&rt->idle);
+	afe_inject_destroy(&rt->inject);
+	free(rt);
+}
+
+static void stop_workers(struct afe_runtime *rt, uint32_t started)
+{
+	atomic_store_explicit(&rt->shutdown, true, memory_order_release);
+	afe_workers_wake_all(rt);
+	for (uint32_t i = 0; i < started; i++)
+		pthread_join(rt->workers[i]->thread, NULL);
+}
+
+int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config *config)
+{
+	struct afe_runtime_config defaults;
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!config) {
+		afe_runtime_config_default(&defaults);
+		config = &defaults;
+	}
+	if (config->workers > AFE_MAX_WORKERS)
+		return -EINVAL;
+
+	struct afe_runtime *rt = calloc(1, sizeof(*rt));
+	if (!rt)
+		return -ENOMEM;
+	rt->config = *config;
+	if (rt->config.workers == 0) {
+		afe_runtime_config_default(&defaults);
+		rt->config.workers = defaults.workers;
+	}
+	rt->num_workers = rt->config.workers;
+	afe_inject_init(&rt->inject);
+	rt->workers = calloc(rt->num_workers, sizeof(*rt->workers));
+	if (!rt->workers || afe_idle_init(&rt->idle, rt->num_workers) < 0) {
+		free(rt->workers);
+		afe_inject_destroy(&rt->inject);
+		free(rt);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < rt->num_workers; i++) {
+		struct afe_worker *w = aligned_alloc(AFE_CACHE_LINE, sizeof(*w));
+		if (!w) {
+			free_runtime(rt);
+			return -ENOMEM;
+		}
+		memset(w, 0, sizeof(*w));
+		afe_rq_init(&w->queue);
+		w->rt = rt;
+		w->index = i;
+		w->rng = 0x9e3779b97f4a7c15u * (i + 1);
+		rt->workers[i] = w;
+	}
+	for (uint32_t i = 0; i < rt->num_workers; i++) {
+		int err = pthread_create(&rt->workers[i]->thread, NULL, afe_worker_main,
+					 rt->workers[i]);
+		if (err) {
+			stop_workers(rt, i);
+			free_runtime(rt);
+			return -err;
+		}
+	}
+	*out = rt;
+	return 0;
+}
+
+uint64_t afe__runtime_live_tasks(const struct afe_runtime *rt)
+{
+	/* Finished counts first, then spawned: every task counted finished was
+	 * spawned before (acquire chains through the queues), so the
+	 * difference never undercounts. */
+	uint64_t finished = atomic_load_explicit(&rt->dropped, memory_order_acquire);
+	for (uint32_t i = 0; i < rt->num_workers; i++)
+		finished += atomic_load_explicit(&rt->workers[i]->counters.completed,
+						 memory_order_acquire);
+	uint64_t spawned = atomic_load_explicit(&rt->external_spawned, memory_order_acquire);
+	for (uint32_t i = 0; i < rt->num_workers; i++)
+		spawned += atomic_load_explicit(&rt->workers[i]->counters.spawned,
+						memory_order_acquire);
+	return spawned > finished ? spawned - finished : 0;
+}
+
+static bool is_own_worker(const struct afe_runtime *rt)
+{
+	return afe_runtime_current() == rt;
+}
+
+int afe_runtime_destroy(struct afe_runtime *rt)
+{
+	if (!rt || is_own_worker(rt))
+		return -EINVAL;
+	stop_workers(rt, rt->num_workers);
+	uint64_t left = afe__runtime_live_tasks(rt);
+	/* Release the queues' references; a task someone's waker still holds
+	 * stays allocated, and a wake of it after this point is refused by
+	 * nothing: so destroy only once such wakers are gone. */
+	struct afe_task *batch[64];
+	uint32_t n;
+	while ((n = afe_inject_pop_batch(&rt->inject, batch, 64)))
+		for (uint32_t i = 0; i < n; i++)
+			afe__task_discard(batch[i]);
+	for (uint32_t i = 0; i < rt->num_workers; i++) {
+		struct afe_worker *w = rt->workers[i];
+		struct afe_task *t;
+		if (w->lifo)
+			afe__task_discard(w->lifo);
+		while ((t = afe_rq_pop(&w->queue)))
+			afe__task_discard(t);
+	}
+	free_runtime(rt);
+	return left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+unsigned afe_runtime_workers(const struct afe_runtime *rt)
+{
+	return rt ? rt->num_workers : 0;
+}
+
+int afe_runtime_metrics(const struct afe_runtime *rt, struct afe_metrics *m)
+{
+	if (!rt || !m)
+		return -EINVAL;
+	memset(m, 0, sizeof(*m));
+	m->spawned = atomic_load_explicit(&rt->external_spawned, memory_order_acquire);
+	m->completed = atomic_load_explicit(&rt->dropped, memory_order_acquire);
+	m->injected = atomic_load_explicit(&rt->injected, memory_order_relaxed);
+	for (uint32_t i = 0; i < rt->num_workers; i++) {
+		const struct afe_worker_counters *c = &rt->workers[i]->counters;
+		m->spawned += atomic_load_explicit(&c->spawned, memory_order_acquire);
+		m->completed += atomic_load_explicit(&c->completed, memory_order_acquire);
+		m->polled += atomic_load_explicit(&c->polled, memory_order_acquire);
+		m->stolen += atomic_load_explicit(&c->stolen, memory_order_acquire);
+		m->parks += atomic_load_explicit(&c->parks, memory_order_acquire);
+		m->unparks += atomic_load_explicit(&c->unparks, memory_order_acquire);
+	}
+	return 0;
+}
+
+int afe_block_on_raw(struct afe_runtime *rt, const void *obj, size_t size,
+		     const struct afe_future *base, intptr_t *result)
+{
+	if (!rt)
+		return -EINVAL;
+	if (afe_runtime_current())
+		return -EDEADLK;
+	struct afe_thread_parker *parker = afe_thread_parker_new();
+	if (!parker)
+		return -ENOMEM;
+	struct afe_join_handle handle;
+	int err = afe_spawn_raw(rt, obj, size, base, &handle);
+	if (err < 0) {
+		afe_thread_parker_release(parker);
+		return err;
+	}
+	struct afe_join join;
+	afe_join_init(&join, &handle);
+	struct afe_waker waker = afe_thread_parker_waker(parker);
+	struct afe_context cx = {.waker = &waker, .task = NULL, .cancel = false};
+	while (afe_future_poll(&join.base, &cx) == AFE_PENDING)
+		afe_thread_parker_wait(parker);
+	afe_thread_parker_release(parker);
+	if (result)
+		*result = join.base.result;
+	return 0;
+}
+
+int afe_runtime_wait_idle(struct afe_runtime *rt, int timeout_ms)
+{
+	if (!rt)
+		return -EINVAL;
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	/* Polled every millisecond: exit paths only, so a futex per
+	 * completion on the hot path is not worth it. */
+	for (;;) {
+		uint64_t left = afe__runtime_live_tasks(rt);
+		if (left == 0)
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		int64_t elapsed_ms = (now.tv_sec - start.tv_sec) * 1000 +
+				     (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (timeout_ms >= 0 && elapsed_ms >= timeout_ms)
+			return left > INT32_MAX ? INT32_MAX : (int)left;
+		struct timespec ms = {.tv_sec = 0, .tv_nsec = 1000000};
+		nanosleep(&ms, NULL);
+	}
+}
+
+static int exit_status(intptr_t result)
+{
+	if (result >= 0 && result <= 255)
+		return (int)result;
+	if (result < 0 && result > -4096)
+		fprintf(stderr, "afe: root future failed: %s\n", strerror((int)-result));
+	else
+		fprintf(stderr, "afe: root future returned %jd, not an exit status\n",
+			(intmax_t)result);
+	return 1;
+}
+
+int afe_main_run(const void *obj, size_t size, const struct afe_future *base,
+		 const struct afe_runtime_config *config)
+{
+	struct afe_runtime_config cfg;
+	if (config)
+		cfg = *config;
+	else
+		afe_runtime_config_default(&cfg);
+	struct afe_runtime *rt;
+	int err = afe_runtime_create(&rt, &cfg);
+	if (err < 0) {
+		fprintf(stderr, "afe: cannot start the runtime: %s\n", strerror(-err));
+		return 1;
+	}
+	intptr_t result = 0;
+	err = afe_block_on_raw(rt, obj, size, base, &result);
+	if (err < 0) {
+		fprintf(stderr, "afe: cannot run the root future: %s\n", strerror(-err));
+		afe_runtime_destroy(rt);
+		return 1;
+	}
+	int status = exit_status(result);
+	int timeout = cfg.exit_mode == AFE_EXIT_WAIT_ALL ? -1
+		      : cfg.exit_mode == AFE_EXIT_IMMEDIATE ? 0
+							    : (int)cfg.grace_ms;
+	int left = afe_runtime_wait_idle(rt, timeout);
+	if (left > 0) {
+		/* Running tasks cannot be stopped mid-poll: end the process. */
+		if (cfg.exit_mode != AFE_EXIT_IMMEDIATE)
+			fprintf(stderr, "afe: %d task(s) still running at exit\n", left);
+		fflush(NULL);
+		_exit(status);
+	}
+	afe_runtime_destroy(rt);
+	return status;
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef AFE_RUNTIME_INTERNAL_H
+#define AFE_RUNTIME_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "afe/runtime.h"
+#include "../pool/idle.h"
+#include "../pool/inject_queue.h"
+#include "../pool/worker.h"
+
+struct afe_runtime {
+	struct afe_runtime_config config;
+	uint32_t num_workers;
+	struct afe_worker **workers;
+	struct afe_inject_queue inject;
+	struct afe_idle idle;
+	_Atomic bool shutdown; /* destroy has begun: no spawns, workers exit */
+	/* Counters of work that happens outside the workers. */
+	_Atomic uint64_t external_spawned, injected, dropped;
+};
+
+/* Tasks spawned and not yet finished (never undercounts). */
+uint64_t afe__runtime_live_tasks(const struct afe_runtime *rt);
+
+#endif /* AFE_RUNTIME_INTERNAL_H */

@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: MIT */
+/* The task state machine, spawning, and the join and cancel futures.
+ * The protocol is described in task_internal.h. */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "afe/task.h"
+#include "runtime_internal.h"
+#include "task_internal.h"
+
+#define AFE_TASK_HEADER_SIZE \
+	((sizeof(struct afe_task) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1))
+
+_Static_assert(sizeof(struct afe_task) <= 64, "the task header fits one cache line");
+
+/* ---- references ---------------------------------------------------- */
+
+static void task_dealloc(struct afe_task *t)
+{
+	uint64_t state = atomic_load_explicit(&t->state, memory_order_relaxed);
+	if (!(state & AFE_TASK_COMPLETE)) {
+		/* Unreachable before finishing: nobody can wake it any more. */
+		atomic_fetch_add_explicit(&t->rt->dropped, 1, memory_order_acq_rel);
+	}
+	afe_waker_drop(&t->join_waker);
+	free(t);
+}
+
+void afe__task_release(struct afe_task *t)
+{
+	/* acq_rel: every use of the task by this holder happens before the
+	 * free done by whoever drops the last reference. */
+	uint64_t prev = atomic_fetch_sub_explicit(&t->state, AFE_TASK_REF_ONE,
+						  memory_order_acq_rel);
+	assert(afe__task_refs(prev) >= 1);
+	if (afe__task_refs(prev) == 1)
+		task_dealloc(t);
+}
+
+void afe__task_discard(struct afe_task *t)
+{
+	/* The queue's reference; the future is never polled again. */
+	afe__task_release(t);
+}
+
+/* ---- the task's waker ------------------------------------------------ */
+
+static void waker_clone(void *data)
+{
+	struct afe_task *t = data;
+	/* Relaxed: the caller already holds a reference. */
+	atomic_fetch_add_explicit(&t->state, AFE_TASK_REF_ONE, memory_order_relaxed);
+}
+
+static void waker_drop(void *data)
+{
+	afe__task_release(data);
+}
+
+/* Marks t notified. Returns true when the caller must queue it, having
+ * provided the queue's reference (consume: the waker's own; else a new). */
+static bool transition_to_notified(struct afe_task *t, bool consume)
+{
+	uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+	for (;;) {
+		uint64_t ns;
+		bool queue = false;
+		if (s & (AFE_TASK_COMPLETE | AFE_TASK_NOTIFIED)) {
+			ns = consume ? s - AFE_TASK_REF_ONE : s;
+		} else if (s & AFE_TASK_RUNNING) {
+			/* The worker queues it again when the poll ends. */
+			ns = (s | AFE_TASK_NOTIFIED) - (consume ? AFE_TASK_REF_ONE : 0);
+		} else {
+			ns = (s | AFE_TASK_NOTIFIED) + (consume ? 0 : AFE_TASK_REF_ONE);
+			queue = true;
+		}
+		/* acq_rel: pairs with the worker's CAS that ends a poll, so a
+		 * wake after the poll's reads is seen by that CAS or queues. */
+		if (atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acq_rel,
+							  memory_order_acquire)) {
+			if (consume && afe__task_refs(ns) == 0)
+				task_dealloc(t);
+			return queue;
+		}
+	}
+}
+
+static void waker_wake(void *data)
+{
+	struct afe_task *t = data;
+	if (transition_to_notified(t, true))
+		afe_schedule(t->rt, t, AFE_SCHED_WAKE);
+}
+
+static void waker_wake_by_ref(void *data)
+{
+	struct afe_task *t = data;
+	if (transition_to_notified(t, false))
+		afe_schedule(t->rt, t, AFE_SCHED_WAKE);
+}
+
+static const struct afe_waker_vtable task_waker_vtable = {
+	.clone = waker_clone,
+	.wake = waker_wake,
+	.wake_by_ref = waker_wake_by_ref,
+	.drop = waker_drop,
+};
+
+/* ---- running ----------------------------------------------------------- */
+
+static void complete(struct afe_task *t, struct afe_worker *w)
+{
+	t->output = t->future->result;
+	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	uint64_t ns;
+	do {
+		ns = (s & ~(AFE_TASK_RUNNING | AFE_TASK_NOTIFIED)) | AFE_TASK_COMPLETE;
+		/* Release publishes output to the joiner's acquire load; acquire
+		 * makes the joiner's waker write visible to us. */
+	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acq_rel,
+							 memory_order_relaxed));
+	if ((s & AFE_TASK_JOIN_INTEREST) && (s & AFE_TASK_JOIN_WAKER))
+		afe_waker_wake_by_ref(&t->join_waker);
+	afe_counter_add(&w->counters.completed, 1);
+	afe__task_release(t); /* the queue's reference */
+}
+
+void afe__task_run(struct afe_task *t, struct afe_worker *w)
+{
+	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	uint64_t ns;
+	do {
+		assert(s & AFE_TASK_NOTIFIED);
+		ns = (s & ~AFE_TASK_NOTIFIED) | AFE_TASK_RUNNING;
+		/* Acquire: what the waker wrote before waking is visible to the
+		 * poll. */
+	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acquire,
+							 memory_order_relaxed));
+	if (AFE_UNLIKELY(s & AFE_TASK_COMPLETE)) {
+		afe__task_release(t);
+		return;
+	}
+
+	struct afe_waker waker = {.vtable = &task_waker_vtable, .data = t};
+	struct afe_context cx = {
+		.waker = &waker,
+		.task = t,
+		.cancel = (ns & AFE_TASK_CANCELLED) != 0,
+	};
+	afe_counter_add(&w->counters.polled, 1);
+	if (afe_future_poll(t->future, &cx) == AFE_READY) {
+		complete(t, w);
+		return;
+	}
+
+	s = ns;
+	bool again;
+	do {
+		again = (s & AFE_TASK_NOTIFIED) != 0;
+		/* Woken while running: keep the queue's reference and requeue. */
+		ns = (s & ~AFE_TASK_RUNNING) - (again ? 0 : AFE_TASK_REF_ONE);
+		/* Release: the poll's writes happen before the next poll, which
+		 * another worker may run; pairs with the acquire above. */
+	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acq_rel,
+							 memory_order_relaxed));
+	if (again)
+		afe_schedule(t->rt, t, AFE_SCHED_YIELD);
+	else if (afe__task_refs(ns) == 0)
+		task_dealloc(t);
+}
+
+/* ---- spawning ------------------------------------------------------------ */
+
+static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
+		 const struct afe_future *base, struct afe_join_handle *handle,
+		 bool cancel_on_drop)
+{
+	if (handle) {
+		handle->task = NULL;
+		handle->cancel_on_drop = false;
+	}
+	if (!rt)
+		rt = afe_runtime_current();
+	if (!rt || !obj || !base || !base->poll)
+		return -EINVAL;
+	const char *start = obj, *b = (const char *)base;
+	if (b < start || size < sizeof(*base) || (size_t)(b - start) > size - sizeof(*base))
+		return -EINVAL;
+	if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
+		return -ESHUTDOWN;
+	if (size > SIZE_MAX - AFE_TASK_HEADER_SIZE)
+		return -ENOMEM;
+
+	struct afe_task *t = malloc(AFE_TASK_HEADER_SIZE + size);
+	if (!t)
+		return -ENOMEM;
+	char *storage = (char *)t + AFE_TASK_HEADER_SIZE;
+	memcpy(storage, obj, size);
+	t->next = NULL;
+	t->rt = rt;
+	t->future = (struct afe_future *)(void *)(storage + (b - start));
+	t->output = 0;
+	t->join_waker.vtable = NULL;
+	t->join_waker.data = NULL;
+	uint64_t state = AFE_TASK_NOTIFIED + AFE_TASK_REF_ONE; /* the queue's */
+	if (handle) {
+		state += AFE_TASK_JOIN_INTEREST + AFE_TASK_REF_ONE;
+		handle->task = t;
+		handle->cancel_on_drop = cancel_on_drop;
+	}
+	atomic_init(&t->state, state);
+
+	struct afe_worker *w = afe_worker_current();
+	if (w && w->rt == rt)
+		afe_counter_add(&w->counters.spawned, 1);
+	else
+		atomic_fetch_add_explicit(&rt->external_spawned, 1, memory_order_acq_rel);
+	afe_schedule(rt, t, AFE_SCHED_SPAWN);
+	return 0;
+}
+
+int afe_spawn_raw(struct afe_runtime *rt, const void *obj, size_t size,
+		  const struct afe_future *base, struct afe_join_handle *handle)
+{
+	return spawn(rt, obj, size, base, handle, false);
+}
+
+int afe_spawn_child_raw(struct afe_runtime *rt, const void *obj, size_t size,
+			const struct afe_future *base, struct afe_join_handle *handle)
+{
+	if (!handle)
+		return -EINVAL; /* a child without a handle could never be cancelled */
+	return spawn(rt, obj, size, base, handle, true);
+}
+
+/* ---- handles ------------------------------------------------------------- */
+
+static void request_cancel(struct afe_task *t)
+{
+	uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+	uint64_t ns;
+	bool queue;
+	do {
+		if (s & (AFE_TASK_COMPLETE | AFE_TASK_CANCELLED))
+			return;
+		queue = false;
+		if (s & (AFE_TASK_RUNNING | AFE_TASK_NOTIFIED)) {
+			ns = s | AFE_TASK_CANCELLED | AFE_TASK_NOTIFIED;
+		} else {
+			ns = (s | AFE_TASK_CANCELLED | AFE_TASK_NOTIFIED) + AFE_TASK_REF_ONE;
+			queue = true;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acq_rel,
+							 memory_order_acquire));
+	if (queue)
+		afe_schedule(t->rt, t, AFE_SCHED_WAKE);
+}
+
+void afe_join_handle_drop(struct afe_join_handle *handle)
+{
+	if (!handle || !handle->task)
+		return;
+	struct afe_task *t = handle->task;
+	handle->task = NULL;
+	if (handle->cancel_on_drop)
+		request_cancel(t);
+	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	uint64_t ns;
+	do {
+		ns = (s & ~AFE_TASK_JOIN_INTEREST) - AFE_TASK_REF_ONE;
+	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acq_rel,
+							 memory_order_relaxed));
+	if (afe__task_refs(ns) == 0)
+		task_dealloc(t);
+}
+
+bool afe_join_handle_is_finished(const struct afe_join_handle *handle)
+{
+	if (!handle || !handle->task)
+		return false;
+	return (atomic_load_explicit(&handle->task->state, memory_order_acquire) &
+		AFE_TASK_COMPLETE) != 0;
+}
+
+/* Stores the joiner's waker unless t completed meanwhile.
+ * Returns true when t is complete (its output readable). */
+static bool register_join_waker(struct afe_task *t, const struct afe_context *cx)
+{
+	uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+	if (s & AFE_TASK_COMPLETE)
+		return true;
+	if (s & AFE_TASK_JOIN_WAKER) {
+		if (afe_waker_will_wake(&t->join_waker, cx->waker))
+			return false;
+		/* Take the slot back before rewriting it. */
+		do {
+			if (s & AFE_TASK_COMPLETE)
+				return true;
+		} while (!atomic_compare_exchange_weak_explicit(
+			&t->state, &s, s & ~AFE_TASK_JOIN_WAKER, memory_order_acq_rel,
+			memory_order_acquire));
+		afe_waker_drop(&t->join_waker);
+	}
+	afe_waker_clone(&t->join_waker, cx->waker);
+	s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	do {
+		if (s & AFE_TASK_COMPLETE) {
+			afe_waker_drop(&t->join_waker);
+			return true;
+		}
+		/* Release hands the slot to the completing worker's acquire. */
+	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, s | AFE_TASK_JOIN_WAKER,
+							 memory_order_acq_rel,
+							 memory_order_acquire));
+	return false;
+}
+
+/* Shared by join and cancel: ready once the task finished. */
+static int poll_finished(struct afe_future *f, struct afe_join_handle *h,
+			 struct afe_context *cx)
+{
+	if (!h->task) {
+		f->result = -EINVAL;
+		return AFE_READY;
+	}
+	if (cx->cancel) {
+		afe_join_handle_drop(h);
+		f->result = -ECANCELED;
+		return AFE_READY;
+	}
+	if (!register_join_waker(h->task, cx))
+		return AFE_PENDING;
+	f->result = h->task->output;
+	/* A finished task has nothing left to cancel: release it plainly. */
+	h->cancel_on_drop = false;
+	afe_join_handle_drop(h);
+	return AFE_READY;
+}
+
+static int join_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_join *j = afe_container_of(f, struct afe_join, base);
+	return poll_finished(f, &j->handle, cx);
+}
+
+int afe_join_init(struct afe_join *join, struct afe_join_handle *handle)
+{
+	afe_future_init(&join->base, join_poll);
+	join->handle.task = NULL;
+	join->handle.cancel_on_drop = false;
+	if (!handle || !handle->task)
+		return -EINVAL;
+	join->handle = *handle;
+	handle->task = NULL;
+	return 0;
+}
+
+static int cancel_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_cancel *c = afe_container_of(f, struct afe_cancel, base);
+	if (c->handle.task && !c->requested) {
+		request_cancel(c->handle.task);
+		c->requested = true;
+	}
+	return poll_finished(f, &c->handle, cx);
+}
+
+int afe_cancel_init(struct afe_cancel *cancel, struct afe_join_handle *handle)
+{
+	afe_future_init(&cancel->base, cancel_poll);
+	cancel->handle.task = NULL;
+	cancel->handle.cancel_on_drop = false;
+	cancel->requested = false;
+	if (!handle || !handle->task)
+		return -EINVAL;
+	cancel->handle = *handle;
+	handle->task = NULL;
+	return 0;
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The task: one allocation holding this header and a copy of the future.
+ *
+ * Its state word packs flags and a reference count:
+ *   RUNNING        a worker is polling the future
+ *   NOTIFIED       the task is queued, or must be queued again after the
+ *                  poll in progress (a wake that arrives while running)
+ *   COMPLETE       the future finished; output is valid
+ *   CANCELLED      cancellation was requested: poll with cx->cancel
+ *   JOIN_INTEREST  a join handle still exists
+ *   JOIN_WAKER     join_waker holds the joiner's waker
+ * References are held by the join handle, by the run queue while NOTIFIED,
+ * and by every clone of the task's waker. The last release frees the task.
+ *
+ * No lost wakeup: a wake either finds the task idle and queues it (taking
+ * a reference for the queue), finds it queued and does nothing, or finds it
+ * RUNNING and sets NOTIFIED, which the worker sees in the same CAS that
+ * ends the poll, and queues the task again.
+ *
+ * join_waker: the joiner writes it only while JOIN_WAKER is clear and the
+ * task is not COMPLETE; the completing worker reads it only when it set
+ * COMPLETE while JOIN_WAKER was set. The CASes on state hand it over.
+ */
+#ifndef AFE_TASK_INTERNAL_H
+#define AFE_TASK_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "afe/future.h"
+
+#define AFE_TASK_RUNNING (UINT64_C(1) << 0)
+#define AFE_TASK_NOTIFIED (UINT64_C(1) << 1)
+#define AFE_TASK_COMPLETE (UINT64_C(1) << 2)
+#define AFE_TASK_CANCELLED (UINT64_C(1) << 3)
+#define AFE_TASK_JOIN_INTEREST (UINT64_C(1) << 4)
+#define AFE_TASK_JOIN_WAKER (UINT64_C(1) << 5)
+#define AFE_TASK_REF_SHIFT 16
+#define AFE_TASK_REF_ONE (UINT64_C(1) << AFE_TASK_REF_SHIFT)
+
+struct afe_runtime;
+struct afe_worker;
+
+struct afe_task {
+	_Atomic uint64_t state;
+	struct afe_task *next; /* link in the injection queue */
+	struct afe_runtime *rt;
+	struct afe_future *future; /* points into this allocation */
+	intptr_t output;
+	struct afe_waker join_waker;
+};
+
+/* Polls t once on worker w; t was taken from a run queue (NOTIFIED).
+ * Queues it again on w if it was woken while running. */
+void afe__task_run(struct afe_task *t, struct afe_worker *w);
+
+/* Releases one reference; frees the task when it was the last. */
+void afe__task_release(struct afe_task *t);
+
+/* Frees a task that is still queued while the runtime is destroyed. */
+void afe__task_discard(struct afe_task *t);
+
+static inline uint64_t afe__task_refs(uint64_t state)
+{
+	return state >> AFE_TASK_REF_SHIFT;
+}
+
+#endif /* AFE_TASK_INTERNAL_H */

@@ -1,0 +1,2 @@
+#include <afe.h>
+int main(void){return 0;}
