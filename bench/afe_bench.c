@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * afe_bench WORKLOAD [--name=value ...]: the workloads of shared/BENCH.md,
+ * one JSON line each. `afe_bench all` runs every workload at its defaults.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+static const struct {
+	const char *name;
+	int (*run)(const struct bench_args *a);
+} workloads[] = {
+	{"spawn_join", workload_spawn_join},
+	{"yield", workload_yield},
+	{"ping_pong", workload_ping_pong},
+};
+
+#define WORKLOAD_COUNT (sizeof(workloads) / sizeof(workloads[0]))
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: afe_bench WORKLOAD [--name=value ...]\nworkloads: all");
+	for (size_t i = 0; i < WORKLOAD_COUNT; i++)
+		fprintf(stderr, " %s", workloads[i].name);
+	fputc('\n', stderr);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage();
+	struct bench_args args = {.argc = argc - 2, .argv = argv + 2};
+	if (!strcmp(argv[1], "all")) {
+		struct bench_args none = {0};
+		for (size_t i = 0; i < WORKLOAD_COUNT; i++)
+			if (workloads[i].run(&none))
+				return 1;
+		return 0;
+	}
+	for (size_t i = 0; i < WORKLOAD_COUNT; i++)
+		if (!strcmp(argv[1], workloads[i].name))
+			return workloads[i].run(&args);
+	return usage();
+}

@@ -181,7 +181,8 @@ static inline void afe_context_yield(struct afe_context *cx)
  * - No await or yield inside a switch statement of your own.
  * - At most one await or yield per source line.
  * - The awaited child future lives in the parent's struct, so awaiting
- *   allocates nothing; initialise it before each await.
+ *   allocates nothing; initialise it before each await. The macro
+ *   argument is evaluated at every poll: pass a plain pointer.
  * - On cancellation the child being awaited is cancelled and awaited
  *   first, then control goes to the cleanup section with result
  *   -ECANCELED. Awaits inside the cleanup section are not cancelled.

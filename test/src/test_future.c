@@ -1,2 +1,187 @@
-#include <criterion/criterion.h>
-Test(x, y) {}
+/* SPDX-License-Identifier: MIT */
+/* The async-function macros and waker helpers, polled by hand. */
+#include "helpers.h"
+
+/* A child that stays pending `pending_polls` times (waking itself each
+ * time), counts how often it was asked to cancel, and returns 5. */
+struct child {
+	struct afe_future base;
+	int pending_polls, cancels, cancel_polls_needed;
+};
+
+static int child_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct child *c = afe_container_of(f, struct child, base);
+	if (cx->cancel) {
+		c->cancels++;
+		if (c->cancel_polls_needed-- > 0)
+			return AFE_PENDING; /* still winding down */
+		f->result = -ECANCELED;
+		return AFE_READY;
+	}
+	if (c->pending_polls-- > 0) {
+		afe_waker_wake_by_ref(cx->waker);
+		return AFE_PENDING;
+	}
+	f->result = 5;
+	return AFE_READY;
+}
+
+struct parent {
+	struct afe_future base;
+	struct child child, cleanup_child;
+	int body_done, cleanups, got;
+};
+
+static int parent_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct parent *p = afe_container_of(f, struct parent, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	AFE_AWAIT_INTO(p->got, &p->child.base);
+	p->body_done = 1;
+	AFE_RETURN(p->got * 2);
+	AFE_CLEANUP;
+	p->cleanups++;
+	/* An await in cleanup runs to completion even when cancelling. */
+	AFE_AWAIT(&p->cleanup_child.base);
+	AFE_ASYNC_END;
+}
+
+static void parent_init(struct parent *p, int child_pending)
+{
+	*p = (struct parent){0};
+	afe_future_init(&p->base, parent_poll);
+	afe_future_init(&p->child.base, child_poll);
+	afe_future_init(&p->cleanup_child.base, child_poll);
+	p->child.pending_polls = child_pending;
+	p->cleanup_child.pending_polls = 1;
+}
+
+Test(future, await_returns_child_result_then_runs_cleanup)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct parent p;
+	parent_init(&p, 2);
+	int polls = 0;
+	while (afe_future_poll(&p.base, &cx) == AFE_PENDING)
+		polls++;
+	cr_assert_eq(polls, 3, "2 pending child polls + 1 in cleanup");
+	cr_assert_eq(p.base.result, 10);
+	cr_assert_eq(p.body_done, 1);
+	cr_assert_eq(p.cleanups, 1);
+	cr_assert_eq(atomic_load(&cw.wakes), 3);
+	cr_assert(afe_future_is_done(&p.base));
+	/* Fused: polling again changes nothing. */
+	cr_assert_eq(afe_future_poll(&p.base, &cx), AFE_READY);
+	cr_assert_eq(p.cleanups, 1);
+}
+
+Test(future, cancel_winds_down_child_then_cleanup)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct parent p;
+	parent_init(&p, 100);
+	p.child.cancel_polls_needed = 2;
+	cr_assert_eq(afe_future_poll(&p.base, &cx), AFE_PENDING);
+	cx.cancel = true;
+	/* The child needs two more polls to wind down; then the cleanup's
+	 * own await needs one. */
+	cr_assert_eq(afe_future_poll(&p.base, &cx), AFE_PENDING);
+	cr_assert_eq(afe_future_poll(&p.base, &cx), AFE_PENDING);
+	cr_assert_eq(afe_future_poll(&p.base, &cx), AFE_PENDING);
+	cr_assert_eq(afe_future_poll(&p.base, &cx), AFE_READY);
+	cr_assert_eq(p.child.cancels, 3);
+	cr_assert_eq(p.cleanup_child.cancels, 0, "cleanup awaits are not cancelled");
+	cr_assert_eq(p.body_done, 0);
+	cr_assert_eq(p.cleanups, 1);
+	cr_assert_eq(p.base.result, -ECANCELED);
+}
+
+Test(future, cancel_before_first_poll_runs_only_cleanup)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, true);
+	struct parent p;
+	parent_init(&p, 0);
+	p.cleanup_child.pending_polls = 0;
+	cr_assert_eq(afe_future_poll(&p.base, &cx), AFE_READY);
+	cr_assert_eq(p.child.cancels, 0);
+	cr_assert_eq(p.cleanups, 1);
+	cr_assert_eq(p.base.result, -ECANCELED);
+}
+
+struct looper {
+	struct afe_future base;
+	int i, sum;
+	struct child c;
+};
+
+static int looper_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct looper *l = afe_container_of(f, struct looper, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	/* Each macro is a single statement: a loop body without braces. */
+	for (l->i = 0; l->i < 4; l->i++)
+		AFE_YIELD();
+	afe_future_init(&l->c.base, child_poll);
+	for (l->i = 0; l->i < 3; l->i++)
+		AFE_AWAIT_INTO(l->sum, &l->c.base); /* done after the first: fused */
+	AFE_RETURN(l->sum + l->i);
+	AFE_ASYNC_END;
+}
+
+Test(future, macros_work_as_unbraced_loop_bodies)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct looper l = {0};
+	afe_future_init(&l.base, looper_poll);
+	int polls = 1;
+	while (afe_future_poll(&l.base, &cx) == AFE_PENDING)
+		polls++;
+	cr_assert_eq(polls, 5, "four yields, then the awaits are ready at once");
+	cr_assert_eq(atomic_load(&cw.wakes), 4, "each yield wakes its own task");
+	cr_assert_eq(l.base.result, 8);
+}
+
+Test(future, waker_register_keeps_the_same_waker_and_replaces_another)
+{
+	struct counting_waker a, b;
+	counting_waker_init(&a);
+	counting_waker_init(&b);
+	struct afe_context ca = counting_context(&a, false), cb = counting_context(&b, false);
+	struct afe_waker slot = {0};
+	cr_assert_not(afe_waker_is_set(&slot));
+	afe_waker_register(&slot, &ca);
+	afe_waker_register(&slot, &ca);
+	cr_assert_eq(atomic_load(&a.refs), 1, "the same waker is not cloned twice");
+	afe_waker_register(&slot, &cb);
+	cr_assert_eq(atomic_load(&a.refs), 0, "the old waker was dropped");
+	cr_assert_eq(atomic_load(&b.refs), 1);
+	cr_assert(afe_waker_will_wake(&slot, &b.waker));
+	afe_waker_wake_by_ref(&slot);
+	cr_assert_eq(atomic_load(&b.wakes), 1);
+	afe_waker_wake(&slot);
+	cr_assert_not(afe_waker_is_set(&slot), "wake empties the slot");
+	cr_assert_eq(atomic_load(&b.refs), 0);
+	afe_waker_drop(&slot); /* dropping an empty waker is a no-op */
+}
+
+Test(future, init_resets_a_finished_future)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct child c = {0};
+	afe_future_init(&c.base, child_poll);
+	cr_assert_eq(afe_future_poll(&c.base, &cx), AFE_READY);
+	afe_future_init(&c.base, child_poll);
+	cr_assert_not(afe_future_is_done(&c.base));
+	cr_assert_eq(c.base.result, 0);
+}

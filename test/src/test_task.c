@@ -1,2 +1,292 @@
-#include <criterion/criterion.h>
-Test(x, y) {}
+/* SPDX-License-Identifier: MIT */
+/* Spawning, joining, detaching and cancelling tasks. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "src/runtime_internal.h"
+
+Test(task, spawn_and_join_returns_the_result)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct yielder y = yielder_make(3, 42);
+	cr_assert_eq(test_block_on(rt, &y), 42);
+	test_runtime_destroy(rt);
+}
+
+/* Spawns a child from inside a task and joins it twice through the same
+ * handle: the second join gets -EINVAL because the first took the handle. */
+struct join_twice {
+	struct afe_future base;
+	struct afe_join_handle h;
+	struct afe_join first, second;
+	int spawn_err, second_init_err;
+};
+
+static int join_twice_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct join_twice *self = afe_container_of(f, struct join_twice, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	struct yielder y = yielder_make(2, 7);
+	self->spawn_err = afe_spawn(NULL, &y, &self->h);
+	afe_join_init(&self->first, &self->h);
+	AFE_AWAIT(&self->first.base);
+	self->second_init_err = afe_join_init(&self->second, &self->h);
+	AFE_AWAIT(&self->second.base);
+	AFE_RETURN(self->first.base.result);
+	AFE_ASYNC_END;
+}
+
+/* Keeps its own results where the test can see them. */
+static struct join_twice *observed;
+static int observe_poll(struct afe_future *f, struct afe_context *cx)
+{
+	int r = join_twice_poll(f, cx);
+	if (r == AFE_READY)
+		*observed = *afe_container_of(f, struct join_twice, base);
+	return r;
+}
+
+Test(task, spawn_inside_a_task_and_join_twice)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct join_twice seen = {0}, jt = {0};
+	observed = &seen;
+	afe_future_init(&jt.base, observe_poll);
+	cr_assert_eq(test_block_on(rt, &jt), 7);
+	cr_assert_eq(seen.spawn_err, 0);
+	cr_assert_eq(seen.second_init_err, -EINVAL);
+	cr_assert_eq(seen.second.base.result, -EINVAL);
+	test_runtime_destroy(rt);
+}
+
+Test(task, bad_spawn_arguments_are_refused)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct yielder y = yielder_make(0, 1);
+	struct afe_join_handle h = {.task = (void *)1};
+	/* No runtime given and none current: this thread is no worker. */
+	cr_assert_eq(afe_spawn(NULL, &y, &h), -EINVAL);
+	cr_assert_null(h.task, "a failed spawn leaves the handle empty");
+	cr_assert_eq(afe_spawn_raw(rt, NULL, sizeof(y), &y.base, &h), -EINVAL);
+	cr_assert_eq(afe_spawn_raw(rt, &y, sizeof(y), NULL, &h), -EINVAL);
+	struct yielder other = yielder_make(0, 1);
+	cr_assert_eq(afe_spawn_raw(rt, &y, sizeof(y), &other.base, &h), -EINVAL,
+		     "base outside the object");
+	cr_assert_eq(afe_spawn_raw(rt, &y, 4, &y.base, &h), -EINVAL, "size too small");
+	struct yielder no_poll = {0};
+	cr_assert_eq(afe_spawn(rt, &no_poll, &h), -EINVAL, "a future without poll");
+	cr_assert_eq(afe_spawn_child_raw(rt, &y, sizeof(y), &y.base, NULL), -EINVAL);
+	struct afe_join j;
+	cr_assert_eq(afe_join_init(&j, NULL), -EINVAL);
+	struct afe_cancel c;
+	cr_assert_eq(afe_cancel_init(&c, &h), -EINVAL);
+	afe_join_handle_drop(&h); /* empty: no-op */
+	afe_join_handle_drop(NULL);
+	cr_assert_not(afe_join_handle_is_finished(&h));
+	test_runtime_destroy(rt);
+}
+
+/* Under AddressSanitizer a huge malloc must fail, not abort. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "allocator_may_return_null=1";
+}
+
+Test(task, allocation_failure_is_reported)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct yielder y = yielder_make(0, 1);
+	struct afe_join_handle h;
+	/* A size no allocator can satisfy; spawn must fail before copying. */
+	cr_assert_eq(afe_spawn_raw(rt, &y, (size_t)1 << 62, &y.base, &h), -ENOMEM);
+	cr_assert_eq(afe_spawn_raw(rt, &y, SIZE_MAX, &y.base, &h), -ENOMEM);
+	test_runtime_destroy(rt);
+}
+
+/* A detached task runs to completion: it bumps a counter after yielding. */
+static atomic_int detached_done;
+struct bump {
+	struct afe_future base;
+	int i;
+};
+static int bump_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct bump *b = afe_container_of(f, struct bump, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	for (b->i = 0; b->i < 100; b->i++)
+		AFE_YIELD();
+	atomic_fetch_add(&detached_done, 1);
+	AFE_ASYNC_END;
+}
+
+Test(task, dropping_a_handle_detaches_and_the_task_finishes)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	atomic_store(&detached_done, 0);
+	for (int i = 0; i < 100; i++) {
+		struct bump b = {0};
+		afe_future_init(&b.base, bump_poll);
+		struct afe_join_handle h;
+		cr_assert_eq(afe_spawn(rt, &b, &h), 0);
+		afe_join_handle_drop(&h); /* while it runs */
+		cr_assert_null(h.task);
+	}
+	struct bump b = {0};
+	afe_future_init(&b.base, bump_poll);
+	cr_assert_eq(afe_spawn(rt, &b, NULL), 0, "spawn without a handle detaches");
+	cr_assert_eq(afe_runtime_wait_idle(rt, -1), 0);
+	cr_assert_eq(atomic_load(&detached_done), 101);
+	test_runtime_destroy(rt);
+}
+
+/* Cancels a pending task and a finished one through cancel futures. */
+struct canceller {
+	struct afe_future base;
+	struct afe_join_handle pending, finished, child;
+	struct afe_cancel c1, c2;
+	struct afe_yield_now y;
+	intptr_t r1, r2;
+	bool finished_before;
+};
+
+static struct canceller *cancel_seen;
+
+static int canceller_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct canceller *self = afe_container_of(f, struct canceller, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	struct afe_pending p;
+	afe_pending_init(&p);
+	afe_spawn(NULL, &p, &self->pending);
+	struct afe_ready r;
+	afe_ready_init(&r, 99);
+	afe_spawn(NULL, &r, &self->finished);
+	while (!afe_join_handle_is_finished(&self->finished)) {
+		afe_yield_now_init(&self->y);
+		AFE_AWAIT(&self->y.base);
+	}
+	self->finished_before = true;
+	afe_cancel_init(&self->c1, &self->pending);
+	AFE_AWAIT_INTO(self->r1, &self->c1.base);
+	afe_cancel_init(&self->c2, &self->finished);
+	AFE_AWAIT_INTO(self->r2, &self->c2.base);
+	*cancel_seen = *self;
+	AFE_ASYNC_END;
+}
+
+Test(task, cancel_yields_output_if_finished_else_ecanceled)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct canceller seen = {0}, c = {0};
+	cancel_seen = &seen;
+	afe_future_init(&c.base, canceller_poll);
+	test_block_on(rt, &c);
+	cr_assert(seen.finished_before);
+	cr_assert_eq(seen.r1, -ECANCELED);
+	cr_assert_eq(seen.r2, 99);
+	test_runtime_destroy(rt);
+}
+
+/* A task that awaits a never-ready future and counts its cleanups. */
+static atomic_int cleanups;
+struct guarded {
+	struct afe_future base;
+	struct afe_pending forever;
+};
+static int guarded_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct guarded *g = afe_container_of(f, struct guarded, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_pending_init(&g->forever);
+	AFE_AWAIT(&g->forever.base);
+	AFE_CLEANUP;
+	atomic_fetch_add(&cleanups, 1);
+	AFE_ASYNC_END;
+}
+
+Test(task, dropping_a_child_handle_cancels_and_runs_cleanup)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	atomic_store(&cleanups, 0);
+	for (int i = 0; i < 50; i++) {
+		struct guarded g;
+		afe_future_init(&g.base, guarded_poll);
+		struct afe_join_handle h;
+		cr_assert_eq(afe_spawn_child(rt, &g, &h), 0);
+		afe_join_handle_drop(&h);
+	}
+	cr_assert_eq(afe_runtime_wait_idle(rt, -1), 0);
+	cr_assert_eq(atomic_load(&cleanups), 50);
+	test_runtime_destroy(rt);
+}
+
+Test(task, cancel_from_a_plain_thread_with_block_on)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	atomic_store(&cleanups, 0);
+	struct guarded g;
+	afe_future_init(&g.base, guarded_poll);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &g, &h), 0);
+	struct afe_cancel c;
+	cr_assert_eq(afe_cancel_init(&c, &h), 0);
+	cr_assert_null(h.task, "the cancel future took the handle");
+	cr_assert_eq(test_block_on(rt, &c), -ECANCELED);
+	cr_assert_eq(atomic_load(&cleanups), 1);
+	test_runtime_destroy(rt);
+}
+
+Test(task, is_finished_follows_the_task)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_ready r;
+	afe_ready_init(&r, 3);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &r, &h), 0);
+	cr_assert_eq(afe_runtime_wait_idle(rt, -1), 0);
+	cr_assert(afe_join_handle_is_finished(&h));
+	struct afe_join j;
+	cr_assert_eq(afe_join_init(&j, &h), 0);
+	cr_assert_eq(test_block_on(rt, &j), 3);
+	test_runtime_destroy(rt);
+}
+
+/* Spawning once destroy has begun fails with -ESHUTDOWN. The task blocks
+ * its worker until the test sees the shutdown flag, then spawns. */
+static atomic_int spawn_after_shutdown = 1;
+static struct afe_runtime *shutdown_rt;
+struct late_spawner {
+	struct afe_future base;
+};
+static int late_spawner_poll(struct afe_future *f, struct afe_context *cx)
+{
+	(void)cx;
+	while (!atomic_load(&shutdown_rt->shutdown))
+		usleep(100);
+	struct afe_ready r;
+	afe_ready_init(&r, 0);
+	atomic_store(&spawn_after_shutdown, afe_spawn(NULL, &r, NULL));
+	f->result = 0;
+	return AFE_READY;
+}
+
+static void *destroy_thread(void *rt)
+{
+	afe_runtime_destroy(rt);
+	return NULL;
+}
+
+Test(task, spawn_after_shutdown_began_is_eshutdown)
+{
+	shutdown_rt = test_runtime(1);
+	struct late_spawner ls;
+	afe_future_init(&ls.base, late_spawner_poll);
+	cr_assert_eq(afe_spawn(shutdown_rt, &ls, NULL), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, destroy_thread, shutdown_rt);
+	pthread_join(t, NULL);
+	cr_assert_eq(atomic_load(&spawn_after_shutdown), -ESHUTDOWN);
+}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared by the tests: a runtime per test, a counting waker, and small
+ * futures to build scenarios from. */
+#ifndef AFE_TEST_HELPERS_H
+#define AFE_TEST_HELPERS_H
+
+#include <afe.h>
+#include <criterion/criterion.h>
+#include <stdatomic.h>
+
+static inline struct afe_runtime *test_runtime(unsigned workers)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = workers;
+	struct afe_runtime *rt = NULL;
+	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+	return rt;
+}
+
+static inline void test_runtime_destroy(struct afe_runtime *rt)
+{
+	cr_assert_eq(afe_runtime_destroy(rt), 0, "tasks left behind at destroy");
+}
+
+/* Runs fut (a struct with a base member) on rt and returns its result. */
+#define test_block_on(rt, fut)                                          \
+	__extension__({                                                \
+		intptr_t test__r = -12345;                              \
+		cr_assert_eq(afe_block_on((rt), (fut), &test__r), 0);   \
+		test__r;                                                \
+	})
+
+/* A waker that counts wakes; for polling futures by hand. */
+struct counting_waker {
+	struct afe_waker waker;
+	atomic_int wakes, refs;
+};
+
+static void cw_clone(void *d) { atomic_fetch_add(&((struct counting_waker *)d)->refs, 1); }
+static void cw_drop(void *d) { atomic_fetch_sub(&((struct counting_waker *)d)->refs, 1); }
+static void cw_wake_by_ref(void *d) { atomic_fetch_add(&((struct counting_waker *)d)->wakes, 1); }
+static void cw_wake(void *d)
+{
+	cw_wake_by_ref(d);
+	cw_drop(d);
+}
+static const struct afe_waker_vtable counting_vtable = {cw_clone, cw_wake, cw_wake_by_ref,
+							 cw_drop};
+
+static inline void counting_waker_init(struct counting_waker *cw)
+{
+	cw->waker.vtable = &counting_vtable;
+	cw->waker.data = cw;
+	atomic_init(&cw->wakes, 0);
+	atomic_init(&cw->refs, 0);
+}
+
+static inline struct afe_context counting_context(struct counting_waker *cw, bool cancel)
+{
+	return (struct afe_context){.waker = &cw->waker, .task = NULL, .cancel = cancel};
+}
+
+/* A future that yields `rounds` times, then returns `value`. */
+struct yielder {
+	struct afe_future base;
+	int rounds, done;
+	intptr_t value;
+};
+
+static int yielder_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct yielder *self = afe_container_of(f, struct yielder, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	for (self->done = 0; self->done < self->rounds; self->done++)
+		AFE_YIELD();
+	AFE_RETURN(self->value);
+	AFE_ASYNC_END;
+}
+
+static inline struct yielder yielder_make(int rounds, intptr_t value)
+{
+	struct yielder y = {.rounds = rounds, .value = value};
+	afe_future_init(&y.base, yielder_poll);
+	return y;
+}
+
+#endif /* AFE_TEST_HELPERS_H */
