@@ -112,6 +112,9 @@ static const struct afe_waker_vtable task_waker_vtable = {
 static void complete(struct afe_task *t, struct afe_worker *w)
 {
 	t->output = t->future->result;
+	/* Counted before COMPLETE is published, so whoever sees the task
+	 * complete also sees the count. */
+	afe_counter_add(&w->counters.completed, 1);
 	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
 	uint64_t ns;
 	do {
@@ -122,7 +125,6 @@ static void complete(struct afe_task *t, struct afe_worker *w)
 							 memory_order_relaxed));
 	if ((s & AFE_TASK_JOIN_INTEREST) && (s & AFE_TASK_JOIN_WAKER))
 		afe_waker_wake_by_ref(&t->join_waker);
-	afe_counter_add(&w->counters.completed, 1);
 	afe__task_release(t); /* the queue's reference */
 }
 

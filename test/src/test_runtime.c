@@ -1,2 +1,182 @@
-#include <criterion/criterion.h>
-Test(x, y) {}
+/* SPDX-License-Identifier: MIT */
+/* Runtime life cycle, block_on, metrics, parking and AFE_MAIN's exit. */
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "src/runtime_internal.h"
+
+Test(runtime, config_defaults_and_env)
+{
+	struct afe_runtime_config c;
+	setenv("AFE_WORKERS", "3", 1);
+	afe_runtime_config_default(&c);
+	cr_assert_eq(c.workers, 3);
+	cr_assert_eq(c.grace_ms, 1000);
+	cr_assert_eq(c.exit_mode, AFE_EXIT_GRACE);
+	setenv("AFE_WORKERS", "lots", 1);
+	afe_runtime_config_default(&c);
+	cr_assert_eq(c.workers, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), "bad value ignored");
+	unsetenv("AFE_WORKERS");
+}
+
+Test(runtime, create_rejects_bad_arguments)
+{
+	struct afe_runtime_config c;
+	afe_runtime_config_default(&c);
+	c.workers = 5000;
+	struct afe_runtime *rt = (void *)1;
+	cr_assert_eq(afe_runtime_create(&rt, &c), -EINVAL);
+	cr_assert_null(rt);
+	cr_assert_eq(afe_runtime_create(NULL, NULL), -EINVAL);
+	cr_assert_eq(afe_runtime_destroy(NULL), -EINVAL);
+	cr_assert_eq(afe_runtime_wait_idle(NULL, 0), -EINVAL);
+	cr_assert_eq(afe_runtime_workers(NULL), 0);
+	struct afe_metrics m;
+	cr_assert_eq(afe_runtime_metrics(NULL, &m), -EINVAL);
+	struct afe_ready r;
+	afe_ready_init(&r, 0);
+	cr_assert_eq(afe_block_on(NULL, &r, NULL), -EINVAL);
+}
+
+Test(runtime, null_config_uses_defaults)
+{
+	struct afe_runtime *rt;
+	cr_assert_eq(afe_runtime_create(&rt, NULL), 0);
+	cr_assert_eq(afe_runtime_workers(rt), (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+	cr_assert_null(afe_runtime_current(), "this thread is no worker");
+	test_runtime_destroy(rt);
+}
+
+/* Records what it sees from inside a worker. */
+struct inside {
+	struct afe_future base;
+	struct afe_runtime *current;
+	int block_on_err;
+};
+static struct inside inside_seen;
+static int inside_poll(struct afe_future *f, struct afe_context *cx)
+{
+	(void)cx;
+	struct afe_runtime *rt = afe_runtime_current();
+	struct afe_ready r;
+	afe_ready_init(&r, 0);
+	inside_seen.current = rt;
+	inside_seen.block_on_err = afe_block_on(rt, &r, NULL);
+	inside_seen.base.result = afe_runtime_destroy(rt);
+	f->result = 0;
+	return AFE_READY;
+}
+
+Test(runtime, worker_threads_cannot_block_on_or_destroy)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct inside in;
+	afe_future_init(&in.base, inside_poll);
+	test_block_on(rt, &in);
+	cr_assert_eq(inside_seen.current, rt);
+	cr_assert_eq(inside_seen.block_on_err, -EDEADLK);
+	cr_assert_eq(inside_seen.base.result, -EINVAL);
+	test_runtime_destroy(rt);
+}
+
+Test(runtime, metrics_count_the_work)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	for (int i = 0; i < 10; i++) {
+		struct yielder y = yielder_make(5, i);
+		cr_assert_eq(test_block_on(rt, &y), i);
+	}
+	struct afe_metrics m;
+	cr_assert_eq(afe_runtime_metrics(rt, &m), 0);
+	cr_assert_eq(m.spawned, 10);
+	cr_assert_eq(m.completed, 10);
+	cr_assert_eq(m.polled, 60, "6 polls per yielder of 5 rounds");
+	cr_assert_geq(m.injected, 10, "block_on spawns from outside");
+	test_runtime_destroy(rt);
+}
+
+Test(runtime, an_idle_runtime_parks_every_worker)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct yielder y = yielder_make(100, 1);
+	test_block_on(rt, &y);
+	/* Idle workers search for spin_us, then sleep on their futex. */
+	while (atomic_load(&rt->idle.state) / AFE_IDLE_UNPARKED_ONE != 0)
+		usleep(1000);
+	struct afe_metrics m;
+	afe_runtime_metrics(rt, &m);
+	cr_assert_geq(m.parks, 2);
+	/* A spawn wakes a parked worker, which then runs the task. */
+	y = yielder_make(1, 9);
+	cr_assert_eq(test_block_on(rt, &y), 9);
+	afe_runtime_metrics(rt, &m);
+	cr_assert_geq(m.unparks, 1);
+	test_runtime_destroy(rt);
+}
+
+Test(runtime, wait_idle_times_out_on_a_task_that_never_ends)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_pending p;
+	afe_pending_init(&p);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &p, &h), 0);
+	cr_assert_eq(afe_runtime_wait_idle(rt, 20), 1);
+	struct afe_cancel c;
+	afe_cancel_init(&c, &h);
+	cr_assert_eq(test_block_on(rt, &c), -ECANCELED);
+	cr_assert_eq(afe_runtime_wait_idle(rt, 0), 0);
+	test_runtime_destroy(rt);
+}
+
+/* afe_main_run in a child process: its return value is the status. */
+struct main_root {
+	struct afe_future base;
+	intptr_t status;
+	bool leave_a_task;
+};
+static int main_root_poll(struct afe_future *f, struct afe_context *cx)
+{
+	(void)cx;
+	struct main_root *m = afe_container_of(f, struct main_root, base);
+	if (m->leave_a_task) {
+		struct afe_pending p;
+		afe_pending_init(&p);
+		struct afe_join_handle h;
+		afe_spawn(NULL, &p, &h);
+		/* Keep a reference so the task stays alive: it never ends. */
+	}
+	f->result = m->status;
+	return AFE_READY;
+}
+
+static int exit_status_of(intptr_t status, bool leave_a_task, enum afe_exit_mode mode)
+{
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct main_root m = {.status = status, .leave_a_task = leave_a_task};
+		afe_future_init(&m.base, main_root_poll);
+		struct afe_runtime_config c;
+		afe_runtime_config_default(&c);
+		c.exit_mode = mode;
+		c.grace_ms = 50;
+		exit(afe_main_run(&m, sizeof(m), &m.base, &c));
+	}
+	int ws;
+	cr_assert_eq(waitpid(pid, &ws, 0), pid);
+	cr_assert(WIFEXITED(ws));
+	return WEXITSTATUS(ws);
+}
+
+Test(runtime, main_run_exits_with_the_root_status)
+{
+	cr_assert_eq(exit_status_of(0, false, AFE_EXIT_GRACE), 0);
+	cr_assert_eq(exit_status_of(42, false, AFE_EXIT_GRACE), 42);
+	cr_assert_eq(exit_status_of(-ENOENT, false, AFE_EXIT_GRACE), 1, "an -errno exits 1");
+	cr_assert_eq(exit_status_of(1000, false, AFE_EXIT_GRACE), 1, "out of range exits 1");
+	cr_assert_eq(exit_status_of(3, true, AFE_EXIT_GRACE), 3, "grace period ends");
+	cr_assert_eq(exit_status_of(4, true, AFE_EXIT_IMMEDIATE), 4);
+}
