@@ -305,7 +305,7 @@ static bool register_join_waker(struct afe_task *t, const struct afe_context *cx
 		afe_waker_drop(&t->join_waker);
 	}
 	afe_waker_clone(&t->join_waker, cx->waker);
-	s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	s = atomic_load_explicit(&t->state, memory_order_acquire);
 	do {
 		if (s & AFE_TASK_COMPLETE) {
 			afe_waker_drop(&t->join_waker);

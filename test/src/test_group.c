@@ -63,14 +63,69 @@ Test(group, all_succeed_gives_zero_and_every_result)
 	cr_assert_eq(afe_group_size(&seen.g), 5);
 }
 
+/* Task 0 fails with -EIO, but only after the group saw task 2 fail with
+ * -ENOENT: the gate that releases task 0 opens once the group's wait has
+ * observed task 2 finished. Task 2's error is the first. */
+struct gated_failure {
+	struct afe_future base;
+	struct afe_oneshot *gate;
+	struct afe_oneshot_recv recv;
+};
+static int gated_failure_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct gated_failure *self = afe_container_of(f, struct gated_failure, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_oneshot_recv_init(&self->recv, self->gate);
+	AFE_AWAIT(&self->recv.base);
+	AFE_RETURN(-EIO);
+	AFE_ASYNC_END;
+}
+
+struct gated_group {
+	struct afe_future base;
+	struct afe_group g;
+	struct afe_oneshot gate;
+	bool opened;
+	intptr_t *results; /* block_on runs a copy: results go out by pointer */
+};
+static int gated_group_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct gated_group *self = afe_container_of(f, struct gated_group, base);
+	if (self->g.count == 0) {
+		afe_group_init(&self->g, NULL);
+		struct gated_failure first = {.gate = &self->gate};
+		afe_future_init(&first.base, gated_failure_poll);
+		struct yielder ok = yielder_make(0, 1), fails = yielder_make(0, -ENOENT);
+		if (afe_group_spawn(&self->g, &first) != 0 || afe_group_spawn(&self->g, &ok) != 1 ||
+		    afe_group_spawn(&self->g, &fails) != 2)
+			return f->result = -1000, AFE_READY;
+	}
+	if (afe_future_poll(afe_group_wait(&self->g), cx) == AFE_PENDING) {
+		if (!self->opened && afe_future_is_done(&self->g.joins[2].base)) {
+			self->opened = true;
+			afe_oneshot_send(&self->gate, 0);
+		}
+		return AFE_PENDING;
+	}
+	for (size_t i = 0; i < 3; i++)
+		self->results[i] = afe_group_result(&self->g, i);
+	f->result = self->g.base.result;
+	afe_group_destroy(&self->g);
+	return AFE_READY;
+}
+
 Test(group, first_error_is_the_earliest_to_finish)
 {
-	struct group_run seen;
-	int values[] = {-EIO, 2, -ENOENT, 4, 5};
-	/* Task 2 finishes before task 0 (fewer yields). */
-	cr_assert_eq(run_group(values, 5, &seen), -ENOENT);
-	cr_assert_eq(seen.results[0], -EIO);
-	cr_assert_eq(seen.results[2], -ENOENT);
+	struct afe_runtime *rt = test_runtime(2);
+	intptr_t results[3] = {0};
+	struct gated_group run = {.results = results};
+	afe_oneshot_init(&run.gate);
+	afe_future_init(&run.base, gated_group_poll);
+	cr_assert_eq(test_block_on(rt, &run), -ENOENT);
+	cr_assert_eq(results[0], -EIO);
+	cr_assert_eq(results[1], 1);
+	cr_assert_eq(results[2], -ENOENT);
+	test_runtime_destroy(rt);
 }
 
 Test(group, empty_group_is_ready_and_bad_calls_are_refused)

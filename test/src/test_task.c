@@ -88,9 +88,14 @@ Test(task, bad_spawn_arguments_are_refused)
 	test_runtime_destroy(rt);
 }
 
-/* Under AddressSanitizer a huge malloc must fail, not abort. */
+/* Under the sanitizers a huge malloc must fail, not abort. */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void)
+{
+	return "allocator_may_return_null=1";
+}
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
 {
 	return "allocator_may_return_null=1";
 }
