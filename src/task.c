@@ -7,6 +7,7 @@
 
 #include "afe/task.h"
 #include "runtime_internal.h"
+#include "task_alloc.h"
 #include "task_internal.h"
 
 #define AFE_TASK_HEADER_SIZE \
@@ -24,7 +25,7 @@ static void task_dealloc(struct afe_task *t)
 		atomic_fetch_add_explicit(&t->rt->dropped, 1, memory_order_acq_rel);
 	}
 	afe_waker_drop(&t->join_waker);
-	free(t);
+	afe_task_free(t, t->alloc_size);
 }
 
 void afe__task_release(struct afe_task *t)
@@ -194,9 +195,10 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 	if (size > SIZE_MAX - AFE_TASK_HEADER_SIZE)
 		return -ENOMEM;
 
-	struct afe_task *t = malloc(AFE_TASK_HEADER_SIZE + size);
+	struct afe_task *t = afe_task_alloc(AFE_TASK_HEADER_SIZE + size);
 	if (!t)
 		return -ENOMEM;
+	t->alloc_size = AFE_TASK_HEADER_SIZE + size;
 	char *storage = (char *)t + AFE_TASK_HEADER_SIZE;
 	memcpy(storage, obj, size);
 	t->next = NULL;

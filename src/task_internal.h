@@ -26,6 +26,7 @@
 #define AFE_TASK_INTERNAL_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "afe/future.h"
@@ -49,6 +50,7 @@ struct afe_task {
 	struct afe_future *future; /* points into this allocation */
 	intptr_t output;
 	struct afe_waker join_waker;
+	size_t alloc_size; /* header and future: for afe_task_free */
 };
 
 /* Polls t once on worker w; t was taken from a run queue (NOTIFIED).
