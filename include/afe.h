@@ -10,5 +10,6 @@
 #include "afe/combinators.h"
 #include "afe/group.h"
 #include "afe/oneshot.h"
+#include "afe/io.h"
 
 #endif /* AFE_H */

@@ -33,10 +33,12 @@ void afe_runtime_config_default(struct afe_runtime_config *config)
 	config->spin_us = 50;
 	config->grace_ms = 1000;
 	config->exit_mode = AFE_EXIT_GRACE;
+	config->ring_entries = AFE_DEFAULT_RING_ENTRIES;
 }
 
 static void free_runtime(struct afe_runtime *rt)
 {
+	afe_ring_free(rt->ring);
 	for (uint32_t i = 0; i < rt->num_workers; i++)
 		free(rt->workers[i]);
 	free(rt->workers);
@@ -47,6 +49,7 @@ static void free_runtime(struct afe_runtime *rt)
 
 static void stop_workers(struct afe_runtime *rt, uint32_t started)
 {
+	atomic_store_explicit(&rt->closed, true, memory_order_release);
 	atomic_store_explicit(&rt->shutdown, true, memory_order_release);
 	afe_workers_wake_all(rt);
 	for (uint32_t i = 0; i < started; i++)
@@ -63,7 +66,7 @@ int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config
 		afe_runtime_config_default(&defaults);
 		config = &defaults;
 	}
-	if (config->workers > AFE_MAX_WORKERS)
+	if (config->workers > AFE_MAX_WORKERS || config->ring_entries > AFE_MAX_RING_ENTRIES)
 		return -EINVAL;
 
 	struct afe_runtime *rt = calloc(1, sizeof(*rt));
@@ -105,6 +108,15 @@ int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config
 			return -err;
 		}
 	}
+	/* After the workers: see ring.c on private futex waits. */
+	unsigned entries = rt->config.ring_entries ? rt->config.ring_entries
+						   : AFE_DEFAULT_RING_ENTRIES;
+	int err = afe_ring_start(&rt->ring, entries);
+	if (err < 0) {
+		stop_workers(rt, rt->num_workers);
+		free_runtime(rt);
+		return err;
+	}
 	*out = rt;
 	return 0;
 }
@@ -130,10 +142,41 @@ static bool is_own_worker(const struct afe_runtime *rt)
 	return afe_runtime_current() == rt;
 }
 
+static uint64_t polls_so_far(const struct afe_runtime *rt)
+{
+	uint64_t polled = 0;
+	for (uint32_t i = 0; i < rt->num_workers; i++)
+		polled += atomic_load_explicit(&rt->workers[i]->counters.polled,
+					       memory_order_relaxed);
+	return polled;
+}
+
+/* Gives the tasks woken by the ring's stop time to finish: waits while
+ * tasks are alive and still being polled, at most grace_ms. Tasks waiting
+ * for something else that will not come are left to the caller's count. */
+static void let_woken_tasks_finish(struct afe_runtime *rt)
+{
+	uint64_t last = polls_so_far(rt);
+	for (unsigned waited_ms = 0;
+	     waited_ms < rt->config.grace_ms && afe__runtime_live_tasks(rt) > 0; waited_ms++) {
+		struct timespec ms = {.tv_sec = 0, .tv_nsec = 1000000};
+		nanosleep(&ms, NULL);
+		uint64_t now = polls_so_far(rt);
+		if (now == last && afe_inject_len(&rt->inject) == 0)
+			return;
+		last = now;
+	}
+}
+
 int afe_runtime_destroy(struct afe_runtime *rt)
 {
 	if (!rt || is_own_worker(rt))
 		return -EINVAL;
+	atomic_store_explicit(&rt->closed, true, memory_order_release);
+	/* Operations in flight are cancelled and their tasks woken while the
+	 * workers still run, so those tasks wind down. */
+	afe_ring_stop(rt->ring);
+	let_woken_tasks_finish(rt);
 	stop_workers(rt, rt->num_workers);
 	uint64_t left = afe__runtime_live_tasks(rt);
 	/* Release the queues' references; a task someone's waker still holds

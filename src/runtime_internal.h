@@ -10,6 +10,10 @@
 #include "../pool/idle.h"
 #include "../pool/inject_queue.h"
 #include "../pool/worker.h"
+#include "../uring/ring.h"
+
+#define AFE_DEFAULT_RING_ENTRIES 256
+#define AFE_MAX_RING_ENTRIES 32768
 
 struct afe_runtime {
 	struct afe_runtime_config config;
@@ -17,7 +21,9 @@ struct afe_runtime {
 	struct afe_worker **workers;
 	struct afe_inject_queue inject;
 	struct afe_idle idle;
-	_Atomic bool shutdown; /* destroy has begun: no spawns, workers exit */
+	struct afe_ring *ring; /* the io_uring and its thread */
+	_Atomic bool closed;   /* destroy has begun: no more spawns */
+	_Atomic bool shutdown; /* the workers exit */
 	/* Counters of work that happens outside the workers. */
 	_Atomic uint64_t external_spawned, injected, dropped;
 };

@@ -190,7 +190,7 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 	const char *start = obj, *b = (const char *)base;
 	if (b < start || size < sizeof(*base) || (size_t)(b - start) > size - sizeof(*base))
 		return -EINVAL;
-	if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
+	if (atomic_load_explicit(&rt->closed, memory_order_acquire))
 		return -ESHUTDOWN;
 	if (size > SIZE_MAX - AFE_TASK_HEADER_SIZE)
 		return -ENOMEM;

@@ -25,24 +25,29 @@ struct afe_runtime_config {
 	unsigned spin_us;	    /* how long an idle worker searches before parking */
 	unsigned grace_ms;	    /* AFE_EXIT_GRACE: how long to wait for tasks */
 	enum afe_exit_mode exit_mode;
+	unsigned ring_entries;	    /* io_uring submission queue size; 0: 256 */
 };
 
 /* Fills c with the defaults: workers from $AFE_WORKERS or the online CPUs,
- * spin_us 50, grace_ms 1000, AFE_EXIT_GRACE. */
+ * spin_us 50, grace_ms 1000, AFE_EXIT_GRACE, ring_entries 256. */
 AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
 
 /*
- * Starts a runtime and its worker threads. config may be NULL (defaults).
- * Returns 0 and stores the runtime in *out, or -EINVAL (workers above 1024,
- * null out), -ENOMEM, or the -errno of a failed thread creation.
+ * Starts a runtime: its worker threads and its io_uring with the thread
+ * that owns it. config may be NULL (defaults). Returns 0 and stores the
+ * runtime in *out, or -EINVAL (workers above 1024, ring_entries above
+ * 32768, null out), -ENOMEM, the -errno of a failed thread creation, or
+ * the error of an io_uring this kernel cannot provide (-ENOSYS, -EPERM,
+ * with the reason on stderr).
  */
 AFE_EXPORT int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config *config);
 
 /*
- * Stops the workers and frees the runtime. Spawning fails with -ESHUTDOWN
- * from the moment this starts. Tasks still waiting for a wake that will
- * never come are not polled again; their memory is released only where no
- * waker still refers to it. Must not be called from a worker thread.
+ * Stops the runtime and frees it. Spawning fails with -ESHUTDOWN from the
+ * moment this starts. I/O operations in flight are cancelled: their tasks
+ * see -ECANCELED and get up to grace_ms to finish while the workers still
+ * run. Tasks still waiting for a wake that will never come are not polled
+ * again; their memory is released only where no waker still refers to it. Must not be called from a worker thread.
  * Returns the number of tasks that had not finished (0 on a clean stop),
  * or -EINVAL for a null runtime or a call from one of its own workers.
  */

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * I/O operations through the runtime's io_uring.
+ *
+ * Each operation is a future (struct afe_io) whose result is the kernel's:
+ * a byte count, a file descriptor, 0, or a negative errno (-EBADF for a bad
+ * fd, -ECONNRESET for a peer that reset, 0 bytes at end of file). Set one
+ * up with an afe_io_*_init call, then await &io.base from a task. Awaiting
+ * holds no thread: the operation goes to the ring and the task is woken
+ * when its completion arrives.
+ *
+ * Buffers, paths and addresses passed in belong to the operation until it
+ * completes, and so does the struct afe_io itself: keep it in your future's
+ * state (an await does), never on a poll function's stack. A cancelled
+ * operation is cancelled through the ring and its completion awaited before
+ * the future is ready, so nothing the kernel writes to outlives it.
+ *
+ * Every init function only fills the struct; errors show in the result.
+ * Polling outside a runtime's task gives -EINVAL; after the runtime began
+ * shutting down, -ESHUTDOWN.
+ */
+#ifndef AFE_IO_H
+#define AFE_IO_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "future.h"
+
+struct afe_runtime;
+struct iovec;
+struct sockaddr;
+
+/* A request queued for the ring's thread: the operation, or its cancel. */
+struct afe_io_request {
+	struct afe_io_request *next;
+	struct afe_io *io;
+};
+
+/* A kernel timespec (struct __kernel_timespec). */
+struct afe_io_timespec {
+	int64_t tv_sec;
+	long long tv_nsec;
+};
+
+/* One operation. The fields are private to the library. */
+struct afe_io {
+	struct afe_future base;
+	struct afe_io_request submit, cancel;
+	struct afe_runtime *rt;
+	int32_t res, timeout_res;
+	uint8_t cqes_due;	 /* ring thread: completions still to come */
+	bool cancel_taken;	 /* ring thread: took the cancel request */
+	bool completed;		 /* ring thread: every completion arrived */
+	bool submitted;		 /* poller: handed to the ring */
+	bool has_timeout, is_sleep;
+	atomic_flag lock;	 /* guards the three below */
+	bool done;		 /* the ring thread is finished with it */
+	bool cancel_requested;	 /* the poller queued the cancel request */
+	struct afe_waker waker;
+	struct afe_io_timespec time, timeout;
+	_Alignas(8) unsigned char sqe[64]; /* the prepared struct io_uring_sqe */
+};
+
+/* Does nothing; result 0. Measures the ring's round trip. */
+AFE_EXPORT void afe_io_nop_init(struct afe_io *io);
+
+/* read(2)/write(2) of len bytes at offset, or at the file position when
+ * offset is -1 (and for pipes and sockets). */
+AFE_EXPORT void afe_io_read_init(struct afe_io *io, int fd, void *buf, unsigned len,
+				 int64_t offset);
+AFE_EXPORT void afe_io_write_init(struct afe_io *io, int fd, const void *buf, unsigned len,
+				  int64_t offset);
+AFE_EXPORT void afe_io_readv_init(struct afe_io *io, int fd, const struct iovec *iov,
+				  unsigned count, int64_t offset);
+AFE_EXPORT void afe_io_writev_init(struct afe_io *io, int fd, const struct iovec *iov,
+				   unsigned count, int64_t offset);
+
+/* recv(2)/send(2) on a socket; flags are MSG_* flags. */
+AFE_EXPORT void afe_io_recv_init(struct afe_io *io, int fd, void *buf, unsigned len, int flags);
+AFE_EXPORT void afe_io_send_init(struct afe_io *io, int fd, const void *buf, unsigned len,
+				 int flags);
+
+/* accept4(2): result is the new fd. addr and addrlen may be NULL. */
+AFE_EXPORT void afe_io_accept_init(struct afe_io *io, int fd, struct sockaddr *addr,
+				   unsigned *addrlen, int flags);
+/* connect(2): result 0 once connected. */
+AFE_EXPORT void afe_io_connect_init(struct afe_io *io, int fd, const struct sockaddr *addr,
+				    unsigned addrlen);
+
+AFE_EXPORT void afe_io_close_init(struct afe_io *io, int fd);
+/* openat(2): result is the new fd. */
+AFE_EXPORT void afe_io_openat_init(struct afe_io *io, int dirfd, const char *path, int flags,
+				   unsigned mode);
+/* fsync(2), or fdatasync(2) when datasync is true. */
+AFE_EXPORT void afe_io_fsync_init(struct afe_io *io, int fd, bool datasync);
+/* Waits until fd is ready for events (POLLIN, POLLOUT, ...); result is the
+ * events that are ready. */
+AFE_EXPORT void afe_io_poll_init(struct afe_io *io, int fd, unsigned events);
+
+/* Sleeps for ns nanoseconds, or until the CLOCK_MONOTONIC time deadline_ns;
+ * result 0 once the time has come. */
+AFE_EXPORT void afe_sleep_init(struct afe_io *io, uint64_t ns);
+AFE_EXPORT void afe_sleep_until_init(struct afe_io *io, uint64_t deadline_ns);
+
+/* The current CLOCK_MONOTONIC time in nanoseconds. */
+AFE_EXPORT uint64_t afe_now_ns(void);
+
+/*
+ * Gives an initialised, not yet polled operation a time limit: if it has
+ * not completed ns nanoseconds after it was submitted, it is cancelled and
+ * its result is -ETIMEDOUT. Returns 0, or -EINVAL for a NULL io, a sleep,
+ * or an operation already polled.
+ */
+AFE_EXPORT int afe_io_set_timeout(struct afe_io *io, uint64_t ns);
+
+#endif /* AFE_IO_H */

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/* For the I/O tests: run one prepared operation as a task. */
+#ifndef AFE_TEST_IO_HELPERS_H
+#define AFE_TEST_IO_HELPERS_H
+
+#include "helpers.h"
+
+/* A future that awaits one operation and returns its result. */
+struct one_op {
+	struct afe_future base;
+	struct afe_io io;
+};
+
+static int one_op_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct one_op *self = afe_container_of(f, struct one_op, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	AFE_AWAIT(&self->io.base);
+	AFE_RETURN(self->io.base.result);
+	AFE_ASYNC_END;
+}
+
+/* Wraps a prepared operation (copied: it was not polled yet). */
+static inline struct one_op one_op_of(const struct afe_io *io)
+{
+	struct one_op op = {.io = *io};
+	afe_future_init(&op.base, one_op_poll);
+	return op;
+}
+
+/* Runs the prepared operation io on rt and returns its result. */
+#define run_io(rt, io)                                      \
+	__extension__({                                     \
+		struct one_op test__op = one_op_of(io);     \
+		test_block_on((rt), &test__op);             \
+	})
+
+#endif /* AFE_TEST_IO_HELPERS_H */

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/* Operation futures: results, bad input, files, pipes and sockets. */
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "io_helpers.h"
+
+Test(io, nop_completes_with_zero)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_io io;
+	afe_io_nop_init(&io);
+	cr_assert_eq(run_io(rt, &io), 0);
+	test_runtime_destroy(rt);
+}
+
+Test(io, pipe_write_then_read)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	struct afe_io io;
+	afe_io_write_init(&io, fds[1], "hello", 5, -1);
+	cr_assert_eq(run_io(rt, &io), 5);
+	char buf[16] = {0};
+	afe_io_read_init(&io, fds[0], buf, sizeof(buf), -1);
+	cr_assert_eq(run_io(rt, &io), 5);
+	cr_assert_eq(memcmp(buf, "hello", 5), 0);
+	close(fds[1]);
+	afe_io_read_init(&io, fds[0], buf, sizeof(buf), -1);
+	cr_assert_eq(run_io(rt, &io), 0, "end of file is a zero-byte read");
+	close(fds[0]);
+	test_runtime_destroy(rt);
+}
+
+Test(io, bad_fd_is_ebadf)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	char buf[4];
+	struct afe_io io;
+	afe_io_read_init(&io, 987654, buf, sizeof(buf), -1);
+	cr_assert_eq(run_io(rt, &io), -EBADF);
+	afe_io_recv_init(&io, -1, buf, sizeof(buf), 0);
+	cr_assert_eq(run_io(rt, &io), -EBADF);
+	afe_io_close_init(&io, 987654);
+	cr_assert_eq(run_io(rt, &io), -EBADF);
+	test_runtime_destroy(rt);
+}
+
+Test(io, file_open_writev_fsync_readv_close)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	char path[] = "/tmp/afe-test-io-XXXXXX";
+	int tmp = mkstemp(path);
+	cr_assert_geq(tmp, 0);
+	close(tmp);
+	struct afe_io io;
+	afe_io_openat_init(&io, AT_FDCWD, path, O_RDWR | O_TRUNC, 0);
+	int fd = (int)run_io(rt, &io);
+	cr_assert_geq(fd, 0);
+	struct iovec out[2] = {{.iov_base = "abc", .iov_len = 3}, {.iov_base = "defg", .iov_len = 4}};
+	afe_io_writev_init(&io, fd, out, 2, 0);
+	cr_assert_eq(run_io(rt, &io), 7);
+	afe_io_fsync_init(&io, fd, false);
+	cr_assert_eq(run_io(rt, &io), 0);
+	afe_io_fsync_init(&io, fd, true);
+	cr_assert_eq(run_io(rt, &io), 0);
+	char a[2], b[5] = {0};
+	struct iovec in[2] = {{.iov_base = a, .iov_len = 2}, {.iov_base = b, .iov_len = 5}};
+	afe_io_readv_init(&io, fd, in, 2, 0);
+	cr_assert_eq(run_io(rt, &io), 7);
+	cr_assert_eq(memcmp(a, "ab", 2), 0);
+	cr_assert_eq(memcmp(b, "cdefg", 5), 0);
+	char c[3] = {0};
+	afe_io_read_init(&io, fd, c, 3, 4);
+	cr_assert_eq(run_io(rt, &io), 3);
+	cr_assert_eq(memcmp(c, "efg", 3), 0);
+	afe_io_write_init(&io, fd, "Z", 1, 0);
+	cr_assert_eq(run_io(rt, &io), 1);
+	afe_io_close_init(&io, fd);
+	cr_assert_eq(run_io(rt, &io), 0);
+	afe_io_openat_init(&io, AT_FDCWD, "/nonexistent/afe", O_RDONLY, 0);
+	cr_assert_eq(run_io(rt, &io), -ENOENT);
+	unlink(path);
+	test_runtime_destroy(rt);
+}
+
+Test(io, socketpair_send_recv_and_poll)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct afe_io io;
+	afe_io_poll_init(&io, sv[0], POLLOUT);
+	cr_assert(run_io(rt, &io) & POLLOUT);
+	afe_io_send_init(&io, sv[0], "ping", 4, 0);
+	cr_assert_eq(run_io(rt, &io), 4);
+	afe_io_poll_init(&io, sv[1], POLLIN);
+	cr_assert(run_io(rt, &io) & POLLIN);
+	char buf[8] = {0};
+	afe_io_recv_init(&io, sv[1], buf, sizeof(buf), 0);
+	cr_assert_eq(run_io(rt, &io), 4);
+	cr_assert_eq(memcmp(buf, "ping", 4), 0);
+	close(sv[0]);
+	afe_io_recv_init(&io, sv[1], buf, sizeof(buf), 0);
+	cr_assert_eq(run_io(rt, &io), 0, "closed peer: end of stream");
+	close(sv[1]);
+	test_runtime_destroy(rt);
+}
+
+Test(io, polling_outside_a_runtime_is_einval)
+{
+	struct afe_io io;
+	afe_io_nop_init(&io);
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	cr_assert_eq(afe_future_poll(&io.base, &cx), AFE_READY);
+	cr_assert_eq(io.base.result, -EINVAL);
+}
+
+Test(io, bad_timeout_calls_and_ring_sizes_are_refused)
+{
+	struct afe_io io;
+	cr_assert_eq(afe_io_set_timeout(NULL, 1), -EINVAL);
+	afe_sleep_init(&io, 1000);
+	cr_assert_eq(afe_io_set_timeout(&io, 1), -EINVAL, "a sleep takes no timeout");
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.ring_entries = 65536;
+	struct afe_runtime *rt = NULL;
+	cr_assert_eq(afe_runtime_create(&rt, &config), -EINVAL);
+	cr_assert_null(rt);
+}

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/* Sleeps, per-operation timeouts, cancelling operations in flight, a
+ * hundred thousand sleepers, and a tiny ring under thousands of
+ * operations. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "io_helpers.h"
+
+#define MS 1000000u
+
+Test(time, sleep_and_sleep_until_wait_at_least_that_long)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_io io;
+	uint64_t start = afe_now_ns();
+	afe_sleep_init(&io, 20 * MS);
+	cr_assert_eq(run_io(rt, &io), 0);
+	cr_assert_geq(afe_now_ns() - start, 20 * MS);
+	start = afe_now_ns();
+	afe_sleep_until_init(&io, start + 15 * MS);
+	cr_assert_eq(run_io(rt, &io), 0);
+	cr_assert_geq(afe_now_ns(), start + 15 * MS);
+	afe_sleep_until_init(&io, 0); /* in the past: at once */
+	cr_assert_eq(run_io(rt, &io), 0);
+	test_runtime_destroy(rt);
+}
+
+Test(time, timeout_fires_then_the_socket_still_works)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	char buf[8] = {0};
+	struct afe_io io;
+	afe_io_recv_init(&io, sv[1], buf, sizeof(buf), 0);
+	cr_assert_eq(afe_io_set_timeout(&io, 10 * MS), 0);
+	uint64_t start = afe_now_ns();
+	cr_assert_eq(run_io(rt, &io), -ETIMEDOUT);
+	cr_assert_geq(afe_now_ns() - start, 10 * MS);
+	/* Not firing: the data is there before the limit. */
+	cr_assert_eq(write(sv[0], "abc", 3), 3);
+	afe_io_recv_init(&io, sv[1], buf, sizeof(buf), 0);
+	cr_assert_eq(afe_io_set_timeout(&io, 5000 * MS), 0);
+	cr_assert_eq(run_io(rt, &io), 3);
+	cr_assert_eq(memcmp(buf, "abc", 3), 0);
+	close(sv[0]);
+	close(sv[1]);
+	test_runtime_destroy(rt);
+}
+
+/* Cancelling a task parked in recv cancels the recv through the ring. */
+Test(cancel, cancelled_recv_completes_and_the_socket_is_reusable)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	static char buf[8];
+	struct afe_io io;
+	afe_io_recv_init(&io, sv[1], buf, sizeof(buf), 0);
+	struct one_op op = one_op_of(&io);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &op, &h), 0);
+	usleep(20000); /* let it reach the kernel; the test holds either way */
+	struct afe_cancel c;
+	cr_assert_eq(afe_cancel_init(&c, &h), 0);
+	cr_assert_eq(test_block_on(rt, &c), -ECANCELED);
+	cr_assert_eq(write(sv[0], "xyz", 3), 3);
+	afe_io_recv_init(&io, sv[1], buf, sizeof(buf), 0);
+	cr_assert_eq(run_io(rt, &io), 3, "the cancelled recv took no data");
+	cr_assert_eq(memcmp(buf, "xyz", 3), 0);
+	close(sv[0]);
+	close(sv[1]);
+	test_runtime_destroy(rt);
+}
+
+/* Destroying a runtime cancels what is still in flight. */
+Test(cancel, destroy_cancels_operations_in_flight)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_io io;
+	afe_sleep_init(&io, 3600000 * (uint64_t)MS);
+	struct one_op op = one_op_of(&io);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(afe_spawn(rt, &op, NULL), 0);
+	usleep(20000);
+	uint64_t start = afe_now_ns();
+	test_runtime_destroy(rt); /* no task left: each saw -ECANCELED */
+	cr_assert_lt(afe_now_ns() - start, 5000 * (uint64_t)MS);
+}
+
+#define SLEEPERS 100000
+
+struct sleepers {
+	struct afe_future base;
+	long i, sum;
+	struct afe_join_handle *handles;
+	struct afe_join join;
+};
+
+static int sleepers_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct sleepers *s = afe_container_of(f, struct sleepers, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	for (s->i = 0; s->i < SLEEPERS; s->i++) {
+		struct afe_io io;
+		afe_sleep_init(&io, 10 * MS);
+		struct one_op op = one_op_of(&io);
+		if (afe_spawn(NULL, &op, &s->handles[s->i]) < 0)
+			AFE_RETURN(-1);
+	}
+	for (s->i = 0; s->i < SLEEPERS; s->i++) {
+		afe_join_init(&s->join, &s->handles[s->i]);
+		AFE_AWAIT(&s->join.base);
+		s->sum += s->join.base.result == 0;
+	}
+	AFE_RETURN(s->sum);
+	AFE_ASYNC_END;
+}
+
+Test(time, a_hundred_thousand_sleepers, .timeout = 300)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct sleepers s = {.handles = calloc(SLEEPERS, sizeof(struct afe_join_handle))};
+	afe_future_init(&s.base, sleepers_poll);
+	cr_assert_eq(test_block_on(rt, &s), SLEEPERS, "every sleep returned 0");
+	free(s.handles);
+	test_runtime_destroy(rt);
+}
+
+/* A four-entry ring, ten thousand operations at once: none is lost. */
+Test(ring, full_submission_queue_applies_back_pressure, .timeout = 300)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 2;
+	config.ring_entries = 4;
+	struct afe_runtime *rt = NULL;
+	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+	enum { OPS = 10000 };
+	static struct afe_join_handle handles[OPS];
+	for (int i = 0; i < OPS; i++) {
+		struct afe_io io;
+		if (i % 2)
+			afe_io_nop_init(&io);
+		else
+			afe_sleep_init(&io, 1 * MS);
+		struct one_op op = one_op_of(&io);
+		cr_assert_eq(afe_spawn(rt, &op, &handles[i]), 0);
+	}
+	for (int i = 0; i < OPS; i++) {
+		struct afe_join j;
+		afe_join_init(&j, &handles[i]);
+		cr_assert_eq(test_block_on(rt, &j), 0);
+	}
+	test_runtime_destroy(rt);
+}

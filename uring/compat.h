@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What Debian's liburing 2.3 predates: opcodes and flags of newer kernels
+ * (values from the kernel's include/uapi/linux/io_uring.h and futex.h), and
+ * the SQE layouts liburing has no helper for. The kernel is probed at
+ * start-up (ring.c) before any of these is used.
+ */
+#ifndef AFE_URING_COMPAT_H
+#define AFE_URING_COMPAT_H
+
+#include <liburing.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Opcodes past the end of 2.3's enum. */
+#define AFE_IORING_OP_READ_MULTISHOT 49
+#define AFE_IORING_OP_WAITID 50
+#define AFE_IORING_OP_FUTEX_WAIT 51
+#define AFE_IORING_OP_FUTEX_WAKE 52
+#define AFE_IORING_OP_FUTEX_WAITV 53
+
+/* futex2 flags: the word's size, and process-private. */
+#define AFE_FUTEX2_SIZE_U32 2u
+#define AFE_FUTEX2_PRIVATE 128u
+#define AFE_FUTEX_BITSET_MATCH_ANY 0xffffffffu
+
+#define AFE_IORING_TIMEOUT_MULTISHOT (1u << 6)
+#define AFE_IORING_ASYNC_CANCEL_USERDATA (1u << 4)
+
+/*
+ * FUTEX_WAIT through the ring: completes (0) when the 32-bit word at addr
+ * is woken, or at once with -EAGAIN when it no longer holds expected.
+ * The SQE: fd = futex2 flags, addr = word, addr2 = expected value,
+ * addr3 = wake mask, the rw_flags slot = 0.
+ */
+static inline void afe_prep_futex_wait(struct io_uring_sqe *sqe, const uint32_t *addr,
+				       uint32_t expected, unsigned futex2_flags)
+{
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = AFE_IORING_OP_FUTEX_WAIT;
+	sqe->fd = (int)(futex2_flags | AFE_FUTEX2_SIZE_U32);
+	sqe->addr = (uint64_t)(uintptr_t)addr;
+	sqe->addr2 = expected;
+	sqe->addr3 = AFE_FUTEX_BITSET_MATCH_ANY;
+}
+
+#endif /* AFE_URING_COMPAT_H */

@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/* Operation futures: preparing SQEs, polling, cancelling. */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "../pool/spinlock.h"
+#include "../src/runtime_internal.h"
+#include "compat.h"
+#include "io_internal.h"
+#include "ring.h"
+
+_Static_assert(sizeof(struct io_uring_sqe) == sizeof(((struct afe_io *)0)->sqe),
+	       "afe_io holds one SQE");
+_Static_assert(sizeof(struct afe_io_timespec) == sizeof(struct __kernel_timespec),
+	       "afe_io_timespec is the kernel's timespec");
+
+/* ---- polling --------------------------------------------------------------- */
+
+static int io_poll(struct afe_future *f, struct afe_context *cx);
+
+static void io_init(struct afe_io *io)
+{
+	memset(io, 0, sizeof(*io));
+	afe_future_init(&io->base, io_poll);
+	atomic_flag_clear(&io->lock);
+}
+
+static struct io_uring_sqe *sqe_of(struct afe_io *io)
+{
+	return (struct io_uring_sqe *)(void *)io->sqe;
+}
+
+/* The result the poller sees, from the CQEs the ring thread stored. */
+static intptr_t result_of(const struct afe_io *io)
+{
+	if (io->is_sleep && io->res == -ETIME)
+		return 0;
+	if (io->has_timeout && io->res == -ECANCELED && io->timeout_res == -ETIME &&
+	    !io->cancel_requested)
+		return -ETIMEDOUT;
+	return io->res;
+}
+
+bool afe__io_finish(struct afe_io *io)
+{
+	afe_spin_lock(&io->lock);
+	if (io->cancel_requested && !io->cancel_taken) {
+		afe_spin_unlock(&io->lock);
+		return false;
+	}
+	io->base.result = result_of(io);
+	io->done = true;
+	struct afe_waker waker = io->waker;
+	io->waker.vtable = NULL;
+	/* The unlock is our last touch of io: the poller reads done only
+	 * under the lock, so it cannot free io before this. */
+	afe_spin_unlock(&io->lock);
+	if (afe_waker_is_set(&waker))
+		afe_waker_wake(&waker);
+	return true;
+}
+
+static int first_poll(struct afe_io *io, struct afe_context *cx)
+{
+	if (cx->cancel) {
+		io->base.result = -ECANCELED;
+		return AFE_READY;
+	}
+	struct afe_runtime *rt = afe_runtime_current();
+	if (!rt) {
+		io->base.result = -EINVAL;
+		return AFE_READY;
+	}
+	io->rt = rt;
+	/* Now that the future stays put, point the kernel at its timespec
+	 * (spawning copies futures, so init could not). */
+	if (io->is_sleep)
+		sqe_of(io)->addr = (uint64_t)(uintptr_t)&io->time;
+	afe_waker_clone(&io->waker, cx->waker);
+	io->submitted = true;
+	int err = afe_ring_submit(rt->ring, io);
+	if (err < 0) {
+		afe_waker_drop(&io->waker);
+		io->base.result = err;
+		return AFE_READY;
+	}
+	return AFE_PENDING;
+}
+
+static int io_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_io *io = afe_container_of(f, struct afe_io, base);
+	if (!io->submitted)
+		return first_poll(io, cx);
+	afe_spin_lock(&io->lock);
+	if (io->done) {
+		afe_spin_unlock(&io->lock);
+		return AFE_READY; /* result set by afe__io_finish */
+	}
+	afe_waker_register(&io->waker, cx);
+	bool send_cancel = cx->cancel && !io->cancel_requested;
+	if (send_cancel)
+		io->cancel_requested = true;
+	afe_spin_unlock(&io->lock);
+	if (send_cancel)
+		afe_ring_cancel(io->rt->ring, io);
+	return AFE_PENDING;
+}
+
+/* ---- operations ------------------------------------------------------------ */
+
+/* io_uring takes -1 as "the file position" in the 64-bit offset field. */
+static uint64_t offset_of(int64_t offset)
+{
+	return offset < 0 ? (uint64_t)-1 : (uint64_t)offset;
+}
+
+void afe_io_nop_init(struct afe_io *io)
+{
+	io_init(io);
+	io_uring_prep_nop(sqe_of(io));
+}
+
+void afe_io_read_init(struct afe_io *io, int fd, void *buf, unsigned len, int64_t offset)
+{
+	io_init(io);
+	io_uring_prep_read(sqe_of(io), fd, buf, len, offset_of(offset));
+}
+
+void afe_io_write_init(struct afe_io *io, int fd, const void *buf, unsigned len,
+		       int64_t offset)
+{
+	io_init(io);
+	io_uring_prep_write(sqe_of(io), fd, buf, len, offset_of(offset));
+}
+
+void afe_io_readv_init(struct afe_io *io, int fd, const struct iovec *iov, unsigned count,
+		       int64_t offset)
+{
+	io_init(io);
+	io_uring_prep_readv(sqe_of(io), fd, iov, count, offset_of(offset));
+}
+
+void afe_io_writev_init(struct afe_io *io, int fd, const struct iovec *iov, unsigned count,
+			int64_t offset)
+{
+	io_init(io);
+	io_uring_prep_writev(sqe_of(io), fd, iov, count, offset_of(offset));
+}
+
+void afe_io_recv_init(struct afe_io *io, int fd, void *buf, unsigned len, int flags)
+{
+	io_init(io);
+	io_uring_prep_recv(sqe_of(io), fd, buf, len, flags);
+}
+
+void afe_io_send_init(struct afe_io *io, int fd, const void *buf, unsigned len, int flags)
+{
+	io_init(io);
+	io_uring_prep_send(sqe_of(io), fd, buf, len, flags);
+}
+
+void afe_io_accept_init(struct afe_io *io, int fd, struct sockaddr *addr, unsigned *addrlen,
+			int flags)
+{
+	io_init(io);
+	io_uring_prep_accept(sqe_of(io), fd, addr, addrlen, flags);
+}
+
+void afe_io_connect_init(struct afe_io *io, int fd, const struct sockaddr *addr,
+			 unsigned addrlen)
+{
+	io_init(io);
+	io_uring_prep_connect(sqe_of(io), fd, addr, addrlen);
+}
+
+void afe_io_close_init(struct afe_io *io, int fd)
+{
+	io_init(io);
+	io_uring_prep_close(sqe_of(io), fd);
+}
+
+void afe_io_openat_init(struct afe_io *io, int dirfd, const char *path, int flags,
+			unsigned mode)
+{
+	io_init(io);
+	io_uring_prep_openat(sqe_of(io), dirfd, path, flags, mode);
+}
+
+void afe_io_fsync_init(struct afe_io *io, int fd, bool datasync)
+{
+	io_init(io);
+	io_uring_prep_fsync(sqe_of(io), fd, datasync ? IORING_FSYNC_DATASYNC : 0);
+}
+
+void afe_io_poll_init(struct afe_io *io, int fd, unsigned events)
+{
+	io_init(io);
+	io_uring_prep_poll_add(sqe_of(io), fd, events);
+}
+
+static void set_timespec(struct afe_io_timespec *ts, uint64_t ns)
+{
+	ts->tv_sec = (int64_t)(ns / 1000000000u);
+	ts->tv_nsec = (long long)(ns % 1000000000u);
+}
+
+void afe_sleep_init(struct afe_io *io, uint64_t ns)
+{
+	io_init(io);
+	io->is_sleep = true;
+	set_timespec(&io->time, ns);
+	io_uring_prep_timeout(sqe_of(io), (struct __kernel_timespec *)&io->time, 0, 0);
+}
+
+void afe_sleep_until_init(struct afe_io *io, uint64_t deadline_ns)
+{
+	io_init(io);
+	io->is_sleep = true;
+	set_timespec(&io->time, deadline_ns);
+	io_uring_prep_timeout(sqe_of(io), (struct __kernel_timespec *)&io->time, 0,
+			      IORING_TIMEOUT_ABS);
+}
+
+uint64_t afe_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int afe_io_set_timeout(struct afe_io *io, uint64_t ns)
+{
+	if (!io || io->is_sleep || io->submitted || io->base.poll != io_poll)
+		return -EINVAL;
+	io->has_timeout = true;
+	set_timespec(&io->timeout, ns);
+	return 0;
+}

@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: MIT */
+/* Between the operation futures (io.c) and the ring thread (ring.c). */
+#ifndef AFE_URING_IO_INTERNAL_H
+#define AFE_URING_IO_INTERNAL_H
+
+#include <stdbool.h>
+
+#include "afe/io.h"
+
+/*
+ * Ring thread: every completion of io arrived (io->completed). Publishes
+ * the result and wakes the poller, after which the ring thread must not
+ * touch io. Returns false, doing nothing, while a cancel request the
+ * poller queued has not been taken yet; the ring thread calls it again
+ * when it takes that request.
+ */
+bool afe__io_finish(struct afe_io *io);
+
+#endif /* AFE_URING_IO_INTERNAL_H */

@@ -1,0 +1,429 @@
+/* SPDX-License-Identifier: MIT */
+/* The ring thread: see ring.h. Every operation's CQEs are counted, and the
+ * operation goes back to its poller (afe__io_finish) once the last one
+ * arrived and any cancel request the poller sent was taken. */
+#include "ring.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "afe/io.h"
+#include "compat.h"
+#include "io_internal.h"
+
+/* The low bits of user_data tell which of an operation's CQEs this is. */
+enum cqe_tag {
+	TAG_OP = 0,
+	TAG_LINK_TIMEOUT = 1,
+	TAG_CANCEL = 2,
+	TAG_DOORBELL = 3, /* user_data == TAG_DOORBELL: the doorbell's wait */
+	TAG_MASK = 3,
+};
+
+/* The request stack's head once the ring thread has ended. */
+#define REQUESTS_CLOSED ((struct afe_io_request *)(uintptr_t)1)
+
+/* A completion queue deep enough that bursts rarely overflow (the kernel
+ * keeps overflowed CQEs, but slowly). */
+#define MIN_CQ_ENTRIES 16384u
+
+struct afe_ring {
+	_Atomic(struct afe_io_request *) requests; /* pushed by any thread */
+	_Atomic uint32_t doorbell;		   /* futex word */
+	_Atomic bool sleeping;			   /* the ring thread may be asleep */
+	_Atomic bool stopping;
+	pthread_t thread;
+	unsigned entries;
+	sem_t started;
+	int start_error;
+
+	/* Ring thread only. */
+	struct io_uring uring;
+	struct afe_io_request *backlog, **backlog_tail; /* waiting for SQ room */
+	uint64_t cqes_due;				 /* all operations' */
+	bool doorbell_armed, cancel_all_sent;
+};
+
+/* ---- requests ---------------------------------------------------------- */
+
+static void ring_doorbell(struct afe_ring *r)
+{
+	/* Seq_cst: either the ring thread sees our request before it sleeps,
+	 * or we see it asleep (see the store before its final check). */
+	if (!atomic_load(&r->sleeping) || !atomic_exchange(&r->sleeping, false))
+		return;
+	atomic_fetch_add(&r->doorbell, 1);
+	syscall(SYS_futex, &r->doorbell, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Pushes req; false once the ring thread has ended. */
+static bool push_request(struct afe_ring *r, struct afe_io_request *req)
+{
+	struct afe_io_request *head = atomic_load_explicit(&r->requests, memory_order_relaxed);
+	do {
+		if (head == REQUESTS_CLOSED)
+			return false;
+		req->next = head;
+		/* Release: the operation's prepared SQE is visible to the ring
+		 * thread's acquire exchange. */
+	} while (!atomic_compare_exchange_weak_explicit(&r->requests, &head, req,
+							 memory_order_seq_cst,
+							 memory_order_relaxed));
+	ring_doorbell(r);
+	return true;
+}
+
+int afe_ring_submit(struct afe_ring *r, struct afe_io *io)
+{
+	io->submit.io = io;
+	return push_request(r, &io->submit) ? 0 : -ESHUTDOWN;
+}
+
+void afe_ring_cancel(struct afe_ring *r, struct afe_io *io)
+{
+	io->cancel.io = io;
+	if (!push_request(r, &io->cancel))
+		abort(); /* cannot happen: io was submitted, so the thread runs */
+}
+
+/* Moves the pushed requests, oldest first, to the end of the backlog. */
+static void take_requests(struct afe_ring *r)
+{
+	struct afe_io_request *stack = atomic_exchange_explicit(&r->requests, NULL,
+								memory_order_acquire);
+	struct afe_io_request *fifo = NULL;
+	while (stack) {
+		struct afe_io_request *next = stack->next;
+		stack->next = fifo;
+		fifo = stack;
+		stack = next;
+	}
+	*r->backlog_tail = fifo;
+	while (*r->backlog_tail)
+		r->backlog_tail = &(*r->backlog_tail)->next;
+}
+
+/* ---- completions --------------------------------------------------------- */
+
+static void *tagged(const void *p, enum cqe_tag tag)
+{
+	return (void *)((uintptr_t)p | (uintptr_t)tag);
+}
+
+static void handle_cqe(struct afe_ring *r, const struct io_uring_cqe *cqe)
+{
+	enum cqe_tag tag = (enum cqe_tag)(cqe->user_data & TAG_MASK);
+	struct afe_io *io = (struct afe_io *)(uintptr_t)(cqe->user_data & ~(uint64_t)TAG_MASK);
+	if (tag == TAG_DOORBELL) {
+		r->doorbell_armed = false;
+		return;
+	}
+	r->cqes_due--;
+	if (!io)
+		return; /* the stop's cancel-everything */
+	if (tag == TAG_OP)
+		io->res = cqe->res;
+	else if (tag == TAG_LINK_TIMEOUT)
+		io->timeout_res = cqe->res;
+	if (--io->cqes_due == 0) {
+		io->completed = true;
+		afe__io_finish(io); /* or, when its cancel request arrives */
+	}
+}
+
+static void reap(struct afe_ring *r)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	io_uring_for_each_cqe(&r->uring, head, cqe)
+	{
+		handle_cqe(r, cqe);
+		seen++;
+	}
+	io_uring_cq_advance(&r->uring, seen);
+}
+
+/* ---- submissions --------------------------------------------------------- */
+
+static struct io_uring_sqe *next_sqe(struct afe_ring *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+	if (!sqe)
+		abort(); /* the caller checked the room */
+	return sqe;
+}
+
+/* Turns one request into SQEs, or finishes it at once. Returns false when
+ * the submission queue has no room for it. */
+static bool issue(struct afe_ring *r, struct afe_io_request *req)
+{
+	struct afe_io *io = req->io;
+	if (req == &io->cancel) {
+		io->cancel_taken = true;
+		if (io->completed) {
+			afe__io_finish(io);
+		} else if (!atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
+			if (io_uring_sq_space_left(&r->uring) < 1)
+				return false;
+			struct io_uring_sqe *sqe = next_sqe(r);
+			io_uring_prep_cancel(sqe, tagged(io, TAG_OP), 0);
+			io_uring_sqe_set_data(sqe, tagged(io, TAG_CANCEL));
+			io->cqes_due++;
+			r->cqes_due++;
+		}
+		return true;
+	}
+	if (atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
+		io->res = -ESHUTDOWN;
+		io->completed = true;
+		afe__io_finish(io);
+		return true;
+	}
+	unsigned need = io->has_timeout ? 2 : 1;
+	if (io_uring_sq_space_left(&r->uring) < need)
+		return false;
+	struct io_uring_sqe *sqe = next_sqe(r);
+	memcpy(sqe, io->sqe, sizeof(*sqe));
+	io_uring_sqe_set_data(sqe, tagged(io, TAG_OP));
+	if (io->has_timeout) {
+		sqe->flags |= IOSQE_IO_LINK;
+		struct io_uring_sqe *link = next_sqe(r);
+		io_uring_prep_link_timeout(link, (struct __kernel_timespec *)&io->timeout, 0);
+		io_uring_sqe_set_data(link, tagged(io, TAG_LINK_TIMEOUT));
+	}
+	io->cqes_due = (uint8_t)need;
+	r->cqes_due += need;
+	return true;
+}
+
+/* Issues backlog requests while the submission queue has room. */
+static void issue_backlog(struct afe_ring *r)
+{
+	while (r->backlog) {
+		struct afe_io_request *req = r->backlog;
+		struct afe_io_request *next = req->next;
+		if (!issue(r, req)) {
+			/* Full: submit what we have and try once more. */
+			if (io_uring_submit(&r->uring) <= 0 || !issue(r, req))
+				return;
+		}
+		r->backlog = next;
+		if (!next)
+			r->backlog_tail = &r->backlog;
+	}
+}
+
+static void arm_doorbell(struct afe_ring *r)
+{
+	if (r->doorbell_armed || io_uring_sq_space_left(&r->uring) < 1)
+		return;
+	struct io_uring_sqe *sqe = next_sqe(r);
+	afe_prep_futex_wait(sqe, (const uint32_t *)&r->doorbell,
+			    atomic_load(&r->doorbell), AFE_FUTEX2_PRIVATE);
+	io_uring_sqe_set_data(sqe, tagged(NULL, TAG_DOORBELL));
+	r->doorbell_armed = true;
+}
+
+/* Submits and, when wait is true, sleeps until a CQE arrives. Transient
+ * errors are retried by the loop; -EBUSY (completions pending in the
+ * overflow list) is resolved by the reap that follows. */
+static void enter(struct afe_ring *r, bool wait)
+{
+	int err = wait ? io_uring_submit_and_wait(&r->uring, 1)
+		       : io_uring_submit_and_get_events(&r->uring);
+	if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY) {
+		fprintf(stderr, "afe: io_uring_enter failed: %s\n", strerror(-err));
+		abort();
+	}
+}
+
+static void cancel_everything(struct afe_ring *r)
+{
+	if (r->cancel_all_sent || io_uring_sq_space_left(&r->uring) < 1)
+		return;
+	struct io_uring_sqe *sqe = next_sqe(r);
+	io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+	io_uring_sqe_set_data(sqe, tagged(NULL, TAG_CANCEL));
+	r->cqes_due++;
+	r->cancel_all_sent = true;
+}
+
+static void run(struct afe_ring *r)
+{
+	for (;;) {
+		take_requests(r);
+		issue_backlog(r);
+		reap(r);
+		bool stopping = atomic_load_explicit(&r->stopping, memory_order_acquire);
+		if (stopping) {
+			cancel_everything(r);
+			if (r->cqes_due == 0 && !r->backlog)
+				return;
+		}
+		if (r->backlog || atomic_load(&r->requests)) {
+			enter(r, false);
+			continue;
+		}
+		if (!stopping)
+			arm_doorbell(r);
+		/* Seq_cst store, then the final check: pairs with ring_doorbell. */
+		atomic_store(&r->sleeping, true);
+		if (atomic_load(&r->requests) || (stopping && r->cqes_due == 0)) {
+			atomic_store(&r->sleeping, false);
+			enter(r, false);
+			continue;
+		}
+		enter(r, true);
+		atomic_store(&r->sleeping, false);
+	}
+}
+
+/* ---- start and stop ------------------------------------------------------ */
+
+static const struct {
+	int opcode;
+	const char *name;
+} required_ops[] = {
+	{IORING_OP_NOP, "NOP"},
+	{IORING_OP_READ, "READ"},
+	{IORING_OP_WRITE, "WRITE"},
+	{IORING_OP_READV, "READV"},
+	{IORING_OP_WRITEV, "WRITEV"},
+	{IORING_OP_RECV, "RECV"},
+	{IORING_OP_SEND, "SEND"},
+	{IORING_OP_ACCEPT, "ACCEPT"},
+	{IORING_OP_CONNECT, "CONNECT"},
+	{IORING_OP_CLOSE, "CLOSE"},
+	{IORING_OP_OPENAT, "OPENAT"},
+	{IORING_OP_FSYNC, "FSYNC"},
+	{IORING_OP_POLL_ADD, "POLL_ADD"},
+	{IORING_OP_TIMEOUT, "TIMEOUT"},
+	{IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT"},
+	{IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+	{AFE_IORING_OP_FUTEX_WAIT, "FUTEX_WAIT (Linux 6.7)"},
+};
+
+/* Checks the kernel supports every opcode AFE uses. */
+static int probe(struct afe_ring *r)
+{
+	struct io_uring_probe *p = io_uring_get_probe_ring(&r->uring);
+	if (!p) {
+		fprintf(stderr, "afe: cannot probe io_uring opcodes (kernel older than 5.6)\n");
+		return -ENOSYS;
+	}
+	int err = 0;
+	for (size_t i = 0; i < sizeof(required_ops) / sizeof(required_ops[0]); i++) {
+		if (!io_uring_opcode_supported(p, required_ops[i].opcode)) {
+			fprintf(stderr, "afe: this kernel's io_uring lacks %s\n",
+				required_ops[i].name);
+			err = -ENOSYS;
+		}
+	}
+	io_uring_free_probe(p);
+	return err;
+}
+
+static int setup(struct afe_ring *r)
+{
+	struct io_uring_params params;
+	memset(&params, 0, sizeof(params));
+	/* This thread is the only issuer; completions run when it enters. */
+	params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+		       IORING_SETUP_CQSIZE;
+	params.cq_entries = r->entries * 2 > MIN_CQ_ENTRIES ? r->entries * 2 : MIN_CQ_ENTRIES;
+	int err = io_uring_queue_init_params(r->entries, &r->uring, &params);
+	if (err < 0) {
+		const char *why = err == -EPERM	   ? "not permitted (kernel.io_uring_disabled, or seccomp)"
+				  : err == -ENOSYS ? "not in this kernel"
+				  : err == -EINVAL ? "the kernel is older than 6.1"
+						   : strerror(-err);
+		fprintf(stderr, "afe: cannot set up io_uring: %s\n", why);
+		return err;
+	}
+	err = probe(r);
+	if (err < 0)
+		io_uring_queue_exit(&r->uring);
+	return err;
+}
+
+/* Fails every request still queued, and refuses new ones. */
+static void close_requests(struct afe_ring *r)
+{
+	struct afe_io_request *stack = atomic_exchange(&r->requests, REQUESTS_CLOSED);
+	*r->backlog_tail = NULL;
+	for (struct afe_io_request *req = stack; req;) {
+		struct afe_io_request *next = req->next;
+		*r->backlog_tail = req;
+		r->backlog_tail = &req->next;
+		req->next = NULL;
+		req = next;
+	}
+	for (struct afe_io_request *req = r->backlog; req;) {
+		struct afe_io_request *next = req->next;
+		issue(r, req); /* stopping: finishes with -ESHUTDOWN */
+		req = next;
+	}
+	r->backlog = NULL;
+}
+
+static void *ring_main(void *arg)
+{
+	struct afe_ring *r = arg;
+	r->start_error = setup(r);
+	sem_post(&r->started);
+	if (r->start_error)
+		return NULL;
+	run(r);
+	close_requests(r);
+	io_uring_queue_exit(&r->uring);
+	return NULL;
+}
+
+int afe_ring_start(struct afe_ring **out, unsigned entries)
+{
+	struct afe_ring *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->entries = entries;
+	r->backlog_tail = &r->backlog;
+	sem_init(&r->started, 0, 0);
+	int err = -pthread_create(&r->thread, NULL, ring_main, r);
+	if (err == 0) {
+		while (sem_wait(&r->started) < 0)
+			;
+		err = r->start_error;
+		if (err)
+			pthread_join(r->thread, NULL);
+	}
+	if (err) {
+		sem_destroy(&r->started);
+		free(r);
+		return err;
+	}
+	*out = r;
+	return 0;
+}
+
+void afe_ring_stop(struct afe_ring *r)
+{
+	atomic_store(&r->stopping, true);
+	atomic_store(&r->sleeping, true); /* force the doorbell */
+	ring_doorbell(r);
+	pthread_join(r->thread, NULL);
+}
+
+void afe_ring_free(struct afe_ring *r)
+{
+	if (!r)
+		return;
+	sem_destroy(&r->started);
+	free(r);
+}

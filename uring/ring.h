@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The runtime's io_uring and the thread that owns it.
+ *
+ * One thread (the ring thread) is the ring's only issuer: it creates the
+ * ring with SINGLE_ISSUER | DEFER_TASKRUN, submits every SQE and reaps
+ * every CQE. Workers hand it requests through a lock-free stack and ring
+ * a doorbell: a futex word the ring thread watches with a FUTEX_WAIT armed
+ * in its own ring, so it sleeps in one io_uring_enter whether it waits for
+ * completions or for new requests, and a worker makes the wake syscall
+ * only when the ring thread is asleep. Requests are never dropped: when
+ * the submission queue is full they wait for the next round.
+ */
+#ifndef AFE_URING_RING_H
+#define AFE_URING_RING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct afe_ring;
+struct afe_io;
+
+/* Starts the ring thread with a ring of `entries` SQEs. Returns 0, or a
+ * negative errno with a message on stderr saying why io_uring cannot be
+ * used (not compiled in, disabled by sysctl or seccomp, kernel too old). */
+int afe_ring_start(struct afe_ring **out, unsigned entries);
+
+/* Cancels every operation in flight, waits for their completions (their
+ * tasks are woken with the results), and ends the ring thread. Operations
+ * queued afterwards complete at once with -ESHUTDOWN. */
+void afe_ring_stop(struct afe_ring *ring);
+
+/* Frees the ring; after afe_ring_stop. */
+void afe_ring_free(struct afe_ring *ring);
+
+/* Queues io for submission. Returns 0, or -ESHUTDOWN once the ring
+ * thread has ended. */
+int afe_ring_submit(struct afe_ring *ring, struct afe_io *io);
+
+/* Queues a cancel of io, which was submitted and is not finished. */
+void afe_ring_cancel(struct afe_ring *ring, struct afe_io *io);
+
+#endif /* AFE_URING_RING_H */
