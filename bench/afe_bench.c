@@ -15,6 +15,7 @@ static const struct {
 	{"spawn_join", workload_spawn_join},
 	{"yield", workload_yield},
 	{"ping_pong", workload_ping_pong},
+	{"timers", workload_timers},
 };
 
 #define WORKLOAD_COUNT (sizeof(workloads) / sizeof(workloads[0]))

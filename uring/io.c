@@ -34,8 +34,6 @@ static struct io_uring_sqe *sqe_of(struct afe_io *io)
 /* The result the poller sees, from the CQEs the ring thread stored. */
 static intptr_t result_of(const struct afe_io *io)
 {
-	if (io->is_sleep && io->res == -ETIME)
-		return 0;
 	if (io->has_timeout && io->res == -ECANCELED && io->timeout_res == -ETIME &&
 	    !io->cancel_requested)
 		return -ETIMEDOUT;
@@ -73,10 +71,8 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 		return AFE_READY;
 	}
 	io->rt = rt;
-	/* Now that the future stays put, point the kernel at its timespec
-	 * (spawning copies futures, so init could not). */
-	if (io->is_sleep)
-		sqe_of(io)->addr = (uint64_t)(uintptr_t)&io->time;
+	if (io->sleep_is_relative)
+		io->deadline_ns += afe_now_ns();
 	afe_waker_clone(&io->waker, cx->waker);
 	io->submitted = true;
 	int err = afe_ring_submit(rt->ring, io);
@@ -206,21 +202,21 @@ static void set_timespec(struct afe_io_timespec *ts, uint64_t ns)
 	ts->tv_nsec = (long long)(ns % 1000000000u);
 }
 
+/* Sleeps never reach the kernel: the ring thread keeps them in its timer
+ * wheel (ring.c). */
 void afe_sleep_init(struct afe_io *io, uint64_t ns)
 {
 	io_init(io);
 	io->is_sleep = true;
-	set_timespec(&io->time, ns);
-	io_uring_prep_timeout(sqe_of(io), (struct __kernel_timespec *)&io->time, 0, 0);
+	io->sleep_is_relative = true;
+	io->deadline_ns = ns;
 }
 
 void afe_sleep_until_init(struct afe_io *io, uint64_t deadline_ns)
 {
 	io_init(io);
 	io->is_sleep = true;
-	set_timespec(&io->time, deadline_ns);
-	io_uring_prep_timeout(sqe_of(io), (struct __kernel_timespec *)&io->time, 0,
-			      IORING_TIMEOUT_ABS);
+	io->deadline_ns = deadline_ns;
 }
 
 uint64_t afe_now_ns(void)

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "afe/io.h"
 #include "compat.h"
 #include "io_internal.h"
+#include "timer_wheel.h"
 
 /* The low bits of user_data tell which of an operation's CQEs this is. */
 enum cqe_tag {
@@ -47,6 +49,8 @@ struct afe_ring {
 
 	/* Ring thread only. */
 	struct io_uring uring;
+	struct afe_timer_wheel wheel; /* sleeps, in ticks since start_ns */
+	uint64_t start_ns;
 	struct afe_io_request *backlog, **backlog_tail; /* waiting for SQ room */
 	uint64_t cqes_due;				 /* all operations' */
 	bool doorbell_armed, cancel_all_sent;
@@ -151,6 +155,69 @@ static void reap(struct afe_ring *r)
 	io_uring_cq_advance(&r->uring, seen);
 }
 
+/* ---- sleeps ---------------------------------------------------------------- */
+
+#define NS_PER_TICK 1000000u
+
+_Static_assert(sizeof(struct afe_timer) <= sizeof(((struct afe_io *)0)->sqe),
+	       "a sleep's timer fits where an operation keeps its SQE");
+
+static struct afe_timer *timer_of(struct afe_io *io)
+{
+	return (struct afe_timer *)(void *)io->sqe;
+}
+
+static uint64_t ticks_now(const struct afe_ring *r)
+{
+	return (afe_now_ns() - r->start_ns) / NS_PER_TICK;
+}
+
+static void fire(struct afe_timer *t, void *arg)
+{
+	struct afe_io *io = (struct afe_io *)(void *)((char *)t - offsetof(struct afe_io, sqe));
+	io->res = *(const int32_t *)arg;
+	io->completed = true;
+	afe__io_finish(io); /* or, when its cancel request arrives */
+}
+
+static void start_sleep(struct afe_ring *r, struct afe_io *io)
+{
+	/* The first tick at or after the deadline: never early. */
+	uint64_t ticks = io->deadline_ns > r->start_ns
+				 ? (io->deadline_ns - r->start_ns + NS_PER_TICK - 1) / NS_PER_TICK
+				 : 0;
+	if (!afe_wheel_insert(&r->wheel, timer_of(io), ticks)) {
+		static const int32_t now = 0;
+		fire(timer_of(io), (void *)&now);
+	}
+}
+
+static void cancel_sleep(struct afe_ring *r, struct afe_io *io)
+{
+	static const int32_t cancelled = -ECANCELED;
+	afe_wheel_remove(&r->wheel, timer_of(io));
+	fire(timer_of(io), (void *)&cancelled);
+}
+
+static void expire_sleeps(struct afe_ring *r)
+{
+	static const int32_t elapsed = 0;
+	afe_wheel_advance(&r->wheel, ticks_now(r), fire, (void *)&elapsed);
+}
+
+/* How long the ring thread may sleep before the next timer is due. */
+static bool next_timer_wait(const struct afe_ring *r, struct __kernel_timespec *ts)
+{
+	uint64_t next = afe_wheel_next_tick(&r->wheel);
+	if (next == UINT64_MAX)
+		return false;
+	uint64_t at = r->start_ns + next * NS_PER_TICK, now = afe_now_ns();
+	uint64_t ns = at > now ? at - now : 0;
+	ts->tv_sec = (long long)(ns / 1000000000u);
+	ts->tv_nsec = (long long)(ns % 1000000000u);
+	return true;
+}
+
 /* ---- submissions --------------------------------------------------------- */
 
 static struct io_uring_sqe *next_sqe(struct afe_ring *r)
@@ -170,6 +237,8 @@ static bool issue(struct afe_ring *r, struct afe_io_request *req)
 		io->cancel_taken = true;
 		if (io->completed) {
 			afe__io_finish(io);
+		} else if (io->is_sleep) {
+			cancel_sleep(r, io);
 		} else if (!atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
 			if (io_uring_sq_space_left(&r->uring) < 1)
 				return false;
@@ -185,6 +254,10 @@ static bool issue(struct afe_ring *r, struct afe_io_request *req)
 		io->res = -ESHUTDOWN;
 		io->completed = true;
 		afe__io_finish(io);
+		return true;
+	}
+	if (io->is_sleep) {
+		start_sleep(r, io);
 		return true;
 	}
 	unsigned need = io->has_timeout ? 2 : 1;
@@ -237,9 +310,16 @@ static void arm_doorbell(struct afe_ring *r)
  * overflow list) is resolved by the reap that follows. */
 static void enter(struct afe_ring *r, bool wait)
 {
-	int err = wait ? io_uring_submit_and_wait(&r->uring, 1)
-		       : io_uring_submit_and_get_events(&r->uring);
-	if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY) {
+	struct __kernel_timespec ts;
+	struct io_uring_cqe *cqe;
+	int err;
+	if (!wait)
+		err = io_uring_submit_and_get_events(&r->uring);
+	else if (next_timer_wait(r, &ts))
+		err = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, &ts, NULL);
+	else
+		err = io_uring_submit_and_wait(&r->uring, 1);
+	if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY && err != -ETIME) {
 		fprintf(stderr, "afe: io_uring_enter failed: %s\n", strerror(-err));
 		abort();
 	}
@@ -247,6 +327,8 @@ static void enter(struct afe_ring *r, bool wait)
 
 static void cancel_everything(struct afe_ring *r)
 {
+	static const int32_t cancelled = -ECANCELED;
+	afe_wheel_drain(&r->wheel, fire, (void *)&cancelled);
 	if (r->cancel_all_sent || io_uring_sq_space_left(&r->uring) < 1)
 		return;
 	struct io_uring_sqe *sqe = next_sqe(r);
@@ -262,6 +344,7 @@ static void run(struct afe_ring *r)
 		take_requests(r);
 		issue_backlog(r);
 		reap(r);
+		expire_sleeps(r);
 		bool stopping = atomic_load_explicit(&r->stopping, memory_order_acquire);
 		if (stopping) {
 			cancel_everything(r);
@@ -305,7 +388,6 @@ static const struct {
 	{IORING_OP_OPENAT, "OPENAT"},
 	{IORING_OP_FSYNC, "FSYNC"},
 	{IORING_OP_POLL_ADD, "POLL_ADD"},
-	{IORING_OP_TIMEOUT, "TIMEOUT"},
 	{IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT"},
 	{IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
 	{AFE_IORING_OP_FUTEX_WAIT, "FUTEX_WAIT (Linux 6.7)"},
@@ -377,6 +459,8 @@ static void close_requests(struct afe_ring *r)
 static void *ring_main(void *arg)
 {
 	struct afe_ring *r = arg;
+	afe_wheel_init(&r->wheel);
+	r->start_ns = afe_now_ns();
 	r->start_error = setup(r);
 	sem_post(&r->started);
 	if (r->start_error)

@@ -54,13 +54,16 @@ struct afe_io {
 	bool cancel_taken;	 /* ring thread: took the cancel request */
 	bool completed;		 /* ring thread: every completion arrived */
 	bool submitted;		 /* poller: handed to the ring */
-	bool has_timeout, is_sleep;
+	bool has_timeout, is_sleep, sleep_is_relative;
 	atomic_flag lock;	 /* guards the three below */
 	bool done;		 /* the ring thread is finished with it */
 	bool cancel_requested;	 /* the poller queued the cancel request */
 	struct afe_waker waker;
-	struct afe_io_timespec time, timeout;
-	_Alignas(8) unsigned char sqe[64]; /* the prepared struct io_uring_sqe */
+	uint64_t deadline_ns;	 /* sleeps: absolute once polled */
+	struct afe_io_timespec timeout;
+	/* The prepared struct io_uring_sqe, or a sleep's place in the ring
+	 * thread's timer wheel. */
+	_Alignas(8) unsigned char sqe[64];
 };
 
 /* Does nothing; result 0. Measures the ring's round trip. */
@@ -99,8 +102,9 @@ AFE_EXPORT void afe_io_fsync_init(struct afe_io *io, int fd, bool datasync);
  * events that are ready. */
 AFE_EXPORT void afe_io_poll_init(struct afe_io *io, int fd, unsigned events);
 
-/* Sleeps for ns nanoseconds, or until the CLOCK_MONOTONIC time deadline_ns;
- * result 0 once the time has come. */
+/* Sleeps for ns nanoseconds from the first poll, or until the
+ * CLOCK_MONOTONIC time deadline_ns; result 0 once the time has come
+ * (never earlier; timers tick in milliseconds). */
 AFE_EXPORT void afe_sleep_init(struct afe_io *io, uint64_t ns);
 AFE_EXPORT void afe_sleep_until_init(struct afe_io *io, uint64_t deadline_ns);
 
