@@ -11,5 +11,6 @@
 #include "afe/group.h"
 #include "afe/oneshot.h"
 #include "afe/io.h"
+#include "afe/net.h"
 
 #endif /* AFE_H */

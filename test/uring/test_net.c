@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: MIT */
+/* TCP over the ring: echo round trips over loopback with many
+ * connections, partial reads and writes, shedding at the connection bound,
+ * resets and closed peers, cancelling the server. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "echo_conn.h"
+#include "io_helpers.h"
+
+/* An echo server on a free port, running as a task. */
+struct test_server {
+	int listen_fd, port;
+	struct afe_join_handle handle;
+};
+
+static struct test_server start_server(struct afe_runtime *rt, unsigned max_conns)
+{
+	struct test_server ts;
+	ts.listen_fd = afe_tcp_listen(NULL, 0, 0);
+	cr_assert_geq(ts.listen_fd, 0);
+	ts.port = afe_tcp_local_port(ts.listen_fd);
+	cr_assert_gt(ts.port, 0);
+	struct afe_tcp_server_config config = {
+		.listen_fd = ts.listen_fd,
+		.max_conns = max_conns,
+		.conn_size = sizeof(struct echo_conn),
+		.conn_init = echo_conn_init,
+	};
+	struct afe_tcp_server server;
+	afe_tcp_server_init(&server, &config);
+	cr_assert_eq(afe_spawn(rt, &server, &ts.handle), 0);
+	return ts;
+}
+
+static void stop_server(struct afe_runtime *rt, struct test_server *ts)
+{
+	struct afe_cancel c;
+	cr_assert_eq(afe_cancel_init(&c, &ts->handle), 0);
+	cr_assert_eq(test_block_on(rt, &c), -ECANCELED);
+	close(ts->listen_fd);
+}
+
+static struct sockaddr_in loopback(int port)
+{
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return a;
+}
+
+/* A client task: connects through the ring, then `rounds` times sends
+ * `size` bytes and reads the echo back in whatever pieces it comes. */
+struct client {
+	struct afe_future base;
+	int port, fd, round, rounds;
+	size_t size, got;
+	unsigned char *out, *in;
+	struct sockaddr_in addr;
+	struct afe_io io;
+	struct afe_send_all send;
+};
+
+static int client_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct client *c = afe_container_of(f, struct client, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		AFE_RETURN(-errno);
+	c->addr = loopback(c->port);
+	afe_io_connect_init(&c->io, c->fd, (struct sockaddr *)&c->addr, sizeof(c->addr));
+	AFE_AWAIT(&c->io.base);
+	if (c->io.base.result < 0)
+		AFE_RETURN(c->io.base.result);
+	for (c->round = 0; c->round < c->rounds; c->round++) {
+		for (size_t i = 0; i < c->size; i++)
+			c->out[i] = (unsigned char)(i * 7 + (size_t)c->round + (size_t)c->port);
+		afe_send_all_init(&c->send, c->fd, c->out, c->size);
+		AFE_AWAIT(&c->send.base);
+		if (c->send.base.result != (intptr_t)c->size)
+			AFE_RETURN(-1000);
+		for (c->got = 0; c->got < c->size;) {
+			afe_io_recv_init(&c->io, c->fd, c->in + c->got, (unsigned)(c->size - c->got), 0);
+			AFE_AWAIT(&c->io.base);
+			if (c->io.base.result <= 0)
+				AFE_RETURN(-1001);
+			c->got += (size_t)c->io.base.result;
+		}
+		if (memcmp(c->in, c->out, c->size) != 0)
+			AFE_RETURN(-1002);
+	}
+	AFE_RETURN(0);
+	AFE_CLEANUP;
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->out);
+	free(c->in);
+	AFE_ASYNC_END;
+}
+
+static int spawn_client(struct afe_runtime *rt, int port, int rounds, size_t size,
+			struct afe_join_handle *h)
+{
+	struct client c = {.port = port, .fd = -1, .rounds = rounds, .size = size,
+			   .out = malloc(size), .in = malloc(size)};
+	afe_future_init(&c.base, client_poll);
+	return afe_spawn(rt, &c, h);
+}
+
+Test(net, many_connections_echo_over_loopback, .timeout = 300)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct test_server ts = start_server(rt, 1000);
+	enum { CLIENTS = 200 };
+	static struct afe_join_handle handles[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++)
+		cr_assert_eq(spawn_client(rt, ts.port, 50, 64, &handles[i]), 0);
+	for (int i = 0; i < CLIENTS; i++) {
+		struct afe_join j;
+		afe_join_init(&j, &handles[i]);
+		cr_assert_eq(test_block_on(rt, &j), 0, "client %d", i);
+	}
+	stop_server(rt, &ts);
+	test_runtime_destroy(rt);
+}
+
+Test(net, large_messages_go_through_in_partial_reads_and_writes, .timeout = 300)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct test_server ts = start_server(rt, 10);
+	struct afe_join_handle handles[4];
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(spawn_client(rt, ts.port, 3, 4u << 20, &handles[i]), 0);
+	for (int i = 0; i < 4; i++) {
+		struct afe_join j;
+		afe_join_init(&j, &handles[i]);
+		cr_assert_eq(test_block_on(rt, &j), 0);
+	}
+	stop_server(rt, &ts);
+	test_runtime_destroy(rt);
+}
+
+static int blocking_connect(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = loopback(port);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+/* Sends a byte and reads the echo; returns what read returned. */
+static ssize_t ping_once(int fd)
+{
+	char c = 'p';
+	cr_assert_eq(write(fd, &c, 1), 1);
+	return read(fd, &c, 1);
+}
+
+Test(net, connections_past_the_bound_are_shed_and_the_server_stays_up)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct test_server ts = start_server(rt, 2);
+	int a = blocking_connect(ts.port), b = blocking_connect(ts.port);
+	cr_assert_eq(ping_once(a), 1);
+	cr_assert_eq(ping_once(b), 1);
+	for (int i = 0; i < 20; i++) {
+		int shed = blocking_connect(ts.port);
+		char c;
+		ssize_t n = read(shed, &c, 1); /* closed by the server at once */
+		cr_assert(n == 0 || (n < 0 && errno == ECONNRESET), "got %zd", n);
+		close(shed);
+	}
+	close(a);
+	cr_assert_eq(ping_once(b), 1, "the old connection still works");
+	/* Room again once a finished connection is counted out. */
+	int c = -1;
+	for (int tries = 0; tries < 500; tries++) {
+		c = blocking_connect(ts.port);
+		if (ping_once(c) == 1)
+			break;
+		close(c);
+		c = -1;
+		usleep(2000);
+	}
+	cr_assert_geq(c, 0, "a new connection was served after one closed");
+	close(b);
+	close(c);
+	stop_server(rt, &ts);
+	test_runtime_destroy(rt);
+}
+
+Test(net, reset_peer_is_econnreset_and_closed_peer_is_epipe)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int lfd = afe_tcp_listen("127.0.0.1", 0, 0);
+	cr_assert_geq(lfd, 0);
+	int cfd = blocking_connect(afe_tcp_local_port(lfd));
+	int sfd = accept(lfd, NULL, NULL);
+	cr_assert_geq(sfd, 0);
+	struct linger hard = {.l_onoff = 1, .l_linger = 0};
+	cr_assert_eq(setsockopt(cfd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard)), 0);
+	close(cfd); /* sends a reset */
+	char buf[8];
+	struct afe_io io;
+	afe_io_recv_init(&io, sfd, buf, sizeof(buf), 0);
+	cr_assert_eq(run_io(rt, &io), -ECONNRESET);
+	close(sfd);
+
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	close(sv[1]);
+	static char big[1 << 16];
+	struct afe_send_all s;
+	afe_send_all_init(&s, sv[0], big, sizeof(big));
+	intptr_t r = test_block_on(rt, &s);
+	cr_assert(r == -EPIPE || r == -ECONNRESET, "got %ld", (long)r);
+	close(sv[0]);
+	close(lfd);
+	test_runtime_destroy(rt);
+}
+
+Test(net, bad_listen_arguments_and_a_bad_server_config_are_refused)
+{
+	cr_assert_eq(afe_tcp_listen("not-an-address", 0, 0), -EINVAL);
+	cr_assert_eq(afe_tcp_local_port(-1), -EBADF);
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	cr_assert_eq(afe_tcp_local_port(pfd[0]), -ENOTSOCK);
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_tcp_server s;
+	afe_tcp_server_init(&s, NULL);
+	cr_assert_eq(test_block_on(rt, &s), -EINVAL);
+	struct afe_tcp_server_config config = {
+		.listen_fd = pfd[0], .conn_size = sizeof(struct echo_conn), .conn_init = echo_conn_init};
+	afe_tcp_server_init(&s, &config);
+	cr_assert_eq(test_block_on(rt, &s), -ENOTSOCK, "accept on a pipe ends the server");
+	config.conn_size = 0;
+	afe_tcp_server_init(&s, &config);
+	cr_assert_eq(test_block_on(rt, &s), -EINVAL);
+	close(pfd[0]);
+	close(pfd[1]);
+	test_runtime_destroy(rt);
+}
