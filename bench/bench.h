@@ -45,5 +45,6 @@ int workload_spawn_join(const struct bench_args *a);
 int workload_yield(const struct bench_args *a);
 int workload_ping_pong(const struct bench_args *a);
 int workload_timers(const struct bench_args *a);
+int workload_echo(const struct bench_args *a);
 
 #endif /* AFE_BENCH_H */
