@@ -12,5 +12,6 @@
 #include "afe/oneshot.h"
 #include "afe/io.h"
 #include "afe/net.h"
+#include "afe/blocking.h"
 
 #endif /* AFE_H */

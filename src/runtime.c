@@ -34,11 +34,14 @@ void afe_runtime_config_default(struct afe_runtime_config *config)
 	config->grace_ms = 1000;
 	config->exit_mode = AFE_EXIT_GRACE;
 	config->ring_entries = AFE_DEFAULT_RING_ENTRIES;
+	config->blocking_threads = AFE_DEFAULT_BLOCKING_THREADS;
+	config->blocking_queue = AFE_DEFAULT_BLOCKING_QUEUE;
 }
 
 static void free_runtime(struct afe_runtime *rt)
 {
 	afe_ring_free(rt->ring);
+	afe_blocking_pool_destroy(&rt->blocking);
 	for (uint32_t i = 0; i < rt->num_workers; i++)
 		free(rt->workers[i]);
 	free(rt->workers);
@@ -78,11 +81,20 @@ int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config
 		rt->config.workers = defaults.workers;
 	}
 	rt->num_workers = rt->config.workers;
+	unsigned blocking_threads = rt->config.blocking_threads ? rt->config.blocking_threads
+								: AFE_DEFAULT_BLOCKING_THREADS;
+	unsigned blocking_queue = rt->config.blocking_queue ? rt->config.blocking_queue
+							    : AFE_DEFAULT_BLOCKING_QUEUE;
+	if (afe_blocking_pool_init(&rt->blocking, blocking_threads, blocking_queue) < 0) {
+		free(rt);
+		return -ENOMEM;
+	}
 	afe_inject_init(&rt->inject);
 	rt->workers = calloc(rt->num_workers, sizeof(*rt->workers));
 	if (!rt->workers || afe_idle_init(&rt->idle, rt->num_workers) < 0) {
 		free(rt->workers);
 		afe_inject_destroy(&rt->inject);
+		afe_blocking_pool_destroy(&rt->blocking);
 		free(rt);
 		return -ENOMEM;
 	}
@@ -173,9 +185,11 @@ int afe_runtime_destroy(struct afe_runtime *rt)
 	if (!rt || is_own_worker(rt))
 		return -EINVAL;
 	atomic_store_explicit(&rt->closed, true, memory_order_release);
-	/* Operations in flight are cancelled and their tasks woken while the
-	 * workers still run, so those tasks wind down. */
+	/* Operations in flight are cancelled, and blocking jobs not started
+	 * refused, and their tasks woken while the workers still run, so
+	 * those tasks wind down. */
 	afe_ring_stop(rt->ring);
+	afe_blocking_pool_shutdown(&rt->blocking);
 	let_woken_tasks_finish(rt);
 	stop_workers(rt, rt->num_workers);
 	uint64_t left = afe__runtime_live_tasks(rt);

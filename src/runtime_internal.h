@@ -7,12 +7,15 @@
 #include <stdint.h>
 
 #include "afe/runtime.h"
+#include "../pool/blocking.h"
 #include "../pool/idle.h"
 #include "../pool/inject_queue.h"
 #include "../pool/worker.h"
 #include "../uring/ring.h"
 
 #define AFE_DEFAULT_RING_ENTRIES 256
+#define AFE_DEFAULT_BLOCKING_THREADS 64
+#define AFE_DEFAULT_BLOCKING_QUEUE 1024
 #define AFE_MAX_RING_ENTRIES 32768
 
 struct afe_runtime {
@@ -22,6 +25,7 @@ struct afe_runtime {
 	struct afe_inject_queue inject;
 	struct afe_idle idle;
 	struct afe_ring *ring; /* the io_uring and its thread */
+	struct afe_blocking_pool blocking;
 	_Atomic bool closed;   /* destroy has begun: no more spawns */
 	_Atomic bool shutdown; /* the workers exit */
 	/* Counters of work that happens outside the workers. */

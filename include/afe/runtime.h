@@ -26,10 +26,13 @@ struct afe_runtime_config {
 	unsigned grace_ms;	    /* AFE_EXIT_GRACE: how long to wait for tasks */
 	enum afe_exit_mode exit_mode;
 	unsigned ring_entries;	    /* io_uring submission queue size; 0: 256 */
+	unsigned blocking_threads;  /* most threads for blocking jobs; 0: 64 */
+	unsigned blocking_queue;    /* jobs waiting past which try-jobs are refused; 0: 1024 */
 };
 
 /* Fills c with the defaults: workers from $AFE_WORKERS or the online CPUs,
- * spin_us 50, grace_ms 1000, AFE_EXIT_GRACE, ring_entries 256. */
+ * spin_us 50, grace_ms 1000, AFE_EXIT_GRACE, ring_entries 256,
+ * blocking_threads 64, blocking_queue 1024. */
 AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
 
 /*
@@ -44,9 +47,10 @@ AFE_EXPORT int afe_runtime_create(struct afe_runtime **out, const struct afe_run
 
 /*
  * Stops the runtime and frees it. Spawning fails with -ESHUTDOWN from the
- * moment this starts. I/O operations in flight are cancelled: their tasks
- * see -ECANCELED and get up to grace_ms to finish while the workers still
- * run. Tasks still waiting for a wake that will never come are not polled
+ * moment this starts. I/O operations in flight are cancelled (-ECANCELED)
+ * and blocking jobs not yet started refused (-ESHUTDOWN); jobs running are
+ * waited for. Those tasks get up to grace_ms to finish while the workers
+ * still run. Tasks still waiting for a wake that will never come are not polled
  * again; their memory is released only where no waker still refers to it. Must not be called from a worker thread.
  * Returns the number of tasks that had not finished (0 on a clean stop),
  * or -EINVAL for a null runtime or a call from one of its own workers.

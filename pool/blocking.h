@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The blocking pool: threads that run afe_blocking jobs (see
+ * include/afe/blocking.h). Started on demand up to max_threads; a thread
+ * idle for AFE_BLOCKING_KEEP_ALIVE_S seconds exits. Everything is under one
+ * mutex: a blocking job costs a thread handoff anyway.
+ */
+#ifndef AFE_POOL_BLOCKING_H
+#define AFE_POOL_BLOCKING_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "afe/blocking.h"
+
+#define AFE_BLOCKING_KEEP_ALIVE_S 10
+
+struct afe_blocking_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t work;	/* idle threads wait here for jobs */
+	pthread_cond_t exited;	/* shutdown waits here for threads to end */
+	struct afe_blocking *head, **tail;
+	unsigned queued, threads, idle;
+	unsigned max_threads, max_queue;
+	bool shutdown;
+};
+
+int afe_blocking_pool_init(struct afe_blocking_pool *p, unsigned max_threads, unsigned max_queue);
+
+/* Fails the jobs still queued with -ESHUTDOWN (waking their tasks), refuses
+ * new ones, and waits for running jobs to return and the threads to end. */
+void afe_blocking_pool_shutdown(struct afe_blocking_pool *p);
+
+void afe_blocking_pool_destroy(struct afe_blocking_pool *p);
+
+#endif /* AFE_POOL_BLOCKING_H */
