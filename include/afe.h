@@ -13,5 +13,6 @@
 #include "afe/io.h"
 #include "afe/net.h"
 #include "afe/blocking.h"
+#include "afe/timeout.h"
 
 #endif /* AFE_H */

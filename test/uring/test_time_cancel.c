@@ -157,3 +157,44 @@ Test(ring, full_submission_queue_applies_back_pressure, .timeout = 300)
 	}
 	test_runtime_destroy(rt);
 }
+
+/* afe_timeout over a future that is not a ring operation. */
+struct limited {
+	struct afe_future base;
+	struct afe_oneshot *never;
+	struct afe_oneshot_recv recv;
+	struct afe_timeout t;
+	struct afe_ready quick;
+};
+
+static int limited_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct limited *self = afe_container_of(f, struct limited, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_oneshot_recv_init(&self->recv, self->never);
+	afe_timeout_init(&self->t, &self->recv.base, 10 * MS);
+	AFE_AWAIT(&self->t.base);
+	if (self->t.base.result != -ETIMEDOUT)
+		AFE_RETURN(-1000);
+	afe_ready_init(&self->quick, 5);
+	afe_timeout_init(&self->t, &self->quick.base, 1000 * MS);
+	AFE_AWAIT(&self->t.base);
+	AFE_RETURN(self->t.base.result);
+	AFE_ASYNC_END;
+}
+
+Test(time, timeout_wrapper_limits_any_future)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	static struct afe_oneshot never;
+	afe_oneshot_init(&never);
+	struct limited l = {.never = &never};
+	afe_future_init(&l.base, limited_poll);
+	uint64_t start = afe_now_ns();
+	cr_assert_eq(test_block_on(rt, &l), 5, "-ETIMEDOUT, then a quick future keeps its result");
+	cr_assert_geq(afe_now_ns() - start, 10 * MS);
+	struct afe_timeout bad;
+	afe_timeout_init(&bad, NULL, MS);
+	cr_assert_eq(test_block_on(rt, &bad), -EINVAL);
+	test_runtime_destroy(rt);
+}
