@@ -18,6 +18,7 @@ static const struct {
 	{"yield", workload_yield, false},
 	{"ping_pong", workload_ping_pong, false},
 	{"timers", workload_timers, false},
+	{"file_read", workload_file_read, false},
 	{"echo", workload_echo, true},
 };
 

@@ -37,6 +37,11 @@ struct bench_latency bench_latency_of(uint64_t *samples_ns, size_t n);
 void bench_report(const char *workload, long threads, long n, double seconds,
 		  const struct bench_latency *lat);
 
+/* The same, with extra JSON fields ("\"name\":value,...") before
+ * peak_rss_kb. */
+void bench_report_with(const char *workload, long threads, long n, double seconds,
+		       const struct bench_latency *lat, const char *extra);
+
 /* Exits with status 1 after printing why the run's work was wrong. */
 void bench_fail(const char *workload, const char *fmt, ...)
 	__attribute__((noreturn, format(printf, 2, 3)));
@@ -46,5 +51,6 @@ int workload_yield(const struct bench_args *a);
 int workload_ping_pong(const struct bench_args *a);
 int workload_timers(const struct bench_args *a);
 int workload_echo(const struct bench_args *a);
+int workload_file_read(const struct bench_args *a);
 
 #endif /* AFE_BENCH_H */

@@ -91,6 +91,12 @@ struct bench_latency bench_latency_of(uint64_t *samples_ns, size_t n)
 void bench_report(const char *workload, long threads, long n, double seconds,
 		  const struct bench_latency *lat)
 {
+	bench_report_with(workload, threads, n, seconds, lat, NULL);
+}
+
+void bench_report_with(const char *workload, long threads, long n, double seconds,
+		       const struct bench_latency *lat, const char *extra)
+{
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	printf("{\"workload\":\"%s\",\"impl\":\"afe\",\"threads\":%ld,\"n\":%ld,"
@@ -99,6 +105,8 @@ void bench_report(const char *workload, long threads, long n, double seconds,
 	if (lat)
 		printf(",\"p50_us\":%.3f,\"p99_us\":%.3f,\"max_us\":%.3f", lat->p50_us,
 		       lat->p99_us, lat->max_us);
+	if (extra)
+		printf(",%s", extra);
 	printf(",\"peak_rss_kb\":%ld}\n", ru.ru_maxrss);
 	fflush(stdout);
 }
