@@ -2,6 +2,7 @@
 /* Sleeps, per-operation timeouts, cancelling operations in flight, a
  * hundred thousand sleepers, and a tiny ring under thousands of
  * operations. */
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -196,5 +197,37 @@ Test(time, timeout_wrapper_limits_any_future)
 	struct afe_timeout bad;
 	afe_timeout_init(&bad, NULL, MS);
 	cr_assert_eq(test_block_on(rt, &bad), -EINVAL);
+	test_runtime_destroy(rt);
+}
+
+/* Twenty thousand polls on one pipe complete at once: more completions
+ * than the completion queue holds (16384). Whether the kernel posts them
+ * in batches or keeps the excess in its overflow list, the ring thread
+ * must reap every one. */
+Test(ring, completion_queue_overflow_loses_nothing, .timeout = 300)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	enum { POLLERS = 20000 };
+	static struct afe_join_handle handles[POLLERS];
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	for (int i = 0; i < POLLERS; i++) {
+		struct afe_io io;
+		afe_io_poll_init(&io, fds[0], POLLIN);
+		struct one_op op = one_op_of(&io);
+		cr_assert_eq(afe_spawn(rt, &op, &handles[i]), 0);
+	}
+	/* Let the polls reach the kernel, then fire them all. */
+	struct afe_io nap;
+	afe_sleep_init(&nap, 200 * MS);
+	run_io(rt, &nap);
+	cr_assert_eq(write(fds[1], "x", 1), 1);
+	for (int i = 0; i < POLLERS; i++) {
+		struct afe_join j;
+		afe_join_init(&j, &handles[i]);
+		cr_assert(test_block_on(rt, &j) & POLLIN, "poll %d", i);
+	}
+	close(fds[0]);
+	close(fds[1]);
 	test_runtime_destroy(rt);
 }
