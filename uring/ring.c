@@ -182,14 +182,13 @@ static void fire(struct afe_timer *t, void *arg)
 
 static void start_sleep(struct afe_ring *r, struct afe_io *io)
 {
-	/* The first tick at or after the deadline: never early. */
-	uint64_t ticks = io->deadline_ns > r->start_ns
-				 ? (io->deadline_ns - r->start_ns + NS_PER_TICK - 1) / NS_PER_TICK
-				 : 0;
-	if (!afe_wheel_insert(&r->wheel, timer_of(io), ticks)) {
-		static const int32_t now = 0;
-		fire(timer_of(io), (void *)&now);
-	}
+	static const int32_t elapsed = 0;
+	/* Due already, or at the first tick at or after the deadline: never
+	 * early, at most a tick late. */
+	uint64_t now = afe_now_ns();
+	uint64_t ticks = (io->deadline_ns - r->start_ns + NS_PER_TICK - 1) / NS_PER_TICK;
+	if (io->deadline_ns <= now || !afe_wheel_insert(&r->wheel, timer_of(io), ticks))
+		fire(timer_of(io), (void *)&elapsed);
 }
 
 static void cancel_sleep(struct afe_ring *r, struct afe_io *io)
@@ -294,15 +293,23 @@ static void issue_backlog(struct afe_ring *r)
 	}
 }
 
-static void arm_doorbell(struct afe_ring *r)
+/* Makes sure a FUTEX_WAIT on the doorbell is armed, so a request pushed
+ * while we sleep wakes us. Returns false when it could not be queued (the
+ * submission queue full even after submitting): then we must not sleep. */
+static bool arm_doorbell(struct afe_ring *r)
 {
-	if (r->doorbell_armed || io_uring_sq_space_left(&r->uring) < 1)
-		return;
+	if (r->doorbell_armed)
+		return true;
+	if (io_uring_sq_space_left(&r->uring) < 1 && io_uring_submit(&r->uring) < 0)
+		return false;
+	if (io_uring_sq_space_left(&r->uring) < 1)
+		return false;
 	struct io_uring_sqe *sqe = next_sqe(r);
 	afe_prep_futex_wait(sqe, (const uint32_t *)&r->doorbell,
 			    atomic_load(&r->doorbell), AFE_FUTEX2_PRIVATE);
 	io_uring_sqe_set_data(sqe, tagged(NULL, TAG_DOORBELL));
 	r->doorbell_armed = true;
+	return true;
 }
 
 /* Submits and, when wait is true, sleeps until a CQE arrives. Transient
@@ -355,8 +362,10 @@ static void run(struct afe_ring *r)
 			enter(r, false);
 			continue;
 		}
-		if (!stopping)
-			arm_doorbell(r);
+		if (!stopping && !arm_doorbell(r)) {
+			enter(r, false);
+			continue;
+		}
 		/* Seq_cst store, then the final check: pairs with ring_doorbell. */
 		atomic_store(&r->sleeping, true);
 		if (atomic_load(&r->requests) || (stopping && r->cqes_due == 0)) {
