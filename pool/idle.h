@@ -54,4 +54,10 @@ bool afe_idle_park(struct afe_idle *idle, uint32_t index, bool searching);
  * list if it is still there (counting it awake). Returns true if it was. */
 bool afe_idle_unpark_self(struct afe_idle *idle, uint32_t index);
 
+/* True when every worker is parked. */
+static inline bool afe_idle_all_parked(struct afe_idle *idle)
+{
+	return atomic_load_explicit(&idle->state, memory_order_seq_cst) / AFE_IDLE_UNPARKED_ONE == 0;
+}
+
 #endif /* AFE_POOL_IDLE_H */

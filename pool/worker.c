@@ -225,7 +225,10 @@ static void park(struct afe_worker *w)
 	struct afe_runtime *rt = w->rt;
 	bool last_searcher = afe_idle_park(&rt->idle, w->index, w->searching);
 	w->searching = false;
-	/* The seq_cst RMW in afe_idle_park orders our re-check after it. */
+	/* Store-buffering with producers: they push then fence then read the
+	 * idle state; we wrote the state, so fence, then read the queues. One
+	 * of the two sees the other's write. */
+	atomic_thread_fence(memory_order_seq_cst);
 	if (last_searcher && work_anywhere(rt))
 		notify_parked(rt);
 	afe_counter_add(&w->counters.parks, 1);

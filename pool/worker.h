@@ -21,6 +21,11 @@ struct afe_task;
  * read by anyone (acquire). */
 struct afe_worker_counters {
 	_Atomic uint64_t spawned, completed, polled, stolen, parks, unparks;
+	/* Like completed, but counted after COMPLETE is published: what
+	 * wait_idle and destroy count, so "no task left" means every joiner
+	 * can see its task finished. completed comes before, so whoever sees
+	 * a task finished sees it in the metrics. */
+	_Atomic uint64_t finished;
 };
 
 static inline void afe_counter_add(_Atomic uint64_t *c, uint64_t n)

@@ -140,7 +140,7 @@ uint64_t afe__runtime_live_tasks(const struct afe_runtime *rt)
 	 * difference never undercounts. */
 	uint64_t finished = atomic_load_explicit(&rt->dropped, memory_order_acquire);
 	for (uint32_t i = 0; i < rt->num_workers; i++)
-		finished += atomic_load_explicit(&rt->workers[i]->counters.completed,
+		finished += atomic_load_explicit(&rt->workers[i]->counters.finished,
 						 memory_order_acquire);
 	uint64_t spawned = atomic_load_explicit(&rt->external_spawned, memory_order_acquire);
 	for (uint32_t i = 0; i < rt->num_workers; i++)
@@ -154,29 +154,39 @@ static bool is_own_worker(const struct afe_runtime *rt)
 	return afe_runtime_current() == rt;
 }
 
-static uint64_t polls_so_far(const struct afe_runtime *rt)
+/* No runnable task anywhere and every worker parked. Momentary: a wake
+ * from outside can change it right after. */
+static bool runtime_quiet(struct afe_runtime *rt)
 {
-	uint64_t polled = 0;
+	if (afe_inject_len(&rt->inject))
+		return false;
 	for (uint32_t i = 0; i < rt->num_workers; i++)
-		polled += atomic_load_explicit(&rt->workers[i]->counters.polled,
-					       memory_order_relaxed);
-	return polled;
+		if (afe_rq_len(&rt->workers[i]->queue))
+			return false;
+	return afe_idle_all_parked(&rt->idle);
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* Gives the tasks woken by the ring's stop time to finish: waits while
- * tasks are alive and still being polled, at most grace_ms. Tasks waiting
- * for something else that will not come are left to the caller's count. */
+ * tasks are alive and the runtime is not quiet (seen twice, a millisecond
+ * apart), at most grace_ms. Tasks waiting for something else that will not
+ * come are left to the caller's count. */
 static void let_woken_tasks_finish(struct afe_runtime *rt)
 {
-	uint64_t last = polls_so_far(rt);
-	for (unsigned waited_ms = 0;
-	     waited_ms < rt->config.grace_ms && afe__runtime_live_tasks(rt) > 0; waited_ms++) {
+	uint64_t deadline = monotonic_ms() + rt->config.grace_ms;
+	int quiet_checks = 0;
+	while (afe__runtime_live_tasks(rt) > 0 && monotonic_ms() < deadline) {
+		quiet_checks = runtime_quiet(rt) ? quiet_checks + 1 : 0;
+		if (quiet_checks >= 2)
+			return;
 		struct timespec ms = {.tv_sec = 0, .tv_nsec = 1000000};
 		nanosleep(&ms, NULL);
-		uint64_t now = polls_so_far(rt);
-		if (now == last && afe_inject_len(&rt->inject) == 0)
-			return;
-		last = now;
 	}
 }
 

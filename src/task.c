@@ -124,6 +124,7 @@ static void complete(struct afe_task *t, struct afe_worker *w)
 		 * makes the joiner's waker write visible to us. */
 	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acq_rel,
 							 memory_order_relaxed));
+	afe_counter_add(&w->counters.finished, 1);
 	if ((s & AFE_TASK_JOIN_INTEREST) && (s & AFE_TASK_JOIN_WAKER))
 		afe_waker_wake_by_ref(&t->join_waker);
 	afe__task_release(t); /* the queue's reference */
@@ -320,18 +321,28 @@ static bool register_join_waker(struct afe_task *t, const struct afe_context *cx
 	return false;
 }
 
-/* Shared by join and cancel: ready once the task finished. */
-static int poll_finished(struct afe_future *f, struct afe_join_handle *h,
+/*
+ * Shared by join and cancel: ready once the task finished, with its output.
+ * Under cancellation a plain handle is dropped at once (the task is
+ * detached and runs on); a child handle, or a cancel future, asks the task
+ * to cancel (once: *requested) and still waits for it to finish, so
+ * nothing it uses is freed under it.
+ */
+static int poll_finished(struct afe_future *f, struct afe_join_handle *h, bool *requested,
 			 struct afe_context *cx)
 {
 	if (!h->task) {
 		f->result = -EINVAL;
 		return AFE_READY;
 	}
-	if (cx->cancel) {
+	if (cx->cancel && !h->cancel_on_drop && !*requested) {
 		afe_join_handle_drop(h);
 		f->result = -ECANCELED;
 		return AFE_READY;
+	}
+	if (cx->cancel && !*requested) {
+		request_cancel(h->task);
+		*requested = true;
 	}
 	if (!register_join_waker(h->task, cx))
 		return AFE_PENDING;
@@ -345,7 +356,7 @@ static int poll_finished(struct afe_future *f, struct afe_join_handle *h,
 static int join_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_join *j = afe_container_of(f, struct afe_join, base);
-	return poll_finished(f, &j->handle, cx);
+	return poll_finished(f, &j->handle, &j->cancel_requested, cx);
 }
 
 int afe_join_init(struct afe_join *join, struct afe_join_handle *handle)
@@ -353,6 +364,7 @@ int afe_join_init(struct afe_join *join, struct afe_join_handle *handle)
 	afe_future_init(&join->base, join_poll);
 	join->handle.task = NULL;
 	join->handle.cancel_on_drop = false;
+	join->cancel_requested = false;
 	if (!handle || !handle->task)
 		return -EINVAL;
 	join->handle = *handle;
@@ -367,7 +379,7 @@ static int cancel_poll(struct afe_future *f, struct afe_context *cx)
 		request_cancel(c->handle.task);
 		c->requested = true;
 	}
-	return poll_finished(f, &c->handle, cx);
+	return poll_finished(f, &c->handle, &c->requested, cx);
 }
 
 int afe_cancel_init(struct afe_cancel *cancel, struct afe_join_handle *handle)

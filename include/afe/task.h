@@ -67,11 +67,15 @@ AFE_EXPORT bool afe_join_handle_is_finished(const struct afe_join_handle *handle
  * -ECANCELED if it was cancelled before finishing). It takes the handle
  * over. Returns 0, or -EINVAL for an empty handle, in which case the
  * future still works and completes at once with -EINVAL.
- * Cancelling the join future drops the handle it took (see above).
+ * Cancelling the join future: with a plain handle, the handle is dropped
+ * (the task is detached and runs on) and the join completes at once with
+ * -ECANCELED; with a child handle (afe_spawn_child) the task is cancelled
+ * and the join completes once the task finished, with its result.
  */
 struct afe_join {
 	struct afe_future base;
 	struct afe_join_handle handle;
+	bool cancel_requested;
 };
 AFE_EXPORT int afe_join_init(struct afe_join *join, struct afe_join_handle *handle);
 
@@ -82,7 +86,8 @@ AFE_EXPORT int afe_join_init(struct afe_join *join, struct afe_join_handle *hand
  * the real output if the task had already finished, else what its
  * cancelled future returned (by convention -ECANCELED).
  * Takes the handle over. Returns 0, or -EINVAL for an empty handle (the
- * future then completes at once with -EINVAL).
+ * future then completes at once with -EINVAL). Cancelling the cancel
+ * future changes nothing: it still waits for the task to finish.
  */
 struct afe_cancel {
 	struct afe_future base;

@@ -141,3 +141,66 @@ Test(group, empty_group_is_ready_and_bad_calls_are_refused)
 	afe_group_destroy(&g);
 	afe_group_destroy(NULL);
 }
+
+/* A task that yields until cancelled, then takes 100 more yields to wind
+ * down before it counts itself finished. */
+static atomic_int wound_down;
+
+struct slow_to_stop {
+	struct afe_future base;
+	int i;
+};
+
+static int slow_to_stop_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct slow_to_stop *self = afe_container_of(f, struct slow_to_stop, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	for (;;)
+		AFE_YIELD();
+	AFE_CLEANUP;
+	for (self->i = 0; self->i < 100; self->i++)
+		AFE_YIELD();
+	atomic_fetch_add(&wound_down, 1);
+	AFE_ASYNC_END;
+}
+
+struct group_owner {
+	struct afe_future base;
+	struct afe_group g;
+};
+
+static int group_owner_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct group_owner *self = afe_container_of(f, struct group_owner, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_group_init(&self->g, NULL);
+	for (int i = 0; i < 3; i++) {
+		struct slow_to_stop s;
+		afe_future_init(&s.base, slow_to_stop_poll);
+		afe_group_spawn(&self->g, &s);
+	}
+	AFE_AWAIT(afe_group_wait(&self->g));
+	AFE_CLEANUP;
+	/* Cancelled: the wait returned only after every task wound down. */
+	if (atomic_load(&wound_down) != 3)
+		AFE_RETURN(-1);
+	afe_group_destroy(&self->g);
+	AFE_ASYNC_END;
+}
+
+Test(group, cancelled_wait_waits_for_the_tasks_to_wind_down)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct group_owner owner;
+	afe_future_init(&owner.base, group_owner_poll);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &owner, &h), 0);
+	struct afe_yield_now nap;
+	afe_yield_now_init(&nap);
+	test_block_on(rt, &nap);
+	struct afe_cancel c;
+	cr_assert_eq(afe_cancel_init(&c, &h), 0);
+	cr_assert_eq(test_block_on(rt, &c), -ECANCELED);
+	cr_assert_eq(atomic_load(&wound_down), 3);
+	test_runtime_destroy(rt);
+}

@@ -4,6 +4,7 @@
  * shows as a hang (the test times out); a double wake as two concurrent
  * polls of one task. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #include "helpers.h"
@@ -152,7 +153,7 @@ static void *waker_thread(void *arg)
 {
 	(void)arg;
 	while (!atomic_load(&target_waker_ready))
-		;
+		sched_yield(); /* two cores: leave them to the workers */
 	for (int i = 0; i < WAKES_EACH; i++)
 		wake_target();
 	return NULL;

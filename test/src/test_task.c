@@ -154,7 +154,6 @@ struct canceller {
 	struct afe_cancel c1, c2;
 	struct afe_yield_now y;
 	intptr_t r1, r2;
-	bool finished_before;
 };
 
 static struct canceller *cancel_seen;
@@ -173,7 +172,6 @@ static int canceller_poll(struct afe_future *f, struct afe_context *cx)
 		afe_yield_now_init(&self->y);
 		AFE_AWAIT(&self->y.base);
 	}
-	self->finished_before = true;
 	afe_cancel_init(&self->c1, &self->pending);
 	AFE_AWAIT_INTO(self->r1, &self->c1.base);
 	afe_cancel_init(&self->c2, &self->finished);
@@ -189,7 +187,6 @@ Test(task, cancel_yields_output_if_finished_else_ecanceled)
 	cancel_seen = &seen;
 	afe_future_init(&c.base, canceller_poll);
 	test_block_on(rt, &c);
-	cr_assert(seen.finished_before);
 	cr_assert_eq(seen.r1, -ECANCELED);
 	cr_assert_eq(seen.r2, 99);
 	test_runtime_destroy(rt);
@@ -294,4 +291,65 @@ Test(task, spawn_after_shutdown_began_is_eshutdown)
 	pthread_create(&t, NULL, destroy_thread, shutdown_rt);
 	pthread_join(t, NULL);
 	cr_assert_eq(atomic_load(&spawn_after_shutdown), -ESHUTDOWN);
+}
+
+/* Cancelling a task that awaits its child's join cancels the child and
+ * waits for it to wind down before the parent's cleanup runs. */
+static atomic_bool child_wound_down;
+
+struct stubborn_child {
+	struct afe_future base;
+	int i;
+};
+
+static int stubborn_child_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct stubborn_child *self = afe_container_of(f, struct stubborn_child, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	for (;;)
+		AFE_YIELD();
+	AFE_CLEANUP;
+	for (self->i = 0; self->i < 100; self->i++)
+		AFE_YIELD();
+	atomic_store(&child_wound_down, true);
+	AFE_ASYNC_END;
+}
+
+struct parent_of_child {
+	struct afe_future base;
+	struct afe_join_handle child;
+	struct afe_join join;
+};
+
+static int parent_of_child_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct parent_of_child *self = afe_container_of(f, struct parent_of_child, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	struct stubborn_child c;
+	afe_future_init(&c.base, stubborn_child_poll);
+	if (afe_spawn_child(NULL, &c, &self->child) < 0)
+		AFE_RETURN(-1);
+	afe_join_init(&self->join, &self->child);
+	AFE_AWAIT(&self->join.base);
+	AFE_CLEANUP;
+	if (!atomic_load(&child_wound_down))
+		AFE_RETURN(-2); /* the child outlived the join */
+	AFE_ASYNC_END;
+}
+
+Test(task, cancelled_join_of_a_child_waits_for_the_child)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct parent_of_child p;
+	afe_future_init(&p.base, parent_of_child_poll);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &p, &h), 0);
+	struct afe_yield_now nap;
+	afe_yield_now_init(&nap);
+	test_block_on(rt, &nap);
+	struct afe_cancel c;
+	cr_assert_eq(afe_cancel_init(&c, &h), 0);
+	cr_assert_eq(test_block_on(rt, &c), -ECANCELED);
+	cr_assert(atomic_load(&child_wound_down));
+	test_runtime_destroy(rt);
 }
