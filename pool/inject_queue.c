@@ -8,6 +8,14 @@ void afe_inject_init(struct afe_inject_queue *q)
 	pthread_mutex_init(&q->lock, NULL);
 	q->head = q->tail = NULL;
 	atomic_init(&q->len, 0);
+	q->closed = false;
+}
+
+void afe_inject_close(struct afe_inject_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->closed = true;
+	pthread_mutex_unlock(&q->lock);
 }
 
 void afe_inject_destroy(struct afe_inject_queue *q)
@@ -15,11 +23,15 @@ void afe_inject_destroy(struct afe_inject_queue *q)
 	pthread_mutex_destroy(&q->lock);
 }
 
-void afe_inject_push_list(struct afe_inject_queue *q, struct afe_task *first,
+bool afe_inject_push_list(struct afe_inject_queue *q, struct afe_task *first,
 			  struct afe_task *last, uint32_t n)
 {
 	last->next = NULL;
 	pthread_mutex_lock(&q->lock);
+	if (q->closed) {
+		pthread_mutex_unlock(&q->lock);
+		return false;
+	}
 	if (q->tail)
 		q->tail->next = first;
 	else
@@ -30,6 +42,7 @@ void afe_inject_push_list(struct afe_inject_queue *q, struct afe_task *first,
 	atomic_store_explicit(&q->len, atomic_load_explicit(&q->len, memory_order_relaxed) + n,
 			      memory_order_release);
 	pthread_mutex_unlock(&q->lock);
+	return true;
 }
 
 uint32_t afe_inject_pop_batch(struct afe_inject_queue *q, struct afe_task **out, uint32_t max)

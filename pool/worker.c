@@ -76,9 +76,9 @@ static void push_overflow(struct afe_worker *w, struct afe_task *t)
 		batch[i]->next = batch[i + 1 < n ? i + 1 : 0];
 	if (n) {
 		batch[n - 1]->next = t;
-		afe_inject_push_list(&w->rt->inject, batch[0], t, n + 1);
+		(void)afe_inject_push_list(&w->rt->inject, batch[0], t, n + 1); /* open: we run */
 	} else {
-		afe_inject_push_list(&w->rt->inject, t, t, 1);
+		(void)afe_inject_push_list(&w->rt->inject, t, t, 1); /* open: we run */
 	}
 }
 
@@ -101,7 +101,11 @@ void afe_schedule(struct afe_runtime *rt, struct afe_task *t, enum afe_schedule_
 		}
 		push_local(w, t);
 	} else {
-		afe_inject_push_list(&rt->inject, t, t, 1);
+		if (!afe_inject_push_list(&rt->inject, t, t, 1)) {
+			/* The runtime was destroyed: the task will never run. */
+			afe__task_discard(t);
+			return;
+		}
 		atomic_fetch_add_explicit(&rt->injected, 1, memory_order_relaxed);
 	}
 	notify_parked(rt);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,16 +39,46 @@ void afe_runtime_config_default(struct afe_runtime_config *config)
 	config->blocking_queue = AFE_DEFAULT_BLOCKING_QUEUE;
 }
 
-static void free_runtime(struct afe_runtime *rt)
+/* Frees everything but the struct itself and its injection queue, which
+ * tasks that outlive the runtime may still touch (see destroy). */
+static void free_runtime_parts(struct afe_runtime *rt)
 {
 	afe_ring_free(rt->ring);
 	afe_blocking_pool_destroy(&rt->blocking);
 	for (uint32_t i = 0; i < rt->num_workers; i++)
 		free(rt->workers[i]);
 	free(rt->workers);
+	rt->workers = NULL;
+	rt->num_workers = 0;
 	afe_idle_destroy(&rt->idle);
+	pthread_cond_destroy(&rt->block_on_left);
+	pthread_mutex_destroy(&rt->block_on_lock);
+}
+
+static void free_runtime(struct afe_runtime *rt)
+{
+	free_runtime_parts(rt);
 	afe_inject_destroy(&rt->inject);
 	free(rt);
+}
+
+/* Runtimes destroyed while tasks still existed: a late handle drop or wake
+ * of such a task touches the runtime's counters and closed queue, so its
+ * core stays allocated (a few hundred bytes), reachable from here. */
+static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct afe_runtime **orphans;
+static size_t orphan_count;
+
+static void keep_orphan(struct afe_runtime *rt)
+{
+	free_runtime_parts(rt);
+	pthread_mutex_lock(&orphans_lock);
+	struct afe_runtime **grown = realloc(orphans, (orphan_count + 1) * sizeof(*grown));
+	if (grown) {
+		orphans = grown;
+		orphans[orphan_count++] = rt;
+	} /* else: unreachable, still never freed; nothing else to do */
+	pthread_mutex_unlock(&orphans_lock);
 }
 
 static void stop_workers(struct afe_runtime *rt, uint32_t started)
@@ -76,6 +107,8 @@ int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config
 	if (!rt)
 		return -ENOMEM;
 	rt->config = *config;
+	pthread_mutex_init(&rt->block_on_lock, NULL);
+	pthread_cond_init(&rt->block_on_left, NULL);
 	if (rt->config.workers == 0) {
 		afe_runtime_config_default(&defaults);
 		rt->config.workers = defaults.workers;
@@ -190,11 +223,25 @@ static void let_woken_tasks_finish(struct afe_runtime *rt)
 	}
 }
 
+/* Wakes the threads in afe_block_on and waits for them to leave. */
+static void release_block_ons(struct afe_runtime *rt)
+{
+	pthread_mutex_lock(&rt->block_on_lock);
+	for (struct afe_block_on_waiter *b = rt->block_ons; b; b = b->next) {
+		atomic_store(&b->runtime_gone, true);
+		struct afe_waker w = afe_thread_parker_waker(b->parker);
+		afe_waker_wake_by_ref(&w);
+	}
+	while (rt->block_ons)
+		pthread_cond_wait(&rt->block_on_left, &rt->block_on_lock);
+	pthread_mutex_unlock(&rt->block_on_lock);
+}
+
 int afe_runtime_destroy(struct afe_runtime *rt)
 {
 	if (!rt || is_own_worker(rt))
 		return -EINVAL;
-	atomic_store_explicit(&rt->closed, true, memory_order_release);
+	atomic_store(&rt->closed, true);
 	/* Operations in flight are cancelled, and blocking jobs not started
 	 * refused, and their tasks woken while the workers still run, so
 	 * those tasks wind down. */
@@ -202,10 +249,14 @@ int afe_runtime_destroy(struct afe_runtime *rt)
 	afe_blocking_pool_shutdown(&rt->blocking);
 	let_woken_tasks_finish(rt);
 	stop_workers(rt, rt->num_workers);
+	/* Spawns from other threads that began before closed was set. */
+	while (atomic_load(&rt->external_spawns_in_flight))
+		sched_yield();
+	afe_inject_close(&rt->inject);
 	uint64_t left = afe__runtime_live_tasks(rt);
-	/* Release the queues' references; a task someone's waker still holds
-	 * stays allocated, and a wake of it after this point is refused by
-	 * nothing: so destroy only once such wakers are gone. */
+	/* Release the queues' references. A task someone still holds (a
+	 * handle, a waker) stays allocated; waking it later is refused by the
+	 * closed queue. */
 	struct afe_task *batch[64];
 	uint32_t n;
 	while ((n = afe_inject_pop_batch(&rt->inject, batch, 64)))
@@ -219,7 +270,11 @@ int afe_runtime_destroy(struct afe_runtime *rt)
 		while ((t = afe_rq_pop(&w->queue)))
 			afe__task_discard(t);
 	}
-	free_runtime(rt);
+	release_block_ons(rt);
+	if (afe__runtime_live_tasks(rt) > 0)
+		keep_orphan(rt);
+	else
+		free_runtime(rt);
 	return left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
@@ -248,6 +303,26 @@ int afe_runtime_metrics(const struct afe_runtime *rt, struct afe_metrics *m)
 	return 0;
 }
 
+static void block_on_enter(struct afe_runtime *rt, struct afe_block_on_waiter *me)
+{
+	pthread_mutex_lock(&rt->block_on_lock);
+	me->next = rt->block_ons;
+	rt->block_ons = me;
+	pthread_mutex_unlock(&rt->block_on_lock);
+}
+
+static void block_on_leave(struct afe_runtime *rt, struct afe_block_on_waiter *me)
+{
+	pthread_mutex_lock(&rt->block_on_lock);
+	struct afe_block_on_waiter **link = &rt->block_ons;
+	while (*link != me)
+		link = &(*link)->next;
+	*link = me->next;
+	if (!rt->block_ons)
+		pthread_cond_broadcast(&rt->block_on_left);
+	pthread_mutex_unlock(&rt->block_on_lock);
+}
+
 int afe_block_on_raw(struct afe_runtime *rt, const void *obj, size_t size,
 		     const struct afe_future *base, intptr_t *result)
 {
@@ -258,22 +333,31 @@ int afe_block_on_raw(struct afe_runtime *rt, const void *obj, size_t size,
 	struct afe_thread_parker *parker = afe_thread_parker_new();
 	if (!parker)
 		return -ENOMEM;
+	struct afe_block_on_waiter me = {.parker = parker};
+	atomic_init(&me.runtime_gone, false);
+	block_on_enter(rt, &me);
 	struct afe_join_handle handle;
 	int err = afe_spawn_raw(rt, obj, size, base, &handle);
-	if (err < 0) {
-		afe_thread_parker_release(parker);
-		return err;
+	if (err == 0) {
+		struct afe_join join;
+		afe_join_init(&join, &handle);
+		struct afe_waker waker = afe_thread_parker_waker(parker);
+		struct afe_context cx = {.waker = &waker, .task = NULL, .cancel = false};
+		while (afe_future_poll(&join.base, &cx) == AFE_PENDING) {
+			if (atomic_load(&me.runtime_gone)) {
+				/* Destroyed under us: the task will never finish. */
+				afe_join_handle_drop(&join.handle);
+				err = -ESHUTDOWN;
+				break;
+			}
+			afe_thread_parker_wait(parker);
+		}
+		if (err == 0 && result)
+			*result = join.base.result;
 	}
-	struct afe_join join;
-	afe_join_init(&join, &handle);
-	struct afe_waker waker = afe_thread_parker_waker(parker);
-	struct afe_context cx = {.waker = &waker, .task = NULL, .cancel = false};
-	while (afe_future_poll(&join.base, &cx) == AFE_PENDING)
-		afe_thread_parker_wait(parker);
+	block_on_leave(rt, &me);
 	afe_thread_parker_release(parker);
-	if (result)
-		*result = join.base.result;
-	return 0;
+	return err;
 }
 
 int afe_runtime_wait_idle(struct afe_runtime *rt, int timeout_ms)

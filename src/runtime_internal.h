@@ -2,6 +2,7 @@
 #ifndef AFE_RUNTIME_INTERNAL_H
 #define AFE_RUNTIME_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,6 +19,15 @@
 #define AFE_DEFAULT_BLOCKING_QUEUE 1024
 #define AFE_MAX_RING_ENTRIES 32768
 
+struct afe_thread_parker;
+
+/* A thread inside afe_block_on on this runtime. */
+struct afe_block_on_waiter {
+	struct afe_block_on_waiter *next;
+	struct afe_thread_parker *parker;
+	_Atomic bool runtime_gone;
+};
+
 struct afe_runtime {
 	struct afe_runtime_config config;
 	uint32_t num_workers;
@@ -27,6 +37,12 @@ struct afe_runtime {
 	struct afe_ring *ring; /* the io_uring and its thread */
 	struct afe_blocking_pool blocking;
 	_Atomic bool closed;   /* destroy has begun: no more spawns */
+	_Atomic uint32_t external_spawns_in_flight; /* see spawn() in task.c */
+	/* Threads inside afe_block_on, woken by destroy so none waits on a
+	 * task that will never run again. */
+	pthread_mutex_t block_on_lock;
+	pthread_cond_t block_on_left;
+	struct afe_block_on_waiter *block_ons;
 	_Atomic bool shutdown; /* the workers exit */
 	/* Counters of work that happens outside the workers. */
 	_Atomic uint64_t external_spawned, injected, dropped;

@@ -176,26 +176,11 @@ void afe__task_run(struct afe_task *t, struct afe_worker *w)
 
 /* ---- spawning ------------------------------------------------------------ */
 
-static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
-		 const struct afe_future *base, struct afe_join_handle *handle,
-		 bool cancel_on_drop)
+static int spawn_task(struct afe_runtime *rt, struct afe_worker *w, bool external,
+		      const void *obj, size_t size, const struct afe_future *base,
+		      struct afe_join_handle *handle, bool cancel_on_drop)
 {
-	if (handle) {
-		handle->task = NULL;
-		handle->cancel_on_drop = false;
-	}
-	if (!rt)
-		rt = afe_runtime_current();
-	if (!rt || !obj || !base || !base->poll)
-		return -EINVAL;
 	const char *start = obj, *b = (const char *)base;
-	if (b < start || size < sizeof(*base) || (size_t)(b - start) > size - sizeof(*base))
-		return -EINVAL;
-	if (atomic_load_explicit(&rt->closed, memory_order_acquire))
-		return -ESHUTDOWN;
-	if (size > SIZE_MAX - AFE_TASK_HEADER_SIZE)
-		return -ENOMEM;
-
 	struct afe_task *t = afe_task_alloc(AFE_TASK_HEADER_SIZE + size);
 	if (!t)
 		return -ENOMEM;
@@ -215,14 +200,46 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 		handle->cancel_on_drop = cancel_on_drop;
 	}
 	atomic_init(&t->state, state);
-
-	struct afe_worker *w = afe_worker_current();
-	if (w && w->rt == rt)
-		afe_counter_add(&w->counters.spawned, 1);
-	else
+	if (external)
 		atomic_fetch_add_explicit(&rt->external_spawned, 1, memory_order_acq_rel);
+	else
+		afe_counter_add(&w->counters.spawned, 1);
 	afe_schedule(rt, t, AFE_SCHED_SPAWN);
 	return 0;
+}
+
+static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
+		 const struct afe_future *base, struct afe_join_handle *handle,
+		 bool cancel_on_drop)
+{
+	if (handle) {
+		handle->task = NULL;
+		handle->cancel_on_drop = false;
+	}
+	if (!rt)
+		rt = afe_runtime_current();
+	if (!rt || !obj || !base || !base->poll)
+		return -EINVAL;
+	const char *start = obj, *b = (const char *)base;
+	if (b < start || size < sizeof(*base) || (size_t)(b - start) > size - sizeof(*base))
+		return -EINVAL;
+	if (size > SIZE_MAX - AFE_TASK_HEADER_SIZE)
+		return -ENOMEM;
+	/* A spawn from outside the workers announces itself before it checks
+	 * closed, so destroy (which sets closed, then waits for these to
+	 * drain) never frees the runtime under it. Seq_cst on both sides. */
+	struct afe_worker *w = afe_worker_current();
+	bool external = !(w && w->rt == rt);
+	if (external)
+		atomic_fetch_add(&rt->external_spawns_in_flight, 1);
+	int err = 0;
+	if (atomic_load(&rt->closed))
+		err = -ESHUTDOWN;
+	else
+		err = spawn_task(rt, w, external, obj, size, base, handle, cancel_on_drop);
+	if (external)
+		atomic_fetch_sub(&rt->external_spawns_in_flight, 1);
+	return err;
 }
 
 int afe_spawn_raw(struct afe_runtime *rt, const void *obj, size_t size,

@@ -46,12 +46,16 @@ AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
 AFE_EXPORT int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config *config);
 
 /*
- * Stops the runtime and frees it. Spawning fails with -ESHUTDOWN from the
- * moment this starts. I/O operations in flight are cancelled (-ECANCELED)
- * and blocking jobs not yet started refused (-ESHUTDOWN); jobs running are
- * waited for. Those tasks get up to grace_ms to finish while the workers
- * still run. Tasks still waiting for a wake that will never come are not polled
- * again; their memory is released only where no waker still refers to it. Must not be called from a worker thread.
+ * Stops the runtime and frees it. Must not be called from one of its
+ * workers. Spawning fails with -ESHUTDOWN from the moment this starts.
+ * I/O operations in flight are cancelled (-ECANCELED) and blocking jobs
+ * not yet started refused (-ESHUTDOWN); jobs running are waited for. Those
+ * tasks get up to grace_ms to finish while the workers still run. Tasks
+ * still waiting for a wake that will never come are not polled again;
+ * their memory is released when the last handle or waker referring to
+ * them is dropped (dropping and waking stay safe after destroy: the
+ * runtime keeps a few hundred bytes for them). Threads in afe_block_on on
+ * rt return -ESHUTDOWN.
  * Returns the number of tasks that had not finished (0 on a clean stop),
  * or -EINVAL for a null runtime or a call from one of its own workers.
  */
@@ -61,7 +65,8 @@ AFE_EXPORT int afe_runtime_destroy(struct afe_runtime *rt);
  * Runs a copy of the future at obj as a task on rt and blocks the calling
  * thread until it finishes; *result (if not NULL) receives its result.
  * Must not be called from a worker thread (-EDEADLK).
- * Returns 0 or the spawn error.
+ * Returns 0, the spawn error, or -ESHUTDOWN when rt is destroyed (from
+ * another thread) before the task finished.
  */
 AFE_EXPORT int afe_block_on_raw(struct afe_runtime *rt, const void *obj, size_t size,
 				const struct afe_future *base, intptr_t *result);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Runtime life cycle, block_on, metrics, parking and AFE_MAIN's exit. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -183,4 +184,72 @@ Test(runtime, main_run_exits_with_the_root_status)
 	cr_assert_eq(exit_status_of(1000, false, AFE_EXIT_GRACE), 1, "out of range exits 1");
 	cr_assert_eq(exit_status_of(3, true, AFE_EXIT_GRACE), 3, "grace period ends");
 	cr_assert_eq(exit_status_of(4, true, AFE_EXIT_IMMEDIATE), 4);
+}
+
+/* A task parked on a oneshot outlives its runtime: waking it and dropping
+ * its (child) handle afterwards are safe, and free it. */
+struct parked_on_oneshot {
+	struct afe_future base;
+	struct afe_oneshot *o;
+	struct afe_oneshot_recv recv;
+};
+
+static int parked_on_oneshot_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct parked_on_oneshot *self = afe_container_of(f, struct parked_on_oneshot, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_oneshot_recv_init(&self->recv, self->o);
+	AFE_AWAIT(&self->recv.base);
+	AFE_RETURN(self->recv.base.result);
+	AFE_ASYNC_END;
+}
+
+Test(runtime, waking_and_dropping_after_destroy_are_safe)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	static struct afe_oneshot o1, o2;
+	afe_oneshot_init(&o1);
+	afe_oneshot_init(&o2);
+	struct parked_on_oneshot p1 = {.o = &o1}, p2 = {.o = &o2};
+	afe_future_init(&p1.base, parked_on_oneshot_poll);
+	afe_future_init(&p2.base, parked_on_oneshot_poll);
+	struct afe_join_handle h1, h2;
+	cr_assert_eq(afe_spawn(rt, &p1, &h1), 0);
+	cr_assert_eq(afe_spawn_child(rt, &p2, &h2), 0);
+	cr_assert_eq(afe_runtime_wait_idle(rt, 50), 2, "both wait on their oneshots");
+	cr_assert_eq(afe_runtime_destroy(rt), 2);
+	cr_assert_eq(afe_oneshot_send(&o1, 5), 0); /* the wake is refused: no queue */
+	cr_assert_not(afe_join_handle_is_finished(&h1));
+	afe_join_handle_drop(&h1);
+	afe_join_handle_drop(&h2); /* a child: asks to cancel, refused the same way */
+	cr_assert_eq(afe_oneshot_send(&o2, 6), 0);
+}
+
+/* A thread blocked in afe_block_on is released when another destroys the
+ * runtime under it. */
+static struct afe_runtime *doomed;
+static atomic_int blocked_result = 1;
+
+static void *block_forever(void *arg)
+{
+	(void)arg;
+	struct afe_pending p;
+	afe_pending_init(&p);
+	intptr_t r = 0;
+	atomic_store(&blocked_result, afe_block_on(doomed, &p, &r));
+	return NULL;
+}
+
+Test(runtime, block_on_returns_eshutdown_when_the_runtime_is_destroyed)
+{
+	doomed = test_runtime(2);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, block_forever, NULL), 0);
+	for (int ms = 0; afe_runtime_wait_idle(doomed, 0) == 0; ms++) {
+		cr_assert_lt(ms, 5000);
+		usleep(1000);
+	}
+	cr_assert_eq(afe_runtime_destroy(doomed), 1);
+	pthread_join(t, NULL);
+	cr_assert_eq(atomic_load(&blocked_result), -ESHUTDOWN);
 }
