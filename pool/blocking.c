@@ -86,9 +86,18 @@ static struct afe_blocking *next_job(struct afe_blocking_pool *p)
 	return job;
 }
 
+/* The pool this thread serves, if it is a blocking thread. */
+static _Thread_local struct afe_blocking_pool *current_pool;
+
+bool afe_blocking_pool_is_current(const struct afe_blocking_pool *p)
+{
+	return current_pool == p;
+}
+
 static void *blocking_thread(void *arg)
 {
 	struct afe_blocking_pool *p = arg;
+	current_pool = p;
 	pthread_mutex_lock(&p->lock);
 	struct afe_blocking *job;
 	while ((job = next_job(p))) {

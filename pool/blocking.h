@@ -33,4 +33,8 @@ void afe_blocking_pool_shutdown(struct afe_blocking_pool *p);
 
 void afe_blocking_pool_destroy(struct afe_blocking_pool *p);
 
+/* True on one of p's threads (which must not shut p down: it would wait
+ * for itself). */
+bool afe_blocking_pool_is_current(const struct afe_blocking_pool *p);
+
 #endif /* AFE_POOL_BLOCKING_H */

@@ -239,7 +239,7 @@ static void release_block_ons(struct afe_runtime *rt)
 
 int afe_runtime_destroy(struct afe_runtime *rt)
 {
-	if (!rt || is_own_worker(rt))
+	if (!rt || is_own_worker(rt) || afe_blocking_pool_is_current(&rt->blocking))
 		return -EINVAL;
 	atomic_store(&rt->closed, true);
 	/* Operations in flight are cancelled, and blocking jobs not started

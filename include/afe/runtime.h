@@ -57,7 +57,8 @@ AFE_EXPORT int afe_runtime_create(struct afe_runtime **out, const struct afe_run
  * runtime keeps a few hundred bytes for them). Threads in afe_block_on on
  * rt return -ESHUTDOWN.
  * Returns the number of tasks that had not finished (0 on a clean stop),
- * or -EINVAL for a null runtime or a call from one of its own workers.
+ * or -EINVAL for a null runtime or a call from one of its own workers or
+ * blocking-job threads.
  */
 AFE_EXPORT int afe_runtime_destroy(struct afe_runtime *rt);
 

@@ -204,3 +204,16 @@ Test(blocking, null_function_and_polling_outside_a_runtime_are_einval)
 	cr_assert_eq(afe_future_poll(&job.base, &cx), AFE_READY);
 	cr_assert_eq(job.base.result, -EINVAL);
 }
+
+static intptr_t destroy_from_here(void *arg)
+{
+	return afe_runtime_destroy(arg);
+}
+
+Test(blocking, a_job_cannot_destroy_its_own_runtime)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct await_job a = await_job_of(destroy_from_here, rt, false);
+	cr_assert_eq(test_block_on(rt, &a), -EINVAL, "it would wait for itself");
+	test_runtime_destroy(rt);
+}

@@ -141,11 +141,31 @@ struct main_root {
 	struct afe_future base;
 	intptr_t status;
 	bool leave_a_task;
+	bool leave_a_sleeper; /* detached, sleeps 100 ms */
 };
+
+struct sleeper {
+	struct afe_future base;
+	struct afe_io sleep;
+};
+static int sleeper_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct sleeper *self = afe_container_of(f, struct sleeper, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	AFE_AWAIT(&self->sleep.base);
+	AFE_ASYNC_END;
+}
+
 static int main_root_poll(struct afe_future *f, struct afe_context *cx)
 {
 	(void)cx;
 	struct main_root *m = afe_container_of(f, struct main_root, base);
+	if (m->leave_a_sleeper) {
+		struct sleeper s;
+		afe_future_init(&s.base, sleeper_poll);
+		afe_sleep_init(&s.sleep, 100 * 1000000u);
+		afe_spawn(NULL, &s, NULL);
+	}
 	if (m->leave_a_task) {
 		struct afe_pending p;
 		afe_pending_init(&p);
@@ -157,12 +177,14 @@ static int main_root_poll(struct afe_future *f, struct afe_context *cx)
 	return AFE_READY;
 }
 
-static int exit_status_of(intptr_t status, bool leave_a_task, enum afe_exit_mode mode)
+static int exit_status_of_run(intptr_t status, bool leave_a_task, bool leave_a_sleeper,
+			      enum afe_exit_mode mode)
 {
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct main_root m = {.status = status, .leave_a_task = leave_a_task};
+		struct main_root m = {.status = status, .leave_a_task = leave_a_task,
+				      .leave_a_sleeper = leave_a_sleeper};
 		afe_future_init(&m.base, main_root_poll);
 		struct afe_runtime_config c;
 		afe_runtime_config_default(&c);
@@ -174,6 +196,18 @@ static int exit_status_of(intptr_t status, bool leave_a_task, enum afe_exit_mode
 	cr_assert_eq(waitpid(pid, &ws, 0), pid);
 	cr_assert(WIFEXITED(ws));
 	return WEXITSTATUS(ws);
+}
+
+static int exit_status_of(intptr_t status, bool leave_a_task, enum afe_exit_mode mode)
+{
+	return exit_status_of_run(status, leave_a_task, false, mode);
+}
+
+Test(runtime, wait_all_mode_waits_for_detached_tasks)
+{
+	uint64_t start = afe_now_ns();
+	cr_assert_eq(exit_status_of_run(7, false, true, AFE_EXIT_WAIT_ALL), 7);
+	cr_assert_geq(afe_now_ns() - start, 100 * 1000000u, "the detached sleeper ran to its end");
 }
 
 Test(runtime, main_run_exits_with_the_root_status)
