@@ -85,4 +85,32 @@ static inline struct yielder yielder_make(int rounds, intptr_t value)
 	return y;
 }
 
+/* A future that yields until cancelled, then takes 100 more yields to
+ * wind down before it counts itself finished in *wound_down. */
+struct slow_to_stop {
+	struct afe_future base;
+	int i;
+	atomic_int *wound_down;
+};
+
+static int slow_to_stop_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct slow_to_stop *self = afe_container_of(f, struct slow_to_stop, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	for (;;)
+		AFE_YIELD();
+	AFE_CLEANUP;
+	for (self->i = 0; self->i < 100; self->i++)
+		AFE_YIELD();
+	atomic_fetch_add(self->wound_down, 1);
+	AFE_ASYNC_END;
+}
+
+static inline struct slow_to_stop slow_to_stop_make(atomic_int *wound_down)
+{
+	struct slow_to_stop s = {.wound_down = wound_down};
+	afe_future_init(&s.base, slow_to_stop_poll);
+	return s;
+}
+
 #endif /* AFE_TEST_HELPERS_H */

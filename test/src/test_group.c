@@ -142,27 +142,7 @@ Test(group, empty_group_is_ready_and_bad_calls_are_refused)
 	afe_group_destroy(NULL);
 }
 
-/* A task that yields until cancelled, then takes 100 more yields to wind
- * down before it counts itself finished. */
 static atomic_int wound_down;
-
-struct slow_to_stop {
-	struct afe_future base;
-	int i;
-};
-
-static int slow_to_stop_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct slow_to_stop *self = afe_container_of(f, struct slow_to_stop, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	for (;;)
-		AFE_YIELD();
-	AFE_CLEANUP;
-	for (self->i = 0; self->i < 100; self->i++)
-		AFE_YIELD();
-	atomic_fetch_add(&wound_down, 1);
-	AFE_ASYNC_END;
-}
 
 struct group_owner {
 	struct afe_future base;
@@ -175,8 +155,7 @@ static int group_owner_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_BEGIN(f, cx);
 	afe_group_init(&self->g, NULL);
 	for (int i = 0; i < 3; i++) {
-		struct slow_to_stop s;
-		afe_future_init(&s.base, slow_to_stop_poll);
+		struct slow_to_stop s = slow_to_stop_make(&wound_down);
 		afe_group_spawn(&self->g, &s);
 	}
 	AFE_AWAIT(afe_group_wait(&self->g));

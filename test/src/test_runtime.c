@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "uring/io_helpers.h"
 #include "src/runtime_internal.h"
 
 Test(runtime, config_defaults_and_env)
@@ -144,26 +145,14 @@ struct main_root {
 	bool leave_a_sleeper; /* detached, sleeps 100 ms */
 };
 
-struct sleeper {
-	struct afe_future base;
-	struct afe_io sleep;
-};
-static int sleeper_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct sleeper *self = afe_container_of(f, struct sleeper, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	AFE_AWAIT(&self->sleep.base);
-	AFE_ASYNC_END;
-}
-
 static int main_root_poll(struct afe_future *f, struct afe_context *cx)
 {
 	(void)cx;
 	struct main_root *m = afe_container_of(f, struct main_root, base);
 	if (m->leave_a_sleeper) {
-		struct sleeper s;
-		afe_future_init(&s.base, sleeper_poll);
-		afe_sleep_init(&s.sleep, 100 * 1000000u);
+		struct afe_io sleep;
+		afe_sleep_init(&sleep, 100 * 1000000u);
+		struct one_op s = one_op_of(&sleep);
 		afe_spawn(NULL, &s, NULL);
 	}
 	if (m->leave_a_task) {

@@ -295,25 +295,7 @@ Test(task, spawn_after_shutdown_began_is_eshutdown)
 
 /* Cancelling a task that awaits its child's join cancels the child and
  * waits for it to wind down before the parent's cleanup runs. */
-static atomic_bool child_wound_down;
-
-struct stubborn_child {
-	struct afe_future base;
-	int i;
-};
-
-static int stubborn_child_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct stubborn_child *self = afe_container_of(f, struct stubborn_child, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	for (;;)
-		AFE_YIELD();
-	AFE_CLEANUP;
-	for (self->i = 0; self->i < 100; self->i++)
-		AFE_YIELD();
-	atomic_store(&child_wound_down, true);
-	AFE_ASYNC_END;
-}
+static atomic_int child_wound_down;
 
 struct parent_of_child {
 	struct afe_future base;
@@ -325,8 +307,7 @@ static int parent_of_child_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct parent_of_child *self = afe_container_of(f, struct parent_of_child, base);
 	AFE_ASYNC_BEGIN(f, cx);
-	struct stubborn_child c;
-	afe_future_init(&c.base, stubborn_child_poll);
+	struct slow_to_stop c = slow_to_stop_make(&child_wound_down);
 	if (afe_spawn_child(NULL, &c, &self->child) < 0)
 		AFE_RETURN(-1);
 	afe_join_init(&self->join, &self->child);
@@ -350,6 +331,6 @@ Test(task, cancelled_join_of_a_child_waits_for_the_child)
 	struct afe_cancel c;
 	cr_assert_eq(afe_cancel_init(&c, &h), 0);
 	cr_assert_eq(test_block_on(rt, &c), -ECANCELED);
-	cr_assert(atomic_load(&child_wound_down));
+	cr_assert_eq(atomic_load(&child_wound_down), 1);
 	test_runtime_destroy(rt);
 }
