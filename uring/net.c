@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../pool/spinlock.h"
+#include "compat.h"
 #include "afe/task.h"
 
 int afe_tcp_listen(const char *host, uint16_t port, int backlog)
@@ -88,6 +90,148 @@ void afe_send_all_init(struct afe_send_all *s, int fd, const void *buf, size_t l
 	s->buf = buf;
 	s->len = len;
 	s->sent = 0;
+}
+
+/* ---- the accept stream ----------------------------------------------------- */
+
+static void take_waker_locked(struct afe_accept_stream *s, struct afe_waker *out)
+{
+	*out = s->waker;
+	s->waker.vtable = NULL;
+}
+
+/* Makes room for one more fd; false when at the bound or out of memory.
+ * Called with the lock held. */
+static bool make_room_locked(struct afe_accept_stream *s)
+{
+	if (s->count < s->capacity)
+		return true;
+	if (s->capacity >= AFE_ACCEPT_BACKLOG)
+		return false;
+	unsigned capacity = s->capacity ? 2 * s->capacity : 64;
+	int *fds = malloc(capacity * sizeof(*fds));
+	if (!fds)
+		return false;
+	for (unsigned i = 0; i < s->count; i++)
+		fds[i] = s->fds[(s->head + i) % s->capacity];
+	free(s->fds);
+	s->fds = fds;
+	s->head = 0;
+	s->capacity = capacity;
+	return true;
+}
+
+/* Ring thread: one more connection from the multishot accept. */
+static void accepted(struct afe_io *io, int32_t res)
+{
+	struct afe_accept_stream *s = afe_container_of(io, struct afe_accept_stream, accept);
+	struct afe_waker waker;
+	afe_spin_lock(&s->lock);
+	if (res >= 0 && !make_room_locked(s)) {
+		afe_spin_unlock(&s->lock);
+		close(res); /* nobody is taking them: shed */
+		return;
+	}
+	if (res >= 0)
+		s->fds[(s->head + s->count++) % s->capacity] = res;
+	take_waker_locked(s, &waker);
+	afe_spin_unlock(&s->lock);
+	if (afe_waker_is_set(&waker))
+		afe_waker_wake(&waker);
+}
+
+static void arm(struct afe_accept_stream *s)
+{
+	afe_io_accept_init(&s->accept, s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	struct io_uring_sqe *sqe = (struct io_uring_sqe *)(void *)s->accept.sqe;
+	sqe->ioprio |= IORING_ACCEPT_MULTISHOT;
+	s->accept.on_more = accepted;
+	s->armed = true;
+}
+
+/* Closes the connections still waiting and frees the buffer; only when
+ * the accept is not armed (the ring thread no longer adds to it). */
+static void close_waiting(struct afe_accept_stream *s)
+{
+	for (unsigned i = 0; i < s->count; i++)
+		close(s->fds[(s->head + i) % s->capacity]);
+	free(s->fds);
+	s->fds = NULL;
+	s->head = s->count = s->capacity = 0;
+}
+
+/* Stops the multishot accept, waits for its end, closes what waits. */
+static int stop(struct afe_accept_stream *s, struct afe_context *cx)
+{
+	struct afe_context cancelling = *cx;
+	cancelling.cancel = true;
+	if (s->armed && afe_future_poll(&s->accept.base, &cancelling) == AFE_PENDING)
+		return AFE_PENDING;
+	s->armed = false;
+	close_waiting(s);
+	s->base.result = -ECANCELED;
+	return AFE_READY;
+}
+
+static int accept_stop_poll(struct afe_future *f, struct afe_context *cx)
+{
+	return stop(afe_container_of(f, struct afe_accept_stream, base), cx);
+}
+
+static int accept_next_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_accept_stream *s = afe_container_of(f, struct afe_accept_stream, base);
+	if (cx->cancel)
+		return stop(s, cx);
+	for (;;) {
+		afe_spin_lock(&s->lock);
+		if (s->count) {
+			f->result = s->fds[s->head];
+			s->head = (s->head + 1) % s->capacity;
+			s->count--;
+			afe_spin_unlock(&s->lock);
+			return AFE_READY;
+		}
+		afe_waker_register(&s->waker, cx);
+		afe_spin_unlock(&s->lock);
+		if (!s->armed)
+			arm(s);
+		if (afe_future_poll(&s->accept.base, cx) == AFE_PENDING)
+			return AFE_PENDING;
+		/* The multishot accept ended: its last result. */
+		intptr_t last = s->accept.base.result;
+		s->armed = false;
+		if (last >= 0) {
+			f->result = last;
+			return AFE_READY;
+		}
+		if (s->count == 0) { /* not armed: no one else touches the buffer */
+			close_waiting(s); /* frees it */
+			f->result = last; /* transient errors too: the caller decides */
+			return AFE_READY;
+		}
+	}
+}
+
+void afe_accept_stream_init(struct afe_accept_stream *s, int listen_fd)
+{
+	memset(s, 0, sizeof(*s));
+	afe_future_init(&s->base, accept_next_poll);
+	atomic_flag_clear(&s->lock);
+	s->listen_fd = listen_fd;
+	s->armed = false; /* armed at the first poll */
+}
+
+struct afe_future *afe_accept_stream_next(struct afe_accept_stream *s)
+{
+	afe_future_init(&s->base, accept_next_poll);
+	return &s->base;
+}
+
+struct afe_future *afe_accept_stream_stop(struct afe_accept_stream *s)
+{
+	afe_future_init(&s->base, accept_stop_poll);
+	return &s->base;
 }
 
 /* ---- the server ------------------------------------------------------------ */
@@ -187,20 +331,22 @@ static int server_poll(struct afe_future *f, struct afe_context *cx)
 	if (!self->shared || !self->scratch)
 		AFE_RETURN(-ENOMEM);
 	atomic_init(&self->shared->refs, 1);
+	afe_accept_stream_init(&self->incoming, c->listen_fd);
 	for (;;) {
-		afe_io_accept_init(&self->accept, c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-		AFE_AWAIT(&self->accept.base);
-		self->fd = (int)self->accept.base.result;
-		if (self->fd >= 0) {
-			start_connection(self, self->fd);
-		} else if (accept_error_is_exhaustion(self->fd)) {
-			afe_sleep_init(&self->accept, 10 * 1000000u);
-			AFE_AWAIT(&self->accept.base);
-		} else if (!accept_error_is_transient(self->fd)) {
-			AFE_RETURN(self->fd);
+		AFE_AWAIT(afe_accept_stream_next(&self->incoming));
+		intptr_t fd = self->incoming.base.result;
+		if (fd >= 0) {
+			start_connection(self, (int)fd);
+		} else if (accept_error_is_exhaustion(fd)) {
+			afe_sleep_init(&self->nap, 10 * 1000000u);
+			AFE_AWAIT(&self->nap.base);
+		} else if (!accept_error_is_transient(fd)) {
+			AFE_RETURN(fd);
 		}
 	}
 	AFE_CLEANUP;
+	/* Cancelled while napping, the accept may still be armed. */
+	AFE_AWAIT(afe_accept_stream_stop(&self->incoming));
 	if (self->shared)
 		shared_release(self->shared);
 	free(self->scratch);
@@ -219,5 +365,4 @@ void afe_tcp_server_init(struct afe_tcp_server *s, const struct afe_tcp_server_c
 		s->config.listen_fd = -1;
 	if (s->config.max_conns == 0)
 		s->config.max_conns = 1024;
-	s->fd = -1;
 }

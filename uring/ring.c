@@ -130,6 +130,10 @@ static void handle_cqe(struct afe_ring *r, const struct io_uring_cqe *cqe)
 		r->doorbell_armed = false;
 		return;
 	}
+	if (tag == TAG_OP && (cqe->flags & IORING_CQE_F_MORE) && io->on_more) {
+		io->on_more(io, cqe->res); /* a multishot result; more to come */
+		return;
+	}
 	r->cqes_due--;
 	if (!io)
 		return; /* the stop's cancel-everything */

@@ -60,6 +60,9 @@ struct afe_io {
 	bool cancel_requested;	 /* the poller queued the cancel request */
 	struct afe_waker waker;
 	uint64_t deadline_ns;	 /* sleeps: absolute once polled */
+	/* Multishot operations: called on the ring thread for each result
+	 * that is not the last (the last one completes the future). */
+	void (*on_more)(struct afe_io *io, int32_t res);
 	struct afe_io_timespec timeout;
 	/* The prepared struct io_uring_sqe, or a sleep's place in the ring
 	 * thread's timer wheel. */

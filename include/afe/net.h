@@ -38,6 +38,51 @@ struct afe_send_all {
 AFE_EXPORT void afe_send_all_init(struct afe_send_all *s, int fd, const void *buf, size_t len);
 
 /*
+ * The connections arriving on a listening socket, from one multishot
+ * accept kept armed in the ring (re-armed when the kernel ends it).
+ *
+ *   afe_accept_stream_init(&self->incoming, listen_fd);
+ *   for (;;) {
+ *       AFE_AWAIT(afe_accept_stream_next(&self->incoming));
+ *       int fd = self->incoming.base.result;      // or a negative errno
+ *       ...
+ *   }
+ *
+ * Each await of afe_accept_stream_next gives one new connection's fd
+ * (close-on-exec), or the error that ended the stream for good (-EBADF,
+ * -EINVAL, -ENOTSOCK, ...). Connections accepted before they are taken
+ * wait in a buffer that grows as needed, up to AFE_ACCEPT_BACKLOG; beyond
+ * that they are closed (load shed). Cancelling an await stops the
+ * multishot accept, waits for it, and closes the connections still
+ * waiting: then the stream is finished. Transient accept errors
+ * (-ECONNABORTED, -EMFILE, ...) are passed on; awaiting again re-arms.
+ * A stream that ended with an error holds no memory; one that is still
+ * armed must be stopped (afe_accept_stream_stop, or cancelled).
+ */
+#define AFE_ACCEPT_BACKLOG 65536
+
+struct afe_accept_stream {
+	struct afe_future base; /* the current "next connection" future */
+	int listen_fd;
+	bool armed; /* the multishot accept is in the ring */
+	struct afe_io accept;
+	atomic_flag lock; /* guards the fds and the waker */
+	unsigned head, count, capacity;
+	int *fds; /* a ring buffer of accepted connections */
+	struct afe_waker waker;
+};
+
+AFE_EXPORT void afe_accept_stream_init(struct afe_accept_stream *s, int listen_fd);
+
+/* Resets the stream's future for the next connection and returns it. */
+AFE_EXPORT struct afe_future *afe_accept_stream_next(struct afe_accept_stream *s);
+
+/* Resets the stream's future to one that stops the stream (as cancelling
+ * does) and returns it: for cleanup sections, where awaits are not
+ * cancelled. Its result is -ECANCELED. */
+AFE_EXPORT struct afe_future *afe_accept_stream_stop(struct afe_accept_stream *s);
+
+/*
  * A server: accepts connections on a listening socket and runs each as a
  * new, detached task. conn_init(conn, fd, arg) builds the connection's
  * future in conn (conn_size bytes of scratch) and returns its base; the
@@ -63,8 +108,8 @@ struct afe_tcp_server {
 	struct afe_tcp_server_config config;
 	struct afe_tcp_server_shared *shared; /* from the first poll to the end */
 	void *scratch;			      /* a connection task being built */
-	int fd;				      /* the connection just accepted */
-	struct afe_io accept;
+	struct afe_accept_stream incoming;
+	struct afe_io nap; /* out of descriptors: wait before going on */
 };
 
 /* Fills s; allocates nothing until its first poll, and frees what it

@@ -249,3 +249,60 @@ Test(net, bad_listen_arguments_and_a_bad_server_config_are_refused)
 	close(pfd[1]);
 	test_runtime_destroy(rt);
 }
+
+/* The accept stream: connections made before the first await come out
+ * one per await; stopping it ends the multishot accept. */
+struct take_five {
+	struct afe_future base;
+	struct afe_accept_stream incoming;
+	int taken, fds[5];
+};
+
+static int take_five_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct take_five *self = afe_container_of(f, struct take_five, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	for (self->taken = 0; self->taken < 5; self->taken++) {
+		AFE_AWAIT(afe_accept_stream_next(&self->incoming));
+		if (self->incoming.base.result < 0)
+			AFE_RETURN(self->incoming.base.result);
+		self->fds[self->taken] = (int)self->incoming.base.result;
+	}
+	AFE_AWAIT(afe_accept_stream_stop(&self->incoming));
+	if (self->incoming.base.result != -ECANCELED || self->incoming.armed)
+		AFE_RETURN(-1000);
+	for (int i = 0; i < 5; i++)
+		close(self->fds[i]);
+	AFE_RETURN(self->taken);
+	AFE_ASYNC_END;
+}
+
+Test(net, accept_stream_gives_one_connection_per_await_and_stops)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int lfd = afe_tcp_listen(NULL, 0, 0);
+	cr_assert_geq(lfd, 0);
+	int port = afe_tcp_local_port(lfd);
+	int clients[8];
+	for (int i = 0; i < 8; i++)
+		clients[i] = blocking_connect(port);
+	struct take_five t;
+	afe_future_init(&t.base, take_five_poll);
+	afe_accept_stream_init(&t.incoming, lfd);
+	cr_assert_eq(test_block_on(rt, &t), 5);
+	for (int i = 0; i < 8; i++)
+		close(clients[i]);
+	close(lfd);
+	test_runtime_destroy(rt);
+}
+
+Test(net, accept_stream_on_a_bad_socket_ends_with_its_error)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_accept_stream s;
+	afe_accept_stream_init(&s, 987654);
+	struct afe_future *next = afe_accept_stream_next(&s);
+	(void)next;
+	cr_assert_eq(test_block_on(rt, &s), -EBADF);
+	test_runtime_destroy(rt);
+}
