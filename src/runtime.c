@@ -31,7 +31,7 @@ void afe_runtime_config_default(struct afe_runtime_config *config)
 				AFE_MAX_WORKERS);
 	}
 	config->workers = workers;
-	config->spin_us = 50;
+	config->spin_us = AFE_SPIN_AUTO;
 	config->grace_ms = 1000;
 	config->exit_mode = AFE_EXIT_GRACE;
 	config->ring_entries = AFE_DEFAULT_RING_ENTRIES;
@@ -114,6 +114,10 @@ int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config
 		rt->config.workers = defaults.workers;
 	}
 	rt->num_workers = rt->config.workers;
+	if (rt->config.spin_us == AFE_SPIN_AUTO) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		rt->config.spin_us = cpus > (long)rt->num_workers ? 50 : 0;
+	}
 	unsigned blocking_threads = rt->config.blocking_threads ? rt->config.blocking_threads
 								: AFE_DEFAULT_BLOCKING_THREADS;
 	unsigned blocking_queue = rt->config.blocking_queue ? rt->config.blocking_queue

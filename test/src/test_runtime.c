@@ -17,6 +17,7 @@ Test(runtime, config_defaults_and_env)
 	cr_assert_eq(c.workers, 3);
 	cr_assert_eq(c.grace_ms, 1000);
 	cr_assert_eq(c.exit_mode, AFE_EXIT_GRACE);
+	cr_assert_eq(c.spin_us, AFE_SPIN_AUTO);
 	setenv("AFE_WORKERS", "lots", 1);
 	afe_runtime_config_default(&c);
 	cr_assert_eq(c.workers, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), "bad value ignored");
@@ -48,6 +49,7 @@ Test(runtime, null_config_uses_defaults)
 	struct afe_runtime *rt;
 	cr_assert_eq(afe_runtime_create(&rt, NULL), 0);
 	cr_assert_eq(afe_runtime_workers(rt), (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+	cr_assert_eq(rt->config.spin_us, 0, "workers on every CPU: park at once");
 	cr_assert_null(afe_runtime_current(), "this thread is no worker");
 	test_runtime_destroy(rt);
 }
@@ -105,7 +107,7 @@ Test(runtime, an_idle_runtime_parks_every_worker)
 	struct afe_runtime *rt = test_runtime(2);
 	struct yielder y = yielder_make(100, 1);
 	test_block_on(rt, &y);
-	/* Idle workers search for spin_us (50 us), then sleep on their futex:
+	/* Idle workers search for spin_us (at most 50 us), then sleep on their futex:
 	 * within 5 s, however loaded the machine. */
 	for (int ms = 0; !afe_idle_all_parked(&rt->idle); ms++) {
 		cr_assert_lt(ms, 5000, "the workers never all parked");
