@@ -31,6 +31,20 @@ static inline void test_runtime_destroy(struct afe_runtime *rt)
 		test__r;                                                \
 	})
 
+/* Spawns fut on rt, lets it start running, then cancels it through its
+ * handle; evaluates to the cancel's result. */
+#define test_spawn_then_cancel(rt, fut)                                        \
+	__extension__({                                                       \
+		struct afe_join_handle test__h;                               \
+		cr_assert_eq(afe_spawn((rt), (fut), &test__h), 0);            \
+		struct afe_yield_now test__nap;                               \
+		afe_yield_now_init(&test__nap);                               \
+		test_block_on((rt), &test__nap);                              \
+		struct afe_cancel test__c;                                    \
+		cr_assert_eq(afe_cancel_init(&test__c, &test__h), 0);         \
+		test_block_on((rt), &test__c);                                \
+	})
+
 /* A waker that counts wakes; for polling futures by hand. */
 struct counting_waker {
 	struct afe_waker waker;

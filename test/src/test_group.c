@@ -172,14 +172,7 @@ Test(group, cancelled_wait_waits_for_the_tasks_to_wind_down)
 	struct afe_runtime *rt = test_runtime(2);
 	struct group_owner owner;
 	afe_future_init(&owner.base, group_owner_poll);
-	struct afe_join_handle h;
-	cr_assert_eq(afe_spawn(rt, &owner, &h), 0);
-	struct afe_yield_now nap;
-	afe_yield_now_init(&nap);
-	test_block_on(rt, &nap);
-	struct afe_cancel c;
-	cr_assert_eq(afe_cancel_init(&c, &h), 0);
-	cr_assert_eq(test_block_on(rt, &c), -ECANCELED);
+	cr_assert_eq(test_spawn_then_cancel(rt, &owner), -ECANCELED);
 	cr_assert_eq(atomic_load(&wound_down), 3);
 	test_runtime_destroy(rt);
 }

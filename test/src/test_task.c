@@ -323,14 +323,7 @@ Test(task, cancelled_join_of_a_child_waits_for_the_child)
 	struct afe_runtime *rt = test_runtime(2);
 	struct parent_of_child p;
 	afe_future_init(&p.base, parent_of_child_poll);
-	struct afe_join_handle h;
-	cr_assert_eq(afe_spawn(rt, &p, &h), 0);
-	struct afe_yield_now nap;
-	afe_yield_now_init(&nap);
-	test_block_on(rt, &nap);
-	struct afe_cancel c;
-	cr_assert_eq(afe_cancel_init(&c, &h), 0);
-	cr_assert_eq(test_block_on(rt, &c), -ECANCELED);
+	cr_assert_eq(test_spawn_then_cancel(rt, &p), -ECANCELED);
 	cr_assert_eq(atomic_load(&child_wound_down), 1);
 	test_runtime_destroy(rt);
 }
