@@ -172,7 +172,8 @@ Test(group, cancelled_wait_waits_for_the_tasks_to_wind_down)
 	struct afe_runtime *rt = test_runtime(2);
 	struct group_owner owner;
 	afe_future_init(&owner.base, group_owner_poll);
-	cr_assert_eq(test_spawn_then_cancel(rt, &owner), -ECANCELED);
+	intptr_t cancelled = test_spawn_then_cancel(rt, &owner);
+	cr_assert_eq(cancelled, -ECANCELED);
 	cr_assert_eq(atomic_load(&wound_down), 3);
 	test_runtime_destroy(rt);
 }

@@ -323,7 +323,8 @@ Test(task, cancelled_join_of_a_child_waits_for_the_child)
 	struct afe_runtime *rt = test_runtime(2);
 	struct parent_of_child p;
 	afe_future_init(&p.base, parent_of_child_poll);
-	cr_assert_eq(test_spawn_then_cancel(rt, &p), -ECANCELED);
+	intptr_t cancelled = test_spawn_then_cancel(rt, &p);
+	cr_assert_eq(cancelled, -ECANCELED);
 	cr_assert_eq(atomic_load(&child_wound_down), 1);
 	test_runtime_destroy(rt);
 }
