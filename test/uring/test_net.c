@@ -306,3 +306,52 @@ Test(net, accept_stream_on_a_bad_socket_ends_with_its_error)
 	cr_assert_eq(test_block_on(rt, &s), -EBADF);
 	test_runtime_destroy(rt);
 }
+
+/* A single accept and connect through the ring, side by side. */
+struct accept_one {
+	struct afe_future base;
+	int lfd;
+	struct sockaddr_in peer;
+	unsigned peer_len;
+	struct afe_io accept;
+};
+
+static int accept_one_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct accept_one *self = afe_container_of(f, struct accept_one, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	self->peer_len = sizeof(self->peer);
+	afe_io_accept_init(&self->accept, self->lfd, (struct sockaddr *)&self->peer,
+			   &self->peer_len, SOCK_CLOEXEC);
+	AFE_AWAIT(&self->accept.base);
+	if (self->accept.base.result >= 0 &&
+	    (self->peer_len != sizeof(self->peer) || self->peer.sin_family != AF_INET))
+		AFE_RETURN(-1000); /* the peer's address was not filled in */
+	AFE_RETURN(self->accept.base.result);
+	AFE_ASYNC_END;
+}
+
+Test(net, accept_and_connect_operations)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int lfd = afe_tcp_listen("127.0.0.1", 0, 0);
+	cr_assert_geq(lfd, 0);
+	struct accept_one a = {.lfd = lfd};
+	afe_future_init(&a.base, accept_one_poll);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &a, &h), 0);
+	struct client c = {.port = afe_tcp_local_port(lfd), .fd = -1, .rounds = 0};
+	afe_future_init(&c.base, client_poll);
+	cr_assert_eq(test_block_on(rt, &c), 0, "connected");
+	struct afe_join j;
+	afe_join_init(&j, &h);
+	intptr_t fd = test_block_on(rt, &j);
+	cr_assert_geq(fd, 0);
+	close((int)fd);
+	/* Connecting where nobody listens is refused. */
+	close(lfd);
+	struct client refused = {.port = c.port, .fd = -1, .rounds = 0};
+	afe_future_init(&refused.base, client_poll);
+	cr_assert_eq(test_block_on(rt, &refused), -ECONNREFUSED);
+	test_runtime_destroy(rt);
+}
