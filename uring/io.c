@@ -99,8 +99,12 @@ static int io_poll(struct afe_future *f, struct afe_context *cx)
 	if (send_cancel)
 		io->cancel_requested = true;
 	afe_spin_unlock(&io->lock);
-	if (send_cancel)
-		afe_ring_cancel(io->rt->ring, io);
+	if (send_cancel && !afe_ring_cancel(io->rt->ring, io)) {
+		/* The ring thread ended between our check and the push. */
+		io->cancel_taken = true;
+		afe__io_finish(io);
+		return io_poll(f, cx);
+	}
 	return AFE_PENDING;
 }
 

@@ -71,7 +71,9 @@ static void ring_doorbell(struct afe_ring *r)
 /* Pushes req; false once the ring thread has ended. */
 static bool push_request(struct afe_ring *r, struct afe_io_request *req)
 {
-	struct afe_io_request *head = atomic_load_explicit(&r->requests, memory_order_relaxed);
+	/* Acquire: a push refused because the thread ended sees everything
+	 * the thread did (see afe_ring_cancel). */
+	struct afe_io_request *head = atomic_load_explicit(&r->requests, memory_order_acquire);
 	do {
 		if (head == REQUESTS_CLOSED)
 			return false;
@@ -80,7 +82,7 @@ static bool push_request(struct afe_ring *r, struct afe_io_request *req)
 		 * thread's acquire exchange. */
 	} while (!atomic_compare_exchange_weak_explicit(&r->requests, &head, req,
 							 memory_order_seq_cst,
-							 memory_order_relaxed));
+							 memory_order_acquire));
 	ring_doorbell(r);
 	return true;
 }
@@ -91,11 +93,10 @@ int afe_ring_submit(struct afe_ring *r, struct afe_io *io)
 	return push_request(r, &io->submit) ? 0 : -ESHUTDOWN;
 }
 
-void afe_ring_cancel(struct afe_ring *r, struct afe_io *io)
+bool afe_ring_cancel(struct afe_ring *r, struct afe_io *io)
 {
 	io->cancel.io = io;
-	if (!push_request(r, &io->cancel))
-		abort(); /* cannot happen: io was submitted, so the thread runs */
+	return push_request(r, &io->cancel);
 }
 
 /* Moves the pushed requests, oldest first, to the end of the backlog. */

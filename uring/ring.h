@@ -37,7 +37,10 @@ void afe_ring_free(struct afe_ring *ring);
  * thread has ended. */
 int afe_ring_submit(struct afe_ring *ring, struct afe_io *io);
 
-/* Queues a cancel of io, which was submitted and is not finished. */
-void afe_ring_cancel(struct afe_ring *ring, struct afe_io *io);
+/* Queues a cancel of io, which was submitted and is not finished. Returns
+ * false once the ring thread has ended: it ended only after every
+ * operation's completions came in, so io is completed and the caller
+ * finishes it (afe__io_finish) in the thread's stead. */
+bool afe_ring_cancel(struct afe_ring *ring, struct afe_io *io);
 
 #endif /* AFE_URING_RING_H */
