@@ -100,7 +100,8 @@ int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config
 		afe_runtime_config_default(&defaults);
 		config = &defaults;
 	}
-	if (config->workers > AFE_MAX_WORKERS || config->ring_entries > AFE_MAX_RING_ENTRIES)
+	if (config->workers > AFE_MAX_WORKERS || config->ring_entries > AFE_MAX_RING_ENTRIES ||
+	    config->ring_entries == 1) /* an op with a timeout takes 2 entries */
 		return -EINVAL;
 
 	struct afe_runtime *rt = calloc(1, sizeof(*rt));

@@ -71,8 +71,10 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 		return AFE_READY;
 	}
 	io->rt = rt;
-	if (io->sleep_is_relative)
-		io->deadline_ns += afe_now_ns();
+	if (io->sleep_is_relative) { /* saturating: UINT64_MAX means never */
+		uint64_t now = afe_now_ns();
+		io->deadline_ns = io->deadline_ns > UINT64_MAX - now ? UINT64_MAX : io->deadline_ns + now;
+	}
 	afe_waker_clone(&io->waker, cx->waker);
 	io->submitted = true;
 	int err = afe_ring_submit(rt->ring, io);

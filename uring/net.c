@@ -158,6 +158,7 @@ static void close_waiting(struct afe_accept_stream *s)
 	free(s->fds);
 	s->fds = NULL;
 	s->head = s->count = s->capacity = 0;
+	afe_waker_drop(&s->waker); /* it refers to our own task */
 }
 
 /* Stops the multishot accept, waits for its end, closes what waits. */
@@ -327,10 +328,11 @@ static int server_poll(struct afe_future *f, struct afe_context *cx)
 	    c->conn_size > SIZE_MAX - CONN_HEADER_SIZE)
 		AFE_RETURN(-EINVAL);
 	self->shared = calloc(1, sizeof(*self->shared));
+	if (self->shared)
+		atomic_init(&self->shared->refs, 1);
 	self->scratch = malloc(CONN_HEADER_SIZE + c->conn_size);
 	if (!self->shared || !self->scratch)
 		AFE_RETURN(-ENOMEM);
-	atomic_init(&self->shared->refs, 1);
 	afe_accept_stream_init(&self->incoming, c->listen_fd);
 	for (;;) {
 		AFE_AWAIT(afe_accept_stream_next(&self->incoming));

@@ -46,8 +46,8 @@ AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
 /*
  * Starts a runtime: its worker threads and its io_uring with the thread
  * that owns it. config may be NULL (defaults). Returns 0 and stores the
- * runtime in *out, or -EINVAL (workers above 1024, ring_entries above
- * 32768, null out), -ENOMEM, the -errno of a failed thread creation, or
+ * runtime in *out, or -EINVAL (workers above 1024, ring_entries of 1 or
+ * above 32768, null out), -ENOMEM, the -errno of a failed thread creation, or
  * the error of an io_uring this kernel cannot provide (-ENOSYS, -EPERM,
  * with the reason on stderr).
  */
