@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <time.h>
 
+#include "afe/io.h"
 #include "../src/runtime_internal.h"
 #include "../src/task_internal.h"
 #include "futex.h"
@@ -199,13 +200,6 @@ static bool work_anywhere(struct afe_runtime *rt)
 	return false;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Searches other queues for up to spin_us before giving up. */
 static struct afe_task *search(struct afe_worker *w)
 {
@@ -214,7 +208,7 @@ static struct afe_task *search(struct afe_worker *w)
 		struct afe_task *t = steal(w);
 		if (t || shutting_down(w->rt))
 			return t;
-		uint64_t now = now_ns();
+		uint64_t now = afe_now_ns();
 		if (!deadline)
 			deadline = now + (uint64_t)w->rt->config.spin_us * 1000u;
 		else if (now >= deadline)

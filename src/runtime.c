@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "afe/io.h"
 #include "afe/task.h"
 #include "runtime_internal.h"
 #include "task_internal.h"
@@ -204,22 +205,15 @@ static bool runtime_quiet(struct afe_runtime *rt)
 	return afe_idle_all_parked(&rt->idle);
 }
 
-static uint64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Gives the tasks woken by the ring's stop time to finish: waits while
  * tasks are alive and the runtime is not quiet (seen twice, a millisecond
  * apart), at most grace_ms. Tasks waiting for something else that will not
  * come are left to the caller's count. */
 static void let_woken_tasks_finish(struct afe_runtime *rt)
 {
-	uint64_t deadline = monotonic_ms() + rt->config.grace_ms;
+	uint64_t deadline = afe_now_ns() + (uint64_t)rt->config.grace_ms * 1000000u;
 	int quiet_checks = 0;
-	while (afe__runtime_live_tasks(rt) > 0 && monotonic_ms() < deadline) {
+	while (afe__runtime_live_tasks(rt) > 0 && afe_now_ns() < deadline) {
 		quiet_checks = runtime_quiet(rt) ? quiet_checks + 1 : 0;
 		if (quiet_checks >= 2)
 			return;
@@ -369,18 +363,15 @@ int afe_runtime_wait_idle(struct afe_runtime *rt, int timeout_ms)
 {
 	if (!rt)
 		return -EINVAL;
-	struct timespec start, now;
-	clock_gettime(CLOCK_MONOTONIC, &start);
+	uint64_t start = afe_now_ns();
 	/* Polled every millisecond: exit paths only, so a futex per
 	 * completion on the hot path is not worth it. */
 	for (;;) {
 		uint64_t left = afe__runtime_live_tasks(rt);
 		if (left == 0)
 			return 0;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		int64_t elapsed_ms = (now.tv_sec - start.tv_sec) * 1000 +
-				     (now.tv_nsec - start.tv_nsec) / 1000000;
-		if (timeout_ms >= 0 && elapsed_ms >= timeout_ms)
+		uint64_t elapsed_ms = (afe_now_ns() - start) / 1000000u;
+		if (timeout_ms >= 0 && elapsed_ms >= (uint64_t)timeout_ms)
 			return left > INT32_MAX ? INT32_MAX : (int)left;
 		struct timespec ms = {.tv_sec = 0, .tv_nsec = 1000000};
 		nanosleep(&ms, NULL);
