@@ -238,14 +238,18 @@ static bool issue(struct afe_ring *r, struct afe_io_request *req)
 {
 	struct afe_io *io = req->io;
 	if (req == &io->cancel) {
+		/* Taken only once it cannot be refused for room: a completion
+		 * that arrives meanwhile must leave io to this request. */
+		bool send = !io->completed && !io->is_sleep &&
+			    !atomic_load_explicit(&r->stopping, memory_order_relaxed);
+		if (send && io_uring_sq_space_left(&r->uring) < 1)
+			return false;
 		io->cancel_taken = true;
 		if (io->completed) {
 			afe__io_finish(io);
 		} else if (io->is_sleep) {
 			cancel_sleep(r, io);
-		} else if (!atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
-			if (io_uring_sq_space_left(&r->uring) < 1)
-				return false;
+		} else if (send) {
 			struct io_uring_sqe *sqe = next_sqe(r);
 			io_uring_prep_cancel(sqe, tagged(io, TAG_OP), 0);
 			io_uring_sqe_set_data(sqe, tagged(io, TAG_CANCEL));
@@ -362,6 +366,10 @@ static void run(struct afe_ring *r)
 			cancel_everything(r);
 			if (r->cqes_due == 0 && !r->backlog)
 				return;
+			if (!r->cancel_all_sent) { /* no SQ room: submit, retry */
+				enter(r, false);
+				continue;
+			}
 		}
 		if (r->backlog || atomic_load(&r->requests)) {
 			enter(r, false);
@@ -450,24 +458,26 @@ static int setup(struct afe_ring *r)
 	return err;
 }
 
-/* Fails every request still queued, and refuses new ones. */
+/*
+ * Fails every request still queued, and refuses new ones. The stack closes
+ * only once it is empty: a poller whose cancel is refused finishes its
+ * operation itself, so by then no request of that operation may still be
+ * in our hands. Oldest first, so an operation's submit precedes its cancel.
+ */
 static void close_requests(struct afe_ring *r)
 {
-	struct afe_io_request *stack = atomic_exchange(&r->requests, REQUESTS_CLOSED);
-	*r->backlog_tail = NULL;
-	for (struct afe_io_request *req = stack; req;) {
-		struct afe_io_request *next = req->next;
-		*r->backlog_tail = req;
-		r->backlog_tail = &req->next;
-		req->next = NULL;
-		req = next;
+	for (;;) {
+		take_requests(r);
+		while (r->backlog) {
+			struct afe_io_request *req = r->backlog;
+			r->backlog = req->next;
+			issue(r, req); /* stopping: finishes with -ESHUTDOWN */
+		}
+		r->backlog_tail = &r->backlog;
+		struct afe_io_request *empty = NULL;
+		if (atomic_compare_exchange_strong(&r->requests, &empty, REQUESTS_CLOSED))
+			return;
 	}
-	for (struct afe_io_request *req = r->backlog; req;) {
-		struct afe_io_request *next = req->next;
-		issue(r, req); /* stopping: finishes with -ESHUTDOWN */
-		req = next;
-	}
-	r->backlog = NULL;
 }
 
 static void *ring_main(void *arg)
