@@ -11,6 +11,7 @@
 #include "afe/group.h"
 #include "afe/oneshot.h"
 #include "afe/io.h"
+#include "afe/sleep.h"
 #include "afe/net.h"
 #include "afe/blocking.h"
 #include "afe/timeout.h"
