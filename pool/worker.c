@@ -89,6 +89,56 @@ static void push_local(struct afe_worker *w, struct afe_task *t)
 		push_overflow(w, t);
 }
 
+/* This thread's held-back wakes (see afe_defer_wakes_begin). */
+static _Thread_local struct {
+	bool active;
+	struct afe_runtime *rt;
+	struct afe_task *first, *last;
+	uint32_t n;
+} deferred;
+
+void afe_defer_wakes_begin(void)
+{
+	deferred.active = true;
+}
+
+void afe_defer_wakes_flush(void)
+{
+	struct afe_runtime *rt = deferred.rt;
+	struct afe_task *t = deferred.first, *last = deferred.last;
+	uint32_t n = deferred.n;
+	deferred.rt = NULL;
+	deferred.first = deferred.last = NULL;
+	deferred.n = 0;
+	if (!n)
+		return;
+	if (!afe_inject_push_list(&rt->inject, t, last, n)) {
+		while (t) { /* the runtime was destroyed: they will never run */
+			struct afe_task *next = t->next;
+			afe__task_discard(t);
+			t = next;
+		}
+		return;
+	}
+	atomic_fetch_add_explicit(&rt->injected, n, memory_order_relaxed);
+	/* One worker: once it finds work it wakes another (see search). */
+	notify_parked(rt);
+}
+
+/* Holds t back until the next flush. */
+static void defer_wake(struct afe_runtime *rt, struct afe_task *t)
+{
+	if (deferred.rt != rt)
+		afe_defer_wakes_flush();
+	deferred.rt = rt;
+	if (deferred.last)
+		deferred.last->next = t;
+	else
+		deferred.first = t;
+	deferred.last = t;
+	deferred.n++;
+}
+
 void afe_schedule(struct afe_runtime *rt, struct afe_task *t, enum afe_schedule_kind kind)
 {
 	struct afe_worker *w = current_worker;
@@ -101,6 +151,9 @@ void afe_schedule(struct afe_runtime *rt, struct afe_task *t, enum afe_schedule_
 			t = prev;
 		}
 		push_local(w, t);
+	} else if (deferred.active) {
+		defer_wake(rt, t);
+		return;
 	} else {
 		if (!afe_inject_push_list(&rt->inject, t, t, 1)) {
 			/* The runtime was destroyed: the task will never run. */

@@ -67,4 +67,14 @@ enum afe_schedule_kind {
 /* Queues t (which holds a reference for the queue) on rt. Any thread. */
 void afe_schedule(struct afe_runtime *rt, struct afe_task *t, enum afe_schedule_kind kind);
 
+/*
+ * For a thread outside the pool that wakes tasks in bursts (the ring
+ * thread reaping completions): from afe_defer_wakes_begin on, the tasks it
+ * schedules are held back and handed to the injection queue together, with
+ * one lock and one worker notified, at each afe_defer_wakes_flush. The
+ * thread must flush before it blocks, or the tasks wait with it.
+ */
+void afe_defer_wakes_begin(void);
+void afe_defer_wakes_flush(void);
+
 #endif /* AFE_POOL_WORKER_H */

@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "../pool/worker.h"
 #include "afe/io.h"
 #include "compat.h"
 #include "io_internal.h"
@@ -261,6 +262,7 @@ static void enter(struct afe_ring *r, bool wait)
 	struct __kernel_timespec ts;
 	struct io_uring_cqe *cqe;
 	int err;
+	afe_defer_wakes_flush(); /* the tasks woken since the last enter */
 	if (!wait)
 		err = io_uring_submit_and_get_events(&r->uring);
 	else if (afe__sleeps_plan_wait(&r->sleeps, &ts))
@@ -419,8 +421,10 @@ static void *ring_main(void *arg)
 	sem_post(&r->started);
 	if (r->start_error)
 		return NULL;
+	afe_defer_wakes_begin(); /* a reap's wakes go to the workers together */
 	run(r);
 	close_requests(r);
+	afe_defer_wakes_flush();
 	io_uring_queue_exit(&r->uring);
 	return NULL;
 }
