@@ -36,6 +36,7 @@ void afe_runtime_config_default(struct afe_runtime_config *config)
 	config->grace_ms = 1000;
 	config->exit_mode = AFE_EXIT_GRACE;
 	config->ring_entries = AFE_DEFAULT_RING_ENTRIES;
+	config->cq_entries = 0;
 	config->blocking_threads = AFE_DEFAULT_BLOCKING_THREADS;
 	config->blocking_queue = AFE_DEFAULT_BLOCKING_QUEUE;
 }
@@ -101,8 +102,11 @@ int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config
 		afe_runtime_config_default(&defaults);
 		config = &defaults;
 	}
-	if (config->workers > AFE_MAX_WORKERS || config->ring_entries > AFE_MAX_RING_ENTRIES ||
-	    config->ring_entries == 1) /* an op with a timeout takes 2 entries */
+	unsigned entries = config->ring_entries ? config->ring_entries : AFE_DEFAULT_RING_ENTRIES;
+	if (config->workers > AFE_MAX_WORKERS || entries > AFE_MAX_RING_ENTRIES ||
+	    entries == 1 || /* an op with a timeout takes 2 entries */
+	    (config->cq_entries && (config->cq_entries < entries ||
+				    config->cq_entries > AFE_MAX_CQ_ENTRIES)))
 		return -EINVAL;
 
 	struct afe_runtime *rt = calloc(1, sizeof(*rt));
@@ -160,9 +164,7 @@ int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config
 		}
 	}
 	/* After the workers: see ring.c on private futex waits. */
-	unsigned entries = rt->config.ring_entries ? rt->config.ring_entries
-						   : AFE_DEFAULT_RING_ENTRIES;
-	int err = afe_ring_start(&rt->ring, entries);
+	int err = afe_ring_start(&rt->ring, entries, rt->config.cq_entries);
 	if (err < 0) {
 		stop_workers(rt, rt->num_workers);
 		free_runtime(rt);

@@ -18,6 +18,7 @@
 #define AFE_DEFAULT_BLOCKING_THREADS 64
 #define AFE_DEFAULT_BLOCKING_QUEUE 1024
 #define AFE_MAX_RING_ENTRIES 32768
+#define AFE_MAX_CQ_ENTRIES 65536 /* the kernel's bound */
 
 struct afe_thread_parker;
 

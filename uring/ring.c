@@ -44,7 +44,7 @@ struct afe_ring {
 	_Atomic bool sleeping;			   /* the ring thread may be asleep */
 	_Atomic bool stopping;
 	pthread_t thread;
-	unsigned entries;
+	unsigned entries, cq_entries;
 	sem_t started;
 	int start_error;
 
@@ -376,7 +376,9 @@ static int setup(struct afe_ring *r)
 	/* This thread is the only issuer; completions run when it enters. */
 	params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
 		       IORING_SETUP_CQSIZE;
-	params.cq_entries = r->entries * 2 > MIN_CQ_ENTRIES ? r->entries * 2 : MIN_CQ_ENTRIES;
+	params.cq_entries = r->cq_entries	   ? r->cq_entries
+			    : r->entries * 2 > MIN_CQ_ENTRIES ? r->entries * 2
+							      : MIN_CQ_ENTRIES;
 	int err = io_uring_queue_init_params(r->entries, &r->uring, &params);
 	if (err < 0) {
 		const char *why = err == -EPERM	   ? "not permitted (kernel.io_uring_disabled, or seccomp)"
@@ -429,12 +431,13 @@ static void *ring_main(void *arg)
 	return NULL;
 }
 
-int afe_ring_start(struct afe_ring **out, unsigned entries)
+int afe_ring_start(struct afe_ring **out, unsigned entries, unsigned cq_entries)
 {
 	struct afe_ring *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->entries = entries;
+	r->cq_entries = cq_entries;
 	r->backlog_tail = &r->backlog;
 	afe__sleeps_init(&r->sleeps);
 	sem_init(&r->started, 0, 0);

@@ -20,10 +20,11 @@
 struct afe_ring;
 struct afe_io;
 
-/* Starts the ring thread with a ring of `entries` SQEs. Returns 0, or a
+/* Starts the ring thread with a ring of `entries` SQEs and cq_entries CQEs
+ * (0: MIN_CQ_ENTRIES or twice entries, whichever is more). Returns 0, or a
  * negative errno with a message on stderr saying why io_uring cannot be
  * used (not compiled in, disabled by sysctl or seccomp, kernel too old). */
-int afe_ring_start(struct afe_ring **out, unsigned entries);
+int afe_ring_start(struct afe_ring **out, unsigned entries, unsigned cq_entries);
 
 /* Cancels every operation in flight, waits for their completions (their
  * tasks are woken with the results), and ends the ring thread. Operations

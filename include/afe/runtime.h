@@ -34,12 +34,14 @@ struct afe_runtime_config {
 	unsigned grace_ms;	    /* AFE_EXIT_GRACE: how long to wait for tasks */
 	enum afe_exit_mode exit_mode;
 	unsigned ring_entries;	    /* io_uring submission queue size; 0: 256 */
+	unsigned cq_entries;	    /* completion queue size; 0: 16384, or twice
+				       ring_entries if that is more */
 	unsigned blocking_threads;  /* most threads for blocking jobs; 0: 64 */
 	unsigned blocking_queue;    /* jobs waiting past which try-jobs are refused; 0: 1024 */
 };
 
 /* Fills c with the defaults: workers from $AFE_WORKERS or the online CPUs,
- * spin_us AFE_SPIN_AUTO, grace_ms 1000, AFE_EXIT_GRACE, ring_entries 256,
+ * spin_us AFE_SPIN_AUTO, grace_ms 1000, AFE_EXIT_GRACE, ring_entries 256, cq_entries 0,
  * blocking_threads 64, blocking_queue 1024. */
 AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
 
@@ -47,7 +49,7 @@ AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
  * Starts a runtime: its worker threads and its io_uring with the thread
  * that owns it. config may be NULL (defaults). Returns 0 and stores the
  * runtime in *out, or -EINVAL (workers above 1024, ring_entries of 1 or
- * above 32768, null out), -ENOMEM, the -errno of a failed thread creation, or
+ * above 32768, cq_entries below ring_entries or above 65536, null out), -ENOMEM, the -errno of a failed thread creation, or
  * the error of an io_uring this kernel cannot provide (-ENOSYS, -EPERM,
  * with the reason on stderr).
  */

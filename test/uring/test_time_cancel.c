@@ -207,18 +207,24 @@ Test(time, timeout_wrapper_limits_any_future)
 	test_runtime_destroy(rt);
 }
 
-/* Twenty thousand polls on one pipe complete at once: more completions
- * than the completion queue holds (16384). Whether the kernel posts them
- * in batches or keeps the excess in its overflow list, the ring thread
- * must reap every one. */
-Test(ring, completion_queue_overflow_loses_nothing, .timeout = 300)
+/* Polls on one pipe that all complete at once: more completions than the
+ * completion queue holds. The kernel keeps the excess in its overflow list
+ * (io_uring_enter then says -EBUSY); the ring thread must reap every one.
+ * Once with the default queue (16384 entries; the kernel may post in
+ * batches), once with a 16-entry queue, which overflows for certain. */
+static void fire_pollers_at_once(unsigned cq_entries, int pollers)
 {
-	struct afe_runtime *rt = test_runtime(2);
-	enum { POLLERS = 20000 };
-	static struct afe_join_handle handles[POLLERS];
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 2;
+	config.ring_entries = 8;
+	config.cq_entries = cq_entries;
+	struct afe_runtime *rt = NULL;
+	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+	struct afe_join_handle *handles = calloc((size_t)pollers, sizeof(*handles));
 	int fds[2];
 	cr_assert_eq(pipe(fds), 0);
-	for (int i = 0; i < POLLERS; i++) {
+	for (int i = 0; i < pollers; i++) {
 		struct afe_io io;
 		afe_io_poll_init(&io, fds[0], POLLIN);
 		struct one_op op = one_op_of(&io);
@@ -229,14 +235,33 @@ Test(ring, completion_queue_overflow_loses_nothing, .timeout = 300)
 	afe_sleep_init(&nap, 200 * MS);
 	test_block_on(rt, &nap);
 	cr_assert_eq(write(fds[1], "x", 1), 1);
-	for (int i = 0; i < POLLERS; i++) {
+	for (int i = 0; i < pollers; i++) {
 		struct afe_join j;
 		afe_join_init(&j, &handles[i]);
 		cr_assert(test_block_on(rt, &j) & POLLIN, "poll %d", i);
 	}
 	close(fds[0]);
 	close(fds[1]);
+	free(handles);
 	test_runtime_destroy(rt);
+}
+
+Test(ring, completion_queue_overflow_loses_nothing, .timeout = 300)
+{
+	fire_pollers_at_once(0, 20000);
+	fire_pollers_at_once(16, 2000);
+}
+
+Test(ring, completion_queue_sizes_out_of_range_are_refused)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	struct afe_runtime *rt = NULL;
+	config.cq_entries = 128; /* below the 256 submission entries */
+	cr_assert_eq(afe_runtime_create(&rt, &config), -EINVAL);
+	config.cq_entries = 65536 * 2;
+	cr_assert_eq(afe_runtime_create(&rt, &config), -EINVAL);
+	cr_assert_null(rt);
 }
 
 /* Keeps timing out a recv that never gets data: a stream of cancels, some
