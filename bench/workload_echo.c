@@ -13,7 +13,7 @@ struct echo_run {
 	struct afe_future base;
 	long seconds;
 	struct afe_tcp_server server;
-	struct afe_io sleep;
+	struct afe_sleep sleep;
 	struct afe_future *either[2];
 	struct afe_select select;
 };

@@ -6,20 +6,6 @@
 
 #include "bench.h"
 
-struct sleeper {
-	struct afe_future base;
-	struct afe_io sleep;
-};
-
-static int sleeper_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct sleeper *self = afe_container_of(f, struct sleeper, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	AFE_AWAIT(&self->sleep.base);
-	AFE_RETURN(self->sleep.base.result);
-	AFE_ASYNC_END;
-}
-
 struct timers_root {
 	struct afe_future base;
 	long n, ms, i, failed;
@@ -32,10 +18,9 @@ static int root_poll(struct afe_future *f, struct afe_context *cx)
 	struct timers_root *self = afe_container_of(f, struct timers_root, base);
 	AFE_ASYNC_BEGIN(f, cx);
 	for (self->i = 0; self->i < self->n; self->i++) {
-		struct sleeper s;
-		afe_future_init(&s.base, sleeper_poll);
-		afe_sleep_init(&s.sleep, (uint64_t)self->ms * 1000000u);
-		if (afe_spawn(NULL, &s, &self->handles[self->i]) < 0)
+		struct afe_sleep nap; /* the task's whole future */
+		afe_sleep_init(&nap, (uint64_t)self->ms * 1000000u);
+		if (afe_spawn(NULL, &nap, &self->handles[self->i]) < 0)
 			AFE_RETURN(-1);
 	}
 	for (self->i = 0; self->i < self->n; self->i++) {

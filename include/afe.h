@@ -16,6 +16,7 @@
 #include "afe/notify.h"
 #include "afe/cancel_token.h"
 #include "afe/io.h"
+#include "afe/sleep.h"
 #include "afe/net.h"
 #include "afe/blocking.h"
 #include "afe/timeout.h"

@@ -162,7 +162,9 @@ static int blocking_poll(struct afe_future *f, struct afe_context *cx)
 		f->result = -EINVAL;
 		return AFE_READY;
 	}
-	if (job->state == JOB_NEW) {
+	/* Only the poller sets pool, so this read needs no lock (state is
+	 * written by blocking threads once the job is queued). */
+	if (!job->pool) {
 		struct afe_runtime *rt = afe_runtime_current();
 		if (cx->cancel || !rt) {
 			f->result = cx->cancel ? -ECANCELED : -EINVAL;
@@ -177,6 +179,7 @@ static int blocking_poll(struct afe_future *f, struct afe_context *cx)
 			return AFE_PENDING;
 		afe_waker_drop(&job->waker);
 		job->state = JOB_DONE;
+		job->output = err;
 		f->result = err;
 		return AFE_READY;
 	}

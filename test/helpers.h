@@ -6,6 +6,7 @@
 
 #include <afe.h>
 #include <criterion/criterion.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 static inline struct afe_runtime *test_runtime(unsigned workers)
@@ -31,15 +32,15 @@ static inline void test_runtime_destroy(struct afe_runtime *rt)
 		test__r;                                                \
 	})
 
-/* Spawns fut on rt, lets it start running, then cancels it through its
- * handle; evaluates to the cancel's result. */
-#define test_spawn_then_cancel(rt, fut)                                        \
+/* Spawns fut on rt, waits until its poll set *started (so the cancel
+ * finds it under way, not before its first poll), cancels it, and returns
+ * what the cancel gave. */
+#define test_spawn_then_cancel(rt, fut, started)                               \
 	__extension__({                                                       \
 		struct afe_join_handle test__h;                               \
 		cr_assert_eq(afe_spawn((rt), (fut), &test__h), 0);            \
-		struct afe_yield_now test__nap;                               \
-		afe_yield_now_init(&test__nap);                               \
-		test_block_on((rt), &test__nap);                              \
+		while (!atomic_load(started))                                 \
+			sched_yield();                                        \
 		struct afe_cancel test__c;                                    \
 		cr_assert_eq(afe_cancel_init(&test__c, &test__h), 0);         \
 		test_block_on((rt), &test__c);                                \

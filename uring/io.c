@@ -71,10 +71,6 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 		return AFE_READY;
 	}
 	io->rt = rt;
-	if (io->sleep_is_relative) { /* saturating: UINT64_MAX means never */
-		uint64_t now = afe_now_ns();
-		io->deadline_ns = io->deadline_ns > UINT64_MAX - now ? UINT64_MAX : io->deadline_ns + now;
-	}
 	afe_waker_clone(&io->waker, cx->waker);
 	io->submitted = true;
 	int err = afe_ring_submit(rt->ring, io);
@@ -208,33 +204,9 @@ static void set_timespec(struct afe_io_timespec *ts, uint64_t ns)
 	ts->tv_nsec = (long long)(ns % 1000000000u);
 }
 
-/* Sleeps never reach the kernel: the ring thread keeps them in its timer
- * wheel (ring.c). */
-void afe_sleep_init(struct afe_io *io, uint64_t ns)
-{
-	io_init(io);
-	io->is_sleep = true;
-	io->sleep_is_relative = true;
-	io->deadline_ns = ns;
-}
-
-void afe_sleep_until_init(struct afe_io *io, uint64_t deadline_ns)
-{
-	io_init(io);
-	io->is_sleep = true;
-	io->deadline_ns = deadline_ns;
-}
-
-uint64_t afe_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 int afe_io_set_timeout(struct afe_io *io, uint64_t ns)
 {
-	if (!io || io->is_sleep || io->submitted || io->base.poll != io_poll)
+	if (!io || io->submitted || io->base.poll != io_poll)
 		return -EINVAL;
 	io->has_timeout = true;
 	set_timespec(&io->timeout, ns);

@@ -166,9 +166,13 @@ static int stop(struct afe_accept_stream *s, struct afe_context *cx)
 {
 	struct afe_context cancelling = *cx;
 	cancelling.cancel = true;
-	if (s->armed && afe_future_poll(&s->accept.base, &cancelling) == AFE_PENDING)
-		return AFE_PENDING;
-	s->armed = false;
+	if (s->armed) {
+		if (afe_future_poll(&s->accept.base, &cancelling) == AFE_PENDING)
+			return AFE_PENDING;
+		if (s->accept.base.result >= 0) /* a last connection: nobody takes it */
+			close((int)s->accept.base.result);
+		s->armed = false;
+	}
 	close_waiting(s);
 	s->base.result = -ECANCELED;
 	return AFE_READY;

@@ -19,7 +19,7 @@
 #include "afe/io.h"
 #include "compat.h"
 #include "io_internal.h"
-#include "timer_wheel.h"
+#include "sleeps.h"
 
 /* The low bits of user_data tell which of an operation's CQEs this is. */
 enum cqe_tag {
@@ -47,10 +47,10 @@ struct afe_ring {
 	sem_t started;
 	int start_error;
 
+	struct afe_sleeps sleeps;
+
 	/* Ring thread only. */
 	struct io_uring uring;
-	struct afe_timer_wheel wheel; /* sleeps, in ticks since start_ns */
-	uint64_t start_ns;
 	struct afe_io_request *backlog, **backlog_tail; /* waiting for SQ room */
 	uint64_t cqes_due;				 /* all operations' */
 	bool doorbell_armed, cancel_all_sent;
@@ -160,68 +160,6 @@ static void reap(struct afe_ring *r)
 	io_uring_cq_advance(&r->uring, seen);
 }
 
-/* ---- sleeps ---------------------------------------------------------------- */
-
-#define NS_PER_TICK 1000000u
-
-_Static_assert(sizeof(struct afe_timer) <= sizeof(((struct afe_io *)0)->sqe),
-	       "a sleep's timer fits where an operation keeps its SQE");
-
-static struct afe_timer *timer_of(struct afe_io *io)
-{
-	return (struct afe_timer *)(void *)io->sqe;
-}
-
-static uint64_t ticks_now(const struct afe_ring *r)
-{
-	return (afe_now_ns() - r->start_ns) / NS_PER_TICK;
-}
-
-static void fire(struct afe_timer *t, void *arg)
-{
-	struct afe_io *io = (struct afe_io *)(void *)((char *)t - offsetof(struct afe_io, sqe));
-	io->res = *(const int32_t *)arg;
-	io->completed = true;
-	afe__io_finish(io); /* or, when its cancel request arrives */
-}
-
-static void start_sleep(struct afe_ring *r, struct afe_io *io)
-{
-	static const int32_t elapsed = 0;
-	/* Due already, or at the first tick at or after the deadline: never
-	 * early, at most a tick late. */
-	uint64_t now = afe_now_ns();
-	uint64_t ticks = (io->deadline_ns - r->start_ns + NS_PER_TICK - 1) / NS_PER_TICK;
-	if (io->deadline_ns <= now || !afe_wheel_insert(&r->wheel, timer_of(io), ticks))
-		fire(timer_of(io), (void *)&elapsed);
-}
-
-static void cancel_sleep(struct afe_ring *r, struct afe_io *io)
-{
-	static const int32_t cancelled = -ECANCELED;
-	afe_wheel_remove(&r->wheel, timer_of(io));
-	fire(timer_of(io), (void *)&cancelled);
-}
-
-static void expire_sleeps(struct afe_ring *r)
-{
-	static const int32_t elapsed = 0;
-	afe_wheel_advance(&r->wheel, ticks_now(r), fire, (void *)&elapsed);
-}
-
-/* How long the ring thread may sleep before the next timer is due. */
-static bool next_timer_wait(const struct afe_ring *r, struct __kernel_timespec *ts)
-{
-	uint64_t next = afe_wheel_next_tick(&r->wheel);
-	if (next == UINT64_MAX)
-		return false;
-	uint64_t at = r->start_ns + next * NS_PER_TICK, now = afe_now_ns();
-	uint64_t ns = at > now ? at - now : 0;
-	ts->tv_sec = (long long)(ns / 1000000000u);
-	ts->tv_nsec = (long long)(ns % 1000000000u);
-	return true;
-}
-
 /* ---- submissions --------------------------------------------------------- */
 
 static struct io_uring_sqe *next_sqe(struct afe_ring *r)
@@ -238,14 +176,16 @@ static bool issue(struct afe_ring *r, struct afe_io_request *req)
 {
 	struct afe_io *io = req->io;
 	if (req == &io->cancel) {
+		/* Taken only once it cannot be refused for room: a completion
+		 * that arrives meanwhile must leave io to this request. */
+		bool send = !io->completed &&
+			    !atomic_load_explicit(&r->stopping, memory_order_relaxed);
+		if (send && io_uring_sq_space_left(&r->uring) < 1)
+			return false;
 		io->cancel_taken = true;
 		if (io->completed) {
 			afe__io_finish(io);
-		} else if (io->is_sleep) {
-			cancel_sleep(r, io);
-		} else if (!atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
-			if (io_uring_sq_space_left(&r->uring) < 1)
-				return false;
+		} else if (send) {
 			struct io_uring_sqe *sqe = next_sqe(r);
 			io_uring_prep_cancel(sqe, tagged(io, TAG_OP), 0);
 			io_uring_sqe_set_data(sqe, tagged(io, TAG_CANCEL));
@@ -258,10 +198,6 @@ static bool issue(struct afe_ring *r, struct afe_io_request *req)
 		io->res = -ESHUTDOWN;
 		io->completed = true;
 		afe__io_finish(io);
-		return true;
-	}
-	if (io->is_sleep) {
-		start_sleep(r, io);
 		return true;
 	}
 	unsigned need = io->has_timeout ? 2 : 1;
@@ -327,7 +263,7 @@ static void enter(struct afe_ring *r, bool wait)
 	int err;
 	if (!wait)
 		err = io_uring_submit_and_get_events(&r->uring);
-	else if (next_timer_wait(r, &ts))
+	else if (afe__sleeps_plan_wait(&r->sleeps, &ts))
 		err = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, &ts, NULL);
 	else
 		err = io_uring_submit_and_wait(&r->uring, 1);
@@ -339,8 +275,7 @@ static void enter(struct afe_ring *r, bool wait)
 
 static void cancel_everything(struct afe_ring *r)
 {
-	static const int32_t cancelled = -ECANCELED;
-	afe_wheel_drain(&r->wheel, fire, (void *)&cancelled);
+	afe__sleeps_close(&r->sleeps);
 	if (r->cancel_all_sent || io_uring_sq_space_left(&r->uring) < 1)
 		return;
 	struct io_uring_sqe *sqe = next_sqe(r);
@@ -356,12 +291,16 @@ static void run(struct afe_ring *r)
 		take_requests(r);
 		issue_backlog(r);
 		reap(r);
-		expire_sleeps(r);
+		afe__sleeps_expire(&r->sleeps);
 		bool stopping = atomic_load_explicit(&r->stopping, memory_order_acquire);
 		if (stopping) {
 			cancel_everything(r);
 			if (r->cqes_due == 0 && !r->backlog)
 				return;
+			if (!r->cancel_all_sent) { /* no SQ room: submit, retry */
+				enter(r, false);
+				continue;
+			}
 		}
 		if (r->backlog || atomic_load(&r->requests)) {
 			enter(r, false);
@@ -380,6 +319,7 @@ static void run(struct afe_ring *r)
 		}
 		enter(r, true);
 		atomic_store(&r->sleeping, false);
+		afe__sleeps_awake(&r->sleeps);
 	}
 }
 
@@ -450,31 +390,31 @@ static int setup(struct afe_ring *r)
 	return err;
 }
 
-/* Fails every request still queued, and refuses new ones. */
+/*
+ * Fails every request still queued, and refuses new ones. The stack closes
+ * only once it is empty: a poller whose cancel is refused finishes its
+ * operation itself, so by then no request of that operation may still be
+ * in our hands. Oldest first, so an operation's submit precedes its cancel.
+ */
 static void close_requests(struct afe_ring *r)
 {
-	struct afe_io_request *stack = atomic_exchange(&r->requests, REQUESTS_CLOSED);
-	*r->backlog_tail = NULL;
-	for (struct afe_io_request *req = stack; req;) {
-		struct afe_io_request *next = req->next;
-		*r->backlog_tail = req;
-		r->backlog_tail = &req->next;
-		req->next = NULL;
-		req = next;
+	for (;;) {
+		take_requests(r);
+		while (r->backlog) {
+			struct afe_io_request *req = r->backlog;
+			r->backlog = req->next;
+			issue(r, req); /* stopping: finishes with -ESHUTDOWN */
+		}
+		r->backlog_tail = &r->backlog;
+		struct afe_io_request *empty = NULL;
+		if (atomic_compare_exchange_strong(&r->requests, &empty, REQUESTS_CLOSED))
+			return;
 	}
-	for (struct afe_io_request *req = r->backlog; req;) {
-		struct afe_io_request *next = req->next;
-		issue(r, req); /* stopping: finishes with -ESHUTDOWN */
-		req = next;
-	}
-	r->backlog = NULL;
 }
 
 static void *ring_main(void *arg)
 {
 	struct afe_ring *r = arg;
-	afe_wheel_init(&r->wheel);
-	r->start_ns = afe_now_ns();
 	r->start_error = setup(r);
 	sem_post(&r->started);
 	if (r->start_error)
@@ -492,6 +432,7 @@ int afe_ring_start(struct afe_ring **out, unsigned entries)
 		return -ENOMEM;
 	r->entries = entries;
 	r->backlog_tail = &r->backlog;
+	afe__sleeps_init(&r->sleeps);
 	sem_init(&r->started, 0, 0);
 	int err = -pthread_create(&r->thread, NULL, ring_main, r);
 	if (err == 0) {
@@ -503,6 +444,7 @@ int afe_ring_start(struct afe_ring **out, unsigned entries)
 	}
 	if (err) {
 		sem_destroy(&r->started);
+		afe__sleeps_destroy(&r->sleeps);
 		free(r);
 		return err;
 	}
@@ -523,5 +465,16 @@ void afe_ring_free(struct afe_ring *r)
 	if (!r)
 		return;
 	sem_destroy(&r->started);
+	afe__sleeps_destroy(&r->sleeps);
 	free(r);
+}
+
+struct afe_sleeps *afe_ring_sleeps(struct afe_ring *r)
+{
+	return &r->sleeps;
+}
+
+void afe_ring_wake(struct afe_ring *r)
+{
+	ring_doorbell(r);
 }

@@ -43,4 +43,11 @@ int afe_ring_submit(struct afe_ring *ring, struct afe_io *io);
  * finishes it (afe__io_finish) in the thread's stead. */
 bool afe_ring_cancel(struct afe_ring *ring, struct afe_io *io);
 
+/* The runtime's sleeps (sleeps.h), which the ring thread advances. */
+struct afe_sleeps *afe_ring_sleeps(struct afe_ring *ring);
+
+/* Wakes the ring thread if it is asleep: a sleep became due earlier than
+ * the time it sleeps until. */
+void afe_ring_wake(struct afe_ring *ring);
+
 #endif /* AFE_URING_RING_H */

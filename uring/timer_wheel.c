@@ -30,36 +30,42 @@ static unsigned slot_for(uint64_t when, unsigned level)
 	return (unsigned)(when >> (level * SLOT_BITS)) & SLOT_MASK;
 }
 
+void afe_timer_push(struct afe_timer **head, struct afe_timer *t)
+{
+	t->next = *head;
+	if (*head)
+		(*head)->pprev = &t->next;
+	*head = t;
+	t->pprev = head;
+}
+
 bool afe_wheel_insert(struct afe_timer_wheel *w, struct afe_timer *t, uint64_t when)
 {
 	if (when <= w->elapsed)
 		return false;
 	uint64_t place = when - w->elapsed > MAX_AHEAD ? w->elapsed + MAX_AHEAD : when;
 	unsigned level = level_for(w->elapsed, place), slot = slot_for(place, level);
-	struct afe_timer **head = &w->slots[level][slot];
 	t->when = when;
-	t->level = (uint8_t)level;
-	t->slot = (uint8_t)slot;
-	t->prev = NULL;
-	t->next = *head;
-	if (*head)
-		(*head)->prev = t;
-	*head = t;
+	afe_timer_push(&w->slots[level][slot], t);
 	w->occupied[level] |= UINT64_C(1) << slot;
 	return true;
 }
 
 void afe_wheel_remove(struct afe_timer_wheel *w, struct afe_timer *t)
 {
-	unsigned level = t->level, slot = t->slot;
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		w->slots[level][slot] = t->next;
+	struct afe_timer **link = t->pprev;
+	*link = t->next;
 	if (t->next)
-		t->next->prev = t->prev;
-	if (!w->slots[level][slot])
-		w->occupied[level] &= ~(UINT64_C(1) << slot);
+		t->next->pprev = link;
+	t->next = NULL;
+	t->pprev = NULL;
+	/* A slot's head, now empty: its occupied bit goes. (Compared as
+	 * integers: link may point outside the wheel.) */
+	uintptr_t offset = (uintptr_t)link - (uintptr_t)&w->slots[0][0];
+	if (offset < sizeof(w->slots) && !*link) {
+		size_t index = offset / sizeof(*link);
+		w->occupied[index / AFE_WHEEL_SLOTS] &= ~(UINT64_C(1) << (index % AFE_WHEEL_SLOTS));
+	}
 }
 
 /* The earliest occupied slot: lower levels always come first, since a

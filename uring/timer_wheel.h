@@ -18,15 +18,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "afe/sleep.h" /* struct afe_timer: next, pprev and the tick it fires at */
+
 #define AFE_WHEEL_LEVELS 6
 #define AFE_WHEEL_SLOTS 64
-
-/* Embedded in whatever sleeps. */
-struct afe_timer {
-	struct afe_timer *prev, *next;
-	uint64_t when;	     /* the tick at which it fires */
-	uint8_t level, slot; /* where it is */
-};
 
 struct afe_timer_wheel {
 	uint64_t elapsed; /* the current tick */
@@ -40,8 +35,12 @@ void afe_wheel_init(struct afe_timer_wheel *w);
  * tick has already come: the caller fires t at once. */
 bool afe_wheel_insert(struct afe_timer_wheel *w, struct afe_timer *t, uint64_t when);
 
-/* Takes t out of the wheel. */
+/* Takes t out of the wheel, or out of any other list built with
+ * afe_timer_push (its links say which). */
 void afe_wheel_remove(struct afe_timer_wheel *w, struct afe_timer *t);
+
+/* Pushes t on a list of timers outside the wheel (head: the first). */
+void afe_timer_push(struct afe_timer **head, struct afe_timer *t);
 
 /* The first tick at which something may need doing (a timer firing or
  * moving down a level), or UINT64_MAX when the wheel is empty. */

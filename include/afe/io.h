@@ -27,6 +27,7 @@
 
 #include "common.h"
 #include "future.h"
+#include "sleep.h"
 
 struct afe_runtime;
 struct iovec;
@@ -54,18 +55,16 @@ struct afe_io {
 	bool cancel_taken;	 /* ring thread: took the cancel request */
 	bool completed;		 /* ring thread: every completion arrived */
 	bool submitted;		 /* poller: handed to the ring */
-	bool has_timeout, is_sleep, sleep_is_relative;
+	bool has_timeout;
 	atomic_flag lock;	 /* guards the three below */
 	bool done;		 /* the ring thread is finished with it */
 	bool cancel_requested;	 /* the poller queued the cancel request */
 	struct afe_waker waker;
-	uint64_t deadline_ns;	 /* sleeps: absolute once polled */
 	/* Multishot operations: called on the ring thread for each result
 	 * that is not the last (the last one completes the future). */
 	void (*on_more)(struct afe_io *io, int32_t res);
 	struct afe_io_timespec timeout;
-	/* The prepared struct io_uring_sqe, or a sleep's place in the ring
-	 * thread's timer wheel. */
+	/* The prepared struct io_uring_sqe. */
 	_Alignas(8) unsigned char sqe[64];
 };
 
@@ -105,20 +104,11 @@ AFE_EXPORT void afe_io_fsync_init(struct afe_io *io, int fd, bool datasync);
  * events that are ready. */
 AFE_EXPORT void afe_io_poll_init(struct afe_io *io, int fd, unsigned events);
 
-/* Sleeps for ns nanoseconds from the first poll, or until the
- * CLOCK_MONOTONIC time deadline_ns; result 0 once the time has come
- * (never earlier; timers tick in milliseconds). */
-AFE_EXPORT void afe_sleep_init(struct afe_io *io, uint64_t ns);
-AFE_EXPORT void afe_sleep_until_init(struct afe_io *io, uint64_t deadline_ns);
-
-/* The current CLOCK_MONOTONIC time in nanoseconds. */
-AFE_EXPORT uint64_t afe_now_ns(void);
-
 /*
  * Gives an initialised, not yet polled operation a time limit: if it has
  * not completed ns nanoseconds after it was submitted, it is cancelled and
- * its result is -ETIMEDOUT. Returns 0, or -EINVAL for a NULL io, a sleep,
- * or an operation already polled.
+ * its result is -ETIMEDOUT. Returns 0, or -EINVAL for a NULL io or an
+ * operation already polled.
  */
 AFE_EXPORT int afe_io_set_timeout(struct afe_io *io, uint64_t ns);
 

@@ -109,7 +109,7 @@ struct afe_tcp_server {
 	struct afe_tcp_server_shared *shared; /* from the first poll to the end */
 	void *scratch;			      /* a connection task being built */
 	struct afe_accept_stream incoming;
-	struct afe_io nap; /* out of descriptors: wait before going on */
+	struct afe_sleep nap; /* out of descriptors: wait before going on */
 };
 
 /* Fills s; allocates nothing until its first poll, and frees what it

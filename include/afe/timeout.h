@@ -17,12 +17,12 @@
 #include "combinators.h"
 #include "common.h"
 #include "future.h"
-#include "io.h"
+#include "sleep.h"
 
 struct afe_timeout {
 	struct afe_future base;
 	struct afe_future *inner;
-	struct afe_io sleep;
+	struct afe_sleep sleep;
 	struct afe_future *racers[2];
 	struct afe_select race;
 };

@@ -142,7 +142,7 @@ Test(group, empty_group_is_ready_and_bad_calls_are_refused)
 	afe_group_destroy(NULL);
 }
 
-static atomic_int wound_down;
+static atomic_int wound_down, owner_started;
 
 struct group_owner {
 	struct afe_future base;
@@ -158,6 +158,7 @@ static int group_owner_poll(struct afe_future *f, struct afe_context *cx)
 		struct slow_to_stop s = slow_to_stop_make(&wound_down);
 		afe_group_spawn(&self->g, &s);
 	}
+	atomic_store(&owner_started, 1);
 	AFE_AWAIT(afe_group_wait(&self->g));
 	AFE_CLEANUP;
 	/* Cancelled: the wait returned only after every task wound down. */
@@ -172,7 +173,7 @@ Test(group, cancelled_wait_waits_for_the_tasks_to_wind_down)
 	struct afe_runtime *rt = test_runtime(2);
 	struct group_owner owner;
 	afe_future_init(&owner.base, group_owner_poll);
-	intptr_t cancelled = test_spawn_then_cancel(rt, &owner);
+	intptr_t cancelled = test_spawn_then_cancel(rt, &owner, &owner_started);
 	cr_assert_eq(cancelled, -ECANCELED);
 	cr_assert_eq(atomic_load(&wound_down), 3);
 	test_runtime_destroy(rt);

@@ -152,10 +152,9 @@ static int main_root_poll(struct afe_future *f, struct afe_context *cx)
 	(void)cx;
 	struct main_root *m = afe_container_of(f, struct main_root, base);
 	if (m->leave_a_sleeper) {
-		struct afe_io sleep;
+		struct afe_sleep sleep;
 		afe_sleep_init(&sleep, 100 * 1000000u);
-		struct one_op s = one_op_of(&sleep);
-		afe_spawn(NULL, &s, NULL);
+		afe_spawn(NULL, &sleep, NULL);
 	}
 	if (m->leave_a_task) {
 		struct afe_pending p;

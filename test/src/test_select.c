@@ -244,7 +244,7 @@ struct racer {
 	uint64_t sleep_ns;
 	int out;
 	struct afe_chan_recv recv;
-	struct afe_io sleep;
+	struct afe_sleep sleep;
 	struct afe_cancel_token_wait stop;
 	struct afe_future *branches[3];
 	struct afe_select sel;

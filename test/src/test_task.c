@@ -295,7 +295,7 @@ Test(task, spawn_after_shutdown_began_is_eshutdown)
 
 /* Cancelling a task that awaits its child's join cancels the child and
  * waits for it to wind down before the parent's cleanup runs. */
-static atomic_int child_wound_down;
+static atomic_int child_wound_down, child_spawned;
 
 struct parent_of_child {
 	struct afe_future base;
@@ -310,6 +310,7 @@ static int parent_of_child_poll(struct afe_future *f, struct afe_context *cx)
 	struct slow_to_stop c = slow_to_stop_make(&child_wound_down);
 	if (afe_spawn_child(NULL, &c, &self->child) < 0)
 		AFE_RETURN(-1);
+	atomic_store(&child_spawned, 1);
 	afe_join_init(&self->join, &self->child);
 	AFE_AWAIT(&self->join.base);
 	AFE_CLEANUP;
@@ -323,8 +324,8 @@ Test(task, cancelled_join_of_a_child_waits_for_the_child)
 	struct afe_runtime *rt = test_runtime(2);
 	struct parent_of_child p;
 	afe_future_init(&p.base, parent_of_child_poll);
-	intptr_t cancelled = test_spawn_then_cancel(rt, &p);
-	cr_assert_eq(cancelled, -ECANCELED);
+	intptr_t cancelled = test_spawn_then_cancel(rt, &p, &child_spawned);
+	cr_assert_eq(cancelled, -ECANCELED, "cancel gave %ld", (long)cancelled);
 	cr_assert_eq(atomic_load(&child_wound_down), 1);
 	test_runtime_destroy(rt);
 }

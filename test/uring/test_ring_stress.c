@@ -11,6 +11,7 @@ struct nop_loop {
 	struct afe_future base;
 	long i;
 	struct afe_io io;
+	struct afe_sleep nap;
 };
 
 static int nop_loop_poll(struct afe_future *f, struct afe_context *cx)
@@ -18,10 +19,14 @@ static int nop_loop_poll(struct afe_future *f, struct afe_context *cx)
 	struct nop_loop *self = afe_container_of(f, struct nop_loop, base);
 	AFE_ASYNC_BEGIN(f, cx);
 	for (self->i = 0; self->i < OPS_PER_TASK; self->i++) {
-		if (self->i % 3 == 2)
-			afe_sleep_init(&self->io, 0); /* the wheel's path too */
-		else
-			afe_io_nop_init(&self->io);
+		if (self->i % 3 == 2) { /* the wheel's path too */
+			afe_sleep_init(&self->nap, 1);
+			AFE_AWAIT(&self->nap.base);
+			if (self->nap.base.result != 0)
+				AFE_RETURN(-1);
+			continue;
+		}
+		afe_io_nop_init(&self->io);
 		AFE_AWAIT(&self->io.base);
 		if (self->io.base.result != 0)
 			AFE_RETURN(-1);
