@@ -17,6 +17,7 @@ static const struct {
 	{"spawn_join", workload_spawn_join, false},
 	{"yield", workload_yield, false},
 	{"ping_pong", workload_ping_pong, false},
+	{"channel_mpmc", workload_channel_mpmc, false},
 	{"timers", workload_timers, false},
 	{"file_read", workload_file_read, false},
 	{"echo", workload_echo, true},

@@ -49,6 +49,7 @@ void bench_fail(const char *workload, const char *fmt, ...)
 int workload_spawn_join(const struct bench_args *a);
 int workload_yield(const struct bench_args *a);
 int workload_ping_pong(const struct bench_args *a);
+int workload_channel_mpmc(const struct bench_args *a);
 int workload_timers(const struct bench_args *a);
 int workload_echo(const struct bench_args *a);
 int workload_file_read(const struct bench_args *a);

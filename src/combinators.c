@@ -81,47 +81,121 @@ int afe_join_all_init(struct afe_join_all *f, struct afe_future **futures, size_
 	return (!futures && n) ? -EINVAL : 0;
 }
 
-/* Polls the losers with cancel set until every one has wound down. */
-static bool cancel_losers(struct afe_select *s, struct afe_context *cx)
+/*
+ * select. Its race (see struct afe_race) decides the winner once: a child
+ * that completes from elsewhere claims it for its index before it does
+ * anything; select claims it for a child that simply returned ready, for
+ * the default branch, or for its own cancellation (the values past the
+ * children). Once decided, the winner is polled to its end and every other
+ * child is polled with cancel until it has wound down.
+ */
+static intptr_t race_default(const struct afe_select *s)
 {
-	struct afe_context cancel = *cx;
-	cancel.cancel = true;
-	bool all = true;
-	for (size_t i = 0; i < s->n; i++)
-		if ((intptr_t)i != s->winner && afe_future_poll(s->futures[i], &cancel) == AFE_PENDING)
-			all = false;
-	return all;
+	return (intptr_t)s->n;
+}
+
+static intptr_t race_cancelled(const struct afe_select *s)
+{
+	return (intptr_t)s->n + 1;
+}
+
+/* Claims the race for v unless it is decided; returns the winner. */
+static intptr_t race_decide(struct afe_select *s, intptr_t v)
+{
+	intptr_t open = AFE_RACE_OPEN;
+	/* acq_rel: pairs with the claims of the children's completers. */
+	if (atomic_compare_exchange_strong_explicit(&s->race.winner, &open, v,
+						    memory_order_acq_rel, memory_order_acquire))
+		return v;
+	return open;
+}
+
+/* Polls child i, telling it that it is the select's child i. */
+static int poll_child(struct afe_select *s, size_t i, struct afe_context *sub)
+{
+	s->race.polling = s->futures[i];
+	s->race.index = (intptr_t)i;
+	int r = afe_future_poll(s->futures[i], sub);
+	s->race.polling = NULL;
+	return r;
+}
+
+/* While undecided: polls the children in order; returns the race's state. */
+static intptr_t poll_for_winner(struct afe_select *s, struct afe_context *sub)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		/* Acquire: pairs with a completer's claim. */
+		if (atomic_load_explicit(&s->race.winner, memory_order_acquire) != AFE_RACE_OPEN)
+			break;
+		if (poll_child(s, i, sub) == AFE_READY)
+			return race_decide(s, (intptr_t)i);
+	}
+	return atomic_load_explicit(&s->race.winner, memory_order_acquire);
 }
 
 static int select_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_select *s = afe_container_of(f, struct afe_select, base);
-	if (!s->futures || !s->n) {
+	if ((!s->futures && s->n) || (!s->n && !s->has_default)) {
 		f->result = -EINVAL;
 		return AFE_READY;
 	}
-	if (s->winner < 0 && !cx->cancel) {
-		for (size_t i = 0; i < s->n; i++) {
-			if (afe_future_poll(s->futures[i], cx) == AFE_READY) {
-				s->winner = (intptr_t)i;
-				break;
-			}
-		}
-		if (s->winner < 0)
-			return AFE_PENDING;
-	}
-	/* Cancelled before any winner: every child is a loser (winner -1). */
-	if (!cancel_losers(s, cx))
+	struct afe_context sub = *cx;
+	sub.race = &s->race;
+	sub.cancel = false;
+	intptr_t w = atomic_load_explicit(&s->race.winner, memory_order_acquire);
+	if (w == AFE_RACE_OPEN && !cx->cancel)
+		w = poll_for_winner(s, &sub);
+	if (w == AFE_RACE_OPEN && s->has_default)
+		w = race_decide(s, race_default(s));
+	if (w == AFE_RACE_OPEN && cx->cancel)
+		w = race_decide(s, race_cancelled(s));
+	if (w == AFE_RACE_OPEN)
 		return AFE_PENDING;
-	f->result = s->winner >= 0 ? s->winner : -ECANCELED;
+	bool has_winner = w >= 0 && w < (intptr_t)s->n;
+	s->winner = has_winner ? w : -1;
+
+	/* The winner runs to its end (cancelled only if we are); the others
+	 * are withdrawn. */
+	bool all = true;
+	for (size_t i = 0; i < s->n; i++) {
+		sub.cancel = cx->cancel || (intptr_t)i != w;
+		if (poll_child(s, i, &sub) == AFE_PENDING)
+			all = false;
+	}
+	if (!all)
+		return AFE_PENDING;
+	if (!has_winner)
+		f->result = w == race_default(s) ? -EAGAIN : -ECANCELED;
+	else if (cx->cancel && s->futures[w]->result == -ECANCELED)
+		f->result = -ECANCELED;
+	else
+		f->result = w;
 	return AFE_READY;
 }
 
-int afe_select_init(struct afe_select *f, struct afe_future **futures, size_t n)
+static int select_setup(struct afe_select *f, struct afe_future **futures, size_t n,
+			bool has_default)
 {
 	afe_future_init(&f->base, select_poll);
 	f->futures = futures;
 	f->n = n;
 	f->winner = -1;
-	return (!futures || !n) ? -EINVAL : 0;
+	f->has_default = has_default;
+	atomic_init(&f->race.winner, AFE_RACE_OPEN);
+	f->race.polling = NULL;
+	f->race.index = 0;
+	if (!futures && n)
+		return -EINVAL;
+	return (!n && !has_default) ? -EINVAL : 0;
+}
+
+int afe_select_init(struct afe_select *f, struct afe_future **futures, size_t n)
+{
+	return select_setup(f, futures, n, false);
+}
+
+int afe_select_init_default(struct afe_select *f, struct afe_future **futures, size_t n)
+{
+	return select_setup(f, futures, n, true);
 }

@@ -5,6 +5,7 @@
 #include "afe/oneshot.h"
 
 #include "../pool/spinlock.h"
+#include "waitq.h"
 
 enum { EMPTY, SENT, SENDER_CLOSED, RECEIVER_CLOSED, TAKEN };
 
@@ -54,9 +55,16 @@ int afe_oneshot_close_sender(struct afe_oneshot *o)
 	return err == -EPIPE ? -EALREADY : err;
 }
 
+/*
+ * A receive that is a select's branch claims the race before it takes the
+ * value, and when withdrawn (cancelled by the select) leaves the oneshot
+ * as it is: open, and holding a value that arrived, for the next receive.
+ * Cancelled outside a select it closes the receiving end.
+ */
 static int recv_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_oneshot *o = afe_container_of(f, struct afe_oneshot_recv, base)->oneshot;
+	struct afe_race *race = afe_race_of(cx, f);
 	struct afe_waker stale = {0};
 	int ready = AFE_PENDING;
 	if (!o) {
@@ -64,10 +72,16 @@ static int recv_poll(struct afe_future *f, struct afe_context *cx)
 		return AFE_READY;
 	}
 	afe_spin_lock(&o->lock);
-	if (o->state == SENT || o->state == SENDER_CLOSED) {
-		f->result = o->value;
-		o->state = TAKEN;
+	bool has_value = o->state == SENT || o->state == SENDER_CLOSED;
+	if (cx->cancel && race) {
+		f->result = -ECANCELED;
 		ready = AFE_READY;
+	} else if (has_value) {
+		if (afe_race_claim(race, race ? race->index : 0)) {
+			f->result = o->value;
+			o->state = TAKEN;
+			ready = AFE_READY;
+		}
 	} else if (cx->cancel || o->state != EMPTY) {
 		o->state = RECEIVER_CLOSED;
 		f->result = cx->cancel ? -ECANCELED : -EPIPE;

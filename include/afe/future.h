@@ -19,6 +19,7 @@
 #define AFE_FUTURE_H
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -62,11 +63,32 @@ struct afe_waker {
 	void *data;
 };
 
-/* What a poll receives. cancel asks the future to wind down. */
+/*
+ * A race: how a select makes sure at most one of its branches happens.
+ * The select owns it and points the context at it while it polls child
+ * `index` (`polling`). Futures that complete from elsewhere (a channel
+ * operation finished by the other side, a lock handed over) claim the
+ * race for their index before they complete, and leave it alone when
+ * another branch already claimed it: so a losing send delivered nothing
+ * and a losing receive took nothing. A future polled by someone else (a
+ * grandchild of the select) sees polling != itself and ignores the race.
+ * winner: AFE_RACE_OPEN until claimed; then the index of the winner, or a
+ * value past the children (the default branch, cancellation).
+ */
+#define AFE_RACE_OPEN ((intptr_t)-1)
+struct afe_race {
+	_Atomic intptr_t winner;
+	const struct afe_future *polling; /* written and read by the select's poll only */
+	intptr_t index;
+};
+
+/* What a poll receives. cancel asks the future to wind down; race is set
+ * by a select around the polls of its own children (see struct afe_race). */
 struct afe_context {
 	const struct afe_waker *waker;
 	struct afe_task *task; /* the task being polled, NULL outside one */
 	bool cancel;
+	struct afe_race *race;
 };
 
 /* Makes f a fresh, not yet polled future with the given poll function. */

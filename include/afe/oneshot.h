@@ -41,7 +41,9 @@ AFE_EXPORT int afe_oneshot_close_sender(struct afe_oneshot *o);
 
 /* The receive future: ready with the value, -EPIPE when the sender
  * closed, -EINVAL for a null oneshot; cancelling it closes the receiving
- * end (result -ECANCELED; a later send gets -EPIPE). */
+ * end (result -ECANCELED; a later send gets -EPIPE), except when a select
+ * withdraws it as a losing branch: the oneshot then stays open and keeps
+ * a value that arrived for the next receive. */
 struct afe_oneshot_recv {
 	struct afe_future base;
 	struct afe_oneshot *oneshot;

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The waiter: the node a waiting future keeps in its own storage and links
+ * into a primitive's waiter list (channels, mutex, semaphore, notify,
+ * cancel token), so waiting allocates nothing.
+ *
+ * Public only because futures embed it: its fields belong to the
+ * primitive. While linked it is guarded by the primitive's lock. Whoever
+ * completes it (a sender finding a waiting receiver, an unlock handing the
+ * mutex over) moves the waker out, stores the outcome in value and then
+ * publishes state DONE; from then on it touches neither the node nor,
+ * once it has woken the waker, the future.
+ */
+#ifndef AFE_WAITER_H
+#define AFE_WAITER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "future.h"
+
+struct afe_waiter {
+	struct afe_waiter *next, *prev;
+	struct afe_waker waker;
+	struct afe_race *race; /* the select this wait is a branch of, or NULL */
+	intptr_t race_index;
+	intptr_t value;		/* the outcome, once DONE */
+	_Atomic unsigned state; /* idle, linked, done, detached (src/waitq.h) */
+};
+
+/* A FIFO of waiters. */
+struct afe_waitq {
+	struct afe_waiter *head, *tail;
+};
+
+#endif /* AFE_WAITER_H */

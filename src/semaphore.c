@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The semaphore: a count and a FIFO of acquire futures behind a spinlock.
+ * Invariant, restored before every unlock by grant_locked: the first live
+ * waiter wants more permits than are free (or there is none). Permits go
+ * to waiters in order; a newcomer takes free permits only when nobody
+ * waits, so it never overtakes.
+ */
+#include "afe/semaphore.h"
+#include "../pool/spinlock.h"
+#include "waitq.h"
+
+static size_t wanted(struct afe_waiter *w)
+{
+	return afe_container_of(w, struct afe_sem_acquire, wait)->n;
+}
+
+/* Grants free permits to the waiters in order, collecting their wakers
+ * (flushing full batches with the spinlock briefly released). */
+static void grant_locked(struct afe_semaphore *s, struct afe_wake_batch *batch)
+{
+	struct afe_waiter *w;
+	while ((w = s->waiters.head)) {
+		if (!afe_waiter_alive(w)) {
+			afe_waiter_detach(&s->waiters, w);
+			continue;
+		}
+		size_t n = wanted(w);
+		if (n > s->permits)
+			return;
+		if (!afe_race_claim(w->race, w->race_index)) {
+			afe_waiter_detach(&s->waiters, w);
+			continue;
+		}
+		s->permits -= n;
+		struct afe_waker wake;
+		afe_waiter_complete(&s->waiters, w, 0, &wake);
+		afe_wake_batch_add(batch, wake);
+		if (afe_wake_batch_full(batch)) {
+			afe_spin_unlock(&s->lock);
+			afe_wake_batch_run(batch);
+			afe_spin_lock(&s->lock);
+		}
+	}
+}
+
+static void grant_and_unlock(struct afe_semaphore *s)
+{
+	struct afe_wake_batch batch = {0};
+	grant_locked(s, &batch);
+	afe_spin_unlock(&s->lock);
+	afe_wake_batch_run(&batch);
+}
+
+void afe_sem_init(struct afe_semaphore *s, size_t permits)
+{
+	atomic_flag_clear(&s->lock);
+	s->permits = permits;
+	afe_waitq_init(&s->waiters);
+}
+
+int afe_sem_destroy(struct afe_semaphore *s)
+{
+	if (!s)
+		return -EINVAL;
+	afe_spin_lock(&s->lock);
+	int err = afe_waitq_empty(&s->waiters) ? 0 : -EBUSY;
+	afe_spin_unlock(&s->lock);
+	return err;
+}
+
+int afe_sem_try_acquire(struct afe_semaphore *s, size_t n)
+{
+	if (!s || !n)
+		return -EINVAL;
+	struct afe_wake_batch batch = {0};
+	afe_spin_lock(&s->lock);
+	grant_locked(s, &batch);
+	int err = -EAGAIN;
+	if (afe_waitq_empty(&s->waiters) && s->permits >= n) {
+		s->permits -= n;
+		err = 0;
+	}
+	afe_spin_unlock(&s->lock);
+	afe_wake_batch_run(&batch);
+	return err;
+}
+
+int afe_sem_release(struct afe_semaphore *s, size_t n)
+{
+	if (!s)
+		return -EINVAL;
+	afe_spin_lock(&s->lock);
+	if (n > SIZE_MAX - s->permits) {
+		afe_spin_unlock(&s->lock);
+		return -EOVERFLOW;
+	}
+	s->permits += n;
+	grant_and_unlock(s);
+	return 0;
+}
+
+size_t afe_sem_available(struct afe_semaphore *s)
+{
+	if (!s)
+		return 0;
+	afe_spin_lock(&s->lock);
+	size_t n = s->permits;
+	afe_spin_unlock(&s->lock);
+	return n;
+}
+
+static int acquire_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_sem_acquire *a = afe_container_of(f, struct afe_sem_acquire, base);
+	struct afe_semaphore *s = a->sem;
+	if (!s || !a->n) {
+		f->result = -EINVAL;
+		return AFE_READY;
+	}
+	intptr_t value;
+	bool granted = afe_waiter_take_done(&a->wait, &value);
+	if (granted && !cx->cancel) {
+		f->result = 0;
+		return AFE_READY;
+	}
+	struct afe_waker stale = {0};
+	struct afe_wake_batch batch = {0};
+	int ready = AFE_READY;
+	afe_spin_lock(&s->lock);
+	if (!granted) {
+		unsigned state = afe_waiter_poll_locked(&s->waiters, &a->wait, cx, &stale);
+		granted = state == AFE_WAIT_DONE;
+		if (state == AFE_WAIT_LINKED) {
+			ready = AFE_PENDING;
+		} else if (state == AFE_WAIT_IDLE && !cx->cancel) {
+			struct afe_race *race = afe_race_of(cx, f);
+			grant_locked(s, &batch); /* only a lost race can leave work */
+			if (!afe_waitq_empty(&s->waiters) || s->permits < a->n) {
+				afe_waiter_link(&s->waiters, &a->wait, cx, race);
+				ready = AFE_PENDING;
+			} else if (afe_race_claim(race, race ? race->index : 0)) {
+				s->permits -= a->n;
+				granted = true;
+			} else {
+				ready = AFE_PENDING; /* another branch of our select won */
+			}
+		}
+	}
+	if (ready == AFE_READY)
+		f->result = granted ? 0 : -ECANCELED;
+	if (granted && cx->cancel) {
+		/* Granted, but cancelled before we could report it: give back. */
+		f->result = -ECANCELED;
+		s->permits += a->n;
+	}
+	/* A waiter that left (cancelled, or gave back) may let others in. */
+	grant_locked(s, &batch);
+	afe_spin_unlock(&s->lock);
+	afe_wake_batch_run(&batch);
+	afe_waker_drop(&stale);
+	return ready;
+}
+
+void afe_sem_acquire_init(struct afe_sem_acquire *a, struct afe_semaphore *s, size_t n)
+{
+	afe_future_init(&a->base, acquire_poll);
+	a->sem = s;
+	a->n = n;
+	afe_waiter_reset(&a->wait);
+}

@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Waiter lists shared by the channel, mutex, semaphore, notify and cancel
+ * token: intrusive FIFOs of struct afe_waiter, each guarded by its
+ * primitive's spinlock.
+ *
+ * A waiter's life:
+ *   IDLE ---(its own poll registers it, under the lock)---> LINKED
+ *   LINKED --(its own cancel poll, under the lock)--------> IDLE
+ *   LINKED --(another party completes it, under the lock)-> DONE
+ *   LINKED --(another party finds its race lost)----------> DETACHED
+ *   DONE / DETACHED --(its own next poll)-----------------> IDLE
+ * DONE and DETACHED are published with a release store after the node is
+ * unlinked and (for DONE) its waker moved out; the owner's acquire load of
+ * state pairs with it, so the owner may read value and reuse the node
+ * without taking the lock. A DETACHED node keeps its waker: its owner
+ * drops it.
+ *
+ * Races (see struct afe_race in future.h): a waiter that is a select's
+ * branch must win the race before it is completed; one whose race another
+ * branch already won is detached instead, which tells its select nothing
+ * (the winner's completion wakes the same task).
+ *
+ * Wakers are woken and dropped only after the lock is released: a wake
+ * can run a task on another thread at once, and a drop can free a task
+ * whose future holds the primitive itself.
+ */
+#ifndef AFE_SRC_WAITQ_H
+#define AFE_SRC_WAITQ_H
+
+#include <stdbool.h>
+
+#include "afe/waiter.h"
+
+enum { AFE_WAIT_IDLE, AFE_WAIT_LINKED, AFE_WAIT_DONE, AFE_WAIT_DETACHED };
+
+static inline void afe_waiter_reset(struct afe_waiter *w)
+{
+	w->next = w->prev = NULL;
+	w->waker.vtable = NULL;
+	w->waker.data = NULL;
+	w->race = NULL;
+	w->race_index = 0;
+	w->value = 0;
+	atomic_init(&w->state, AFE_WAIT_IDLE);
+}
+
+static inline void afe_waitq_init(struct afe_waitq *q)
+{
+	q->head = q->tail = NULL;
+}
+
+static inline bool afe_waitq_empty(const struct afe_waitq *q)
+{
+	return q->head == NULL;
+}
+
+static inline void afe__waitq_push(struct afe_waitq *q, struct afe_waiter *w)
+{
+	w->next = NULL;
+	w->prev = q->tail;
+	if (q->tail)
+		q->tail->next = w;
+	else
+		q->head = w;
+	q->tail = w;
+}
+
+static inline void afe__waitq_unlink(struct afe_waitq *q, struct afe_waiter *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		q->head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		q->tail = w->prev;
+	w->next = w->prev = NULL;
+}
+
+/* The race a poll takes part in: cx's, if this very future is the child
+ * the select is polling now. */
+static inline struct afe_race *afe_race_of(const struct afe_context *cx,
+					   const struct afe_future *f)
+{
+	struct afe_race *r = cx->race;
+	return (r && r->polling == f) ? r : NULL;
+}
+
+/* Claims race r (NULL: no race) for index. True when it is ours: open and
+ * now claimed, or claimed by us before. */
+static inline bool afe_race_claim(struct afe_race *r, intptr_t index)
+{
+	if (!r)
+		return true;
+	intptr_t open = AFE_RACE_OPEN;
+	/* acq_rel: pairs with every other claim of the same race (other
+	 * branches' completers and the select itself); exactly one wins. */
+	return atomic_compare_exchange_strong_explicit(&r->winner, &open, index,
+						       memory_order_acq_rel,
+						       memory_order_acquire) ||
+	       open == index;
+}
+
+/* True when w could still win its race (a peek; the claim decides). */
+static inline bool afe_waiter_alive(const struct afe_waiter *w)
+{
+	if (!w->race)
+		return true;
+	/* Acquire: pairs with the claim's CAS. */
+	intptr_t winner = atomic_load_explicit(&w->race->winner, memory_order_acquire);
+	return winner == AFE_RACE_OPEN || winner == w->race_index;
+}
+
+/* Under the lock: links w as waiting, taking the poll's waker. */
+static inline void afe_waiter_link(struct afe_waitq *q, struct afe_waiter *w,
+				   const struct afe_context *cx, struct afe_race *race)
+{
+	w->race = race;
+	w->race_index = race ? race->index : 0;
+	afe_waker_clone(&w->waker, cx->waker);
+	atomic_store_explicit(&w->state, AFE_WAIT_LINKED, memory_order_relaxed);
+	afe__waitq_push(q, w);
+}
+
+/* Under the lock: unlinks a linked w and finishes it with value; its
+ * waker moves to *wake for waking after the unlock. The caller claimed
+ * w's race (afe_waiter_claim). */
+static inline void afe_waiter_complete(struct afe_waitq *q, struct afe_waiter *w,
+				       intptr_t value, struct afe_waker *wake)
+{
+	afe__waitq_unlink(q, w);
+	w->value = value;
+	*wake = w->waker;
+	w->waker.vtable = NULL;
+	/* Release: pairs with the owner's acquire load in its next poll, which
+	 * then reads value and what was copied into its buffers. */
+	atomic_store_explicit(&w->state, AFE_WAIT_DONE, memory_order_release);
+}
+
+/* Under the lock: unlinks w, whose race another branch won. */
+static inline void afe_waiter_detach(struct afe_waitq *q, struct afe_waiter *w)
+{
+	afe__waitq_unlink(q, w);
+	/* Release: pairs with the owner's acquire load (it drops the waker). */
+	atomic_store_explicit(&w->state, AFE_WAIT_DETACHED, memory_order_release);
+}
+
+/* Under the lock: the first waiter of q that wins its race, or NULL.
+ * Waiters that lost theirs are detached on the way. Waiters of race
+ * `mine` (the caller's own select) are skipped, never paired with. */
+static inline struct afe_waiter *afe_waitq_claim_first(struct afe_waitq *q,
+						       const struct afe_race *mine)
+{
+	struct afe_waiter *w = q->head;
+	while (w) {
+		struct afe_waiter *next = w->next;
+		if (!w->race || (w->race != mine && afe_race_claim(w->race, w->race_index)))
+			return w;
+		if (w->race != mine)
+			afe_waiter_detach(q, w);
+		w = next;
+	}
+	return NULL;
+}
+
+/* Under the lock: true when q holds a waiter that could still win, not of
+ * race `mine`. Detaches the lost ones met before it. */
+static inline bool afe_waitq_has_live(struct afe_waitq *q, const struct afe_race *mine)
+{
+	struct afe_waiter *w = q->head;
+	while (w) {
+		struct afe_waiter *next = w->next;
+		if (w->race != mine || !w->race) {
+			if (afe_waiter_alive(w))
+				return true;
+			afe_waiter_detach(q, w);
+		}
+		w = next;
+	}
+	return false;
+}
+
+/*
+ * Under the lock, first thing in a waiting future's poll. Returns
+ *   AFE_WAIT_DONE:   completed by another party; the outcome is w->value
+ *   AFE_WAIT_LINKED: still waiting (cancel false); the waker is refreshed
+ *   AFE_WAIT_IDLE:   not waiting: the caller tries its operation, or with
+ *                    cx->cancel set finishes with -ECANCELED (a linked
+ *                    waiter has been unlinked)
+ * A waker to drop after the unlock goes to *stale.
+ */
+static inline unsigned afe_waiter_poll_locked(struct afe_waitq *q, struct afe_waiter *w,
+					      const struct afe_context *cx,
+					      struct afe_waker *stale)
+{
+	unsigned state = atomic_load_explicit(&w->state, memory_order_relaxed);
+	switch (state) {
+	case AFE_WAIT_DONE:
+		atomic_store_explicit(&w->state, AFE_WAIT_IDLE, memory_order_relaxed);
+		return AFE_WAIT_DONE;
+	case AFE_WAIT_LINKED:
+		if (!cx->cancel) {
+			if (!afe_waker_will_wake(&w->waker, cx->waker)) {
+				*stale = w->waker;
+				afe_waker_clone(&w->waker, cx->waker);
+			}
+			return AFE_WAIT_LINKED;
+		}
+		afe__waitq_unlink(q, w);
+		break;
+	case AFE_WAIT_DETACHED:
+		break;
+	default:
+		return AFE_WAIT_IDLE;
+	}
+	*stale = w->waker;
+	w->waker.vtable = NULL;
+	w->race = NULL;
+	atomic_store_explicit(&w->state, AFE_WAIT_IDLE, memory_order_relaxed);
+	return AFE_WAIT_IDLE;
+}
+
+/* Without the lock: true (and the outcome in *value) when another party
+ * completed w; w is then idle again. */
+static inline bool afe_waiter_take_done(struct afe_waiter *w, intptr_t *value)
+{
+	/* Acquire: pairs with the release in afe_waiter_complete, so value
+	 * and whatever the completer wrote for the owner are visible. */
+	if (atomic_load_explicit(&w->state, memory_order_acquire) != AFE_WAIT_DONE)
+		return false;
+	atomic_store_explicit(&w->state, AFE_WAIT_IDLE, memory_order_relaxed);
+	*value = w->value;
+	return true;
+}
+
+/* Wakers collected under a lock, woken after it. */
+#define AFE_WAKE_BATCH 16
+struct afe_wake_batch {
+	unsigned n;
+	struct afe_waker w[AFE_WAKE_BATCH];
+};
+
+static inline bool afe_wake_batch_full(const struct afe_wake_batch *b)
+{
+	return b->n == AFE_WAKE_BATCH;
+}
+
+static inline void afe_wake_batch_add(struct afe_wake_batch *b, struct afe_waker w)
+{
+	b->w[b->n++] = w;
+}
+
+static inline void afe_wake_batch_run(struct afe_wake_batch *b)
+{
+	for (unsigned i = 0; i < b->n; i++)
+		if (afe_waker_is_set(&b->w[i]))
+			afe_waker_wake(&b->w[i]);
+	b->n = 0;
+}
+
+static inline void afe_waker_wake_if_set(struct afe_waker *w)
+{
+	if (afe_waker_is_set(w))
+		afe_waker_wake(w);
+}
+
+#endif /* AFE_SRC_WAITQ_H */

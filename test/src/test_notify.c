@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/* Notify (one, all, the stored permit) and the cancellation token. */
+#include "helpers.h"
+
+#define POLL(fut, cx) afe_future_poll(&(fut)->base, (cx))
+
+Test(notify, one_wakes_the_first_waiter_or_leaves_a_permit)
+{
+	struct counting_waker a, b;
+	counting_waker_init(&a);
+	counting_waker_init(&b);
+	struct afe_context ca = counting_context(&a, false), cb = counting_context(&b, false);
+	struct afe_notify n;
+	afe_notify_init(&n);
+	cr_assert_eq(afe_notify_one(&n), 0, "nobody waits: a permit");
+	cr_assert_eq(afe_notify_one(&n), 0, "still one permit");
+	struct afe_notified wa, wb;
+	afe_notified_init(&wa, &n);
+	cr_assert_eq(POLL(&wa, &ca), AFE_READY, "the permit is consumed");
+	afe_notified_init(&wa, &n);
+	afe_notified_init(&wb, &n);
+	cr_assert_eq(POLL(&wa, &ca), AFE_PENDING, "permits do not add up");
+	cr_assert_eq(POLL(&wb, &cb), AFE_PENDING);
+	cr_assert_eq(afe_notify_destroy(&n), -EBUSY);
+	cr_assert_eq(afe_notify_one(&n), 1);
+	cr_assert_eq(atomic_load(&a.wakes), 1);
+	cr_assert_eq(atomic_load(&b.wakes), 0);
+	cr_assert_eq(POLL(&wa, &ca), AFE_READY);
+	cr_assert_eq(wa.base.result, 0);
+	cr_assert_eq(POLL(&wb, &cb), AFE_PENDING);
+	cr_assert_eq(afe_notify_one(&n), 1);
+	cr_assert_eq(POLL(&wb, &cb), AFE_READY);
+	cr_assert_eq(afe_notify_destroy(&n), 0);
+}
+
+Test(notify, all_wakes_every_waiter_and_leaves_no_permit)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct afe_notify n;
+	afe_notify_init(&n);
+	struct afe_notified w[5];
+	for (int i = 0; i < 5; i++) {
+		afe_notified_init(&w[i], &n);
+		cr_assert_eq(POLL(&w[i], &cx), AFE_PENDING);
+	}
+	cr_assert_eq(afe_notify_all(&n), 5);
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(POLL(&w[i], &cx), AFE_READY);
+		cr_assert_eq(w[i].base.result, 0);
+	}
+	afe_notified_init(&w[0], &n);
+	cr_assert_eq(POLL(&w[0], &cx), AFE_PENDING, "no permit left behind");
+	cr_assert_eq(afe_notify_all(&n), 1);
+	cr_assert_eq(POLL(&w[0], &cx), AFE_READY);
+	cr_assert_eq(afe_notify_all(&n), 0);
+	cr_assert_eq(atomic_load(&cw.refs), 0);
+	cr_assert_eq(afe_notify_destroy(&n), 0);
+}
+
+Test(notify, a_cancelled_notification_is_passed_on)
+{
+	struct counting_waker a, b;
+	counting_waker_init(&a);
+	counting_waker_init(&b);
+	struct afe_context ca = counting_context(&a, false), cb = counting_context(&b, false);
+	struct afe_context cancel_a = counting_context(&a, true);
+	struct afe_notify n;
+	afe_notify_init(&n);
+	struct afe_notified wa, wb;
+	afe_notified_init(&wa, &n);
+	afe_notified_init(&wb, &n);
+	cr_assert_eq(POLL(&wa, &ca), AFE_PENDING);
+	cr_assert_eq(POLL(&wb, &cb), AFE_PENDING);
+	cr_assert_eq(afe_notify_one(&n), 1);
+	cr_assert_eq(POLL(&wa, &cancel_a), AFE_READY);
+	cr_assert_eq(wa.base.result, -ECANCELED);
+	cr_assert_eq(atomic_load(&b.wakes), 1, "passed on to b");
+	cr_assert_eq(POLL(&wb, &cb), AFE_READY);
+	cr_assert_eq(wb.base.result, 0);
+
+	/* A waiter cancelled while waiting just leaves. */
+	afe_notified_init(&wa, &n);
+	cr_assert_eq(POLL(&wa, &ca), AFE_PENDING);
+	cr_assert_eq(POLL(&wa, &cancel_a), AFE_READY);
+	cr_assert_eq(wa.base.result, -ECANCELED);
+	cr_assert_eq(afe_notify_one(&n), 0, "nobody waits any more");
+	cr_assert_eq(atomic_load(&a.refs), 0);
+	cr_assert_eq(afe_notify_destroy(&n), 0);
+}
+
+Test(notify, bad_input)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	cr_assert_eq(afe_notify_one(NULL), -EINVAL);
+	cr_assert_eq(afe_notify_all(NULL), -EINVAL);
+	cr_assert_eq(afe_notify_destroy(NULL), -EINVAL);
+	struct afe_notified w;
+	afe_notified_init(&w, NULL);
+	cr_assert_eq(POLL(&w, &cx), AFE_READY);
+	cr_assert_eq(w.base.result, -EINVAL);
+	cr_assert_eq(afe_cancel_token_cancel(NULL), -EINVAL);
+	cr_assert_eq(afe_cancel_token_destroy(NULL), -EINVAL);
+	cr_assert_not(afe_cancel_token_is_cancelled(NULL));
+	struct afe_cancel_token_wait tw;
+	afe_cancel_token_wait_init(&tw, NULL);
+	cr_assert_eq(POLL(&tw, &cx), AFE_READY);
+	cr_assert_eq(tw.base.result, -EINVAL);
+}
+
+Test(cancel_token, cancel_wakes_every_waiter_and_later_waits_end_at_once)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct afe_context cancel = counting_context(&cw, true);
+	struct afe_cancel_token t;
+	afe_cancel_token_init(&t);
+	struct afe_cancel_token_wait w[40];
+	for (int i = 0; i < 40; i++) { /* more than one wake batch */
+		afe_cancel_token_wait_init(&w[i], &t);
+		cr_assert_eq(POLL(&w[i], &cx), AFE_PENDING);
+	}
+	cr_assert_eq(POLL(&w[39], &cancel), AFE_READY, "a wait dropped");
+	cr_assert_eq(w[39].base.result, -ECANCELED);
+	cr_assert_eq(afe_cancel_token_destroy(&t), -EBUSY);
+	cr_assert_not(afe_cancel_token_is_cancelled(&t));
+	cr_assert_eq(afe_cancel_token_cancel(&t), 0);
+	cr_assert_eq(afe_cancel_token_cancel(&t), -EALREADY);
+	cr_assert(afe_cancel_token_is_cancelled(&t));
+	cr_assert_eq(atomic_load(&cw.wakes), 39);
+	cr_assert_eq(afe_cancel_token_destroy(&t), 0);
+	for (int i = 0; i < 39; i++) {
+		cr_assert_eq(POLL(&w[i], &cx), AFE_READY);
+		cr_assert_eq(w[i].base.result, 0);
+	}
+	afe_cancel_token_init(&t);
+	afe_cancel_token_cancel(&t);
+	afe_cancel_token_wait_init(&w[0], &t);
+	cr_assert_eq(POLL(&w[0], &cx), AFE_READY, "already cancelled");
+	cr_assert_eq(atomic_load(&cw.refs), 0);
+	cr_assert_eq(afe_cancel_token_destroy(&t), 0);
+}
