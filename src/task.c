@@ -13,7 +13,12 @@
 #define AFE_TASK_HEADER_SIZE \
 	((sizeof(struct afe_task) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1))
 
-_Static_assert(sizeof(struct afe_task) <= 64, "the task header fits one cache line");
+_Static_assert(AFE_TASK_HEADER_SIZE == 48, "the task header stays small (see task_internal.h)");
+
+static struct afe_future *future_of(struct afe_task *t)
+{
+	return (struct afe_future *)(void *)((char *)t + AFE_TASK_HEADER_SIZE + t->future_offset);
+}
 
 /* ---- references ---------------------------------------------------- */
 
@@ -112,7 +117,6 @@ static const struct afe_waker_vtable task_waker_vtable = {
 
 static void complete(struct afe_task *t, struct afe_worker *w)
 {
-	t->output = t->future->result;
 	/* Counted before COMPLETE is published, so whoever sees the task
 	 * complete also sees the count. */
 	afe_counter_add(&w->counters.completed, 1);
@@ -120,7 +124,7 @@ static void complete(struct afe_task *t, struct afe_worker *w)
 	uint64_t ns;
 	do {
 		ns = (s & ~(AFE_TASK_RUNNING | AFE_TASK_NOTIFIED)) | AFE_TASK_COMPLETE;
-		/* Release publishes output to the joiner's acquire load; acquire
+		/* Release publishes the result to the joiner's acquire load; acquire
 		 * makes the joiner's waker write visible to us. */
 	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acq_rel,
 							 memory_order_relaxed));
@@ -153,7 +157,7 @@ void afe__task_run(struct afe_task *t, struct afe_worker *w)
 		.cancel = (ns & AFE_TASK_CANCELLED) != 0,
 	};
 	afe_counter_add(&w->counters.polled, 1);
-	if (afe_future_poll(t->future, &cx) == AFE_READY) {
+	if (afe_future_poll(future_of(t), &cx) == AFE_READY) {
 		complete(t, w);
 		return;
 	}
@@ -184,13 +188,12 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker *w, bool externa
 	struct afe_task *t = afe_task_alloc(AFE_TASK_HEADER_SIZE + size);
 	if (!t)
 		return -ENOMEM;
-	t->alloc_size = AFE_TASK_HEADER_SIZE + size;
+	t->alloc_size = (uint32_t)(AFE_TASK_HEADER_SIZE + size);
 	char *storage = (char *)t + AFE_TASK_HEADER_SIZE;
 	memcpy(storage, obj, size);
 	t->next = NULL;
 	t->rt = rt;
-	t->future = (struct afe_future *)(void *)(storage + (b - start));
-	t->output = 0;
+	t->future_offset = (uint32_t)(b - start);
 	t->join_waker.vtable = NULL;
 	t->join_waker.data = NULL;
 	uint64_t state = AFE_TASK_NOTIFIED + AFE_TASK_REF_ONE; /* the queue's */
@@ -223,7 +226,7 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 	const char *start = obj, *b = (const char *)base;
 	if (b < start || size < sizeof(*base) || (size_t)(b - start) > size - sizeof(*base))
 		return -EINVAL;
-	if (size > SIZE_MAX - AFE_TASK_HEADER_SIZE)
+	if (size > UINT32_MAX - AFE_TASK_HEADER_SIZE) /* alloc_size is 32 bits */
 		return -ENOMEM;
 	/* A spawn from outside the workers announces itself before it checks
 	 * closed, so destroy (which sets closed, then waits for these to
@@ -363,7 +366,7 @@ static int poll_finished(struct afe_future *f, struct afe_join_handle *h, bool *
 	}
 	if (!register_join_waker(h->task, cx))
 		return AFE_PENDING;
-	f->result = h->task->output;
+	f->result = future_of(h->task)->result;
 	/* A finished task has nothing left to cancel: release it plainly. */
 	h->cancel_on_drop = false;
 	afe_join_handle_drop(h);

@@ -24,7 +24,7 @@ void afe_task_free(void *block, size_t size)
 #else
 
 enum {
-	CLASS_SIZE = 32,
+	CLASS_SIZE = 16, /* the alignment of max_align_t */
 	CLASS_COUNT = AFE_TASK_ALLOC_MAX / CLASS_SIZE,
 	BATCH = 64,			 /* blocks traded with the global pool at once */
 	CHUNK = 2 * 1024 * 1024,	 /* one transparent huge page */

@@ -3,7 +3,7 @@
  * Memory for tasks: one block holds a task's header and its future.
  *
  * Spawning a million tasks through malloc spends most of its time growing
- * the heap page by page. Blocks here come in 32-byte size classes up to
+ * the heap page by page. Blocks here come in 16-byte size classes up to
  * AFE_TASK_ALLOC_MAX, carved from 2 MiB chunks that ask for transparent
  * huge pages, and recycled through per-thread caches that trade whole
  * batches with a global pool, so allocating and freeing take no lock in

@@ -47,10 +47,11 @@ struct afe_task {
 	_Atomic uint64_t state;
 	struct afe_task *next; /* link in the injection queue */
 	struct afe_runtime *rt;
-	struct afe_future *future; /* points into this allocation */
-	intptr_t output;
 	struct afe_waker join_waker;
-	size_t alloc_size; /* header and future: for afe_task_free */
+	/* Kept small: with a 64-byte sleep a task is 112 bytes. The output
+	 * is the future's result, read once the task is complete. */
+	uint32_t future_offset; /* of the future's base, after the header */
+	uint32_t alloc_size;	/* header and future: for afe_task_free */
 };
 
 /* Polls t once on worker w; t was taken from a run queue (NOTIFIED).
