@@ -40,6 +40,20 @@ static intptr_t result_of(const struct afe_io *io)
 	return io->res;
 }
 
+/* Publishes the second result of a linked pair, before the first's: the
+ * poller may free both once the first is done. */
+static void finish_follower(struct afe_io *then, int32_t res)
+{
+	afe_spin_lock(&then->lock);
+	then->base.result = res;
+	then->done = true;
+	struct afe_waker waker = then->waker;
+	then->waker.vtable = NULL;
+	afe_spin_unlock(&then->lock);
+	if (afe_waker_is_set(&waker))
+		afe_waker_wake(&waker);
+}
+
 bool afe__io_finish(struct afe_io *io)
 {
 	afe_spin_lock(&io->lock);
@@ -47,6 +61,8 @@ bool afe__io_finish(struct afe_io *io)
 		afe_spin_unlock(&io->lock);
 		return false;
 	}
+	if (io->linked)
+		finish_follower(io->linked, io->linked->res);
 	io->base.result = result_of(io);
 	io->done = true;
 	struct afe_waker waker = io->waker;
@@ -61,13 +77,11 @@ bool afe__io_finish(struct afe_io *io)
 
 static int first_poll(struct afe_io *io, struct afe_context *cx)
 {
-	if (cx->cancel) {
-		io->base.result = -ECANCELED;
-		return AFE_READY;
-	}
 	struct afe_runtime *rt = afe_runtime_current();
-	if (!rt) {
-		io->base.result = -EINVAL;
+	if (cx->cancel || !rt) {
+		io->base.result = cx->cancel ? -ECANCELED : -EINVAL;
+		if (io->linked)
+			finish_follower(io->linked, (int32_t)io->base.result);
 		return AFE_READY;
 	}
 	io->rt = rt;
@@ -77,6 +91,8 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 	if (err < 0) {
 		afe_waker_drop(&io->waker);
 		io->base.result = err;
+		if (io->linked)
+			finish_follower(io->linked, err);
 		return AFE_READY;
 	}
 	return AFE_PENDING;
@@ -93,7 +109,8 @@ static int io_poll(struct afe_future *f, struct afe_context *cx)
 		return AFE_READY; /* result set by afe__io_finish */
 	}
 	afe_waker_register(&io->waker, cx);
-	bool send_cancel = cx->cancel && !io->cancel_requested;
+	/* The second of a pair is cancelled through the first. */
+	bool send_cancel = cx->cancel && !io->cancel_requested && !io->follows;
 	if (send_cancel)
 		io->cancel_requested = true;
 	afe_spin_unlock(&io->lock);
@@ -206,9 +223,21 @@ static void set_timespec(struct afe_io_timespec *ts, uint64_t ns)
 
 int afe_io_set_timeout(struct afe_io *io, uint64_t ns)
 {
-	if (!io || io->submitted || io->base.poll != io_poll)
+	if (!io || io->submitted || io->linked || io->base.poll != io_poll)
 		return -EINVAL;
 	io->has_timeout = true;
 	set_timespec(&io->timeout, ns);
+	return 0;
+}
+
+int afe_io_link(struct afe_io *io, struct afe_io *then)
+{
+	if (!io || !then || io == then || io->base.poll != io_poll || then->base.poll != io_poll ||
+	    io->submitted || then->submitted || io->linked || then->linked || io->has_timeout ||
+	    then->has_timeout)
+		return -EINVAL;
+	io->linked = then;
+	then->follows = true;
+	then->submitted = true; /* it goes to the ring with io */
 	return 0;
 }

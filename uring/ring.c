@@ -28,8 +28,11 @@ enum cqe_tag {
 	TAG_LINK_TIMEOUT = 1,
 	TAG_CANCEL = 2,
 	TAG_DOORBELL = 3, /* user_data == TAG_DOORBELL: the doorbell's wait */
-	TAG_MASK = 3,
+	TAG_SECOND = 4,	  /* the second operation of a linked pair */
+	TAG_MASK = 7,	  /* struct afe_io is 8-byte aligned */
 };
+
+_Static_assert(_Alignof(struct afe_io) >= 8, "three tag bits in an operation's address");
 
 /* The request stack's head once the ring thread has ended. */
 #define REQUESTS_CLOSED ((struct afe_io_request *)(uintptr_t)1)
@@ -141,6 +144,8 @@ static void handle_cqe(struct afe_ring *r, const struct io_uring_cqe *cqe)
 		return; /* the stop's cancel-everything */
 	if (tag == TAG_OP)
 		io->res = cqe->res;
+	else if (tag == TAG_SECOND)
+		io->linked->res = cqe->res;
 	else if (tag == TAG_LINK_TIMEOUT)
 		io->timeout_res = cqe->res;
 	if (--io->cqes_due == 0) {
@@ -181,32 +186,44 @@ static bool issue(struct afe_ring *r, struct afe_io_request *req)
 		 * that arrives meanwhile must leave io to this request. */
 		bool send = !io->completed &&
 			    !atomic_load_explicit(&r->stopping, memory_order_relaxed);
-		if (send && io_uring_sq_space_left(&r->uring) < 1)
+		unsigned cancels = io->linked ? 2 : 1; /* a pair: each by its user_data */
+		if (send && io_uring_sq_space_left(&r->uring) < cancels)
 			return false;
 		io->cancel_taken = true;
 		if (io->completed) {
 			afe__io_finish(io);
 		} else if (send) {
-			struct io_uring_sqe *sqe = next_sqe(r);
-			io_uring_prep_cancel(sqe, tagged(io, TAG_OP), 0);
-			io_uring_sqe_set_data(sqe, tagged(io, TAG_CANCEL));
-			io->cqes_due++;
-			r->cqes_due++;
+			static const enum cqe_tag targets[] = {TAG_OP, TAG_SECOND};
+			for (unsigned i = 0; i < cancels; i++) {
+				struct io_uring_sqe *sqe = next_sqe(r);
+				io_uring_prep_cancel(sqe, tagged(io, targets[i]), 0);
+				io_uring_sqe_set_data(sqe, tagged(io, TAG_CANCEL));
+			}
+			io->cqes_due = (uint8_t)(io->cqes_due + cancels);
+			r->cqes_due += cancels;
 		}
 		return true;
 	}
 	if (atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
+		if (io->linked)
+			io->linked->res = -ESHUTDOWN;
 		io->res = -ESHUTDOWN;
 		io->completed = true;
 		afe__io_finish(io);
 		return true;
 	}
-	unsigned need = io->has_timeout ? 2 : 1;
+	unsigned need = 1 + io->has_timeout + (io->linked != NULL);
 	if (io_uring_sq_space_left(&r->uring) < need)
 		return false;
 	struct io_uring_sqe *sqe = next_sqe(r);
 	memcpy(sqe, io->sqe, sizeof(*sqe));
 	io_uring_sqe_set_data(sqe, tagged(io, TAG_OP));
+	if (io->linked) { /* afe_io_link refuses timeouts on a pair */
+		sqe->flags |= IOSQE_IO_LINK;
+		struct io_uring_sqe *second = next_sqe(r);
+		memcpy(second, io->linked->sqe, sizeof(*second));
+		io_uring_sqe_set_data(second, tagged(io, TAG_SECOND));
+	}
 	if (io->has_timeout) {
 		sqe->flags |= IOSQE_IO_LINK;
 		struct io_uring_sqe *link = next_sqe(r);

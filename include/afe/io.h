@@ -56,6 +56,7 @@ struct afe_io {
 	bool completed;		 /* ring thread: every completion arrived */
 	bool submitted;		 /* poller: handed to the ring */
 	bool has_timeout;
+	bool follows;		 /* the second of a linked pair */
 	atomic_flag lock;	 /* guards the three below */
 	bool done;		 /* the ring thread is finished with it */
 	bool cancel_requested;	 /* the poller queued the cancel request */
@@ -64,6 +65,7 @@ struct afe_io {
 	 * that is not the last (the last one completes the future). */
 	void (*on_more)(struct afe_io *io, int32_t res);
 	struct afe_io_timespec timeout;
+	struct afe_io *linked; /* afe_io_link: the operation that follows */
 	/* The prepared struct io_uring_sqe. */
 	_Alignas(8) unsigned char sqe[64];
 };
@@ -107,9 +109,30 @@ AFE_EXPORT void afe_io_poll_init(struct afe_io *io, int fd, unsigned events);
 /*
  * Gives an initialised, not yet polled operation a time limit: if it has
  * not completed ns nanoseconds after it was submitted, it is cancelled and
- * its result is -ETIMEDOUT. Returns 0, or -EINVAL for a NULL io or an
- * operation already polled.
+ * its result is -ETIMEDOUT. Returns 0, or -EINVAL for a NULL io, an
+ * operation already polled, or one of a linked pair (afe_io_link).
  */
 AFE_EXPORT int afe_io_set_timeout(struct afe_io *io, uint64_t ns);
+
+/*
+ * Links two initialised, not yet polled operations in the kernel: `then`
+ * starts only once `io` completed in full, and both go to the ring in one
+ * request and come back with one wake. Await io only; once it is ready,
+ * then.base.result holds the second result (-ECANCELED when io failed, and
+ * awaiting then returns it at once). Cancelling io cancels both.
+ *
+ * A send or write breaks the link only on an error, so use MSG_WAITALL on a
+ * send whose peer must see all of it before `then` matters: a short send
+ * then counts as failed. The request/response loop of a server:
+ *
+ *   afe_io_send_init(&self->send, fd, out, n, MSG_WAITALL | MSG_NOSIGNAL);
+ *   afe_io_recv_init(&self->recv, fd, in, sizeof(in), 0);
+ *   afe_io_link(&self->send, &self->recv);
+ *   AFE_AWAIT(&self->send.base);   // then self->recv.base.result
+ *
+ * Returns 0, or -EINVAL for a NULL or identical pair, one already polled
+ * or linked, or one with a timeout (afe_io_set_timeout).
+ */
+AFE_EXPORT int afe_io_link(struct afe_io *io, struct afe_io *then);
 
 #endif /* AFE_IO_H */

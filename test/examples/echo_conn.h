@@ -8,10 +8,10 @@
 
 struct echo_conn {
 	struct afe_future base;
-	int fd;
-	struct afe_io recv;
-	struct afe_send_all send;
-	char buf[4096];
+	int fd, in; /* bufs[in] receives while the other one is sent */
+	unsigned len;
+	struct afe_io recv, send;
+	char bufs[2][4096];
 };
 
 /* conn_init for afe_tcp_server: builds an echo_conn for fd in conn. */
