@@ -14,5 +14,6 @@
 #include "afe/net.h"
 #include "afe/blocking.h"
 #include "afe/timeout.h"
+#include "afe/token.h"
 
 #endif /* AFE_H */
