@@ -15,5 +15,6 @@
 #include "afe/blocking.h"
 #include "afe/timeout.h"
 #include "afe/token.h"
+#include "afe/signal.h"
 
 #endif /* AFE_H */
