@@ -6,13 +6,14 @@
  *
  *   graceful_server FILE [CHUNKS]    (64 KiB chunks, 10 ms apart; 150)
  *
- * Prints "port N" once listening. On shutdown it prints "shutting down",
+ * Prints "port N" once running. On shutdown it prints "shutting down",
  * stops accepting, closes the listening socket, prints "stopped
  * accepting" and returns 0; AFE_MAIN then waits (AFE_GRACE_MS) for the
  * open connections and the critical task. The critical task prints
  * "critical: done" on stderr once the file is complete and renamed.
  * With GRACEFUL_SELF_SIGNAL set in the environment, the root sends the
- * process SIGTERM at its first poll, before it awaits anything.
+ * process SIGTERM at its first poll, before it awaits anything; with
+ * GRACEFUL_SIGNAL_IN_INIT, app_init does, before the runtime starts.
  */
 #include <afe.h>
 #include <fcntl.h>
@@ -84,6 +85,10 @@ static int app_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_BEGIN(f, cx);
 	if (self->self_signal)
 		kill(getpid(), SIGTERM);
+	/* Only now: AFE_MAIN has blocked SIGINT and SIGTERM, so a signal
+	 * sent once this is read goes to the shutdown token. */
+	printf("port %d\n", afe_tcp_local_port(self->listen_fd));
+	fflush(stdout);
 	/* Detached: shutdown never cancels it; the exit waits for it. */
 	if (afe_spawn(NULL, &self->critical, NULL) < 0)
 		AFE_RETURN(3);
@@ -119,8 +124,8 @@ static int app_init(struct app *app, int argc, char **argv)
 	app->listen_fd = afe_tcp_listen("127.0.0.1", 0, 0);
 	if (app->listen_fd < 0)
 		return 1;
-	printf("port %d\n", afe_tcp_local_port(app->listen_fd));
-	fflush(stdout);
+	if (getenv("GRACEFUL_SIGNAL_IN_INIT"))
+		kill(getpid(), SIGTERM); /* before AFE_MAIN blocks it */
 	struct afe_tcp_server_config config = {
 		.listen_fd = app->listen_fd,
 		.conn_size = sizeof(struct echo_conn),

@@ -277,6 +277,17 @@ Test(graceful, signal_during_start_up_is_not_lost)
 	remove(path);
 }
 
+Test(graceful, signal_before_the_runtime_starts_acts_as_usual)
+{
+	char path[128];
+	file_path(path, sizeof(path), "init");
+	char *argv[] = {GRACEFUL_SERVER, path, "5", NULL};
+	struct child c = start(argv, "GRACEFUL_SIGNAL_IN_INIT=1");
+	int status = finish(&c, 20);
+	cr_assert(WIFSIGNALED(status), "status %#x", status);
+	cr_assert_eq(WTERMSIG(status), SIGTERM, "not blocked yet: the default action");
+}
+
 Test(graceful, echo_server_example_stops_on_sigterm_and_sigint)
 {
 	int signals[] = {SIGTERM, SIGINT};
