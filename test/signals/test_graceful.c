@@ -39,9 +39,10 @@ static double now_s(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* Starts argv with stdout on a pipe, AFE_GRACE_MS set, and env_extra (a
- * NAME=VALUE or NULL) added to its environment. */
-static struct child start(char *const argv[], const char *env_extra)
+/* Starts argv with stdout (and stderr too, if both) on a pipe,
+ * AFE_GRACE_MS set, and env_extra (a NAME=VALUE or NULL) added to its
+ * environment. */
+static struct child start_with(char *const argv[], const char *env_extra, bool both)
 {
 	int fds[2];
 	cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
@@ -50,6 +51,8 @@ static struct child start(char *const argv[], const char *env_extra)
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		dup2(fds[1], STDOUT_FILENO);
+		if (both)
+			dup2(fds[1], STDERR_FILENO);
 		char grace[32];
 		snprintf(grace, sizeof(grace), "%d", GRACE_MS);
 		setenv("AFE_GRACE_MS", grace, 1);
@@ -62,6 +65,11 @@ static struct child start(char *const argv[], const char *env_extra)
 	struct child c = {.pid = pid, .out = fdopen(fds[0], "r")};
 	cr_assert_not_null(c.out);
 	return c;
+}
+
+static struct child start(char *const argv[], const char *env_extra)
+{
+	return start_with(argv, env_extra, false);
 }
 
 /* Reads stdout lines until one starts with prefix; returns it (static). */
@@ -233,6 +241,28 @@ Test(graceful, second_sigint_while_shutting_down_exits_130)
 	int status = finish(&c, 20);
 	cr_assert(WIFEXITED(status), "status %#x", status);
 	cr_assert_eq(WEXITSTATUS(status), 130);
+	char tmp[160];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	remove(tmp);
+}
+
+Test(graceful, tasks_left_after_the_grace_period_are_counted)
+{
+	char path[128];
+	file_path(path, sizeof(path), "left");
+	char *argv[] = {GRACEFUL_SERVER, path, "100000", NULL}; /* never done */
+	struct child c = start_with(argv, "AFE_GRACE_MS=300", true);
+	expect_line(&c, "port ");
+	double signalled = now_s();
+	kill(c.pid, SIGTERM);
+	expect_line(&c, "stopped accepting");
+	const char *line = expect_line(&c, "afe: ");
+	cr_assert(strstr(line, "1 task(s) still running at exit"), "%s", line);
+	int status = finish(&c, 20);
+	double took = now_s() - signalled;
+	cr_assert(WIFEXITED(status), "status %#x", status);
+	cr_assert_eq(WEXITSTATUS(status), 0, "the root's status");
+	cr_assert_geq(took, 0.3, "it waited the grace period");
 	char tmp[160];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	remove(tmp);
