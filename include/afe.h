@@ -20,5 +20,7 @@
 #include "afe/net.h"
 #include "afe/blocking.h"
 #include "afe/timeout.h"
+#include "afe/token.h"
+#include "afe/signal.h"
 
 #endif /* AFE_H */

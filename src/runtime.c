@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "afe/io.h"
+#include "afe/signal.h"
 #include "afe/task.h"
+#include "../signals/signals_internal.h"
 #include "runtime_internal.h"
 #include "task_internal.h"
 #include "thread_parker.h"
@@ -34,6 +36,15 @@ void afe_runtime_config_default(struct afe_runtime_config *config)
 	config->workers = workers;
 	config->spin_us = AFE_SPIN_AUTO;
 	config->grace_ms = 1000;
+	env = getenv("AFE_GRACE_MS");
+	if (env) {
+		char *end;
+		unsigned long v = strtoul(env, &end, 10);
+		if (*env && !*end && v <= 24u * 3600 * 1000)
+			config->grace_ms = (unsigned)v;
+		else
+			fprintf(stderr, "afe: ignoring AFE_GRACE_MS=%s\n", env);
+	}
 	config->exit_mode = AFE_EXIT_GRACE;
 	config->ring_entries = AFE_DEFAULT_RING_ENTRIES;
 	config->cq_entries = 0;
@@ -92,7 +103,23 @@ static void stop_workers(struct afe_runtime *rt, uint32_t started)
 		pthread_join(rt->workers[i]->thread, NULL);
 }
 
+static int create(struct afe_runtime **out, const struct afe_runtime_config *config);
+
 int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config *config)
+{
+	/* The threads started here inherit a mask blocking every
+	 * asynchronous signal: none ever runs a handler, and signals AFE
+	 * reads stay pending for its signalfd. The caller's mask is kept. */
+	sigset_t old;
+	afe__signals_mask_threads(&old);
+	int err = create(out, config);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err == 0)
+		afe__signals_attach(*out);
+	return err;
+}
+
+static int create(struct afe_runtime **out, const struct afe_runtime_config *config)
 {
 	struct afe_runtime_config defaults;
 	if (!out)
@@ -187,6 +214,11 @@ uint64_t afe__runtime_live_tasks(const struct afe_runtime *rt)
 	for (uint32_t i = 0; i < rt->num_workers; i++)
 		spawned += atomic_load_explicit(&rt->workers[i]->counters.spawned,
 						memory_order_acquire);
+	/* Last: a system task is counted here only after its spawn was
+	 * counted above, and uncounted before it finishes, so leaving them
+	 * out never undercounts the others. */
+	int64_t system = atomic_load(&rt->system_tasks);
+	finished += system > 0 ? (uint64_t)system : 0;
 	return spawned > finished ? spawned - finished : 0;
 }
 
@@ -242,6 +274,7 @@ int afe_runtime_destroy(struct afe_runtime *rt)
 {
 	if (!rt || is_own_worker(rt) || afe_blocking_pool_is_current(&rt->blocking))
 		return -EINVAL;
+	afe__signals_detach(rt); /* the signal reader moves to another runtime */
 	atomic_store(&rt->closed, true);
 	/* Operations in flight are cancelled, and blocking jobs not started
 	 * refused, and their tasks woken while the workers still run, so
@@ -400,8 +433,12 @@ int afe_main_run(const void *obj, size_t size, const struct afe_future *base,
 		cfg = *config;
 	else
 		afe_runtime_config_default(&cfg);
+	/* SIGINT and SIGTERM go to the shutdown token from here on. */
+	int err = afe_shutdown_init();
+	if (err < 0)
+		fprintf(stderr, "afe: SIGINT and SIGTERM not handled: %s\n", strerror(-err));
 	struct afe_runtime *rt;
-	int err = afe_runtime_create(&rt, &cfg);
+	err = afe_runtime_create(&rt, &cfg);
 	if (err < 0) {
 		fprintf(stderr, "afe: cannot start the runtime: %s\n", strerror(-err));
 		return 1;

@@ -47,6 +47,10 @@ struct afe_runtime {
 	_Atomic bool shutdown; /* the workers exit */
 	/* Counters of work that happens outside the workers. */
 	_Atomic uint64_t external_spawned, injected, dropped;
+	/* The library's own tasks (the signal reader), left out of the live
+	 * count that exits wait on; may dip below 0 for a moment. */
+	_Atomic int64_t system_tasks;
+	struct afe_runtime *signals_next; /* the signal hub's list */
 };
 
 /* Tasks spawned and not yet finished (never undercounts). */

@@ -41,13 +41,15 @@ struct afe_runtime_config {
 };
 
 /* Fills c with the defaults: workers from $AFE_WORKERS or the online CPUs,
- * spin_us AFE_SPIN_AUTO, grace_ms 1000, AFE_EXIT_GRACE, ring_entries 256, cq_entries 0,
- * blocking_threads 64, blocking_queue 1024. */
+ * spin_us AFE_SPIN_AUTO, grace_ms from $AFE_GRACE_MS or 1000,
+ * AFE_EXIT_GRACE, ring_entries 256, cq_entries 0, blocking_threads 64,
+ * blocking_queue 1024. */
 AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
 
 /*
  * Starts a runtime: its worker threads and its io_uring with the thread
- * that owns it. config may be NULL (defaults). Returns 0 and stores the
+ * that owns it. config may be NULL (defaults). Its threads block every
+ * asynchronous signal (see afe/signal.h); the caller's mask is unchanged. Returns 0 and stores the
  * runtime in *out, or -EINVAL (workers above 1024, ring_entries of 1 or
  * above 32768, cq_entries below ring_entries or above 65536, null out), -ENOMEM, the -errno of a failed thread creation, or
  * the error of an io_uring this kernel cannot provide (-ENOSYS, -EPERM,
@@ -112,12 +114,19 @@ struct afe_metrics {
 AFE_EXPORT int afe_runtime_metrics(const struct afe_runtime *rt, struct afe_metrics *m);
 
 /*
- * What AFE_MAIN calls: starts a runtime with the default configuration,
- * runs the root future, applies the exit mode, and returns the status the
- * process should exit with: the root's result when it is 0..255, 1 with a
- * message on stderr when it is negative (an -errno) or out of range.
- * If tasks are still running when it gives up waiting, it reports their
- * number on stderr and ends the process with that status at once.
+ * What AFE_MAIN calls: installs the shutdown (afe_shutdown_init: SIGINT
+ * and SIGTERM go to afe_shutdown_token()), starts a runtime with config
+ * (NULL: the defaults), runs the root future, applies the exit mode, and
+ * returns the status the process should exit with: the root's result when
+ * it is 0..255, 1 with a message on stderr when it is negative (an
+ * -errno) or out of range.
+ *
+ * Graceful exit: the root awaits the shutdown token beside its work and
+ * finishes when it fires; then detached tasks (critical sections: never
+ * cancelled) get the grace period (grace_ms, $AFE_GRACE_MS) to finish,
+ * while a second SIGINT or SIGTERM still ends the process at once (130,
+ * 143). If tasks are still running when it gives up waiting, it reports
+ * their number on stderr and ends the process with the root's status.
  */
 AFE_EXPORT int afe_main_run(const void *obj, size_t size, const struct afe_future *base,
 			    const struct afe_runtime_config *config);
@@ -126,6 +135,8 @@ AFE_EXPORT int afe_main_run(const void *obj, size_t size, const struct afe_futur
  * AFE_MAIN(struct app, app_init) defines main(): it zeroes a struct app,
  * calls app_init(&app, argc, argv) (which returns 0 or an exit status to
  * stop with), runs it as the root future and exits with its result.
+ * A root that stops on Ctrl-C asks for afe_shutdown_token() in app_init,
+ * so that a signal arriving while the runtime starts already fires it.
  */
 #define AFE_MAIN(type, init_fn)                                                      \
 	int main(int argc, char **argv)                                              \

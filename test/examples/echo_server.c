@@ -1,29 +1,47 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A TCP echo server: every connection runs as its own task (echo_conn.c),
- * at most 1000 at once.
+ * at most 1000 at once. Ctrl-C or SIGTERM stops it: it stops accepting,
+ * lets the open connections finish within the grace period, and exits 0.
  *
- *   echo_server [PORT]     (default 7000; stop with Ctrl-C)
+ *   echo_server [PORT]     (default 7000; 0 picks a free port)
  */
 #include <afe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "echo_conn.h"
 
 struct app {
 	struct afe_future base;
+	int listen_fd;
+	struct afe_token *shutdown;
 	struct afe_tcp_server server;
+	struct afe_token_wait stop;
+	struct afe_future *racers[2];
+	struct afe_select race;
 };
 
 static int app_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct app *self = afe_container_of(f, struct app, base);
 	AFE_ASYNC_BEGIN(f, cx);
-	AFE_AWAIT(&self->server.base);
-	fprintf(stderr, "echo_server: %s\n", strerror((int)-self->server.base.result));
-	AFE_RETURN(1);
+	/* Serve until the server fails or shutdown is asked for; the loser
+	 * is cancelled (for the server: no more accepts). */
+	afe_token_wait_init(&self->stop, self->shutdown);
+	self->racers[0] = &self->server.base;
+	self->racers[1] = &self->stop.base;
+	afe_select_init(&self->race, self->racers, 2);
+	AFE_AWAIT(&self->race.base);
+	close(self->listen_fd);
+	if (self->race.winner == 0) {
+		fprintf(stderr, "echo_server: %s\n", strerror((int)-self->server.base.result));
+		AFE_RETURN(1);
+	}
+	fprintf(stderr, "echo_server: shutting down\n");
+	AFE_RETURN(0); /* open connections get the grace period */
 	AFE_ASYNC_END;
 }
 
@@ -47,6 +65,10 @@ static int app_init(struct app *app, int argc, char **argv)
 		.conn_size = sizeof(struct echo_conn),
 		.conn_init = echo_conn_init,
 	};
+	app->listen_fd = fd;
+	/* Asked for before the runtime starts: from then on a SIGINT or
+	 * SIGTERM fires the token instead of ending the process. */
+	app->shutdown = afe_shutdown_token();
 	afe_tcp_server_init(&app->server, &config);
 	afe_future_init(&app->base, app_poll);
 	return 0;

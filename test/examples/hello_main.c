@@ -2,7 +2,8 @@
 /*
  * AFE_MAIN in a few lines: the root future spawns N tasks that each yield a
  * few times and return their square, joins them all, and exits with 0 when
- * the sum is right.
+ * the sum is right. Ctrl-C stops it early: it stops spawning and joining,
+ * says how far it got, and exits with 130.
  *
  *   hello_main [N]      (default 10)
  */
@@ -27,32 +28,58 @@ static int square_poll(struct afe_future *f, struct afe_context *cx)
 
 struct app {
 	struct afe_future base;
-	int count, i;
+	int count, spawned, i;
 	long sum;
 	struct afe_join_handle *handles;
+	struct afe_token *shutdown;
 	struct afe_join join;
+	struct afe_token_wait stop;
+	struct afe_future *racers[2];
+	struct afe_select race;
 };
 
 static int app_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct app *self = afe_container_of(f, struct app, base);
 	AFE_ASYNC_BEGIN(f, cx);
+	printf("hello_main: started\n");
+	fflush(stdout);
+	/* Ctrl-C fires the shutdown token: a cheap check between spawns... */
 	for (self->i = 0; self->i < self->count; self->i++) {
+		if (afe_token_is_cancelled(self->shutdown))
+			break;
 		struct square sq = {.n = self->i};
 		afe_future_init(&sq.base, square_poll);
 		int err = afe_spawn(NULL, &sq, &self->handles[self->i]);
 		if (err < 0)
 			AFE_RETURN(err);
 	}
-	for (self->i = 0; self->i < self->count; self->i++) {
+	self->spawned = self->i;
+	/* ...and each join races a wait on it. */
+	for (self->i = 0; self->i < self->spawned; self->i++) {
 		afe_join_init(&self->join, &self->handles[self->i]);
-		AFE_AWAIT(&self->join.base);
+		afe_token_wait_init(&self->stop, self->shutdown);
+		self->racers[0] = &self->join.base;
+		self->racers[1] = &self->stop.base;
+		afe_select_init(&self->race, self->racers, 2);
+		AFE_AWAIT(&self->race.base);
+		if (self->race.winner != 0)
+			break;
 		self->sum += self->join.base.result;
 	}
+	if (self->i < self->count) {
+		/* The tasks not joined are detached: they finish in the grace
+		 * period AFE_MAIN gives them. */
+		printf("hello_main: interrupted after joining %d of %d tasks\n", self->i,
+		       self->count);
+		AFE_RETURN(130);
+	}
 	long n = self->count;
-	printf("joined %d tasks, sum %ld\n", self->count, self->sum);
+	printf("hello_main: joined %d tasks, sum %ld\n", self->count, self->sum);
 	AFE_RETURN(self->sum == (n - 1) * n * (2 * n - 1) / 6 ? 0 : 1);
 	AFE_CLEANUP;
+	for (int j = 0; j < self->count; j++)
+		afe_join_handle_drop(&self->handles[j]); /* empty ones are skipped */
 	free(self->handles);
 	AFE_ASYNC_END;
 }
@@ -67,6 +94,7 @@ static int app_init(struct app *app, int argc, char **argv)
 	app->handles = calloc((size_t)app->count + 1, sizeof(*app->handles));
 	if (!app->handles)
 		return 1;
+	app->shutdown = afe_shutdown_token(); /* Ctrl-C now fires it */
 	afe_future_init(&app->base, app_poll);
 	return 0;
 }

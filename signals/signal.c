@@ -1,0 +1,391 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The signal hub: one signalfd for the process, read through the ring by
+ * one task, and the streams its deliveries go to.
+ *
+ * Invariants (all under hub.lock):
+ * - hub.mask is what the signalfd reads: the signals with an open stream,
+ *   plus SIGINT and SIGTERM once shutdown is installed. It only grows
+ *   while a read may be in flight, so a read never misses a signal it was
+ *   asked for; the signals a mask change adds are drained by the caller
+ *   (sigtimedwait) because a read already waiting is not woken by a
+ *   signal that was pending before the change.
+ * - At most one reader task is wanted at a time, on hub.reader_rt, one of
+ *   the attached runtimes. When that runtime detaches (its destroy has
+ *   begun) a new reader starts on another; the old one ends when its
+ *   ring stops. Two readers for a moment are harmless: each delivery is
+ *   read by one of them.
+ * - A reader is a system task: counted in its runtime's system_tasks, so
+ *   waiting for the runtime's tasks (AFE_MAIN's grace) does not wait for
+ *   it.
+ * - Wakers are woken by reference under the lock (scheduling a task takes
+ *   no hub lock); dispatch runs shutdown actions and redelivery outside
+ *   it, since those run user code.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../src/runtime_internal.h"
+#include "afe/io.h"
+#include "afe/signal.h"
+#include "afe/task.h"
+#include "signals_internal.h"
+#include "shutdown.h"
+
+static struct {
+	pthread_mutex_t lock;
+	_Atomic int fd;		   /* the signalfd; -1 until first needed */
+	sigset_t mask;		   /* what fd reads */
+	sigset_t blocked_by_afe;   /* unblocked again in forked children */
+	unsigned streams_for[_NSIG];
+	struct afe_signal_stream *streams;
+	struct afe_runtime *runtimes;  /* attached, linked by signals_next */
+	struct afe_runtime *reader_rt; /* runs the reader; NULL: none */
+} hub = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1}; /* zeroed sets are empty */
+
+/* ---- masks and children --------------------------------------------------- */
+
+static void at_fork_prepare(void)
+{
+	pthread_mutex_lock(&hub.lock);
+}
+
+static void at_fork_parent(void)
+{
+	pthread_mutex_unlock(&hub.lock);
+}
+
+/* The child has one thread and a copy of our mask: give it back the
+ * ordinary one, so that fork+exec does not pass blocked signals on. */
+static void at_fork_child(void)
+{
+	pthread_sigmask(SIG_UNBLOCK, &hub.blocked_by_afe, NULL);
+	pthread_mutex_unlock(&hub.lock);
+}
+
+static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
+
+static void install_fork_handlers(void)
+{
+	sigemptyset(&hub.blocked_by_afe); /* before any fork can read it */
+	pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);
+}
+
+/* Blocks set in the calling thread, remembering what it newly blocked. */
+static int block_here(const sigset_t *set, sigset_t *old)
+{
+	pthread_once(&fork_handlers_once, install_fork_handlers);
+	sigset_t before, newly;
+	int err = pthread_sigmask(SIG_BLOCK, set, &before);
+	if (err)
+		return -err;
+	if (old)
+		*old = before;
+	sigemptyset(&newly);
+	for (int s = 1; s < _NSIG; s++)
+		if (sigismember(set, s) == 1 && sigismember(&before, s) == 0)
+			sigaddset(&newly, s);
+	pthread_mutex_lock(&hub.lock);
+	sigorset(&hub.blocked_by_afe, &hub.blocked_by_afe, &newly);
+	pthread_mutex_unlock(&hub.lock);
+	return 0;
+}
+
+static bool is_synchronous(int signo)
+{
+	return signo == SIGSEGV || signo == SIGBUS || signo == SIGFPE || signo == SIGILL ||
+	       signo == SIGTRAP || signo == SIGSYS;
+}
+
+/* 0 if signo can be blocked and read, else -EINVAL. */
+static int check_signo(int signo)
+{
+	sigset_t probe;
+	sigemptyset(&probe);
+	if (signo <= 0 || signo >= _NSIG || signo == SIGKILL || signo == SIGSTOP ||
+	    is_synchronous(signo) || sigaddset(&probe, signo) != 0) /* libc-reserved */
+		return -EINVAL;
+	return 0;
+}
+
+void afe__signals_mask_threads(sigset_t *old)
+{
+	/* Everything but the faults, which must reach the faulting thread,
+	 * SIGABRT, which abort() unblocks anyway, and SIGPROF, which
+	 * profilers sample threads with. */
+	sigset_t all;
+	sigfillset(&all);
+	int keep[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT, SIGPROF};
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+		sigdelset(&all, keep[i]);
+	block_here(&all, old);
+}
+
+int afe_signal_block(int signo)
+{
+	int err = check_signo(signo);
+	if (err)
+		return err;
+	sigset_t one;
+	sigemptyset(&one);
+	sigaddset(&one, signo);
+	return block_here(&one, NULL);
+}
+
+/* ---- the reader task ------------------------------------------------------ */
+
+static void dispatch(int signo);
+
+struct reader {
+	struct afe_future base;
+	struct afe_runtime *rt;
+	struct afe_io read;
+	struct signalfd_siginfo info[8];
+};
+
+static void reader_ended(struct reader *self, intptr_t err)
+{
+	pthread_mutex_lock(&hub.lock);
+	if (hub.reader_rt == self->rt) {
+		/* Not moved away by detach: it failed on its own. */
+		hub.reader_rt = NULL;
+		fprintf(stderr, "afe: signal reader stopped: %s\n", strerror((int)-err));
+	}
+	pthread_mutex_unlock(&hub.lock);
+	/* Pairs with the add after the spawn; a momentary -1 only overcounts
+	 * the runtime's live tasks. */
+	atomic_fetch_sub(&self->rt->system_tasks, 1);
+}
+
+static int reader_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct reader *self = afe_container_of(f, struct reader, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	for (;;) {
+		afe_io_read_init(&self->read, atomic_load(&hub.fd), self->info,
+				 sizeof(self->info), -1);
+		AFE_AWAIT(&self->read.base);
+		intptr_t n = self->read.base.result;
+		if (n == -EINTR || n == -EAGAIN)
+			continue;
+		if (n < 0)
+			AFE_RETURN(n); /* -ECANCELED, -ESHUTDOWN: the ring stopped */
+		for (size_t i = 0; i < (size_t)n / sizeof(self->info[0]); i++)
+			dispatch((int)self->info[i].ssi_signo);
+	}
+	AFE_CLEANUP;
+	reader_ended(self, f->result);
+	AFE_ASYNC_END;
+}
+
+/* Starts a reader on an attached runtime if one is needed and none runs.
+ * With hub.lock held. */
+static void ensure_reader_locked(void)
+{
+	if (atomic_load(&hub.fd) < 0 || hub.reader_rt)
+		return;
+	for (struct afe_runtime *rt = hub.runtimes; rt; rt = rt->signals_next) {
+		struct reader r = {.rt = rt};
+		afe_future_init(&r.base, reader_poll);
+		if (afe_spawn(rt, &r, NULL) == 0) {
+			atomic_fetch_add(&rt->system_tasks, 1);
+			hub.reader_rt = rt;
+			return;
+		}
+	}
+}
+
+void afe__signals_attach(struct afe_runtime *rt)
+{
+	pthread_mutex_lock(&hub.lock);
+	rt->signals_next = hub.runtimes;
+	hub.runtimes = rt;
+	ensure_reader_locked();
+	pthread_mutex_unlock(&hub.lock);
+}
+
+void afe__signals_detach(struct afe_runtime *rt)
+{
+	pthread_mutex_lock(&hub.lock);
+	struct afe_runtime **link = &hub.runtimes;
+	while (*link && *link != rt)
+		link = &(*link)->signals_next;
+	if (*link)
+		*link = rt->signals_next;
+	if (hub.reader_rt == rt) {
+		hub.reader_rt = NULL;
+		ensure_reader_locked();
+	}
+	pthread_mutex_unlock(&hub.lock);
+}
+
+/* ---- routing ---------------------------------------------------------------- */
+
+/* Makes the signalfd read mask. With hub.lock held. */
+static int set_mask_locked(const sigset_t *mask)
+{
+	int fd = signalfd(atomic_load(&hub.fd), mask, SFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	atomic_store(&hub.fd, fd);
+	hub.mask = *mask;
+	ensure_reader_locked();
+	return 0;
+}
+
+/* Reads the signals of `added` already pending, which a read in flight
+ * would not notice, and dispatches them. Not under the lock. */
+static void drain(const sigset_t *added)
+{
+	struct timespec now = {0, 0};
+	siginfo_t info;
+	int signo;
+	while ((signo = sigtimedwait(added, &info, &now)) > 0)
+		dispatch(signo);
+}
+
+int afe__signals_route(const sigset_t *add)
+{
+	pthread_mutex_lock(&hub.lock);
+	sigset_t mask, added;
+	sigemptyset(&added);
+	sigorset(&mask, &hub.mask, add);
+	for (int s = 1; s < _NSIG; s++)
+		if (sigismember(add, s) == 1 && sigismember(&hub.mask, s) == 0)
+			sigaddset(&added, s);
+	int err = sigisemptyset(&added) ? 0 : set_mask_locked(&mask);
+	pthread_mutex_unlock(&hub.lock);
+	if (err == 0 && !sigisemptyset(&added))
+		drain(&added);
+	return err;
+}
+
+/* Gives signo its ordinary disposition, as if AFE had not blocked it:
+ * raised again at this thread and unblocked here for a moment. */
+static void redeliver(int signo)
+{
+	sigset_t one, old;
+	sigemptyset(&one);
+	sigaddset(&one, signo);
+	raise(signo);
+	pthread_sigmask(SIG_UNBLOCK, &one, &old);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void dispatch(int signo)
+{
+	bool listened = false;
+	pthread_mutex_lock(&hub.lock);
+	for (struct afe_signal_stream *s = hub.streams; s; s = s->next) {
+		if (s->signo != signo)
+			continue;
+		listened = true;
+		s->pending++;
+		if (afe_waker_is_set(&s->waker))
+			afe_waker_wake_by_ref(&s->waker);
+	}
+	pthread_mutex_unlock(&hub.lock);
+	if (afe__shutdown_take(signo))
+		return;
+	if (!listened)
+		redeliver(signo);
+}
+
+/* ---- streams ---------------------------------------------------------------- */
+
+static int next_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_signal_stream *s = afe_container_of(f, struct afe_signal_stream, base);
+	struct afe_waker stale = {0};
+	int ready = AFE_READY;
+	pthread_mutex_lock(&hub.lock);
+	if (!s->open) {
+		f->result = -EBADF;
+	} else if (s->pending) {
+		s->pending--;
+		f->result = s->signo;
+	} else if (cx->cancel) {
+		f->result = -ECANCELED;
+	} else {
+		ready = AFE_PENDING;
+		if (!afe_waker_is_set(&s->waker) || !afe_waker_will_wake(&s->waker, cx->waker)) {
+			stale = s->waker;
+			afe_waker_clone(&s->waker, cx->waker);
+		}
+	}
+	if (ready == AFE_READY) {
+		stale = s->waker;
+		s->waker.vtable = NULL;
+	}
+	pthread_mutex_unlock(&hub.lock);
+	afe_waker_drop(&stale); /* may free a task: not under the lock */
+	return ready;
+}
+
+struct afe_future *afe_signal_stream_next(struct afe_signal_stream *s)
+{
+	afe_future_init(&s->base, next_poll);
+	return &s->base;
+}
+
+int afe_signal_stream_open(struct afe_signal_stream *s, int signo)
+{
+	if (!s || check_signo(signo) != 0)
+		return -EINVAL;
+	int err = afe_signal_block(signo);
+	if (err)
+		return err;
+	*s = (struct afe_signal_stream){.signo = signo, .open = true};
+	afe_future_init(&s->base, next_poll);
+	pthread_mutex_lock(&hub.lock);
+	s->next = hub.streams;
+	if (hub.streams)
+		hub.streams->prev = s;
+	hub.streams = s;
+	hub.streams_for[signo]++;
+	pthread_mutex_unlock(&hub.lock);
+	sigset_t one;
+	sigemptyset(&one);
+	sigaddset(&one, signo);
+	err = afe__signals_route(&one);
+	if (err)
+		afe_signal_stream_close(s);
+	return err;
+}
+
+int afe_signal_stream_close(struct afe_signal_stream *s)
+{
+	if (!s)
+		return -EINVAL;
+	pthread_mutex_lock(&hub.lock);
+	if (!s->open) {
+		pthread_mutex_unlock(&hub.lock);
+		return -EINVAL;
+	}
+	s->open = false;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		hub.streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+	struct afe_waker stale = s->waker;
+	s->waker.vtable = NULL;
+	/* The last stream of a signal: stop reading it, so later deliveries
+	 * wait in the kernel, unless the shutdown token reads it. */
+	if (--hub.streams_for[s->signo] == 0 && !afe__shutdown_reads(s->signo)) {
+		sigset_t mask = hub.mask;
+		sigdelset(&mask, s->signo);
+		set_mask_locked(&mask); /* shrinking: nothing to drain */
+	}
+	pthread_mutex_unlock(&hub.lock);
+	afe_waker_drop(&stale);
+	return 0;
+}
