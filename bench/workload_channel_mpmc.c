@@ -7,6 +7,7 @@
 #include <afe.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bench.h"
 
@@ -19,6 +20,7 @@ struct producer {
 	struct afe_future base;
 	struct mpmc *m;
 	uint64_t next, last; /* sends next..last */
+	intptr_t result;
 	struct afe_chan_send send;
 };
 
@@ -29,11 +31,14 @@ static int producer_poll(struct afe_future *f, struct afe_context *cx)
 	for (; self->next <= self->last; self->next++) {
 		afe_chan_send_init(&self->send, &self->m->chan, &self->next);
 		AFE_AWAIT(&self->send.base);
-		if (self->send.base.result)
-			AFE_RETURN(self->send.base.result);
+		self->result = self->send.base.result;
+		if (self->result)
+			break;
 	}
+	/* Also after a failed send: the last handle dropped closes the
+	 * channel, so the consumers finish (and the check reports it). */
 	afe_chan_drop_sender(&self->m->chan);
-	AFE_RETURN(0);
+	AFE_RETURN(self->result);
 	AFE_ASYNC_END;
 }
 
@@ -95,8 +100,13 @@ int workload_channel_mpmc(const struct bench_args *a)
 	if (producers < 1 || consumers < 1)
 		bench_fail("channel_mpmc", "needs a producer and a consumer");
 	struct mpmc m = {.n = n, .producers = producers, .consumers = consumers};
-	if (afe_chan_init(&m.chan, sizeof(uint64_t), (size_t)cap))
-		bench_fail("channel_mpmc", "channel init failed");
+	/* bench_arg refuses negative values: there is no way to ask for an
+	 * unbounded channel (AFE_CHAN_UNBOUNDED) by accident. */
+	int err = afe_chan_init(&m.chan, sizeof(uint64_t), (size_t)cap);
+	if (err) {
+		fprintf(stderr, "afe_bench: channel_mpmc: --cap=%ld: %s\n", cap, strerror(-err));
+		exit(2);
+	}
 	for (long p = 1; p < producers; p++)
 		afe_chan_add_sender(&m.chan);
 	uint64_t *sums = calloc((size_t)consumers, sizeof(uint64_t));

@@ -35,16 +35,23 @@ int afe_cancel_token_cancel(struct afe_cancel_token *t)
 	 * what was written before cancelling is seen by who sees the flag.
 	 * No waiter links after this (the flag is read under the lock). */
 	atomic_store_explicit(&t->cancelled, true, memory_order_release);
-	struct afe_waiter *w;
-	while ((w = afe_waitq_claim_first(&t->waiters, NULL))) {
-		struct afe_waker wake;
-		afe_waiter_complete(&t->waiters, w, 0, &wake);
-		afe_wake_batch_add(&batch, wake);
+	/* A full batch is woken with the lock released only when more
+	 * waiters are left: after the last wake the token is not touched (a
+	 * woken task may free it). */
+	for (;;) {
 		if (afe_wake_batch_full(&batch)) {
+			if (afe_waitq_empty(&t->waiters))
+				break;
 			afe_spin_unlock(&t->lock);
 			afe_wake_batch_run(&batch);
 			afe_spin_lock(&t->lock);
 		}
+		struct afe_waiter *w = afe_waitq_claim_first(&t->waiters, NULL);
+		if (!w)
+			break;
+		struct afe_waker wake;
+		afe_waiter_complete(&t->waiters, w, 0, &wake);
+		afe_wake_batch_add(&batch, wake);
 	}
 	afe_spin_unlock(&t->lock);
 	afe_wake_batch_run(&batch);
@@ -66,8 +73,13 @@ static int wait_poll(struct afe_future *f, struct afe_context *cx)
 		return AFE_READY;
 	}
 	intptr_t value;
-	if (afe_waiter_take_done(&tw->wait, &value)) {
+	unsigned settled = afe_waiter_settle(&tw->wait, &value);
+	if (settled == AFE_WAIT_DONE) {
 		f->result = 0;
+		return AFE_READY;
+	}
+	if (settled != AFE_WAIT_LINKED && cx->cancel) {
+		f->result = -ECANCELED; /* not waiting: the token is not touched */
 		return AFE_READY;
 	}
 	struct afe_waker stale = {0};

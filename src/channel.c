@@ -13,6 +13,16 @@
  *   are served in order and the woken sender finds its send done.
  * - an operation that is a select's branch claims the select's race before
  *   it changes anything; if it cannot, it changes nothing (see waitq.h).
+ *   A send or receive that claimed it to pair with a waiting party that
+ *   then turned out gone (its own select decided meanwhile) and that
+ *   would now wait gives the claim back (afe_race_unclaim): a select is
+ *   never committed to an operation that has not happened.
+ * - once closed, no item moves from a waiting sender: close completes
+ *   every one of them with -EPIPE, even while it has the lock released
+ *   to wake a batch.
+ * - an unbounded ring grows into memory allocated with the lock released
+ *   (struct grow); only the copy of the items is done under it, amortised
+ *   O(1) per item.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +31,16 @@
 #include "../pool/spinlock.h"
 #include "waitq.h"
 
-enum op_outcome { OP_DONE, OP_WAIT, OP_LOST };
+enum op_outcome { OP_DONE, OP_WAIT, OP_LOST, OP_GROW };
+
+/* An unbounded ring's next buffer, allocated without the lock: send_try
+ * asks for `want` slots (OP_GROW), the caller unlocks, allocates and
+ * tries again; a buffer replaced by it is freed after the unlock. */
+struct grow {
+	size_t want, slots; /* slots: what buf holds room for */
+	unsigned char *buf, *old;
+	bool failed;	    /* the allocation of `slots` failed */
+};
 
 static struct afe_chan_send *send_of(struct afe_waiter *w)
 {
@@ -57,25 +76,46 @@ static void ring_take(struct afe_chan *ch, void *out)
 	ch->len--;
 }
 
-/* Unbounded channels: doubles the ring, keeping the items in order. */
-static int ring_grow(struct afe_chan *ch)
+/* Unbounded channels: doubles the ring into g->buf, keeping the items in
+ * order. -EAGAIN: allocate g->want slots first (with the lock released). */
+static int ring_grow(struct afe_chan *ch, struct grow *g)
 {
 	size_t slots = ch->slots ? ch->slots * 2 : 16;
 	if (slots < ch->slots || slots > SIZE_MAX / ch->item_size)
 		return -ENOMEM;
-	unsigned char *buf = malloc(slots * ch->item_size);
-	if (!buf)
-		return -ENOMEM;
+	if (g->slots != slots || !g->buf) {
+		if (g->failed && g->slots == slots)
+			return -ENOMEM;
+		g->want = slots;
+		return -EAGAIN;
+	}
+	unsigned char *buf = g->buf;
+	g->buf = NULL;
 	size_t first = ch->slots - ch->head < ch->len ? ch->slots - ch->head : ch->len;
 	if (first)
 		memcpy(buf, ch->buf + ch->head * ch->item_size, first * ch->item_size);
 	if (ch->len > first)
 		memcpy(buf + first * ch->item_size, ch->buf, (ch->len - first) * ch->item_size);
-	free(ch->buf);
+	g->old = ch->buf;
 	ch->buf = buf;
 	ch->slots = slots;
 	ch->head = 0;
 	return 0;
+}
+
+/* With the lock released: gets the buffer send_try asked for. */
+static void grow_alloc(struct afe_chan *ch, struct grow *g)
+{
+	free(g->buf);
+	g->slots = g->want;
+	g->buf = malloc(g->want * ch->item_size);
+	g->failed = !g->buf;
+}
+
+static void grow_done(struct grow *g)
+{
+	free(g->buf);
+	free(g->old);
 }
 
 /* ---- the operations (under the lock) -------------------------------------- */
@@ -83,10 +123,14 @@ static int ring_grow(struct afe_chan *ch)
 /*
  * Tries to send item. OP_DONE with *result set, OP_WAIT when the caller
  * must wait (nothing changed), OP_LOST when race was won by another branch
- * (nothing changed). A receiver completed here has its waker in *wake.
+ * (nothing changed), OP_GROW when the ring must grow first (nothing
+ * changed; see struct grow). A receiver completed here has its waker in
+ * *wake. Unless OP_DONE, race may have been claimed for index (see
+ * op_locked).
  */
-static enum op_outcome send_locked(struct afe_chan *ch, const void *item, struct afe_race *race,
-				   intptr_t index, int *result, struct afe_waker *wake)
+static enum op_outcome send_try(struct afe_chan *ch, const void *item, struct afe_race *race,
+				intptr_t index, int *result, struct afe_waker *wake,
+				struct grow *g)
 {
 	if (ch->closed) {
 		if (!afe_race_claim(race, index))
@@ -104,11 +148,13 @@ static enum op_outcome send_locked(struct afe_chan *ch, const void *item, struct
 			*result = 0;
 			return OP_DONE;
 		}
-		/* Every receiver lost its race meanwhile, and we are committed:
-		 * the ring, or wait as the race's winner. */
+		/* Every receiver lost its race meanwhile: the ring, or wait
+		 * (op_locked then gives back the claim). */
 	}
 	if (ch->len < ch->capacity) {
-		int err = ch->len == ch->slots ? ring_grow(ch) : 0;
+		int err = ch->len == ch->slots ? ring_grow(ch, g) : 0;
+		if (err == -EAGAIN)
+			return OP_GROW;
 		if (!afe_race_claim(race, index))
 			return OP_LOST;
 		if (err == 0)
@@ -119,16 +165,17 @@ static enum op_outcome send_locked(struct afe_chan *ch, const void *item, struct
 	return OP_WAIT;
 }
 
-/* Tries to receive into out; outcomes as for send_locked. */
-static enum op_outcome recv_locked(struct afe_chan *ch, void *out, struct afe_race *race,
-				   intptr_t index, int *result, struct afe_waker *wake)
+/* Tries to receive into out; outcomes as for send_try (never OP_GROW). */
+static enum op_outcome recv_try(struct afe_chan *ch, void *out, struct afe_race *race,
+				intptr_t index, int *result, struct afe_waker *wake)
 {
 	if (ch->len) {
 		if (!afe_race_claim(race, index))
 			return OP_LOST;
 		ring_take(ch, out);
-		/* A slot is free: the first waiting sender's item takes it. */
-		if (AFE_UNLIKELY(!afe_waitq_empty(&ch->senders))) {
+		/* A slot is free: the first waiting sender's item takes it
+		 * (not once closed: close fails every waiting sender). */
+		if (AFE_UNLIKELY(!afe_waitq_empty(&ch->senders)) && !ch->closed) {
 			struct afe_waiter *w = afe_waitq_claim_first(&ch->senders, NULL);
 			if (w) {
 				ring_put(ch, send_of(w)->item);
@@ -138,7 +185,8 @@ static enum op_outcome recv_locked(struct afe_chan *ch, void *out, struct afe_ra
 		*result = 0;
 		return OP_DONE;
 	}
-	if (!afe_waitq_empty(&ch->senders) && afe_waitq_has_live(&ch->senders, race)) {
+	if (!afe_waitq_empty(&ch->senders) && !ch->closed &&
+	    afe_waitq_has_live(&ch->senders, race)) {
 		if (!afe_race_claim(race, index))
 			return OP_LOST;
 		struct afe_waiter *w = afe_waitq_claim_first(&ch->senders, race);
@@ -158,9 +206,31 @@ static enum op_outcome recv_locked(struct afe_chan *ch, void *out, struct afe_ra
 	return OP_WAIT;
 }
 
+/*
+ * send_try or recv_try (item NULL: receive into out). A claim of the race
+ * they made but could not use (they did not finish) is given back, with
+ * *reopened set: the caller then wakes its task (see afe_race_unclaim).
+ */
+static enum op_outcome op_locked(struct afe_chan *ch, const void *item, void *out,
+				 struct afe_race *race, intptr_t index, int *result,
+				 struct afe_waker *wake, struct grow *g, bool *reopened)
+{
+	bool was_open = afe_race_open(race);
+	enum op_outcome o = item ? send_try(ch, item, race, index, result, wake, g)
+				 : recv_try(ch, out, race, index, result, wake);
+	if (was_open && (o == OP_WAIT || o == OP_GROW) &&
+	    atomic_load_explicit(&race->winner, memory_order_relaxed) == index) {
+		afe_race_unclaim(race, index);
+		*reopened = true;
+	}
+	return o;
+}
+
 /* Closes a locked channel, completes every waiter, and unlocks it. Wakers
  * are woken in batches with the lock released; no new waiter can arrive
- * meanwhile, since the channel is closed. */
+ * meanwhile, since the channel is closed, and no waiting sender delivers
+ * (recv_try). After the last batch's wakes the channel is not touched: a
+ * woken task may free it. */
 static void close_and_unlock(struct afe_chan *ch)
 {
 	struct afe_wake_batch batch = {0};
@@ -168,6 +238,13 @@ static void close_and_unlock(struct afe_chan *ch)
 	for (;;) {
 		struct afe_waiter *w;
 		struct afe_waker wake;
+		if (afe_wake_batch_full(&batch)) {
+			if (afe_waitq_empty(&ch->receivers) && afe_waitq_empty(&ch->senders))
+				break;
+			afe_spin_unlock(&ch->lock);
+			afe_wake_batch_run(&batch);
+			afe_spin_lock(&ch->lock);
+		}
 		if ((w = afe_waitq_claim_first(&ch->receivers, NULL))) {
 			int result = -EPIPE;
 			if (ch->len) { /* only a select's branches get here */
@@ -181,11 +258,6 @@ static void close_and_unlock(struct afe_chan *ch)
 			break;
 		}
 		afe_wake_batch_add(&batch, wake);
-		if (afe_wake_batch_full(&batch)) {
-			afe_spin_unlock(&ch->lock);
-			afe_wake_batch_run(&batch);
-			afe_spin_lock(&ch->lock);
-		}
 	}
 	afe_spin_unlock(&ch->lock);
 	afe_wake_batch_run(&batch);
@@ -315,10 +387,16 @@ int afe_chan_try_send(struct afe_chan *ch, const void *item)
 	if (!ch || !item)
 		return -EINVAL;
 	struct afe_waker wake = {0};
+	struct grow g = {0};
 	int result = -EAGAIN;
 	afe_spin_lock(&ch->lock);
-	send_locked(ch, item, NULL, 0, &result, &wake); /* OP_WAIT leaves -EAGAIN */
+	while (send_try(ch, item, NULL, 0, &result, &wake, &g) == OP_GROW) {
+		afe_spin_unlock(&ch->lock);
+		grow_alloc(ch, &g);
+		afe_spin_lock(&ch->lock);
+	} /* OP_WAIT leaves -EAGAIN */
 	afe_spin_unlock(&ch->lock);
+	grow_done(&g);
 	afe_waker_wake_if_set(&wake);
 	return result;
 }
@@ -330,33 +408,39 @@ int afe_chan_try_recv(struct afe_chan *ch, void *out)
 	struct afe_waker wake = {0};
 	int result = -EAGAIN;
 	afe_spin_lock(&ch->lock);
-	recv_locked(ch, out, NULL, 0, &result, &wake);
+	recv_try(ch, out, NULL, 0, &result, &wake);
 	afe_spin_unlock(&ch->lock);
 	afe_waker_wake_if_set(&wake);
 	return result;
 }
 
 /*
- * The poll shared by send and receive: a completed wait is read without the
- * lock; otherwise, under it, a waiting future refreshes its waker or (when
- * cancelled) unlinks itself, and an idle one tries its operation and waits
- * if it must.
+ * The poll shared by send and receive: a completed, detached or cancelled
+ * idle wait is settled without the lock (afe_waiter_settle); otherwise,
+ * under it, a waiting future refreshes its waker or (when cancelled)
+ * unlinks itself, and an idle one tries its operation and waits if it
+ * must.
  */
 static int op_poll(struct afe_future *f, struct afe_context *cx, struct afe_chan *ch,
-		   struct afe_waiter *wait, bool sending, void *buf)
+		   struct afe_waiter *wait, const void *item, void *out)
 {
-	/* Acquire: pairs with the release in afe_waiter_complete, so value
-	 * and a received item are visible. */
-	if (atomic_load_explicit(&wait->state, memory_order_acquire) == AFE_WAIT_DONE) {
-		atomic_store_explicit(&wait->state, AFE_WAIT_IDLE, memory_order_relaxed);
-		f->result = wait->value;
+	intptr_t value = 0;
+	unsigned state = afe_waiter_settle(wait, &value);
+	if (state == AFE_WAIT_DONE) {
+		f->result = value;
 		return AFE_READY;
 	}
-	struct afe_waitq *q = sending ? &ch->senders : &ch->receivers;
+	if (state != AFE_WAIT_LINKED && cx->cancel) {
+		f->result = -ECANCELED; /* not waiting: the channel is not touched */
+		return AFE_READY;
+	}
+	struct afe_waitq *q = item ? &ch->senders : &ch->receivers;
 	struct afe_waker wake = {0}, stale = {0};
+	struct grow g = {0};
+	bool reopened = false;
 	int ready = AFE_READY;
 	afe_spin_lock(&ch->lock);
-	unsigned state = afe_waiter_poll_locked(q, wait, cx, &stale);
+	state = afe_waiter_poll_locked(q, wait, cx, &stale);
 	if (state == AFE_WAIT_DONE) {
 		f->result = wait->value;
 	} else if (state == AFE_WAIT_LINKED) {
@@ -367,20 +451,28 @@ static int op_poll(struct afe_future *f, struct afe_context *cx, struct afe_chan
 		struct afe_race *race = afe_race_of(cx, f);
 		intptr_t index = race ? race->index : 0;
 		int result = 0;
-		enum op_outcome out = sending ? send_locked(ch, buf, race, index, &result, &wake)
-					      : recv_locked(ch, buf, race, index, &result, &wake);
-		if (out == OP_DONE) {
+		enum op_outcome o;
+		while ((o = op_locked(ch, item, out, race, index, &result, &wake, &g, &reopened)) ==
+		       OP_GROW) {
+			afe_spin_unlock(&ch->lock);
+			grow_alloc(ch, &g);
+			afe_spin_lock(&ch->lock);
+		}
+		if (o == OP_DONE) {
 			f->result = result;
 		} else {
 			/* OP_LOST: another branch of our select won; it decides. */
-			if (out == OP_WAIT)
+			if (o == OP_WAIT)
 				afe_waiter_link(q, wait, cx, race);
 			ready = AFE_PENDING;
 		}
 	}
 	afe_spin_unlock(&ch->lock);
+	grow_done(&g);
 	afe_waker_drop(&stale);
 	afe_waker_wake_if_set(&wake);
+	if (reopened)
+		afe_context_yield(cx); /* the select polls its detached branches again */
 	return ready;
 }
 
@@ -391,7 +483,7 @@ static int send_poll(struct afe_future *f, struct afe_context *cx)
 		f->result = -EINVAL;
 		return AFE_READY;
 	}
-	return op_poll(f, cx, s->chan, &s->wait, true, (void *)(uintptr_t)s->item);
+	return op_poll(f, cx, s->chan, &s->wait, s->item, NULL);
 }
 
 static int recv_poll(struct afe_future *f, struct afe_context *cx)
@@ -401,7 +493,7 @@ static int recv_poll(struct afe_future *f, struct afe_context *cx)
 		f->result = -EINVAL;
 		return AFE_READY;
 	}
-	return op_poll(f, cx, r->chan, &r->wait, false, r->out);
+	return op_poll(f, cx, r->chan, &r->wait, NULL, r->out);
 }
 
 void afe_chan_send_init(struct afe_chan_send *s, struct afe_chan *ch, const void *item)

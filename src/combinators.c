@@ -110,13 +110,16 @@ static intptr_t race_decide(struct afe_select *s, intptr_t v)
 	return open;
 }
 
-/* Polls child i, telling it that it is the select's child i. */
-static int poll_child(struct afe_select *s, size_t i, struct afe_context *sub)
+/* Polls child i, telling it that it is the select's child i, and whether
+ * it is withdrawn as a loser. */
+static int poll_child(struct afe_select *s, size_t i, struct afe_context *sub, bool withdrawing)
 {
 	s->race.polling = s->futures[i];
 	s->race.index = (intptr_t)i;
+	s->race.withdrawing = withdrawing;
 	int r = afe_future_poll(s->futures[i], sub);
 	s->race.polling = NULL;
+	s->race.withdrawing = false;
 	return r;
 }
 
@@ -127,7 +130,7 @@ static intptr_t poll_for_winner(struct afe_select *s, struct afe_context *sub)
 		/* Acquire: pairs with a completer's claim. */
 		if (atomic_load_explicit(&s->race.winner, memory_order_acquire) != AFE_RACE_OPEN)
 			break;
-		if (poll_child(s, i, sub) == AFE_READY)
+		if (poll_child(s, i, sub, false) == AFE_READY)
 			return race_decide(s, (intptr_t)i);
 	}
 	return atomic_load_explicit(&s->race.winner, memory_order_acquire);
@@ -156,11 +159,13 @@ static int select_poll(struct afe_future *f, struct afe_context *cx)
 	s->winner = has_winner ? w : -1;
 
 	/* The winner runs to its end (cancelled only if we are); the others
-	 * are withdrawn. */
+	 * are withdrawn: as losers when a branch or the default won, else
+	 * because we are cancelled. */
 	bool all = true;
+	bool lost = has_winner || w == race_default(s);
 	for (size_t i = 0; i < s->n; i++) {
 		sub.cancel = cx->cancel || (intptr_t)i != w;
-		if (poll_child(s, i, &sub) == AFE_PENDING)
+		if (poll_child(s, i, &sub, lost && (intptr_t)i != w) == AFE_PENDING)
 			all = false;
 	}
 	if (!all)
@@ -185,6 +190,7 @@ static int select_setup(struct afe_select *f, struct afe_future **futures, size_
 	atomic_init(&f->race.winner, AFE_RACE_OPEN);
 	f->race.polling = NULL;
 	f->race.index = 0;
+	f->race.withdrawing = false;
 	if (!futures && n)
 		return -EINVAL;
 	return (!n && !has_default) ? -EINVAL : 0;

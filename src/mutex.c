@@ -73,9 +73,14 @@ static int lock_poll(struct afe_future *f, struct afe_context *cx)
 		return AFE_READY;
 	}
 	intptr_t value;
-	bool granted = afe_waiter_take_done(&l->wait, &value);
+	unsigned settled = afe_waiter_settle(&l->wait, &value);
+	bool granted = settled == AFE_WAIT_DONE;
 	if (granted && !cx->cancel) {
 		f->result = 0;
+		return AFE_READY;
+	}
+	if (!granted && settled != AFE_WAIT_LINKED && cx->cancel) {
+		f->result = -ECANCELED; /* not waiting: the mutex is not touched */
 		return AFE_READY;
 	}
 	struct afe_waker stale = {0};

@@ -3,6 +3,8 @@
  * Notify: a permit flag and a FIFO of notified futures behind a spinlock.
  * A waiter completed by notify_one carries NOTIFIED_ONE in its value, so
  * that if it is cancelled before reporting, it passes the notification on.
+ * While linked, a waiter's value is the epoch it linked in (notify_all
+ * calls before it); epochs never decrease along the queue.
  */
 #include "afe/notify.h"
 #include "../pool/spinlock.h"
@@ -59,23 +61,27 @@ int afe_notify_all(struct afe_notify *n)
 	int woken = 0;
 	afe_spin_lock(&n->lock);
 	/* Only the waiters of this moment, even while the lock is released
-	 * for a batch: a waiter's value holds the epoch it linked in. */
+	 * for a batch: those of this epoch or before (an overlapping earlier
+	 * call may not have reached them yet), not those linked since. */
 	uintptr_t epoch = n->epoch++;
 	struct afe_waiter *w;
-	while ((w = n->waiters.head) && (uintptr_t)w->value == epoch) {
-		if (afe_race_claim(w->race, w->race_index)) {
-			struct afe_waker wake;
-			afe_waiter_complete(&n->waiters, w, NOTIFIED_ALL, &wake);
-			afe_wake_batch_add(&batch, wake);
-			woken++;
-		} else {
-			afe_waiter_detach(&n->waiters, w);
-		}
+	while ((w = n->waiters.head) && (intptr_t)(epoch - (uintptr_t)w->value) >= 0) {
+		/* A full batch is woken with the lock released only when one
+		 * more waiter is due: after the last wake n is not touched. */
 		if (afe_wake_batch_full(&batch)) {
 			afe_spin_unlock(&n->lock);
 			afe_wake_batch_run(&batch);
 			afe_spin_lock(&n->lock);
+			continue;
 		}
+		/* One whose race looks lost is completed too (it carries no
+		 * resource, and its select may yet reopen the race: see
+		 * afe_race_unclaim); only a win counts as woken. */
+		if (afe_race_claim(w->race, w->race_index))
+			woken++;
+		struct afe_waker wake;
+		afe_waiter_complete(&n->waiters, w, NOTIFIED_ALL, &wake);
+		afe_wake_batch_add(&batch, wake);
 	}
 	afe_spin_unlock(&n->lock);
 	afe_wake_batch_run(&batch);
@@ -91,9 +97,15 @@ static int notified_poll(struct afe_future *f, struct afe_context *cx)
 		return AFE_READY;
 	}
 	intptr_t value = 0;
-	bool notified = afe_waiter_take_done(&nd->wait, &value);
-	if (notified && !cx->cancel) {
-		f->result = 0;
+	unsigned settled = afe_waiter_settle(&nd->wait, &value);
+	bool notified = settled == AFE_WAIT_DONE;
+	if (notified && (!cx->cancel || value != NOTIFIED_ONE)) {
+		/* Cancelled after a notify_all: nothing to pass on. */
+		f->result = cx->cancel ? -ECANCELED : 0;
+		return AFE_READY;
+	}
+	if (!notified && settled != AFE_WAIT_LINKED && cx->cancel) {
+		f->result = -ECANCELED; /* not waiting: the notify is not touched */
 		return AFE_READY;
 	}
 	struct afe_waker stale = {0};

@@ -57,9 +57,11 @@ int afe_oneshot_close_sender(struct afe_oneshot *o)
 
 /*
  * A receive that is a select's branch claims the race before it takes the
- * value, and when withdrawn (cancelled by the select) leaves the oneshot
- * as it is: open, and holding a value that arrived, for the next receive.
- * Cancelled outside a select it closes the receiving end.
+ * value, and when withdrawn as a losing branch leaves the oneshot as it
+ * is: open, and holding a value that arrived, for the next receive.
+ * Cancelled otherwise it closes the receiving end: outside a select it
+ * still takes a value that arrived (and reports it); cancelled with its
+ * select, whose result then is -ECANCELED, it discards it.
  */
 static int recv_poll(struct afe_future *f, struct afe_context *cx)
 {
@@ -74,6 +76,8 @@ static int recv_poll(struct afe_future *f, struct afe_context *cx)
 	afe_spin_lock(&o->lock);
 	bool has_value = o->state == SENT || o->state == SENDER_CLOSED;
 	if (cx->cancel && race) {
+		if (!race->withdrawing)
+			o->state = RECEIVER_CLOSED; /* with a value: it is discarded */
 		f->result = -ECANCELED;
 		ready = AFE_READY;
 	} else if (has_value) {

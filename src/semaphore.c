@@ -16,7 +16,8 @@ static size_t wanted(struct afe_waiter *w)
 }
 
 /* Grants free permits to the waiters in order, collecting their wakers
- * (flushing full batches with the spinlock briefly released). */
+ * (flushing a full batch with the spinlock briefly released, only when
+ * another waiter is to be granted: never after the last one's wake). */
 static void grant_locked(struct afe_semaphore *s, struct afe_wake_batch *batch)
 {
 	struct afe_waiter *w;
@@ -28,6 +29,12 @@ static void grant_locked(struct afe_semaphore *s, struct afe_wake_batch *batch)
 		size_t n = wanted(w);
 		if (n > s->permits)
 			return;
+		if (afe_wake_batch_full(batch)) {
+			afe_spin_unlock(&s->lock);
+			afe_wake_batch_run(batch);
+			afe_spin_lock(&s->lock);
+			continue;
+		}
 		if (!afe_race_claim(w->race, w->race_index)) {
 			afe_waiter_detach(&s->waiters, w);
 			continue;
@@ -36,11 +43,6 @@ static void grant_locked(struct afe_semaphore *s, struct afe_wake_batch *batch)
 		struct afe_waker wake;
 		afe_waiter_complete(&s->waiters, w, 0, &wake);
 		afe_wake_batch_add(batch, wake);
-		if (afe_wake_batch_full(batch)) {
-			afe_spin_unlock(&s->lock);
-			afe_wake_batch_run(batch);
-			afe_spin_lock(&s->lock);
-		}
 	}
 }
 
@@ -119,9 +121,14 @@ static int acquire_poll(struct afe_future *f, struct afe_context *cx)
 		return AFE_READY;
 	}
 	intptr_t value;
-	bool granted = afe_waiter_take_done(&a->wait, &value);
+	unsigned settled = afe_waiter_settle(&a->wait, &value);
+	bool granted = settled == AFE_WAIT_DONE;
 	if (granted && !cx->cancel) {
 		f->result = 0;
+		return AFE_READY;
+	}
+	if (!granted && settled != AFE_WAIT_LINKED && cx->cancel) {
+		f->result = -ECANCELED; /* not waiting: the semaphore is not touched */
 		return AFE_READY;
 	}
 	struct afe_waker stale = {0};
@@ -150,9 +157,11 @@ static int acquire_poll(struct afe_future *f, struct afe_context *cx)
 	if (ready == AFE_READY)
 		f->result = granted ? 0 : -ECANCELED;
 	if (granted && cx->cancel) {
-		/* Granted, but cancelled before we could report it: give back. */
+		/* Granted, but cancelled before we could report it: give back.
+		 * Releases meanwhile may have filled the count: it saturates
+		 * (as afe_sem_release would refuse more than SIZE_MAX). */
 		f->result = -ECANCELED;
-		s->permits += a->n;
+		s->permits = a->n > SIZE_MAX - s->permits ? SIZE_MAX : s->permits + a->n;
 	}
 	/* A waiter that left (cancelled, or gave back) may let others in. */
 	grant_locked(s, &batch);

@@ -9,7 +9,7 @@
  *   LINKED --(its own cancel poll, under the lock)--------> IDLE
  *   LINKED --(another party completes it, under the lock)-> DONE
  *   LINKED --(another party finds its race lost)----------> DETACHED
- *   DONE / DETACHED --(its own next poll)-----------------> IDLE
+ *   DONE / DETACHED --(its own next poll, without lock)---> IDLE
  * DONE and DETACHED are published with a release store after the node is
  * unlinked and (for DONE) its waker moved out; the owner's acquire load of
  * state pairs with it, so the owner may read value and reuse the node
@@ -24,6 +24,19 @@
  * Wakers are woken and dropped only after the lock is released: a wake
  * can run a task on another thread at once, and a drop can free a task
  * whose future holds the primitive itself.
+ *
+ * Lifetime: a woken task may destroy and free the primitive as soon as it
+ * knows nobody else uses it. So
+ * - a waiting future reads DONE and DETACHED without the lock and then
+ *   does not touch the primitive (except to pass on what it was handed,
+ *   when cancelled: a mutex, permits, a notify_one); nor does a future
+ *   that is not linked and is cancelled;
+ * - a call that wakes waiters never takes the lock again after it woke
+ *   its last batch: it stops as soon as nobody is left before flushing a
+ *   full batch (afe_wake_batch_full, then afe_waitq_empty).
+ * A detached waiter is not a lost one: its select's race may open again
+ * (see the channel's send and receive, which withdraw a claim they could
+ * not use), and its next poll without cancel simply tries again.
  */
 #ifndef AFE_SRC_WAITQ_H
 #define AFE_SRC_WAITQ_H
@@ -101,6 +114,25 @@ static inline bool afe_race_claim(struct afe_race *r, intptr_t index)
 						       memory_order_acq_rel,
 						       memory_order_acquire) ||
 	       open == index;
+}
+
+/* True when race r (NULL: no race) is open now (a peek). */
+static inline bool afe_race_open(const struct afe_race *r)
+{
+	return r && atomic_load_explicit(&r->winner, memory_order_relaxed) == AFE_RACE_OPEN;
+}
+
+/* Gives back a claim of race r for index made by this very poll, which
+ * turned out unusable. Nobody else claims r for index meanwhile (only this
+ * poll's branch has it); others only saw r decided, so they may have
+ * detached the select's other waiters without waking it: the caller wakes
+ * its task so that the select polls them again. */
+static inline void afe_race_unclaim(struct afe_race *r, intptr_t index)
+{
+	intptr_t mine = index;
+	/* acq_rel: a claim after this one must see everything done before. */
+	atomic_compare_exchange_strong_explicit(&r->winner, &mine, AFE_RACE_OPEN,
+						memory_order_acq_rel, memory_order_relaxed);
 }
 
 /* True when w could still win its race (a peek; the claim decides). */
@@ -222,17 +254,37 @@ static inline unsigned afe_waiter_poll_locked(struct afe_waitq *q, struct afe_wa
 	return AFE_WAIT_IDLE;
 }
 
-/* Without the lock: true (and the outcome in *value) when another party
- * completed w; w is then idle again. */
-static inline bool afe_waiter_take_done(struct afe_waiter *w, intptr_t *value)
+/*
+ * Without the lock, first thing in a waiting future's poll. Returns
+ *   AFE_WAIT_DONE:     completed by another party; the outcome is in *value
+ *                      and w is idle again
+ *   AFE_WAIT_DETACHED: unlinked by another party that found its race
+ *                      decided; w is idle again and its waker dropped
+ *   AFE_WAIT_IDLE:     not waiting
+ *   AFE_WAIT_LINKED:   still linked (as of now): the rest needs the lock
+ * Only LINKED can change under the owner's feet (others change it under
+ * the lock); IDLE, DONE and DETACHED are the owner's. So with DONE,
+ * DETACHED or IDLE and cancel set, the owner is done with the primitive
+ * without ever locking it.
+ */
+static inline unsigned afe_waiter_settle(struct afe_waiter *w, intptr_t *value)
 {
-	/* Acquire: pairs with the release in afe_waiter_complete, so value
-	 * and whatever the completer wrote for the owner are visible. */
-	if (atomic_load_explicit(&w->state, memory_order_acquire) != AFE_WAIT_DONE)
-		return false;
+	/* Acquire: pairs with the release in afe_waiter_complete (value and
+	 * whatever the completer wrote for the owner are visible) and in
+	 * afe_waiter_detach. */
+	unsigned state = atomic_load_explicit(&w->state, memory_order_acquire);
+	if (state == AFE_WAIT_DONE) {
+		*value = w->value;
+	} else if (state == AFE_WAIT_DETACHED) {
+		struct afe_waker stale = w->waker;
+		w->waker.vtable = NULL;
+		w->race = NULL;
+		afe_waker_drop(&stale);
+	} else {
+		return state;
+	}
 	atomic_store_explicit(&w->state, AFE_WAIT_IDLE, memory_order_relaxed);
-	*value = w->value;
-	return true;
+	return state;
 }
 
 /* Wakers collected under a lock, woken after it. */

@@ -76,6 +76,38 @@ static inline struct afe_context counting_context(struct counting_waker *cw, boo
 	return (struct afe_context){.waker = &cw->waker, .task = NULL, .cancel = cancel};
 }
 
+/* A counting waker that also calls on_wake(arg, n) at its n-th wake:
+ * stands in for a woken task that runs at once on another worker, while
+ * the waking call is still under way. */
+struct hook_waker {
+	struct counting_waker cw; /* first: the vtable's data is the hook */
+	void (*on_wake)(void *arg, int nth);
+	void *arg;
+};
+
+static void hw_wake_by_ref(void *d)
+{
+	struct hook_waker *hw = d;
+	int nth = atomic_fetch_add(&hw->cw.wakes, 1) + 1;
+	if (hw->on_wake)
+		hw->on_wake(hw->arg, nth);
+}
+static void hw_wake(void *d)
+{
+	hw_wake_by_ref(d);
+	cw_drop(d);
+}
+static const struct afe_waker_vtable hook_vtable = {cw_clone, hw_wake, hw_wake_by_ref, cw_drop};
+
+static inline void hook_waker_init(struct hook_waker *hw, void (*on_wake)(void *, int), void *arg)
+{
+	counting_waker_init(&hw->cw);
+	hw->cw.waker.vtable = &hook_vtable;
+	hw->cw.waker.data = hw;
+	hw->on_wake = on_wake;
+	hw->arg = arg;
+}
+
 /* A future that yields `rounds` times, then returns `value`. */
 struct yielder {
 	struct afe_future base;

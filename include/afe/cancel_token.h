@@ -31,7 +31,9 @@ struct afe_cancel_token {
 AFE_EXPORT void afe_cancel_token_init(struct afe_cancel_token *t);
 
 /* Returns 0, -EINVAL for a null token, -EBUSY while a future waits on it
- * (nothing is changed: cancel it, let the waiters finish, then destroy). */
+ * (nothing is changed: cancel it, let the waiters finish, then destroy).
+ * A wait ended by the cancel does not touch the token again, nor does the
+ * cancel after its last wake; see waiter.h for the rule. */
 AFE_EXPORT int afe_cancel_token_destroy(struct afe_cancel_token *t);
 
 /* Sets the token and wakes every waiter. Returns 0, -EALREADY if it was

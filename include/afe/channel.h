@@ -67,8 +67,11 @@ AFE_EXPORT int afe_chan_init(struct afe_chan *ch, size_t item_size, size_t capac
  * Frees the channel's storage; items still buffered are discarded.
  * Returns 0, -EINVAL for a null channel, or -EBUSY while a send or receive
  * is waiting on it (nothing is changed: close it, let the waiters finish,
- * then destroy). A future whose wait was ended by a close does not touch
- * the channel again, even before it is polled.
+ * then destroy). A future whose wait was ended by a close (or that a
+ * select withdrew after another party unlinked it) does not touch the
+ * channel again, even before it is polled; nor does close after its last
+ * wake. Otherwise destroy only once every call and future on the channel
+ * has finished (see waiter.h).
  */
 AFE_EXPORT int afe_chan_destroy(struct afe_chan *ch);
 

@@ -73,13 +73,19 @@ struct afe_waker {
  * and a losing receive took nothing. A future polled by someone else (a
  * grandchild of the select) sees polling != itself and ignores the race.
  * winner: AFE_RACE_OPEN until claimed; then the index of the winner, or a
- * value past the children (the default branch, cancellation).
+ * value past the children (the default branch, cancellation). A claim
+ * that its own branch's poll could not use is given back (the race is
+ * open again): a select is committed only to what has happened.
+ * withdrawing: the child is polled with cancel because another branch
+ * (or the default) won, not because the select itself is cancelled.
  */
 #define AFE_RACE_OPEN ((intptr_t)-1)
 struct afe_race {
 	_Atomic intptr_t winner;
-	const struct afe_future *polling; /* written and read by the select's poll only */
+	/* Written and read by the select's poll only: */
+	const struct afe_future *polling;
 	intptr_t index;
+	bool withdrawing;
 };
 
 /* What a poll receives. cancel asks the future to wind down; race is set

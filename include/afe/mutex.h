@@ -37,7 +37,8 @@ struct afe_mutex {
 AFE_EXPORT void afe_mutex_init(struct afe_mutex *m);
 
 /* Returns 0, -EINVAL for a null mutex, -EBUSY while it is locked or a lock
- * future waits on it (nothing is changed). */
+ * future waits on it (nothing is changed). See waiter.h for when a mutex
+ * may be destroyed. */
 AFE_EXPORT int afe_mutex_destroy(struct afe_mutex *m);
 
 /* Takes the lock if it is free and nobody waits: 0, else -EBUSY

@@ -33,14 +33,18 @@ struct afe_notify {
 AFE_EXPORT void afe_notify_init(struct afe_notify *n);
 
 /* Returns 0, -EINVAL for a null notify, -EBUSY while a future waits on it
- * (nothing is changed). */
+ * (nothing is changed). Destroy only once every call and future on it has
+ * finished (see waiter.h): a notified future cancelled before it reported
+ * a notify_one passes it on through the notify. */
 AFE_EXPORT int afe_notify_destroy(struct afe_notify *n);
 
 /* Wakes one waiter or stores the permit. Returns 1 when a waiter was woken,
  * 0 when the permit was stored, -EINVAL for a null notify. */
 AFE_EXPORT int afe_notify_one(struct afe_notify *n);
 
-/* Wakes every waiter. Returns how many, or -EINVAL for a null notify. */
+/* Wakes every waiter: those waiting when it is called, even if another
+ * notify_all overlaps. Returns how many (select branches that lost their
+ * race not counted), or -EINVAL for a null notify. */
 AFE_EXPORT int afe_notify_all(struct afe_notify *n);
 
 /* The wait: result 0 once notified, -ECANCELED, -EINVAL for a null

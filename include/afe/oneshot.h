@@ -35,7 +35,8 @@ AFE_EXPORT int afe_oneshot_send(struct afe_oneshot *o, intptr_t value);
 
 /*
  * Closes the sending side without a value: the receiver completes with
- * -EPIPE. Returns 0, or -EALREADY once a value was sent or it was closed.
+ * -EPIPE. Returns 0, -EALREADY once a value was sent or it was closed,
+ * -EINVAL for a null oneshot.
  */
 AFE_EXPORT int afe_oneshot_close_sender(struct afe_oneshot *o);
 
@@ -43,7 +44,10 @@ AFE_EXPORT int afe_oneshot_close_sender(struct afe_oneshot *o);
  * closed, -EINVAL for a null oneshot; cancelling it closes the receiving
  * end (result -ECANCELED; a later send gets -EPIPE), except when a select
  * withdraws it as a losing branch: the oneshot then stays open and keeps
- * a value that arrived for the next receive. */
+ * a value that arrived for the next receive. Cancelled while a value is
+ * there, it reports the value (result: the value), unless it is the branch
+ * of a select that is itself cancelled: that reports -ECANCELED, so the
+ * value is discarded. */
 struct afe_oneshot_recv {
 	struct afe_future base;
 	struct afe_oneshot *oneshot;

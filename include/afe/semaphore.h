@@ -9,7 +9,8 @@
  *
  * Cancelling a waiting acquire unlinks it (result -ECANCELED), which may
  * let those behind it through. One that was granted its permits but is
- * cancelled before it reported success gives them back.
+ * cancelled before it reported success gives them back (the count
+ * saturates at SIZE_MAX, should releases have filled it meanwhile).
  */
 #ifndef AFE_SEMAPHORE_H
 #define AFE_SEMAPHORE_H
@@ -31,7 +32,9 @@ struct afe_semaphore {
 AFE_EXPORT void afe_sem_init(struct afe_semaphore *s, size_t permits);
 
 /* Returns 0, -EINVAL for a null semaphore, -EBUSY while an acquire waits
- * on it (nothing is changed). */
+ * on it (nothing is changed). Destroy only once every call and future on
+ * it has finished (see waiter.h): a granted acquire cancelled before it
+ * reported gives its permits back to the semaphore. */
 AFE_EXPORT int afe_sem_destroy(struct afe_semaphore *s);
 
 /* Takes n permits if they are free and nobody waits: 0, else -EAGAIN;

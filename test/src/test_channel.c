@@ -173,6 +173,50 @@ Test(channel, close_wakes_every_waiter_and_receivers_drain_first)
 	cr_assert_eq(afe_chan_destroy(&full), 0);
 }
 
+/* close completes waiting senders in batches, releasing the lock between
+ * them; a receive in such a window takes what is buffered but delivers no
+ * waiting sender's item: every one of them fails with -EPIPE. */
+struct closing {
+	struct afe_chan ch;
+	int got, got_result;
+};
+
+static void closing_on_wake(void *arg, int nth)
+{
+	struct closing *c = arg;
+	if (nth == 1) /* meanwhile, on another thread: */
+		c->got_result = afe_chan_try_recv(&c->ch, &c->got);
+}
+
+Test(channel, close_fails_every_waiting_sender_even_between_batches)
+{
+	enum { N = 17 }; /* one more than a wake batch */
+	struct closing c = {.got = 0, .got_result = 1};
+	struct hook_waker hw;
+	hook_waker_init(&hw, closing_on_wake, &c);
+	struct afe_context cx = counting_context(&hw.cw, false);
+	afe_chan_init(&c.ch, sizeof(int), 1);
+	int buffered = -1, items[N];
+	cr_assert_eq(afe_chan_try_send(&c.ch, &buffered), 0);
+	struct afe_chan_send s[N];
+	for (int i = 0; i < N; i++) {
+		items[i] = i;
+		afe_chan_send_init(&s[i], &c.ch, &items[i]);
+		cr_assert_eq(POLL(&s[i], &cx), AFE_PENDING);
+	}
+	cr_assert_eq(afe_chan_close(&c.ch), 0);
+	cr_assert_eq(c.got_result, 0, "the buffered item is still received");
+	cr_assert_eq(c.got, -1);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(POLL(&s[i], &cx), AFE_READY);
+		cr_assert_eq(s[i].base.result, -EPIPE, "sender %d", i);
+	}
+	int x = 0;
+	cr_assert_eq(afe_chan_try_recv(&c.ch, &x), -EPIPE, "no sender's item was delivered");
+	cr_assert_eq(atomic_load(&hw.cw.refs), 0);
+	cr_assert_eq(afe_chan_destroy(&c.ch), 0);
+}
+
 Test(channel, a_cancelled_wait_unlinks_and_moves_nothing)
 {
 	struct counting_waker cw;

@@ -59,6 +59,51 @@ Test(notify, all_wakes_every_waiter_and_leaves_no_permit)
 	cr_assert_eq(afe_notify_destroy(&n), 0);
 }
 
+/* Two notify_all calls overlap: the first has released the lock to wake a
+ * full batch when a waiter links and the second call runs. Between them,
+ * every waiter is woken, the late one included. */
+struct overlap {
+	struct afe_notify n;
+	struct afe_notified late;
+	struct afe_context *cx;
+	int second;
+};
+
+static void overlap_on_wake(void *arg, int nth)
+{
+	struct overlap *o = arg;
+	if (nth != 1)
+		return;
+	/* Meanwhile, on another thread: */
+	afe_notified_init(&o->late, &o->n);
+	cr_assert_eq(afe_future_poll(&o->late.base, o->cx), AFE_PENDING);
+	o->second = afe_notify_all(&o->n);
+}
+
+Test(notify, overlapping_notify_all_calls_wake_every_waiter)
+{
+	enum { N = 17 }; /* one more than a wake batch */
+	struct overlap o;
+	struct hook_waker hw;
+	hook_waker_init(&hw, overlap_on_wake, &o);
+	struct afe_context cx = counting_context(&hw.cw, false);
+	o.cx = &cx;
+	o.second = -1;
+	afe_notify_init(&o.n);
+	struct afe_notified w[N];
+	for (int i = 0; i < N; i++) {
+		afe_notified_init(&w[i], &o.n);
+		cr_assert_eq(POLL(&w[i], &cx), AFE_PENDING);
+	}
+	int first = afe_notify_all(&o.n);
+	cr_assert_eq(first + o.second, N + 1, "each waiter woken once, the late one too");
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(POLL(&w[i], &cx), AFE_READY);
+	cr_assert_eq(POLL(&o.late, &cx), AFE_READY, "the late waiter was not lost");
+	cr_assert_eq(atomic_load(&hw.cw.refs), 0);
+	cr_assert_eq(afe_notify_destroy(&o.n), 0);
+}
+
 Test(notify, a_cancelled_notification_is_passed_on)
 {
 	struct counting_waker a, b;

@@ -69,6 +69,30 @@ Test(semaphore, a_large_request_is_not_overtaken_and_leaving_lets_others_in)
 	cr_assert_eq(afe_sem_destroy(&s), 0);
 }
 
+/* A granted acquire cancelled before it reported gives its permits back;
+ * releases meanwhile may have filled the count: it saturates, not wraps. */
+Test(semaphore, a_cancelled_grant_gives_back_without_overflowing)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct afe_context cancel = counting_context(&cw, true);
+	struct afe_semaphore s;
+	afe_sem_init(&s, 0);
+	struct afe_sem_acquire a;
+	afe_sem_acquire_init(&a, &s, 5);
+	cr_assert_eq(POLL(&a, &cx), AFE_PENDING);
+	cr_assert_eq(afe_sem_release(&s, 5), 0, "granted to the waiter");
+	cr_assert_eq(afe_sem_available(&s), 0);
+	cr_assert_eq(afe_sem_release(&s, SIZE_MAX), 0, "the count is full");
+	cr_assert_eq(POLL(&a, &cancel), AFE_READY);
+	cr_assert_eq(a.base.result, -ECANCELED);
+	size_t avail = afe_sem_available(&s);
+	cr_assert_eq(avail, SIZE_MAX, "saturated, not wrapped round to 4");
+	cr_assert_eq(atomic_load(&cw.refs), 0);
+	cr_assert_eq(afe_sem_destroy(&s), 0);
+}
+
 Test(semaphore, bad_input)
 {
 	struct counting_waker cw;
