@@ -33,6 +33,8 @@ int afe_shutdown_init(void)
 	sigemptyset(&both);
 	sigaddset(&both, SIGINT);
 	sigaddset(&both, SIGTERM);
+	sigset_t before; /* to undo the blocking if the routing fails */
+	pthread_sigmask(SIG_BLOCK, NULL, &before);
 	int err = afe_signal_block(SIGINT);
 	if (!err)
 		err = afe_signal_block(SIGTERM);
@@ -42,8 +44,17 @@ int afe_shutdown_init(void)
 	 * the routing and must find the policy in place. */
 	atomic_store(&installed, true);
 	err = afe__signals_route(&both);
-	if (err)
+	if (err) {
+		/* Nobody will read them: give them back their default action. */
 		atomic_store(&installed, false);
+		sigset_t unblock;
+		sigemptyset(&unblock);
+		if (!sigismember(&before, SIGINT))
+			sigaddset(&unblock, SIGINT);
+		if (!sigismember(&before, SIGTERM))
+			sigaddset(&unblock, SIGTERM);
+		pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
+	}
 	return err;
 }
 

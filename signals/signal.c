@@ -66,6 +66,10 @@ static void at_fork_parent(void)
 static void at_fork_child(void)
 {
 	pthread_sigmask(SIG_UNBLOCK, &hub.blocked_by_afe, NULL);
+	/* The parent's runtimes have no threads here: a runtime the child
+	 * starts must start its own reader. */
+	hub.runtimes = NULL;
+	hub.reader_rt = NULL;
 	pthread_mutex_unlock(&hub.lock);
 }
 
@@ -256,12 +260,17 @@ int afe__signals_route(const sigset_t *add)
 	sigset_t mask, added;
 	sigemptyset(&added);
 	sigorset(&mask, &hub.mask, add);
-	for (int s = 1; s < _NSIG; s++)
-		if (sigismember(add, s) == 1 && sigismember(&hub.mask, s) == 0)
+	/* Counted here: glibc 2.36's sigisemptyset misses real-time signals. */
+	bool any_added = false;
+	for (int s = 1; s < _NSIG; s++) {
+		if (sigismember(add, s) == 1 && sigismember(&hub.mask, s) == 0) {
 			sigaddset(&added, s);
-	int err = sigisemptyset(&added) ? 0 : set_mask_locked(&mask);
+			any_added = true;
+		}
+	}
+	int err = any_added ? set_mask_locked(&mask) : 0;
 	pthread_mutex_unlock(&hub.lock);
-	if (err == 0 && !sigisemptyset(&added))
+	if (err == 0 && any_added)
 		drain(&added);
 	return err;
 }

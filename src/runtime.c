@@ -222,6 +222,8 @@ uint64_t afe__runtime_live_tasks(const struct afe_runtime *rt)
 	return spawned > finished ? spawned - finished : 0;
 }
 
+#define SYSTEM_TASKS_WAIT_MS 2000u
+
 static bool is_own_worker(const struct afe_runtime *rt)
 {
 	return afe_runtime_current() == rt;
@@ -256,6 +258,19 @@ static void let_woken_tasks_finish(struct afe_runtime *rt)
 	}
 }
 
+/* The signal reader (a system task) was woken by the ring's stop: lets it
+ * dispatch what it read and end, whatever the grace period, so no signal
+ * it took from the kernel is lost and it is never discarded unfinished.
+ * Bounded, in case a worker is stuck in a user's poll. */
+static void let_system_tasks_finish(struct afe_runtime *rt)
+{
+	uint64_t deadline = afe_now_ns() + SYSTEM_TASKS_WAIT_MS * 1000000u;
+	while (atomic_load(&rt->system_tasks) > 0 && afe_now_ns() < deadline) {
+		struct timespec ms = {.tv_sec = 0, .tv_nsec = 1000000};
+		nanosleep(&ms, NULL);
+	}
+}
+
 /* Wakes the threads in afe_block_on and waits for them to leave. */
 static void release_block_ons(struct afe_runtime *rt)
 {
@@ -281,6 +296,7 @@ int afe_runtime_destroy(struct afe_runtime *rt)
 	 * those tasks wind down. */
 	afe_ring_stop(rt->ring);
 	afe_blocking_pool_shutdown(&rt->blocking);
+	let_system_tasks_finish(rt);
 	let_woken_tasks_finish(rt);
 	stop_workers(rt, rt->num_workers);
 	/* Spawns from other threads that began before closed was set. */
@@ -305,7 +321,8 @@ int afe_runtime_destroy(struct afe_runtime *rt)
 			afe__task_discard(t);
 	}
 	release_block_ons(rt);
-	if (afe__runtime_live_tasks(rt) > 0)
+	/* A system task that did not finish is alive, though not counted. */
+	if (afe__runtime_live_tasks(rt) > 0 || atomic_load(&rt->system_tasks) > 0)
 		keep_orphan(rt);
 	else
 		free_runtime(rt);

@@ -200,6 +200,141 @@ Test(signal, reader_moves_when_its_runtime_is_destroyed)
 	test_runtime_destroy(third);
 }
 
+/* glibc 2.36's sigisemptyset misses real-time signals: a stream on one
+ * must still be read. */
+Test(signal, a_real_time_signal_is_awaited)
+{
+	int signo = SIGRTMIN + 1;
+	struct afe_signal_stream s;
+	cr_assert_eq(afe_signal_stream_open(&s, signo), 0);
+	struct afe_runtime *rt = test_runtime(2);
+	pthread_t th;
+	pthread_create(&th, NULL, kill_later, (void *)(intptr_t)signo);
+	struct next_of n = next_of_make(&s);
+	intptr_t r = test_block_on(rt, &n);
+	cr_assert_eq(r, signo);
+	pthread_join(th, NULL);
+	afe_signal_stream_close(&s);
+	test_runtime_destroy(rt);
+}
+
+/* Real-time signals queue: each one sent while the reader moves from
+ * runtime to runtime is delivered exactly once. */
+Test(signal, no_signal_is_lost_while_the_reader_moves, .timeout = 120)
+{
+	int signo = SIGRTMIN + 2;
+	enum { SENT = 400 };
+	struct afe_signal_stream s;
+	cr_assert_eq(afe_signal_stream_open(&s, signo), 0);
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 1;
+	config.grace_ms = 0; /* destroy gives its own tasks no time */
+	struct afe_runtime *old = NULL;
+	cr_assert_eq(afe_runtime_create(&old, &config), 0);
+	for (int i = 0; i < SENT; i++) {
+		union sigval v = {.sival_int = i};
+		cr_assert_eq(sigqueue(getpid(), signo, v), 0);
+		struct afe_runtime *next = NULL;
+		cr_assert_eq(afe_runtime_create(&next, &config), 0);
+		cr_assert_eq(afe_runtime_destroy(old), 0);
+		old = next;
+	}
+	long counted = 0;
+	while (counted < SENT) {
+		struct next_of n = next_of_make(&s);
+		intptr_t r = test_block_on(old, &n);
+		cr_assert_eq(r, signo);
+		counted++;
+	}
+	afe_signal_stream_close(&s);
+	test_runtime_destroy(old);
+}
+
+/* With no grace, destroy still lets the woken reader end before it counts:
+ * a task left waiting is reported, and the runtime it needs stays. */
+struct oneshot_waiter {
+	struct afe_future base;
+	struct afe_oneshot *oneshot;
+	struct afe_oneshot_recv recv;
+};
+
+static int oneshot_waiter_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct oneshot_waiter *self = afe_container_of(f, struct oneshot_waiter, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_oneshot_recv_init(&self->recv, self->oneshot);
+	AFE_AWAIT(&self->recv.base);
+	AFE_ASYNC_END;
+}
+
+Test(signal, destroy_without_grace_counts_a_waiting_task_beside_the_reader)
+{
+	struct afe_signal_stream s;
+	cr_assert_eq(afe_signal_stream_open(&s, SIGUSR1), 0); /* a reader runs */
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 1;
+	config.grace_ms = 0;
+	static struct afe_oneshot oneshots[20];
+	for (int i = 0; i < 20; i++) {
+		struct afe_runtime *rt = NULL;
+		cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+		afe_oneshot_init(&oneshots[i]);
+		struct oneshot_waiter w = {.oneshot = &oneshots[i]};
+		afe_future_init(&w.base, oneshot_waiter_poll);
+		cr_assert_eq(afe_spawn(rt, &w, NULL), 0);
+		sleep_ms(5);
+		cr_assert_eq(afe_runtime_destroy(rt), 1, "the waiting task is left");
+		afe_oneshot_send(&oneshots[i], 1); /* wakes it: its runtime must still exist */
+	}
+	afe_signal_stream_close(&s);
+}
+
+/* A forked child's own runtime starts its own reader: the parent's
+ * runtimes have no threads there. */
+static void child_reads_a_signal(void)
+{
+	struct afe_signal_stream s;
+	struct afe_runtime *rt = NULL;
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 1;
+	if (afe_signal_stream_open(&s, SIGUSR2) != 0 || afe_runtime_create(&rt, &config) != 0)
+		_exit(2);
+	kill(getpid(), SIGUSR2);
+	struct next_of n = next_of_make(&s);
+	intptr_t r = -1;
+	afe_block_on(rt, &n, &r);
+	_exit(r == SIGUSR2 ? 0 : 3);
+}
+
+/* ThreadSanitizer cannot start threads in the child of a threaded process. */
+#if defined(__SANITIZE_THREAD__)
+#define CHILD_CAN_START_THREADS 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CHILD_CAN_START_THREADS 0
+#endif
+#endif
+#ifndef CHILD_CAN_START_THREADS
+#define CHILD_CAN_START_THREADS 1
+#endif
+
+Test(signal, a_forked_child_with_its_own_runtime_reads_signals)
+{
+	if (!CHILD_CAN_START_THREADS)
+		return;
+	struct afe_signal_stream s;
+	cr_assert_eq(afe_signal_stream_open(&s, SIGUSR1), 0);
+	struct afe_runtime *rt = test_runtime(1); /* the parent's reader */
+	sleep_ms(10);
+	int status = in_child(child_reads_a_signal);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	afe_signal_stream_close(&s);
+	test_runtime_destroy(rt);
+}
+
 Test(signal, cancelled_next_keeps_the_stream)
 {
 	struct afe_signal_stream s;
