@@ -14,7 +14,6 @@
 #include "afe/mutex.h"
 #include "afe/semaphore.h"
 #include "afe/notify.h"
-#include "afe/cancel_token.h"
 #include "afe/io.h"
 #include "afe/sleep.h"
 #include "afe/net.h"

@@ -25,6 +25,7 @@
 
 #include "../pool/spinlock.h"
 #include "token_internal.h"
+#include "waitq.h"
 
 static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -151,6 +152,12 @@ static void fire(struct afe_token *t)
 			afe_spin_unlock(&t->lock);
 			return;
 		}
+		if (!n->fn && n->race) {
+			/* A wait in a select decides it now, before anything
+			 * else can take effect there (a lock, a channel item).
+			 * Under our lock: the select outlives its linked wait. */
+			afe_race_claim(n->race, n->race_index);
+		}
 		list_unlink(n);
 		if (!n->fn) {
 			/* A wait: once unlocked, its future may complete and
@@ -252,6 +259,9 @@ static int wait_poll(struct afe_future *f, struct afe_context *cx)
 		ready = AFE_PENDING;
 		if (!n->linked) {
 			afe_waker_clone(&n->waker, cx->waker);
+			struct afe_race *race = afe_race_of(cx, f);
+			n->race = race;
+			n->race_index = race ? race->index : 0;
 			list_push(&t->waiters, n);
 		} else if (!afe_waker_will_wake(&n->waker, cx->waker)) {
 			stale = n->waker;

@@ -55,6 +55,8 @@ struct afe_token_node {
 	struct afe_waker waker;	     /* a wait future's task */
 	afe_token_callback_fn *fn;   /* a callback; NULL for a wait */
 	void *arg;
+	struct afe_race *race;	     /* a wait in a select: claimed when fired */
+	intptr_t race_index;
 	bool linked;		     /* in the token's list */
 };
 
@@ -92,7 +94,9 @@ AFE_EXPORT bool afe_token_is_cancelled(const struct afe_token *t);
  * The wait future: ready with 0 once the token is cancelled (at once if
  * it already is). Waiting allocates nothing: the future links itself into
  * the token's list. Cancelling the future unlinks it (result -ECANCELED),
- * which is how select drops it. A null token gives -EINVAL.
+ * which is how select drops it. In a select, the token firing decides the
+ * select for this branch at once, so no other branch (a lock, a channel
+ * item) takes effect after it. A null token gives -EINVAL.
  * The token must be alive at the first poll; from then on the future
  * holds its own reference until it completes.
  */

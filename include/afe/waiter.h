@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The waiter: the node a waiting future keeps in its own storage and links
- * into a primitive's waiter list (channels, mutex, semaphore, notify,
- * cancel token), so waiting allocates nothing.
+ * into a primitive's waiter list (channels, mutex, semaphore, notify), so
+ * waiting allocates nothing.
  *
  * Public only because futures embed it: its fields belong to the
  * primitive. While linked it is guarded by the primitive's lock. Whoever

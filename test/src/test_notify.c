@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Notify (one, all, the stored permit) and the cancellation token. */
+/* Notify: one, all, and the stored permit. */
 #include "helpers.h"
 
 #define POLL(fut, cx) afe_future_poll(&(fut)->base, (cx))
@@ -147,45 +147,5 @@ Test(notify, bad_input)
 	afe_notified_init(&w, NULL);
 	cr_assert_eq(POLL(&w, &cx), AFE_READY);
 	cr_assert_eq(w.base.result, -EINVAL);
-	cr_assert_eq(afe_cancel_token_cancel(NULL), -EINVAL);
-	cr_assert_eq(afe_cancel_token_destroy(NULL), -EINVAL);
-	cr_assert_not(afe_cancel_token_is_cancelled(NULL));
-	struct afe_cancel_token_wait tw;
-	afe_cancel_token_wait_init(&tw, NULL);
-	cr_assert_eq(POLL(&tw, &cx), AFE_READY);
-	cr_assert_eq(tw.base.result, -EINVAL);
 }
 
-Test(cancel_token, cancel_wakes_every_waiter_and_later_waits_end_at_once)
-{
-	struct counting_waker cw;
-	counting_waker_init(&cw);
-	struct afe_context cx = counting_context(&cw, false);
-	struct afe_context cancel = counting_context(&cw, true);
-	struct afe_cancel_token t;
-	afe_cancel_token_init(&t);
-	struct afe_cancel_token_wait w[40];
-	for (int i = 0; i < 40; i++) { /* more than one wake batch */
-		afe_cancel_token_wait_init(&w[i], &t);
-		cr_assert_eq(POLL(&w[i], &cx), AFE_PENDING);
-	}
-	cr_assert_eq(POLL(&w[39], &cancel), AFE_READY, "a wait dropped");
-	cr_assert_eq(w[39].base.result, -ECANCELED);
-	cr_assert_eq(afe_cancel_token_destroy(&t), -EBUSY);
-	cr_assert_not(afe_cancel_token_is_cancelled(&t));
-	cr_assert_eq(afe_cancel_token_cancel(&t), 0);
-	cr_assert_eq(afe_cancel_token_cancel(&t), -EALREADY);
-	cr_assert(afe_cancel_token_is_cancelled(&t));
-	cr_assert_eq(atomic_load(&cw.wakes), 39);
-	cr_assert_eq(afe_cancel_token_destroy(&t), 0);
-	for (int i = 0; i < 39; i++) {
-		cr_assert_eq(POLL(&w[i], &cx), AFE_READY);
-		cr_assert_eq(w[i].base.result, 0);
-	}
-	afe_cancel_token_init(&t);
-	afe_cancel_token_cancel(&t);
-	afe_cancel_token_wait_init(&w[0], &t);
-	cr_assert_eq(POLL(&w[0], &cx), AFE_READY, "already cancelled");
-	cr_assert_eq(atomic_load(&cw.refs), 0);
-	cr_assert_eq(afe_cancel_token_destroy(&t), 0);
-}

@@ -146,25 +146,25 @@ Test(select, locks_permits_and_notifications_are_not_lost_by_a_losing_branch)
 	struct afe_mutex m;
 	struct afe_semaphore sem;
 	struct afe_notify n;
-	struct afe_cancel_token token;
+	struct afe_token *token;
 	afe_mutex_init(&m);
 	afe_sem_init(&sem, 0);
 	afe_notify_init(&n);
-	afe_cancel_token_init(&token);
+	cr_assert_eq(afe_token_new(&token), 0);
 	afe_mutex_try_lock(&m);
 	struct afe_mutex_lock lock;
 	struct afe_sem_acquire acq;
 	struct afe_notified notified;
-	struct afe_cancel_token_wait stop;
+	struct afe_token_wait stop;
 	afe_mutex_lock_init(&lock, &m);
 	afe_sem_acquire_init(&acq, &sem, 1);
 	afe_notified_init(&notified, &n);
-	afe_cancel_token_wait_init(&stop, &token);
+	afe_token_wait_init(&stop, token);
 	struct afe_future *branches[] = {&lock.base, &acq.base, &notified.base, &stop.base};
 	struct afe_select s;
 	afe_select_init(&s, branches, 4);
 	cr_assert_eq(POLL(&s, &cx), AFE_PENDING);
-	cr_assert_eq(afe_cancel_token_cancel(&token), 0);
+	cr_assert_eq(afe_token_cancel(token), 0);
 	cr_assert_eq(afe_notify_one(&n), 0, "the notified branch lost: a permit is left");
 	cr_assert_eq(afe_sem_release(&sem, 1), 0);
 	cr_assert_eq(afe_sem_available(&sem), 1, "the permit was not taken");
@@ -177,7 +177,7 @@ Test(select, locks_permits_and_notifications_are_not_lost_by_a_losing_branch)
 	cr_assert_eq(afe_mutex_destroy(&m), 0);
 	cr_assert_eq(afe_sem_destroy(&sem), 0);
 	cr_assert_eq(afe_notify_destroy(&n), 0);
-	cr_assert_eq(afe_cancel_token_destroy(&token), 0);
+	afe_token_release(token);
 }
 
 Test(select, a_withdrawn_oneshot_receive_keeps_the_value)
@@ -298,14 +298,14 @@ Test(select, branches_detached_during_a_claim_given_back_can_still_win)
 	counting_waker_init(&cw);
 	struct afe_context cx = counting_context(&cw, false);
 	struct afe_notify n;
-	struct afe_cancel_token t;
+	struct afe_token *t;
 	afe_notify_init(&n);
-	afe_cancel_token_init(&t);
+	cr_assert_eq(afe_token_new(&t), 0);
 	struct afe_notified nd;
-	struct afe_cancel_token_wait tw;
+	struct afe_token_wait tw;
 	struct afe_pending never;
 	afe_notified_init(&nd, &n);
-	afe_cancel_token_wait_init(&tw, &t);
+	afe_token_wait_init(&tw, t);
 	afe_pending_init(&never);
 	struct afe_future *branches[] = {&nd.base, &tw.base, &never.base};
 	struct afe_select s;
@@ -314,15 +314,17 @@ Test(select, branches_detached_during_a_claim_given_back_can_still_win)
 
 	atomic_store(&s.race.winner, 2); /* branch 2 claims ... */
 	cr_assert_eq(afe_notify_all(&n), 0, "the notified branch looks lost");
-	cr_assert_eq(afe_cancel_token_cancel(&t), 0);
+	cr_assert_eq(afe_token_cancel(t), 0);
 	atomic_store(&s.race.winner, AFE_RACE_OPEN); /* ... and gives it back */
 
 	cr_assert_eq(POLL(&s, &cx), AFE_READY);
 	cr_assert_eq(s.base.result, 0, "the notify_all was not lost");
-	cr_assert_eq(tw.base.result, -ECANCELED);
+	/* A token wait has nothing to give back: withdrawn, it still says
+	 * its token fired. */
+	cr_assert_eq(tw.base.result, 0);
 	cr_assert_eq(atomic_load(&cw.refs), 0);
 	cr_assert_eq(afe_notify_destroy(&n), 0);
-	cr_assert_eq(afe_cancel_token_destroy(&t), 0);
+	afe_token_release(t);
 }
 
 /*
@@ -337,7 +339,7 @@ static struct {
 	atomic_int go; /* 1: cancel t2 now; -1: stop */
 	atomic_int done;
 	atomic_int delay;
-	struct afe_cancel_token t2;
+	struct afe_token *t2;
 } commit;
 
 static void *commit_canceller(void *arg)
@@ -351,7 +353,7 @@ static void *commit_canceller(void *arg)
 			return NULL;
 		for (volatile int i = 0, d = atomic_load(&commit.delay); i < d; i++)
 			;
-		afe_cancel_token_cancel(&commit.t2);
+		afe_token_cancel(commit.t2);
 		atomic_store(&commit.go, 0);
 		atomic_store(&commit.done, 1);
 	}
@@ -386,23 +388,23 @@ Test(select, a_send_branch_never_commits_to_a_send_that_did_not_happen, .timeout
 	long iters = 0, pending = 0, delivered = 0;
 	for (; iters < max_iters && (iters % 1024 || seconds_now() < end); iters++) {
 		struct afe_chan ch;
-		struct afe_cancel_token t1;
+		struct afe_token *t1;
 		afe_chan_init(&ch, sizeof(int), 0);
-		afe_cancel_token_init(&t1);
-		afe_cancel_token_init(&commit.t2);
+		cr_assert_eq(afe_token_new(&t1), 0);
+		cr_assert_eq(afe_token_new(&commit.t2), 0);
 		int in = 42, out = 0;
 		struct afe_chan_recv r;
-		struct afe_cancel_token_wait w2;
+		struct afe_token_wait w2;
 		afe_chan_recv_init(&r, &ch, &out);
-		afe_cancel_token_wait_init(&w2, &commit.t2);
+		afe_token_wait_init(&w2, commit.t2);
 		struct afe_future *b2[] = {&r.base, &w2.base};
 		struct afe_select s2;
 		afe_select_init(&s2, b2, 2);
 		cr_assert_eq(POLL(&s2, &cx), AFE_PENDING);
 		struct afe_chan_send snd;
-		struct afe_cancel_token_wait w1;
+		struct afe_token_wait w1;
 		afe_chan_send_init(&snd, &ch, &in);
-		afe_cancel_token_wait_init(&w1, &t1);
+		afe_token_wait_init(&w1, t1);
 		struct afe_future *b1[] = {&snd.base, &w1.base};
 		struct afe_select s1;
 		afe_select_init(&s1, b1, 2);
@@ -418,7 +420,7 @@ Test(select, a_send_branch_never_commits_to_a_send_that_did_not_happen, .timeout
 		if (p1 == AFE_PENDING) {
 			pending++;
 			cr_assert_eq(s2.base.result, 1, "iteration %ld: nothing was received", iters);
-			cr_assert_eq(afe_cancel_token_cancel(&t1), 0);
+			cr_assert_eq(afe_token_cancel(t1), 0);
 			int p = POLL(&s1, &cx);
 			cr_assert_eq(p, AFE_READY,
 				     "iteration %ld: S1 stayed committed to its unsent send", iters);
@@ -433,8 +435,8 @@ Test(select, a_send_branch_never_commits_to_a_send_that_did_not_happen, .timeout
 		while (POLL(&s1, &cancel) != AFE_READY)
 			;
 		cr_assert_eq(afe_chan_destroy(&ch), 0);
-		cr_assert_eq(afe_cancel_token_destroy(&t1), 0);
-		cr_assert_eq(afe_cancel_token_destroy(&commit.t2), 0);
+		afe_token_release(t1);
+		afe_token_release(commit.t2);
 	}
 	atomic_store(&commit.go, -1);
 	pthread_join(b, NULL);
@@ -449,12 +451,12 @@ Test(select, a_send_branch_never_commits_to_a_send_that_did_not_happen, .timeout
 struct racer {
 	struct afe_future base;
 	struct afe_chan *ch;
-	struct afe_cancel_token *token;
+	struct afe_token *token;
 	uint64_t sleep_ns;
 	int out;
 	struct afe_chan_recv recv;
 	struct afe_sleep sleep;
-	struct afe_cancel_token_wait stop;
+	struct afe_token_wait stop;
 	struct afe_future *branches[3];
 	struct afe_select sel;
 };
@@ -465,7 +467,7 @@ static int racer_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_BEGIN(f, cx);
 	afe_chan_recv_init(&self->recv, self->ch, &self->out);
 	afe_sleep_init(&self->sleep, self->sleep_ns);
-	afe_cancel_token_wait_init(&self->stop, self->token);
+	afe_token_wait_init(&self->stop, self->token);
 	self->branches[0] = &self->recv.base;
 	self->branches[1] = &self->sleep.base;
 	self->branches[2] = &self->stop.base;
@@ -480,24 +482,24 @@ Test(select, a_sleep_or_a_token_against_a_silent_channel)
 	struct afe_runtime *rt = test_runtime(2);
 	struct afe_chan ch;
 	afe_chan_init(&ch, sizeof(int), 0);
-	struct afe_cancel_token token;
-	afe_cancel_token_init(&token);
+	struct afe_token *token;
+	cr_assert_eq(afe_token_new(&token), 0);
 
-	struct racer r = {.ch = &ch, .token = &token, .sleep_ns = 5 * 1000 * 1000};
+	struct racer r = {.ch = &ch, .token = token, .sleep_ns = 5 * 1000 * 1000};
 	afe_future_init(&r.base, racer_poll);
 	cr_assert_eq(test_block_on(rt, &r), 1, "the sleep won");
 
-	r = (struct racer){.ch = &ch, .token = &token, .sleep_ns = 60ull * 1000 * 1000 * 1000};
+	r = (struct racer){.ch = &ch, .token = token, .sleep_ns = 60ull * 1000 * 1000 * 1000};
 	afe_future_init(&r.base, racer_poll);
 	struct afe_join_handle h;
 	cr_assert_eq(afe_spawn(rt, &r, &h), 0);
-	afe_cancel_token_cancel(&token);
+	afe_token_cancel(token);
 	struct afe_join j;
 	afe_join_init(&j, &h);
 	cr_assert_eq(test_block_on(rt, &j), 2, "the token won");
 
-	afe_cancel_token_init(&token);
-	r = (struct racer){.ch = &ch, .token = &token, .sleep_ns = 60ull * 1000 * 1000 * 1000};
+	cr_assert_eq(afe_token_new(&token), 0);
+	r = (struct racer){.ch = &ch, .token = token, .sleep_ns = 60ull * 1000 * 1000 * 1000};
 	afe_future_init(&r.base, racer_poll);
 	cr_assert_eq(afe_spawn(rt, &r, &h), 0);
 	int v = 77;
@@ -507,6 +509,6 @@ Test(select, a_sleep_or_a_token_against_a_silent_channel)
 	afe_join_init(&j, &h);
 	cr_assert_eq(test_block_on(rt, &j), 0, "the receive won");
 	cr_assert_eq(afe_chan_destroy(&ch), 0);
-	cr_assert_eq(afe_cancel_token_destroy(&token), 0);
+	afe_token_release(token);
 	test_runtime_destroy(rt);
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * When a channel, mutex, semaphore, notify or cancel token may be
+ * When a channel, mutex, semaphore or notify may be
  * destroyed and freed (include/afe/waiter.h): a future that another party
  * detached (a select's losing branch) or completed does not lock the
  * primitive again on the poll that finishes it, and a call that wakes
@@ -29,18 +29,18 @@ Test(lifetime, a_branch_detached_by_close_does_not_touch_the_destroyed_channel, 
 	struct afe_context cx = counting_context(&cw, false);
 	struct afe_chan ch;
 	afe_chan_init(&ch, sizeof(int), 0);
-	struct afe_cancel_token t;
-	afe_cancel_token_init(&t);
+	struct afe_token *t;
+	cr_assert_eq(afe_token_new(&t), 0);
 	int out = 0;
 	struct afe_chan_recv r;
-	struct afe_cancel_token_wait tw;
+	struct afe_token_wait tw;
 	afe_chan_recv_init(&r, &ch, &out);
-	afe_cancel_token_wait_init(&tw, &t);
+	afe_token_wait_init(&tw, t);
 	struct afe_future *branches[] = {&r.base, &tw.base};
 	struct afe_select s;
 	afe_select_init(&s, branches, 2);
 	cr_assert_eq(POLL(&s, &cx), AFE_PENDING, "both branches wait");
-	cr_assert_eq(afe_cancel_token_cancel(&t), 0, "branch 1 wins");
+	cr_assert_eq(afe_token_cancel(t), 0, "branch 1 wins");
 	cr_assert_eq(afe_chan_close(&ch), 0, "detaches branch 0's waiter");
 	cr_assert_eq(afe_chan_destroy(&ch), 0, "no waiter is linked");
 	hold_forever(&ch.lock);
@@ -48,7 +48,7 @@ Test(lifetime, a_branch_detached_by_close_does_not_touch_the_destroyed_channel, 
 	cr_assert_eq(s.base.result, 1);
 	cr_assert_eq(r.base.result, -ECANCELED);
 	cr_assert_eq(atomic_load(&cw.refs), 0, "the detached waiter's waker was dropped");
-	cr_assert_eq(afe_cancel_token_destroy(&t), 0);
+	afe_token_release(t);
 }
 
 Test(lifetime, a_receiver_detached_by_a_send_does_not_touch_the_destroyed_channel,
@@ -59,18 +59,18 @@ Test(lifetime, a_receiver_detached_by_a_send_does_not_touch_the_destroyed_channe
 	struct afe_context cx = counting_context(&cw, false);
 	struct afe_chan ch;
 	afe_chan_init(&ch, sizeof(int), 0);
-	struct afe_cancel_token t;
-	afe_cancel_token_init(&t);
+	struct afe_token *t;
+	cr_assert_eq(afe_token_new(&t), 0);
 	int out = 0, v = 9;
 	struct afe_chan_recv r;
-	struct afe_cancel_token_wait tw;
+	struct afe_token_wait tw;
 	afe_chan_recv_init(&r, &ch, &out);
-	afe_cancel_token_wait_init(&tw, &t);
+	afe_token_wait_init(&tw, t);
 	struct afe_future *branches[] = {&r.base, &tw.base};
 	struct afe_select s;
 	afe_select_init(&s, branches, 2);
 	cr_assert_eq(POLL(&s, &cx), AFE_PENDING);
-	cr_assert_eq(afe_cancel_token_cancel(&t), 0);
+	cr_assert_eq(afe_token_cancel(t), 0);
 	cr_assert_eq(afe_chan_try_send(&ch, &v), -EAGAIN,
 		     "the receiver lost its race: it is detached, not paired with");
 	cr_assert_eq(afe_chan_destroy(&ch), 0);
@@ -90,47 +90,47 @@ Test(lifetime, detached_branches_do_not_touch_destroyed_locks_permits_notifies_t
 	struct afe_mutex m;
 	struct afe_semaphore sem;
 	struct afe_notify n;
-	struct afe_cancel_token t, winner;
+	struct afe_token *t, *winner;
 	afe_mutex_init(&m);
 	afe_sem_init(&sem, 0);
 	afe_notify_init(&n);
-	afe_cancel_token_init(&t);
-	afe_cancel_token_init(&winner);
+	cr_assert_eq(afe_token_new(&t), 0);
+	cr_assert_eq(afe_token_new(&winner), 0);
 	cr_assert_eq(afe_mutex_try_lock(&m), 0);
 	struct afe_mutex_lock l;
 	struct afe_sem_acquire a;
 	struct afe_notified nd;
-	struct afe_cancel_token_wait tw, ww;
+	struct afe_token_wait tw, ww;
 	afe_mutex_lock_init(&l, &m);
 	afe_sem_acquire_init(&a, &sem, 1);
 	afe_notified_init(&nd, &n);
-	afe_cancel_token_wait_init(&tw, &t);
-	afe_cancel_token_wait_init(&ww, &winner);
+	afe_token_wait_init(&tw, t);
+	afe_token_wait_init(&ww, winner);
 	struct afe_future *branches[] = {&l.base, &a.base, &nd.base, &tw.base, &ww.base};
 	struct afe_select s;
 	afe_select_init(&s, branches, 5);
 	cr_assert_eq(POLL(&s, &cx), AFE_PENDING, "every branch waits");
-	cr_assert_eq(afe_cancel_token_cancel(&winner), 0, "branch 4 wins");
+	cr_assert_eq(afe_token_cancel(winner), 0, "branch 4 wins");
 	/* Each of these finds its waiter's race lost and detaches it. */
 	cr_assert_eq(afe_mutex_unlock(&m), 0);
 	cr_assert_eq(afe_sem_release(&sem, 1), 0);
 	cr_assert_eq(afe_notify_one(&n), 0, "nobody took it: the permit is stored");
-	cr_assert_eq(afe_cancel_token_cancel(&t), 0);
+	cr_assert_eq(afe_token_cancel(t), 0);
 	cr_assert_eq(afe_sem_available(&sem), 1, "the lost acquire took nothing");
 	cr_assert_eq(afe_mutex_destroy(&m), 0);
 	cr_assert_eq(afe_sem_destroy(&sem), 0);
 	cr_assert_eq(afe_notify_destroy(&n), 0);
-	cr_assert_eq(afe_cancel_token_destroy(&t), 0);
+	afe_token_release(t);
 	hold_forever(&m.lock);
 	hold_forever(&sem.lock);
 	hold_forever(&n.lock);
-	hold_forever(&t.lock);
 	cr_assert_eq(POLL(&s, &cx), AFE_READY);
 	cr_assert_eq(s.base.result, 4);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 3; i++)
 		cr_assert_eq(branches[i]->result, -ECANCELED, "branch %d", i);
+	cr_assert_eq(branches[3]->result, 0, "a withdrawn token wait says its token fired");
 	cr_assert_eq(atomic_load(&cw.refs), 0);
-	cr_assert_eq(afe_cancel_token_destroy(&winner), 0);
+	afe_token_release(winner);
 }
 
 /* ---- the last task woken frees the primitive ---------------------------- */
@@ -177,31 +177,9 @@ static void last_one_check(struct last_one *lo, struct hook_waker *hw)
 	cr_assert_eq(atomic_load(&hw->cw.refs), 0);
 }
 
-static int destroy_token(void *obj) { return afe_cancel_token_destroy(obj); }
 static int destroy_chan(void *obj) { return afe_chan_destroy(obj); }
 static int destroy_sem(void *obj) { return afe_sem_destroy(obj); }
 static int destroy_notify(void *obj) { return afe_notify_destroy(obj); }
-
-Test(lifetime, the_task_cancel_woke_last_may_free_the_token, .timeout = 15)
-{
-	struct last_one lo;
-	struct hook_waker hw;
-	struct afe_context cx;
-	last_one_setup(&lo, &hw, &cx);
-	struct afe_cancel_token t;
-	afe_cancel_token_init(&t);
-	struct afe_cancel_token_wait w[WAITERS];
-	for (int i = 0; i < WAITERS; i++) {
-		afe_cancel_token_wait_init(&w[i], &t);
-		lo.waiters[i] = &w[i].base;
-		cr_assert_eq(POLL(&w[i], &cx), AFE_PENDING);
-	}
-	lo.destroy = destroy_token;
-	lo.obj = &t;
-	lo.lock = &t.lock;
-	cr_assert_eq(afe_cancel_token_cancel(&t), 0);
-	last_one_check(&lo, &hw);
-}
 
 Test(lifetime, the_task_close_woke_last_may_free_the_channel, .timeout = 15)
 {
