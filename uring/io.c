@@ -40,18 +40,31 @@ static intptr_t result_of(const struct afe_io *io)
 	return io->res;
 }
 
+/* Publishes result and takes the waker out, with io->lock held. Once the
+ * lock is released the poller may free io: wake the waker after that. */
+static struct afe_waker mark_done_locked(struct afe_io *io, intptr_t result)
+{
+	io->base.result = result;
+	io->done = true;
+	struct afe_waker waker = io->waker;
+	io->waker.vtable = NULL;
+	return waker;
+}
+
+static void wake_if_set(struct afe_waker *waker)
+{
+	if (afe_waker_is_set(waker))
+		afe_waker_wake(waker);
+}
+
 /* Publishes the second result of a linked pair, before the first's: the
  * poller may free both once the first is done. */
 static void finish_follower(struct afe_io *then, int32_t res)
 {
 	afe_spin_lock(&then->lock);
-	then->base.result = res;
-	then->done = true;
-	struct afe_waker waker = then->waker;
-	then->waker.vtable = NULL;
+	struct afe_waker waker = mark_done_locked(then, res);
 	afe_spin_unlock(&then->lock);
-	if (afe_waker_is_set(&waker))
-		afe_waker_wake(&waker);
+	wake_if_set(&waker);
 }
 
 bool afe__io_finish(struct afe_io *io)
@@ -63,15 +76,11 @@ bool afe__io_finish(struct afe_io *io)
 	}
 	if (io->linked)
 		finish_follower(io->linked, io->linked->res);
-	io->base.result = result_of(io);
-	io->done = true;
-	struct afe_waker waker = io->waker;
-	io->waker.vtable = NULL;
+	struct afe_waker waker = mark_done_locked(io, result_of(io));
 	/* The unlock is our last touch of io: the poller reads done only
 	 * under the lock, so it cannot free io before this. */
 	afe_spin_unlock(&io->lock);
-	if (afe_waker_is_set(&waker))
-		afe_waker_wake(&waker);
+	wake_if_set(&waker);
 	return true;
 }
 
