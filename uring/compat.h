@@ -44,4 +44,13 @@ static inline void afe_prep_futex_wait(struct io_uring_sqe *sqe, const uint32_t 
 	sqe->addr3 = AFE_FUTEX_BITSET_MATCH_ANY;
 }
 
+/* FUTEX_WAKE through the ring: wakes up to nr waiters of the word; the
+ * result is how many woke. The SQE as for the wait, with addr2 = nr. */
+static inline void afe_prep_futex_wake(struct io_uring_sqe *sqe, const uint32_t *addr,
+				       uint32_t nr, unsigned futex2_flags)
+{
+	afe_prep_futex_wait(sqe, addr, nr, futex2_flags);
+	sqe->opcode = AFE_IORING_OP_FUTEX_WAKE;
+}
+
 #endif /* AFE_URING_COMPAT_H */

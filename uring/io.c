@@ -14,6 +14,7 @@ _Static_assert(sizeof(struct io_uring_sqe) == sizeof(((struct afe_io *)0)->sqe),
 	       "afe_io holds one SQE");
 _Static_assert(sizeof(struct afe_io_timespec) == sizeof(struct __kernel_timespec),
 	       "afe_io_timespec is the kernel's timespec");
+_Static_assert(AFE_FUTEX_PRIVATE == AFE_FUTEX2_PRIVATE, "the public flag is futex2's");
 
 /* ---- polling --------------------------------------------------------------- */
 
@@ -222,6 +223,21 @@ void afe_io_poll_init(struct afe_io *io, int fd, unsigned events)
 {
 	io_init(io);
 	io_uring_prep_poll_add(sqe_of(io), fd, events);
+}
+
+void afe_io_futex_wait_init(struct afe_io *io, const _Atomic uint32_t *word, uint32_t expected,
+			    unsigned flags)
+{
+	io_init(io);
+	afe_prep_futex_wait(sqe_of(io), (const uint32_t *)word, expected,
+			    flags & AFE_FUTEX2_PRIVATE);
+}
+
+void afe_io_futex_wake_init(struct afe_io *io, const _Atomic uint32_t *word, uint32_t nr,
+			    unsigned flags)
+{
+	io_init(io);
+	afe_prep_futex_wake(sqe_of(io), (const uint32_t *)word, nr, flags & AFE_FUTEX2_PRIVATE);
 }
 
 static void set_timespec(struct afe_io_timespec *ts, uint64_t ns)

@@ -364,6 +364,7 @@ static const struct {
 	{IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT"},
 	{IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
 	{AFE_IORING_OP_FUTEX_WAIT, "FUTEX_WAIT (Linux 6.7)"},
+	{AFE_IORING_OP_FUTEX_WAKE, "FUTEX_WAKE (Linux 6.7)"},
 };
 
 /* Checks the kernel supports every opcode AFE uses. */

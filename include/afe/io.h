@@ -107,6 +107,26 @@ AFE_EXPORT void afe_io_fsync_init(struct afe_io *io, int fd, bool datasync);
 AFE_EXPORT void afe_io_poll_init(struct afe_io *io, int fd, unsigned events);
 
 /*
+ * Futexes through the ring (Linux 6.7): the waiting task holds no thread.
+ * AFE_FUTEX_SHARED words may be in memory shared between processes (a
+ * shm_open or MAP_SHARED mapping); AFE_FUTEX_PRIVATE words are faster but
+ * seen by this process only. A wait and a wake meet only when both use the
+ * same kind.
+ *
+ * afe_io_futex_wait_init: result 0 once the 32-bit word is woken, -EAGAIN
+ * at once when it no longer holds expected (re-check what you wait for),
+ * -ECANCELED when cancelled. Wakes can be spurious: re-check after any.
+ * afe_io_futex_wake_init: wakes up to nr waiters; result how many woke.
+ * word must be 4-byte aligned (else -EINVAL).
+ */
+#define AFE_FUTEX_SHARED 0u
+#define AFE_FUTEX_PRIVATE 128u /* FUTEX2_PRIVATE */
+AFE_EXPORT void afe_io_futex_wait_init(struct afe_io *io, const _Atomic uint32_t *word,
+				       uint32_t expected, unsigned flags);
+AFE_EXPORT void afe_io_futex_wake_init(struct afe_io *io, const _Atomic uint32_t *word,
+				       uint32_t nr, unsigned flags);
+
+/*
  * Gives an initialised, not yet polled operation a time limit: if it has
  * not completed ns nanoseconds after it was submitted, it is cancelled and
  * its result is -ETIMEDOUT. Returns 0, or -EINVAL for a NULL io, an
