@@ -20,6 +20,7 @@ static const struct {
 	{"channel_mpmc", workload_channel_mpmc, false},
 	{"timers", workload_timers, false},
 	{"file_read", workload_file_read, false},
+	{"ipc_call", workload_ipc_call, false},
 	{"echo", workload_echo, true},
 };
 

@@ -53,5 +53,6 @@ int workload_channel_mpmc(const struct bench_args *a);
 int workload_timers(const struct bench_args *a);
 int workload_echo(const struct bench_args *a);
 int workload_file_read(const struct bench_args *a);
+int workload_ipc_call(const struct bench_args *a);
 
 #endif /* AFE_BENCH_H */

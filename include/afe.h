@@ -21,5 +21,6 @@
 #include "afe/timeout.h"
 #include "afe/token.h"
 #include "afe/signal.h"
+#include "afe/ipc.h"
 
 #endif /* AFE_H */

@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Cross-process calls: a producer process calls the functions a consumer
+ * process serves, over rings in a named shared-memory object. A side with
+ * nothing to do sleeps on a futex word in the shared memory, and that wait
+ * goes through the runtime's ring: a waiting task holds no thread.
+ *
+ * Both programs include one header that declares the function table, one
+ * line per function (see afe/ipc_fn.h for the argument types):
+ *
+ *   AFE_IPC_FN(add, 1, int64_t, int64_t, a, int64_t, b, int64_t, c)
+ *
+ * The producer (in a future's poll; call is a struct afe_ipc_call member):
+ *
+ *   afe_ipc_call_init(&self->call, producer);        // once
+ *   add(&self->call, 1, 2, 3);                        // the arguments
+ *   AFE_AWAIT(&self->call.base);                      // 0 or -errno
+ *   add_result(&self->call, &self->sum);              // 6
+ *
+ * The consumer (req is a struct afe_ipc_request, rep a struct afe_ipc_reply):
+ *
+ *   afe_ipc_recv_init(&self->req, consumer);
+ *   AFE_AWAIT(&self->req.base);                       // a request came
+ *   if (self->req.fn == add_ID && add_decode(&self->req, &self->args) == 0)
+ *       add_reply(&self->rep, &self->req, self->args.a + self->args.b + self->args.c);
+ *   else
+ *       afe_ipc_reply_error(&self->rep, &self->req, -ENOSYS);
+ *   AFE_AWAIT(&self->rep.base);                       // sent (or -EPIPE)
+ *
+ * Sizes: the encoded arguments of a call, and each encoded reply, are at
+ * most AFE_IPC_MAX_PAYLOAD bytes; a larger one is refused with -EMSGSIZE
+ * before anything is sent. At most AFE_IPC_MAX_PRODUCERS producers connect
+ * to one consumer, each with at most AFE_IPC_MAX_PENDING calls in flight.
+ *
+ * Returned bytes (a string or a buffer a call returns) point into the call
+ * object: they stay valid until the call object is used for its next call
+ * or released with afe_ipc_call_release.
+ *
+ * Everything read from the shared memory is checked: a malformed frame, an
+ * unknown function id, a reply to no pending call are dropped and counted
+ * (afe_ipc_stats), never trusted.
+ */
+#ifndef AFE_IPC_H
+#define AFE_IPC_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "future.h"
+#include "ipc_codec.h"
+#include "ipc_fn.h"
+#include "notify.h"
+#include "sleep.h"
+
+#define AFE_IPC_MAX_PAYLOAD 4064u
+#define AFE_IPC_MAX_PRODUCERS 16u
+#define AFE_IPC_MAX_PENDING 4096u
+#define AFE_IPC_NAME_MAX 200u
+#define AFE_IPC_DEFAULT_TIMEOUT_MS 5000u
+
+struct afe_runtime;
+struct afe_ipc_producer;
+struct afe_ipc_consumer;
+
+/* What a side counted. */
+struct afe_ipc_stats {
+	uint64_t calls;	       /* producer: calls sent; consumer: requests taken */
+	uint64_t replies;      /* producer: replies matched; consumer: replies sent */
+	uint64_t late_replies; /* producer: replies to no pending call (timed out) */
+	uint64_t malformed;    /* frames dropped as malformed */
+	uint64_t unknown_fn;   /* consumer: requests for a function not served */
+	uint64_t timeouts;     /* producer: calls that timed out */
+	uint64_t peers_gone;   /* consumer: producers that went away */
+};
+
+/* ---- the producer --------------------------------------------------------- */
+
+struct afe_ipc_fn_timeout {
+	uint8_t fn;
+	uint32_t ms;
+};
+
+struct afe_ipc_producer_config {
+	uint32_t timeout_ms; /* for every call; 0: AFE_IPC_DEFAULT_TIMEOUT_MS */
+	const struct afe_ipc_fn_timeout *timeouts; /* per function, overriding it */
+	size_t n_timeouts;
+	/* Before sleeping for a reply, a call spins this long re-checking the
+	 * ring (holding its worker): a busy caller's round trip then costs no
+	 * wake. 0: never spin. At most 1 ms. */
+	uint32_t spin_ns;
+};
+
+AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *config);
+
+/*
+ * Connects to the consumer serving name (a shm_open name without the
+ * slash: letters, digits, '.', '_', '-'). Does not wait: when nobody serves
+ * the name yet, it fails at once and may be called again later.
+ * Returns 0, or -EINVAL (bad name or config), -ECONNREFUSED (no consumer
+ * serves name), -EPROTO (the object is not a compatible AFE ring: magic,
+ * version or sizes), -EBUSY (AFE_IPC_MAX_PRODUCERS already connected),
+ * -ENOMEM, or the errno of shm_open/mmap/pidfd_open.
+ */
+AFE_EXPORT int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *rt,
+					const char *name,
+					const struct afe_ipc_producer_config *config);
+
+/* Disconnects: calls in flight end with -EPIPE. The producer is freed once
+ * its internal tasks ended; it must not be used after this. */
+AFE_EXPORT void afe_ipc_producer_close(struct afe_ipc_producer *p);
+
+/* Whether the consumer went away (its calls then fail with -EPIPE). */
+AFE_EXPORT bool afe_ipc_producer_is_gone(const struct afe_ipc_producer *p);
+
+AFE_EXPORT void afe_ipc_producer_stats(const struct afe_ipc_producer *p,
+				       struct afe_ipc_stats *out);
+
+/* Called for each reply of a call made with afe_ipc_call_on_reply: status
+ * 0 with the reply's bytes in r (decode with NAME_decode_ret), or a
+ * negative errno (the consumer's error, -ETIMEDOUT, -EPIPE) with r NULL.
+ * more is false for the last one. It runs on the producer's reply task,
+ * one reply at a time, in the order sent; keep it short, and do not start
+ * or release calls from it. */
+typedef void afe_ipc_reply_fn(void *ctx, int status, struct afe_ipc_reader *r, bool more);
+
+/*
+ * A call: a future. Its result is 0 once the (last) reply arrived, or the
+ * consumer's error (-ENOSYS for a function it does not serve, -EPROTO for
+ * arguments it could not decode, any errno it replied), -ETIMEDOUT after
+ * the function's timeout, -EPIPE when the consumer went away, -EMSGSIZE /
+ * -EINVAL when the arguments could not be encoded, -EBUSY with
+ * AFE_IPC_MAX_PENDING calls in flight, -ECANCELED. Fields are private.
+ */
+struct afe_ipc_call {
+	struct afe_future base;
+	struct afe_ipc_producer *producer;
+	afe_ipc_reply_fn *on_reply;
+	void *on_reply_ctx;
+	uint64_t id;
+	unsigned char *args, *ret; /* the inline buffers, or the heap */
+	uint32_t args_len, ret_len, ret_cap;
+	int32_t status;
+	uint16_t fn;
+	uint8_t phase;
+	bool waiting_room;
+	_Atomic uint8_t answered; /* the pump stored the outcome */
+	struct afe_waker waker;	  /* guarded by the producer's lock */
+	struct afe_sleep timer;
+	struct afe_notified room;
+	unsigned char args_inline[48], ret_inline[48];
+};
+
+/* Binds a call object to a producer (once; then make calls with it). */
+AFE_EXPORT void afe_ipc_call_init(struct afe_ipc_call *call, struct afe_ipc_producer *p);
+
+/* Frees what the last call returned. The object may be used again. */
+AFE_EXPORT void afe_ipc_call_release(struct afe_ipc_call *call);
+
+/* Delivers this call's replies to fn instead: the consumer may send
+ * several. Set before the call's arguments; holds for that call only. */
+AFE_EXPORT void afe_ipc_call_on_reply(struct afe_ipc_call *call, afe_ipc_reply_fn *fn,
+				      void *ctx);
+
+/* Used by the NAME() helpers AFE_IPC_FN generates: starts encoding a call
+ * of fn, then arms it with the encoded bytes. arm returns 0, or -EMSGSIZE /
+ * -EINVAL (also the call's result when awaited). */
+AFE_EXPORT struct afe_ipc_writer *afe_ipc_call_begin(struct afe_ipc_call *call, unsigned fn);
+AFE_EXPORT int afe_ipc_call_arm(struct afe_ipc_call *call);
+
+/* A reader over the bytes the call returned: 0, or the call's error. */
+AFE_EXPORT int afe_ipc_call_result(const struct afe_ipc_call *call, struct afe_ipc_reader *r);
+
+/* ---- the consumer --------------------------------------------------------- */
+
+struct afe_ipc_consumer_config {
+	/* The functions served: requests for any other id are answered with
+	 * -ENOSYS and counted. NULL: every id is passed on. */
+	const uint8_t *functions;
+	size_t n_functions;
+};
+
+AFE_EXPORT void afe_ipc_consumer_config_default(struct afe_ipc_consumer_config *config);
+
+/*
+ * Serves name: creates its shared-memory object (mode 0600). A dead
+ * consumer's object under the same name is replaced, so a restarted
+ * consumer serves again. Returns 0, or -EINVAL, -EADDRINUSE (a live
+ * consumer serves name), -ENOMEM, or the errno of shm_open/ftruncate/mmap.
+ */
+AFE_EXPORT int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt,
+				      const char *name,
+				      const struct afe_ipc_consumer_config *config);
+
+/* Stops serving and removes the name: waiting receives end with -EPIPE,
+ * and so do later ones. The consumer stays valid until destroyed. */
+AFE_EXPORT void afe_ipc_consumer_close(struct afe_ipc_consumer *c);
+
+/* Closes c if needed and gives it up: call it once no task will use c
+ * again (its memory is freed once its own tasks and the replies still
+ * owed ended). */
+AFE_EXPORT void afe_ipc_consumer_destroy(struct afe_ipc_consumer *c);
+
+AFE_EXPORT void afe_ipc_consumer_stats(const struct afe_ipc_consumer *c,
+				       struct afe_ipc_stats *out);
+
+/*
+ * A request: a future, result 0 once a request was taken (fn, args, len
+ * are then set), -EPIPE once the consumer was closed, -ECANCELED. Several
+ * tasks may wait on one consumer; each request goes to one of them. Fields
+ * other than fn, len and args are private.
+ */
+struct afe_ipc_request {
+	struct afe_future base;
+	struct afe_ipc_consumer *consumer;
+	unsigned fn;
+	uint32_t len;
+	bool streamed; /* the caller takes several replies (afe_ipc_reply_more) */
+	uint64_t call_id;
+	uint32_t peer, peer_gen;
+	bool waiting, held;
+	struct afe_notified work;
+	unsigned char args[AFE_IPC_MAX_PAYLOAD];
+};
+
+AFE_EXPORT void afe_ipc_recv_init(struct afe_ipc_request *req, struct afe_ipc_consumer *c);
+
+/* A reader over the request's argument bytes. */
+AFE_EXPORT void afe_ipc_request_args(const struct afe_ipc_request *req,
+				     struct afe_ipc_reader *r);
+
+/*
+ * A reply: a future that sends one reply to req's caller; result 0 once
+ * sent, -EPIPE when the caller went away (nothing to do then), -EMSGSIZE
+ * when it could not be encoded, -ECANCELED. The request may be reused as
+ * soon as the reply is set up. Every request taken must get its final
+ * reply (one, or the last of several) set up and awaited: until then it
+ * keeps the consumer's memory alive. Fields are private.
+ */
+struct afe_ipc_reply {
+	struct afe_future base;
+	struct afe_ipc_consumer *consumer;
+	uint64_t call_id;
+	uint32_t peer, peer_gen, len;
+	int32_t status;
+	uint16_t fn;
+	bool more, waiting;
+	unsigned char *bytes;
+	struct afe_notified room;
+	unsigned char bytes_inline[48];
+};
+
+/* Used by the NAME_reply helpers: begin encoding the reply to req (more:
+ * not the last one), then arm it. */
+AFE_EXPORT struct afe_ipc_writer *afe_ipc_reply_begin(struct afe_ipc_reply *rep,
+						      struct afe_ipc_request *req, bool more);
+AFE_EXPORT int afe_ipc_reply_arm(struct afe_ipc_reply *rep);
+
+/* Sets rep up to end req's call with err (a negative errno). */
+AFE_EXPORT void afe_ipc_reply_error(struct afe_ipc_reply *rep, struct afe_ipc_request *req,
+				    int err);
+
+/* ---- the typed helpers ---------------------------------------------------- */
+
+/*
+ * AFE_IPC_FN(name, id, RET, T1, a1, ...) declares a function of the table
+ * and generates, besides the codec of afe/ipc_fn.h:
+ *   int name(struct afe_ipc_call *call, T1 a1, ...)       arms a call
+ *   int name_result(const struct afe_ipc_call *call, RET *out)
+ *   int name_decode(const struct afe_ipc_request *req, struct name_args *out)
+ *   int name_reply(struct afe_ipc_reply *rep, const struct afe_ipc_request *req, RET v)
+ *   int name_reply_more(...)  the same, for one of several replies
+ */
+#define AFE_IPC_FN(name, id, ...)                              \
+	AFE__IPC_EXPAND(AFE__IPC_CODEC, name, id, __VA_ARGS__)   \
+	AFE__IPC_EXPAND(AFE__IPC_CALLS, name, id, __VA_ARGS__)
+
+#define AFE__IPC_CALLS(name, id, RET, k, ...)                                              \
+	static inline int name(struct afe_ipc_call *call                                   \
+				       AFE__IPC_PAIRS_##k(AFE__IPC_PARAM, __VA_ARGS__))    \
+	{                                                                                  \
+		name##_encode_args(afe_ipc_call_begin(call, (id))                          \
+					   AFE__IPC_PAIRS_##k(AFE__IPC_ARG, __VA_ARGS__)); \
+		return afe_ipc_call_arm(call);                                             \
+	}                                                                                  \
+	static inline int name##_result(const struct afe_ipc_call *call, RET *out)         \
+	{                                                                                  \
+		struct afe_ipc_reader r;                                                   \
+		int err = afe_ipc_call_result(call, &r);                                   \
+		return err < 0 ? err : name##_decode_ret(&r, out);                         \
+	}                                                                                  \
+	static inline int name##_decode(const struct afe_ipc_request *req,                 \
+					struct name##_args *out)                           \
+	{                                                                                  \
+		struct afe_ipc_reader r;                                                   \
+		afe_ipc_request_args(req, &r);                                             \
+		return name##_decode_args(&r, out);                                        \
+	}                                                                                  \
+	static inline int name##_reply(struct afe_ipc_reply *rep,                          \
+				       struct afe_ipc_request *req, RET v)                 \
+	{                                                                                  \
+		name##_encode_ret(afe_ipc_reply_begin(rep, req, false), v);                \
+		return afe_ipc_reply_arm(rep);                                             \
+	}                                                                                  \
+	static inline int name##_reply_more(struct afe_ipc_reply *rep,                     \
+					    struct afe_ipc_request *req, RET v)            \
+	{                                                                                  \
+		name##_encode_ret(afe_ipc_reply_begin(rep, req, true), v);                 \
+		return afe_ipc_reply_arm(rep);                                             \
+	}
+
+#endif /* AFE_IPC_H */

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A bell: the futex word one side of a cross-process link sleeps on, with
+ * what it waits for. It lives in shared memory.
+ *
+ * The sleeper publishes what it waits for (wants), reads the word, then
+ * re-checks its rings; only if they still give it nothing does it wait for
+ * the word to change from the value it read (a futex wait through the
+ * ring). A waker publishes its frame, then looks at wants; if the sleeper
+ * wants what it did, it clears wants, bumps the word and wakes it. Either
+ * the sleeper's re-check sees the frame or the waker sees wants (both sides
+ * order their store before their load with a full fence), so no wake is
+ * lost; and a side that is busy costs its peer no syscall.
+ */
+#ifndef AFE_IPC_BELL_H
+#define AFE_IPC_BELL_H
+
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define AFE_IPC_WANT_FRAME 1u /* a frame pushed toward the sleeper */
+#define AFE_IPC_WANT_ROOM 2u  /* a slot freed in a ring the sleeper writes */
+#define AFE_IPC_WANT_ANY 4u   /* anything else: a peer came or went */
+
+struct afe_ipc_bell {
+	_Atomic uint32_t word;
+	_Atomic uint32_t wants;
+};
+
+/* The sleeper: publishes wants and returns the word's value to wait on.
+ * Re-check the rings after this, then wait or call afe_ipc_bell_unwant. */
+static inline uint32_t afe_ipc_bell_want(struct afe_ipc_bell *b, uint32_t wants)
+{
+	atomic_store(&b->wants, wants);
+	atomic_thread_fence(memory_order_seq_cst);
+	return atomic_load(&b->word);
+}
+
+static inline void afe_ipc_bell_unwant(struct afe_ipc_bell *b)
+{
+	atomic_store_explicit(&b->wants, 0, memory_order_relaxed);
+}
+
+/* The waker, after publishing what it did: wakes the sleeper if it wants
+ * it. Returns whether it rang. */
+static inline int afe_ipc_bell_ring(struct afe_ipc_bell *b, uint32_t what)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!(atomic_load_explicit(&b->wants, memory_order_relaxed) & what))
+		return 0;
+	if (!(atomic_exchange(&b->wants, 0) & what))
+		return 0; /* another waker took it */
+	atomic_fetch_add(&b->word, 1);
+	syscall(SYS_futex, &b->word, FUTEX_WAKE, 1, NULL, NULL, 0);
+	return 1;
+}
+
+#endif /* AFE_IPC_BELL_H */

@@ -1,0 +1,564 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The consumer: serves a name, adopts the producers that connect, hands
+ * their requests to the tasks receiving, and sends replies back.
+ *
+ * Receiving tasks take requests off the producers' rings themselves. When
+ * none is there they wait on a local notify, counted in `idle`; the
+ * consumer's task (the pump) sleeps on the consumer's bell, wanting frames
+ * only while some receiver is idle, and wakes one receiver when frames
+ * come (a receiver that finds more than it takes wakes the next). The pump
+ * also adopts producers that connect, and drops those that disconnect or
+ * die (a watcher task per producer waits on its pidfd).
+ *
+ * Each producer has a lock (private to this process) taken around every
+ * ring access, so that dropping a producer never races a reply to it; a
+ * reply carries the producer's generation, so a reply for a producer that
+ * went away (and whose entry another took) fails with -EPIPE.
+ *
+ * Lifetime: the consumer is counted by its user (until close), its tasks,
+ * and each receive and reply from its start to its end.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <sys/mman.h>
+
+#include "ipc_internal.h"
+#include "runtime_internal.h"
+
+struct peer {
+	pthread_mutex_t lock; /* guards everything below, and the rings' use */
+	bool live;
+	uint32_t gen;
+	int pidfd;
+	struct afe_ipc_ring requests, replies;
+	struct afe_join_handle watcher;
+	_Atomic bool died; /* set by the watcher; the pump drops it */
+};
+
+struct afe_ipc_consumer {
+	struct afe_runtime *rt;
+	struct afe_ipc_header *hdr;
+	char path[AFE_IPC_NAME_MAX + 2];
+	_Atomic int refs;
+	_Atomic bool closed;
+	_Atomic uint32_t idle, room_waiters, next_peer;
+	struct afe_notify work, room;
+	bool serve_all;
+	uint8_t served[32]; /* a bit per function id */
+	_Atomic uint64_t calls, replies, malformed, unknown_fn, peers_gone;
+	struct peer peers[AFE_IPC_MAX_PRODUCERS];
+};
+
+static void consumer_unref(struct afe_ipc_consumer *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	afe_notify_destroy(&c->work);
+	afe_notify_destroy(&c->room);
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++)
+		pthread_mutex_destroy(&c->peers[i].lock);
+	afe_ipc_shm_unmap(c->hdr);
+	free(c);
+}
+
+static bool serves(const struct afe_ipc_consumer *c, unsigned fn)
+{
+	return c->serve_all || (c->served[fn / 8] >> (fn % 8) & 1);
+}
+
+/* ---- producers coming and going ------------------------------------------- */
+
+struct watcher {
+	struct afe_future base;
+	struct afe_ipc_consumer *c;
+	struct peer *peer;
+	struct afe_io poll;
+};
+
+static int watcher_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct watcher *self = afe_container_of(f, struct watcher, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_io_poll_init(&self->poll, self->peer->pidfd, POLLIN);
+	AFE_AWAIT(&self->poll.base);
+	if (self->poll.base.result > 0) {
+		atomic_store(&self->peer->died, true);
+		afe_ipc_bell_ring(&self->c->hdr->bell, AFE_IPC_WANT_ANY);
+	}
+	AFE_CLEANUP;
+	atomic_fetch_sub(&self->c->rt->system_tasks, 1);
+	consumer_unref(self->c);
+	AFE_ASYNC_END;
+}
+
+/* Stops using peer i and frees its entry. From the pump. */
+static void drop_peer(struct afe_ipc_consumer *c, unsigned i)
+{
+	struct peer *peer = &c->peers[i];
+	pthread_mutex_lock(&peer->lock);
+	bool was_live = peer->live;
+	peer->live = false;
+	pthread_mutex_unlock(&peer->lock);
+	if (!was_live)
+		return;
+	afe_join_handle_drop(&peer->watcher); /* a child handle: cancels it */
+	atomic_fetch_add(&c->peers_gone, 1);
+	/* The entry is free again unless its producer already moved on. */
+	struct afe_ipc_entry *e = &c->hdr->entries[i];
+	if (atomic_load(&e->generation) == peer->gen) {
+		uint32_t state = atomic_load(&e->state);
+		if (state == AFE_IPC_ENTRY_LIVE || state == AFE_IPC_ENTRY_GONE)
+			atomic_compare_exchange_strong(&e->state, &state, AFE_IPC_ENTRY_FREE);
+	}
+}
+
+/* Starts serving the producer of entry i. From the pump. */
+static void adopt_peer(struct afe_ipc_consumer *c, unsigned i, uint32_t gen)
+{
+	struct afe_ipc_entry *e = &c->hdr->entries[i];
+	struct peer *peer = &c->peers[i];
+	int pidfd = afe_ipc_pidfd_open(atomic_load(&e->pid));
+	if (pidfd < 0) {
+		/* It died before we saw it: free its entry. */
+		uint32_t live = AFE_IPC_ENTRY_LIVE;
+		if (atomic_load(&e->generation) == gen)
+			atomic_compare_exchange_strong(&e->state, &live, AFE_IPC_ENTRY_FREE);
+		return;
+	}
+	pthread_mutex_lock(&peer->lock);
+	if (peer->pidfd > 0)
+		close(peer->pidfd);
+	peer->pidfd = pidfd;
+	peer->gen = gen;
+	atomic_store(&peer->died, false);
+	afe_ipc_ring_attach(&peer->requests, afe_ipc_requests_of(c->hdr, i), AFE_IPC_RING_SLOTS);
+	afe_ipc_ring_attach(&peer->replies, afe_ipc_replies_of(c->hdr, i), AFE_IPC_RING_SLOTS);
+	peer->live = true;
+	pthread_mutex_unlock(&peer->lock);
+	struct watcher w = {.c = c, .peer = peer};
+	afe_future_init(&w.base, watcher_poll);
+	atomic_fetch_add(&c->refs, 1);
+	atomic_fetch_add(&c->rt->system_tasks, 1);
+	if (afe_spawn_child(c->rt, &w, &peer->watcher) < 0) {
+		atomic_fetch_sub(&c->rt->system_tasks, 1);
+		atomic_fetch_sub(&c->refs, 1);
+		memset(&peer->watcher, 0, sizeof(peer->watcher));
+	}
+}
+
+/* Brings the peers in line with the entries. From the pump. */
+static void sync_peers(struct afe_ipc_consumer *c)
+{
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
+		struct afe_ipc_entry *e = &c->hdr->entries[i];
+		struct peer *peer = &c->peers[i];
+		uint32_t state = atomic_load_explicit(&e->state, memory_order_acquire);
+		uint32_t gen = atomic_load(&e->generation);
+		bool stale = peer->live && (state != AFE_IPC_ENTRY_LIVE || gen != peer->gen ||
+					    atomic_load(&peer->died));
+		if (stale)
+			drop_peer(c, i);
+		if (state == AFE_IPC_ENTRY_LIVE && !peer->live && !atomic_load(&c->closed))
+			adopt_peer(c, i, gen);
+	}
+}
+
+/* Whether an entry changed since sync_peers last looked: the pump checks
+ * after publishing what it waits for, since a producer that connected
+ * just before that rang a bell nobody wanted. */
+static bool roster_changed(struct afe_ipc_consumer *c)
+{
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
+		struct afe_ipc_entry *e = &c->hdr->entries[i];
+		struct peer *peer = &c->peers[i];
+		bool live = atomic_load(&e->state) == AFE_IPC_ENTRY_LIVE;
+		if (live != peer->live || (live && atomic_load(&e->generation) != peer->gen) ||
+		    (peer->live && atomic_load(&peer->died)))
+			return true;
+	}
+	return false;
+}
+
+/* ---- the rings ------------------------------------------------------------ */
+
+/* Whether some live producer's request ring holds a frame (a hint). */
+static bool any_request(struct afe_ipc_consumer *c)
+{
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
+		struct peer *peer = &c->peers[i];
+		pthread_mutex_lock(&peer->lock);
+		bool has = peer->live && afe_ipc_ring_has_frame(&peer->requests);
+		pthread_mutex_unlock(&peer->lock);
+		if (has)
+			return true;
+	}
+	return false;
+}
+
+static int send_frame(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
+		      const struct afe_ipc_frame *f, const void *payload)
+{
+	struct peer *peer = &c->peers[i];
+	pthread_mutex_lock(&peer->lock);
+	int err = peer->live && peer->gen == gen ? afe_ipc_ring_push(&peer->replies, f, payload)
+						 : -EPIPE;
+	pthread_mutex_unlock(&peer->lock);
+	if (err == 0)
+		afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME);
+	return err;
+}
+
+/* Takes one request for a served function into req. 0, or -EAGAIN. */
+static int take_request(struct afe_ipc_consumer *c, struct afe_ipc_request *req)
+{
+	struct afe_ipc_frame f;
+	unsigned start = atomic_fetch_add_explicit(&c->next_peer, 1, memory_order_relaxed);
+	for (unsigned k = 0; k < AFE_IPC_MAX_PRODUCERS; k++) {
+		unsigned i = (start + k) % AFE_IPC_MAX_PRODUCERS;
+		struct peer *peer = &c->peers[i];
+		for (;;) {
+			pthread_mutex_lock(&peer->lock);
+			int err = peer->live ? afe_ipc_ring_pop(&peer->requests, &f, req->args)
+					     : -EAGAIN;
+			uint32_t gen = peer->gen;
+			pthread_mutex_unlock(&peer->lock);
+			if (err == -EAGAIN)
+				break;
+			afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_ROOM);
+			if (err == 0 && f.kind != AFE_IPC_REQUEST)
+				err = -EPROTO;
+			if (err < 0) {
+				atomic_fetch_add(&c->malformed, 1);
+				continue;
+			}
+			if (!serves(c, f.fn)) {
+				atomic_fetch_add(&c->unknown_fn, 1);
+				struct afe_ipc_frame no = {.call_id = f.call_id, .fn = f.fn,
+							   .kind = AFE_IPC_REPLY,
+							   .status = -ENOSYS};
+				send_frame(c, i, gen, &no, NULL); /* best effort */
+				continue;
+			}
+			atomic_fetch_add(&c->calls, 1);
+			req->fn = f.fn;
+			req->len = f.len;
+			req->streamed = f.flags & AFE_IPC_F_STREAM;
+			req->call_id = f.call_id;
+			req->peer = i;
+			req->peer_gen = gen;
+			return 0;
+		}
+	}
+	return -EAGAIN;
+}
+
+/* ---- the consumer's task -------------------------------------------------- */
+
+struct pump {
+	struct afe_future base;
+	struct afe_ipc_consumer *c;
+	uint32_t word;
+	struct afe_io wait;
+};
+
+static uint32_t pump_wants(struct afe_ipc_consumer *c)
+{
+	uint32_t wants = AFE_IPC_WANT_ANY;
+	if (atomic_load(&c->idle))
+		wants |= AFE_IPC_WANT_FRAME;
+	if (atomic_load(&c->room_waiters))
+		wants |= AFE_IPC_WANT_ROOM;
+	return wants;
+}
+
+static int pump_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct pump *self = afe_container_of(f, struct pump, base);
+	struct afe_ipc_consumer *c = self->c;
+	struct afe_ipc_bell *bell = &c->hdr->bell;
+	AFE_ASYNC_BEGIN(f, cx);
+	while (!atomic_load(&c->closed)) {
+		sync_peers(c);
+		uint32_t wants = pump_wants(c);
+		self->word = afe_ipc_bell_want(bell, wants);
+		if (pump_wants(c) != wants || roster_changed(c) || atomic_load(&c->closed)) {
+			afe_ipc_bell_unwant(bell);
+			continue;
+		}
+		/* Wake receivers for what came before we wanted it: they take
+		 * it, so we may sleep now; what comes later rings the bell. */
+		if ((wants & AFE_IPC_WANT_FRAME) && any_request(c))
+			afe_notify_one(&c->work);
+		if (wants & AFE_IPC_WANT_ROOM)
+			afe_notify_all(&c->room);
+		afe_io_futex_wait_init(&self->wait, &bell->word, self->word, AFE_FUTEX_SHARED);
+		AFE_AWAIT(&self->wait.base);
+		afe_ipc_bell_unwant(bell);
+		if (self->wait.base.result == -ECANCELED || self->wait.base.result == -ESHUTDOWN)
+			break;
+	}
+	AFE_CLEANUP;
+	atomic_store(&c->closed, true);
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
+		drop_peer(c, i);
+		afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_ANY);
+	}
+	afe_notify_all(&c->work);
+	afe_notify_all(&c->room);
+	atomic_fetch_sub(&c->rt->system_tasks, 1);
+	consumer_unref(c);
+	AFE_ASYNC_END;
+}
+
+/* ---- serving --------------------------------------------------------------- */
+
+void afe_ipc_consumer_config_default(struct afe_ipc_consumer_config *config)
+{
+	memset(config, 0, sizeof(*config));
+}
+
+int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt,
+			   const char *name, const struct afe_ipc_consumer_config *config)
+{
+	if (!out || !rt || (config && config->n_functions && !config->functions))
+		return -EINVAL;
+	struct afe_ipc_consumer *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	int err = afe_ipc_shm_path(c->path, sizeof(c->path), name);
+	if (err == 0)
+		err = afe_ipc_shm_create(name, &c->hdr);
+	if (err < 0) {
+		free(c);
+		return err;
+	}
+	c->rt = rt;
+	c->serve_all = !config || !config->functions;
+	for (size_t i = 0; config && i < config->n_functions; i++)
+		c->served[config->functions[i] / 8] |= (uint8_t)(1u << (config->functions[i] % 8));
+	afe_notify_init(&c->work);
+	afe_notify_init(&c->room);
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
+		pthread_mutex_init(&c->peers[i].lock, NULL);
+		c->peers[i].pidfd = -1;
+	}
+	atomic_init(&c->refs, 2); /* the user, the pump */
+	struct pump pump = {.c = c};
+	afe_future_init(&pump.base, pump_poll);
+	atomic_fetch_add(&rt->system_tasks, 1);
+	if ((err = afe_spawn(rt, &pump, NULL)) < 0) {
+		atomic_fetch_sub(&rt->system_tasks, 1);
+		shm_unlink(c->path);
+		atomic_store(&c->refs, 1);
+		consumer_unref(c);
+		return err;
+	}
+	*out = c;
+	return 0;
+}
+
+void afe_ipc_consumer_close(struct afe_ipc_consumer *c)
+{
+	if (!c)
+		return;
+	shm_unlink(c->path);
+	atomic_store(&c->closed, true);
+	afe_ipc_bell_ring(&c->hdr->bell, AFE_IPC_WANT_ANY);
+	afe_notify_all(&c->work);
+	afe_notify_all(&c->room);
+}
+
+void afe_ipc_consumer_destroy(struct afe_ipc_consumer *c)
+{
+	if (!c)
+		return;
+	if (!atomic_load(&c->closed))
+		afe_ipc_consumer_close(c);
+	consumer_unref(c);
+}
+
+void afe_ipc_consumer_stats(const struct afe_ipc_consumer *c, struct afe_ipc_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->calls = atomic_load(&c->calls);
+	out->replies = atomic_load(&c->replies);
+	out->malformed = atomic_load(&c->malformed);
+	out->unknown_fn = atomic_load(&c->unknown_fn);
+	out->peers_gone = atomic_load(&c->peers_gone);
+}
+
+/* ---- receiving -------------------------------------------------------------- */
+
+static int recv_poll(struct afe_future *f, struct afe_context *cx);
+
+void afe_ipc_recv_init(struct afe_ipc_request *req, struct afe_ipc_consumer *c)
+{
+	afe_future_init(&req->base, recv_poll);
+	req->consumer = c;
+	req->waiting = false;
+	req->held = false;
+	req->len = 0;
+}
+
+void afe_ipc_request_args(const struct afe_ipc_request *req, struct afe_ipc_reader *r)
+{
+	afe_ipc_reader_init(r, req->args, req->len);
+}
+
+/* A request taken keeps its count of the consumer: its final reply takes
+ * it over (afe_ipc_reply_begin), so the consumer outlives every request
+ * that still has to be answered. */
+static int recv_finish(struct afe_ipc_request *req, const struct afe_context *cx, int result)
+{
+	struct afe_ipc_consumer *c = req->consumer;
+	if (req->waiting) {
+		afe_ipc_withdraw(&req->work.base, cx);
+		atomic_fetch_sub(&c->idle, 1);
+		req->waiting = false;
+	}
+	req->base.result = result;
+	req->held = result == 0;
+	if (!req->held)
+		consumer_unref(c);
+	return AFE_READY;
+}
+
+static int recv_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_ipc_request *req = afe_container_of(f, struct afe_ipc_request, base);
+	struct afe_ipc_consumer *c = req->consumer;
+	if (!c) {
+		f->result = -EINVAL;
+		return AFE_READY;
+	}
+	if (f->resume == 0) {
+		f->resume = 1;
+		atomic_fetch_add(&c->refs, 1);
+	}
+	if (cx->cancel)
+		return recv_finish(req, cx, -ECANCELED);
+	for (;;) {
+		if (take_request(c, req) == 0) {
+			/* More there? Pass the wake on to the next idle receiver. */
+			if (atomic_load(&c->idle) > (req->waiting ? 1u : 0u) && any_request(c))
+				afe_notify_one(&c->work);
+			return recv_finish(req, cx, 0);
+		}
+		if (atomic_load(&c->closed))
+			return recv_finish(req, cx, -EPIPE);
+		if (!req->waiting) {
+			req->waiting = true;
+			afe_notified_init(&req->work, &c->work);
+			atomic_fetch_add(&c->idle, 1);
+			afe_ipc_bell_rearm(&c->hdr->bell, AFE_IPC_WANT_FRAME);
+			continue; /* look once more now that the pump knows */
+		}
+		if (afe_future_poll(&req->work.base, cx) == AFE_PENDING)
+			return AFE_PENDING;
+		afe_notified_init(&req->work, &c->work);
+	}
+}
+
+/* ---- replying --------------------------------------------------------------- */
+
+static int reply_poll(struct afe_future *f, struct afe_context *cx);
+
+struct afe_ipc_writer *afe_ipc_reply_begin(struct afe_ipc_reply *rep, struct afe_ipc_request *req,
+					   bool more)
+{
+	afe_future_init(&rep->base, reply_poll);
+	more = more && req->streamed;
+	if (!more && req->held)
+		req->held = false; /* the final reply takes the request's count over */
+	else
+		atomic_fetch_add(&req->consumer->refs, 1);
+	rep->consumer = req->consumer;
+	rep->call_id = req->call_id;
+	rep->peer = req->peer;
+	rep->peer_gen = req->peer_gen;
+	rep->fn = (uint16_t)req->fn;
+	rep->more = more;
+	rep->status = 0;
+	rep->waiting = false;
+	rep->bytes = rep->bytes_inline;
+	rep->len = 0;
+	return afe_ipc_scratch_begin();
+}
+
+int afe_ipc_reply_arm(struct afe_ipc_reply *rep)
+{
+	int err = afe_ipc_scratch_take(&rep->bytes, rep->bytes_inline, sizeof(rep->bytes_inline),
+				       &rep->len);
+	if (err < 0)
+		rep->status = err; /* the call ends with it: the caller learns */
+	return err;
+}
+
+void afe_ipc_reply_error(struct afe_ipc_reply *rep, struct afe_ipc_request *req, int err)
+{
+	afe_ipc_reply_begin(rep, req, false);
+	rep->more = false;
+	rep->status = err < 0 && err > -4096 ? err : -EPROTO;
+}
+
+static int reply_finish(struct afe_ipc_reply *rep, const struct afe_context *cx, int result)
+{
+	struct afe_ipc_consumer *c = rep->consumer;
+	if (rep->waiting) {
+		afe_ipc_withdraw(&rep->room.base, cx);
+		atomic_fetch_sub(&c->room_waiters, 1);
+		rep->waiting = false;
+	}
+	if (rep->bytes != rep->bytes_inline)
+		free(rep->bytes);
+	rep->bytes = rep->bytes_inline;
+	rep->base.result = result;
+	consumer_unref(c);
+	return AFE_READY;
+}
+
+static int reply_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_ipc_reply *rep = afe_container_of(f, struct afe_ipc_reply, base);
+	struct afe_ipc_consumer *c = rep->consumer;
+	if (!c) {
+		f->result = -EINVAL;
+		return AFE_READY;
+	}
+	if (cx->cancel)
+		return reply_finish(rep, cx, -ECANCELED);
+	struct afe_ipc_frame frame = {
+		.call_id = rep->call_id,
+		.len = rep->status ? 0 : rep->len,
+		.fn = rep->fn,
+		.kind = AFE_IPC_REPLY,
+		.flags = rep->more ? AFE_IPC_F_MORE : 0,
+		.status = rep->status,
+	};
+	for (;;) {
+		int err = send_frame(c, rep->peer, rep->peer_gen, &frame, rep->bytes);
+		if (err == 0) {
+			atomic_fetch_add(&c->replies, 1);
+			return reply_finish(rep, cx, rep->status == -EMSGSIZE ? -EMSGSIZE : 0);
+		}
+		if (err != -EAGAIN)
+			return reply_finish(rep, cx, err);
+		if (atomic_load(&c->closed))
+			return reply_finish(rep, cx, -EPIPE);
+		if (!rep->waiting) {
+			rep->waiting = true;
+			afe_notified_init(&rep->room, &c->room);
+			atomic_fetch_add(&c->room_waiters, 1);
+			afe_ipc_bell_rearm(&c->hdr->bell, AFE_IPC_WANT_ROOM);
+			continue;
+		}
+		if (afe_future_poll(&rep->room.base, cx) == AFE_PENDING)
+			return AFE_PENDING;
+		afe_notified_init(&rep->room, &c->room);
+	}
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/* What the producer and the consumer share. */
+#ifndef AFE_IPC_INTERNAL_H
+#define AFE_IPC_INTERNAL_H
+
+#include <afe.h>
+#include <afe/ipc.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ipc_shm.h"
+
+/* Ends a child future that may be waiting (a sleep, a notified), so that
+ * nothing points into it afterwards. Both complete a cancel at once. */
+static inline void afe_ipc_withdraw(struct afe_future *f, const struct afe_context *cx)
+{
+	if (afe_future_is_done(f))
+		return;
+	struct afe_context cancel = *cx;
+	cancel.cancel = true;
+	while (afe_future_poll(f, &cancel) == AFE_PENDING)
+		;
+}
+
+/* Where the typed helpers encode, between begin and arm (on one thread). */
+extern _Thread_local unsigned char afe_ipc_scratch[AFE_IPC_MAX_PAYLOAD];
+extern _Thread_local struct afe_ipc_writer afe_ipc_scratch_writer;
+
+static inline struct afe_ipc_writer *afe_ipc_scratch_begin(void)
+{
+	afe_ipc_writer_init(&afe_ipc_scratch_writer, afe_ipc_scratch, AFE_IPC_MAX_PAYLOAD);
+	return &afe_ipc_scratch_writer;
+}
+
+/* Copies the scratch bytes into *dst (inline when they fit, else the
+ * heap; a previous heap buffer is freed). 0, the writer's error, -ENOMEM. */
+static inline int afe_ipc_scratch_take(unsigned char **dst, unsigned char *inline_buf,
+				       size_t inline_size, uint32_t *len)
+{
+	if (*dst && *dst != inline_buf)
+		free(*dst);
+	*dst = inline_buf;
+	*len = 0;
+	if (afe_ipc_scratch_writer.err)
+		return afe_ipc_scratch_writer.err;
+	uint32_t n = afe_ipc_scratch_writer.len;
+	if (n > inline_size && !(*dst = malloc(n))) {
+		*dst = inline_buf;
+		return -ENOMEM;
+	}
+	memcpy(*dst, afe_ipc_scratch, n);
+	*len = n;
+	return 0;
+}
+
+/* Wakes the sleeper of b only when it sleeps without wanting what (its
+ * own pump, told to re-arm with what). */
+static inline void afe_ipc_bell_rearm(struct afe_ipc_bell *b, uint32_t what)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	uint32_t wants = atomic_load_explicit(&b->wants, memory_order_relaxed);
+	if ((wants & AFE_IPC_WANT_ANY) && !(wants & what))
+		afe_ipc_bell_ring(b, AFE_IPC_WANT_ANY);
+}
+
+#endif /* AFE_IPC_INTERNAL_H */

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/* The shared-memory slot ring: see ipc_ring.h. */
+#include "ipc_ring.h"
+
+#include <errno.h>
+#include <string.h>
+
+void afe_ipc_ring_format(struct afe_ipc_slot *slots, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		atomic_store_explicit(&slots[i].seq, i, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+}
+
+void afe_ipc_ring_attach(struct afe_ipc_ring *r, struct afe_ipc_slot *slots, uint32_t n)
+{
+	r->slots = slots;
+	r->mask = n - 1;
+	atomic_init(&r->cursor, 0);
+}
+
+/*
+ * Claims the slot at the cursor once its sequence number is pos + ahead
+ * (ahead 0 for a writer: freed; 1 for a reader: published). -EAGAIN when it
+ * is behind (full / empty). When it is ahead, another thread of ours
+ * claimed it and moved the cursor on; if the cursor did not move, the other
+ * process wrote a sequence number no claim could explain: -EPROTO, with
+ * *pos set to the slot, claimed, so that a reader can drop it.
+ */
+static int claim(struct afe_ipc_ring *r, uint64_t ahead, uint64_t *pos)
+{
+	uint64_t p = atomic_load_explicit(&r->cursor, memory_order_relaxed);
+	for (;;) {
+		struct afe_ipc_slot *slot = &r->slots[p & r->mask];
+		uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+		int64_t diff = (int64_t)(seq - (p + ahead));
+		if (diff < 0)
+			return -EAGAIN;
+		if (diff == 0) {
+			if (atomic_compare_exchange_weak_explicit(&r->cursor, &p, p + 1,
+								  memory_order_relaxed,
+								  memory_order_relaxed)) {
+				*pos = p;
+				return 0;
+			}
+			continue;
+		}
+		uint64_t now = atomic_load_explicit(&r->cursor, memory_order_relaxed);
+		if (now != p) {
+			p = now;
+			continue;
+		}
+		if (atomic_compare_exchange_strong_explicit(&r->cursor, &p, p + 1,
+							    memory_order_relaxed,
+							    memory_order_relaxed)) {
+			*pos = p;
+			return -EPROTO;
+		}
+	}
+}
+
+int afe_ipc_ring_push(struct afe_ipc_ring *r, const struct afe_ipc_frame *f, const void *payload)
+{
+	if (f->len > AFE_IPC_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	uint64_t pos;
+	int err = claim(r, 0, &pos);
+	if (err == -EPROTO)
+		return -EPROTO; /* the slot stays claimed: the ring is spoilt from here */
+	if (err < 0)
+		return err;
+	struct afe_ipc_slot *slot = &r->slots[pos & r->mask];
+	slot->frame = *f;
+	if (f->len)
+		memcpy(slot->payload, payload, f->len);
+	atomic_store_explicit(&slot->seq, pos + 1, memory_order_release);
+	return 0;
+}
+
+int afe_ipc_ring_pop(struct afe_ipc_ring *r, struct afe_ipc_frame *f, void *payload)
+{
+	uint64_t pos;
+	int err = claim(r, 1, &pos);
+	if (err == -EAGAIN)
+		return err;
+	struct afe_ipc_slot *slot = &r->slots[pos & r->mask];
+	if (err == 0) {
+		/* Check a private copy: the writer may still scribble on the slot. */
+		*f = slot->frame;
+		err = afe_ipc_frame_check(f);
+		if (err == 0)
+			memcpy(payload, slot->payload, f->len);
+	}
+	atomic_store_explicit(&slot->seq, pos + r->mask + 1, memory_order_release);
+	return err;
+}
+
+bool afe_ipc_ring_has_room(struct afe_ipc_ring *r)
+{
+	uint64_t p = atomic_load_explicit(&r->cursor, memory_order_relaxed);
+	uint64_t seq = atomic_load_explicit(&r->slots[p & r->mask].seq, memory_order_acquire);
+	return (int64_t)(seq - p) >= 0;
+}
+
+bool afe_ipc_ring_has_frame(struct afe_ipc_ring *r)
+{
+	uint64_t p = atomic_load_explicit(&r->cursor, memory_order_relaxed);
+	uint64_t seq = atomic_load_explicit(&r->slots[p & r->mask].seq, memory_order_acquire);
+	return (int64_t)(seq - (p + 1)) >= 0;
+}

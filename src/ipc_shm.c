@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/* Creating, opening and checking the shared-memory object: see ipc_shm.h. */
+#define _GNU_SOURCE
+#include "ipc_shm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int afe_ipc_shm_path(char *path, size_t size, const char *name)
+{
+	if (!name || !*name || strlen(name) > AFE_IPC_NAME_MAX)
+		return -EINVAL;
+	for (const char *c = name; *c; c++) {
+		bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+			  (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-';
+		if (!ok)
+			return -EINVAL;
+	}
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	snprintf(path, size, "/%s", name);
+	return 0;
+}
+
+int afe_ipc_pidfd_open(pid_t pid)
+{
+	if (pid <= 0)
+		return -ESRCH;
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+static bool process_alive(pid_t pid)
+{
+	int fd = afe_ipc_pidfd_open(pid);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+static void *map_fd(int fd)
+{
+	void *p = mmap(NULL, AFE_IPC_OBJECT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* Checks a header another process wrote; 0 or -EPROTO. */
+static int check_header(const struct afe_ipc_header *h)
+{
+	if (atomic_load_explicit(&h->magic, memory_order_acquire) != AFE_IPC_MAGIC ||
+	    h->version != AFE_IPC_VERSION || h->slot_size != AFE_IPC_SLOT_SIZE ||
+	    h->ring_slots != AFE_IPC_RING_SLOTS || h->max_producers != AFE_IPC_MAX_PRODUCERS ||
+	    h->size != AFE_IPC_OBJECT_SIZE)
+		return -EPROTO;
+	return 0;
+}
+
+/* An existing object at path: -EADDRINUSE if its consumer lives, else it
+ * is removed (a dead consumer's, or garbage) and 0 returned. */
+static int replace_stale(const char *path)
+{
+	int fd = shm_open(path, O_RDWR, 0);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	struct stat st;
+	bool live = false;
+	if (fstat(fd, &st) == 0 && (size_t)st.st_size >= sizeof(struct afe_ipc_header)) {
+		struct afe_ipc_header *h = map_fd(fd);
+		if (h) {
+			live = check_header(h) == 0 && process_alive(h->consumer_pid);
+			munmap(h, AFE_IPC_OBJECT_SIZE);
+		}
+	}
+	close(fd);
+	if (live)
+		return -EADDRINUSE;
+	if (shm_unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int afe_ipc_shm_create(const char *name, struct afe_ipc_header **out)
+{
+	char path[AFE_IPC_NAME_MAX + 2];
+	int err = afe_ipc_shm_path(path, sizeof(path), name);
+	if (err < 0)
+		return err;
+	int fd = -1;
+	for (int tries = 0; fd < 0 && tries < 4; tries++) {
+		fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+		if (fd < 0 && errno != EEXIST)
+			return -errno;
+		if (fd < 0 && (err = replace_stale(path)) < 0)
+			return err;
+	}
+	if (fd < 0)
+		return -EADDRINUSE;
+	struct afe_ipc_header *h = NULL;
+	if (ftruncate(fd, (off_t)AFE_IPC_OBJECT_SIZE) < 0 || !(h = map_fd(fd))) {
+		err = -errno;
+		close(fd);
+		shm_unlink(path);
+		return err;
+	}
+	close(fd);
+	/* The object is fresh (zeroed): entries FREE, bells 0. */
+	h->version = AFE_IPC_VERSION;
+	h->slot_size = AFE_IPC_SLOT_SIZE;
+	h->ring_slots = AFE_IPC_RING_SLOTS;
+	h->max_producers = AFE_IPC_MAX_PRODUCERS;
+	h->size = AFE_IPC_OBJECT_SIZE;
+	h->consumer_pid = getpid();
+	atomic_store_explicit(&h->magic, AFE_IPC_MAGIC, memory_order_release);
+	*out = h;
+	return 0;
+}
+
+int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out)
+{
+	char path[AFE_IPC_NAME_MAX + 2];
+	int err = afe_ipc_shm_path(path, sizeof(path), name);
+	if (err < 0)
+		return err;
+	int fd = shm_open(path, O_RDWR, 0);
+	if (fd < 0)
+		return errno == ENOENT ? -ECONNREFUSED : -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	if ((size_t)st.st_size != AFE_IPC_OBJECT_SIZE) {
+		close(fd);
+		/* Being set up (size 0), or not ours. */
+		return st.st_size == 0 ? -ECONNREFUSED : -EPROTO;
+	}
+	struct afe_ipc_header *h = map_fd(fd);
+	err = h ? 0 : -errno;
+	close(fd);
+	if (err < 0)
+		return err;
+	if (atomic_load_explicit(&h->magic, memory_order_acquire) == 0)
+		err = -ECONNREFUSED; /* still being set up */
+	else
+		err = check_header(h);
+	if (err == 0 && !process_alive(h->consumer_pid))
+		err = -ECONNREFUSED;
+	if (err < 0) {
+		munmap(h, AFE_IPC_OBJECT_SIZE);
+		return err;
+	}
+	*out = h;
+	return 0;
+}
+
+void afe_ipc_shm_unmap(struct afe_ipc_header *h)
+{
+	munmap(h, AFE_IPC_OBJECT_SIZE);
+}

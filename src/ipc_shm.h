@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shared-memory object of a consumer: a header, then for each producer
+ * entry its request ring (toward the consumer) and its reply ring (back).
+ *
+ * Each producer has rings of its own: a producer that dies half-way
+ * through writing a slot stalls only its own ring, never the others'.
+ *
+ * A producer entry's life: FREE, claimed by a connecting producer
+ * (CLAIMED: it formats its rings), LIVE once it published its pid and a
+ * new generation, GONE when it disconnects; the consumer frees a GONE
+ * entry, or a LIVE one whose process died (seen through a pidfd).
+ */
+#ifndef AFE_IPC_SHM_H
+#define AFE_IPC_SHM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ipc_bell.h"
+#include "ipc_ring.h"
+
+#define AFE_IPC_MAGIC 0x31435049454641ull /* "AFEIPC1" */
+#define AFE_IPC_VERSION 1u
+#define AFE_IPC_RING_SLOTS 128u
+
+enum { AFE_IPC_ENTRY_FREE, AFE_IPC_ENTRY_CLAIMED, AFE_IPC_ENTRY_LIVE, AFE_IPC_ENTRY_GONE };
+
+struct afe_ipc_entry {
+	_Alignas(64) _Atomic uint32_t state;
+	_Atomic int32_t pid;
+	_Atomic uint32_t generation;
+	struct afe_ipc_bell bell; /* the producer sleeps on it */
+};
+
+struct afe_ipc_header {
+	_Atomic uint64_t magic; /* stored last when the consumer set up */
+	uint32_t version;
+	uint32_t slot_size;
+	uint32_t ring_slots;
+	uint32_t max_producers;
+	uint64_t size; /* of the whole object */
+	int32_t consumer_pid;
+	_Alignas(64) struct afe_ipc_bell bell; /* the consumer sleeps on it */
+	struct afe_ipc_entry entries[AFE_IPC_MAX_PRODUCERS];
+};
+
+/* Where the header ends and entry i's rings begin (page-aligned). */
+#define AFE_IPC_RINGS_OFFSET ((sizeof(struct afe_ipc_header) + 4095u) & ~(size_t)4095u)
+#define AFE_IPC_RING_BYTES ((size_t)AFE_IPC_RING_SLOTS * AFE_IPC_SLOT_SIZE)
+#define AFE_IPC_OBJECT_SIZE (AFE_IPC_RINGS_OFFSET + 2 * AFE_IPC_RING_BYTES * AFE_IPC_MAX_PRODUCERS)
+
+static inline struct afe_ipc_slot *afe_ipc_requests_of(struct afe_ipc_header *h, unsigned i)
+{
+	return (struct afe_ipc_slot *)(void *)((char *)h + AFE_IPC_RINGS_OFFSET +
+					       2 * AFE_IPC_RING_BYTES * i);
+}
+
+static inline struct afe_ipc_slot *afe_ipc_replies_of(struct afe_ipc_header *h, unsigned i)
+{
+	return (struct afe_ipc_slot *)(void *)((char *)afe_ipc_requests_of(h, i) +
+					       AFE_IPC_RING_BYTES);
+}
+
+/* "/name" into path, after checking name. 0 or -EINVAL. */
+int afe_ipc_shm_path(char *path, size_t size, const char *name);
+
+/* The consumer: creates and maps the object, replacing a dead consumer's.
+ * 0 or -EADDRINUSE, -errno. */
+int afe_ipc_shm_create(const char *name, struct afe_ipc_header **out);
+
+/* A producer: maps an existing object and checks its header. 0 or
+ * -ECONNREFUSED (no object, or its consumer is dead), -EPROTO, -errno. */
+int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out);
+
+void afe_ipc_shm_unmap(struct afe_ipc_header *h);
+
+/* Opens a pidfd on pid: >= 0, or -errno (-ESRCH: it is gone). */
+int afe_ipc_pidfd_open(pid_t pid);
+
+#endif /* AFE_IPC_SHM_H */

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/* For the cross-process call tests: consumers in child processes, and
+ * calls run from the test's thread. */
+#ifndef AFE_TEST_IPC_HELPERS_H
+#define AFE_TEST_IPC_HELPERS_H
+
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../examples/ipc_calc.h"
+#include "helpers.h"
+
+/* Awaits a call armed elsewhere (the call stays where it is). */
+struct await_call {
+	struct afe_future base;
+	struct afe_ipc_call *call;
+};
+
+static int await_call_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct await_call *self = afe_container_of(f, struct await_call, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	AFE_AWAIT(&self->call->base);
+	AFE_RETURN(self->call->base.result);
+	AFE_ASYNC_END;
+}
+
+/* Runs an armed call to its end on rt; returns its result. */
+static inline intptr_t run_call(struct afe_runtime *rt, struct afe_ipc_call *call)
+{
+	struct await_call a = {.call = call};
+	afe_future_init(&a.base, await_call_poll);
+	intptr_t r = -12345;
+	cr_assert_eq(afe_block_on(rt, &a, &r), 0);
+	return r;
+}
+
+/* A unique name per test and round. */
+static inline const char *ipc_test_name(const char *what)
+{
+	static char name[96];
+	snprintf(name, sizeof(name), "afe-test-%d-%s", (int)getpid(), what);
+	return name;
+}
+
+/* Starts the example consumer serving name in a child process. */
+static inline pid_t start_consumer(const char *name)
+{
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		execl(IPC_CONSUMER, IPC_CONSUMER, name, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static inline void stop_consumer(pid_t pid, int sig)
+{
+	kill(pid, sig);
+	waitpid(pid, NULL, 0);
+}
+
+/* Connects, retrying while the consumer starts (up to 10 s). */
+static inline struct afe_ipc_producer *connect_retrying(struct afe_runtime *rt, const char *name,
+						       const struct afe_ipc_producer_config *config)
+{
+	struct afe_ipc_producer *p = NULL;
+	int err = -ECONNREFUSED;
+	for (int i = 0; i < 1000 && err == -ECONNREFUSED; i++) {
+		err = afe_ipc_producer_connect(&p, rt, name, config);
+		if (err == -ECONNREFUSED)
+			usleep(10000);
+	}
+	cr_assert_eq(err, 0, "connect: %d", err);
+	return p;
+}
+
+#endif /* AFE_TEST_IPC_HELPERS_H */

@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+/* Cross-process calls against the example consumer in a child process. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ipc_helpers.h"
+
+Test(ipc, connecting_to_a_name_nobody_serves_is_refused)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_ipc_producer *p = NULL;
+	cr_assert_eq(afe_ipc_producer_connect(&p, rt, ipc_test_name("nobody"), NULL),
+		     -ECONNREFUSED);
+	cr_assert_eq(afe_ipc_producer_connect(&p, rt, "bad/name", NULL), -EINVAL);
+	cr_assert_eq(afe_ipc_producer_connect(&p, rt, "", NULL), -EINVAL);
+	test_runtime_destroy(rt);
+}
+
+Test(ipc, calls_of_every_kind_round_trip)
+{
+	const char *name = ipc_test_name("kinds");
+	pid_t consumer = start_consumer(name);
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+
+	int64_t sum = 0;
+	cr_assert_eq(add(&call, 40, 1, 1), 0);
+	cr_assert_eq(run_call(rt, &call), 0);
+	cr_assert_eq(add_result(&call, &sum), 0);
+	cr_assert_eq(sum, 42);
+
+	afe_ipc_str text = NULL;
+	cr_assert_eq(greet(&call, "you", 3), 0);
+	cr_assert_eq(run_call(rt, &call), 0);
+	cr_assert_eq(greet_result(&call, &text), 0);
+	cr_assert(text && !strcmp(text, "hello, you hello, you hello, you"));
+
+	cr_assert_eq(greet(&call, NULL, 1), 0, "a NULL string travels");
+	cr_assert_eq(run_call(rt, &call), 0);
+	cr_assert_eq(greet_result(&call, &text), 0);
+	cr_assert(text && !strcmp(text, "hello, (null)"));
+
+	static unsigned char big[3000];
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (unsigned char)i;
+	uint64_t weight = 0, want = (uint64_t)sizeof(big) << 32;
+	for (size_t i = 0; i < sizeof(big); i++)
+		want += big[i];
+	cr_assert_eq(weigh(&call, (afe_ipc_bytes){big, sizeof(big)}), 0);
+	cr_assert_eq(run_call(rt, &call), 0);
+	cr_assert_eq(weigh_result(&call, &weight), 0);
+	cr_assert_eq(weight, want);
+
+	afe_ipc_call_release(&call);
+	afe_ipc_producer_close(p);
+	test_runtime_destroy(rt);
+	stop_consumer(consumer, SIGTERM);
+}
+
+Test(ipc, oversized_arguments_are_refused_before_sending)
+{
+	const char *name = ipc_test_name("big");
+	pid_t consumer = start_consumer(name);
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	static unsigned char huge[AFE_IPC_MAX_PAYLOAD];
+	cr_assert_eq(weigh(&call, (afe_ipc_bytes){huge, sizeof(huge)}), -EMSGSIZE);
+	cr_assert_eq(run_call(rt, &call), -EMSGSIZE);
+	struct afe_ipc_stats st;
+	afe_ipc_producer_stats(p, &st);
+	cr_assert_eq(st.calls, 0, "nothing was sent");
+	afe_ipc_producer_close(p);
+	test_runtime_destroy(rt);
+	stop_consumer(consumer, SIGTERM);
+}
+
+/* Many tasks, many calls of the same function in flight at once. */
+struct adder {
+	struct afe_future base;
+	struct afe_ipc_producer *p;
+	int64_t base_value, sum;
+	int i;
+	struct afe_ipc_call call;
+};
+
+static int adder_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct adder *self = afe_container_of(f, struct adder, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_ipc_call_init(&self->call, self->p);
+	for (self->i = 0; self->i < 200; self->i++) {
+		add(&self->call, self->base_value, self->i, 1);
+		AFE_AWAIT(&self->call.base);
+		if (self->call.base.result < 0)
+			AFE_RETURN(self->call.base.result);
+		if (add_result(&self->call, &self->sum) < 0 ||
+		    self->sum != self->base_value + self->i + 1)
+			AFE_RETURN(-EBADMSG);
+	}
+	AFE_RETURN(0);
+	AFE_ASYNC_END;
+}
+
+Test(ipc, sixty_four_tasks_call_at_once_and_every_answer_is_theirs)
+{
+	const char *name = ipc_test_name("many");
+	pid_t consumer = start_consumer(name);
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
+	struct afe_join_handle handles[64];
+	for (int i = 0; i < 64; i++) {
+		struct adder a = {.p = p, .base_value = (int64_t)i * 1000000};
+		afe_future_init(&a.base, adder_poll);
+		cr_assert_eq(afe_spawn(rt, &a, &handles[i]), 0);
+	}
+	for (int i = 0; i < 64; i++) {
+		struct afe_join join;
+		afe_join_init(&join, &handles[i]);
+		cr_assert_eq(test_block_on(rt, &join), 0, "task %d", i);
+	}
+	struct afe_ipc_stats st;
+	afe_ipc_producer_stats(p, &st);
+	cr_assert_eq(st.calls, 64 * 200);
+	cr_assert_eq(st.replies, 64 * 200);
+	cr_assert_eq(st.late_replies, 0);
+	afe_ipc_producer_close(p);
+	test_runtime_destroy(rt);
+	stop_consumer(consumer, SIGTERM);
+}
+
+Test(ipc, a_late_reply_is_dropped_and_counted_never_taken_by_the_next_call)
+{
+	const char *name = ipc_test_name("late");
+	pid_t consumer = start_consumer(name);
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_ipc_producer_config config;
+	afe_ipc_producer_config_default(&config);
+	struct afe_ipc_fn_timeout nap_limit = {.fn = nap_ID, .ms = 50};
+	config.timeouts = &nap_limit;
+	config.n_timeouts = 1;
+	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	cr_assert_eq(nap(&call, 300), 0);
+	cr_assert_eq(run_call(rt, &call), -ETIMEDOUT);
+	/* The next call (another function, default timeout) gets its own answer
+	 * even though the nap's reply comes in while it waits. */
+	cr_assert_eq(nap(&call, 0), 0);
+	cr_assert_eq(run_call(rt, &call), 0); /* nap(0) */
+	usleep(400 * 1000);
+	int64_t sum = 0;
+	cr_assert_eq(add(&call, 1, 1, 1), 0);
+	cr_assert_eq(run_call(rt, &call), 0);
+	cr_assert_eq(add_result(&call, &sum), 0);
+	cr_assert_eq(sum, 3);
+	struct afe_ipc_stats st;
+	afe_ipc_producer_stats(p, &st);
+	cr_assert_eq(st.timeouts, 1);
+	cr_assert_eq(st.late_replies, 1, "the nap's reply came after its call ended");
+	afe_ipc_producer_close(p);
+	test_runtime_destroy(rt);
+	stop_consumer(consumer, SIGTERM);
+}
+
+Test(ipc, a_function_the_consumer_does_not_serve_is_enosys)
+{
+	const char *name = ipc_test_name("enosys");
+	pid_t consumer = start_consumer(name);
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	struct afe_ipc_writer *w = afe_ipc_call_begin(&call, 200);
+	afe_ipc_put_int32_t(w, 7);
+	cr_assert_eq(afe_ipc_call_arm(&call), 0);
+	cr_assert_eq(run_call(rt, &call), -ENOSYS);
+	/* Arguments of the wrong shape: the consumer cannot decode them. */
+	w = afe_ipc_call_begin(&call, add_ID);
+	afe_ipc_put_int32_t(w, 7);
+	cr_assert_eq(afe_ipc_call_arm(&call), 0);
+	cr_assert_eq(run_call(rt, &call), -EPROTO);
+	afe_ipc_producer_close(p);
+	test_runtime_destroy(rt);
+	stop_consumer(consumer, SIGTERM);
+}
+
+/* The count stream's replies, as the callback saw them. */
+struct seen {
+	uint32_t values[16];
+	bool more[16];
+	int n, last_status;
+};
+
+static void on_count(void *ctx, int status, struct afe_ipc_reader *r, bool more)
+{
+	struct seen *s = ctx;
+	s->last_status = status;
+	if (status == 0 && s->n < 16 && count_decode_ret(r, &s->values[s->n]) == 0)
+		s->more[s->n++] = more;
+}
+
+Test(ipc, a_callback_gets_every_reply_in_order)
+{
+	const char *name = ipc_test_name("stream");
+	pid_t consumer = start_consumer(name);
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	struct seen seen = {0};
+	afe_ipc_call_on_reply(&call, on_count, &seen);
+	cr_assert_eq(count(&call, 5), 0);
+	cr_assert_eq(run_call(rt, &call), 0);
+	cr_assert_eq(seen.n, 6);
+	for (int i = 0; i < 6; i++) {
+		cr_assert_eq(seen.values[i], (uint32_t)i);
+		cr_assert_eq(seen.more[i], i < 5);
+	}
+	/* The callback holds for that call only. */
+	uint32_t n = 0;
+	cr_assert_eq(count(&call, 0), 0);
+	cr_assert_eq(run_call(rt, &call), 0);
+	cr_assert_eq(count_result(&call, &n), 0);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(seen.n, 6);
+	afe_ipc_producer_close(p);
+	test_runtime_destroy(rt);
+	stop_consumer(consumer, SIGTERM);
+}
+
+Test(ipc, killing_the_consumer_fails_calls_with_epipe_and_a_restart_serves_again)
+{
+	const char *name = ipc_test_name("kill");
+	pid_t consumer = start_consumer(name);
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	cr_assert_eq(nap(&call, 4000), 0);
+	/* Kill it mid-call from another process, after the call went out. */
+	pid_t killer = fork();
+	cr_assert_neq(killer, -1);
+	if (killer == 0) {
+		usleep(100 * 1000);
+		kill(consumer, SIGKILL);
+		_exit(0);
+	}
+	uint64_t start = afe_now_ns();
+	cr_assert_eq(run_call(rt, &call), -EPIPE);
+	cr_assert_lt(afe_now_ns() - start, 3000000000ull, "-EPIPE came before the timeout");
+	waitpid(killer, NULL, 0);
+	waitpid(consumer, NULL, 0);
+	cr_assert(afe_ipc_producer_is_gone(p));
+	cr_assert_eq(add(&call, 1, 2, 3), 0);
+	cr_assert_eq(run_call(rt, &call), -EPIPE, "later calls fail at once");
+	afe_ipc_producer_close(p);
+
+	consumer = start_consumer(name); /* the dead one's object is replaced */
+	p = connect_retrying(rt, name, NULL);
+	afe_ipc_call_init(&call, p);
+	int64_t sum = 0;
+	cr_assert_eq(add(&call, 1, 2, 3), 0);
+	cr_assert_eq(run_call(rt, &call), 0);
+	cr_assert_eq(add_result(&call, &sum), 0);
+	cr_assert_eq(sum, 6);
+	afe_ipc_producer_close(p);
+	test_runtime_destroy(rt);
+	stop_consumer(consumer, SIGTERM);
+}
+
+/* A producer process: connects, calls add n times, exits 0 when right. */
+static void producer_process(const char *name, int n, bool die_mid_call)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	if (die_mid_call) {
+		cr_assert_eq(nap(&call, 2000), 0);
+		struct await_call a = {.call = &call};
+		afe_future_init(&a.base, await_call_poll);
+		afe_spawn(rt, &a, NULL);
+		usleep(100 * 1000);
+		_exit(9); /* with a call in flight */
+	}
+	for (int i = 0; i < n; i++) {
+		int64_t sum = 0;
+		if (add(&call, i, i, i) < 0 || run_call(rt, &call) != 0 ||
+		    add_result(&call, &sum) < 0 || sum != 3 * i)
+			_exit(1);
+	}
+	afe_ipc_producer_close(p);
+	afe_runtime_destroy(rt);
+	_exit(0);
+}
+
+Test(ipc, several_producer_processes_share_a_consumer_and_a_dead_one_leaves_it_serving)
+{
+	const char *name = ipc_test_name("several");
+	pid_t consumer = start_consumer(name);
+	pid_t dying = fork();
+	cr_assert_neq(dying, -1);
+	if (dying == 0)
+		producer_process(name, 0, true);
+	int status;
+	waitpid(dying, &status, 0);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 9);
+	pid_t kids[4];
+	for (int k = 0; k < 4; k++) {
+		kids[k] = fork();
+		cr_assert_neq(kids[k], -1);
+		if (kids[k] == 0)
+			producer_process(name, 2000, false);
+	}
+	for (int k = 0; k < 4; k++) {
+		waitpid(kids[k], &status, 0);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "producer %d", k);
+	}
+	stop_consumer(consumer, SIGTERM);
+}
