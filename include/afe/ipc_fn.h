@@ -27,6 +27,14 @@
 
 #include "ipc_codec.h"
 
+/* Generated functions a program may not use: no warning for them (clang
+ * warns about unused static inline functions a .c file defines). */
+#if defined(__GNUC__)
+#define AFE__IPC_UNUSED __attribute__((unused))
+#else
+#define AFE__IPC_UNUSED
+#endif
+
 /* How many arguments the macro got: 1 (just RET), 3, 5, ..., 13. */
 #define AFE__IPC_NARG(...) AFE__IPC_NARG_(__VA_ARGS__, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
 #define AFE__IPC_NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, n, ...) n
@@ -76,24 +84,24 @@
 	struct name##_args {                                                             \
 		AFE__IPC_PAIRS_##k(AFE__IPC_FIELD, __VA_ARGS__) AFE__IPC_NONE_##k        \
 	};                                                                               \
-	static inline void name##_encode_args(struct afe_ipc_writer *w                   \
+	static inline AFE__IPC_UNUSED void name##_encode_args(struct afe_ipc_writer *w                   \
 						      AFE__IPC_PAIRS_##k(AFE__IPC_PARAM, \
 									 __VA_ARGS__))   \
 	{                                                                                \
 		(void)w;                                                                 \
 		AFE__IPC_PAIRS_##k(AFE__IPC_PUT, __VA_ARGS__)                            \
 	}                                                                                \
-	static inline int name##_decode_args(struct afe_ipc_reader *r,                   \
+	static inline AFE__IPC_UNUSED int name##_decode_args(struct afe_ipc_reader *r,                   \
 					     struct name##_args *out)                    \
 	{                                                                                \
 		(void)out;                                                               \
 		AFE__IPC_PAIRS_##k(AFE__IPC_GET, __VA_ARGS__) return afe_ipc_reader_finish(r); \
 	}                                                                                \
-	static inline void name##_encode_ret(struct afe_ipc_writer *w, RET v)            \
+	static inline AFE__IPC_UNUSED void name##_encode_ret(struct afe_ipc_writer *w, RET v)            \
 	{                                                                                \
 		afe_ipc_put_##RET(w, v);                                                 \
 	}                                                                                \
-	static inline int name##_decode_ret(struct afe_ipc_reader *r, RET *out)          \
+	static inline AFE__IPC_UNUSED int name##_decode_ret(struct afe_ipc_reader *r, RET *out)          \
 	{                                                                                \
 		afe_ipc_get_##RET(r, out);                                               \
 		return afe_ipc_reader_finish(r);                                         \
