@@ -268,12 +268,7 @@ struct pump {
 
 static uint32_t pump_wants(struct afe_ipc_consumer *c)
 {
-	uint32_t wants = AFE_IPC_WANT_ANY;
-	if (atomic_load(&c->idle))
-		wants |= AFE_IPC_WANT_FRAME;
-	if (atomic_load(&c->room_waiters))
-		wants |= AFE_IPC_WANT_ROOM;
-	return wants;
+	return afe_ipc_pump_wants(atomic_load(&c->idle), atomic_load(&c->room_waiters));
 }
 
 static int pump_poll(struct afe_future *f, struct afe_context *cx)
@@ -416,11 +411,7 @@ void afe_ipc_request_args(const struct afe_ipc_request *req, struct afe_ipc_read
 static int recv_finish(struct afe_ipc_request *req, const struct afe_context *cx, int result)
 {
 	struct afe_ipc_consumer *c = req->consumer;
-	if (req->waiting) {
-		afe_ipc_withdraw(&req->work.base, cx);
-		atomic_fetch_sub(&c->idle, 1);
-		req->waiting = false;
-	}
+	afe_ipc_wait_end(&req->waiting, &req->work, &c->idle, cx);
 	req->base.result = result;
 	req->held = result == 0;
 	if (!req->held)
@@ -451,16 +442,9 @@ static int recv_poll(struct afe_future *f, struct afe_context *cx)
 		}
 		if (atomic_load(&c->closed))
 			return recv_finish(req, cx, -EPIPE);
-		if (!req->waiting) {
-			req->waiting = true;
-			afe_notified_init(&req->work, &c->work);
-			atomic_fetch_add(&c->idle, 1);
-			afe_ipc_bell_rearm(&c->hdr->bell, AFE_IPC_WANT_FRAME);
-			continue; /* look once more now that the pump knows */
-		}
-		if (afe_future_poll(&req->work.base, cx) == AFE_PENDING)
+		if (afe_ipc_wait(&req->waiting, &req->work, &c->work, &c->idle, &c->hdr->bell,
+				 AFE_IPC_WANT_FRAME, cx) == AFE_PENDING)
 			return AFE_PENDING;
-		afe_notified_init(&req->work, &c->work);
 	}
 }
 
@@ -509,11 +493,7 @@ void afe_ipc_reply_error(struct afe_ipc_reply *rep, struct afe_ipc_request *req,
 static int reply_finish(struct afe_ipc_reply *rep, const struct afe_context *cx, int result)
 {
 	struct afe_ipc_consumer *c = rep->consumer;
-	if (rep->waiting) {
-		afe_ipc_withdraw(&rep->room.base, cx);
-		atomic_fetch_sub(&c->room_waiters, 1);
-		rep->waiting = false;
-	}
+	afe_ipc_wait_end(&rep->waiting, &rep->room, &c->room_waiters, cx);
 	if (rep->bytes != rep->bytes_inline)
 		free(rep->bytes);
 	rep->bytes = rep->bytes_inline;
@@ -550,15 +530,8 @@ static int reply_poll(struct afe_future *f, struct afe_context *cx)
 			return reply_finish(rep, cx, err);
 		if (atomic_load(&c->closed))
 			return reply_finish(rep, cx, -EPIPE);
-		if (!rep->waiting) {
-			rep->waiting = true;
-			afe_notified_init(&rep->room, &c->room);
-			atomic_fetch_add(&c->room_waiters, 1);
-			afe_ipc_bell_rearm(&c->hdr->bell, AFE_IPC_WANT_ROOM);
-			continue;
-		}
-		if (afe_future_poll(&rep->room.base, cx) == AFE_PENDING)
+		if (afe_ipc_wait(&rep->waiting, &rep->room, &c->room, &c->room_waiters,
+				 &c->hdr->bell, AFE_IPC_WANT_ROOM, cx) == AFE_PENDING)
 			return AFE_PENDING;
-		afe_notified_init(&rep->room, &c->room);
 	}
 }

@@ -63,4 +63,47 @@ static inline void afe_ipc_bell_rearm(struct afe_ipc_bell *b, uint32_t what)
 		afe_ipc_bell_ring(b, AFE_IPC_WANT_ANY);
 }
 
+/* What a pump sleeps for: always news of peers; frames while someone waits
+ * for them; freed slots while someone waits for room. */
+static inline uint32_t afe_ipc_pump_wants(uint32_t frame_waiters, uint32_t room_waiters)
+{
+	return AFE_IPC_WANT_ANY | (frame_waiters ? AFE_IPC_WANT_FRAME : 0) |
+	       (room_waiters ? AFE_IPC_WANT_ROOM : 0);
+}
+
+/*
+ * A future waiting, on its side's local notify, for what its pump watches
+ * the bell for (a frame, room). The first call counts it in waiters and
+ * makes the pump re-arm for what, then returns AFE_READY: look once more.
+ * Later calls poll the notified future: AFE_PENDING, or AFE_READY once
+ * notified (look again; it is armed anew). afe_ipc_wait_end stops
+ * counting it.
+ */
+static inline int afe_ipc_wait(bool *waiting, struct afe_notified *n, struct afe_notify *notify,
+			       _Atomic uint32_t *waiters, struct afe_ipc_bell *bell,
+			       uint32_t what, struct afe_context *cx)
+{
+	if (!*waiting) {
+		*waiting = true;
+		afe_notified_init(n, notify);
+		atomic_fetch_add(waiters, 1);
+		afe_ipc_bell_rearm(bell, what);
+		return AFE_READY;
+	}
+	if (afe_future_poll(&n->base, cx) == AFE_PENDING)
+		return AFE_PENDING;
+	afe_notified_init(n, notify);
+	return AFE_READY;
+}
+
+static inline void afe_ipc_wait_end(bool *waiting, struct afe_notified *n,
+				    _Atomic uint32_t *waiters, const struct afe_context *cx)
+{
+	if (!*waiting)
+		return;
+	afe_ipc_withdraw(&n->base, cx);
+	atomic_fetch_sub(waiters, 1);
+	*waiting = false;
+}
+
 #endif /* AFE_IPC_INTERNAL_H */

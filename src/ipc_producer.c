@@ -209,15 +209,9 @@ struct pump {
 	struct afe_io wait;
 };
 
-/* What the pump sleeps for; 0 when it must not sleep (work is there). */
 static uint32_t pump_wants(struct afe_ipc_producer *p)
 {
-	uint32_t wants = AFE_IPC_WANT_ANY;
-	if (atomic_load(&p->n_pending))
-		wants |= AFE_IPC_WANT_FRAME;
-	if (atomic_load(&p->room_waiters))
-		wants |= AFE_IPC_WANT_ROOM;
-	return wants;
+	return afe_ipc_pump_wants(atomic_load(&p->n_pending), atomic_load(&p->room_waiters));
 }
 
 static int pump_poll(struct afe_future *f, struct afe_context *cx)
@@ -529,30 +523,18 @@ static int call_send(struct afe_ipc_call *call)
 	return err;
 }
 
-/* Waits for room in the request ring: PENDING, or 0 to try again. */
+/* Waits for room in the request ring: AFE_PENDING, or AFE_READY to try
+ * again. */
 static int call_wait_room(struct afe_ipc_call *call, struct afe_context *cx)
 {
 	struct afe_ipc_producer *p = call->producer;
-	if (!call->waiting_room) {
-		call->waiting_room = true;
-		atomic_fetch_add(&p->room_waiters, 1);
-		afe_notified_init(&call->room, &p->room);
-		afe_ipc_bell_rearm(&p->entry->bell, AFE_IPC_WANT_ROOM);
-		return 0; /* try once more now that the pump knows */
-	}
-	if (afe_future_poll(&call->room.base, cx) == AFE_PENDING)
-		return AFE_PENDING;
-	afe_notified_init(&call->room, &p->room);
-	return 0;
+	return afe_ipc_wait(&call->waiting_room, &call->room, &p->room, &p->room_waiters,
+			    &p->entry->bell, AFE_IPC_WANT_ROOM, cx);
 }
 
 static void call_stop_waiting_room(struct afe_ipc_call *call, const struct afe_context *cx)
 {
-	if (!call->waiting_room)
-		return;
-	afe_ipc_withdraw(&call->room.base, cx);
-	atomic_fetch_sub(&call->producer->room_waiters, 1);
-	call->waiting_room = false;
+	afe_ipc_wait_end(&call->waiting_room, &call->room, &call->producer->room_waiters, cx);
 }
 
 /* Ends the call with err unless a reply already did. */

@@ -78,4 +78,31 @@ static inline struct afe_ipc_producer *connect_retrying(struct afe_runtime *rt, 
 	return p;
 }
 
+/* One test's cast: the example consumer in a child process, a runtime,
+ * a producer connected to the consumer, and a call object bound to it. */
+struct ipc_session {
+	pid_t consumer;
+	struct afe_runtime *rt;
+	struct afe_ipc_producer *p;
+	struct afe_ipc_call call;
+};
+
+static inline void ipc_session_start(struct ipc_session *s, const char *what,
+				     const struct afe_ipc_producer_config *config)
+{
+	const char *name = ipc_test_name(what);
+	s->consumer = start_consumer(name);
+	s->rt = test_runtime(2);
+	s->p = connect_retrying(s->rt, name, config);
+	afe_ipc_call_init(&s->call, s->p);
+}
+
+static inline void ipc_session_end(struct ipc_session *s)
+{
+	afe_ipc_call_release(&s->call);
+	afe_ipc_producer_close(s->p);
+	test_runtime_destroy(s->rt);
+	stop_consumer(s->consumer, SIGTERM);
+}
+
 #endif /* AFE_TEST_IPC_HELPERS_H */

@@ -18,28 +18,24 @@ Test(ipc, connecting_to_a_name_nobody_serves_is_refused)
 
 Test(ipc, calls_of_every_kind_round_trip)
 {
-	const char *name = ipc_test_name("kinds");
-	pid_t consumer = start_consumer(name);
-	struct afe_runtime *rt = test_runtime(2);
-	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
-	struct afe_ipc_call call;
-	afe_ipc_call_init(&call, p);
+	struct ipc_session s;
+	ipc_session_start(&s, "kinds", NULL);
 
 	int64_t sum = 0;
-	cr_assert_eq(add(&call, 40, 1, 1), 0);
-	cr_assert_eq(run_call(rt, &call), 0);
-	cr_assert_eq(add_result(&call, &sum), 0);
+	cr_assert_eq(add(&s.call, 40, 1, 1), 0);
+	cr_assert_eq(run_call(s.rt, &s.call), 0);
+	cr_assert_eq(add_result(&s.call, &sum), 0);
 	cr_assert_eq(sum, 42);
 
 	afe_ipc_str text = NULL;
-	cr_assert_eq(greet(&call, "you", 3), 0);
-	cr_assert_eq(run_call(rt, &call), 0);
-	cr_assert_eq(greet_result(&call, &text), 0);
+	cr_assert_eq(greet(&s.call, "you", 3), 0);
+	cr_assert_eq(run_call(s.rt, &s.call), 0);
+	cr_assert_eq(greet_result(&s.call, &text), 0);
 	cr_assert(text && !strcmp(text, "hello, you hello, you hello, you"));
 
-	cr_assert_eq(greet(&call, NULL, 1), 0, "a NULL string travels");
-	cr_assert_eq(run_call(rt, &call), 0);
-	cr_assert_eq(greet_result(&call, &text), 0);
+	cr_assert_eq(greet(&s.call, NULL, 1), 0, "a NULL string travels");
+	cr_assert_eq(run_call(s.rt, &s.call), 0);
+	cr_assert_eq(greet_result(&s.call, &text), 0);
 	cr_assert(text && !strcmp(text, "hello, (null)"));
 
 	static unsigned char big[3000];
@@ -48,34 +44,25 @@ Test(ipc, calls_of_every_kind_round_trip)
 	uint64_t weight = 0, want = (uint64_t)sizeof(big) << 32;
 	for (size_t i = 0; i < sizeof(big); i++)
 		want += big[i];
-	cr_assert_eq(weigh(&call, (afe_ipc_bytes){big, sizeof(big)}), 0);
-	cr_assert_eq(run_call(rt, &call), 0);
-	cr_assert_eq(weigh_result(&call, &weight), 0);
+	cr_assert_eq(weigh(&s.call, (afe_ipc_bytes){big, sizeof(big)}), 0);
+	cr_assert_eq(run_call(s.rt, &s.call), 0);
+	cr_assert_eq(weigh_result(&s.call, &weight), 0);
 	cr_assert_eq(weight, want);
 
-	afe_ipc_call_release(&call);
-	afe_ipc_producer_close(p);
-	test_runtime_destroy(rt);
-	stop_consumer(consumer, SIGTERM);
+	ipc_session_end(&s);
 }
 
 Test(ipc, oversized_arguments_are_refused_before_sending)
 {
-	const char *name = ipc_test_name("big");
-	pid_t consumer = start_consumer(name);
-	struct afe_runtime *rt = test_runtime(2);
-	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
-	struct afe_ipc_call call;
-	afe_ipc_call_init(&call, p);
+	struct ipc_session s;
+	ipc_session_start(&s, "big", NULL);
 	static unsigned char huge[AFE_IPC_MAX_PAYLOAD];
-	cr_assert_eq(weigh(&call, (afe_ipc_bytes){huge, sizeof(huge)}), -EMSGSIZE);
-	cr_assert_eq(run_call(rt, &call), -EMSGSIZE);
+	cr_assert_eq(weigh(&s.call, (afe_ipc_bytes){huge, sizeof(huge)}), -EMSGSIZE);
+	cr_assert_eq(run_call(s.rt, &s.call), -EMSGSIZE);
 	struct afe_ipc_stats st;
-	afe_ipc_producer_stats(p, &st);
+	afe_ipc_producer_stats(s.p, &st);
 	cr_assert_eq(st.calls, 0, "nothing was sent");
-	afe_ipc_producer_close(p);
-	test_runtime_destroy(rt);
-	stop_consumer(consumer, SIGTERM);
+	ipc_session_end(&s);
 }
 
 /* Many tasks, many calls of the same function in flight at once. */
@@ -107,85 +94,116 @@ static int adder_poll(struct afe_future *f, struct afe_context *cx)
 
 Test(ipc, sixty_four_tasks_call_at_once_and_every_answer_is_theirs)
 {
-	const char *name = ipc_test_name("many");
-	pid_t consumer = start_consumer(name);
-	struct afe_runtime *rt = test_runtime(2);
-	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
+	struct ipc_session s;
+	ipc_session_start(&s, "many", NULL);
 	struct afe_join_handle handles[64];
 	for (int i = 0; i < 64; i++) {
-		struct adder a = {.p = p, .base_value = (int64_t)i * 1000000};
+		struct adder a = {.p = s.p, .base_value = (int64_t)i * 1000000};
 		afe_future_init(&a.base, adder_poll);
-		cr_assert_eq(afe_spawn(rt, &a, &handles[i]), 0);
+		cr_assert_eq(afe_spawn(s.rt, &a, &handles[i]), 0);
 	}
 	for (int i = 0; i < 64; i++) {
 		struct afe_join join;
 		afe_join_init(&join, &handles[i]);
-		cr_assert_eq(test_block_on(rt, &join), 0, "task %d", i);
+		cr_assert_eq(test_block_on(s.rt, &join), 0, "task %d", i);
 	}
 	struct afe_ipc_stats st;
-	afe_ipc_producer_stats(p, &st);
+	afe_ipc_producer_stats(s.p, &st);
 	cr_assert_eq(st.calls, 64 * 200);
 	cr_assert_eq(st.replies, 64 * 200);
 	cr_assert_eq(st.late_replies, 0);
-	afe_ipc_producer_close(p);
-	test_runtime_destroy(rt);
-	stop_consumer(consumer, SIGTERM);
+	ipc_session_end(&s);
+}
+
+/* One call of fn (nap or add) with argument arg. */
+struct one_call {
+	struct afe_future base;
+	struct afe_ipc_producer *p;
+	int fn;
+	uint32_t arg;
+	struct afe_ipc_call call;
+};
+
+static int one_call_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct one_call *self = afe_container_of(f, struct one_call, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_ipc_call_init(&self->call, self->p);
+	if (self->fn == nap_ID)
+		nap(&self->call, self->arg);
+	else
+		add(&self->call, self->arg, 0, 0);
+	AFE_AWAIT(&self->call.base);
+	AFE_RETURN(self->call.base.result);
+	AFE_ASYNC_END;
+}
+
+Test(ipc, calls_that_find_the_request_ring_full_wait_for_room)
+{
+	struct ipc_session s;
+	ipc_session_start(&s, "full", NULL);
+	/* Four naps hold the consumer's four serving tasks: nobody takes
+	 * requests, and the 300 adds behind them overflow the 128-slot ring. */
+	enum { NAPS = 4, ADDS = 300 };
+	struct afe_join_handle handles[NAPS + ADDS];
+	for (int i = 0; i < NAPS + ADDS; i++) {
+		struct one_call c = {.p = s.p, .fn = i < NAPS ? nap_ID : add_ID,
+				     .arg = i < NAPS ? 300 : (uint32_t)i};
+		afe_future_init(&c.base, one_call_poll);
+		cr_assert_eq(afe_spawn(s.rt, &c, &handles[i]), 0);
+		if (i == NAPS - 1)
+			usleep(100 * 1000); /* the naps are taken first */
+	}
+	for (int i = 0; i < NAPS + ADDS; i++) {
+		struct afe_join join;
+		afe_join_init(&join, &handles[i]);
+		cr_assert_eq(test_block_on(s.rt, &join), 0, "call %d", i);
+	}
+	ipc_session_end(&s);
 }
 
 Test(ipc, a_late_reply_is_dropped_and_counted_never_taken_by_the_next_call)
 {
-	const char *name = ipc_test_name("late");
-	pid_t consumer = start_consumer(name);
-	struct afe_runtime *rt = test_runtime(2);
 	struct afe_ipc_producer_config config;
 	afe_ipc_producer_config_default(&config);
 	struct afe_ipc_fn_timeout nap_limit = {.fn = nap_ID, .ms = 50};
 	config.timeouts = &nap_limit;
 	config.n_timeouts = 1;
-	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
-	struct afe_ipc_call call;
-	afe_ipc_call_init(&call, p);
-	cr_assert_eq(nap(&call, 300), 0);
-	cr_assert_eq(run_call(rt, &call), -ETIMEDOUT);
-	/* The next call (another function, default timeout) gets its own answer
-	 * even though the nap's reply comes in while it waits. */
-	cr_assert_eq(nap(&call, 0), 0);
-	cr_assert_eq(run_call(rt, &call), 0); /* nap(0) */
+	struct ipc_session s;
+	ipc_session_start(&s, "late", &config);
+	cr_assert_eq(nap(&s.call, 300), 0);
+	cr_assert_eq(run_call(s.rt, &s.call), -ETIMEDOUT);
+	/* The next call gets its own answer, not the timed-out nap's reply,
+	 * which comes in later and is dropped. */
+	cr_assert_eq(nap(&s.call, 0), 0);
+	cr_assert_eq(run_call(s.rt, &s.call), 0); /* nap(0) */
 	usleep(400 * 1000);
 	int64_t sum = 0;
-	cr_assert_eq(add(&call, 1, 1, 1), 0);
-	cr_assert_eq(run_call(rt, &call), 0);
-	cr_assert_eq(add_result(&call, &sum), 0);
+	cr_assert_eq(add(&s.call, 1, 1, 1), 0);
+	cr_assert_eq(run_call(s.rt, &s.call), 0);
+	cr_assert_eq(add_result(&s.call, &sum), 0);
 	cr_assert_eq(sum, 3);
 	struct afe_ipc_stats st;
-	afe_ipc_producer_stats(p, &st);
+	afe_ipc_producer_stats(s.p, &st);
 	cr_assert_eq(st.timeouts, 1);
 	cr_assert_eq(st.late_replies, 1, "the nap's reply came after its call ended");
-	afe_ipc_producer_close(p);
-	test_runtime_destroy(rt);
-	stop_consumer(consumer, SIGTERM);
+	ipc_session_end(&s);
 }
 
 Test(ipc, a_function_the_consumer_does_not_serve_is_enosys)
 {
-	const char *name = ipc_test_name("enosys");
-	pid_t consumer = start_consumer(name);
-	struct afe_runtime *rt = test_runtime(2);
-	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
-	struct afe_ipc_call call;
-	afe_ipc_call_init(&call, p);
-	struct afe_ipc_writer *w = afe_ipc_call_begin(&call, 200);
+	struct ipc_session s;
+	ipc_session_start(&s, "enosys", NULL);
+	struct afe_ipc_writer *w = afe_ipc_call_begin(&s.call, 200);
 	afe_ipc_put_int32_t(w, 7);
-	cr_assert_eq(afe_ipc_call_arm(&call), 0);
-	cr_assert_eq(run_call(rt, &call), -ENOSYS);
+	cr_assert_eq(afe_ipc_call_arm(&s.call), 0);
+	cr_assert_eq(run_call(s.rt, &s.call), -ENOSYS);
 	/* Arguments of the wrong shape: the consumer cannot decode them. */
-	w = afe_ipc_call_begin(&call, add_ID);
+	w = afe_ipc_call_begin(&s.call, add_ID);
 	afe_ipc_put_int32_t(w, 7);
-	cr_assert_eq(afe_ipc_call_arm(&call), 0);
-	cr_assert_eq(run_call(rt, &call), -EPROTO);
-	afe_ipc_producer_close(p);
-	test_runtime_destroy(rt);
-	stop_consumer(consumer, SIGTERM);
+	cr_assert_eq(afe_ipc_call_arm(&s.call), 0);
+	cr_assert_eq(run_call(s.rt, &s.call), -EPROTO);
+	ipc_session_end(&s);
 }
 
 /* The count stream's replies, as the callback saw them. */
@@ -205,16 +223,12 @@ static void on_count(void *ctx, int status, struct afe_ipc_reader *r, bool more)
 
 Test(ipc, a_callback_gets_every_reply_in_order)
 {
-	const char *name = ipc_test_name("stream");
-	pid_t consumer = start_consumer(name);
-	struct afe_runtime *rt = test_runtime(2);
-	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
-	struct afe_ipc_call call;
-	afe_ipc_call_init(&call, p);
+	struct ipc_session s;
+	ipc_session_start(&s, "stream", NULL);
 	struct seen seen = {0};
-	afe_ipc_call_on_reply(&call, on_count, &seen);
-	cr_assert_eq(count(&call, 5), 0);
-	cr_assert_eq(run_call(rt, &call), 0);
+	afe_ipc_call_on_reply(&s.call, on_count, &seen);
+	cr_assert_eq(count(&s.call, 5), 0);
+	cr_assert_eq(run_call(s.rt, &s.call), 0);
 	cr_assert_eq(seen.n, 6);
 	for (int i = 0; i < 6; i++) {
 		cr_assert_eq(seen.values[i], (uint32_t)i);
@@ -222,14 +236,12 @@ Test(ipc, a_callback_gets_every_reply_in_order)
 	}
 	/* The callback holds for that call only. */
 	uint32_t n = 0;
-	cr_assert_eq(count(&call, 0), 0);
-	cr_assert_eq(run_call(rt, &call), 0);
-	cr_assert_eq(count_result(&call, &n), 0);
+	cr_assert_eq(count(&s.call, 0), 0);
+	cr_assert_eq(run_call(s.rt, &s.call), 0);
+	cr_assert_eq(count_result(&s.call, &n), 0);
 	cr_assert_eq(n, 0);
 	cr_assert_eq(seen.n, 6);
-	afe_ipc_producer_close(p);
-	test_runtime_destroy(rt);
-	stop_consumer(consumer, SIGTERM);
+	ipc_session_end(&s);
 }
 
 Test(ipc, killing_the_consumer_fails_calls_with_epipe_and_a_restart_serves_again)
