@@ -151,8 +151,6 @@ int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out)
 		err = -ECONNREFUSED; /* still being set up */
 	else
 		err = check_header(h);
-	if (err == 0 && !process_alive(h->consumer_pid))
-		err = -ECONNREFUSED;
 	if (err < 0) {
 		munmap(h, AFE_IPC_OBJECT_SIZE);
 		return err;

@@ -72,7 +72,9 @@ int afe_ipc_shm_path(char *path, size_t size, const char *name);
 int afe_ipc_shm_create(const char *name, struct afe_ipc_header **out);
 
 /* A producer: maps an existing object and checks its header. 0 or
- * -ECONNREFUSED (no object, or its consumer is dead), -EPROTO, -errno. */
+ * -ECONNREFUSED (no object, or one still being set up), -EPROTO, -errno.
+ * Whether its consumer lives is the caller's to check (it opens a pidfd
+ * on consumer_pid anyway). */
 int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out);
 
 void afe_ipc_shm_unmap(struct afe_ipc_header *h);
