@@ -49,10 +49,14 @@ static inline void afe_ipc_bell_unwant(struct afe_ipc_bell *b)
 static inline int afe_ipc_bell_ring(struct afe_ipc_bell *b, uint32_t what)
 {
 	atomic_thread_fence(memory_order_seq_cst);
-	if (!(atomic_load_explicit(&b->wants, memory_order_relaxed) & what))
-		return 0;
-	if (!(atomic_exchange(&b->wants, 0) & what))
-		return 0; /* another waker took it */
+	uint32_t wants = atomic_load_explicit(&b->wants, memory_order_relaxed);
+	/* Clear wants only while it holds what: a waker that cleared what
+	 * the sleeper re-published for something else (it woke and looked
+	 * again in between) would leave it asleep with nobody to wake it. */
+	do {
+		if (!(wants & what))
+			return 0; /* not wanted, or another waker took it */
+	} while (!atomic_compare_exchange_weak(&b->wants, &wants, 0));
 	atomic_fetch_add(&b->word, 1);
 	syscall(SYS_futex, &b->word, FUTEX_WAKE, 1, NULL, NULL, 0);
 	return 1;

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,11 +46,22 @@ static inline const char *ipc_test_name(const char *what)
 	return name;
 }
 
-/* Starts the example consumer serving name in a child process. */
-static inline pid_t start_consumer(const char *name)
+/* Forks a child that dies with the test: a failed assertion in the test
+ * must not leave a consumer serving (and the test's output pipe open,
+ * which keeps the runner waiting). */
+static inline pid_t fork_tied(void)
 {
 	pid_t pid = fork();
 	cr_assert_neq(pid, -1);
+	if (pid == 0)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	return pid;
+}
+
+/* Starts the example consumer serving name in a child process. */
+static inline pid_t start_consumer(const char *name)
+{
+	pid_t pid = fork_tied();
 	if (pid == 0) {
 		execl(IPC_CONSUMER, IPC_CONSUMER, name, (char *)NULL);
 		_exit(127);

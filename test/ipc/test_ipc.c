@@ -254,7 +254,7 @@ Test(ipc, killing_the_consumer_fails_calls_with_epipe_and_a_restart_serves_again
 	afe_ipc_call_init(&call, p);
 	cr_assert_eq(nap(&call, 4000), 0);
 	/* Kill it mid-call from another process, after the call went out. */
-	pid_t killer = fork();
+	pid_t killer = fork_tied();
 	cr_assert_neq(killer, -1);
 	if (killer == 0) {
 		usleep(100 * 1000);
@@ -314,8 +314,7 @@ Test(ipc, several_producer_processes_share_a_consumer_and_a_dead_one_leaves_it_s
 {
 	const char *name = ipc_test_name("several");
 	pid_t consumer = start_consumer(name);
-	pid_t dying = fork();
-	cr_assert_neq(dying, -1);
+	pid_t dying = fork_tied();
 	if (dying == 0)
 		producer_process(name, 0, true);
 	int status;
@@ -323,8 +322,7 @@ Test(ipc, several_producer_processes_share_a_consumer_and_a_dead_one_leaves_it_s
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 9);
 	pid_t kids[4];
 	for (int k = 0; k < 4; k++) {
-		kids[k] = fork();
-		cr_assert_neq(kids[k], -1);
+		kids[k] = fork_tied();
 		if (kids[k] == 0)
 			producer_process(name, 2000, false);
 	}

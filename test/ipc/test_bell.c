@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The bell's sleep/wake protocol, hunted for lost wakeups: a sleeper that
+ * keeps changing what it wants (frames, room, both) between two wakers
+ * ringing for each. Every event is answered before its waker makes the
+ * next, so a lost wake leaves the sleeper waiting with work pending; the
+ * sleeper's futex waits time out after a second and the test fails.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
+
+#include "src/ipc_bell.h"
+
+#define EVENTS 300000u
+
+struct bell_rig {
+	struct afe_ipc_bell bell;
+	_Atomic uint32_t made[2], taken[2];
+	_Atomic bool lost;
+};
+
+struct waker_arg {
+	struct bell_rig *b;
+	unsigned kind; /* 0: frames, 1: room */
+};
+
+static uint32_t want_bit(unsigned kind)
+{
+	return kind ? AFE_IPC_WANT_ROOM : AFE_IPC_WANT_FRAME;
+}
+
+static void *waker(void *arg)
+{
+	struct waker_arg *w = arg;
+	struct bell_rig *b = w->b;
+	for (uint32_t i = 1; i <= EVENTS && !atomic_load(&b->lost); i++) {
+		atomic_store(&b->made[w->kind], i);
+		afe_ipc_bell_ring(&b->bell, want_bit(w->kind));
+		while (atomic_load(&b->taken[w->kind]) < i && !atomic_load(&b->lost))
+			sched_yield();
+	}
+	return NULL;
+}
+
+/* Takes what is there of the kinds in wants; returns whether it took any. */
+static bool take(struct bell_rig *b, uint32_t wants)
+{
+	bool took = false;
+	for (unsigned kind = 0; kind < 2; kind++) {
+		uint32_t made = atomic_load(&b->made[kind]);
+		if ((wants & want_bit(kind)) && atomic_load(&b->taken[kind]) < made) {
+			atomic_store(&b->taken[kind], made);
+			took = true;
+		}
+	}
+	return took;
+}
+
+Test(ipc_bell, a_sleeper_changing_what_it_wants_never_misses_a_wake)
+{
+	static struct bell_rig b;
+	struct waker_arg args[2] = {{&b, 0}, {&b, 1}};
+	pthread_t threads[2];
+	for (unsigned k = 0; k < 2; k++)
+		cr_assert_eq(pthread_create(&threads[k], NULL, waker, &args[k]), 0);
+	static const uint32_t choices[3] = {AFE_IPC_WANT_FRAME | AFE_IPC_WANT_ROOM,
+					    AFE_IPC_WANT_FRAME, AFE_IPC_WANT_ROOM};
+	unsigned round = 0;
+	while (atomic_load(&b.taken[0]) < EVENTS || atomic_load(&b.taken[1]) < EVENTS) {
+		uint32_t wants = choices[round++ % 3];
+		for (unsigned kind = 0; kind < 2; kind++)
+			if (atomic_load(&b.taken[kind]) >= EVENTS)
+				wants &= ~want_bit(kind);
+		if (!wants)
+			wants = AFE_IPC_WANT_FRAME | AFE_IPC_WANT_ROOM;
+		uint32_t word = afe_ipc_bell_want(&b.bell, wants);
+		if (take(&b, wants)) {
+			afe_ipc_bell_unwant(&b.bell);
+			continue;
+		}
+		struct timespec second = {.tv_sec = 1};
+		long r = syscall(SYS_futex, &b.bell.word, FUTEX_WAIT, word, &second, NULL, 0);
+		afe_ipc_bell_unwant(&b.bell);
+		if (r < 0 && errno == ETIMEDOUT) {
+			atomic_store(&b.lost, true);
+			break;
+		}
+	}
+	for (unsigned k = 0; k < 2; k++)
+		pthread_join(threads[k], NULL);
+	cr_assert_not(atomic_load(&b.lost), "a wake was lost: frames %u/%u, room %u/%u",
+		      atomic_load(&b.taken[0]), atomic_load(&b.made[0]), atomic_load(&b.taken[1]),
+		      atomic_load(&b.made[1]));
+}
