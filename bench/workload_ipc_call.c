@@ -4,8 +4,9 @@
  * (before any thread exists), through the cross-process call layer: n calls
  * one after the other (latency per call), then n calls with `inflight`
  * outstanding (one task per outstanding call). Every sum is checked.
- * Each process runs `threads` workers; `--spin_ns=S` lets a waiting call
- * and an idle receiver spin that long before sleeping.
+ * Each process runs `threads` workers. `--spin_ns=S` lets an idle worker
+ * of either process spin that long (watching its bell) before it sleeps;
+ * the default 0 makes both sides sleep between calls.
  */
 #include <afe.h>
 #include <afe/ipc.h>
@@ -18,6 +19,20 @@
 #include "bench.h"
 
 AFE_IPC_FN(bench_add, 1, int64_t, int64_t, a, int64_t, b, int64_t, c)
+
+/* A runtime whose idle workers spin spin_ns (rounded up to microseconds). */
+static struct afe_runtime *ipc_runtime(long threads, long spin_ns)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = (unsigned)threads;
+	config.spin_us = (unsigned)((spin_ns + 999) / 1000);
+	struct afe_runtime *rt;
+	int err = afe_runtime_create(&rt, &config);
+	if (err < 0)
+		bench_fail("ipc_call", "cannot start the runtime: %d", err);
+	return rt;
+}
 
 /* ---- the consumer process -------------------------------------------------- */
 
@@ -49,9 +64,9 @@ static int server_poll(struct afe_future *f, struct afe_context *cx)
 }
 
 /* Serves until the parent goes (its pipe's end closes). */
-static void consume(const char *name, long threads, int ready_fd, int parent_fd)
+static void consume(const char *name, long threads, long spin_ns, int ready_fd, int parent_fd)
 {
-	struct afe_runtime *rt = bench_runtime(threads);
+	struct afe_runtime *rt = ipc_runtime(threads, spin_ns);
 	struct afe_ipc_consumer *c;
 	int err = afe_ipc_consumer_serve(&c, rt, name, NULL);
 	if (err < 0)
@@ -138,12 +153,10 @@ static int pipelined_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_END;
 }
 
-static struct afe_ipc_producer *connect_to(struct afe_runtime *rt, const char *name,
-					   long spin_ns)
+static struct afe_ipc_producer *connect_to(struct afe_runtime *rt, const char *name)
 {
 	struct afe_ipc_producer_config config;
 	afe_ipc_producer_config_default(&config);
-	config.spin_ns = (uint32_t)spin_ns;
 	config.timeout_ms = 10000;
 	struct afe_ipc_producer *p;
 	int err = afe_ipc_producer_connect(&p, rt, name, &config);
@@ -171,7 +184,7 @@ int workload_ipc_call(const struct bench_args *a)
 	if (child == 0) {
 		close(ready[0]);
 		close(alive[1]);
-		consume(name, threads, ready[1], alive[0]);
+		consume(name, threads, spin_ns, ready[1], alive[0]);
 	}
 	close(ready[1]);
 	close(alive[0]);
@@ -179,8 +192,8 @@ int workload_ipc_call(const struct bench_args *a)
 	if (read(ready[0], &byte, 1) != 1)
 		bench_fail("ipc_call", "the consumer did not start");
 
-	struct afe_runtime *rt = bench_runtime(threads);
-	struct afe_ipc_producer *p = connect_to(rt, name, spin_ns);
+	struct afe_runtime *rt = ipc_runtime(threads, spin_ns);
+	struct afe_ipc_producer *p = connect_to(rt, name);
 	uint64_t *samples = calloc((size_t)n, sizeof(uint64_t));
 	struct afe_join_handle *handles = calloc((size_t)inflight, sizeof(*handles));
 	if (!samples || !handles)

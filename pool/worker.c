@@ -18,6 +18,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <time.h>
 
 #include "afe/io.h"
@@ -253,7 +254,16 @@ static bool work_anywhere(struct afe_runtime *rt)
 	return false;
 }
 
-/* Searches other queues for up to spin_us before giving up. */
+/* The task a watch that ended put in w's LIFO slot, if any. */
+static struct afe_task *take_lifo(struct afe_worker *w)
+{
+	struct afe_task *t = w->lifo;
+	w->lifo = NULL;
+	return t;
+}
+
+/* Searches other queues (and watched words) for up to spin_us before
+ * giving up. */
 static struct afe_task *search(struct afe_worker *w)
 {
 	uint64_t deadline = 0;
@@ -261,6 +271,9 @@ static struct afe_task *search(struct afe_worker *w)
 		struct afe_task *t = steal(w);
 		if (t || shutting_down(w->rt))
 			return t;
+		if (afe_watches_pending(&w->rt->watches) &&
+		    afe_watches_fire_changed(&w->rt->watches))
+			return take_lifo(w);
 		uint64_t now = afe_now_ns();
 		if (!deadline)
 			deadline = now + (uint64_t)w->rt->config.spin_us * 1000u;
@@ -284,14 +297,33 @@ static void park(struct afe_worker *w)
 		notify_parked(rt);
 	afe_counter_add(&w->counters.parks, 1);
 	while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0 &&
-	       !shutting_down(rt))
-		afe_futex_wait(&w->park_word, 0, NULL);
+	       !shutting_down(rt)) {
+		/* Sleep on the watched words too: a watch that ends puts its
+		 * task in our LIFO slot, and we leave to run it. */
+		struct futex_waitv vec[1 + AFE_WATCH_MAX_HELD];
+		unsigned n = afe_watches_hold(&rt->watches, w->index, vec + 1, AFE_WATCH_MAX_HELD);
+		if (n == 0) {
+			afe_futex_wait(&w->park_word, 0, NULL);
+			continue;
+		}
+		afe_watches_sleep(&w->park_word, vec, n);
+		if (afe_watches_release(&rt->watches, w->index))
+			break;
+	}
 	if (atomic_exchange_explicit(&w->park_word, 0, memory_order_acq_rel)) {
 		/* Whoever set park_word counted us awake and searching. */
 		w->searching = true;
 		afe_counter_add(&w->counters.unparks, 1);
-	} else {
-		afe_idle_unpark_self(&rt->idle, w->index);
+	} else if (!afe_idle_unpark_self(&rt->idle, w->index)) {
+		/* We left on our own (a watch ended, or shutdown) just as a
+		 * notifier took us off the sleepers and counted us awake and
+		 * searching: take its park_word now, or the next park would
+		 * read it as a wake and count us twice. */
+		while (!atomic_exchange_explicit(&w->park_word, 0, memory_order_acq_rel) &&
+		       !shutting_down(rt))
+			afe_cpu_relax();
+		w->searching = true;
+		afe_counter_add(&w->counters.unparks, 1);
 	}
 }
 
@@ -309,6 +341,9 @@ void *afe_worker_main(void *arg)
 				t = search(w);
 		}
 		if (t) {
+			/* Busy: a watch must not wait for us to park. */
+			if (afe_watches_pending(&rt->watches))
+				afe_watches_to_ring(&rt->watches);
 			if (w->searching) {
 				w->searching = false;
 				if (afe_idle_stop_searching(&rt->idle))
@@ -318,6 +353,11 @@ void *afe_worker_main(void *arg)
 			continue;
 		}
 		park(w);
+		if ((t = take_lifo(w))) {
+			if (afe_watches_pending(&rt->watches))
+				afe_watches_to_ring(&rt->watches);
+			run(w, t);
+		}
 	}
 	current_worker = NULL;
 	return NULL;

@@ -263,7 +263,7 @@ struct pump {
 	struct afe_future base;
 	struct afe_ipc_consumer *c;
 	uint32_t word;
-	struct afe_io wait;
+	struct afe_watch wait; /* on the bell */
 };
 
 static uint32_t pump_wants(struct afe_ipc_consumer *c)
@@ -291,7 +291,7 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 			afe_notify_one(&c->work);
 		if (wants & AFE_IPC_WANT_ROOM)
 			afe_notify_all(&c->room);
-		afe_io_futex_wait_init(&self->wait, &bell->word, self->word, AFE_FUTEX_SHARED);
+		afe_watch_init(&self->wait, &bell->word, self->word, AFE_FUTEX_SHARED);
 		AFE_AWAIT(&self->wait.base);
 		afe_ipc_bell_unwant(bell);
 		if (self->wait.base.result == -ECANCELED || self->wait.base.result == -ESHUTDOWN)

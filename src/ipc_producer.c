@@ -8,7 +8,7 @@
  * serial number: a reply to a call that already ended finds another id (or
  * none) there and is dropped and counted. When there is nothing to take it
  * sleeps on the producer's bell with a futex wait through the ring, wanting
- * frames only while calls are pending. A watcher task waits on a pidfd of
+ * replies (and room, while calls wait for it). A watcher task waits on a pidfd of
  * the consumer and fails every call with -EPIPE when it dies.
  *
  * Lifetime: the producer is counted by its user (until close), its two
@@ -35,10 +35,9 @@ struct afe_ipc_producer {
 	struct afe_ipc_entry *entry;
 	struct afe_ipc_ring requests, replies;
 	int consumer_pidfd;
-	uint32_t spin_ns;
 	_Atomic int refs;
 	_Atomic bool gone, closed;
-	_Atomic uint32_t n_pending, room_waiters;
+	_Atomic uint32_t room_waiters;
 	struct afe_notify room;
 	struct afe_join_handle watcher;
 	pthread_mutex_t lock; /* the pending table, and the calls in it */
@@ -72,7 +71,6 @@ static int pending_add(struct afe_ipc_producer *p, struct afe_ipc_call *call)
 	uint32_t slot = p->free_slots[--p->n_free];
 	call->id = (++p->serial << 12) | slot;
 	p->pending[slot] = call;
-	atomic_fetch_add(&p->n_pending, 1);
 	return 0;
 }
 
@@ -82,7 +80,6 @@ static void pending_remove(struct afe_ipc_producer *p, struct afe_ipc_call *call
 	uint32_t slot = (uint32_t)(call->id & PENDING_MASK);
 	p->pending[slot] = NULL;
 	p->free_slots[p->n_free++] = slot;
-	atomic_fetch_sub(&p->n_pending, 1);
 }
 
 /* Ends call with status: out of the table, answered, its waker taken.
@@ -206,12 +203,14 @@ struct pump {
 	struct afe_future base;
 	struct afe_ipc_producer *p;
 	uint32_t word;
-	struct afe_io wait;
+	struct afe_watch wait; /* on the bell */
 };
 
+/* Replies always: wanting them only while calls are pending cost a pump
+ * wake and re-arm at the start of every call after an idle spell. */
 static uint32_t pump_wants(struct afe_ipc_producer *p)
 {
-	return afe_ipc_pump_wants(atomic_load(&p->n_pending), atomic_load(&p->room_waiters));
+	return afe_ipc_pump_wants(1, atomic_load(&p->room_waiters));
 }
 
 static int pump_poll(struct afe_future *f, struct afe_context *cx)
@@ -243,7 +242,7 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 				continue;
 			}
 		}
-		afe_io_futex_wait_init(&self->wait, &bell->word, self->word, AFE_FUTEX_SHARED);
+		afe_watch_init(&self->wait, &bell->word, self->word, AFE_FUTEX_SHARED);
 		AFE_AWAIT(&self->wait.base);
 		afe_ipc_bell_unwant(bell);
 		if (self->wait.base.result == -ECANCELED || self->wait.base.result == -ESHUTDOWN)
@@ -310,8 +309,6 @@ static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, uns
 
 static int check_config(const struct afe_ipc_producer_config *c)
 {
-	if (c->spin_ns > 1000000u)
-		return -EINVAL;
 	if (c->n_timeouts && !c->timeouts)
 		return -EINVAL;
 	return 0;
@@ -374,7 +371,6 @@ int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *
 	}
 	p->rt = rt;
 	p->hdr = h;
-	p->spin_ns = config->spin_ns;
 	afe_ipc_ring_attach(&p->requests, afe_ipc_requests_of(h, index), AFE_IPC_RING_SLOTS);
 	afe_ipc_ring_attach(&p->replies, afe_ipc_replies_of(h, index), AFE_IPC_RING_SLOTS);
 	atomic_init(&p->refs, 1);
@@ -498,8 +494,6 @@ static int call_start(struct afe_ipc_call *call)
 	if (err < 0)
 		return err;
 	atomic_fetch_add(&p->refs, 1);
-	/* The pump may sleep not wanting replies: it must now. */
-	afe_ipc_bell_rearm(&p->entry->bell, AFE_IPC_WANT_FRAME);
 	afe_sleep_init(&call->timer, (uint64_t)p->timeout_ms[call->fn] * 1000000u);
 	return 0;
 }
@@ -564,21 +558,6 @@ static void call_register(struct afe_ipc_call *call, const struct afe_context *c
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Spins up to spin_ns taking replies itself; true once answered. */
-static bool call_spin(struct afe_ipc_call *call)
-{
-	struct afe_ipc_producer *p = call->producer;
-	if (!p->spin_ns)
-		return false;
-	uint64_t deadline = afe_now_ns() + p->spin_ns;
-	do {
-		drain(p);
-		if (atomic_load_explicit(&call->answered, memory_order_acquire))
-			return true;
-	} while (afe_now_ns() < deadline);
-	return false;
-}
-
 static int call_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_ipc_call *call = afe_container_of(f, struct afe_ipc_call, base);
@@ -621,7 +600,7 @@ static int call_poll(struct afe_future *f, struct afe_context *cx)
 			break;
 		}
 	}
-	if (call->phase == PHASE_WAITING && !call_spin(call))
+	if (call->phase == PHASE_WAITING)
 		call_register(call, cx);
 	if (afe_future_poll(&call->timer.base, cx) == AFE_READY)
 		call_end_early(call, call->timer.base.result == 0 ? -ETIMEDOUT

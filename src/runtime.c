@@ -64,6 +64,7 @@ static void free_runtime_parts(struct afe_runtime *rt)
 	rt->workers = NULL;
 	rt->num_workers = 0;
 	afe_idle_destroy(&rt->idle);
+	afe_watches_destroy(&rt->watches);
 	pthread_cond_destroy(&rt->block_on_left);
 	pthread_mutex_destroy(&rt->block_on_lock);
 }
@@ -160,10 +161,12 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 		return -ENOMEM;
 	}
 	afe_inject_init(&rt->inject);
+	afe_watches_init(&rt->watches);
 	rt->workers = calloc(rt->num_workers, sizeof(*rt->workers));
 	if (!rt->workers || afe_idle_init(&rt->idle, rt->num_workers) < 0) {
 		free(rt->workers);
 		afe_inject_destroy(&rt->inject);
+		afe_watches_destroy(&rt->watches);
 		afe_blocking_pool_destroy(&rt->blocking);
 		free(rt);
 		return -ENOMEM;
@@ -295,6 +298,7 @@ int afe_runtime_destroy(struct afe_runtime *rt)
 	 * refused, and their tasks woken while the workers still run, so
 	 * those tasks wind down. */
 	afe_ring_stop(rt->ring);
+	afe_watches_close(&rt->watches);
 	afe_blocking_pool_shutdown(&rt->blocking);
 	let_system_tasks_finish(rt);
 	let_woken_tasks_finish(rt);

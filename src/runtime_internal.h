@@ -11,6 +11,7 @@
 #include "../pool/blocking.h"
 #include "../pool/idle.h"
 #include "../pool/inject_queue.h"
+#include "../pool/watch.h"
 #include "../pool/worker.h"
 #include "../uring/ring.h"
 
@@ -35,6 +36,7 @@ struct afe_runtime {
 	struct afe_worker **workers;
 	struct afe_inject_queue inject;
 	struct afe_idle idle;
+	struct afe_watches watches; /* futex words parked workers sleep on */
 	struct afe_ring *ring; /* the io_uring and its thread */
 	struct afe_blocking_pool blocking;
 	_Atomic bool closed;   /* destroy has begun: no more spawns */

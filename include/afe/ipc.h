@@ -86,10 +86,6 @@ struct afe_ipc_producer_config {
 	uint32_t timeout_ms; /* for every call; 0: AFE_IPC_DEFAULT_TIMEOUT_MS */
 	const struct afe_ipc_fn_timeout *timeouts; /* per function, overriding it */
 	size_t n_timeouts;
-	/* Before sleeping for a reply, a call spins this long re-checking the
-	 * ring (holding its worker): a busy caller's round trip then costs no
-	 * wake. 0: never spin. At most 1 ms. */
-	uint32_t spin_ns;
 };
 
 AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *config);

@@ -29,7 +29,9 @@ enum afe_exit_mode {
 
 struct afe_runtime_config {
 	unsigned workers;	    /* worker threads; 0: online CPUs (or $AFE_WORKERS) */
-	unsigned spin_us;	    /* how long an idle worker searches before parking;
+	unsigned spin_us;	    /* how long an idle worker searches (its queues, and
+				       the futex words tasks watch, such as a
+				       cross-process call's) before parking;
 				       AFE_SPIN_AUTO: see afe_runtime_config_default */
 	unsigned grace_ms;	    /* AFE_EXIT_GRACE: how long to wait for tasks */
 	enum afe_exit_mode exit_mode;

@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT */
+/* Watches: see watch.h. */
+#define _GNU_SOURCE
+#include "watch.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "../src/runtime_internal.h"
+#include "worker.h"
+
+enum { STATE_PENDING = 1, STATE_HELD, STATE_RING, STATE_ENDED };
+
+/* Where the watch's task stands (the task's own field, no lock). */
+enum { PHASE_NEW, PHASE_LISTED, PHASE_RING, PHASE_DONE };
+
+/* Wakers taken under the lock, woken after it. */
+struct wake_batch {
+	struct afe_waker wakers[16];
+	unsigned n;
+};
+
+static void link_watch(struct afe_watches *ws, struct afe_watch *w)
+{
+	w->prev = NULL;
+	w->next = ws->head;
+	if (ws->head)
+		ws->head->prev = w;
+	ws->head = w;
+}
+
+static void unlink_watch(struct afe_watches *ws, struct afe_watch *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		ws->head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	if (w->state == STATE_PENDING)
+		atomic_fetch_sub_explicit(&ws->pending, 1, memory_order_relaxed);
+}
+
+/* Unlinks w with its new state and takes its waker into b; the caller
+ * flushes b (after unlocking) when it is full. With the lock held. */
+static void end_watch(struct afe_watches *ws, struct afe_watch *w, uint8_t state, int32_t result,
+		      struct wake_batch *b)
+{
+	unlink_watch(ws, w);
+	w->state = state;
+	w->result = result;
+	b->wakers[b->n++] = w->waker;
+	w->waker.vtable = NULL;
+}
+
+static bool batch_full(const struct wake_batch *b)
+{
+	return b->n == sizeof(b->wakers) / sizeof(b->wakers[0]);
+}
+
+static void wake_batch(struct wake_batch *b)
+{
+	for (unsigned i = 0; i < b->n; i++)
+		if (afe_waker_is_set(&b->wakers[i]))
+			afe_waker_wake(&b->wakers[i]);
+	b->n = 0;
+}
+
+static bool word_changed(const struct afe_watch *w)
+{
+	return atomic_load_explicit(w->word, memory_order_acquire) != w->value;
+}
+
+/* ---- the future -------------------------------------------------------------- */
+
+static int watch_poll(struct afe_future *f, struct afe_context *cx);
+
+void afe_watch_init(struct afe_watch *w, const _Atomic uint32_t *word, uint32_t value,
+		    unsigned flags)
+{
+	memset(w, 0, sizeof(*w));
+	afe_future_init(&w->base, watch_poll);
+	w->word = word;
+	w->value = value;
+	w->flags = flags;
+}
+
+static int watch_done(struct afe_watch *w, int32_t result)
+{
+	w->base.resume = PHASE_DONE;
+	w->base.result = result;
+	return AFE_READY;
+}
+
+/* Lists w as PENDING on the current worker's runtime; false when it must
+ * go through the ring instead. */
+static bool watch_list(struct afe_watch *w, const struct afe_context *cx)
+{
+	struct afe_worker *worker = afe_worker_current();
+	if (!worker || !worker->rt->watches.usable)
+		return false;
+	struct afe_watches *ws = &worker->rt->watches;
+	pthread_mutex_lock(&ws->lock);
+	bool listed = !ws->closed;
+	if (listed) {
+		w->rt = worker->rt;
+		w->state = STATE_PENDING;
+		link_watch(ws, w);
+		atomic_fetch_add_explicit(&ws->pending, 1, memory_order_relaxed);
+		afe_waker_register(&w->waker, cx);
+	}
+	pthread_mutex_unlock(&ws->lock);
+	return listed;
+}
+
+/* A listed watch polled again: AFE_PENDING while listed, else its end
+ * (or PHASE_RING set when a worker handed it to the ring). */
+static int watch_listed_poll(struct afe_watch *w, struct afe_context *cx)
+{
+	struct afe_watches *ws = &w->rt->watches;
+	pthread_mutex_lock(&ws->lock);
+	uint8_t state = w->state;
+	if (state == STATE_PENDING || state == STATE_HELD) {
+		if (!cx->cancel) {
+			afe_waker_register(&w->waker, cx);
+			pthread_mutex_unlock(&ws->lock);
+			return AFE_PENDING;
+		}
+		unlink_watch(ws, w);
+		w->state = STATE_ENDED;
+		pthread_mutex_unlock(&ws->lock);
+		afe_waker_drop(&w->waker);
+		return watch_done(w, -ECANCELED);
+	}
+	pthread_mutex_unlock(&ws->lock);
+	/* A worker unlinked it (and took its waker, or submitted its wait):
+	 * it is ours alone now. */
+	if (state == STATE_ENDED)
+		return watch_done(w, w->result);
+	w->base.resume = PHASE_RING;
+	return AFE_READY; /* not an end: the caller polls the ring's wait */
+}
+
+static int watch_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_watch *w = afe_container_of(f, struct afe_watch, base);
+	if (f->resume == PHASE_NEW) {
+		if (cx->cancel)
+			return watch_done(w, -ECANCELED);
+		if (watch_list(w, cx)) {
+			f->resume = PHASE_LISTED;
+			return AFE_PENDING;
+		}
+		f->resume = PHASE_RING;
+		afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
+	}
+	if (f->resume == PHASE_LISTED && watch_listed_poll(w, cx) == AFE_PENDING)
+		return AFE_PENDING;
+	if (f->resume == PHASE_RING) {
+		if (afe_future_poll(&w->io.base, cx) == AFE_PENDING)
+			return AFE_PENDING;
+		int32_t r = (int32_t)w->io.base.result;
+		return watch_done(w, r == -EAGAIN ? 0 : r);
+	}
+	return AFE_READY; /* PHASE_DONE: base.result holds the end */
+}
+
+/* ---- the runtime's side ---------------------------------------------------- */
+
+static long futex_waitv(struct futex_waitv *vec, unsigned n)
+{
+	return syscall(SYS_futex_waitv, vec, n, 0, NULL, CLOCK_MONOTONIC);
+}
+
+void afe_watches_init(struct afe_watches *ws)
+{
+	memset(ws, 0, sizeof(*ws));
+	pthread_mutex_init(&ws->lock, NULL);
+	/* The probe: a word that differs from the value given must give
+	 * EAGAIN; an older kernel (before 5.16) says ENOSYS, and every
+	 * watch then goes through the ring. */
+	uint32_t word = 1;
+	struct futex_waitv probe = {.val = 0, .uaddr = (uintptr_t)&word,
+				    .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG};
+	ws->usable = futex_waitv(&probe, 1) < 0 && errno == EAGAIN;
+}
+
+void afe_watches_destroy(struct afe_watches *ws)
+{
+	pthread_mutex_destroy(&ws->lock);
+}
+
+void afe_watches_close(struct afe_watches *ws)
+{
+	struct wake_batch b = {.n = 0};
+	pthread_mutex_lock(&ws->lock);
+	ws->closed = true;
+	while (ws->head) {
+		end_watch(ws, ws->head, STATE_ENDED, -ESHUTDOWN, &b);
+		if (batch_full(&b)) {
+			pthread_mutex_unlock(&ws->lock);
+			wake_batch(&b);
+			pthread_mutex_lock(&ws->lock);
+		}
+	}
+	pthread_mutex_unlock(&ws->lock);
+	wake_batch(&b);
+}
+
+/* Submits w's futex wait to the ring for its task: the ring's completion
+ * wakes the task, which finds the wait under way. With the lock held (the
+ * task's next poll takes it, so it never polls the wait at the same time). */
+static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct wake_batch *b)
+{
+	unlink_watch(ws, w);
+	w->state = STATE_RING;
+	afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
+	struct afe_context cx = {.waker = &w->waker};
+	if (afe_future_poll(&w->io.base, &cx) == AFE_READY) {
+		b->wakers[b->n++] = w->waker; /* ended at once: the task looks */
+		w->waker.vtable = NULL;
+	} else {
+		afe_waker_drop(&w->waker); /* the wait holds its own */
+	}
+}
+
+void afe_watches_to_ring(struct afe_watches *ws)
+{
+	struct wake_batch b = {.n = 0};
+	pthread_mutex_lock(&ws->lock);
+	for (struct afe_watch *w = ws->head, *next; w && !batch_full(&b); w = next) {
+		next = w->next;
+		if (w->state == STATE_PENDING)
+			submit_for_task(ws, w, &b);
+	}
+	pthread_mutex_unlock(&ws->lock);
+	wake_batch(&b);
+}
+
+unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_waitv *vec,
+			  unsigned max)
+{
+	unsigned n = 0;
+	pthread_mutex_lock(&ws->lock);
+	for (struct afe_watch *w = ws->head; w && n < max; w = w->next) {
+		if (w->state != STATE_PENDING)
+			continue;
+		atomic_fetch_sub_explicit(&ws->pending, 1, memory_order_relaxed);
+		w->state = STATE_HELD;
+		w->holder = worker;
+		vec[n++] = (struct futex_waitv){
+			.val = w->value,
+			.uaddr = (uintptr_t)w->word,
+			.flags = FUTEX_32 | (w->flags & AFE_FUTEX_PRIVATE ? FUTEX_PRIVATE_FLAG : 0),
+		};
+	}
+	pthread_mutex_unlock(&ws->lock);
+	return n;
+}
+
+unsigned afe_watches_release(struct afe_watches *ws, uint32_t worker)
+{
+	struct wake_batch b = {.n = 0};
+	unsigned ended = 0;
+	pthread_mutex_lock(&ws->lock);
+	for (struct afe_watch *w = ws->head, *next; w; w = next) {
+		next = w->next;
+		if (w->state != STATE_HELD || w->holder != worker)
+			continue;
+		if (word_changed(w) && !batch_full(&b)) {
+			end_watch(ws, w, STATE_ENDED, 0, &b);
+			ended++;
+		} else {
+			w->state = STATE_PENDING;
+			atomic_fetch_add_explicit(&ws->pending, 1, memory_order_relaxed);
+		}
+	}
+	pthread_mutex_unlock(&ws->lock);
+	wake_batch(&b);
+	return ended;
+}
+
+unsigned afe_watches_fire_changed(struct afe_watches *ws)
+{
+	struct wake_batch b = {.n = 0};
+	pthread_mutex_lock(&ws->lock);
+	for (struct afe_watch *w = ws->head, *next; w && !batch_full(&b); w = next) {
+		next = w->next;
+		if (w->state == STATE_PENDING && word_changed(w))
+			end_watch(ws, w, STATE_ENDED, 0, &b);
+	}
+	pthread_mutex_unlock(&ws->lock);
+	unsigned ended = b.n;
+	wake_batch(&b);
+	return ended;
+}
+
+int afe_watches_sleep(_Atomic uint32_t *park_word, struct futex_waitv *vec, unsigned n)
+{
+	vec[0] = (struct futex_waitv){
+		.val = 0,
+		.uaddr = (uintptr_t)park_word,
+		.flags = FUTEX_32 | FUTEX_PRIVATE_FLAG,
+	};
+	return futex_waitv(vec, n + 1) < 0 ? -errno : 0;
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Watches: a task waiting for a futex word to change, watched by a parked
+ * worker when there is one, else through the ring.
+ *
+ * A futex wait through the ring costs two thread wakes when it fires: the
+ * ring thread's, then the worker's that polls the task. A worker with
+ * nothing to do can instead sleep on the word itself (futex_waitv on its
+ * park word and the watched words together), and run the task the moment
+ * the word is woken: one wake, as for a thread blocked in FUTEX_WAIT. The
+ * cross-process calls' bells use it; a waiter on another process's word
+ * can not be woken any other way.
+ *
+ * A watch is PENDING (armed, nobody sleeps on it yet), HELD (a parked
+ * worker sleeps on it), RING (a futex wait was submitted to the ring), or
+ * ended. The worker that polled the arming task decides which it becomes:
+ * it holds it if it parks next, and hands it to the ring if it runs
+ * another task first, so a watch never waits on a busy worker. A watched
+ * word that changed before anybody slept on it is seen by the value check
+ * of whoever sleeps next, so no wake is lost in the hand-offs.
+ */
+#ifndef AFE_POOL_WATCH_H
+#define AFE_POOL_WATCH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "afe/future.h"
+#include "afe/io.h"
+
+struct afe_runtime;
+struct futex_waitv;
+
+/* The most watches one parked worker sleeps on. */
+#define AFE_WATCH_MAX_HELD 15
+
+struct afe_watch {
+	struct afe_future base;
+	struct afe_runtime *rt;
+	const _Atomic uint32_t *word;
+	uint32_t value;
+	unsigned flags; /* AFE_FUTEX_SHARED or AFE_FUTEX_PRIVATE */
+	uint8_t state;	/* under the runtime's watches lock while listed */
+	int32_t result;
+	uint32_t holder; /* the worker holding it */
+	struct afe_waker waker;
+	struct afe_watch *prev, *next; /* listed while PENDING or HELD */
+	struct afe_io io;	       /* RING */
+};
+
+/* The runtime's watches. */
+struct afe_watches {
+	pthread_mutex_t lock;
+	struct afe_watch *head;
+	_Atomic uint32_t pending; /* how many are PENDING */
+	bool usable;		  /* the kernel has futex_waitv */
+	bool closed;
+};
+
+/*
+ * A future that completes once word may no longer hold value: result 0
+ * (a wake, or the word differed: look again), -ECANCELED, or -ESHUTDOWN
+ * when the runtime is destroyed. Like every futex wait it can end
+ * spuriously. Polled off a worker, it goes through the ring at once.
+ */
+void afe_watch_init(struct afe_watch *w, const _Atomic uint32_t *word, uint32_t value,
+		    unsigned flags);
+
+/* ---- for the runtime and its workers ---------------------------------------- */
+
+void afe_watches_init(struct afe_watches *ws);
+void afe_watches_destroy(struct afe_watches *ws);
+
+/* Ends every listed watch with -ESHUTDOWN; later ones go to the ring. */
+void afe_watches_close(struct afe_watches *ws);
+
+/* Whether some watch waits for a worker to hold it or hand it on. */
+static inline bool afe_watches_pending(struct afe_watches *ws)
+{
+	return atomic_load_explicit(&ws->pending, memory_order_relaxed) != 0;
+}
+
+/* A worker about to run a task: it submits the futex waits of PENDING
+ * watches to the ring (their tasks are not woken for it). */
+void afe_watches_to_ring(struct afe_watches *ws);
+
+/* A worker about to park: holds up to max PENDING watches and fills vec
+ * with their words. Returns how many. */
+unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_waitv *vec,
+			  unsigned max);
+
+/* The worker woke: its held watches whose word changed end (their tasks
+ * are woken), the others are PENDING again. Returns how many ended. */
+unsigned afe_watches_release(struct afe_watches *ws, uint32_t worker);
+
+/* A searching worker: ends PENDING watches whose word changed. Returns
+ * how many ended. */
+unsigned afe_watches_fire_changed(struct afe_watches *ws);
+
+/* Sleeps on park_word (private, while it holds 0) and the n words of vec
+ * from vec[1] on (vec[0] is filled here). 0, or -errno. */
+int afe_watches_sleep(_Atomic uint32_t *park_word, struct futex_waitv *vec, unsigned n);
+
+#endif /* AFE_POOL_WATCH_H */

@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Watches: a task waiting for a futex word, slept on by a parked worker
+ * or handed to the ring while the workers are busy. Ping-pong with a
+ * plain thread hunts lost wakes on both paths.
+ */
+#include <criterion/criterion.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "pool/watch.h"
+#include "src/runtime_internal.h"
+
+static void word_wake(_Atomic uint32_t *word)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Awaits one watch of word for value, and gives its result. */
+struct watch_once {
+	struct afe_future base;
+	_Atomic uint32_t *word;
+	uint32_t value;
+	_Atomic bool *started;
+	struct afe_watch watch;
+};
+
+static int watch_once_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct watch_once *self = afe_container_of(f, struct watch_once, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_watch_init(&self->watch, self->word, self->value, AFE_FUTEX_PRIVATE);
+	if (self->started)
+		atomic_store(self->started, true);
+	AFE_AWAIT(&self->watch.base);
+	AFE_RETURN(self->watch.base.result);
+	AFE_ASYNC_END;
+}
+
+static struct afe_runtime *quiet_runtime(unsigned workers)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = workers;
+	config.spin_us = 0; /* park at once: the watch is held by a parked worker */
+	struct afe_runtime *rt = NULL;
+	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+	return rt;
+}
+
+Test(watch, a_word_that_already_changed_ends_the_watch_at_once)
+{
+	struct afe_runtime *rt = quiet_runtime(1);
+	static _Atomic uint32_t word = 5;
+	struct watch_once w = {.word = &word, .value = 4};
+	afe_future_init(&w.base, watch_once_poll);
+	cr_assert_eq(test_block_on(rt, &w), 0);
+	test_runtime_destroy(rt);
+}
+
+/* Changes the word and wakes it once the watcher started and a parked
+ * worker had time to take the watch. */
+struct changer {
+	_Atomic uint32_t *word;
+	_Atomic bool *started;
+};
+
+static void *change_later(void *arg)
+{
+	struct changer *c = arg;
+	while (!atomic_load(c->started))
+		sched_yield();
+	usleep(20 * 1000);
+	atomic_fetch_add(c->word, 1);
+	word_wake(c->word);
+	return NULL;
+}
+
+Test(watch, a_parked_worker_wakes_the_task_when_the_word_is_woken)
+{
+	struct afe_runtime *rt = quiet_runtime(1);
+	cr_assert(rt->watches.usable, "futex_waitv on this kernel");
+	static _Atomic uint32_t word = 0;
+	static _Atomic bool started = false;
+	struct changer c = {&word, &started};
+	pthread_t thread;
+	cr_assert_eq(pthread_create(&thread, NULL, change_later, &c), 0);
+	struct watch_once w = {.word = &word, .value = 0, .started = &started};
+	afe_future_init(&w.base, watch_once_poll);
+	cr_assert_eq(test_block_on(rt, &w), 0);
+	pthread_join(thread, NULL);
+	test_runtime_destroy(rt);
+}
+
+/* Keeps its worker busy for 100 ms, the word changing in the middle;
+ * ends 0 when no watch was listed then (the watch had gone to the ring). */
+struct busy {
+	struct afe_future base;
+	struct afe_runtime *rt;
+	_Atomic bool *running;
+};
+
+static int busy_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct busy *self = afe_container_of(f, struct busy, base);
+	(void)cx;
+	atomic_store(self->running, true);
+	uint64_t deadline = afe_now_ns() + 100000000ull;
+	while (afe_now_ns() < deadline)
+		;
+	pthread_mutex_lock(&self->rt->watches.lock);
+	f->result = self->rt->watches.head == NULL ? 0 : -EBUSY;
+	pthread_mutex_unlock(&self->rt->watches.lock);
+	return AFE_READY;
+}
+
+Test(watch, a_worker_that_gets_busy_hands_its_watch_to_the_ring)
+{
+	struct afe_runtime *rt = quiet_runtime(1);
+	static _Atomic uint32_t word = 0;
+	static _Atomic bool started = false, running = false;
+	struct watch_once w = {.word = &word, .value = 0, .started = &started};
+	afe_future_init(&w.base, watch_once_poll);
+	struct afe_join_handle watcher;
+	cr_assert_eq(afe_spawn(rt, &w, &watcher), 0);
+	while (!atomic_load(&started))
+		sched_yield();
+	usleep(10 * 1000); /* the worker parks, holding the watch */
+	struct busy b = {.rt = rt, .running = &running};
+	afe_future_init(&b.base, busy_poll);
+	struct afe_join_handle busy_handle;
+	cr_assert_eq(afe_spawn(rt, &b, &busy_handle), 0);
+	while (!atomic_load(&running))
+		sched_yield();
+	usleep(20 * 1000);
+	atomic_fetch_add(&word, 1);
+	word_wake(&word); /* meets the ring's wait: the worker is busy */
+	struct afe_join j;
+	afe_join_init(&j, &busy_handle);
+	cr_assert_eq(test_block_on(rt, &j), 0, "the watch was on the ring while the worker was busy");
+	afe_join_init(&j, &watcher);
+	cr_assert_eq(test_block_on(rt, &j), 0);
+	test_runtime_destroy(rt);
+}
+
+Test(watch, cancelling_a_held_watch_ends_it_with_ecanceled)
+{
+	struct afe_runtime *rt = quiet_runtime(1);
+	static _Atomic uint32_t word = 0;
+	static _Atomic bool started = false;
+	struct watch_once w = {.word = &word, .value = 0, .started = &started};
+	afe_future_init(&w.base, watch_once_poll);
+	intptr_t r = test_spawn_then_cancel(rt, &w, &started);
+	cr_assert_eq(r, -ECANCELED);
+	test_runtime_destroy(rt);
+}
+
+Test(watch, destroying_the_runtime_ends_a_waiting_watch)
+{
+	struct afe_runtime *rt = quiet_runtime(2);
+	static _Atomic uint32_t word = 0;
+	static _Atomic bool started = false;
+	struct watch_once w = {.word = &word, .value = 0, .started = &started};
+	afe_future_init(&w.base, watch_once_poll);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &w, &h), 0);
+	while (!atomic_load(&started))
+		sched_yield();
+	usleep(10 * 1000);
+	cr_assert_eq(afe_runtime_destroy(rt), 0, "the watch ended, and its task with it");
+	afe_join_handle_drop(&h);
+}
+
+/* ---- ping-pong: a task and a thread, each waking the other ----------------- */
+
+#define ROUNDS 200000u
+
+struct pong_words {
+	_Atomic uint32_t ping, pong;
+};
+
+static void *pong_thread(void *arg)
+{
+	struct pong_words *pw = arg;
+	for (uint32_t i = 1; i <= ROUNDS; i++) {
+		while (atomic_load(&pw->ping) < i)
+			syscall(SYS_futex, &pw->ping, FUTEX_WAIT_PRIVATE, i - 1, NULL, NULL, 0);
+		atomic_store(&pw->pong, i);
+		word_wake(&pw->pong);
+	}
+	return NULL;
+}
+
+struct pinger {
+	struct afe_future base;
+	struct pong_words *pw;
+	uint32_t i;
+	struct afe_watch watch;
+};
+
+static int pinger_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct pinger *self = afe_container_of(f, struct pinger, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	for (self->i = 1; self->i <= ROUNDS; self->i++) {
+		atomic_store(&self->pw->ping, self->i);
+		word_wake(&self->pw->ping);
+		while (atomic_load(&self->pw->pong) < self->i) {
+			afe_watch_init(&self->watch, &self->pw->pong, self->i - 1, AFE_FUTEX_PRIVATE);
+			AFE_AWAIT(&self->watch.base);
+			if (self->watch.base.result < 0)
+				AFE_RETURN(self->watch.base.result);
+		}
+	}
+	AFE_RETURN(0);
+	AFE_ASYNC_END;
+}
+
+/* Yields forever (until told): keeps a second worker coming and going so
+ * watches also take the ring path. */
+struct churn {
+	struct afe_future base;
+	_Atomic bool *stop;
+};
+
+static int churn_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct churn *self = afe_container_of(f, struct churn, base);
+	if (atomic_load(self->stop))
+		return AFE_READY;
+	if ((afe_now_ns() / 1000) % 7 == 0)
+		usleep(50);
+	afe_waker_wake_by_ref(cx->waker);
+	return AFE_PENDING;
+}
+
+static void ping_pong(unsigned workers, bool with_churn)
+{
+	struct afe_runtime *rt = quiet_runtime(workers);
+	static struct pong_words pw;
+	atomic_store(&pw.ping, 0);
+	atomic_store(&pw.pong, 0);
+	pthread_t thread;
+	cr_assert_eq(pthread_create(&thread, NULL, pong_thread, &pw), 0);
+	static _Atomic bool stop;
+	atomic_store(&stop, false);
+	struct afe_join_handle churn_handle;
+	if (with_churn) {
+		struct churn c = {.stop = &stop};
+		afe_future_init(&c.base, churn_poll);
+		cr_assert_eq(afe_spawn(rt, &c, &churn_handle), 0);
+	}
+	struct pinger p = {.pw = &pw};
+	afe_future_init(&p.base, pinger_poll);
+	cr_assert_eq(test_block_on(rt, &p), 0);
+	atomic_store(&stop, true);
+	if (with_churn) {
+		struct afe_join j;
+		afe_join_init(&j, &churn_handle);
+		test_block_on(rt, &j);
+	}
+	pthread_join(thread, NULL);
+	test_runtime_destroy(rt);
+}
+
+Test(watch_stress, ping_pong_with_a_thread_on_one_parking_worker, .timeout = 120)
+{
+	ping_pong(1, false);
+}
+
+Test(watch_stress, ping_pong_while_another_task_keeps_workers_busy, .timeout = 120)
+{
+	ping_pong(2, true);
+}
