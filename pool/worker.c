@@ -340,24 +340,21 @@ void *afe_worker_main(void *arg)
 			if (w->searching)
 				t = search(w);
 		}
-		if (t) {
-			/* Busy: a watch must not wait for us to park. */
-			if (afe_watches_pending(&rt->watches))
-				afe_watches_to_ring(&rt->watches);
-			if (w->searching) {
-				w->searching = false;
-				if (afe_idle_stop_searching(&rt->idle))
-					notify_parked(rt);
-			}
-			run(w, t);
-			continue;
+		if (!t) {
+			park(w);
+			t = take_lifo(w); /* a watch that ended woke its task */
+			if (!t)
+				continue;
 		}
-		park(w);
-		if ((t = take_lifo(w))) {
-			if (afe_watches_pending(&rt->watches))
-				afe_watches_to_ring(&rt->watches);
-			run(w, t);
+		/* Busy: a watch must not wait for us to park. */
+		if (afe_watches_pending(&rt->watches))
+			afe_watches_to_ring(&rt->watches);
+		if (w->searching) {
+			w->searching = false;
+			if (afe_idle_stop_searching(&rt->idle))
+				notify_parked(rt);
 		}
+		run(w, t);
 	}
 	current_worker = NULL;
 	return NULL;

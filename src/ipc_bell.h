@@ -3,10 +3,9 @@
  * A bell: the futex word one side of a cross-process link sleeps on, with
  * what it waits for. It lives in shared memory.
  *
- * The sleeper publishes what it waits for (wants), reads the word, then
- * re-checks its rings; only if they still give it nothing does it wait for
- * the word to change from the value it read (a futex wait through the
- * ring). A waker publishes its frame, then looks at wants; if the sleeper
+ * The sleeper reads the word, publishes what it waits for (wants), then
+ * re-checks its rings; it waits for the word to change from the value it
+ * read (a futex wait, or a watch of a parked worker). A waker publishes its frame, then looks at wants; if the sleeper
  * wants what it did, it clears wants, bumps the word and wakes it. Either
  * the sleeper's re-check sees the frame or the waker sees wants (both sides
  * order their store before their load with a full fence), so no wake is
@@ -31,12 +30,17 @@ struct afe_ipc_bell {
 };
 
 /* The sleeper: publishes wants and returns the word's value to wait on.
- * Re-check the rings after this, then wait or call afe_ipc_bell_unwant. */
+ * Re-check the rings after this, then wait or call afe_ipc_bell_unwant.
+ * The word is read before wants is published: a waker that takes wants
+ * after that bumps the word past the value returned, so the wait ends at
+ * once, even when the sleeper found work in its re-check and sleeps
+ * anyway (its wants are gone: nobody would wake it again). */
 static inline uint32_t afe_ipc_bell_want(struct afe_ipc_bell *b, uint32_t wants)
 {
+	uint32_t word = atomic_load(&b->word);
 	atomic_store(&b->wants, wants);
 	atomic_thread_fence(memory_order_seq_cst);
-	return atomic_load(&b->word);
+	return word;
 }
 
 static inline void afe_ipc_bell_unwant(struct afe_ipc_bell *b)

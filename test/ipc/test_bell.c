@@ -59,6 +59,16 @@ static bool take(struct bell_rig *b, uint32_t wants)
 	return took;
 }
 
+/* Whether every kind in wants has events still to come (a sleeper
+ * wanting only finished kinds would wait for ever, rightly). */
+static bool more_to_come(struct bell_rig *b, uint32_t wants)
+{
+	for (unsigned kind = 0; kind < 2; kind++)
+		if ((wants & want_bit(kind)) && atomic_load(&b->taken[kind]) >= EVENTS)
+			return false;
+	return true;
+}
+
 Test(ipc_bell, a_sleeper_changing_what_it_wants_never_misses_a_wake)
 {
 	static struct bell_rig b;
@@ -77,7 +87,11 @@ Test(ipc_bell, a_sleeper_changing_what_it_wants_never_misses_a_wake)
 		if (!wants)
 			wants = AFE_IPC_WANT_FRAME | AFE_IPC_WANT_ROOM;
 		uint32_t word = afe_ipc_bell_want(&b.bell, wants);
-		if (take(&b, wants)) {
+		/* Half the rounds sleep even after taking what the re-check
+		 * found, as the consumer's pump does (it hands the frames to
+		 * receivers, then sleeps): a wake that came between publishing
+		 * wants and reading the word must not be lost then either. */
+		if (take(&b, wants) && (round % 2 || !more_to_come(&b, wants))) {
 			afe_ipc_bell_unwant(&b.bell);
 			continue;
 		}
