@@ -107,6 +107,7 @@ static bool watch_list(struct afe_watch *w, const struct afe_context *cx)
 	bool listed = !ws->closed;
 	if (listed) {
 		w->rt = worker->rt;
+		w->armed_ns = afe_now_ns();
 		w->state = STATE_PENDING;
 		link_watch(ws, w);
 		atomic_fetch_add_explicit(&ws->pending, 1, memory_order_relaxed);
@@ -227,13 +228,18 @@ static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct 
 	}
 }
 
-void afe_watches_to_ring(struct afe_watches *ws)
+void afe_watches_between_tasks(struct afe_watches *ws)
 {
 	struct wake_batch b = {.n = 0};
+	uint64_t now = afe_now_ns();
 	pthread_mutex_lock(&ws->lock);
 	for (struct afe_watch *w = ws->head, *next; w && !batch_full(&b); w = next) {
 		next = w->next;
-		if (w->state == STATE_PENDING)
+		if (w->state != STATE_PENDING)
+			continue;
+		if (word_changed(w))
+			end_watch(ws, w, STATE_ENDED, 0, &b);
+		else if (now - w->armed_ns >= AFE_WATCH_BUSY_NS)
 			submit_for_task(ws, w, &b);
 	}
 	pthread_mutex_unlock(&ws->lock);

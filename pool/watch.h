@@ -13,11 +13,14 @@
  *
  * A watch is PENDING (armed, nobody sleeps on it yet), HELD (a parked
  * worker sleeps on it), RING (a futex wait was submitted to the ring), or
- * ended. The worker that polled the arming task decides which it becomes:
- * it holds it if it parks next, and hands it to the ring if it runs
- * another task first, so a watch never waits on a busy worker. A watched
- * word that changed before anybody slept on it is seen by the value check
- * of whoever sleeps next, so no wake is lost in the hand-offs.
+ * ended. A worker that parks holds the PENDING watches. A busy worker
+ * looks at them between two task polls: it ends those whose word changed
+ * (their tasks run next, with no wake at all: a stream of calls on a busy
+ * worker costs no syscall) and hands to the ring those armed more than
+ * AFE_WATCH_BUSY_NS ago, so a watch waits on a busy worker no longer than
+ * that plus one poll. A watched word that changed before anybody slept on
+ * it is seen by the value check of whoever sleeps next, so no wake is
+ * lost in the hand-offs.
  */
 #ifndef AFE_POOL_WATCH_H
 #define AFE_POOL_WATCH_H
@@ -36,6 +39,9 @@ struct futex_waitv;
 /* The most watches one parked worker sleeps on. */
 #define AFE_WATCH_MAX_HELD 15
 
+/* How long a busy worker keeps a watch before handing it to the ring. */
+#define AFE_WATCH_BUSY_NS 50000u
+
 struct afe_watch {
 	struct afe_future base;
 	struct afe_runtime *rt;
@@ -45,6 +51,7 @@ struct afe_watch {
 	uint8_t state;	/* under the runtime's watches lock while listed */
 	int32_t result;
 	uint32_t holder; /* the worker holding it */
+	uint64_t armed_ns;
 	struct afe_waker waker;
 	struct afe_watch *prev, *next; /* listed while PENDING or HELD */
 	struct afe_io io;	       /* RING */
@@ -82,9 +89,10 @@ static inline bool afe_watches_pending(struct afe_watches *ws)
 	return atomic_load_explicit(&ws->pending, memory_order_relaxed) != 0;
 }
 
-/* A worker about to run a task: it submits the futex waits of PENDING
- * watches to the ring (their tasks are not woken for it). */
-void afe_watches_to_ring(struct afe_watches *ws);
+/* A worker about to run a task: PENDING watches whose word changed end
+ * (their tasks are woken into its LIFO slot); it submits the futex waits
+ * of those armed AFE_WATCH_BUSY_NS ago to the ring for their tasks. */
+void afe_watches_between_tasks(struct afe_watches *ws);
 
 /* A worker about to park: holds up to max PENDING watches and fills vec
  * with their words. Returns how many. */

@@ -346,9 +346,9 @@ void *afe_worker_main(void *arg)
 			if (!t)
 				continue;
 		}
-		/* Busy: a watch must not wait for us to park. */
+		/* Busy: a watch must not wait long for us to park. */
 		if (afe_watches_pending(&rt->watches))
-			afe_watches_to_ring(&rt->watches);
+			afe_watches_between_tasks(&rt->watches);
 		if (w->searching) {
 			w->searching = false;
 			if (afe_idle_stop_searching(&rt->idle))

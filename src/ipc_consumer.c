@@ -47,6 +47,7 @@ struct afe_ipc_consumer {
 	_Atomic int refs;
 	_Atomic bool closed;
 	_Atomic uint32_t idle, room_waiters, next_peer;
+	_Atomic uint32_t live_peers; /* a bit per live peer: scans skip the rest */
 	struct afe_notify work, room;
 	bool serve_all;
 	uint8_t served[32]; /* a bit per function id */
@@ -103,6 +104,7 @@ static void drop_peer(struct afe_ipc_consumer *c, unsigned i)
 	pthread_mutex_lock(&peer->lock);
 	bool was_live = peer->live;
 	peer->live = false;
+	atomic_fetch_and(&c->live_peers, ~(1u << i));
 	pthread_mutex_unlock(&peer->lock);
 	if (!was_live)
 		return;
@@ -139,6 +141,7 @@ static void adopt_peer(struct afe_ipc_consumer *c, unsigned i, uint32_t gen)
 	afe_ipc_ring_attach(&peer->requests, afe_ipc_requests_of(c->hdr, i), AFE_IPC_RING_SLOTS);
 	afe_ipc_ring_attach(&peer->replies, afe_ipc_replies_of(c->hdr, i), AFE_IPC_RING_SLOTS);
 	peer->live = true;
+	atomic_fetch_or(&c->live_peers, 1u << i);
 	pthread_mutex_unlock(&peer->lock);
 	struct watcher w = {.c = c, .peer = peer};
 	afe_future_init(&w.base, watcher_poll);
@@ -189,7 +192,10 @@ static bool roster_changed(struct afe_ipc_consumer *c)
 /* Whether some live producer's request ring holds a frame (a hint). */
 static bool any_request(struct afe_ipc_consumer *c)
 {
+	uint32_t live = atomic_load_explicit(&c->live_peers, memory_order_acquire);
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
+		if (!(live >> i & 1))
+			continue;
 		struct peer *peer = &c->peers[i];
 		pthread_mutex_lock(&peer->lock);
 		bool has = peer->live && afe_ipc_ring_has_frame(&peer->requests);
@@ -218,8 +224,11 @@ static int take_request(struct afe_ipc_consumer *c, struct afe_ipc_request *req)
 {
 	struct afe_ipc_frame f;
 	unsigned start = atomic_fetch_add_explicit(&c->next_peer, 1, memory_order_relaxed);
+	uint32_t live = atomic_load_explicit(&c->live_peers, memory_order_acquire);
 	for (unsigned k = 0; k < AFE_IPC_MAX_PRODUCERS; k++) {
 		unsigned i = (start + k) % AFE_IPC_MAX_PRODUCERS;
+		if (!(live >> i & 1))
+			continue;
 		struct peer *peer = &c->peers[i];
 		for (;;) {
 			pthread_mutex_lock(&peer->lock);
