@@ -51,13 +51,18 @@ static void *map_fd(int fd)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-/* Checks a header another process wrote; 0 or -EPROTO. */
-static int check_header(const struct afe_ipc_header *h)
+int afe_ipc_shm_check(uint64_t size, const struct afe_ipc_header *h)
 {
-	if (atomic_load_explicit(&h->magic, memory_order_acquire) != AFE_IPC_MAGIC ||
-	    h->version != AFE_IPC_VERSION || h->slot_size != AFE_IPC_SLOT_SIZE ||
-	    h->ring_slots != AFE_IPC_RING_SLOTS || h->max_producers != AFE_IPC_MAX_PRODUCERS ||
-	    h->size != AFE_IPC_OBJECT_SIZE)
+	if (size == 0)
+		return -ECONNREFUSED; /* created, not sized yet */
+	if (size != AFE_IPC_OBJECT_SIZE)
+		return -EPROTO;
+	uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+	if (magic == 0)
+		return -ECONNREFUSED; /* sized, header not written yet */
+	if (magic != AFE_IPC_MAGIC || h->version != AFE_IPC_VERSION ||
+	    h->slot_size != AFE_IPC_SLOT_SIZE || h->ring_slots != AFE_IPC_RING_SLOTS ||
+	    h->max_producers != AFE_IPC_MAX_PRODUCERS || h->size != AFE_IPC_OBJECT_SIZE)
 		return -EPROTO;
 	return 0;
 }
@@ -71,10 +76,11 @@ static int replace_stale(const char *path)
 		return errno == ENOENT ? 0 : -errno;
 	struct stat st;
 	bool live = false;
-	if (fstat(fd, &st) == 0 && (size_t)st.st_size >= sizeof(struct afe_ipc_header)) {
+	if (fstat(fd, &st) == 0 && (size_t)st.st_size == AFE_IPC_OBJECT_SIZE) {
 		struct afe_ipc_header *h = map_fd(fd);
 		if (h) {
-			live = check_header(h) == 0 && process_alive(h->consumer_pid);
+			live = afe_ipc_shm_check((uint64_t)st.st_size, h) == 0 &&
+			       process_alive(h->consumer_pid);
 			munmap(h, AFE_IPC_OBJECT_SIZE);
 		}
 	}
@@ -137,22 +143,18 @@ int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out)
 		close(fd);
 		return err;
 	}
-	if ((size_t)st.st_size != AFE_IPC_OBJECT_SIZE) {
+	/* Mapped only when whole: past the end of a shorter object, a read
+	 * would fault (SIGBUS). */
+	struct afe_ipc_header *h = NULL;
+	if ((size_t)st.st_size == AFE_IPC_OBJECT_SIZE && !(h = map_fd(fd))) {
+		err = -errno;
 		close(fd);
-		/* Being set up (size 0), or not ours. */
-		return st.st_size == 0 ? -ECONNREFUSED : -EPROTO;
-	}
-	struct afe_ipc_header *h = map_fd(fd);
-	err = h ? 0 : -errno;
-	close(fd);
-	if (err < 0)
 		return err;
-	if (atomic_load_explicit(&h->magic, memory_order_acquire) == 0)
-		err = -ECONNREFUSED; /* still being set up */
-	else
-		err = check_header(h);
-	if (err < 0) {
-		munmap(h, AFE_IPC_OBJECT_SIZE);
+	}
+	close(fd);
+	if ((err = afe_ipc_shm_check((uint64_t)st.st_size, h)) < 0) {
+		if (h)
+			munmap(h, AFE_IPC_OBJECT_SIZE);
 		return err;
 	}
 	*out = h;

@@ -77,6 +77,14 @@ int afe_ipc_shm_create(const char *name, struct afe_ipc_header **out);
  * on consumer_pid anyway). */
 int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out);
 
+/*
+ * Checks an object another process set up, from its size and its header:
+ * 0; -ECONNREFUSED while it is being set up (size, or magic, still 0);
+ * -EPROTO when it is not a compatible AFE ring (magic, version, sizes).
+ * h is read only when size is AFE_IPC_OBJECT_SIZE (may be NULL otherwise).
+ */
+int afe_ipc_shm_check(uint64_t size, const struct afe_ipc_header *h);
+
 void afe_ipc_shm_unmap(struct afe_ipc_header *h);
 
 /* Opens a pidfd on pid: >= 0, or -errno (-ESRCH: it is gone). */
