@@ -27,14 +27,6 @@
 
 #include "ipc_codec.h"
 
-/* Generated functions a program may not use: no warning for them (clang
- * warns about unused static inline functions a .c file defines). */
-#if defined(__GNUC__)
-#define AFE__IPC_UNUSED __attribute__((unused))
-#else
-#define AFE__IPC_UNUSED
-#endif
-
 /* How many arguments the macro got: 1 (just RET), 3, 5, ..., 13. */
 #define AFE__IPC_NARG(...) AFE__IPC_NARG_(__VA_ARGS__, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
 #define AFE__IPC_NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, n, ...) n
