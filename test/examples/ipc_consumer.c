@@ -87,6 +87,7 @@ struct app {
 	struct afe_join_handle servers[SERVERS];
 	struct afe_token_wait stop;
 	struct afe_join join;
+	struct afe_ipc_stats stats; /* read before the joins: kept across their awaits */
 	int i;
 };
 
@@ -115,15 +116,14 @@ static int app_poll(struct afe_future *f, struct afe_context *cx)
 	fflush(stdout);
 	afe_token_wait_init(&self->stop, afe_shutdown_token());
 	AFE_AWAIT(&self->stop.base);
-	struct afe_ipc_stats st;
-	afe_ipc_consumer_stats(self->consumer, &st);
+	afe_ipc_consumer_stats(self->consumer, &self->stats);
 	afe_ipc_consumer_close(self->consumer);
 	for (self->i = 0; self->i < SERVERS; self->i++) {
 		afe_join_init(&self->join, &self->servers[self->i]);
 		AFE_AWAIT(&self->join.base);
 	}
 	afe_ipc_consumer_destroy(self->consumer);
-	printf("ipc_consumer: stopped after %llu requests\n", (unsigned long long)st.calls);
+	printf("ipc_consumer: stopped after %llu requests\n", (unsigned long long)self->stats.calls);
 	AFE_RETURN(0);
 	AFE_ASYNC_END;
 }

@@ -332,3 +332,49 @@ Test(ipc, several_producer_processes_share_a_consumer_and_a_dead_one_leaves_it_s
 	}
 	stop_consumer(consumer, SIGTERM);
 }
+
+/* The example consumer stopped by SIGTERM while a request is being
+ * served: its last line counts the requests it took (it read the count
+ * into a local that did not survive the awaits of its servers' joins). */
+Test(ipc, a_consumer_stopped_mid_call_reports_the_requests_it_took)
+{
+	const char *name = ipc_test_name("stopped");
+	int out[2];
+	cr_assert_eq(pipe(out), 0);
+	pid_t consumer = fork_tied();
+	if (consumer == 0) {
+		dup2(out[1], STDOUT_FILENO);
+		execl(IPC_CONSUMER, IPC_CONSUMER, name, (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
+	struct afe_ipc_call call, napping;
+	afe_ipc_call_init(&call, p);
+	afe_ipc_call_init(&napping, p);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(add(&call, i, 0, 0), 0);
+		cr_assert_eq(run_call(rt, &call), 0);
+	}
+	cr_assert_eq(nap(&napping, 1000), 0);
+	struct await_call a = {.call = &napping};
+	afe_future_init(&a.base, await_call_poll);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &a, &h), 0);
+	usleep(200 * 1000); /* the nap is taken */
+	stop_consumer(consumer, SIGTERM);
+	char text[512];
+	size_t len = 0;
+	for (ssize_t n; len < sizeof(text) - 1; len += (size_t)n)
+		if ((n = read(out[0], text + len, sizeof(text) - 1 - len)) <= 0)
+			break;
+	text[len] = '\0';
+	close(out[0]);
+	cr_assert(strstr(text, "stopped after 4 requests\n"), "it said: %s", text);
+	struct afe_join join;
+	afe_join_init(&join, &h);
+	test_block_on(rt, &join); /* the nap's answer, or -EPIPE */
+	afe_ipc_producer_close(p);
+	test_runtime_destroy(rt);
+}
