@@ -32,9 +32,16 @@
  * before anything is sent. At most AFE_IPC_MAX_PRODUCERS producers connect
  * to one consumer, each with at most AFE_IPC_MAX_PENDING calls in flight.
  *
- * Returned bytes (a string or a buffer a call returns) point into the call
- * object: they stay valid until the call object is used for its next call
- * or released with afe_ipc_call_release.
+ * Lifetime of returned bytes: a string or a buffer NAME_result decodes
+ * points into the call object (a copy of the reply, not the shared
+ * memory). It stays valid until the next call is armed on that same call
+ * object (NAME(&call, ...) or afe_ipc_call_arm, even one that fails), or
+ * until afe_ipc_call_release; calls on other call objects, of any
+ * function, from any thread, leave it alone. Copy what must live longer,
+ * or keep a call object per result. The reader a reply callback gets
+ * (afe_ipc_call_on_reply) is valid during the callback only. On the
+ * consumer's side, decoded arguments point into the request: valid until
+ * the request object is received into again (afe_ipc_recv_init).
  *
  * Everything read from the shared memory is checked: a malformed frame, an
  * unknown function id, a reply to no pending call are dropped and counted
@@ -114,11 +121,12 @@ AFE_EXPORT void afe_ipc_producer_stats(const struct afe_ipc_producer *p,
 				       struct afe_ipc_stats *out);
 
 /* Called for each reply of a call made with afe_ipc_call_on_reply: status
- * 0 with the reply's bytes in r (decode with NAME_decode_ret), or a
- * negative errno (the consumer's error, -ETIMEDOUT, -EPIPE) with r NULL.
- * more is false for the last one. It runs on the producer's reply task,
- * one reply at a time, in the order sent; keep it short, and do not start
- * or release calls from it. */
+ * 0 with the reply's bytes in r (decode with NAME_decode_ret; r and what
+ * is decoded from it are valid until the callback returns), or a negative
+ * errno (the consumer's error, -ETIMEDOUT, -EPIPE) with r NULL. more is
+ * false for the last one. It runs on the producer's reply task, one reply
+ * at a time, in the order sent; keep it short, and do not start or
+ * release calls from it. */
 typedef void afe_ipc_reply_fn(void *ctx, int status, struct afe_ipc_reader *r, bool more);
 
 /*

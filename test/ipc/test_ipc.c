@@ -52,6 +52,65 @@ Test(ipc, calls_of_every_kind_round_trip)
 	ipc_session_end(&s);
 }
 
+/* Runs greet(who, times) on call and returns the string it got. */
+static afe_ipc_str greet_on(struct afe_runtime *rt, struct afe_ipc_call *call, const char *who,
+			    uint32_t times)
+{
+	afe_ipc_str text = NULL;
+	cr_assert_eq(greet(call, who, times), 0);
+	cr_assert_eq(run_call(rt, call), 0);
+	cr_assert_eq(greet_result(call, &text), 0);
+	cr_assert_not_null(text);
+	return text;
+}
+
+Test(ipc, returned_bytes_live_in_their_call_object_until_its_next_call)
+{
+	struct ipc_session s;
+	ipc_session_start(&s, "lifetime", NULL);
+	struct afe_ipc_call long_call, other;
+	afe_ipc_call_init(&long_call, s.p);
+	afe_ipc_call_init(&other, s.p);
+	/* A reply that fits in the call object, and one on the heap. */
+	afe_ipc_str short_text = greet_on(s.rt, &s.call, "a", 1);
+	afe_ipc_str long_text = greet_on(s.rt, &long_call, "b", 20);
+	char long_want[512];
+	snprintf(long_want, sizeof(long_want), "%s", long_text);
+	cr_assert_gt(strlen(long_want), sizeof(s.call.ret_inline));
+
+	/* Calls on another call object, of the same function and others,
+	 * short and long replies, leave both alone. */
+	for (uint32_t i = 0; i < 20; i++) {
+		afe_ipc_str t = greet_on(s.rt, &other, "c", i % 2 ? 30 : 1);
+		cr_assert(t != short_text && t != long_text);
+		int64_t sum = 0;
+		cr_assert_eq(add(&other, i, 0, 0), 0);
+		cr_assert_eq(run_call(s.rt, &other), 0);
+		cr_assert_eq(add_result(&other, &sum), 0);
+	}
+	cr_assert(strcmp(short_text, "hello, a") == 0);
+	cr_assert(strcmp(long_text, long_want) == 0);
+	afe_ipc_str again = NULL;
+	cr_assert_eq(greet_result(&long_call, &again), 0);
+	cr_assert_eq(again, long_text, "read again, the same bytes");
+
+	/* The next call armed on the object ends them: its result is not
+	 * readable while it runs, then it is the new call's. */
+	cr_assert_eq(greet(&s.call, "d", 3), 0);
+	cr_assert_eq(greet_result(&s.call, &again), -EINVAL);
+	cr_assert_eq(run_call(s.rt, &s.call), 0);
+	cr_assert_eq(greet_result(&s.call, &again), 0);
+	cr_assert(strcmp(again, "hello, d hello, d hello, d") == 0);
+
+	/* Released, they are gone too: no pointer comes out. */
+	afe_ipc_call_release(&long_call);
+	again = "unchanged";
+	cr_assert_lt(greet_result(&long_call, &again), 0);
+	cr_assert_null(again);
+	afe_ipc_call_release(&other);
+	ipc_session_end(&s);
+}
+
 Test(ipc, oversized_arguments_are_refused_before_sending)
 {
 	struct ipc_session s;
