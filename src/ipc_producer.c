@@ -31,6 +31,7 @@ _Static_assert((AFE_IPC_MAX_PENDING & PENDING_MASK) == 0, "a power of two");
 
 struct afe_ipc_producer {
 	struct afe_runtime *rt;
+	bool owns_rt; /* connect made rt for a caller outside any runtime */
 	struct afe_ipc_header *hdr;
 	struct afe_ipc_entry *entry;
 	struct afe_ipc_ring requests, replies;
@@ -336,6 +337,9 @@ static int start_tasks(struct afe_ipc_producer *p)
 	return err;
 }
 
+static int connect_own_runtime(struct afe_ipc_producer **out, const char *name,
+			       const struct afe_ipc_producer_config *config);
+
 int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *rt,
 			     const char *name, const struct afe_ipc_producer_config *config)
 {
@@ -344,8 +348,10 @@ int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *
 		afe_ipc_producer_config_default(&defaults);
 		config = &defaults;
 	}
-	if (!out || !rt || check_config(config) < 0)
+	if (!out || check_config(config) < 0)
 		return -EINVAL;
+	if (!rt && !(rt = afe_runtime_current()))
+		return connect_own_runtime(out, name, config);
 	struct afe_ipc_header *h;
 	int err = afe_ipc_shm_open(name, &h);
 	if (err < 0)
@@ -399,12 +405,15 @@ void afe_ipc_producer_close(struct afe_ipc_producer *p)
 {
 	if (!p)
 		return;
+	struct afe_runtime *own = p->owns_rt ? p->rt : NULL; /* p may be freed below */
 	atomic_store(&p->closed, true);
 	atomic_store(&p->entry->state, AFE_IPC_ENTRY_GONE);
 	afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_ANY);
 	afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY);
 	afe_join_handle_drop(&p->watcher); /* a child handle: cancels it */
 	producer_unref(p);
+	if (own)
+		afe_runtime_destroy(own); /* waits for the producer's tasks */
 }
 
 bool afe_ipc_producer_is_gone(const struct afe_ipc_producer *p)
@@ -615,4 +624,54 @@ done:
 	f->result = call->status;
 	producer_unref(call->producer);
 	return AFE_READY;
+}
+
+/* ---- without a runtime ------------------------------------------------------ */
+
+/* A runtime of the producer's own, for a caller outside any: one worker
+ * runs its two tasks and the calls afe_ipc_call_wait makes. */
+static int connect_own_runtime(struct afe_ipc_producer **out, const char *name,
+			       const struct afe_ipc_producer_config *config)
+{
+	struct afe_runtime_config rc;
+	afe_runtime_config_default(&rc);
+	rc.workers = 1;
+	struct afe_runtime *rt;
+	int err = afe_runtime_create(&rt, &rc);
+	if (err < 0)
+		return err;
+	if ((err = afe_ipc_producer_connect(out, rt, name, config)) < 0) {
+		afe_runtime_destroy(rt);
+		return err;
+	}
+	(*out)->owns_rt = true;
+	return 0;
+}
+
+/* Awaits a call that stays where its caller keeps it. */
+struct call_waiter {
+	struct afe_future base;
+	struct afe_ipc_call *call;
+};
+
+static int call_waiter_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct call_waiter *self = afe_container_of(f, struct call_waiter, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	AFE_AWAIT(&self->call->base);
+	AFE_RETURN(self->call->base.result);
+	AFE_ASYNC_END;
+}
+
+int afe_ipc_call_wait(struct afe_ipc_call *call)
+{
+	if (!call || call->phase == PHASE_IDLE)
+		return -EINVAL;
+	if (call->phase == PHASE_DONE) /* ended, or its arguments were refused */
+		return call->status;
+	struct call_waiter waiter = {.call = call};
+	afe_future_init(&waiter.base, call_waiter_poll);
+	intptr_t result;
+	int err = afe_block_on(call->producer->rt, &waiter, &result); /* -EDEADLK on a worker */
+	return err < 0 ? err : (int)result;
 }

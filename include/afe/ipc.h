@@ -27,6 +27,15 @@
  *       afe_ipc_reply_error(&self->rep, &self->req, -ENOSYS);
  *   AFE_AWAIT(&self->rep.base);                       // sent (or -EPIPE)
  *
+ * A program without a runtime connects with a NULL runtime (the producer
+ * then runs one of its own) and waits for each call on its thread:
+ *
+ *   afe_ipc_producer_connect(&producer, NULL, "afe-calc", NULL);
+ *   afe_ipc_call_init(&call, producer);
+ *   add(&call, 1, 2, 3);
+ *   if (afe_ipc_call_wait(&call) == 0)                // 0 or -errno
+ *       add_result(&call, &sum);
+ *
  * Sizes: the encoded arguments of a call, and each encoded reply, are at
  * most AFE_IPC_MAX_PAYLOAD bytes; a larger one is refused with -EMSGSIZE
  * before anything is sent. At most AFE_IPC_MAX_PRODUCERS producers connect
@@ -101,17 +110,25 @@ AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *
  * Connects to the consumer serving name (a shm_open name without the
  * slash: letters, digits, '.', '_', '-'). Does not wait: when nobody serves
  * the name yet, it fails at once and may be called again later.
- * Returns 0, or -EINVAL (bad name or config), -ECONNREFUSED (no consumer
- * serves name), -EPROTO (the object is not a compatible AFE ring: magic,
- * version or sizes), -EBUSY (AFE_IPC_MAX_PRODUCERS already connected),
- * -ENOMEM, or the errno of shm_open/mmap/pidfd_open.
+ * rt runs the producer's two tasks (replies, the consumer's death). NULL:
+ * the calling worker's runtime, as for afe_spawn; on any other thread, a
+ * runtime of the producer's own (one worker, its ring thread), which
+ * afe_ipc_producer_close destroys. Calls are awaited from tasks on any
+ * runtime, or waited for with afe_ipc_call_wait from other threads.
+ * Returns 0, or -EINVAL (bad name or config, null out), -ECONNREFUSED (no
+ * consumer serves name), -EPROTO (the object is not a compatible AFE
+ * ring: magic, version or sizes), -EBUSY (AFE_IPC_MAX_PRODUCERS already
+ * connected), -ENOMEM, the errno of shm_open/mmap/pidfd_open, or that of
+ * afe_runtime_create for a runtime of its own.
  */
 AFE_EXPORT int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *rt,
 					const char *name,
 					const struct afe_ipc_producer_config *config);
 
 /* Disconnects: calls in flight end with -EPIPE. The producer is freed once
- * its internal tasks ended; it must not be used after this. */
+ * its internal tasks ended; it must not be used after this. A runtime of
+ * its own is destroyed before this returns (its threads joined), so such
+ * a producer is not closed from a reply callback, which runs on it. */
 AFE_EXPORT void afe_ipc_producer_close(struct afe_ipc_producer *p);
 
 /* Whether the consumer went away (its calls then fail with -EPIPE). */
@@ -175,6 +192,21 @@ AFE_EXPORT int afe_ipc_call_arm(struct afe_ipc_call *call);
 
 /* A reader over the bytes the call returned: 0, or the call's error. */
 AFE_EXPORT int afe_ipc_call_result(const struct afe_ipc_call *call, struct afe_ipc_reader *r);
+
+/*
+ * Waits on the calling thread for an armed call to end and returns its
+ * result, for a program (or a thread) outside any runtime: 0 once the
+ * (last) reply arrived, or the call's error as a task awaiting it gets
+ * (the consumer's, -ETIMEDOUT, -EPIPE, -EBUSY, -EMSGSIZE...). The call
+ * runs as a task on its producer's runtime; threads may wait at once on
+ * calls of one producer, each with a call object of its own. A call that
+ * already ended (or whose arguments were refused) returns its result at
+ * once. Other errors: -EINVAL (call NULL or never armed), -EDEADLK on a
+ * worker thread of any runtime, where it would block the thread its
+ * answer may need (the call stays armed: await &call->base instead),
+ * -ENOMEM, -ESHUTDOWN (the producer's runtime was destroyed meanwhile).
+ */
+AFE_EXPORT int afe_ipc_call_wait(struct afe_ipc_call *call);
 
 /* ---- the consumer --------------------------------------------------------- */
 

@@ -109,11 +109,24 @@ static inline void ipc_session_start(struct ipc_session *s, const char *what,
 	afe_ipc_call_init(&s->call, s->p);
 }
 
+/* The same cast for a program without a runtime: the producer connects
+ * with a NULL runtime and runs one of its own (s->rt stays NULL). */
+static inline void ipc_session_start_alone(struct ipc_session *s, const char *what,
+					   const struct afe_ipc_producer_config *config)
+{
+	const char *name = ipc_test_name(what);
+	s->consumer = start_consumer(name);
+	s->rt = NULL;
+	s->p = connect_retrying(NULL, name, config);
+	afe_ipc_call_init(&s->call, s->p);
+}
+
 static inline void ipc_session_end(struct ipc_session *s)
 {
 	afe_ipc_call_release(&s->call);
 	afe_ipc_producer_close(s->p);
-	test_runtime_destroy(s->rt);
+	if (s->rt)
+		test_runtime_destroy(s->rt);
 	stop_consumer(s->consumer, SIGTERM);
 }
 
