@@ -219,10 +219,18 @@ static int send_frame(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
 	return err;
 }
 
-/* Takes one request for a served function into req. 0, or -EAGAIN. */
+/* How many frames one take may drop (malformed, or for a function not
+ * served) before it lets the worker run other tasks: a peer writing bad
+ * frames as fast as they are dropped must not hold a worker for ever. */
+#define AFE_IPC_DROP_BUDGET 64
+
+/* Takes one request for a served function into req. 0, -EAGAIN when there
+ * is none, or -EBUSY after dropping AFE_IPC_DROP_BUDGET frames (yield,
+ * then take again). */
 static int take_request(struct afe_ipc_consumer *c, struct afe_ipc_request *req)
 {
 	struct afe_ipc_frame f;
+	unsigned dropped = 0;
 	unsigned start = atomic_fetch_add_explicit(&c->next_peer, 1, memory_order_relaxed);
 	uint32_t live = atomic_load_explicit(&c->live_peers, memory_order_acquire);
 	for (unsigned k = 0; k < AFE_IPC_MAX_PRODUCERS; k++) {
@@ -243,6 +251,8 @@ static int take_request(struct afe_ipc_consumer *c, struct afe_ipc_request *req)
 				err = -EPROTO;
 			if (err < 0) {
 				atomic_fetch_add(&c->malformed, 1);
+				if (++dropped == AFE_IPC_DROP_BUDGET)
+					return -EBUSY;
 				continue;
 			}
 			if (!serves(c, f.fn)) {
@@ -251,6 +261,8 @@ static int take_request(struct afe_ipc_consumer *c, struct afe_ipc_request *req)
 							   .kind = AFE_IPC_REPLY,
 							   .status = -ENOSYS};
 				send_frame(c, i, gen, &no, NULL); /* best effort */
+				if (++dropped == AFE_IPC_DROP_BUDGET)
+					return -EBUSY;
 				continue;
 			}
 			atomic_fetch_add(&c->calls, 1);
@@ -443,7 +455,12 @@ static int recv_poll(struct afe_future *f, struct afe_context *cx)
 	if (cx->cancel)
 		return recv_finish(req, cx, -ECANCELED);
 	for (;;) {
-		if (take_request(c, req) == 0) {
+		int err = take_request(c, req);
+		if (err == -EBUSY) {
+			afe_waker_wake_by_ref(cx->waker); /* a yield: take again soon */
+			return AFE_PENDING;
+		}
+		if (err == 0) {
 			/* More there? Pass the wake on to the next idle receiver. */
 			if (atomic_load(&c->idle) > (req->waiting ? 1u : 0u) && any_request(c))
 				afe_notify_one(&c->work);

@@ -595,3 +595,93 @@ Test(ipc_hostile, serving_replaces_an_object_no_live_consumer_owns)
 	afe_ipc_consumer_destroy(c); /* unlinks the name */
 	test_runtime_destroy(rt);
 }
+
+/* ---- many malformed requests at once ------------------------------------------ */
+
+/* Fills its request ring with malformed requests (an unknown kind), tells
+ * the test, and stays until told to leave. 0, or what failed. */
+static int filling_producer(const char *name, int result, int ctl)
+{
+	struct afe_ipc_header *h = NULL;
+	int err = -ECONNREFUSED;
+	for (uint64_t end = now_ms() + 10000; err == -ECONNREFUSED && now_ms() < end;)
+		if ((err = afe_ipc_shm_open(name, &h)) == -ECONNREFUSED)
+			usleep(1000);
+	int i = err < 0 ? -1 : claim_like_a_producer(h);
+	int code = i < 0 ? 10 : 0;
+	const struct raw_frame junk = {.f = {.kind = 9, .fn = add_ID}};
+	uint64_t pos = 0;
+	for (unsigned k = 0; k < AFE_IPC_RING_SLOTS && !code; k++)
+		if (!put_frames(afe_ipc_requests_of(h, (unsigned)i), &pos, &junk, 1, k, NULL, 0))
+			code = 12;
+	if (write(result, &(char){(char)code}, 1) != 1)
+		code = 16;
+	told_to_leave(ctl, -1);
+	return code;
+}
+
+/* Yields until the consumer dropped `until` frames; its result is the most
+ * the consumer dropped between two of its polls. */
+struct drop_probe {
+	struct afe_future base;
+	struct afe_ipc_consumer *c;
+	uint64_t until, last, most;
+};
+
+static int drop_probe_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct drop_probe *self = afe_container_of(f, struct drop_probe, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	while (self->last < self->until) {
+		struct afe_ipc_stats st;
+		afe_ipc_consumer_stats(self->c, &st);
+		if (st.malformed - self->last > self->most)
+			self->most = st.malformed - self->last;
+		self->last = st.malformed;
+		AFE_YIELD();
+	}
+	AFE_RETURN((intptr_t)self->most);
+	AFE_ASYNC_END;
+}
+
+Test(ipc_hostile, a_receiver_dropping_many_frames_lets_the_other_tasks_run)
+{
+	const char *name = ipc_test_name("many-bad");
+	int result[2], ctl[2];
+	pipes(result, ctl);
+	pid_t child = fork_tied();
+	if (child == 0) {
+		child_ends(result, ctl);
+		_exit(filling_producer(name, result[1], ctl[0]));
+	}
+	close(result[1]);
+	close(ctl[0]);
+	/* One worker, so the receiver and the probe take turns on it. */
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_ipc_consumer *c;
+	cr_assert_eq(afe_ipc_consumer_serve(&c, rt, name, NULL), 0);
+	char code = -1;
+	cr_assert_eq(read(result[0], &code, 1), 1, "the filling producer died");
+	cr_assert_eq(code, 0, "the filling producer saw failure %d", code);
+	struct drop_probe probe = {.c = c, .until = AFE_IPC_RING_SLOTS};
+	afe_future_init(&probe.base, drop_probe_poll);
+	struct afe_join_handle probe_handle;
+	cr_assert_eq(afe_spawn(rt, &probe, &probe_handle), 0);
+	struct adder a = {.c = c};
+	afe_future_init(&a.base, adder_poll);
+	struct afe_join_handle adder;
+	cr_assert_eq(afe_spawn(rt, &a, &adder), 0);
+	struct afe_join join;
+	afe_join_init(&join, &probe_handle);
+	intptr_t most = test_block_on(rt, &join);
+	cr_assert_gt(most, 0);
+	cr_assert_leq(most, 64, "the receiver dropped %ld frames in one poll", (long)most);
+
+	cr_assert_eq(child_leave(child, ctl[1]), 0);
+	close(result[0]);
+	afe_ipc_consumer_close(c);
+	afe_join_init(&join, &adder);
+	cr_assert_eq(test_block_on(rt, &join), 0);
+	afe_ipc_consumer_destroy(c);
+	test_runtime_destroy(rt);
+}
