@@ -610,9 +610,10 @@ static int filling_producer(const char *name, int result, int ctl)
 	int i = err < 0 ? -1 : claim_like_a_producer(h);
 	int code = i < 0 ? 10 : 0;
 	const struct raw_frame junk = {.f = {.kind = 9, .fn = add_ID}};
+	const unsigned char none[1] = {0};
 	uint64_t pos = 0;
 	for (unsigned k = 0; k < AFE_IPC_RING_SLOTS && !code; k++)
-		if (!put_frames(afe_ipc_requests_of(h, (unsigned)i), &pos, &junk, 1, k, NULL, 0))
+		if (!put_frames(afe_ipc_requests_of(h, (unsigned)i), &pos, &junk, 1, k, none, 0))
 			code = 12;
 	if (write(result, &(char){(char)code}, 1) != 1)
 		code = 16;
