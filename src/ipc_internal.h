@@ -76,8 +76,8 @@ static inline uint32_t afe_ipc_pump_wants(uint32_t frame_waiters, uint32_t room_
  * the bell for (a frame, room). The first call counts it in waiters and
  * makes the pump re-arm for what, then returns AFE_READY: look once more.
  * Later calls poll the notified future: AFE_PENDING, or AFE_READY once
- * notified (look again; it is armed anew). afe_ipc_wait_end stops
- * counting it.
+ * notified (look again; it is armed anew, and the pump re-armed too).
+ * afe_ipc_wait_end stops counting it.
  */
 static inline int afe_ipc_wait(bool *waiting, struct afe_notified *n, struct afe_notify *notify,
 			       _Atomic uint32_t *waiters, struct afe_ipc_bell *bell,
@@ -92,7 +92,10 @@ static inline int afe_ipc_wait(bool *waiting, struct afe_notified *n, struct afe
 	}
 	if (afe_future_poll(&n->base, cx) == AFE_PENDING)
 		return AFE_PENDING;
+	/* Notified: the pump may have stopped wanting what since (it wakes
+	 * the waiters, then sleeps for the rest); we may wait again. */
 	afe_notified_init(n, notify);
+	afe_ipc_bell_rearm(bell, what);
 	return AFE_READY;
 }
 
