@@ -228,22 +228,33 @@ static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct 
 	}
 }
 
-void afe_watches_between_tasks(struct afe_watches *ws)
+/* Ends the PENDING watches whose word changed; when busy, also hands to
+ * the ring those armed AFE_WATCH_BUSY_NS ago. Returns how many ended. */
+static unsigned scan_pending(struct afe_watches *ws, bool busy)
 {
 	struct wake_batch b = {.n = 0};
-	uint64_t now = afe_now_ns();
+	unsigned ended = 0;
+	uint64_t now = busy ? afe_now_ns() : 0;
 	pthread_mutex_lock(&ws->lock);
 	for (struct afe_watch *w = ws->head, *next; w && !batch_full(&b); w = next) {
 		next = w->next;
 		if (w->state != STATE_PENDING)
 			continue;
-		if (word_changed(w))
+		if (word_changed(w)) {
 			end_watch(ws, w, STATE_ENDED, 0, &b);
-		else if (now - w->armed_ns >= AFE_WATCH_BUSY_NS)
+			ended++;
+		} else if (busy && now - w->armed_ns >= AFE_WATCH_BUSY_NS) {
 			submit_for_task(ws, w, &b);
+		}
 	}
 	pthread_mutex_unlock(&ws->lock);
 	wake_batch(&b);
+	return ended;
+}
+
+void afe_watches_between_tasks(struct afe_watches *ws)
+{
+	scan_pending(ws, true);
 }
 
 unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_waitv *vec,
@@ -291,17 +302,7 @@ unsigned afe_watches_release(struct afe_watches *ws, uint32_t worker)
 
 unsigned afe_watches_fire_changed(struct afe_watches *ws)
 {
-	struct wake_batch b = {.n = 0};
-	pthread_mutex_lock(&ws->lock);
-	for (struct afe_watch *w = ws->head, *next; w && !batch_full(&b); w = next) {
-		next = w->next;
-		if (w->state == STATE_PENDING && word_changed(w))
-			end_watch(ws, w, STATE_ENDED, 0, &b);
-	}
-	pthread_mutex_unlock(&ws->lock);
-	unsigned ended = b.n;
-	wake_batch(&b);
-	return ended;
+	return scan_pending(ws, false);
 }
 
 int afe_watches_sleep(_Atomic uint32_t *park_word, struct futex_waitv *vec, unsigned n)

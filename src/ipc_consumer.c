@@ -21,7 +21,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -74,27 +73,9 @@ static bool serves(const struct afe_ipc_consumer *c, unsigned fn)
 
 /* ---- producers coming and going ------------------------------------------- */
 
-struct watcher {
-	struct afe_future base;
-	struct afe_ipc_consumer *c;
-	struct peer *peer;
-	struct afe_io poll;
-};
-
-static int watcher_poll(struct afe_future *f, struct afe_context *cx)
+static void consumer_release(void *c)
 {
-	struct watcher *self = afe_container_of(f, struct watcher, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	afe_io_poll_init(&self->poll, self->peer->pidfd, POLLIN);
-	AFE_AWAIT(&self->poll.base);
-	if (self->poll.base.result > 0) {
-		atomic_store(&self->peer->died, true);
-		afe_ipc_bell_ring(&self->c->hdr->bell, AFE_IPC_WANT_ANY);
-	}
-	AFE_CLEANUP;
-	atomic_fetch_sub(&self->c->rt->system_tasks, 1);
-	consumer_unref(self->c);
-	AFE_ASYNC_END;
+	consumer_unref(c);
 }
 
 /* Stops using peer i and frees its entry. From the pump. */
@@ -143,15 +124,10 @@ static void adopt_peer(struct afe_ipc_consumer *c, unsigned i, uint32_t gen)
 	peer->live = true;
 	atomic_fetch_or(&c->live_peers, 1u << i);
 	pthread_mutex_unlock(&peer->lock);
-	struct watcher w = {.c = c, .peer = peer};
-	afe_future_init(&w.base, watcher_poll);
 	atomic_fetch_add(&c->refs, 1);
-	atomic_fetch_add(&c->rt->system_tasks, 1);
-	if (afe_spawn_child(c->rt, &w, &peer->watcher) < 0) {
-		atomic_fetch_sub(&c->rt->system_tasks, 1);
-		atomic_fetch_sub(&c->refs, 1);
+	if (afe_ipc_watch_peer(c->rt, pidfd, &peer->died, &c->hdr->bell, consumer_release, c,
+			       &peer->watcher) < 0)
 		memset(&peer->watcher, 0, sizeof(peer->watcher));
-	}
 }
 
 /* Brings the peers in line with the entries. From the pump. */
@@ -219,6 +195,17 @@ static int send_frame(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
 	return err;
 }
 
+/* Answers a request for a function not served with -ENOSYS (best effort:
+ * the reply ring may be full) and counts it. */
+static void refuse_unknown(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
+			   const struct afe_ipc_frame *f)
+{
+	atomic_fetch_add(&c->unknown_fn, 1);
+	struct afe_ipc_frame no = {.call_id = f->call_id, .fn = f->fn, .kind = AFE_IPC_REPLY,
+				   .status = -ENOSYS};
+	send_frame(c, i, gen, &no, NULL);
+}
+
 /* How many frames one take may drop (malformed, or for a function not
  * served) before it lets the worker run other tasks: a peer writing bad
  * frames as fast as they are dropped must not hold a worker for ever. */
@@ -247,20 +234,12 @@ static int take_request(struct afe_ipc_consumer *c, struct afe_ipc_request *req)
 			if (err == -EAGAIN)
 				break;
 			afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_ROOM);
-			if (err == 0 && f.kind != AFE_IPC_REQUEST)
-				err = -EPROTO;
-			if (err < 0) {
-				atomic_fetch_add(&c->malformed, 1);
-				if (++dropped == AFE_IPC_DROP_BUDGET)
-					return -EBUSY;
-				continue;
-			}
-			if (!serves(c, f.fn)) {
-				atomic_fetch_add(&c->unknown_fn, 1);
-				struct afe_ipc_frame no = {.call_id = f.call_id, .fn = f.fn,
-							   .kind = AFE_IPC_REPLY,
-							   .status = -ENOSYS};
-				send_frame(c, i, gen, &no, NULL); /* best effort */
+			bool request = err == 0 && f.kind == AFE_IPC_REQUEST;
+			if (!request || !serves(c, f.fn)) {
+				if (request)
+					refuse_unknown(c, i, gen, &f);
+				else
+					atomic_fetch_add(&c->malformed, 1);
 				if (++dropped == AFE_IPC_DROP_BUDGET)
 					return -EBUSY;
 				continue;

@@ -10,6 +10,17 @@
 
 #include "ipc_shm.h"
 
+/*
+ * Spawns a child task (handle: dropping it cancels the task) that waits
+ * on pidfd: when the process exits it sets *died and rings bell with
+ * AFE_IPC_WANT_ANY. The task holds a count of its owner, taken by the
+ * caller beforehand and given back with release(owner) when it ends (or
+ * at once when the spawn fails). 0 or the spawn's error.
+ */
+int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, _Atomic bool *died,
+		       struct afe_ipc_bell *bell, void (*release)(void *owner), void *owner,
+		       struct afe_join_handle *handle);
+
 /* Ends a child future that may be waiting (a sleep, a notified), so that
  * nothing points into it afterwards. Both complete a cancel at once. */
 static inline void afe_ipc_withdraw(struct afe_future *f, const struct afe_context *cx)

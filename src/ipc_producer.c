@@ -16,7 +16,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -257,26 +256,9 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_END;
 }
 
-struct watcher {
-	struct afe_future base;
-	struct afe_ipc_producer *p;
-	struct afe_io poll;
-};
-
-static int watcher_poll(struct afe_future *f, struct afe_context *cx)
+static void producer_release(void *p)
 {
-	struct watcher *self = afe_container_of(f, struct watcher, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	afe_io_poll_init(&self->poll, self->p->consumer_pidfd, POLLIN);
-	AFE_AWAIT(&self->poll.base);
-	if (self->poll.base.result > 0) {
-		atomic_store(&self->p->gone, true);
-		afe_ipc_bell_ring(&self->p->entry->bell, AFE_IPC_WANT_ANY);
-	}
-	AFE_CLEANUP;
-	atomic_fetch_sub(&self->p->rt->system_tasks, 1);
-	producer_unref(self->p);
-	AFE_ASYNC_END;
+	producer_unref(p);
 }
 
 /* ---- connecting ------------------------------------------------------------ */
@@ -319,22 +301,16 @@ static int start_tasks(struct afe_ipc_producer *p)
 {
 	struct pump pump = {.p = p};
 	afe_future_init(&pump.base, pump_poll);
-	struct watcher watcher = {.p = p};
-	afe_future_init(&watcher.base, watcher_poll);
-	atomic_fetch_add(&p->refs, 2);
-	atomic_fetch_add(&p->rt->system_tasks, 2);
+	atomic_fetch_add(&p->refs, 2); /* the pump, the watcher */
+	atomic_fetch_add(&p->rt->system_tasks, 1);
 	int err = afe_spawn(p->rt, &pump, NULL);
 	if (err < 0) {
-		atomic_fetch_sub(&p->rt->system_tasks, 2);
+		atomic_fetch_sub(&p->rt->system_tasks, 1);
 		atomic_fetch_sub(&p->refs, 2);
 		return err;
 	}
-	err = afe_spawn_child(p->rt, &watcher, &p->watcher);
-	if (err < 0) {
-		atomic_fetch_sub(&p->rt->system_tasks, 1);
-		atomic_fetch_sub(&p->refs, 1);
-	}
-	return err;
+	return afe_ipc_watch_peer(p->rt, p->consumer_pidfd, &p->gone, &p->entry->bell,
+				  producer_release, p, &p->watcher);
 }
 
 static int connect_own_runtime(struct afe_ipc_producer **out, const char *name,

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/* The task each side runs to learn, through a pidfd, that its peer
+ * process died: see afe_ipc_watch_peer in ipc_internal.h. */
+#define _GNU_SOURCE
+#include <poll.h>
+
+#include "ipc_internal.h"
+#include "runtime_internal.h"
+
+struct watcher {
+	struct afe_future base;
+	struct afe_runtime *rt;
+	int pidfd;
+	_Atomic bool *died;
+	struct afe_ipc_bell *bell;
+	void (*release)(void *owner);
+	void *owner;
+	struct afe_io poll;
+};
+
+static int watcher_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct watcher *self = afe_container_of(f, struct watcher, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_io_poll_init(&self->poll, self->pidfd, POLLIN);
+	AFE_AWAIT(&self->poll.base);
+	if (self->poll.base.result > 0) {
+		atomic_store(self->died, true);
+		afe_ipc_bell_ring(self->bell, AFE_IPC_WANT_ANY);
+	}
+	AFE_CLEANUP;
+	atomic_fetch_sub(&self->rt->system_tasks, 1);
+	self->release(self->owner);
+	AFE_ASYNC_END;
+}
+
+int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, _Atomic bool *died,
+		       struct afe_ipc_bell *bell, void (*release)(void *owner), void *owner,
+		       struct afe_join_handle *handle)
+{
+	struct watcher w = {.rt = rt, .pidfd = pidfd, .died = died, .bell = bell,
+			    .release = release, .owner = owner};
+	afe_future_init(&w.base, watcher_poll);
+	atomic_fetch_add(&rt->system_tasks, 1);
+	int err = afe_spawn_child(rt, &w, handle);
+	if (err < 0) {
+		atomic_fetch_sub(&rt->system_tasks, 1);
+		release(owner);
+	}
+	return err;
+}
