@@ -41,10 +41,13 @@ struct peer {
 
 struct afe_ipc_consumer {
 	struct afe_runtime *rt;
+	/* The shared-memory object; for a consumer serving in-process only,
+	 * a header of its own (entries never used: the pump sleeps on it). */
 	struct afe_ipc_header *hdr;
+	bool shm;
 	char path[AFE_IPC_NAME_MAX + 2];
 	_Atomic int refs;
-	_Atomic bool closed;
+	_Atomic bool closed, name_released;
 	_Atomic uint32_t idle, room_waiters, next_peer;
 	_Atomic uint32_t live_peers; /* a bit per live peer: scans skip the rest */
 	struct afe_notify work, room;
@@ -52,6 +55,11 @@ struct afe_ipc_consumer {
 	uint8_t served[32]; /* a bit per function id */
 	_Atomic uint64_t calls, replies, malformed, unknown_fn, peers_gone;
 	struct peer peers[AFE_IPC_MAX_PRODUCERS];
+	/* The producers of this process (the in-process link). */
+	pthread_mutex_t local_lock;
+	struct afe_ipc_producer **locals;
+	uint32_t n_locals, locals_cap, next_local;
+	_Atomic bool has_locals; /* n_locals > 0: takes skip the lock otherwise */
 };
 
 static void consumer_unref(struct afe_ipc_consumer *c)
@@ -62,8 +70,18 @@ static void consumer_unref(struct afe_ipc_consumer *c)
 	afe_notify_destroy(&c->room);
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++)
 		pthread_mutex_destroy(&c->peers[i].lock);
-	afe_ipc_shm_unmap(c->hdr);
+	pthread_mutex_destroy(&c->local_lock);
+	free(c->locals);
+	if (c->shm)
+		afe_ipc_shm_unmap(c->hdr);
+	else
+		free(c->hdr);
 	free(c);
+}
+
+void afe_ipc_consumer_unref(struct afe_ipc_consumer *c)
+{
+	consumer_unref(c);
 }
 
 static bool serves(const struct afe_ipc_consumer *c, unsigned fn)
@@ -163,11 +181,111 @@ static bool roster_changed(struct afe_ipc_consumer *c)
 	return false;
 }
 
+/* ---- producers of this process ----------------------------------------------- */
+
+int afe_ipc_consumer_adopt_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p)
+{
+	int err = 0;
+	pthread_mutex_lock(&c->local_lock);
+	if (atomic_load(&c->closed)) {
+		err = -ECONNREFUSED;
+	} else if (c->n_locals == c->locals_cap) {
+		uint32_t cap = c->locals_cap ? 2 * c->locals_cap : 4;
+		struct afe_ipc_producer **grown = realloc(c->locals, cap * sizeof(*grown));
+		if (grown) {
+			c->locals = grown;
+			c->locals_cap = cap;
+		} else {
+			err = -ENOMEM;
+		}
+	}
+	if (!err) {
+		c->locals[c->n_locals++] = p;
+		atomic_store(&c->has_locals, true);
+		atomic_fetch_add(&c->refs, 1); /* p's, until it is freed */
+	}
+	pthread_mutex_unlock(&c->local_lock);
+	return err;
+}
+
+void afe_ipc_consumer_forget_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p)
+{
+	pthread_mutex_lock(&c->local_lock);
+	for (uint32_t i = 0; i < c->n_locals; i++) {
+		if (c->locals[i] == p) {
+			c->locals[i] = c->locals[--c->n_locals];
+			break;
+		}
+	}
+	atomic_store(&c->has_locals, c->n_locals > 0);
+	pthread_mutex_unlock(&c->local_lock);
+}
+
+void afe_ipc_consumer_request_queued(struct afe_ipc_consumer *c)
+{
+	/* The queue's lock was released before: a receiver that counted
+	 * itself idle after this load looks at the queue once more. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&c->idle, memory_order_relaxed))
+		afe_notify_one(&c->work);
+}
+
+/* Takes the oldest request queued by one of the producers of this process,
+ * starting with a different one each time. 0 or -EAGAIN. */
+static int take_local(struct afe_ipc_consumer *c, struct afe_ipc_request *req)
+{
+	if (!atomic_load(&c->has_locals))
+		return -EAGAIN;
+	int err = -EAGAIN;
+	pthread_mutex_lock(&c->local_lock);
+	for (uint32_t k = 0; k < c->n_locals && err; k++)
+		err = afe_ipc_local_take(c->locals[(c->next_local + k) % c->n_locals], req);
+	c->next_local++;
+	pthread_mutex_unlock(&c->local_lock);
+	if (err == 0)
+		req->peer = AFE_IPC_MAX_PRODUCERS; /* none of the shared memory's */
+	return err;
+}
+
+static bool any_local_request(struct afe_ipc_consumer *c)
+{
+	if (!atomic_load(&c->has_locals))
+		return false;
+	bool has = false;
+	pthread_mutex_lock(&c->local_lock);
+	for (uint32_t i = 0; i < c->n_locals && !has; i++)
+		has = afe_ipc_local_has_request(c->locals[i]);
+	pthread_mutex_unlock(&c->local_lock);
+	return has;
+}
+
+/* The consumer closed: its producers of this process end their calls with
+ * -EPIPE. */
+static void fail_locals(struct afe_ipc_consumer *c)
+{
+	pthread_mutex_lock(&c->local_lock);
+	struct afe_ipc_producer **gone = c->locals;
+	uint32_t n = c->n_locals;
+	c->locals = NULL;
+	c->n_locals = c->locals_cap = 0;
+	atomic_store(&c->has_locals, false);
+	for (uint32_t i = 0; i < n; i++)
+		afe_ipc_producer_ref(gone[i]); /* they may close meanwhile */
+	pthread_mutex_unlock(&c->local_lock);
+	for (uint32_t i = 0; i < n; i++) {
+		afe_ipc_local_consumer_gone(gone[i]);
+		afe_ipc_producer_unref(gone[i]);
+	}
+	free(gone);
+}
+
 /* ---- the rings ------------------------------------------------------------ */
 
 /* Whether some live producer's request ring holds a frame (a hint). */
 static bool any_request(struct afe_ipc_consumer *c)
 {
+	if (any_local_request(c))
+		return true;
 	uint32_t live = atomic_load_explicit(&c->live_peers, memory_order_acquire);
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		if (!(live >> i & 1))
@@ -211,48 +329,79 @@ static void refuse_unknown(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
  * frames as fast as they are dropped must not hold a worker for ever. */
 #define AFE_IPC_DROP_BUDGET 64
 
-/* Takes one request for a served function into req. 0, -EAGAIN when there
- * is none, or -EBUSY after dropping AFE_IPC_DROP_BUDGET frames (yield,
- * then take again). */
+/* Takes one request for a served function from peer i's ring. */
+static int take_from_peer(struct afe_ipc_consumer *c, unsigned i, struct afe_ipc_request *req,
+			  unsigned *dropped)
+{
+	struct peer *peer = &c->peers[i];
+	struct afe_ipc_frame f;
+	for (;;) {
+		pthread_mutex_lock(&peer->lock);
+		int err = peer->live ? afe_ipc_ring_pop(&peer->requests, &f, req->args) : -EAGAIN;
+		uint32_t gen = peer->gen;
+		pthread_mutex_unlock(&peer->lock);
+		if (err == -EAGAIN)
+			return -EAGAIN;
+		afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_ROOM);
+		bool request = err == 0 && f.kind == AFE_IPC_REQUEST;
+		if (!request || !serves(c, f.fn)) {
+			if (request)
+				refuse_unknown(c, i, gen, &f);
+			else
+				atomic_fetch_add(&c->malformed, 1);
+			if (++*dropped == AFE_IPC_DROP_BUDGET)
+				return -EBUSY;
+			continue;
+		}
+		atomic_fetch_add(&c->calls, 1);
+		req->fn = f.fn;
+		req->len = f.len;
+		req->streamed = f.flags & AFE_IPC_F_STREAM;
+		req->call_id = f.call_id;
+		req->peer = i;
+		req->peer_gen = gen;
+		req->local = NULL;
+		return 0;
+	}
+}
+
+/* The same from the producers of this process. */
+static int take_from_locals(struct afe_ipc_consumer *c, struct afe_ipc_request *req,
+			    unsigned *dropped)
+{
+	while (take_local(c, req) == 0) {
+		if (serves(c, req->fn)) {
+			atomic_fetch_add(&c->calls, 1);
+			return 0;
+		}
+		atomic_fetch_add(&c->unknown_fn, 1);
+		afe_ipc_local_reply(req->local, req->call_id, -ENOSYS, false, NULL, 0);
+		afe_ipc_producer_unref(req->local);
+		req->local = NULL;
+		if (++*dropped == AFE_IPC_DROP_BUDGET)
+			return -EBUSY;
+	}
+	return -EAGAIN;
+}
+
+/* Takes one request for a served function into req, from the producers'
+ * rings and those of this process in turn. 0, -EAGAIN when there is none,
+ * or -EBUSY after dropping AFE_IPC_DROP_BUDGET requests (yield, then take
+ * again). */
 static int take_request(struct afe_ipc_consumer *c, struct afe_ipc_request *req)
 {
-	struct afe_ipc_frame f;
 	unsigned dropped = 0;
 	unsigned start = atomic_fetch_add_explicit(&c->next_peer, 1, memory_order_relaxed);
 	uint32_t live = atomic_load_explicit(&c->live_peers, memory_order_acquire);
-	for (unsigned k = 0; k < AFE_IPC_MAX_PRODUCERS; k++) {
-		unsigned i = (start + k) % AFE_IPC_MAX_PRODUCERS;
-		if (!(live >> i & 1))
-			continue;
-		struct peer *peer = &c->peers[i];
-		for (;;) {
-			pthread_mutex_lock(&peer->lock);
-			int err = peer->live ? afe_ipc_ring_pop(&peer->requests, &f, req->args)
-					     : -EAGAIN;
-			uint32_t gen = peer->gen;
-			pthread_mutex_unlock(&peer->lock);
-			if (err == -EAGAIN)
-				break;
-			afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_ROOM);
-			bool request = err == 0 && f.kind == AFE_IPC_REQUEST;
-			if (!request || !serves(c, f.fn)) {
-				if (request)
-					refuse_unknown(c, i, gen, &f);
-				else
-					atomic_fetch_add(&c->malformed, 1);
-				if (++dropped == AFE_IPC_DROP_BUDGET)
-					return -EBUSY;
-				continue;
-			}
-			atomic_fetch_add(&c->calls, 1);
-			req->fn = f.fn;
-			req->len = f.len;
-			req->streamed = f.flags & AFE_IPC_F_STREAM;
-			req->call_id = f.call_id;
-			req->peer = i;
-			req->peer_gen = gen;
-			return 0;
-		}
+	for (unsigned k = 0; k <= AFE_IPC_MAX_PRODUCERS; k++) {
+		unsigned i = (start + k) % (AFE_IPC_MAX_PRODUCERS + 1);
+		int err = -EAGAIN;
+		if (i == AFE_IPC_MAX_PRODUCERS)
+			err = take_from_locals(c, req, &dropped);
+		else if (live >> i & 1)
+			err = take_from_peer(c, i, req, &dropped);
+		if (err != -EAGAIN)
+			return err;
 	}
 	return -EAGAIN;
 }
@@ -299,6 +448,8 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	}
 	AFE_CLEANUP;
 	atomic_store(&c->closed, true);
+	afe_ipc_local_unregister(c);
+	fail_locals(c);
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		drop_peer(c, i);
 		afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_ANY);
@@ -327,8 +478,18 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 		return -ENOMEM;
 	int err = afe_ipc_shm_path(c->path, sizeof(c->path), name);
 	if (err == 0)
-		err = afe_ipc_shm_create(name, &c->hdr);
+		err = afe_ipc_local_register(name, c);
 	if (err < 0) {
+		free(c);
+		return err;
+	}
+	c->shm = !(config && config->in_process_only);
+	if (c->shm)
+		err = afe_ipc_shm_create(name, &c->hdr);
+	else if (!(c->hdr = calloc(1, sizeof(*c->hdr))))
+		err = -ENOMEM;
+	if (err < 0) {
+		afe_ipc_local_unregister(c);
 		free(c);
 		return err;
 	}
@@ -338,6 +499,7 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 		c->served[config->functions[i] / 8] |= (uint8_t)(1u << (config->functions[i] % 8));
 	afe_notify_init(&c->work);
 	afe_notify_init(&c->room);
+	pthread_mutex_init(&c->local_lock, NULL);
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		pthread_mutex_init(&c->peers[i].lock, NULL);
 		c->peers[i].pidfd = -1;
@@ -348,9 +510,8 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 	atomic_fetch_add(&rt->system_tasks, 1);
 	if ((err = afe_spawn(rt, &pump, NULL)) < 0) {
 		atomic_fetch_sub(&rt->system_tasks, 1);
-		shm_unlink(c->path);
 		atomic_store(&c->refs, 1);
-		consumer_unref(c);
+		afe_ipc_consumer_destroy(c);
 		return err;
 	}
 	*out = c;
@@ -361,8 +522,15 @@ void afe_ipc_consumer_close(struct afe_ipc_consumer *c)
 {
 	if (!c)
 		return;
-	shm_unlink(c->path);
+	/* Once: a consumer restarted under the name after this one closed
+	 * owns the name's object now. */
+	if (!atomic_exchange(&c->name_released, true)) {
+		afe_ipc_local_unregister(c);
+		if (c->shm)
+			shm_unlink(c->path);
+	}
 	atomic_store(&c->closed, true);
+	fail_locals(c);
 	afe_ipc_bell_ring(&c->hdr->bell, AFE_IPC_WANT_ANY);
 	afe_notify_all(&c->work);
 	afe_notify_all(&c->room);
@@ -372,8 +540,7 @@ void afe_ipc_consumer_destroy(struct afe_ipc_consumer *c)
 {
 	if (!c)
 		return;
-	if (!atomic_load(&c->closed))
-		afe_ipc_consumer_close(c);
+	afe_ipc_consumer_close(c);
 	consumer_unref(c);
 }
 
@@ -397,6 +564,7 @@ void afe_ipc_recv_init(struct afe_ipc_request *req, struct afe_ipc_consumer *c)
 	req->consumer = c;
 	req->waiting = false;
 	req->held = false;
+	req->local = NULL;
 	req->len = 0;
 }
 
@@ -467,6 +635,11 @@ struct afe_ipc_writer *afe_ipc_reply_begin(struct afe_ipc_reply *rep, struct afe
 	else
 		atomic_fetch_add(&req->consumer->refs, 1);
 	rep->consumer = req->consumer;
+	rep->local = req->local;
+	if (rep->local && more)
+		afe_ipc_producer_ref(rep->local);
+	else
+		req->local = NULL; /* the final reply takes the request's count over */
 	rep->call_id = req->call_id;
 	rep->peer = req->peer;
 	rep->peer_gen = req->peer_gen;
@@ -503,8 +676,24 @@ static int reply_finish(struct afe_ipc_reply *rep, const struct afe_context *cx,
 		free(rep->bytes);
 	rep->bytes = rep->bytes_inline;
 	rep->base.result = result;
+	if (rep->local)
+		afe_ipc_producer_unref(rep->local);
+	rep->local = NULL;
 	consumer_unref(c);
 	return AFE_READY;
+}
+
+/* Sends a reply to its producer: through its ring, or straight to the
+ * call of a producer of this process. 0, -EAGAIN (no room), -EPIPE. */
+static int send_reply(struct afe_ipc_consumer *c, const struct afe_ipc_reply *rep,
+		      const struct afe_ipc_frame *f)
+{
+	if (rep->peer < AFE_IPC_MAX_PRODUCERS)
+		return send_frame(c, rep->peer, rep->peer_gen, f, rep->bytes);
+	if (!rep->local)
+		return -EPIPE; /* a second final reply: the call ended */
+	return afe_ipc_local_reply(rep->local, f->call_id, f->status, rep->more, rep->bytes,
+				   f->len);
 }
 
 static int reply_poll(struct afe_future *f, struct afe_context *cx)
@@ -526,7 +715,7 @@ static int reply_poll(struct afe_future *f, struct afe_context *cx)
 		.status = rep->status,
 	};
 	for (;;) {
-		int err = send_frame(c, rep->peer, rep->peer_gen, &frame, rep->bytes);
+		int err = send_reply(c, rep, &frame);
 		if (err == 0) {
 			atomic_fetch_add(&c->replies, 1);
 			return reply_finish(rep, cx, rep->status == -EMSGSIZE ? -EMSGSIZE : 0);

@@ -21,6 +21,37 @@ int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, _Atomic bool *died,
 		       struct afe_ipc_bell *bell, void (*release)(void *owner), void *owner,
 		       struct afe_join_handle *handle);
 
+/* ---- the in-process link ---------------------------------------------------
+ * A producer that connects to a consumer of its own process skips the
+ * shared memory: its calls' ids wait in a queue of the producer, the
+ * consumer's receivers copy the arguments straight from the call, and a
+ * reply goes straight into the call (or its callback). */
+
+/* The consumers serving in this process, by name (ipc_local.c). register:
+ * 0, or -EADDRINUSE (one serves name already), -ENOMEM. */
+int afe_ipc_local_register(const char *name, struct afe_ipc_consumer *c);
+void afe_ipc_local_unregister(struct afe_ipc_consumer *c);
+
+/* The consumer's side (ipc_consumer.c). adopt: 0, p now counts c and its
+ * receivers read p's queue; -ECONNREFUSED once c is closed. */
+int afe_ipc_consumer_adopt_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p);
+void afe_ipc_consumer_forget_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p);
+/* A call was queued for c: wakes an idle receiver. */
+void afe_ipc_consumer_request_queued(struct afe_ipc_consumer *c);
+void afe_ipc_consumer_unref(struct afe_ipc_consumer *c);
+
+/* The producer's side, for the consumer (ipc_local.c). take: 0 with the
+ * oldest queued call's request in req (req->local then counts p), or
+ * -EAGAIN. reply: delivers to the call, 0 or -EPIPE once p is closed. */
+int afe_ipc_local_take(struct afe_ipc_producer *p, struct afe_ipc_request *req);
+bool afe_ipc_local_has_request(struct afe_ipc_producer *p);
+int afe_ipc_local_reply(struct afe_ipc_producer *p, uint64_t call_id, int32_t status, bool more,
+			const void *bytes, uint32_t len);
+/* The consumer closed: p's calls end with -EPIPE, and later ones too. */
+void afe_ipc_local_consumer_gone(struct afe_ipc_producer *p);
+void afe_ipc_producer_ref(struct afe_ipc_producer *p);
+void afe_ipc_producer_unref(struct afe_ipc_producer *p);
+
 /* Ends a child future that may be waiting (a sleep, a notified), so that
  * nothing points into it afterwards. Both complete a cancel at once. */
 static inline void afe_ipc_withdraw(struct afe_future *f, const struct afe_context *cx)

@@ -1,17 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The producer: connects to a consumer's object, sends calls, and matches
- * the replies to the calls waiting for them.
+ * The producer's call layer: connects over a link (ipc_producer.h), sends
+ * calls, and matches the replies to the calls waiting for them.
  *
- * A reply task (the pump) takes the replies off the ring and hands each to
- * its call through the pending table, where a call id names a slot and a
- * serial number: a reply to a call that already ended finds another id (or
- * none) there and is dropped and counted. When there is nothing to take it
- * sleeps on the producer's bell with a futex wait through the ring, wanting
- * replies (and room, while calls wait for it). A watcher task waits on a pidfd of
- * the consumer and fails every call with -EPIPE when it dies.
+ * The link hands each reply to its call through the pending table, where
+ * a call id names a slot and a serial number: a reply to a call that
+ * already ended finds another id (or none) there and is dropped and
+ * counted.
  *
- * Lifetime: the producer is counted by its user (until close), its two
+ * Lifetime: the producer is counted by its user (until close), its link's
  * tasks, and each call from its start to its end; the last one frees it.
  */
 #define _GNU_SOURCE
@@ -19,45 +16,27 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#include "ipc_internal.h"
+#include "ipc_producer.h"
 #include "runtime_internal.h"
 
 _Thread_local unsigned char afe_ipc_scratch[AFE_IPC_MAX_PAYLOAD];
 _Thread_local struct afe_ipc_writer afe_ipc_scratch_writer;
 
-#define PENDING_MASK (AFE_IPC_MAX_PENDING - 1)
-_Static_assert((AFE_IPC_MAX_PENDING & PENDING_MASK) == 0, "a power of two");
-
-struct afe_ipc_producer {
-	struct afe_runtime *rt;
-	bool owns_rt; /* connect made rt for a caller outside any runtime */
-	struct afe_ipc_header *hdr;
-	struct afe_ipc_entry *entry;
-	struct afe_ipc_ring requests, replies;
-	int consumer_pidfd;
-	_Atomic int refs;
-	_Atomic bool gone, closed;
-	_Atomic uint32_t room_waiters;
-	struct afe_notify room;
-	struct afe_join_handle watcher;
-	pthread_mutex_t lock; /* the pending table, and the calls in it */
-	struct afe_ipc_call *pending[AFE_IPC_MAX_PENDING];
-	uint32_t free_slots[AFE_IPC_MAX_PENDING], n_free;
-	uint64_t serial;
-	_Atomic uint64_t n_calls, n_replies, late, malformed, timeouts;
-	uint32_t timeout_ms[256];
-};
-
 enum { PHASE_IDLE, PHASE_ARMED, PHASE_SENDING, PHASE_WAITING, PHASE_DONE };
 
-static void producer_unref(struct afe_ipc_producer *p)
+void afe_ipc_producer_ref(struct afe_ipc_producer *p)
+{
+	atomic_fetch_add(&p->refs, 1);
+}
+
+void afe_ipc_producer_unref(struct afe_ipc_producer *p)
 {
 	if (atomic_fetch_sub(&p->refs, 1) != 1)
 		return;
+	if (p->link)
+		p->link->free(p);
 	afe_notify_destroy(&p->room);
 	pthread_mutex_destroy(&p->lock);
-	close(p->consumer_pidfd);
-	afe_ipc_shm_unmap(p->hdr);
 	free(p);
 }
 
@@ -77,7 +56,7 @@ static int pending_add(struct afe_ipc_producer *p, struct afe_ipc_call *call)
 /* With p->lock held; call is in the table. */
 static void pending_remove(struct afe_ipc_producer *p, struct afe_ipc_call *call)
 {
-	uint32_t slot = (uint32_t)(call->id & PENDING_MASK);
+	uint32_t slot = (uint32_t)(call->id & AFE_IPC_PENDING_MASK);
 	p->pending[slot] = NULL;
 	p->free_slots[p->n_free++] = slot;
 }
@@ -118,31 +97,23 @@ static int32_t keep_reply(struct afe_ipc_call *call, const void *bytes, uint32_t
 	return 0;
 }
 
-/* Hands one reply to its call, or counts it as late. */
-static void dispatch(struct afe_ipc_producer *p, const struct afe_ipc_frame *f,
-		     const unsigned char *payload)
+void afe_ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
+			      bool more, const void *payload, uint32_t len)
 {
-	if (f->kind != AFE_IPC_REPLY) {
-		atomic_fetch_add(&p->malformed, 1);
-		return;
-	}
-	bool more = f->flags & AFE_IPC_F_MORE;
 	struct afe_waker w = {0};
 	pthread_mutex_lock(&p->lock);
-	struct afe_ipc_call *call = p->pending[f->call_id & PENDING_MASK];
-	if (!call || call->id != f->call_id || (more && !call->on_reply)) {
+	struct afe_ipc_call *call = p->pending[call_id & AFE_IPC_PENDING_MASK];
+	if (!call || call->id != call_id || (more && !call->on_reply)) {
 		pthread_mutex_unlock(&p->lock);
-		atomic_fetch_add(more && call && call->id == f->call_id ? &p->malformed : &p->late,
-				 1);
+		atomic_fetch_add(more && call && call->id == call_id ? &p->malformed : &p->late, 1);
 		return;
 	}
-	int32_t status = f->status;
 	if (call->on_reply) {
 		struct afe_ipc_reader r;
-		afe_ipc_reader_init(&r, payload, f->len);
+		afe_ipc_reader_init(&r, payload, len);
 		call->on_reply(call->on_reply_ctx, status, status == 0 ? &r : NULL, more);
 	} else if (status == 0) {
-		status = keep_reply(call, payload, f->len);
+		status = keep_reply(call, payload, len);
 	}
 	if (!more)
 		w = answer_locked(p, call, status);
@@ -151,29 +122,7 @@ static void dispatch(struct afe_ipc_producer *p, const struct afe_ipc_frame *f,
 	wake_taken(&w);
 }
 
-/* Takes every reply waiting in the ring. Returns how many. */
-static unsigned drain(struct afe_ipc_producer *p)
-{
-	struct afe_ipc_frame f;
-	unsigned char payload[AFE_IPC_MAX_PAYLOAD];
-	unsigned n = 0;
-	for (;;) {
-		int err = afe_ipc_ring_pop(&p->replies, &f, payload);
-		if (err == -EAGAIN)
-			break;
-		n++;
-		if (err == 0)
-			dispatch(p, &f, payload);
-		else
-			atomic_fetch_add(&p->malformed, 1);
-	}
-	if (n)
-		afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_ROOM);
-	return n;
-}
-
-/* Ends every pending call with err (the consumer is gone, or we close). */
-static void fail_all(struct afe_ipc_producer *p, int32_t err)
+void afe_ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err)
 {
 	for (uint32_t slot = 0; slot < AFE_IPC_MAX_PENDING; slot++) {
 		pthread_mutex_lock(&p->lock);
@@ -190,104 +139,12 @@ static void fail_all(struct afe_ipc_producer *p, int32_t err)
 	afe_notify_all(&p->room);
 }
 
-static bool consumer_gone(struct afe_ipc_producer *p)
-{
-	return atomic_load(&p->gone) ||
-	       atomic_load_explicit(&p->entry->state, memory_order_relaxed) !=
-		       AFE_IPC_ENTRY_LIVE;
-}
-
-/* ---- the reply task ------------------------------------------------------- */
-
-struct pump {
-	struct afe_future base;
-	struct afe_ipc_producer *p;
-	uint32_t word;
-	struct afe_watch wait; /* on the bell */
-};
-
-/* Replies always: wanting them only while calls are pending cost a pump
- * wake and re-arm at the start of every call after an idle spell. */
-static uint32_t pump_wants(struct afe_ipc_producer *p)
-{
-	return afe_ipc_pump_wants(1, atomic_load(&p->room_waiters));
-}
-
-static int pump_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct pump *self = afe_container_of(f, struct pump, base);
-	struct afe_ipc_producer *p = self->p;
-	struct afe_ipc_bell *bell = &p->entry->bell;
-	AFE_ASYNC_BEGIN(f, cx);
-	for (;;) {
-		drain(p);
-		if (atomic_load(&p->closed) || consumer_gone(p))
-			break;
-		uint32_t wants = pump_wants(p);
-		self->word = afe_ipc_bell_want(bell, wants);
-		/* Re-check after publishing: see ipc_bell.h. */
-		if (pump_wants(p) != wants || afe_ipc_ring_has_frame(&p->replies) ||
-		    atomic_load(&p->closed) || consumer_gone(p)) {
-			afe_ipc_bell_unwant(bell);
-			continue;
-		}
-		if ((wants & AFE_IPC_WANT_ROOM) && afe_ipc_ring_has_room(&p->requests)) {
-			afe_ipc_bell_unwant(bell);
-			afe_notify_all(&p->room);
-			if (!(wants & AFE_IPC_WANT_FRAME))
-				continue;
-			self->word = afe_ipc_bell_want(bell, wants & ~AFE_IPC_WANT_ROOM);
-			if (afe_ipc_ring_has_frame(&p->replies)) {
-				afe_ipc_bell_unwant(bell);
-				continue;
-			}
-		}
-		afe_watch_init(&self->wait, &bell->word, self->word, AFE_FUTEX_SHARED);
-		AFE_AWAIT(&self->wait.base);
-		afe_ipc_bell_unwant(bell);
-		if (self->wait.base.result == -ECANCELED || self->wait.base.result == -ESHUTDOWN)
-			break;
-	}
-	AFE_CLEANUP;
-	atomic_store(&p->gone, true);
-	fail_all(p, -EPIPE);
-	atomic_fetch_sub(&p->rt->system_tasks, 1);
-	producer_unref(p);
-	AFE_ASYNC_END;
-}
-
-static void producer_release(void *p)
-{
-	producer_unref(p);
-}
-
 /* ---- connecting ------------------------------------------------------------ */
 
 void afe_ipc_producer_config_default(struct afe_ipc_producer_config *config)
 {
 	memset(config, 0, sizeof(*config));
 	config->timeout_ms = AFE_IPC_DEFAULT_TIMEOUT_MS;
-}
-
-/* Takes a free entry of h for this process and formats its rings. */
-static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, unsigned *index)
-{
-	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
-		struct afe_ipc_entry *e = &h->entries[i];
-		uint32_t expected = AFE_IPC_ENTRY_FREE;
-		if (!atomic_compare_exchange_strong(&e->state, &expected, AFE_IPC_ENTRY_CLAIMED))
-			continue;
-		afe_ipc_ring_format(afe_ipc_requests_of(h, i), AFE_IPC_RING_SLOTS);
-		afe_ipc_ring_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
-		atomic_store(&e->bell.wants, 0);
-		atomic_store(&e->pid, getpid());
-		atomic_fetch_add(&e->generation, 1);
-		atomic_store_explicit(&e->state, AFE_IPC_ENTRY_LIVE, memory_order_release);
-		*out = e;
-		*index = i;
-		return 0;
-	}
-	return -EBUSY;
 }
 
 static int check_config(const struct afe_ipc_producer_config *c)
@@ -297,64 +154,18 @@ static int check_config(const struct afe_ipc_producer_config *c)
 	return 0;
 }
 
-static int start_tasks(struct afe_ipc_producer *p)
-{
-	struct pump pump = {.p = p};
-	afe_future_init(&pump.base, pump_poll);
-	atomic_fetch_add(&p->refs, 2); /* the pump, the watcher */
-	atomic_fetch_add(&p->rt->system_tasks, 1);
-	int err = afe_spawn(p->rt, &pump, NULL);
-	if (err < 0) {
-		atomic_fetch_sub(&p->rt->system_tasks, 1);
-		atomic_fetch_sub(&p->refs, 2);
-		return err;
-	}
-	return afe_ipc_watch_peer(p->rt, p->consumer_pidfd, &p->gone, &p->entry->bell,
-				  producer_release, p, &p->watcher);
-}
-
 static int connect_own_runtime(struct afe_ipc_producer **out, const char *name,
 			       const struct afe_ipc_producer_config *config);
 
-int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *rt,
-			     const char *name, const struct afe_ipc_producer_config *config)
+/* A producer on rt with config's timeouts, not linked yet. */
+static struct afe_ipc_producer *producer_new(struct afe_runtime *rt,
+					     const struct afe_ipc_producer_config *config)
 {
-	struct afe_ipc_producer_config defaults;
-	if (!config) {
-		afe_ipc_producer_config_default(&defaults);
-		config = &defaults;
-	}
-	if (!out || check_config(config) < 0)
-		return -EINVAL;
-	if (!rt && !(rt = afe_runtime_current()))
-		return connect_own_runtime(out, name, config);
-	struct afe_ipc_header *h;
-	int err = afe_ipc_shm_open(name, &h);
-	if (err < 0)
-		return err;
 	struct afe_ipc_producer *p = calloc(1, sizeof(*p));
-	if (!p) {
-		afe_ipc_shm_unmap(h);
-		return -ENOMEM;
-	}
-	p->consumer_pidfd = afe_ipc_pidfd_open(h->consumer_pid);
-	if (p->consumer_pidfd < 0) {
-		err = p->consumer_pidfd == -ESRCH ? -ECONNREFUSED : p->consumer_pidfd;
-		free(p);
-		afe_ipc_shm_unmap(h);
-		return err;
-	}
-	unsigned index;
-	if ((err = claim_entry(h, &p->entry, &index)) < 0) {
-		close(p->consumer_pidfd);
-		free(p);
-		afe_ipc_shm_unmap(h);
-		return err;
-	}
+	if (!p)
+		return NULL;
 	p->rt = rt;
-	p->hdr = h;
-	afe_ipc_ring_attach(&p->requests, afe_ipc_requests_of(h, index), AFE_IPC_RING_SLOTS);
-	afe_ipc_ring_attach(&p->replies, afe_ipc_replies_of(h, index), AFE_IPC_RING_SLOTS);
+	p->consumer_pidfd = -1;
 	atomic_init(&p->refs, 1);
 	afe_notify_init(&p->room);
 	pthread_mutex_init(&p->lock, NULL);
@@ -366,13 +177,34 @@ int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *
 		p->timeout_ms[i] = ms;
 	for (size_t i = 0; i < config->n_timeouts; i++)
 		p->timeout_ms[config->timeouts[i].fn] = config->timeouts[i].ms;
-	if ((err = start_tasks(p)) < 0) {
-		atomic_store(&p->entry->state, AFE_IPC_ENTRY_GONE);
-		producer_unref(p);
+	return p;
+}
+
+int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *rt,
+			     const char *name, const struct afe_ipc_producer_config *config)
+{
+	struct afe_ipc_producer_config defaults;
+	if (!config) {
+		afe_ipc_producer_config_default(&defaults);
+		config = &defaults;
+	}
+	char path[AFE_IPC_NAME_MAX + 2];
+	if (!out || check_config(config) < 0 || afe_ipc_shm_path(path, sizeof(path), name) < 0)
+		return -EINVAL;
+	if (!rt && !(rt = afe_runtime_current()))
+		return connect_own_runtime(out, name, config);
+	struct afe_ipc_producer *p = producer_new(rt, config);
+	if (!p)
+		return -ENOMEM;
+	int err = -ECONNREFUSED;
+	if (config->transport != AFE_IPC_SHARED_MEMORY)
+		err = afe_ipc_local_connect(p, name);
+	if (err == -ECONNREFUSED && config->transport != AFE_IPC_IN_PROCESS)
+		err = afe_ipc_shm_connect(p, name);
+	if (err < 0) {
+		afe_ipc_producer_unref(p);
 		return err;
 	}
-	/* Tell the consumer a producer came. */
-	afe_ipc_bell_ring(&h->bell, AFE_IPC_WANT_ANY);
 	*out = p;
 	return 0;
 }
@@ -383,11 +215,8 @@ void afe_ipc_producer_close(struct afe_ipc_producer *p)
 		return;
 	struct afe_runtime *own = p->owns_rt ? p->rt : NULL; /* p may be freed below */
 	atomic_store(&p->closed, true);
-	atomic_store(&p->entry->state, AFE_IPC_ENTRY_GONE);
-	afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_ANY);
-	afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY);
-	afe_join_handle_drop(&p->watcher); /* a child handle: cancels it */
-	producer_unref(p);
+	p->link->close(p);
+	afe_ipc_producer_unref(p);
 	if (own)
 		afe_runtime_destroy(own); /* waits for the producer's tasks */
 }
@@ -471,10 +300,10 @@ int afe_ipc_call_result(const struct afe_ipc_call *call, struct afe_ipc_reader *
 static int call_start(struct afe_ipc_call *call)
 {
 	struct afe_ipc_producer *p = call->producer;
-	if (atomic_load(&p->closed) || consumer_gone(p))
-		return -EPIPE;
+	/* Looked at under the lock: a call added after the link went away
+	 * would be missed by the fail_all that ends the others. */
 	pthread_mutex_lock(&p->lock);
-	int err = pending_add(p, call);
+	int err = atomic_load(&p->closed) || p->link->gone(p) ? -EPIPE : pending_add(p, call);
 	pthread_mutex_unlock(&p->lock);
 	if (err < 0)
 		return err;
@@ -483,27 +312,18 @@ static int call_start(struct afe_ipc_call *call)
 	return 0;
 }
 
-/* Puts the request in the ring. 0 sent, -EAGAIN full, or an error. */
+/* Sends the request over the link. 0 sent, -EAGAIN full, or an error. */
 static int call_send(struct afe_ipc_call *call)
 {
 	struct afe_ipc_producer *p = call->producer;
-	struct afe_ipc_frame frame = {
-		.call_id = call->id,
-		.len = call->args_len,
-		.fn = call->fn,
-		.kind = AFE_IPC_REQUEST,
-		.flags = call->on_reply ? AFE_IPC_F_STREAM : 0,
-	};
-	int err = afe_ipc_ring_push(&p->requests, &frame, call->args);
-	if (err == 0) {
+	int err = p->link->send(p, call);
+	if (err == 0)
 		atomic_fetch_add(&p->n_calls, 1);
-		afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_FRAME);
-	}
 	return err;
 }
 
-/* Waits for room in the request ring: AFE_PENDING, or AFE_READY to try
- * again. */
+/* Waits for room in the request ring (only the shared-memory link runs
+ * out): AFE_PENDING, or AFE_READY to try again. */
 static int call_wait_room(struct afe_ipc_call *call, struct afe_context *cx)
 {
 	struct afe_ipc_producer *p = call->producer;
@@ -598,7 +418,7 @@ done:
 	call->phase = PHASE_DONE;
 	call->on_reply = NULL;
 	f->result = call->status;
-	producer_unref(call->producer);
+	afe_ipc_producer_unref(call->producer);
 	return AFE_READY;
 }
 

@@ -98,25 +98,41 @@ struct afe_ipc_fn_timeout {
 	uint32_t ms;
 };
 
+/* How a producer reaches its consumer. */
+enum afe_ipc_transport {
+	/* A consumer of this process serving the name, else shared memory. */
+	AFE_IPC_ANY = 0,
+	/* The consumer's shared-memory object, even within one process. */
+	AFE_IPC_SHARED_MEMORY,
+	/* A consumer of this process only: no shared memory, no ring, no
+	 * futex; the consumer's receivers copy the arguments from the call,
+	 * and its replies go straight into the call (a reply callback runs
+	 * on the replying task). */
+	AFE_IPC_IN_PROCESS,
+};
+
 struct afe_ipc_producer_config {
 	uint32_t timeout_ms; /* for every call; 0: AFE_IPC_DEFAULT_TIMEOUT_MS */
 	const struct afe_ipc_fn_timeout *timeouts; /* per function, overriding it */
 	size_t n_timeouts;
+	enum afe_ipc_transport transport;
 };
 
 AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *config);
 
 /*
  * Connects to the consumer serving name (a shm_open name without the
- * slash: letters, digits, '.', '_', '-'). Does not wait: when nobody serves
- * the name yet, it fails at once and may be called again later.
+ * slash: letters, digits, '.', '_', '-'): one of this process, or one of
+ * another through its shared-memory object, as config->transport says
+ * (default: this process first). Does not wait: when nobody serves the
+ * name yet, it fails at once and may be called again later.
  * rt runs the producer's two tasks (replies, the consumer's death). NULL:
  * the calling worker's runtime, as for afe_spawn; on any other thread, a
  * runtime of the producer's own (one worker, its ring thread), which
  * afe_ipc_producer_close destroys. Calls are awaited from tasks on any
  * runtime, or waited for with afe_ipc_call_wait from other threads.
  * Returns 0, or -EINVAL (bad name or config, null out), -ECONNREFUSED (no
- * consumer serves name), -EPROTO (the object is not a compatible AFE
+ * consumer serves name, or none the transport asked for does), -EPROTO (the object is not a compatible AFE
  * ring: magic, version or sizes), -EBUSY (AFE_IPC_MAX_PRODUCERS already
  * connected), -ENOMEM, the errno of shm_open/mmap/pidfd_open, or that of
  * afe_runtime_create for a runtime of its own.
@@ -143,7 +159,8 @@ AFE_EXPORT void afe_ipc_producer_stats(const struct afe_ipc_producer *p,
  * errno (the consumer's error, -ETIMEDOUT, -EPIPE) with r NULL. more is
  * false for the last one. It runs on the producer's reply task, one reply
  * at a time, in the order sent; keep it short, and do not start or
- * release calls from it. */
+ * release calls from it. Over the in-process transport it runs on the
+ * consumer's task that sends the reply, before that reply's future ends. */
 typedef void afe_ipc_reply_fn(void *ctx, int status, struct afe_ipc_reader *r, bool more);
 
 /*
@@ -215,15 +232,19 @@ struct afe_ipc_consumer_config {
 	 * -ENOSYS and counted. NULL: every id is passed on. */
 	const uint8_t *functions;
 	size_t n_functions;
+	/* Serve producers of this process only: no shared-memory object. */
+	bool in_process_only;
 };
 
 AFE_EXPORT void afe_ipc_consumer_config_default(struct afe_ipc_consumer_config *config);
 
 /*
- * Serves name: creates its shared-memory object (mode 0600). A dead
- * consumer's object under the same name is replaced, so a restarted
- * consumer serves again. Returns 0, or -EINVAL, -EADDRINUSE (a live
- * consumer serves name), -ENOMEM, or the errno of shm_open/ftruncate/mmap.
+ * Serves name to producers of this process, and (unless
+ * config->in_process_only) to other processes through its shared-memory
+ * object (mode 0600). A dead consumer's object under the same name is
+ * replaced, so a restarted consumer serves again. Returns 0, or -EINVAL,
+ * -EADDRINUSE (a live consumer, or one of this process, serves name),
+ * -ENOMEM, or the errno of shm_open/ftruncate/mmap.
  */
 AFE_EXPORT int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt,
 				      const char *name,
@@ -256,6 +277,7 @@ struct afe_ipc_request {
 	uint64_t call_id;
 	uint32_t peer, peer_gen;
 	bool waiting, held;
+	struct afe_ipc_producer *local; /* the caller, when in this process */
 	struct afe_notified work;
 	unsigned char args[AFE_IPC_MAX_PAYLOAD];
 };
@@ -277,6 +299,7 @@ AFE_EXPORT void afe_ipc_request_args(const struct afe_ipc_request *req,
 struct afe_ipc_reply {
 	struct afe_future base;
 	struct afe_ipc_consumer *consumer;
+	struct afe_ipc_producer *local;
 	uint64_t call_id;
 	uint32_t peer, peer_gen, len;
 	int32_t status;

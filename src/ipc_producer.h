@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The producer's call layer and the links it sends over.
+ *
+ * The call layer (ipc_producer.c) keeps the pending table, the calls'
+ * timers and results; it does not know where requests go. A link does:
+ * the shared-memory link (ipc_producer.c: rings in the consumer's object,
+ * a pump task for the replies, a pidfd watcher) or the in-process link
+ * (ipc_local.c: a queue of call ids the consumer's receivers read, and
+ * replies handed straight to the pending table). Tests drive the same
+ * call layer through either.
+ */
+#ifndef AFE_IPC_PRODUCER_H
+#define AFE_IPC_PRODUCER_H
+
+#include <pthread.h>
+
+#include "ipc_internal.h"
+
+#define AFE_IPC_PENDING_MASK (AFE_IPC_MAX_PENDING - 1)
+_Static_assert((AFE_IPC_MAX_PENDING & AFE_IPC_PENDING_MASK) == 0, "a power of two");
+
+struct afe_ipc_link_ops {
+	/* Sends call's request: 0, -EAGAIN when there is no room (the call
+	 * waits for room on the shared-memory link's bell), or -EPIPE. */
+	int (*send)(struct afe_ipc_producer *p, const struct afe_ipc_call *call);
+	/* Whether the consumer went away. */
+	bool (*gone)(struct afe_ipc_producer *p);
+	/* The user closed p: tell the consumer, end the link's tasks. */
+	void (*close)(struct afe_ipc_producer *p);
+	/* p is being freed: release what the link holds. */
+	void (*free)(struct afe_ipc_producer *p);
+};
+
+struct afe_ipc_producer {
+	const struct afe_ipc_link_ops *link;
+	struct afe_runtime *rt;
+	bool owns_rt; /* connect made rt for a caller outside any runtime */
+	_Atomic int refs;
+	_Atomic bool gone, closed;
+	pthread_mutex_t lock; /* the pending table, the calls in it, the local queue */
+	struct afe_ipc_call *pending[AFE_IPC_MAX_PENDING];
+	uint32_t free_slots[AFE_IPC_MAX_PENDING], n_free;
+	uint64_t serial;
+	_Atomic uint64_t n_calls, n_replies, late, malformed, timeouts;
+	uint32_t timeout_ms[256];
+
+	/* The shared-memory link. */
+	struct afe_ipc_header *hdr;
+	struct afe_ipc_entry *entry;
+	struct afe_ipc_ring requests, replies;
+	int consumer_pidfd;
+	_Atomic uint32_t room_waiters;
+	struct afe_notify room;
+	struct afe_join_handle watcher;
+
+	/* The in-process link: the ids of the calls sent, oldest first, for
+	 * the consumer's receivers (under lock). A call that ended meanwhile
+	 * left its id behind: the receiver skips it. */
+	struct afe_ipc_consumer *consumer;
+	uint64_t *queue;
+	uint32_t queue_head, queue_tail;
+};
+
+/* Hands a reply to the pending call with call_id (its bytes, or the
+ * callback), or counts it as late (or malformed: more for a call that
+ * takes one reply). */
+void afe_ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
+			      bool more, const void *payload, uint32_t len);
+
+/* Ends every pending call with err (the consumer is gone, or we close). */
+void afe_ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err);
+
+/* Links p to the consumer serving name in this process (ipc_local.c): 0,
+ * or -ECONNREFUSED (none does), -ENOMEM. */
+int afe_ipc_local_connect(struct afe_ipc_producer *p, const char *name);
+
+/* Links p to the consumer serving name through its shared-memory object
+ * (ipc_producer_shm.c): 0, or the errors of afe_ipc_producer_connect. On
+ * failure the caller frees p (unref), which frees what the link set up. */
+int afe_ipc_shm_connect(struct afe_ipc_producer *p, const char *name);
+
+#endif /* AFE_IPC_PRODUCER_H */

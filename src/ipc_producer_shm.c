@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The producer's shared-memory link (see ipc_producer.h): requests go into
+ * this producer's request ring in the consumer's object; a pump task takes
+ * the replies off its reply ring and hands them to the call layer, and
+ * sleeps on the producer's bell with a watch when there are none; a
+ * watcher task waits on a pidfd of the consumer and ends every call with
+ * -EPIPE when it dies.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <unistd.h>
+
+#include "ipc_producer.h"
+#include "runtime_internal.h"
+
+/* Takes every reply waiting in the ring. Returns how many. */
+static unsigned drain(struct afe_ipc_producer *p)
+{
+	struct afe_ipc_frame f;
+	unsigned char payload[AFE_IPC_MAX_PAYLOAD];
+	unsigned n = 0;
+	for (;;) {
+		int err = afe_ipc_ring_pop(&p->replies, &f, payload);
+		if (err == -EAGAIN)
+			break;
+		n++;
+		if (err == 0 && f.kind == AFE_IPC_REPLY)
+			afe_ipc_producer_deliver(p, f.call_id, f.status, f.flags & AFE_IPC_F_MORE,
+						 payload, f.len);
+		else
+			atomic_fetch_add(&p->malformed, 1);
+	}
+	if (n)
+		afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_ROOM);
+	return n;
+}
+
+static bool consumer_gone(struct afe_ipc_producer *p)
+{
+	return atomic_load(&p->gone) ||
+	       atomic_load_explicit(&p->entry->state, memory_order_relaxed) !=
+		       AFE_IPC_ENTRY_LIVE;
+}
+
+/* ---- the reply task ------------------------------------------------------- */
+
+struct pump {
+	struct afe_future base;
+	struct afe_ipc_producer *p;
+	uint32_t word;
+	struct afe_watch wait; /* on the bell */
+};
+
+/* Replies always: wanting them only while calls are pending cost a pump
+ * wake and re-arm at the start of every call after an idle spell. */
+static uint32_t pump_wants(struct afe_ipc_producer *p)
+{
+	return afe_ipc_pump_wants(1, atomic_load(&p->room_waiters));
+}
+
+static int pump_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct pump *self = afe_container_of(f, struct pump, base);
+	struct afe_ipc_producer *p = self->p;
+	struct afe_ipc_bell *bell = &p->entry->bell;
+	AFE_ASYNC_BEGIN(f, cx);
+	for (;;) {
+		drain(p);
+		if (atomic_load(&p->closed) || consumer_gone(p))
+			break;
+		uint32_t wants = pump_wants(p);
+		self->word = afe_ipc_bell_want(bell, wants);
+		/* Re-check after publishing: see ipc_bell.h. */
+		if (pump_wants(p) != wants || afe_ipc_ring_has_frame(&p->replies) ||
+		    atomic_load(&p->closed) || consumer_gone(p)) {
+			afe_ipc_bell_unwant(bell);
+			continue;
+		}
+		if ((wants & AFE_IPC_WANT_ROOM) && afe_ipc_ring_has_room(&p->requests)) {
+			afe_ipc_bell_unwant(bell);
+			afe_notify_all(&p->room);
+			if (!(wants & AFE_IPC_WANT_FRAME))
+				continue;
+			self->word = afe_ipc_bell_want(bell, wants & ~AFE_IPC_WANT_ROOM);
+			if (afe_ipc_ring_has_frame(&p->replies)) {
+				afe_ipc_bell_unwant(bell);
+				continue;
+			}
+		}
+		afe_watch_init(&self->wait, &bell->word, self->word, AFE_FUTEX_SHARED);
+		AFE_AWAIT(&self->wait.base);
+		afe_ipc_bell_unwant(bell);
+		if (self->wait.base.result == -ECANCELED || self->wait.base.result == -ESHUTDOWN)
+			break;
+	}
+	AFE_CLEANUP;
+	atomic_store(&p->gone, true);
+	afe_ipc_producer_fail_all(p, -EPIPE);
+	atomic_fetch_sub(&p->rt->system_tasks, 1);
+	afe_ipc_producer_unref(p);
+	AFE_ASYNC_END;
+}
+
+static void producer_release(void *p)
+{
+	afe_ipc_producer_unref(p);
+}
+
+/* Takes a free entry of h for this process and formats its rings. */
+static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, unsigned *index)
+{
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
+		struct afe_ipc_entry *e = &h->entries[i];
+		uint32_t expected = AFE_IPC_ENTRY_FREE;
+		if (!atomic_compare_exchange_strong(&e->state, &expected, AFE_IPC_ENTRY_CLAIMED))
+			continue;
+		afe_ipc_ring_format(afe_ipc_requests_of(h, i), AFE_IPC_RING_SLOTS);
+		afe_ipc_ring_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
+		atomic_store(&e->bell.wants, 0);
+		atomic_store(&e->pid, getpid());
+		atomic_fetch_add(&e->generation, 1);
+		atomic_store_explicit(&e->state, AFE_IPC_ENTRY_LIVE, memory_order_release);
+		*out = e;
+		*index = i;
+		return 0;
+	}
+	return -EBUSY;
+}
+
+static int start_tasks(struct afe_ipc_producer *p)
+{
+	struct pump pump = {.p = p};
+	afe_future_init(&pump.base, pump_poll);
+	atomic_fetch_add(&p->refs, 2); /* the pump, the watcher */
+	atomic_fetch_add(&p->rt->system_tasks, 1);
+	int err = afe_spawn(p->rt, &pump, NULL);
+	if (err < 0) {
+		atomic_fetch_sub(&p->rt->system_tasks, 1);
+		atomic_fetch_sub(&p->refs, 2);
+		return err;
+	}
+	return afe_ipc_watch_peer(p->rt, p->consumer_pidfd, &p->gone, &p->entry->bell,
+				  producer_release, p, &p->watcher);
+}
+
+static int shm_send(struct afe_ipc_producer *p, const struct afe_ipc_call *call)
+{
+	struct afe_ipc_frame frame = {
+		.call_id = call->id,
+		.len = call->args_len,
+		.fn = call->fn,
+		.kind = AFE_IPC_REQUEST,
+		.flags = call->on_reply ? AFE_IPC_F_STREAM : 0,
+	};
+	int err = afe_ipc_ring_push(&p->requests, &frame, call->args);
+	if (err == 0)
+		afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_FRAME);
+	return err;
+}
+
+static void shm_close(struct afe_ipc_producer *p)
+{
+	atomic_store(&p->entry->state, AFE_IPC_ENTRY_GONE);
+	afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_ANY);
+	afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY);
+	afe_join_handle_drop(&p->watcher); /* a child handle: cancels it */
+}
+
+static void shm_free(struct afe_ipc_producer *p)
+{
+	close(p->consumer_pidfd);
+	afe_ipc_shm_unmap(p->hdr);
+}
+
+static const struct afe_ipc_link_ops shm_link = {
+	.send = shm_send,
+	.gone = consumer_gone,
+	.close = shm_close,
+	.free = shm_free,
+};
+
+int afe_ipc_shm_connect(struct afe_ipc_producer *p, const char *name)
+{
+	struct afe_ipc_header *h;
+	int err = afe_ipc_shm_open(name, &h);
+	if (err < 0)
+		return err;
+	int pidfd = afe_ipc_pidfd_open(h->consumer_pid);
+	if (pidfd < 0) {
+		afe_ipc_shm_unmap(h);
+		return pidfd == -ESRCH ? -ECONNREFUSED : pidfd;
+	}
+	unsigned index;
+	if ((err = claim_entry(h, &p->entry, &index)) < 0) {
+		close(pidfd);
+		afe_ipc_shm_unmap(h);
+		return err;
+	}
+	p->hdr = h;
+	p->consumer_pidfd = pidfd;
+	p->link = &shm_link;
+	afe_ipc_ring_attach(&p->requests, afe_ipc_requests_of(h, index), AFE_IPC_RING_SLOTS);
+	afe_ipc_ring_attach(&p->replies, afe_ipc_replies_of(h, index), AFE_IPC_RING_SLOTS);
+	if ((err = start_tasks(p)) < 0) {
+		atomic_store(&p->entry->state, AFE_IPC_ENTRY_GONE);
+		return err; /* the caller frees p, and with it the mapping */
+	}
+	/* Tell the consumer a producer came. */
+	afe_ipc_bell_ring(&h->bell, AFE_IPC_WANT_ANY);
+	return 0;
+}
