@@ -10,33 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../examples/ipc_calc.h"
-#include "helpers.h"
-
-/* Awaits a call armed elsewhere (the call stays where it is). */
-struct await_call {
-	struct afe_future base;
-	struct afe_ipc_call *call;
-};
-
-static int await_call_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct await_call *self = afe_container_of(f, struct await_call, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	AFE_AWAIT(&self->call->base);
-	AFE_RETURN(self->call->base.result);
-	AFE_ASYNC_END;
-}
-
-/* Runs an armed call to its end on rt; returns its result. */
-static inline intptr_t run_call(struct afe_runtime *rt, struct afe_ipc_call *call)
-{
-	struct await_call a = {.call = call};
-	afe_future_init(&a.base, await_call_poll);
-	intptr_t r = -12345;
-	cr_assert_eq(afe_block_on(rt, &a, &r), 0);
-	return r;
-}
+#include "ipc_calls.h"
 
 /* A unique name per test and round. */
 static inline const char *ipc_test_name(const char *what)

@@ -124,41 +124,13 @@ Test(ipc, oversized_arguments_are_refused_before_sending)
 	ipc_session_end(&s);
 }
 
-/* Many tasks, many calls of the same function in flight at once. */
-struct adder {
-	struct afe_future base;
-	struct afe_ipc_producer *p;
-	int64_t base_value, sum;
-	int i;
-	struct afe_ipc_call call;
-};
-
-static int adder_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct adder *self = afe_container_of(f, struct adder, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	afe_ipc_call_init(&self->call, self->p);
-	for (self->i = 0; self->i < 200; self->i++) {
-		add(&self->call, self->base_value, self->i, 1);
-		AFE_AWAIT(&self->call.base);
-		if (self->call.base.result < 0)
-			AFE_RETURN(self->call.base.result);
-		if (add_result(&self->call, &self->sum) < 0 ||
-		    self->sum != self->base_value + self->i + 1)
-			AFE_RETURN(-EBADMSG);
-	}
-	AFE_RETURN(0);
-	AFE_ASYNC_END;
-}
-
 Test(ipc, sixty_four_tasks_call_at_once_and_every_answer_is_theirs)
 {
 	struct ipc_session s;
 	ipc_session_start(&s, "many", NULL);
 	struct afe_join_handle handles[64];
 	for (int i = 0; i < 64; i++) {
-		struct adder a = {.p = s.p, .base_value = (int64_t)i * 1000000};
-		afe_future_init(&a.base, adder_poll);
+		struct adder a = adder_make(s.p, (int64_t)i * 1000000, 200);
 		cr_assert_eq(afe_spawn(s.rt, &a, &handles[i]), 0);
 	}
 	for (int i = 0; i < 64; i++) {
@@ -174,29 +146,6 @@ Test(ipc, sixty_four_tasks_call_at_once_and_every_answer_is_theirs)
 	ipc_session_end(&s);
 }
 
-/* One call of fn (nap or add) with argument arg. */
-struct one_call {
-	struct afe_future base;
-	struct afe_ipc_producer *p;
-	int fn;
-	uint32_t arg;
-	struct afe_ipc_call call;
-};
-
-static int one_call_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct one_call *self = afe_container_of(f, struct one_call, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	afe_ipc_call_init(&self->call, self->p);
-	if (self->fn == nap_ID)
-		nap(&self->call, self->arg);
-	else
-		add(&self->call, self->arg, 0, 0);
-	AFE_AWAIT(&self->call.base);
-	AFE_RETURN(self->call.base.result);
-	AFE_ASYNC_END;
-}
-
 Test(ipc, calls_that_find_the_request_ring_full_wait_for_room)
 {
 	struct ipc_session s;
@@ -206,10 +155,8 @@ Test(ipc, calls_that_find_the_request_ring_full_wait_for_room)
 	enum { NAPS = 4, ADDS = 300 };
 	struct afe_join_handle handles[NAPS + ADDS];
 	for (int i = 0; i < NAPS + ADDS; i++) {
-		struct one_call c = {.p = s.p, .fn = i < NAPS ? nap_ID : add_ID,
-				     .arg = i < NAPS ? 300 : (uint32_t)i};
-		afe_future_init(&c.base, one_call_poll);
-		cr_assert_eq(afe_spawn(s.rt, &c, &handles[i]), 0);
+		spawn_call(s.rt, s.p, i < NAPS ? nap_ID : add_ID, i < NAPS ? 300 : (uint32_t)i,
+			   &handles[i]);
 		if (i == NAPS - 1)
 			usleep(100 * 1000); /* the naps are taken first */
 	}
@@ -263,21 +210,6 @@ Test(ipc, a_function_the_consumer_does_not_serve_is_enosys)
 	cr_assert_eq(afe_ipc_call_arm(&s.call), 0);
 	cr_assert_eq(run_call(s.rt, &s.call), -EPROTO);
 	ipc_session_end(&s);
-}
-
-/* The count stream's replies, as the callback saw them. */
-struct seen {
-	uint32_t values[16];
-	bool more[16];
-	int n, last_status;
-};
-
-static void on_count(void *ctx, int status, struct afe_ipc_reader *r, bool more)
-{
-	struct seen *s = ctx;
-	s->last_status = status;
-	if (status == 0 && s->n < 16 && count_decode_ret(r, &s->values[s->n]) == 0)
-		s->more[s->n++] = more;
 }
 
 Test(ipc, a_callback_gets_every_reply_in_order)

@@ -205,7 +205,7 @@ static int hostile_producer(const char *name, int result, int ctl)
 /* ---- the consumer the hostile producer talks to ---------------------------- */
 
 /* Serves add; anything else is answered -EPROTO. */
-struct adder {
+struct add_server {
 	struct afe_future base;
 	struct afe_ipc_consumer *c;
 	struct afe_ipc_request req;
@@ -213,9 +213,9 @@ struct adder {
 	struct add_args args;
 };
 
-static int adder_poll(struct afe_future *f, struct afe_context *cx)
+static int add_server_poll(struct afe_future *f, struct afe_context *cx)
 {
-	struct adder *self = afe_container_of(f, struct adder, base);
+	struct add_server *self = afe_container_of(f, struct add_server, base);
 	AFE_ASYNC_BEGIN(f, cx);
 	for (;;) {
 		afe_ipc_recv_init(&self->req, self->c);
@@ -250,8 +250,8 @@ static void serve(struct served *s, const char *name)
 	s->rt = test_runtime(2);
 	cr_assert_eq(afe_ipc_consumer_serve(&s->c, s->rt, name, &config), 0);
 	for (int i = 0; i < ADDERS; i++) {
-		struct adder a = {.c = s->c};
-		afe_future_init(&a.base, adder_poll);
+		struct add_server a = {.c = s->c};
+		afe_future_init(&a.base, add_server_poll);
 		cr_assert_eq(afe_spawn(s->rt, &a, &s->adders[i]), 0);
 	}
 }
@@ -668,8 +668,8 @@ Test(ipc_hostile, a_receiver_dropping_many_frames_lets_the_other_tasks_run)
 	afe_future_init(&probe.base, drop_probe_poll);
 	struct afe_join_handle probe_handle;
 	cr_assert_eq(afe_spawn(rt, &probe, &probe_handle), 0);
-	struct adder a = {.c = c};
-	afe_future_init(&a.base, adder_poll);
+	struct add_server a = {.c = c};
+	afe_future_init(&a.base, add_server_poll);
 	struct afe_join_handle adder;
 	cr_assert_eq(afe_spawn(rt, &a, &adder), 0);
 	struct afe_join join;

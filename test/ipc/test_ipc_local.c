@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "../examples/ipc_calc_server.h"
-#include "helpers.h"
+#include "ipc_calls.h"
 
 #define SERVERS 4
 
@@ -21,30 +21,6 @@ static const char *local_name(const char *what)
 	static char name[96];
 	snprintf(name, sizeof(name), "afe-local-%d-%s", (int)getpid(), what);
 	return name;
-}
-
-/* Awaits a call armed elsewhere (the call stays where it is). */
-struct await_call {
-	struct afe_future base;
-	struct afe_ipc_call *call;
-};
-
-static int await_call_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct await_call *self = afe_container_of(f, struct await_call, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	AFE_AWAIT(&self->call->base);
-	AFE_RETURN(self->call->base.result);
-	AFE_ASYNC_END;
-}
-
-static intptr_t run_call(struct afe_runtime *rt, struct afe_ipc_call *call)
-{
-	struct await_call a = {.call = call};
-	afe_future_init(&a.base, await_call_poll);
-	intptr_t r = -12345;
-	cr_assert_eq(afe_block_on(rt, &a, &r), 0);
-	return r;
 }
 
 /* A consumer serving the calc functions with SERVERS tasks on rt. */
@@ -114,21 +90,6 @@ static void session_end(struct session *s)
 	afe_ipc_producer_close(s->p);
 	unserve(&s->served);
 	test_runtime_destroy(s->rt);
-}
-
-/* The count stream's replies, as the callback saw them. */
-struct seen {
-	uint32_t values[16];
-	bool more[16];
-	int n, last_status;
-};
-
-static void on_count(void *ctx, int status, struct afe_ipc_reader *r, bool more)
-{
-	struct seen *s = ctx;
-	s->last_status = status;
-	if (status == 0 && s->n < 16 && count_decode_ret(r, &s->values[s->n]) == 0)
-		s->more[s->n++] = more;
 }
 
 Test(ipc_local, calls_of_every_kind_give_the_same_answers_over_both_links)
@@ -222,42 +183,13 @@ Test(ipc_local, a_late_reply_is_dropped_and_counted_over_both_links)
 	}
 }
 
-/* A task making calls of add and checking every answer. */
-struct adder {
-	struct afe_future base;
-	struct afe_ipc_producer *p;
-	int64_t base_value, sum;
-	int i, n;
-	struct afe_ipc_call call;
-};
-
-static int adder_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct adder *self = afe_container_of(f, struct adder, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	afe_ipc_call_init(&self->call, self->p);
-	for (self->i = 0; self->i < self->n; self->i++) {
-		add(&self->call, self->base_value, self->i, 1);
-		AFE_AWAIT(&self->call.base);
-		if (self->call.base.result < 0)
-			AFE_RETURN(self->call.base.result);
-		if (add_result(&self->call, &self->sum) < 0 ||
-		    self->sum != self->base_value + self->i + 1)
-			AFE_RETURN(-EBADMSG);
-	}
-	afe_ipc_call_release(&self->call);
-	AFE_RETURN(0);
-	AFE_ASYNC_END;
-}
-
 /* tasks adders, n calls each, on s; every answer must be theirs. */
 static void run_adders(struct session *s, int tasks, int n)
 {
 	struct afe_join_handle *handles = calloc((size_t)tasks, sizeof(*handles));
 	cr_assert_not_null(handles);
 	for (int i = 0; i < tasks; i++) {
-		struct adder a = {.p = s->p, .base_value = (int64_t)i * 100000000, .n = n};
-		afe_future_init(&a.base, adder_poll);
+		struct adder a = adder_make(s->p, (int64_t)i * 100000000, n);
 		cr_assert_eq(afe_spawn(s->rt, &a, &handles[i]), 0);
 	}
 	for (int i = 0; i < tasks; i++) {
@@ -331,37 +263,6 @@ Test(ipc_local, a_consumer_serving_in_process_only_has_no_shared_memory)
 	unserve(&served);
 	cr_assert_eq(access(path, F_OK), -1);
 	test_runtime_destroy(rt);
-}
-
-/* One call of fn (nap or add) with argument arg, in a task. */
-struct one_call {
-	struct afe_future base;
-	struct afe_ipc_producer *p;
-	int fn;
-	uint32_t arg;
-	struct afe_ipc_call call;
-};
-
-static int one_call_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct one_call *self = afe_container_of(f, struct one_call, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	afe_ipc_call_init(&self->call, self->p);
-	if (self->fn == nap_ID)
-		nap(&self->call, self->arg);
-	else
-		add(&self->call, self->arg, 0, 0);
-	AFE_AWAIT(&self->call.base);
-	AFE_RETURN(self->call.base.result);
-	AFE_ASYNC_END;
-}
-
-static void spawn_call(struct afe_runtime *rt, struct afe_ipc_producer *p, int fn, uint32_t arg,
-		       struct afe_join_handle *handle)
-{
-	struct one_call c = {.p = p, .fn = fn, .arg = arg};
-	afe_future_init(&c.base, one_call_poll);
-	cr_assert_eq(afe_spawn(rt, &c, handle), 0);
 }
 
 static intptr_t join(struct afe_runtime *rt, struct afe_join_handle *handle)
