@@ -313,14 +313,14 @@ static int send_frame(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
 	return err;
 }
 
-/* Answers a request for a function not served with -ENOSYS (best effort:
- * the reply ring may be full) and counts it. */
-static void refuse_unknown(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
-			   const struct afe_ipc_frame *f)
+/* Ends a request we drop with err (best effort: the reply ring may be
+ * full): -ENOSYS for a function not served, -EPROTO for a malformed one,
+ * so that its caller learns at once instead of at its timeout. */
+static void refuse(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen, uint64_t call_id,
+		   uint16_t fn, int32_t err)
 {
-	atomic_fetch_add(&c->unknown_fn, 1);
-	struct afe_ipc_frame no = {.call_id = f->call_id, .fn = f->fn, .kind = AFE_IPC_REPLY,
-				   .status = -ENOSYS};
+	struct afe_ipc_frame no = {.call_id = call_id, .fn = fn <= 255 ? fn : 0,
+				   .kind = AFE_IPC_REPLY, .status = err};
 	send_frame(c, i, gen, &no, NULL);
 }
 
@@ -336,6 +336,7 @@ static int take_from_peer(struct afe_ipc_consumer *c, unsigned i, struct afe_ipc
 	struct peer *peer = &c->peers[i];
 	struct afe_ipc_frame f;
 	for (;;) {
+		f.kind = 0; /* stays 0 unless pop read a frame */
 		pthread_mutex_lock(&peer->lock);
 		int err = peer->live ? afe_ipc_ring_pop(&peer->requests, &f, req->args) : -EAGAIN;
 		uint32_t gen = peer->gen;
@@ -345,10 +346,14 @@ static int take_from_peer(struct afe_ipc_consumer *c, unsigned i, struct afe_ipc
 		afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_ROOM);
 		bool request = err == 0 && f.kind == AFE_IPC_REQUEST;
 		if (!request || !serves(c, f.fn)) {
-			if (request)
-				refuse_unknown(c, i, gen, &f);
-			else
+			if (request) {
+				atomic_fetch_add(&c->unknown_fn, 1);
+				refuse(c, i, gen, f.call_id, f.fn, -ENOSYS);
+			} else {
 				atomic_fetch_add(&c->malformed, 1);
+				if (f.kind == AFE_IPC_REQUEST) /* read, but malformed */
+					refuse(c, i, gen, f.call_id, f.fn, -EPROTO);
+			}
 			if (++*dropped == AFE_IPC_DROP_BUDGET)
 				return -EBUSY;
 			continue;

@@ -85,7 +85,8 @@ static bool told_to_leave(int ctl, int ms)
 /* ---- a hostile producer ------------------------------------------------------- */
 
 /* Requests a producer must never send, each with add's arguments (24
- * bytes): every one is dropped and counted. */
+ * bytes): every one is dropped and counted, and those of the request kind
+ * the consumer could read get an -EPROTO reply. */
 #define ADD_ARGS 24
 #define REQ(...) {.kind = AFE_IPC_REQUEST, __VA_ARGS__}
 static const struct raw_frame bad_requests[] = {
@@ -124,8 +125,26 @@ static int claim_like_a_producer(struct afe_ipc_header *h)
 	return -1;
 }
 
-/* Checks one reply to the hostile producer's three well-formed requests;
- * marks it seen in *seen (a bit per call). 0, or what was wrong. */
+/* Whether bad request k gets an -EPROTO reply: a request the consumer read. */
+static bool refused_as_malformed(size_t k)
+{
+	return bad_requests[k].f.kind == AFE_IPC_REQUEST && !bad_requests[k].seq_ahead;
+}
+
+/* The bits of check_reply's *seen once every reply came. */
+static unsigned all_replies(void)
+{
+	unsigned all = 7;
+	for (size_t k = 0; k < N_BAD_REQUESTS; k++)
+		if (refused_as_malformed(k))
+			all |= 8u << k;
+	return all;
+}
+
+/* Checks one reply to the hostile producer's requests: the three
+ * well-formed ones, and the malformed ones it could read (call ids 100,
+ * 200, ...). Marks it seen in *seen (a bit per call). 0, or what was
+ * wrong. */
 static int check_reply(const struct afe_ipc_frame *f, const void *payload, unsigned *seen)
 {
 	struct afe_ipc_reader r;
@@ -140,6 +159,9 @@ static int check_reply(const struct afe_ipc_frame *f, const void *payload, unsig
 	else if (f->call_id == CALL_GOOD && f->status == 0 && add_decode_ret(&r, &sum) == 0 &&
 		 sum == 6)
 		*seen |= 4;
+	else if (f->call_id % 100 == 0 && f->call_id / 100 - 1 < N_BAD_REQUESTS &&
+		 refused_as_malformed(f->call_id / 100 - 1) && f->status == -EPROTO)
+		*seen |= 8u << (f->call_id / 100 - 1);
 	else
 		return 21; /* a reply to a dropped frame, or a wrong one */
 	return 0;
@@ -186,7 +208,7 @@ static int hostile_producer(const char *name, int result, int ctl)
 		afe_ipc_bell_ring(&h->bell, AFE_IPC_WANT_FRAME);
 	}
 	unsigned seen = 0;
-	while (!code && seen != 7) {
+	while (!code && seen != all_replies()) {
 		struct afe_ipc_frame f;
 		unsigned char payload[AFE_IPC_MAX_PAYLOAD];
 		err = pop_waiting(&replies, &f, payload);
