@@ -60,6 +60,10 @@ struct afe_ipc_consumer {
 	struct afe_ipc_producer **locals;
 	uint32_t n_locals, locals_cap, next_local;
 	_Atomic bool has_locals; /* n_locals > 0: takes skip the lock otherwise */
+	/* Set up: the name is registered before, so that a second consumer
+	 * of it is refused early; producers that find it meanwhile are
+	 * refused until then. */
+	_Atomic bool ready;
 };
 
 static void consumer_unref(struct afe_ipc_consumer *c)
@@ -88,6 +92,19 @@ static bool serves(const struct afe_ipc_consumer *c, unsigned fn)
 {
 	return c->serve_all || (c->served[fn / 8] >> (fn % 8) & 1);
 }
+
+static void ref_consumer(void *c)
+{
+	atomic_fetch_add(&((struct afe_ipc_consumer *)c)->refs, 1);
+}
+
+static void unref_consumer(void *c)
+{
+	consumer_unref(c);
+}
+
+/* Keeps the consumer's mapping alive while a bell ring is held back. */
+static const struct afe_signal_owner consumer_owner = {ref_consumer, unref_consumer};
 
 /* ---- producers coming and going ------------------------------------------- */
 
@@ -187,7 +204,7 @@ int afe_ipc_consumer_adopt_local(struct afe_ipc_consumer *c, struct afe_ipc_prod
 {
 	int err = 0;
 	pthread_mutex_lock(&c->local_lock);
-	if (atomic_load(&c->closed)) {
+	if (!atomic_load(&c->ready) || atomic_load(&c->closed)) {
 		err = -ECONNREFUSED;
 	} else if (c->n_locals == c->locals_cap) {
 		uint32_t cap = c->locals_cap ? 2 * c->locals_cap : 4;
@@ -309,7 +326,8 @@ static int send_frame(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
 						 : -EPIPE;
 	pthread_mutex_unlock(&peer->lock);
 	if (err == 0)
-		afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME);
+		afe_ipc_bell_ring_later(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME,
+					&consumer_owner, c);
 	return err;
 }
 
@@ -343,7 +361,8 @@ static int take_from_peer(struct afe_ipc_consumer *c, unsigned i, struct afe_ipc
 		pthread_mutex_unlock(&peer->lock);
 		if (err == -EAGAIN)
 			return -EAGAIN;
-		afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_ROOM);
+		afe_ipc_bell_ring_later(&c->hdr->entries[i].bell, AFE_IPC_WANT_ROOM,
+					&consumer_owner, c);
 		bool request = err == 0 && f.kind == AFE_IPC_REQUEST;
 		if (!request || !serves(c, f.fn)) {
 			if (request) {
@@ -481,10 +500,12 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 	struct afe_ipc_consumer *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	pthread_mutex_init(&c->local_lock, NULL); /* adopt may look once registered */
 	int err = afe_ipc_shm_path(c->path, sizeof(c->path), name);
 	if (err == 0)
 		err = afe_ipc_local_register(name, c);
 	if (err < 0) {
+		pthread_mutex_destroy(&c->local_lock);
 		free(c);
 		return err;
 	}
@@ -495,6 +516,7 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 		err = -ENOMEM;
 	if (err < 0) {
 		afe_ipc_local_unregister(c);
+		pthread_mutex_destroy(&c->local_lock);
 		free(c);
 		return err;
 	}
@@ -504,7 +526,6 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 		c->served[config->functions[i] / 8] |= (uint8_t)(1u << (config->functions[i] % 8));
 	afe_notify_init(&c->work);
 	afe_notify_init(&c->room);
-	pthread_mutex_init(&c->local_lock, NULL);
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		pthread_mutex_init(&c->peers[i].lock, NULL);
 		c->peers[i].pidfd = -1;
@@ -519,6 +540,7 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 		afe_ipc_consumer_destroy(c);
 		return err;
 	}
+	atomic_store(&c->ready, true);
 	*out = c;
 	return 0;
 }

@@ -113,13 +113,27 @@ static inline uint32_t afe_ipc_pump_wants(uint32_t frame_waiters, uint32_t room_
 	       (room_waiters ? AFE_IPC_WANT_ROOM : 0);
 }
 
+/* Arms n on notify and polls it at once: a notify counts only for a
+ * future already polled, and one that came between the caller's last
+ * look and a later poll (a notify_all, which leaves no permit) would be
+ * lost. A permit taken at once says what the caller's next look finds
+ * out anyway; arm again. */
+static inline void afe_ipc_wait_arm(struct afe_notified *n, struct afe_notify *notify,
+				    struct afe_context *cx)
+{
+	do
+		afe_notified_init(n, notify);
+	while (afe_future_poll(&n->base, cx) == AFE_READY);
+}
+
 /*
  * A future waiting, on its side's local notify, for what its pump watches
- * the bell for (a frame, room). The first call counts it in waiters and
- * makes the pump re-arm for what, then returns AFE_READY: look once more.
- * Later calls poll the notified future: AFE_PENDING, or AFE_READY once
- * notified (look again; it is armed anew, and the pump re-armed too).
- * afe_ipc_wait_end stops counting it.
+ * the bell for (a frame, room). The first call arms the wait, counts it in
+ * waiters and makes the pump re-arm for what, then returns AFE_READY: look
+ * once more (a notify from then on is not lost). Later calls poll the
+ * notified future: AFE_PENDING, or AFE_READY once notified (look again; it
+ * is armed anew, and the pump re-armed too). afe_ipc_wait_end stops
+ * counting it.
  */
 static inline int afe_ipc_wait(bool *waiting, struct afe_notified *n, struct afe_notify *notify,
 			       _Atomic uint32_t *waiters, struct afe_ipc_bell *bell,
@@ -127,7 +141,7 @@ static inline int afe_ipc_wait(bool *waiting, struct afe_notified *n, struct afe
 {
 	if (!*waiting) {
 		*waiting = true;
-		afe_notified_init(n, notify);
+		afe_ipc_wait_arm(n, notify, cx);
 		atomic_fetch_add(waiters, 1);
 		afe_ipc_bell_rearm(bell, what);
 		return AFE_READY;
@@ -136,7 +150,7 @@ static inline int afe_ipc_wait(bool *waiting, struct afe_notified *n, struct afe
 		return AFE_PENDING;
 	/* Notified: the pump may have stopped wanting what since (it wakes
 	 * the waiters, then sleeps for the rest); we may wait again. */
-	afe_notified_init(n, notify);
+	afe_ipc_wait_arm(n, notify, cx);
 	afe_ipc_bell_rearm(bell, what);
 	return AFE_READY;
 }
