@@ -25,6 +25,7 @@
 #include "../src/runtime_internal.h"
 #include "../src/task_internal.h"
 #include "futex.h"
+#include "held_signals.h"
 #include "spinlock.h"
 
 #define AFE_LIFO_BUDGET 3
@@ -335,6 +336,7 @@ void *afe_worker_main(void *arg)
 	while (!shutting_down(rt)) {
 		struct afe_task *t = next_task(w);
 		if (!t) {
+			afe_held_signals_send(); /* a burst of tasks ended */
 			if (!w->searching)
 				w->searching = afe_idle_try_start_searching(&rt->idle);
 			if (w->searching)
@@ -355,7 +357,9 @@ void *afe_worker_main(void *arg)
 				notify_parked(rt);
 		}
 		run(w, t);
+		afe_held_signals_after_poll();
 	}
+	afe_held_signals_send();
 	current_worker = NULL;
 	return NULL;
 }

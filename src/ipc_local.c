@@ -172,8 +172,8 @@ bool afe_ipc_local_has_request(struct afe_ipc_producer *p)
 int afe_ipc_local_reply(struct afe_ipc_producer *p, uint64_t call_id, int32_t status, bool more,
 			const void *bytes, uint32_t len)
 {
-	if (atomic_load(&p->closed))
-		return -EPIPE;
+	if (atomic_load(&p->closed) || atomic_load(&p->gone))
+		return -EPIPE; /* as over the ring: nobody takes it any more */
 	afe_ipc_producer_deliver(p, call_id, status, more, bytes, len);
 	return 0;
 }

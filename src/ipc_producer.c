@@ -149,7 +149,7 @@ void afe_ipc_producer_config_default(struct afe_ipc_producer_config *config)
 
 static int check_config(const struct afe_ipc_producer_config *c)
 {
-	if (c->n_timeouts && !c->timeouts)
+	if ((c->n_timeouts && !c->timeouts) || (unsigned)c->transport > AFE_IPC_IN_PROCESS)
 		return -EINVAL;
 	return 0;
 }

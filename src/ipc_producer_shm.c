@@ -14,6 +14,19 @@
 #include "ipc_producer.h"
 #include "runtime_internal.h"
 
+static void ref_producer(void *p)
+{
+	afe_ipc_producer_ref(p);
+}
+
+static void unref_producer(void *p)
+{
+	afe_ipc_producer_unref(p);
+}
+
+/* Keeps the producer's mapping alive while a bell ring is held back. */
+static const struct afe_signal_owner producer_owner = {ref_producer, unref_producer};
+
 /* Takes every reply waiting in the ring. Returns how many. */
 static unsigned drain(struct afe_ipc_producer *p)
 {
@@ -32,7 +45,7 @@ static unsigned drain(struct afe_ipc_producer *p)
 			atomic_fetch_add(&p->malformed, 1);
 	}
 	if (n)
-		afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_ROOM);
+		afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_ROOM, &producer_owner, p);
 	return n;
 }
 
@@ -155,7 +168,7 @@ static int shm_send(struct afe_ipc_producer *p, const struct afe_ipc_call *call)
 	};
 	int err = afe_ipc_ring_push(&p->requests, &frame, call->args);
 	if (err == 0)
-		afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_FRAME);
+		afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_FRAME, &producer_owner, p);
 	return err;
 }
 

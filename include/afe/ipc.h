@@ -160,7 +160,8 @@ AFE_EXPORT void afe_ipc_producer_stats(const struct afe_ipc_producer *p,
  * false for the last one. It runs on the producer's reply task, one reply
  * at a time, in the order sent; keep it short, and do not start or
  * release calls from it. Over the in-process transport it runs on the
- * consumer's task that sends the reply, before that reply's future ends. */
+ * consumer's task that sends the reply, before that reply's future ends;
+ * the -EPIPE of a close runs on the thread that closes (either side). */
 typedef void afe_ipc_reply_fn(void *ctx, int status, struct afe_ipc_reader *r, bool more);
 
 /*

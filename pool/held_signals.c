@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/* Signals held back until the worker runs out of tasks: see held_signals.h. */
+#include "held_signals.h"
+
+#include <stdbool.h>
+
+#include "worker.h"
+
+struct held {
+	afe_signal_fn *fn;
+	void *arg;
+	uint32_t bits;
+	const struct afe_signal_owner *owner;
+	void *obj;
+};
+
+static _Thread_local struct {
+	struct held signals[AFE_HOLD_MAX_SIGNALS];
+	unsigned n, polls;
+} held;
+
+void afe_held_signals_send(void)
+{
+	unsigned n = held.n;
+	struct held now[AFE_HOLD_MAX_SIGNALS];
+	for (unsigned i = 0; i < n; i++)
+		now[i] = held.signals[i];
+	held.n = 0;
+	held.polls = 0;
+	for (unsigned i = 0; i < n; i++) {
+		now[i].fn(now[i].arg, now[i].bits);
+		now[i].owner->unref(now[i].obj);
+	}
+}
+
+void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits,
+		     const struct afe_signal_owner *owner, void *obj)
+{
+	if (!afe_worker_current()) {
+		fn(arg, bits);
+		return;
+	}
+	for (unsigned i = 0; i < held.n; i++) {
+		if (held.signals[i].fn == fn && held.signals[i].arg == arg) {
+			held.signals[i].bits |= bits;
+			return;
+		}
+	}
+	if (held.n == AFE_HOLD_MAX_SIGNALS)
+		afe_held_signals_send();
+	owner->ref(obj);
+	held.signals[held.n++] = (struct held){fn, arg, bits, owner, obj};
+}
+
+void afe_held_signals_after_poll(void)
+{
+	if (held.n && ++held.polls >= AFE_HOLD_MAX_POLLS)
+		afe_held_signals_send();
+}
