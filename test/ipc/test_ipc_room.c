@@ -25,7 +25,6 @@
  * Counts are divided by IPC_ROOM_DIVISOR in sanitizer builds (the CMake
  * sets it), or by the environment's AFE_IPC_ROOM_DIVISOR when set.
  */
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -531,9 +530,10 @@ Test(ipc_room, calls_refill_a_request_ring_a_bursty_consumer_empties_without_rep
 	free(handles);
 	struct consumer_report r = child_consumer_end(&cc);
 	uint64_t sleeps = atomic_load(&t.room_sleeps);
-	fprintf(stderr, "%llu of %llu calls in %llu ms: %llu room sleeps here, %llu in the consumer\n",
-		    (unsigned long long)atomic_load(&t.done), (unsigned long long)total, (unsigned long long)ms,
-		    (unsigned long long)sleeps, (unsigned long long)r.room_sleeps);
+	fprintf(stderr, "%llu of %llu calls in %llu ms: %llu room sleeps here, %llu in the "
+		"consumer\n", (unsigned long long)atomic_load(&t.done), (unsigned long long)total,
+		(unsigned long long)ms, (unsigned long long)sleeps,
+		(unsigned long long)r.room_sleeps);
 	cr_assert_eq(bad, 0, "%u of %u callers failed (%llu calls failed, the first with %d; "
 		     "%llu timed out)", bad, ADDERS, (unsigned long long)atomic_load(&t.failed),
 		     atomic_load(&t.first_error), (unsigned long long)st.timeouts);
