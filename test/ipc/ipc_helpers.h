@@ -4,19 +4,60 @@
 #ifndef AFE_TEST_IPC_HELPERS_H
 #define AFE_TEST_IPC_HELPERS_H
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "ipc_calls.h"
 
-/* A unique name per test and round. */
+/* The names this test process handed out, and the process that did: the
+ * shared-memory objects behind them are removed when it exits (a consumer
+ * killed mid-test leaves its object behind). Forked children inherit the
+ * list and the exit handler, and leave both alone. */
+static struct {
+	pid_t owner;
+	int n;
+	char names[16][96];
+} ipc_test_names;
+
+static inline void ipc_test_unlink_names(void)
+{
+	if (getpid() != ipc_test_names.owner)
+		return;
+	for (int i = 0; i < ipc_test_names.n; i++) {
+		char path[100];
+		snprintf(path, sizeof(path), "/%s", ipc_test_names.names[i]);
+		if (shm_unlink(path) < 0 && errno != ENOENT)
+			fprintf(stderr, "shm_unlink %s: %s\n", path, strerror(errno));
+	}
+	ipc_test_names.n = 0;
+}
+
+/* A unique name per test (its process id) and round (what). Its object is
+ * removed when the test's process exits through exit(): a test that ran
+ * to its end, or one failing under the TSan runner (a failed Criterion
+ * assertion ends the process without exit handlers, and a killed one
+ * leaves what it had). The returned buffer is reused by the next call. */
 static inline const char *ipc_test_name(const char *what)
 {
 	static char name[96];
 	snprintf(name, sizeof(name), "afe-test-%d-%s", (int)getpid(), what);
+	if (ipc_test_names.owner != getpid()) {
+		ipc_test_names.owner = getpid();
+		ipc_test_names.n = 0;
+		atexit(ipc_test_unlink_names);
+	}
+	int i = 0;
+	while (i < ipc_test_names.n && strcmp(ipc_test_names.names[i], name) != 0)
+		i++;
+	if (i == ipc_test_names.n && i < 16)
+		memcpy(ipc_test_names.names[ipc_test_names.n++], name, sizeof(name));
 	return name;
 }
 
