@@ -10,7 +10,8 @@
  * A held signal is sent before the worker looks for work elsewhere or
  * parks, after AFE_HOLD_MAX_POLLS task polls at the latest, and when the
  * worker ends. The data it announces must already be published: holding
- * back only delays the wake, as a slow waker would.
+ * back only delays the wake, as a slow waker would. A poll that blocks its
+ * worker (which no poll may do) holds the worker's signals as long.
  */
 #ifndef AFE_POOL_HELD_SIGNALS_H
 #define AFE_POOL_HELD_SIGNALS_H
