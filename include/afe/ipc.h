@@ -158,8 +158,9 @@ AFE_EXPORT void afe_ipc_producer_stats(const struct afe_ipc_producer *p,
  * is decoded from it are valid until the callback returns), or a negative
  * errno (the consumer's error, -ETIMEDOUT, -EPIPE) with r NULL. more is
  * false for the last one. It runs on the producer's reply task, one reply
- * at a time, in the order sent; keep it short, and do not start or
- * release calls from it. Over the in-process transport it runs on the
+ * at a time, in the order sent. It runs under the producer's lock, which
+ * every call of that producer takes: keep it short, never block in it,
+ * and do not start or release calls from it. Over the in-process transport it runs on the
  * consumer's task that sends the reply, before that reply's future ends;
  * the -EPIPE of a close runs on the thread that closes (either side). */
 typedef void afe_ipc_reply_fn(void *ctx, int status, struct afe_ipc_reader *r, bool more);
