@@ -13,9 +13,9 @@
  *
  * Measured against the other shape (issue 3): a plain ring (no
  * SINGLE_ISSUER/DEFER_TASKRUN) where workers fill SQEs under a mutex and
- * enter it themselves, this thread only reaping (branch shape-a-code,
- * AFE_RING_SHAPE=a; a2 batched a worker's enters until its queue ran
- * dry). This shape won every I/O figure, 2 vCPUs, medians of 3-6 A/B
+ * enter it themselves, this thread only reaping (a; a2 batched a
+ * worker's enters until its queue ran dry; built for the measurement, not
+ * kept). This shape won every I/O figure, 2 vCPUs, medians of 3-6 A/B
  * rounds: echo server CPU per message 10.2 us against 16.8 (a) and 14.5
  * (a2) with 2 workers, 10.0 against 20.9 and 17.8 with 16; file_read CPU
  * per read 6.6 us against 21.3 and 9.1 (2 workers), 8.7 against 27.2 and
