@@ -36,7 +36,11 @@ void afe_held_signals_send(void)
 void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits,
 		     const struct afe_signal_owner *owner, void *obj)
 {
-	if (!afe_worker_current()) {
+	struct afe_worker *w = afe_worker_current();
+	if (!w || !afe_rq_len(&w->queue)) {
+		/* Not a burst (a lone task, or one handing a message on to the
+		 * next in the LIFO slot): holding would only add latency. */
+		afe_held_signals_send();
 		fn(arg, bits);
 		return;
 	}

@@ -7,9 +7,12 @@
  * this side still writes the rest; held back, the burst's messages go
  * with one wake, as a hand-written ring publishes once per batch.
  *
- * A held signal is sent before the worker looks for work elsewhere or
- * parks, after AFE_HOLD_MAX_POLLS task polls at the latest, and when the
- * worker ends. The data it announces must already be published: holding
+ * Only a burst is held: a signal given while the worker's run queue holds
+ * other tasks. A lone task's signal (a call and its answer, one at a
+ * time) goes at once with those held before it, as holding it would only
+ * add to the round trip. A held signal is sent before the worker looks
+ * for work elsewhere or parks, after AFE_HOLD_MAX_POLLS task polls at the
+ * latest, and when the worker ends. The data it announces must already be published: holding
  * back only delays the wake, as a slow waker would. A poll that blocks its
  * worker (which no poll may do) holds the worker's signals as long.
  */
@@ -30,9 +33,9 @@ struct afe_signal_owner {
 	void (*unref)(void *obj);
 };
 
-/* Calls fn(arg, bits) later on a worker (bits OR'ed with those held for
- * the same fn and arg, owner held meanwhile), at once on any other
- * thread. */
+/* Calls fn(arg, bits) later on a worker in a burst (bits OR'ed with those
+ * held for the same fn and arg, owner held meanwhile), at once otherwise
+ * and on any other thread. */
 void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits,
 		     const struct afe_signal_owner *owner, void *obj);
 

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Held signals: sent once a worker's burst of tasks ends (merged when
- * held again for the same target), after AFE_HOLD_MAX_POLLS polls at the
- * latest, at once off the workers; their owner is held meanwhile.
+ * Held signals: in a burst (other tasks queued) sent once the burst ends
+ * (merged when held again for the same target), after AFE_HOLD_MAX_POLLS
+ * polls at the latest; at once from a lone task and off the workers;
+ * their owner is held meanwhile.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -56,18 +58,43 @@ Test(held_signals, off_the_workers_a_signal_is_sent_at_once)
 	cr_assert_eq(atomic_load(&t.refs), 0, "never held");
 }
 
-/* Holds signals to targets[0..n) with bits 1, 2, 4 each, yields `yields`
- * times, then reports what was sent while it ran. */
+/* A task that yields n times: company in the run queue. */
+struct yielder_task {
+	struct afe_future base;
+	int n, i;
+};
+
+static int yielder_task_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct yielder_task *self = afe_container_of(f, struct yielder_task, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	for (self->i = 0; self->i < self->n; self->i++)
+		AFE_YIELD();
+	AFE_RETURN(0);
+	AFE_ASYNC_END;
+}
+
+/* Spawns company (a task yielding `company` times) unless 0, holds
+ * signals to targets[0..n) with bits 1, 2, 4 each, yields `yields` times,
+ * then reports what was sent while it ran. */
 struct holder {
 	struct afe_future base;
 	struct target *targets;
-	int n, yields, i;
+	int n, yields, company, i;
+	struct afe_join_handle company_handle;
+	struct afe_join join;
 };
 
 static int holder_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct holder *self = afe_container_of(f, struct holder, base);
 	AFE_ASYNC_BEGIN(f, cx);
+	if (self->company) {
+		struct yielder_task y = {.n = self->company};
+		afe_future_init(&y.base, yielder_task_poll);
+		if (afe_spawn(NULL, &y, &self->company_handle) < 0)
+			AFE_RETURN(-ENOMEM);
+	}
 	for (int k = 0; k < self->n; k++)
 		for (uint32_t bit = 1; bit <= 4; bit <<= 1)
 			afe_hold_signal(send, &self->targets[k], bit, &owner, &self->targets[k]);
@@ -77,15 +104,32 @@ static int holder_poll(struct afe_future *f, struct afe_context *cx)
 		AFE_YIELD();
 	for (int k = 0; k < self->n; k++)
 		atomic_store(&self->targets[k].sent_at_return, atomic_load(&self->targets[k].sent));
+	if (self->company) {
+		afe_join_init(&self->join, &self->company_handle);
+		AFE_AWAIT(&self->join.base);
+	}
 	AFE_RETURN(0);
 	AFE_ASYNC_END;
 }
 
-Test(held_signals, a_worker_sends_once_per_target_when_its_burst_ends)
+Test(held_signals, a_lone_task_sends_at_once)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct target t = {0};
+	struct holder h = {.targets = &t, .n = 1};
+	afe_future_init(&h.base, holder_poll);
+	cr_assert_eq(test_block_on(rt, &h), 0);
+	cr_assert_eq(atomic_load(&t.sent_during_poll), 3, "nothing queued: no burst to wait for");
+	cr_assert_eq(atomic_load(&t.bits), 7);
+	cr_assert_eq(atomic_load(&t.refs), 0, "never held");
+	test_runtime_destroy(rt);
+}
+
+Test(held_signals, a_burst_sends_once_per_target_when_it_ends)
 {
 	struct afe_runtime *rt = test_runtime(1);
 	struct target targets[3] = {0};
-	struct holder h = {.targets = targets, .n = 3};
+	struct holder h = {.targets = targets, .n = 3, .company = 2};
 	afe_future_init(&h.base, holder_poll);
 	cr_assert_eq(test_block_on(rt, &h), 0);
 	for (int k = 0; k < 3; k++) {
@@ -102,23 +146,12 @@ Test(held_signals, a_worker_that_stays_busy_sends_within_the_poll_bound)
 {
 	struct afe_runtime *rt = test_runtime(1);
 	struct target t = {0};
-	/* It yields for ever as far as the bound goes: the queue never
-	 * empties while it runs, so only the bound sends the signal. */
-	struct holder h = {.targets = &t, .n = 1, .yields = 4 * AFE_HOLD_MAX_POLLS};
+	/* It and its company yield for ever as far as the bound goes: the
+	 * queue never empties while it runs, so only the bound sends. */
+	struct holder h = {.targets = &t, .n = 1, .yields = 4 * AFE_HOLD_MAX_POLLS,
+			   .company = 4 * AFE_HOLD_MAX_POLLS};
 	afe_future_init(&h.base, holder_poll);
-	struct afe_join_handle handle;
-	cr_assert_eq(afe_spawn(rt, &h, &handle), 0);
-	/* A second task that yields as long keeps the worker's queue full. */
-	struct holder busy = {.targets = &(struct target){0}, .n = 0,
-			      .yields = 4 * AFE_HOLD_MAX_POLLS};
-	afe_future_init(&busy.base, holder_poll);
-	struct afe_join_handle busy_handle;
-	cr_assert_eq(afe_spawn(rt, &busy, &busy_handle), 0);
-	struct afe_join join;
-	afe_join_init(&join, &handle);
-	cr_assert_eq(test_block_on(rt, &join), 0);
-	afe_join_init(&join, &busy_handle);
-	cr_assert_eq(test_block_on(rt, &join), 0);
+	cr_assert_eq(test_block_on(rt, &h), 0);
 	cr_assert_eq(atomic_load(&t.sent_at_return), 1, "sent while both tasks kept it busy");
 	wait_sent(&t);
 	cr_assert_eq(atomic_load(&t.sent), 1);
@@ -132,7 +165,7 @@ Test(held_signals, more_targets_than_it_holds_sends_the_earlier_ones_first)
 	struct afe_runtime *rt = test_runtime(1);
 	enum { N = AFE_HOLD_MAX_SIGNALS + 3 };
 	struct target targets[N] = {0};
-	struct holder h = {.targets = targets, .n = N};
+	struct holder h = {.targets = targets, .n = N, .company = 2};
 	afe_future_init(&h.base, holder_poll);
 	cr_assert_eq(test_block_on(rt, &h), 0);
 	int early = 0;
