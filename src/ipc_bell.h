@@ -20,6 +20,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "../pool/held_signals.h"
+
 #define AFE_IPC_WANT_FRAME 1u /* a frame pushed toward the sleeper */
 #define AFE_IPC_WANT_ROOM 2u  /* a slot freed in a ring the sleeper writes */
 #define AFE_IPC_WANT_ANY 4u   /* anything else: a peer came or went */
@@ -65,5 +67,12 @@ static inline int afe_ipc_bell_ring(struct afe_ipc_bell *b, uint32_t what)
 	syscall(SYS_futex, &b->word, FUTEX_WAKE, 1, NULL, NULL, 0);
 	return 1;
 }
+
+/* Rings bell with what once this worker has run its burst of tasks (see
+ * pool/held_signals.h: one wake of the peer for a burst of frames); at
+ * once otherwise. owner's ref/unref keep obj, and with it the bell's
+ * mapping, alive until then. */
+void afe_ipc_bell_ring_later(struct afe_ipc_bell *bell, uint32_t what,
+			     const struct afe_signal_owner *owner, void *obj);
 
 #endif /* AFE_IPC_BELL_H */

@@ -12,17 +12,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static void ring_signal(void *bell, uint32_t what)
-{
-	afe_ipc_bell_ring(bell, what);
-}
-
-void afe_ipc_bell_ring_later(struct afe_ipc_bell *bell, uint32_t what,
-			     const struct afe_signal_owner *owner, void *obj)
-{
-	afe_hold_signal(ring_signal, bell, what, owner, obj);
-}
-
 int afe_ipc_shm_path(char *path, size_t size, const char *name)
 {
 	if (!name || !*name || strlen(name) > AFE_IPC_NAME_MAX)

@@ -19,7 +19,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../pool/held_signals.h"
 #include "ipc_bell.h"
 #include "ipc_ring.h"
 
@@ -87,13 +86,6 @@ int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out);
 int afe_ipc_shm_check(uint64_t size, const struct afe_ipc_header *h);
 
 void afe_ipc_shm_unmap(struct afe_ipc_header *h);
-
-/* Rings bell with what once this worker has run its burst of tasks (see
- * pool/held_signals.h: one wake of the peer for a burst of frames); at
- * once off the workers. owner's ref/unref keep obj, and with it the bell's
- * mapping, alive until then. */
-void afe_ipc_bell_ring_later(struct afe_ipc_bell *bell, uint32_t what,
-			     const struct afe_signal_owner *owner, void *obj);
 
 /* Opens a pidfd on pid: >= 0, or -errno (-ESRCH: it is gone). */
 int afe_ipc_pidfd_open(pid_t pid);
