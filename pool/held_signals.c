@@ -12,6 +12,7 @@ struct held {
 	uint32_t bits;
 	const struct afe_signal_owner *owner;
 	void *obj;
+	unsigned merged;
 };
 
 static _Thread_local struct {
@@ -33,11 +34,11 @@ void afe_held_signals_send(void)
 	}
 }
 
-void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits,
-		     const struct afe_signal_owner *owner, void *obj)
+static void hold(afe_signal_fn *fn, void *arg, uint32_t bits,
+		 const struct afe_signal_owner *owner, void *obj, bool burst)
 {
 	struct afe_worker *w = afe_worker_current();
-	if (!w || !afe_rq_len(&w->queue)) {
+	if (!w || (!burst && !afe_rq_len(&w->queue))) {
 		/* Not a burst (a lone task, or one handing a message on to the
 		 * next in the LIFO slot): holding would only add latency. */
 		afe_held_signals_send();
@@ -47,13 +48,27 @@ void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits,
 	for (unsigned i = 0; i < held.n; i++) {
 		if (held.signals[i].fn == fn && held.signals[i].arg == arg) {
 			held.signals[i].bits |= bits;
+			if (++held.signals[i].merged >= AFE_HOLD_MAX_POLLS)
+				afe_held_signals_send(); /* a long burst in one poll */
 			return;
 		}
 	}
 	if (held.n == AFE_HOLD_MAX_SIGNALS)
 		afe_held_signals_send();
 	owner->ref(obj);
-	held.signals[held.n++] = (struct held){fn, arg, bits, owner, obj};
+	held.signals[held.n++] = (struct held){fn, arg, bits, owner, obj, 0};
+}
+
+void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits,
+		     const struct afe_signal_owner *owner, void *obj)
+{
+	hold(fn, arg, bits, owner, obj, false);
+}
+
+void afe_hold_signal_in_burst(afe_signal_fn *fn, void *arg, uint32_t bits,
+			      const struct afe_signal_owner *owner, void *obj)
+{
+	hold(fn, arg, bits, owner, obj, true);
 }
 
 void afe_held_signals_after_poll(void)

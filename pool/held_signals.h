@@ -39,6 +39,12 @@ struct afe_signal_owner {
 void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits,
 		     const struct afe_signal_owner *owner, void *obj);
 
+/* The same, for a caller that knows its burst goes on (more messages to
+ * send in this poll): held even with nothing queued, and sent once held
+ * AFE_HOLD_MAX_POLLS times. */
+void afe_hold_signal_in_burst(afe_signal_fn *fn, void *arg, uint32_t bits,
+			      const struct afe_signal_owner *owner, void *obj);
+
 /* The worker loop's: after each task poll, and when it runs out of work. */
 void afe_held_signals_after_poll(void);
 void afe_held_signals_send(void);

@@ -75,4 +75,8 @@ static inline int afe_ipc_bell_ring(struct afe_ipc_bell *b, uint32_t what)
 void afe_ipc_bell_ring_later(struct afe_ipc_bell *bell, uint32_t what,
 			     const struct afe_signal_owner *owner, void *obj);
 
+/* The same when the caller's burst goes on (see afe_hold_signal_in_burst). */
+void afe_ipc_bell_ring_in_burst(struct afe_ipc_bell *bell, uint32_t what,
+				const struct afe_signal_owner *owner, void *obj);
+
 #endif /* AFE_IPC_BELL_H */

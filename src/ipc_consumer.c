@@ -322,10 +322,15 @@ static int send_frame(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
 {
 	struct peer *peer = &c->peers[i];
 	pthread_mutex_lock(&peer->lock);
-	int err = peer->live && peer->gen == gen ? afe_ipc_ring_push(&peer->replies, f, payload)
-						 : -EPIPE;
+	bool live = peer->live && peer->gen == gen;
+	int err = live ? afe_ipc_ring_push(&peer->replies, f, payload) : -EPIPE;
+	/* Its next request is in: this reply's wake can go with the next. */
+	bool more = live && afe_ipc_ring_has_frame(&peer->requests);
 	pthread_mutex_unlock(&peer->lock);
-	if (err == 0)
+	if (err == 0 && more)
+		afe_ipc_bell_ring_in_burst(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME,
+					   &consumer_owner, c);
+	else if (err == 0)
 		afe_ipc_bell_ring_later(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME,
 					&consumer_owner, c);
 	return err;

@@ -179,3 +179,51 @@ Test(held_signals, more_targets_than_it_holds_sends_the_earlier_ones_first)
 	cr_assert_gt(early, 0, "a full hold sent some while the task ran");
 	test_runtime_destroy(rt);
 }
+
+/* Holds `holds` signals to one target, all in a burst its caller declares,
+ * and reports what was sent while it ran. */
+struct burst_holder {
+	struct afe_future base;
+	struct target *t;
+	int holds;
+};
+
+static int burst_holder_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct burst_holder *self = afe_container_of(f, struct burst_holder, base);
+	(void)cx;
+	for (int i = 0; i < self->holds; i++)
+		afe_hold_signal_in_burst(send, self->t, 1u << (i % 3), &owner, self->t);
+	atomic_store(&self->t->sent_during_poll, atomic_load(&self->t->sent));
+	f->result = 0;
+	return AFE_READY;
+}
+
+Test(held_signals, a_declared_burst_is_held_even_with_nothing_queued)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct target t = {0};
+	struct burst_holder h = {.t = &t, .holds = 3};
+	afe_future_init(&h.base, burst_holder_poll);
+	cr_assert_eq(test_block_on(rt, &h), 0);
+	wait_sent(&t);
+	cr_assert_eq(atomic_load(&t.sent_during_poll), 0, "held while the burst ran");
+	cr_assert_eq(atomic_load(&t.sent), 1);
+	cr_assert_eq(atomic_load(&t.bits), 7);
+	cr_assert_eq(atomic_load(&t.refs), 0);
+	test_runtime_destroy(rt);
+}
+
+Test(held_signals, a_long_burst_in_one_poll_sends_within_the_bound)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct target t = {0};
+	struct burst_holder h = {.t = &t, .holds = 4 * AFE_HOLD_MAX_POLLS};
+	afe_future_init(&h.base, burst_holder_poll);
+	cr_assert_eq(test_block_on(rt, &h), 0);
+	cr_assert_geq(atomic_load(&t.sent_during_poll), 3, "sent every %d holds in the poll",
+		      AFE_HOLD_MAX_POLLS);
+	wait_sent(&t);
+	cr_assert_eq(atomic_load(&t.refs), 0);
+	test_runtime_destroy(rt);
+}
