@@ -23,6 +23,7 @@
  *   it, since those run user code.
  */
 #define _GNU_SOURCE
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -149,7 +150,7 @@ static void dispatch(int signo);
 struct reader {
 	struct afe_future base;
 	struct afe_runtime *rt;
-	struct afe_io read;
+	struct afe_io ready;
 	struct signalfd_siginfo info[8];
 };
 
@@ -167,21 +168,36 @@ static void reader_ended(struct reader *self, intptr_t err)
 	atomic_fetch_sub(&self->rt->system_tasks, 1);
 }
 
+/* Reads and dispatches what the signalfd holds (it does not block). */
+static void read_pending(struct reader *self)
+{
+	for (;;) {
+		ssize_t n = read(atomic_load(&hub.fd), self->info, sizeof(self->info));
+		if (n <= 0)
+			return; /* EAGAIN: another reader took them */
+		for (size_t i = 0; i < (size_t)n / sizeof(self->info[0]); i++)
+			dispatch((int)self->info[i].ssi_signo);
+	}
+}
+
+/* The ring only reports the signalfd readable; the read happens here, in
+ * the task. A read through the ring would take the signals off the fd
+ * when it completes, even when its runtime is being destroyed and the
+ * task never runs again to dispatch them: they would be lost while the
+ * reader moves to another runtime. */
 static int reader_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct reader *self = afe_container_of(f, struct reader, base);
 	AFE_ASYNC_BEGIN(f, cx);
 	for (;;) {
-		afe_io_read_init(&self->read, atomic_load(&hub.fd), self->info,
-				 sizeof(self->info), -1);
-		AFE_AWAIT(&self->read.base);
-		intptr_t n = self->read.base.result;
+		afe_io_poll_init(&self->ready, atomic_load(&hub.fd), POLLIN);
+		AFE_AWAIT(&self->ready.base);
+		intptr_t n = self->ready.base.result;
 		if (n == -EINTR || n == -EAGAIN)
 			continue;
 		if (n < 0)
 			AFE_RETURN(n); /* -ECANCELED, -ESHUTDOWN: the ring stopped */
-		for (size_t i = 0; i < (size_t)n / sizeof(self->info[0]); i++)
-			dispatch((int)self->info[i].ssi_signo);
+		read_pending(self);
 	}
 	AFE_CLEANUP;
 	reader_ended(self, f->result);
@@ -234,7 +250,7 @@ void afe__signals_detach(struct afe_runtime *rt)
 /* Makes the signalfd read mask. With hub.lock held. */
 static int set_mask_locked(const sigset_t *mask)
 {
-	int fd = signalfd(atomic_load(&hub.fd), mask, SFD_CLOEXEC);
+	int fd = signalfd(atomic_load(&hub.fd), mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	atomic_store(&hub.fd, fd);
