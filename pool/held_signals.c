@@ -2,8 +2,6 @@
 /* Signals held back until the worker runs out of tasks: see held_signals.h. */
 #include "held_signals.h"
 
-#include <stdbool.h>
-
 #include "worker.h"
 
 struct held {
@@ -34,11 +32,11 @@ void afe_held_signals_send(void)
 	}
 }
 
-static void hold(afe_signal_fn *fn, void *arg, uint32_t bits,
-		 const struct afe_signal_owner *owner, void *obj, bool burst)
+void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits, bool more,
+		     const struct afe_signal_owner *owner, void *obj)
 {
 	struct afe_worker *w = afe_worker_current();
-	if (!w || (!burst && !afe_rq_len(&w->queue))) {
+	if (!w || (!more && !afe_rq_len(&w->queue))) {
 		/* Not a burst (a lone task, or one handing a message on to the
 		 * next in the LIFO slot): holding would only add latency. */
 		afe_held_signals_send();
@@ -57,18 +55,6 @@ static void hold(afe_signal_fn *fn, void *arg, uint32_t bits,
 		afe_held_signals_send();
 	owner->ref(obj);
 	held.signals[held.n++] = (struct held){fn, arg, bits, owner, obj, 0};
-}
-
-void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits,
-		     const struct afe_signal_owner *owner, void *obj)
-{
-	hold(fn, arg, bits, owner, obj, false);
-}
-
-void afe_hold_signal_in_burst(afe_signal_fn *fn, void *arg, uint32_t bits,
-			      const struct afe_signal_owner *owner, void *obj)
-{
-	hold(fn, arg, bits, owner, obj, true);
 }
 
 void afe_held_signals_after_poll(void)

@@ -12,13 +12,15 @@
  * time) goes at once with those held before it, as holding it would only
  * add to the round trip. A held signal is sent before the worker looks
  * for work elsewhere or parks, after AFE_HOLD_MAX_POLLS task polls at the
- * latest, and when the worker ends. The data it announces must already be published: holding
- * back only delays the wake, as a slow waker would. A poll that blocks its
- * worker (which no poll may do) holds the worker's signals as long.
+ * latest, and when the worker ends. The data it announces must already be
+ * published: holding back only delays the wake, as a slow waker would. A
+ * poll that blocks its worker (which no poll may do) holds the worker's
+ * signals as long.
  */
 #ifndef AFE_POOL_HELD_SIGNALS_H
 #define AFE_POOL_HELD_SIGNALS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define AFE_HOLD_MAX_SIGNALS 8
@@ -35,15 +37,11 @@ struct afe_signal_owner {
 
 /* Calls fn(arg, bits) later on a worker in a burst (bits OR'ed with those
  * held for the same fn and arg, owner held meanwhile), at once otherwise
- * and on any other thread. */
-void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits,
+ * and on any other thread. more: the caller knows its burst goes on (more
+ * messages to send in this poll): held even with nothing queued, and sent
+ * once held AFE_HOLD_MAX_POLLS times. */
+void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits, bool more,
 		     const struct afe_signal_owner *owner, void *obj);
-
-/* The same, for a caller that knows its burst goes on (more messages to
- * send in this poll): held even with nothing queued, and sent once held
- * AFE_HOLD_MAX_POLLS times. */
-void afe_hold_signal_in_burst(afe_signal_fn *fn, void *arg, uint32_t bits,
-			      const struct afe_signal_owner *owner, void *obj);
 
 /* The worker loop's: after each task poll, and when it runs out of work. */
 void afe_held_signals_after_poll(void);

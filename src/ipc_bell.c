@@ -7,14 +7,8 @@ static void ring_signal(void *bell, uint32_t what)
 	afe_ipc_bell_ring(bell, what);
 }
 
-void afe_ipc_bell_ring_later(struct afe_ipc_bell *bell, uint32_t what,
+void afe_ipc_bell_ring_later(struct afe_ipc_bell *bell, uint32_t what, bool more,
 			     const struct afe_signal_owner *owner, void *obj)
 {
-	afe_hold_signal(ring_signal, bell, what, owner, obj);
-}
-
-void afe_ipc_bell_ring_in_burst(struct afe_ipc_bell *bell, uint32_t what,
-				const struct afe_signal_owner *owner, void *obj)
-{
-	afe_hold_signal_in_burst(ring_signal, bell, what, owner, obj);
+	afe_hold_signal(ring_signal, bell, what, more, owner, obj);
 }

@@ -69,14 +69,10 @@ static inline int afe_ipc_bell_ring(struct afe_ipc_bell *b, uint32_t what)
 }
 
 /* Rings bell with what once this worker has run its burst of tasks (see
- * pool/held_signals.h: one wake of the peer for a burst of frames); at
- * once otherwise. owner's ref/unref keep obj, and with it the bell's
- * mapping, alive until then. */
-void afe_ipc_bell_ring_later(struct afe_ipc_bell *bell, uint32_t what,
+ * pool/held_signals.h: one wake of the peer for a burst of frames; more:
+ * the caller's burst goes on); at once otherwise. owner's ref/unref keep
+ * obj, and with it the bell's mapping, alive until then. */
+void afe_ipc_bell_ring_later(struct afe_ipc_bell *bell, uint32_t what, bool more,
 			     const struct afe_signal_owner *owner, void *obj);
-
-/* The same when the caller's burst goes on (see afe_hold_signal_in_burst). */
-void afe_ipc_bell_ring_in_burst(struct afe_ipc_bell *bell, uint32_t what,
-				const struct afe_signal_owner *owner, void *obj);
 
 #endif /* AFE_IPC_BELL_H */

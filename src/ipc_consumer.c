@@ -108,11 +108,6 @@ static const struct afe_signal_owner consumer_owner = {ref_consumer, unref_consu
 
 /* ---- producers coming and going ------------------------------------------- */
 
-static void consumer_release(void *c)
-{
-	consumer_unref(c);
-}
-
 /* Stops using peer i and frees its entry. From the pump. */
 static void drop_peer(struct afe_ipc_consumer *c, unsigned i)
 {
@@ -160,7 +155,7 @@ static void adopt_peer(struct afe_ipc_consumer *c, unsigned i, uint32_t gen)
 	atomic_fetch_or(&c->live_peers, 1u << i);
 	pthread_mutex_unlock(&peer->lock);
 	atomic_fetch_add(&c->refs, 1);
-	if (afe_ipc_watch_peer(c->rt, pidfd, &peer->died, &c->hdr->bell, consumer_release, c,
+	if (afe_ipc_watch_peer(c->rt, pidfd, &peer->died, &c->hdr->bell, unref_consumer, c,
 			       &peer->watcher) < 0)
 		memset(&peer->watcher, 0, sizeof(peer->watcher));
 }
@@ -327,11 +322,8 @@ static int send_frame(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
 	/* Its next request is in: this reply's wake can go with the next. */
 	bool more = live && afe_ipc_ring_has_frame(&peer->requests);
 	pthread_mutex_unlock(&peer->lock);
-	if (err == 0 && more)
-		afe_ipc_bell_ring_in_burst(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME,
-					   &consumer_owner, c);
-	else if (err == 0)
-		afe_ipc_bell_ring_later(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME,
+	if (err == 0)
+		afe_ipc_bell_ring_later(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME, more,
 					&consumer_owner, c);
 	return err;
 }
@@ -366,7 +358,7 @@ static int take_from_peer(struct afe_ipc_consumer *c, unsigned i, struct afe_ipc
 		pthread_mutex_unlock(&peer->lock);
 		if (err == -EAGAIN)
 			return -EAGAIN;
-		afe_ipc_bell_ring_later(&c->hdr->entries[i].bell, AFE_IPC_WANT_ROOM,
+		afe_ipc_bell_ring_later(&c->hdr->entries[i].bell, AFE_IPC_WANT_ROOM, false,
 					&consumer_owner, c);
 		bool request = err == 0 && f.kind == AFE_IPC_REQUEST;
 		if (!request || !serves(c, f.fn)) {

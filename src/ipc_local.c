@@ -29,14 +29,22 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct registered *registry;
 static size_t n_registered, registry_cap;
 
+/* The consumer serving name, or NULL. With registry_lock held. */
+static struct afe_ipc_consumer *find_locked(const char *name)
+{
+	for (size_t i = 0; i < n_registered; i++)
+		if (!strcmp(registry[i].name, name))
+			return registry[i].consumer;
+	return NULL;
+}
+
 int afe_ipc_local_register(const char *name, struct afe_ipc_consumer *c)
 {
 	int err = 0;
 	pthread_mutex_lock(&registry_lock);
-	for (size_t i = 0; i < n_registered && !err; i++)
-		if (!strcmp(registry[i].name, name))
-			err = -EADDRINUSE;
-	if (!err && n_registered == registry_cap) {
+	if (find_locked(name)) {
+		err = -EADDRINUSE;
+	} else if (n_registered == registry_cap) {
 		size_t cap = registry_cap ? 2 * registry_cap : 8;
 		struct registered *grown = realloc(registry, cap * sizeof(*grown));
 		if (grown) {
@@ -97,8 +105,7 @@ static bool local_gone(struct afe_ipc_producer *p)
 static void local_close(struct afe_ipc_producer *p)
 {
 	afe_ipc_consumer_forget_local(p->consumer, p);
-	atomic_store(&p->gone, true);
-	afe_ipc_producer_fail_all(p, -EPIPE);
+	afe_ipc_local_consumer_gone(p);
 }
 
 static void local_free(struct afe_ipc_producer *p)
@@ -120,12 +127,8 @@ int afe_ipc_local_connect(struct afe_ipc_producer *p, const char *name)
 		return -ENOMEM;
 	int err = -ECONNREFUSED;
 	pthread_mutex_lock(&registry_lock);
-	for (size_t i = 0; i < n_registered; i++) {
-		if (!strcmp(registry[i].name, name)) {
-			p->consumer = registry[i].consumer;
-			err = afe_ipc_consumer_adopt_local(p->consumer, p);
-		}
-	}
+	if ((p->consumer = find_locked(name)))
+		err = afe_ipc_consumer_adopt_local(p->consumer, p);
 	pthread_mutex_unlock(&registry_lock);
 	if (err < 0) {
 		free(p->queue);

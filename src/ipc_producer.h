@@ -4,7 +4,7 @@
  *
  * The call layer (ipc_producer.c) keeps the pending table, the calls'
  * timers and results; it does not know where requests go. A link does:
- * the shared-memory link (ipc_producer.c: rings in the consumer's object,
+ * the shared-memory link (ipc_producer_shm.c: rings in the consumer's object,
  * a pump task for the replies, a pidfd watcher) or the in-process link
  * (ipc_local.c: a queue of call ids the consumer's receivers read, and
  * replies handed straight to the pending table). Tests drive the same

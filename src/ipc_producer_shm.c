@@ -27,8 +27,8 @@ static void unref_producer(void *p)
 /* Keeps the producer's mapping alive while a bell ring is held back. */
 static const struct afe_signal_owner producer_owner = {ref_producer, unref_producer};
 
-/* Takes every reply waiting in the ring. Returns how many. */
-static unsigned drain(struct afe_ipc_producer *p)
+/* Takes every reply waiting in the ring. */
+static void drain(struct afe_ipc_producer *p)
 {
 	struct afe_ipc_frame f;
 	unsigned char payload[AFE_IPC_MAX_PAYLOAD];
@@ -45,8 +45,7 @@ static unsigned drain(struct afe_ipc_producer *p)
 			atomic_fetch_add(&p->malformed, 1);
 	}
 	if (n)
-		afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_ROOM, &producer_owner, p);
-	return n;
+		afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_ROOM, false, &producer_owner, p);
 }
 
 static bool consumer_gone(struct afe_ipc_producer *p)
@@ -115,11 +114,6 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_END;
 }
 
-static void producer_release(void *p)
-{
-	afe_ipc_producer_unref(p);
-}
-
 /* Takes a free entry of h for this process and formats its rings. */
 static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, unsigned *index)
 {
@@ -154,7 +148,7 @@ static int start_tasks(struct afe_ipc_producer *p)
 		return err;
 	}
 	return afe_ipc_watch_peer(p->rt, p->consumer_pidfd, &p->gone, &p->entry->bell,
-				  producer_release, p, &p->watcher);
+				  unref_producer, p, &p->watcher);
 }
 
 static int shm_send(struct afe_ipc_producer *p, const struct afe_ipc_call *call)
@@ -168,7 +162,8 @@ static int shm_send(struct afe_ipc_producer *p, const struct afe_ipc_call *call)
 	};
 	int err = afe_ipc_ring_push(&p->requests, &frame, call->args);
 	if (err == 0)
-		afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_FRAME, &producer_owner, p);
+		afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_FRAME, false, &producer_owner,
+					p);
 	return err;
 }
 

@@ -132,10 +132,11 @@ AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *
  * afe_ipc_producer_close destroys. Calls are awaited from tasks on any
  * runtime, or waited for with afe_ipc_call_wait from other threads.
  * Returns 0, or -EINVAL (bad name or config, null out), -ECONNREFUSED (no
- * consumer serves name, or none the transport asked for does), -EPROTO (the object is not a compatible AFE
- * ring: magic, version or sizes), -EBUSY (AFE_IPC_MAX_PRODUCERS already
- * connected), -ENOMEM, the errno of shm_open/mmap/pidfd_open, or that of
- * afe_runtime_create for a runtime of its own.
+ * consumer serves name, or none the transport asked for does), -EPROTO
+ * (the object is not a compatible AFE ring: magic, version or sizes),
+ * -EBUSY (AFE_IPC_MAX_PRODUCERS already connected), -ENOMEM, the errno of
+ * shm_open/mmap/pidfd_open, or that of afe_runtime_create for a runtime of
+ * its own.
  */
 AFE_EXPORT int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *rt,
 					const char *name,
@@ -160,9 +161,10 @@ AFE_EXPORT void afe_ipc_producer_stats(const struct afe_ipc_producer *p,
  * false for the last one. It runs on the producer's reply task, one reply
  * at a time, in the order sent. It runs under the producer's lock, which
  * every call of that producer takes: keep it short, never block in it,
- * and do not start or release calls from it. Over the in-process transport it runs on the
- * consumer's task that sends the reply, before that reply's future ends;
- * the -EPIPE of a close runs on the thread that closes (either side). */
+ * and do not start or release calls from it. Over the in-process
+ * transport it runs on the consumer's task that sends the reply, before
+ * that reply's future ends; the -EPIPE of a close runs on the thread that
+ * closes (either side). */
 typedef void afe_ipc_reply_fn(void *ctx, int status, struct afe_ipc_reader *r, bool more);
 
 /*

@@ -52,7 +52,7 @@ static void wait_sent(struct target *t)
 Test(held_signals, off_the_workers_a_signal_is_sent_at_once)
 {
 	struct target t = {0};
-	afe_hold_signal(send, &t, 5, &owner, &t);
+	afe_hold_signal(send, &t, 5, false, &owner, &t);
 	cr_assert_eq(atomic_load(&t.sent), 1);
 	cr_assert_eq(atomic_load(&t.bits), 5);
 	cr_assert_eq(atomic_load(&t.refs), 0, "never held");
@@ -97,7 +97,8 @@ static int holder_poll(struct afe_future *f, struct afe_context *cx)
 	}
 	for (int k = 0; k < self->n; k++)
 		for (uint32_t bit = 1; bit <= 4; bit <<= 1)
-			afe_hold_signal(send, &self->targets[k], bit, &owner, &self->targets[k]);
+			afe_hold_signal(send, &self->targets[k], bit, false, &owner,
+					&self->targets[k]);
 	for (int k = 0; k < self->n; k++)
 		atomic_store(&self->targets[k].sent_during_poll, atomic_load(&self->targets[k].sent));
 	for (self->i = 0; self->i < self->yields; self->i++)
@@ -193,7 +194,7 @@ static int burst_holder_poll(struct afe_future *f, struct afe_context *cx)
 	struct burst_holder *self = afe_container_of(f, struct burst_holder, base);
 	(void)cx;
 	for (int i = 0; i < self->holds; i++)
-		afe_hold_signal_in_burst(send, self->t, 1u << (i % 3), &owner, self->t);
+		afe_hold_signal(send, self->t, 1u << (i % 3), true, &owner, self->t);
 	atomic_store(&self->t->sent_during_poll, atomic_load(&self->t->sent));
 	f->result = 0;
 	return AFE_READY;
