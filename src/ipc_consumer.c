@@ -170,8 +170,16 @@ static void sync_peers(struct afe_ipc_consumer *c)
 		uint32_t gen = atomic_load(&e->generation);
 		bool stale = peer->live && (state != AFE_IPC_ENTRY_LIVE || gen != peer->gen ||
 					    atomic_load(&peer->died));
-		if (stale)
+		if (stale) {
 			drop_peer(c, i);
+			/* Look again: what we read is stale now. A producer that
+			 * died left its entry LIVE (drop_peer freed it since),
+			 * and its pidfd still opens while it is a zombie: adopted
+			 * again, it would take replies into its rings, from a
+			 * cursor back at 0, until the next pass dropped it. */
+			state = atomic_load_explicit(&e->state, memory_order_acquire);
+			gen = atomic_load(&e->generation);
+		}
 		if (state == AFE_IPC_ENTRY_LIVE && !peer->live && !atomic_load(&c->closed))
 			adopt_peer(c, i, gen);
 	}

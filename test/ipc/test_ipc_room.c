@@ -49,6 +49,18 @@ static uint64_t ms_since(uint64_t start_ns)
 
 /* ---- counting the waits -------------------------------------------------------- */
 
+/* Where a stream server stands, for the message of a test that fails:
+ * which one is stuck, and in what. */
+enum { NOTE_RECEIVING, NOTE_STREAMING, NOTE_FINAL_REPLY };
+
+struct stream_note {
+	atomic_int phase;
+	atomic_uint replies; /* replies of the current stream sent before */
+	atomic_int err;	     /* the current stream's error so far */
+	atomic_uint streams; /* streams ended */
+	atomic_int last_end; /* the error the last one ended with */
+};
+
 /* What a side's tasks counted (shared by its tasks: atomics). */
 struct tally {
 	atomic_uint_fast64_t room_sleeps; /* polls that left a task asleep for room */
@@ -56,6 +68,7 @@ struct tally {
 	atomic_uint_fast64_t done, failed; /* calls or requests ended, and how many badly */
 	atomic_int first_error;
 	atomic_uint_fast64_t epipe; /* requests whose replies ended with -EPIPE */
+	struct stream_note *notes;  /* one per stream server, or NULL */
 };
 
 static void tally_error(struct tally *t, int err)
@@ -186,6 +199,7 @@ struct stream_server {
 	struct afe_future base;
 	struct afe_ipc_consumer *c;
 	struct tally *t;
+	struct stream_note *note; /* or NULL */
 	uint32_t i;
 	int err;
 	union {
@@ -197,19 +211,39 @@ struct stream_server {
 	struct counted wait;
 };
 
+static void note_phase(struct stream_note *n, int phase, uint32_t replies, int err)
+{
+	if (!n)
+		return;
+	atomic_store(&n->phase, phase);
+	atomic_store(&n->replies, replies);
+	atomic_store(&n->err, err);
+}
+
+static void note_end(struct stream_note *n, int err)
+{
+	if (!n)
+		return;
+	atomic_store(&n->last_end, err);
+	atomic_fetch_add(&n->streams, 1);
+}
+
 static int stream_server_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct stream_server *self = afe_container_of(f, struct stream_server, base);
 	struct afe_ipc_request *req = &self->req;
 	AFE_ASYNC_BEGIN(f, cx);
 	for (;;) {
+		note_phase(self->note, NOTE_RECEIVING, 0, 0);
 		afe_ipc_recv_init(req, self->c);
 		AFE_AWAIT(&req->base);
 		if (req->base.result < 0)
 			AFE_RETURN(0); /* closed */
 		self->err = 0;
+		self->i = 0;
 		if (req->fn == count_ID && count_decode(req, &self->args.count) == 0) {
 			for (self->i = 0; self->i < self->args.count.n && !self->err; self->i++) {
+				note_phase(self->note, NOTE_STREAMING, self->i, 0);
 				count_reply_more(&self->rep, req, self->i);
 				counted_reply(&self->wait, &self->rep, self->t);
 				AFE_AWAIT(&self->wait.base);
@@ -223,6 +257,7 @@ static int stream_server_poll(struct afe_future *f, struct afe_context *cx)
 			afe_ipc_reply_error(&self->rep, req, -EPROTO);
 			self->err = -EPROTO;
 		}
+		note_phase(self->note, NOTE_FINAL_REPLY, self->i, self->err);
 		counted_reply(&self->wait, &self->rep, self->t);
 		AFE_AWAIT(&self->wait.base);
 		if (!self->err)
@@ -231,6 +266,7 @@ static int stream_server_poll(struct afe_future *f, struct afe_context *cx)
 			atomic_fetch_add(&self->t->epipe, 1);
 		else if (self->err)
 			tally_error(self->t, self->err);
+		note_end(self->note, self->err);
 		atomic_fetch_add(&self->t->done, 1);
 	}
 	AFE_ASYNC_END;
@@ -274,7 +310,8 @@ static int serving_start(struct serving *s, struct afe_runtime *rt, const char *
 			*s->burst = b;
 			err = afe_spawn(rt, &b, &s->handles[i]);
 		} else {
-			struct stream_server srv = {.c = s->c, .t = t};
+			struct stream_server srv = {.c = s->c, .t = t,
+						    .note = t->notes ? &t->notes[i] : NULL};
 			afe_future_init(&srv.base, stream_server_poll);
 			err = afe_spawn(rt, &srv, &s->handles[i]);
 		}
@@ -715,6 +752,30 @@ static int stuck_call_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_END;
 }
 
+/* Tells which stream servers are not where the test expects them (the
+ * message of a failed assertion only says how many): each has ended
+ * `ended` streams, the last with -EPIPE, and is streaming when `streaming`. */
+static void report_streams(struct tally *t, uint32_t servers, uint32_t ended, bool streaming)
+{
+	static const char *const phases[] = {
+		[NOTE_RECEIVING] = "receiving",
+		[NOTE_STREAMING] = "streaming, a reply pending",
+		[NOTE_FINAL_REPLY] = "sending a final reply",
+	};
+	fprintf(stderr, "%u replies asleep for room\n", atomic_load(&t->asleep));
+	for (uint32_t i = 0; i < servers; i++) {
+		struct stream_note *n = &t->notes[i];
+		uint32_t streams = atomic_load(&n->streams);
+		int phase = atomic_load(&n->phase), last = atomic_load(&n->last_end);
+		if (streams == ended && (!ended || last == -EPIPE) &&
+		    (!streaming || phase == NOTE_STREAMING))
+			continue;
+		fprintf(stderr, "server %u: %s (%u replies sent before, error %d so far); "
+			"%u streams ended, the last with %d\n", i, phases[phase],
+			atomic_load(&n->replies), atomic_load(&n->err), streams, last);
+	}
+}
+
 static _Noreturn void stuck_producer(const char *name, int cue)
 {
 	char byte;
@@ -762,6 +823,8 @@ Test(ipc_room, killing_the_producer_ends_replies_waiting_for_room_with_epipe_at_
 	}
 	struct afe_runtime *rt = test_runtime(2);
 	static struct tally t;
+	static struct stream_note notes[STUCK_SERVERS];
+	t.notes = notes;
 	struct serving s;
 	cr_assert_eq(serving_start(&s, rt, name, STUCK_SERVERS, 0, 0, &t), 0);
 	for (int k = 0; k < KILL_ROUNDS; k++) {
@@ -781,7 +844,10 @@ Test(ipc_room, killing_the_producer_ends_replies_waiting_for_room_with_epipe_at_
 			     (unsigned long long)st.calls);
 		kill(kids[k], SIGSTOP);
 		/* Every server streams into the full reply ring, and waits. */
-		cr_assert(reaches(&t.asleep, STUCK_SERVERS),
+		bool asleep = reaches(&t.asleep, STUCK_SERVERS);
+		if (!asleep)
+			report_streams(&t, STUCK_SERVERS, (uint32_t)k, true);
+		cr_assert(asleep,
 			  "round %d: %u replies wait for room, not %u", k, atomic_load(&t.asleep),
 			  STUCK_SERVERS);
 		uint64_t start = afe_now_ns();
@@ -790,13 +856,23 @@ Test(ipc_room, killing_the_producer_ends_replies_waiting_for_room_with_epipe_at_
 		       ms_since(start) < 10000)
 			usleep(1000);
 		uint64_t ms = ms_since(start);
-		cr_assert_eq(atomic_load(&t.epipe), (uint64_t)STUCK_SERVERS * (k + 1),
-			     "round %d: %llu streams ended with -EPIPE", k,
-			     (unsigned long long)atomic_load(&t.epipe));
+		uint64_t epipe = atomic_load(&t.epipe);
+		if (epipe != (uint64_t)STUCK_SERVERS * (k + 1))
+			report_streams(&t, STUCK_SERVERS, (uint32_t)k + 1, false);
+		cr_assert_eq(epipe, (uint64_t)STUCK_SERVERS * (k + 1),
+			     "round %d: %llu streams ended with -EPIPE, %llu otherwise (the first "
+			     "with %d)", k, (unsigned long long)epipe,
+			     (unsigned long long)atomic_load(&t.failed), atomic_load(&t.first_error));
 		cr_assert_lt(ms, PROMPT_MS, "round %d: the replies took %llu ms to end", k,
 			     (unsigned long long)ms);
 		cr_assert_eq(atomic_load(&t.failed), 0, "a reply failed with %d",
 			     atomic_load(&t.first_error));
+		/* Dropped once: a dead producer is not taken on again (its
+		 * entry still says LIVE, and its pidfd opens while it is a
+		 * zombie), which would let replies into its rings anew. */
+		afe_ipc_consumer_stats(s.c, &st);
+		cr_assert_eq(st.peers_gone, (uint64_t)k + 1, "round %d: producers dropped %llu times",
+			     k, (unsigned long long)st.peers_gone);
 		int status;
 		cr_assert_eq(waitpid(kids[k], &status, 0), kids[k]);
 		cr_assert(WIFSIGNALED(status), "producer %d ended with status %d", k, status);
