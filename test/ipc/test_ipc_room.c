@@ -601,7 +601,13 @@ Test(ipc_room, streamed_replies_wait_for_room_while_a_busy_producer_drains_in_bu
 	/* One worker, shared with a hog: replies are drained between its
 	 * slices, by then the consumer filled the ring and waits. */
 	struct afe_runtime *rt = test_runtime(1);
-	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
+	/* A stream of 200 replies drained between a hog's slices took over
+	 * the default 5 s once on a loaded CI machine: the Criterion
+	 * timeout, not the call's, is what catches a hang here. */
+	struct afe_ipc_producer_config config;
+	afe_ipc_producer_config_default(&config);
+	config.timeout_ms = 60000;
+	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
 	static struct tally t;
 	atomic_bool stop = false;
 	struct hog hog = {.stop = &stop, .spin_us = 50};
