@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -47,14 +49,20 @@ static bool process_alive(pid_t pid)
 	return true;
 }
 
+static void wake(struct afe_ipc_bell *b)
+{
+	atomic_fetch_add(&b->word, 1);
+	syscall(SYS_futex, &b->word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
 /* After the guard grew a shrunk object back (in its signal handler): the
  * sleepers of every side look again, and find the object zeroed. */
 static void wake_all_bells(void *addr)
 {
 	struct afe_ipc_header *h = addr;
-	afe_ipc_bell_wake_all(&h->bell);
+	wake(&h->bell);
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++)
-		afe_ipc_bell_wake_all(&h->entries[i].bell);
+		wake(&h->entries[i].bell);
 }
 
 /* Maps the object open as fd, guarded against its shrinking (see
