@@ -174,8 +174,9 @@ static void report(const char *workload, long n, double seconds, const struct la
  * `inflight` <= slots calls outstanding, and every call and reply in the
  * rings belongs to an outstanding call, so neither ring can overflow. */
 struct ring {
-	_Alignas(64) _Atomic uint32_t tail; /* slots published; the reader's futex word */
-	_Atomic uint32_t sleeping;          /* 1: the reader is (about to be) asleep on tail */
+	_Alignas(64) _Atomic uint32_t tail; /* slots published */
+	_Atomic uint32_t sleeping;          /* 1: the reader is (about to be) asleep on bell */
+	_Atomic uint32_t bell;              /* the reader's futex word: bumped by each wake */
 };
 
 struct shm { /* MAP_SHARED before fork: the same address in both processes */
@@ -213,11 +214,17 @@ static void ring_publish(struct ring *r, uint32_t tail)
 		return;
 	/* Pairs with the fence in ring_wait: either the reader's re-check sees
 	 * this tail, or this load sees its flag. The exchange makes one wake
-	 * per sleep, however many publishes come before the reader runs. */
+	 * per sleep, however many publishes come before the reader runs. The
+	 * bump matters when this exchange takes the flag of a later sleep than
+	 * the one this tail ends (the reader saw the tail, woke and went back
+	 * to sleep meanwhile): the bell has moved past the value that sleep
+	 * waits on, so its wait returns at once instead of missing the wake. */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&r->sleeping, memory_order_relaxed) &&
-	    atomic_exchange_explicit(&r->sleeping, 0, memory_order_relaxed))
-		futex_wake(&r->tail);
+	    atomic_exchange(&r->sleeping, 0)) {
+		atomic_fetch_add(&r->bell, 1);
+		futex_wake(&r->bell);
+	}
 }
 
 /* The reader at head waits until the ring holds something; returns tail. */
@@ -236,14 +243,15 @@ static uint32_t ring_wait(struct ring *r, uint32_t head)
 		} while (deadline == UINT64_MAX || now_ns() < deadline);
 	}
 	for (;;) {
-		/* Publish the flag, re-check, then sleep only while tail is
-		 * still the value read: a publish in between makes the wait
-		 * return at once (EAGAIN) instead of being lost. */
+		/* Read the bell, publish the flag, re-check, then sleep only
+		 * while the bell is still the value read: a wake in between
+		 * makes the wait return at once (EAGAIN) instead of being lost. */
+		uint32_t bell = atomic_load_explicit(&r->bell, memory_order_acquire);
 		atomic_store_explicit(&r->sleeping, 1, memory_order_relaxed);
 		atomic_thread_fence(memory_order_seq_cst);
 		tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 		if (tail == head) {
-			futex_wait(&r->tail, tail);
+			futex_wait(&r->bell, bell);
 			tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 		}
 		if (tail != head) {
