@@ -50,6 +50,8 @@ static int pending_add(struct afe_ipc_producer *p, struct afe_ipc_call *call)
 	uint32_t slot = p->free_slots[--p->n_free];
 	call->id = (++p->serial << 12) | slot;
 	p->pending[slot] = call;
+	if (slot >= p->slots_used)
+		p->slots_used = slot + 1;
 	return 0;
 }
 
@@ -61,10 +63,8 @@ static void pending_remove(struct afe_ipc_producer *p, struct afe_ipc_call *call
 	p->free_slots[p->n_free++] = slot;
 }
 
-/* Ends call with status: out of the table, answered, its waker taken.
- * With p->lock held; wake the returned waker after unlocking. */
-static struct afe_waker answer_locked(struct afe_ipc_producer *p, struct afe_ipc_call *call,
-				      int32_t status)
+struct afe_waker afe_ipc_producer_answer_locked(struct afe_ipc_producer *p,
+						struct afe_ipc_call *call, int32_t status)
 {
 	pending_remove(p, call);
 	call->status = status;
@@ -116,7 +116,7 @@ void afe_ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int3
 		status = keep_reply(call, payload, len);
 	}
 	if (!more)
-		w = answer_locked(p, call, status);
+		w = afe_ipc_producer_answer_locked(p, call, status);
 	pthread_mutex_unlock(&p->lock);
 	atomic_fetch_add(&p->n_replies, 1);
 	wake_taken(&w);
@@ -131,7 +131,7 @@ void afe_ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err)
 		if (call) {
 			if (call->on_reply)
 				call->on_reply(call->on_reply_ctx, err, NULL, false);
-			w = answer_locked(p, call, err);
+			w = afe_ipc_producer_answer_locked(p, call, err);
 		}
 		pthread_mutex_unlock(&p->lock);
 		wake_taken(&w);
@@ -196,12 +196,18 @@ int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *
 	struct afe_ipc_producer *p = producer_new(rt, config);
 	if (!p)
 		return -ENOMEM;
-	int err = -ECONNREFUSED;
+	int err = afe_ipc_deadlines_start(p);
+	if (err < 0) {
+		afe_ipc_producer_unref(p);
+		return err;
+	}
+	err = -ECONNREFUSED;
 	if (config->transport != AFE_IPC_SHARED_MEMORY)
 		err = afe_ipc_local_connect(p, name);
 	if (err == -ECONNREFUSED && config->transport != AFE_IPC_IN_PROCESS)
 		err = afe_ipc_shm_connect(p, name);
 	if (err < 0) {
+		afe_join_handle_drop(&p->deadlines);
 		afe_ipc_producer_unref(p);
 		return err;
 	}
@@ -216,6 +222,7 @@ void afe_ipc_producer_close(struct afe_ipc_producer *p)
 	struct afe_runtime *own = p->owns_rt ? p->rt : NULL; /* p may be freed below */
 	atomic_store(&p->closed, true);
 	p->link->close(p);
+	afe_join_handle_drop(&p->deadlines);
 	afe_ipc_producer_unref(p);
 	if (own)
 		afe_runtime_destroy(own); /* waits for the producer's tasks */
@@ -296,19 +303,27 @@ int afe_ipc_call_result(const struct afe_ipc_call *call, struct afe_ipc_reader *
 	return call->status;
 }
 
-/* Takes the call into the table and starts its timer. 0 or an error. */
-static int call_start(struct afe_ipc_call *call)
+/* Takes the call into the table, with its deadline and the task's waker.
+ * 0 or an error. */
+static int call_start(struct afe_ipc_call *call, const struct afe_context *cx)
 {
 	struct afe_ipc_producer *p = call->producer;
+	uint64_t now = afe_now_ns();
+	struct afe_waker sweeper = {0};
 	/* Looked at under the lock: a call added after the link went away
 	 * would be missed by the fail_all that ends the others. */
 	pthread_mutex_lock(&p->lock);
 	int err = atomic_load(&p->closed) || p->link->gone(p) ? -EPIPE : pending_add(p, call);
+	if (err == 0) {
+		sweeper = afe_ipc_deadline_set(p, call, now);
+		afe_waker_register(&call->waker, cx);
+	}
 	pthread_mutex_unlock(&p->lock);
 	if (err < 0)
 		return err;
 	atomic_fetch_add(&p->refs, 1);
-	afe_sleep_init(&call->timer, (uint64_t)p->timeout_ms[call->fn] * 1000000u);
+	if (afe_waker_is_set(&sweeper))
+		afe_waker_wake(&sweeper);
 	return 0;
 }
 
@@ -345,7 +360,7 @@ static void call_end_early(struct afe_ipc_call *call, int32_t err)
 	if (!atomic_load_explicit(&call->answered, memory_order_relaxed)) {
 		if (call->on_reply)
 			call->on_reply(call->on_reply_ctx, err, NULL, false);
-		w = answer_locked(p, call, err);
+		w = afe_ipc_producer_answer_locked(p, call, err);
 		if (err == -ETIMEDOUT)
 			atomic_fetch_add(&p->timeouts, 1);
 	}
@@ -357,6 +372,8 @@ static void call_end_early(struct afe_ipc_call *call, int32_t err)
 static void call_register(struct afe_ipc_call *call, const struct afe_context *cx)
 {
 	struct afe_ipc_producer *p = call->producer;
+	if (atomic_load_explicit(&call->answered, memory_order_acquire))
+		return; /* the usual case: polled again because it is answered */
 	pthread_mutex_lock(&p->lock);
 	if (!atomic_load_explicit(&call->answered, memory_order_relaxed))
 		afe_waker_register(&call->waker, cx);
@@ -375,7 +392,7 @@ static int call_poll(struct afe_future *f, struct afe_context *cx)
 		f->result = call->status;
 		return AFE_READY;
 	case PHASE_ARMED:
-		err = cx->cancel ? -ECANCELED : call_start(call);
+		err = cx->cancel ? -ECANCELED : call_start(call, cx);
 		if (err < 0) {
 			call->status = err;
 			call->phase = PHASE_DONE;
@@ -405,16 +422,11 @@ static int call_poll(struct afe_future *f, struct afe_context *cx)
 			break;
 		}
 	}
-	if (call->phase == PHASE_WAITING)
-		call_register(call, cx);
-	if (afe_future_poll(&call->timer.base, cx) == AFE_READY)
-		call_end_early(call, call->timer.base.result == 0 ? -ETIMEDOUT
-								  : (int32_t)call->timer.base.result);
+	call_register(call, cx);
 	if (!atomic_load_explicit(&call->answered, memory_order_acquire))
 		return AFE_PENDING;
 done:
 	call_stop_waiting_room(call, cx);
-	afe_ipc_withdraw(&call->timer.base, cx);
 	call->phase = PHASE_DONE;
 	call->on_reply = NULL;
 	f->result = call->status;

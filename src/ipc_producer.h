@@ -2,8 +2,9 @@
 /*
  * The producer's call layer and the links it sends over.
  *
- * The call layer (ipc_producer.c) keeps the pending table, the calls'
- * timers and results; it does not know where requests go. A link does:
+ * The call layer (ipc_producer.c) keeps the pending table and the calls'
+ * results, and ipc_deadlines.c their timeouts; it does not know where
+ * requests go. A link does:
  * the shared-memory link (ipc_producer_shm.c: rings in the consumer's object,
  * a pump task for the replies, a pidfd watcher) or the in-process link
  * (ipc_local.c: a queue of call ids the consumer's receivers read, and
@@ -41,7 +42,13 @@ struct afe_ipc_producer {
 	pthread_mutex_t lock; /* the pending table, the calls in it, the local queue */
 	struct afe_ipc_call *pending[AFE_IPC_MAX_PENDING];
 	uint32_t free_slots[AFE_IPC_MAX_PENDING], n_free;
+	uint32_t slots_used; /* no call ever had a slot at or past this */
 	uint64_t serial;
+	/* The timeout sweeper (ipc_deadlines.c): the time it sleeps until,
+	 * and its waker, for a call due before then. Under lock. */
+	uint64_t sweep_at;
+	struct afe_waker sweeper;
+	struct afe_join_handle deadlines; /* a child handle: close cancels it */
 	_Atomic uint64_t n_calls, n_replies, late, malformed, timeouts;
 	uint32_t timeout_ms[256];
 
@@ -67,6 +74,20 @@ struct afe_ipc_producer {
  * takes one reply). */
 void afe_ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
 			      bool more, const void *payload, uint32_t len);
+
+/* Ends call with status: out of the table, answered, its waker taken.
+ * With p->lock held; wake the returned waker after unlocking. */
+struct afe_waker afe_ipc_producer_answer_locked(struct afe_ipc_producer *p,
+						struct afe_ipc_call *call, int32_t status);
+
+/* Starts p's timeout sweeper: 0 or the spawn's error. */
+int afe_ipc_deadlines_start(struct afe_ipc_producer *p);
+
+/* Sets the deadline of call, which starts at now, from its function's
+ * timeout. With p->lock held; wake the returned waker (the sweeper's,
+ * when call is due before it would look) after unlocking. */
+struct afe_waker afe_ipc_deadline_set(struct afe_ipc_producer *p, struct afe_ipc_call *call,
+				      uint64_t now);
 
 /* Ends every pending call with err (the consumer is gone, or we close). */
 void afe_ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err);

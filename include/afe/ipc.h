@@ -164,7 +164,7 @@ AFE_EXPORT void afe_ipc_producer_stats(const struct afe_ipc_producer *p,
  * and do not start or release calls from it. Over the in-process
  * transport it runs on the consumer's task that sends the reply, before
  * that reply's future ends; the -EPIPE of a close runs on the thread that
- * closes (either side). */
+ * closes (either side), and a -ETIMEDOUT on the producer's timeout task. */
 typedef void afe_ipc_reply_fn(void *ctx, int status, struct afe_ipc_reader *r, bool more);
 
 /*
@@ -189,7 +189,7 @@ struct afe_ipc_call {
 	bool waiting_room;
 	_Atomic uint8_t answered; /* the pump stored the outcome */
 	struct afe_waker waker;	  /* guarded by the producer's lock */
-	struct afe_sleep timer;
+	uint64_t deadline; /* CLOCK_MONOTONIC ns */
 	struct afe_notified room;
 	unsigned char args_inline[48], ret_inline[48];
 };

@@ -276,6 +276,45 @@ static intptr_t join(struct afe_runtime *rt, struct afe_join_handle *handle)
 	return test_block_on(rt, &j);
 }
 
+/* The timeout sweeper sleeps until the earliest deadline it knows: a call
+ * due before that must wake it, or it would time out only when the naps'
+ * 10 s deadlines come (and here get its reply first, after the naps). */
+Test(ipc_local, a_call_due_before_the_calls_in_flight_times_out_on_time_over_both_links)
+{
+	for (size_t t = 0; t < 2; t++) {
+		struct afe_ipc_producer_config config;
+		afe_ipc_producer_config_default(&config);
+		config.timeout_ms = 10000;
+		struct afe_ipc_fn_timeout add_limit = {.fn = add_ID, .ms = 100};
+		config.timeouts = &add_limit;
+		config.n_timeouts = 1;
+		struct session s;
+		session_start(&s, "due", both[t], &config);
+		struct afe_join_handle naps[SERVERS];
+		for (int i = 0; i < SERVERS; i++)
+			spawn_call(s.rt, s.p, nap_ID, 700, &naps[i]);
+		usleep(50 * 1000); /* every server naps: the add waits its turn */
+		uint64_t start = afe_now_ns();
+		cr_assert_eq(add(&s.call, 1, 2, 3), 0);
+		cr_assert_eq(run_call(s.rt, &s.call), -ETIMEDOUT, "transport %zu", t);
+		cr_assert_geq(afe_now_ns() - start, 100 * 1000000ull, "never early");
+		for (int i = 0; i < SERVERS; i++)
+			cr_assert_eq(join(s.rt, &naps[i]), 0);
+		/* Again, the sweeper asleep now for the first naps' deadlines. */
+		for (int i = 0; i < SERVERS; i++)
+			spawn_call(s.rt, s.p, nap_ID, 700, &naps[i]);
+		usleep(50 * 1000);
+		cr_assert_eq(add(&s.call, 1, 2, 3), 0);
+		cr_assert_eq(run_call(s.rt, &s.call), -ETIMEDOUT, "transport %zu", t);
+		for (int i = 0; i < SERVERS; i++)
+			cr_assert_eq(join(s.rt, &naps[i]), 0);
+		struct afe_ipc_stats st;
+		afe_ipc_producer_stats(s.p, &st);
+		cr_assert_eq(st.timeouts, 2);
+		session_end(&s);
+	}
+}
+
 Test(ipc_local, a_closed_consumer_ends_in_process_calls_with_epipe_and_its_name_serves_again)
 {
 	const char *name = local_name("closed");

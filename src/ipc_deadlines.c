@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The producer's call timeouts: one task per producer ends every call past
+ * its deadline with -ETIMEDOUT.
+ *
+ * A call only writes its deadline into its slot of the pending table; it
+ * arms no timer of its own, which would cost every call a trip through the
+ * runtime's timer wheel (its lock, its waker, a clock read each poll) to
+ * time out a call that almost never does. The sweeper sleeps until the
+ * earliest deadline it knows of (sweep_at), then scans the table: it ends
+ * the calls that are due and sleeps until the earliest deadline left. A
+ * call whose deadline comes before sweep_at (the first after an idle
+ * spell, or one of a function with a shorter timeout) wakes it to sleep
+ * less. So a stream of calls with one timeout costs one scan per timeout
+ * period, however many calls it holds.
+ */
+#include <errno.h>
+
+#include "ipc_producer.h"
+#include "runtime_internal.h"
+
+struct sweeper {
+	struct afe_future base;
+	struct afe_ipc_producer *p;
+	bool napping;
+	uint64_t until; /* what nap sleeps until */
+	struct afe_sleep nap;
+};
+
+#define WAKE_BATCH 32u
+
+/* Ends the calls due at now, WAKE_BATCH at most; from: the slot to look at
+ * next, left where the scan stopped. Returns how many ended, with their
+ * wakers in wakers; *next: the earliest deadline among the calls looked at
+ * and not ended. With p->lock held. */
+static unsigned end_due(struct afe_ipc_producer *p, uint64_t now, uint32_t *from,
+			struct afe_waker wakers[WAKE_BATCH], uint64_t *next)
+{
+	unsigned n = 0;
+	for (; *from < p->slots_used && n < WAKE_BATCH; (*from)++) {
+		struct afe_ipc_call *call = p->pending[*from];
+		if (!call)
+			continue;
+		if (call->deadline > now) {
+			if (call->deadline < *next)
+				*next = call->deadline;
+			continue;
+		}
+		if (call->on_reply)
+			call->on_reply(call->on_reply_ctx, -ETIMEDOUT, NULL, false);
+		wakers[n++] = afe_ipc_producer_answer_locked(p, call, -ETIMEDOUT);
+		atomic_fetch_add(&p->timeouts, 1);
+	}
+	return n;
+}
+
+/* Ends the calls that are due and returns the earliest deadline left
+ * (UINT64_MAX: none), now in p->sweep_at. With nothing left to wait for,
+ * the sweeper's waker stays with p, for the next call to wake it. */
+static uint64_t sweep(struct afe_ipc_producer *p, const struct afe_context *cx)
+{
+	uint64_t now = afe_now_ns(), next = UINT64_MAX;
+	uint32_t from = 0;
+	for (;;) {
+		struct afe_waker wakers[WAKE_BATCH];
+		pthread_mutex_lock(&p->lock);
+		unsigned n = end_due(p, now, &from, wakers, &next);
+		bool done = from >= p->slots_used;
+		if (done) {
+			p->sweep_at = next;
+			if (next == UINT64_MAX)
+				afe_waker_register(&p->sweeper, cx);
+		}
+		pthread_mutex_unlock(&p->lock);
+		for (unsigned i = 0; i < n; i++)
+			if (afe_waker_is_set(&wakers[i]))
+				afe_waker_wake(&wakers[i]);
+		if (done)
+			return next;
+	}
+}
+
+/* Whether no call came meanwhile with a deadline before the nap's end;
+ * if so, leaves the sweeper's waker with p for one that does. */
+static bool nap_still_right(struct afe_ipc_producer *p, uint64_t until,
+			    const struct afe_context *cx)
+{
+	pthread_mutex_lock(&p->lock);
+	bool right = p->sweep_at >= until;
+	if (right)
+		afe_waker_register(&p->sweeper, cx);
+	pthread_mutex_unlock(&p->lock);
+	return right;
+}
+
+static int sweeper_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct sweeper *self = afe_container_of(f, struct sweeper, base);
+	struct afe_ipc_producer *p = self->p;
+	while (!cx->cancel) {
+		if (self->napping) {
+			if (afe_future_poll(&self->nap.base, cx) == AFE_PENDING) {
+				if (nap_still_right(p, self->until, cx))
+					return AFE_PENDING;
+				afe_ipc_withdraw(&self->nap.base, cx);
+			} else if (self->nap.base.result < 0) {
+				break; /* the runtime is going away */
+			}
+			self->napping = false;
+		}
+		uint64_t next = sweep(p, cx);
+		if (next == UINT64_MAX)
+			return AFE_PENDING;
+		afe_sleep_until_init(&self->nap, next);
+		self->until = next;
+		self->napping = true;
+	}
+	if (self->napping)
+		afe_ipc_withdraw(&self->nap.base, cx);
+	pthread_mutex_lock(&p->lock);
+	struct afe_waker stale = p->sweeper;
+	p->sweeper.vtable = NULL;
+	p->sweep_at = 0; /* no call wakes a sweeper that is gone */
+	pthread_mutex_unlock(&p->lock);
+	afe_waker_drop(&stale);
+	atomic_fetch_sub(&p->rt->system_tasks, 1);
+	afe_ipc_producer_unref(p);
+	f->result = 0;
+	return AFE_READY;
+}
+
+int afe_ipc_deadlines_start(struct afe_ipc_producer *p)
+{
+	struct sweeper s = {.p = p};
+	afe_future_init(&s.base, sweeper_poll);
+	p->sweep_at = UINT64_MAX;
+	afe_ipc_producer_ref(p);
+	atomic_fetch_add(&p->rt->system_tasks, 1);
+	int err = afe_spawn_child(p->rt, &s, &p->deadlines);
+	if (err < 0) {
+		atomic_fetch_sub(&p->rt->system_tasks, 1);
+		afe_ipc_producer_unref(p);
+	}
+	return err;
+}
+
+struct afe_waker afe_ipc_deadline_set(struct afe_ipc_producer *p, struct afe_ipc_call *call,
+				      uint64_t now)
+{
+	uint64_t ns = (uint64_t)p->timeout_ms[call->fn] * 1000000u;
+	call->deadline = ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
+	struct afe_waker w = {0};
+	if (call->deadline < p->sweep_at) {
+		p->sweep_at = call->deadline;
+		w = p->sweeper;
+		p->sweeper.vtable = NULL;
+	}
+	return w;
+}
