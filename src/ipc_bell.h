@@ -14,6 +14,7 @@
 #ifndef AFE_IPC_BELL_H
 #define AFE_IPC_BELL_H
 
+#include <limits.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -66,6 +67,14 @@ static inline int afe_ipc_bell_ring(struct afe_ipc_bell *b, uint32_t what)
 	atomic_fetch_add(&b->word, 1);
 	syscall(SYS_futex, &b->word, FUTEX_WAKE, 1, NULL, NULL, 0);
 	return 1;
+}
+
+/* Wakes every sleeper on the bell, whatever it wants: for when the bell's
+ * memory may have been wiped (see ipc_guard.h). Async-signal-safe. */
+static inline void afe_ipc_bell_wake_all(struct afe_ipc_bell *b)
+{
+	atomic_fetch_add(&b->word, 1);
+	syscall(SYS_futex, &b->word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 /* Rings bell with what once this worker has run its burst of tasks (see

@@ -53,7 +53,7 @@ struct afe_ipc_consumer {
 	struct afe_notify work, room;
 	bool serve_all;
 	uint8_t served[32]; /* a bit per function id */
-	_Atomic uint64_t calls, replies, malformed, unknown_fn, peers_gone;
+	_Atomic uint64_t calls, replies, malformed, unknown_fn, peers_gone, repairs;
 	struct peer peers[AFE_IPC_MAX_PRODUCERS];
 	/* The producers of this process (the in-process link). */
 	pthread_mutex_t local_lock;
@@ -456,6 +456,16 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	struct afe_ipc_bell *bell = &c->hdr->bell;
 	AFE_ASYNC_BEGIN(f, cx);
 	while (!atomic_load(&c->closed)) {
+		if (c->shm && afe_ipc_shm_check(AFE_IPC_OBJECT_SIZE, c->hdr) < 0) {
+			/* Wiped: another process shrank the object and a guard
+			 * (ours or a producer's, see ipc_guard.h) grew it back,
+			 * zeroed. Every producer goes (their entries are gone)
+			 * before the header lets new ones in. */
+			for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++)
+				drop_peer(c, i);
+			afe_ipc_shm_write_header(c->hdr);
+			atomic_fetch_add(&c->repairs, 1);
+		}
 		sync_peers(c);
 		uint32_t wants = pump_wants(c);
 		self->word = afe_ipc_bell_want(bell, wants);
@@ -584,6 +594,7 @@ void afe_ipc_consumer_stats(const struct afe_ipc_consumer *c, struct afe_ipc_sta
 	out->malformed = atomic_load(&c->malformed);
 	out->unknown_fn = atomic_load(&c->unknown_fn);
 	out->peers_gone = atomic_load(&c->peers_gone);
+	out->repairs = atomic_load(&c->repairs);
 }
 
 /* ---- receiving -------------------------------------------------------------- */

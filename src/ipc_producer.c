@@ -241,6 +241,7 @@ void afe_ipc_producer_stats(const struct afe_ipc_producer *p, struct afe_ipc_sta
 	out->late_replies = atomic_load(&p->late);
 	out->malformed = atomic_load(&p->malformed);
 	out->timeouts = atomic_load(&p->timeouts);
+	out->repairs = p->hdr ? afe_ipc_shm_repairs(p->hdr) : 0;
 }
 
 /* ---- calls ----------------------------------------------------------------- */

@@ -55,6 +55,7 @@ struct afe_ipc_producer {
 	/* The shared-memory link. */
 	struct afe_ipc_header *hdr;
 	struct afe_ipc_entry *entry;
+	uint32_t gen; /* the entry's generation while it is ours */
 	struct afe_ipc_ring requests, replies;
 	int consumer_pidfd;
 	_Atomic uint32_t room_waiters;

@@ -48,11 +48,17 @@ static void drain(struct afe_ipc_producer *p)
 		afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_ROOM, false, &producer_owner, p);
 }
 
+/* Also when our entry is no longer ours: the consumer freed it, or the
+ * object was wiped (see ipc_guard.h) and another producer took it. */
 static bool consumer_gone(struct afe_ipc_producer *p)
 {
-	return atomic_load(&p->gone) ||
-	       atomic_load_explicit(&p->entry->state, memory_order_relaxed) !=
-		       AFE_IPC_ENTRY_LIVE;
+	if (atomic_load(&p->gone))
+		return true;
+	if (atomic_load_explicit(&p->entry->state, memory_order_relaxed) == AFE_IPC_ENTRY_LIVE &&
+	    atomic_load_explicit(&p->entry->generation, memory_order_relaxed) == p->gen)
+		return false;
+	atomic_store(&p->gone, true); /* for good, whatever the entry says later */
+	return true;
 }
 
 /* ---- the reply task ------------------------------------------------------- */
@@ -115,7 +121,8 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 }
 
 /* Takes a free entry of h for this process and formats its rings. */
-static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, unsigned *index)
+static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, unsigned *index,
+		       uint32_t *gen)
 {
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		struct afe_ipc_entry *e = &h->entries[i];
@@ -126,7 +133,13 @@ static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, uns
 		afe_ipc_ring_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
 		atomic_store(&e->bell.wants, 0);
 		atomic_store(&e->pid, getpid());
-		atomic_fetch_add(&e->generation, 1);
+		/* Unique to this claim, not the entry's count plus one: after
+		 * a wipe (see ipc_guard.h) the count starts again at 0, and a
+		 * wiped producer would take a new one's entry for its own. */
+		static _Atomic uint32_t claims;
+		uint32_t g = ((uint32_t)getpid() << 12) ^ atomic_fetch_add(&claims, 1);
+		*gen = g == atomic_load(&e->generation) ? g + 1 : g;
+		atomic_store(&e->generation, *gen);
 		atomic_store_explicit(&e->state, AFE_IPC_ENTRY_LIVE, memory_order_release);
 		*out = e;
 		*index = i;
@@ -169,7 +182,8 @@ static int shm_send(struct afe_ipc_producer *p, const struct afe_ipc_call *call)
 
 static void shm_close(struct afe_ipc_producer *p)
 {
-	atomic_store(&p->entry->state, AFE_IPC_ENTRY_GONE);
+	if (atomic_load(&p->entry->generation) == p->gen) /* still ours */
+		atomic_store(&p->entry->state, AFE_IPC_ENTRY_GONE);
 	afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_ANY);
 	afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY);
 	afe_join_handle_drop(&p->watcher); /* a child handle: cancels it */
@@ -200,7 +214,7 @@ int afe_ipc_shm_connect(struct afe_ipc_producer *p, const char *name)
 		return pidfd == -ESRCH ? -ECONNREFUSED : pidfd;
 	}
 	unsigned index;
-	if ((err = claim_entry(h, &p->entry, &index)) < 0) {
+	if ((err = claim_entry(h, &p->entry, &index, &p->gen)) < 0) {
 		close(pidfd);
 		afe_ipc_shm_unmap(h);
 		return err;

@@ -12,6 +12,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "ipc_guard.h"
+
 int afe_ipc_shm_path(char *path, size_t size, const char *name)
 {
 	if (!name || !*name || strlen(name) > AFE_IPC_NAME_MAX)
@@ -45,10 +47,33 @@ static bool process_alive(pid_t pid)
 	return true;
 }
 
+/* After the guard grew a shrunk object back (in its signal handler): the
+ * sleepers of every side look again, and find the object zeroed. */
+static void wake_all_bells(void *addr)
+{
+	struct afe_ipc_header *h = addr;
+	afe_ipc_bell_wake_all(&h->bell);
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++)
+		afe_ipc_bell_wake_all(&h->entries[i].bell);
+}
+
+/* Maps the object open as fd, guarded against its shrinking (see
+ * ipc_guard.h); NULL with errno set on failure. */
 static void *map_fd(int fd)
 {
 	void *p = mmap(NULL, AFE_IPC_OBJECT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+	int kept = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	int err = kept < 0 ? -errno : afe_ipc_guard_add(p, AFE_IPC_OBJECT_SIZE, kept, wake_all_bells);
+	if (err < 0) {
+		if (kept >= 0)
+			close(kept);
+		munmap(p, AFE_IPC_OBJECT_SIZE);
+		errno = -err;
+		return NULL;
+	}
+	return p;
 }
 
 int afe_ipc_shm_check(uint64_t size, const struct afe_ipc_header *h)
@@ -78,11 +103,14 @@ static int replace_stale(const char *path)
 	bool live = false;
 	if (fstat(fd, &st) == 0 && (size_t)st.st_size == AFE_IPC_OBJECT_SIZE) {
 		struct afe_ipc_header *h = map_fd(fd);
-		if (h) {
-			live = afe_ipc_shm_check((uint64_t)st.st_size, h) == 0 &&
-			       process_alive(h->consumer_pid);
-			munmap(h, AFE_IPC_OBJECT_SIZE);
+		if (!h) { /* unknown: never remove a live consumer's object */
+			int err = -errno;
+			close(fd);
+			return err;
 		}
+		live = afe_ipc_shm_check((uint64_t)st.st_size, h) == 0 &&
+		       process_alive(h->consumer_pid);
+		afe_ipc_shm_unmap(h);
 	}
 	close(fd);
 	if (live)
@@ -117,6 +145,13 @@ int afe_ipc_shm_create(const char *name, struct afe_ipc_header **out)
 	}
 	close(fd);
 	/* The object is fresh (zeroed): entries FREE, bells 0. */
+	afe_ipc_shm_write_header(h);
+	*out = h;
+	return 0;
+}
+
+void afe_ipc_shm_write_header(struct afe_ipc_header *h)
+{
 	h->version = AFE_IPC_VERSION;
 	h->slot_size = AFE_IPC_SLOT_SIZE;
 	h->ring_slots = AFE_IPC_RING_SLOTS;
@@ -124,8 +159,11 @@ int afe_ipc_shm_create(const char *name, struct afe_ipc_header **out)
 	h->size = AFE_IPC_OBJECT_SIZE;
 	h->consumer_pid = getpid();
 	atomic_store_explicit(&h->magic, AFE_IPC_MAGIC, memory_order_release);
-	*out = h;
-	return 0;
+}
+
+uint32_t afe_ipc_shm_repairs(const struct afe_ipc_header *h)
+{
+	return afe_ipc_guard_repairs(h);
 }
 
 int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out)
@@ -154,7 +192,7 @@ int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out)
 	close(fd);
 	if ((err = afe_ipc_shm_check((uint64_t)st.st_size, h)) < 0) {
 		if (h)
-			munmap(h, AFE_IPC_OBJECT_SIZE);
+			afe_ipc_shm_unmap(h);
 		return err;
 	}
 	*out = h;
@@ -163,5 +201,6 @@ int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out)
 
 void afe_ipc_shm_unmap(struct afe_ipc_header *h)
 {
+	afe_ipc_guard_remove(h);
 	munmap(h, AFE_IPC_OBJECT_SIZE);
 }

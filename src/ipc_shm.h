@@ -85,7 +85,18 @@ int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out);
  */
 int afe_ipc_shm_check(uint64_t size, const struct afe_ipc_header *h);
 
+/* Unmaps an object mapped by afe_ipc_shm_create or afe_ipc_shm_open. */
 void afe_ipc_shm_unmap(struct afe_ipc_header *h);
+
+/* The consumer: writes the header, magic last. Also after a repair. */
+void afe_ipc_shm_write_header(struct afe_ipc_header *h);
+
+/*
+ * How often another process shrank the object under this mapping and the
+ * guard grew it back, zeroed (see ipc_guard.h). Mappings of both calls
+ * above are guarded.
+ */
+uint32_t afe_ipc_shm_repairs(const struct afe_ipc_header *h);
 
 /* Opens a pidfd on pid: >= 0, or -errno (-ESRCH: it is gone). */
 int afe_ipc_pidfd_open(pid_t pid);

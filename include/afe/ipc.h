@@ -89,6 +89,9 @@ struct afe_ipc_stats {
 	uint64_t unknown_fn;   /* consumer: requests for a function not served */
 	uint64_t timeouts;     /* producer: calls that timed out */
 	uint64_t peers_gone;   /* consumer: producers that went away */
+	uint64_t repairs;      /* the shared object was found shrunk (producer: by a
+				* fault of its own) or wiped (consumer: its header)
+				* and restored; see afe_ipc_consumer_serve */
 };
 
 /* ---- the producer --------------------------------------------------------- */
@@ -134,9 +137,11 @@ AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *
  * Returns 0, or -EINVAL (bad name or config, null out), -ECONNREFUSED (no
  * consumer serves name, or none the transport asked for does), -EPROTO
  * (the object is not a compatible AFE ring: magic, version or sizes),
- * -EBUSY (AFE_IPC_MAX_PRODUCERS already connected), -ENOMEM, the errno of
- * shm_open/mmap/pidfd_open, or that of afe_runtime_create for a runtime of
- * its own.
+ * -EBUSY (AFE_IPC_MAX_PRODUCERS already connected), -EMFILE (this process
+ * maps 256 objects already), -ENOMEM, the errno of shm_open/mmap/
+ * pidfd_open, or that of afe_runtime_create for a runtime of its own.
+ * A consumer that another process shrinks the object under ends this
+ * producer's calls with -EPIPE (see afe_ipc_consumer_serve).
  */
 AFE_EXPORT int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *rt,
 					const char *name,
@@ -248,7 +253,16 @@ AFE_EXPORT void afe_ipc_consumer_config_default(struct afe_ipc_consumer_config *
  * object (mode 0600). A dead consumer's object under the same name is
  * replaced, so a restarted consumer serves again. Returns 0, or -EINVAL,
  * -EADDRINUSE (a live consumer, or one of this process, serves name),
- * -ENOMEM, or the errno of shm_open/ftruncate/mmap.
+ * -EMFILE (this process maps 256 objects already), -ENOMEM, or the errno
+ * of shm_open/ftruncate/mmap.
+ *
+ * Any process of the same user can shrink (ftruncate) the object. Instead
+ * of dying of SIGBUS at their next access to it, both sides grow it back,
+ * zeroed: AFE installs a SIGBUS handler for this, which passes faults
+ * outside its objects to the handler that was there before. The consumer
+ * then drops every shared-memory producer (their calls end with -EPIPE),
+ * counts a repair in its stats, and takes new producers again. A program
+ * that installs its own SIGBUS handler later loses this protection.
  */
 AFE_EXPORT int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt,
 				      const char *name,

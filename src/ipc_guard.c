@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/* The SIGBUS guard of shared mappings: see ipc_guard.h. */
+#define _GNU_SOURCE
+#include "ipc_guard.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+struct guarded {
+	_Atomic uintptr_t start; /* 0: a free slot; published last */
+	size_t len;
+	int fd;
+	void (*wake_bells)(void *addr);
+	_Atomic uint32_t repairs;
+};
+
+/* The handler reads the slots without a lock: a slot's fields are set
+ * before its start is published, and cleared after it is withdrawn. */
+static struct guarded guarded[AFE_IPC_GUARD_MAX];
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER; /* adds, removes */
+static bool installed;
+static struct sigaction previous; /* written once, before any slot is used */
+
+/* A fault we do not own: handled as it would have been without us. */
+static void pass_on(int sig, siginfo_t *info, void *context)
+{
+	if (previous.sa_flags & SA_SIGINFO) {
+		previous.sa_sigaction(sig, info, context);
+		return;
+	}
+	if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
+		previous.sa_handler(sig);
+		return;
+	}
+	/* The default action: the faulting access runs again and kills us
+	 * as SIGBUS always did; a SIGBUS sent by kill() is sent again. */
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigaction(sig, &dfl, NULL);
+	if (info->si_code <= 0)
+		raise(sig);
+}
+
+static void repair(struct guarded *g, uintptr_t start)
+{
+	int saved = errno;
+	if (ftruncate(g->fd, (off_t)g->len) == 0) {
+		g->wake_bells((void *)start);
+	} else {
+		/* The object cannot grow back: zeros of our own keep this
+		 * process running; the link through it is dead. */
+		mmap((void *)start, g->len, PROT_READ | PROT_WRITE,
+		     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	}
+	atomic_fetch_add(&g->repairs, 1);
+	errno = saved;
+}
+
+static void on_sigbus(int sig, siginfo_t *info, void *context)
+{
+	/* Only an access past the object's end: another fault (a memory
+	 * error) would come back however often we grew the object. */
+	if (info->si_code == BUS_ADRERR) {
+		uintptr_t at = (uintptr_t)info->si_addr;
+		for (unsigned i = 0; i < AFE_IPC_GUARD_MAX; i++) {
+			struct guarded *g = &guarded[i];
+			uintptr_t start = atomic_load_explicit(&g->start, memory_order_acquire);
+			if (start && at >= start && at - start < g->len) {
+				repair(g, start);
+				return;
+			}
+		}
+	}
+	pass_on(sig, info, context);
+}
+
+static int install(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, &previous) < 0)
+		return -errno;
+	installed = true;
+	return 0;
+}
+
+int afe_ipc_guard_add(void *addr, size_t len, int fd, void (*wake_bells)(void *addr))
+{
+	pthread_mutex_lock(&guard_lock);
+	int err = installed ? 0 : install();
+	struct guarded *g = NULL;
+	for (unsigned i = 0; !err && !g && i < AFE_IPC_GUARD_MAX; i++)
+		if (!atomic_load_explicit(&guarded[i].start, memory_order_relaxed))
+			g = &guarded[i];
+	if (!err && !g)
+		err = -EMFILE;
+	if (!err) {
+		g->len = len;
+		g->fd = fd;
+		g->wake_bells = wake_bells;
+		atomic_store_explicit(&g->repairs, 0, memory_order_relaxed);
+		atomic_store_explicit(&g->start, (uintptr_t)addr, memory_order_release);
+	}
+	pthread_mutex_unlock(&guard_lock);
+	return err;
+}
+
+static struct guarded *find(const void *addr)
+{
+	for (unsigned i = 0; i < AFE_IPC_GUARD_MAX; i++)
+		if (atomic_load_explicit(&guarded[i].start, memory_order_acquire) == (uintptr_t)addr)
+			return &guarded[i];
+	return NULL;
+}
+
+void afe_ipc_guard_remove(void *addr)
+{
+	pthread_mutex_lock(&guard_lock);
+	struct guarded *g = find(addr);
+	if (g) {
+		atomic_store_explicit(&g->start, 0, memory_order_release);
+		close(g->fd);
+	}
+	pthread_mutex_unlock(&guard_lock);
+}
+
+uint32_t afe_ipc_guard_repairs(const void *addr)
+{
+	struct guarded *g = find(addr);
+	return g ? atomic_load(&g->repairs) : 0;
+}
