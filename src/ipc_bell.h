@@ -69,11 +69,32 @@ static inline int afe_ipc_bell_ring(struct afe_ipc_bell *b, uint32_t what)
 	return 1;
 }
 
-/* Wakes every sleeper on the bell, whatever it wants: for when the bell's
- * memory may have been wiped (see ipc_guard.h). Async-signal-safe. */
-static inline void afe_ipc_bell_wake_all(struct afe_ipc_bell *b)
+/* A word for bells whose memory was wiped (see ipc_guard.h), one no
+ * sleeper holds: a sleeper waits for its word to change from what it read,
+ * so the zeroed word bumped once would equal what a sleeper read after one
+ * ring, and that sleeper would wait on. Words count up from 0 and would
+ * need 2^31 rings to set the top bit, so this one has it; past an earlier
+ * wipe, its random rest collides with a sleeper's word once in 2^31. */
+static inline uint32_t afe_ipc_bell_wiped_word(void)
 {
-	atomic_fetch_add(&b->word, 1);
+	uint32_t r;
+	if (syscall(SYS_getrandom, &r, sizeof(r), 0x1L /* GRND_NONBLOCK */) != sizeof(r))
+		r = (uint32_t)getpid() * 2654435761u; /* not seeded yet: early boot */
+	return r | 0x80000000u;
+}
+
+/* Wakes every sleeper on bell b, whatever it wants, once its memory was
+ * wiped: sets its word to word (see afe_ipc_bell_wiped_word) through fd,
+ * the object b lies in at offset. For the SIGBUS handler that grew the
+ * object back: async-signal-safe, and b's memory is touched by the kernel
+ * only, never by an access of ours. Under ThreadSanitizer that matters:
+ * the access the signal interrupted may be one of the sanitizer's atomics
+ * on that very word, holding its lock, which an atomic of ours would take
+ * again, forever. */
+static inline void afe_ipc_bell_wake_wiped(struct afe_ipc_bell *b, int fd, long offset,
+					    uint32_t word)
+{
+	syscall(SYS_pwrite64, (long)fd, &word, sizeof(word), offset);
 	syscall(SYS_futex, &b->word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 

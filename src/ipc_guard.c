@@ -10,18 +10,27 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct guarded {
 	_Atomic uintptr_t start; /* 0: a free slot; published last */
-	size_t len;
-	int fd;
-	void (*wake_bells)(void *addr);
+	_Atomic size_t len;
+	_Atomic int fd;
+	void (*_Atomic wake_bells)(void *addr, int fd);
 	_Atomic uint32_t repairs;
 };
 
 /* The handler reads the slots without a lock: a slot's fields are set
- * before its start is published, and cleared after it is withdrawn. */
+ * before its start is published, and cleared after it is withdrawn.
+ *
+ * The handler makes no access the ThreadSanitizer runtime would lock for:
+ * the fault may come from inside that runtime (its atomics access memory
+ * while holding their locks), and would then wait for itself forever. So
+ * it reads the slots relaxed (the mapping that faulted was handed to the
+ * faulting thread after its slot was set: that orders them), and calls
+ * the kernel through syscall(), which the sanitizers do not intercept
+ * (its arguments are longs: ints are cast). */
 static struct guarded guarded[AFE_IPC_GUARD_MAX];
 static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER; /* adds, removes */
 static bool installed;
@@ -51,15 +60,17 @@ static void pass_on(int sig, siginfo_t *info, void *context)
 static void repair(struct guarded *g, uintptr_t start)
 {
 	int saved = errno;
-	if (ftruncate(g->fd, (off_t)g->len) == 0) {
-		g->wake_bells((void *)start);
+	int fd = atomic_load_explicit(&g->fd, memory_order_relaxed);
+	size_t len = atomic_load_explicit(&g->len, memory_order_relaxed);
+	if (syscall(SYS_ftruncate, (long)fd, (long)len) == 0) {
+		atomic_load_explicit(&g->wake_bells, memory_order_relaxed)((void *)start, fd);
 	} else {
 		/* The object cannot grow back: zeros of our own keep this
 		 * process running; the link through it is dead. */
-		mmap((void *)start, g->len, PROT_READ | PROT_WRITE,
-		     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		syscall(SYS_mmap, (void *)start, len, (long)(PROT_READ | PROT_WRITE),
+			(long)(MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS), -1L, 0L);
 	}
-	atomic_fetch_add(&g->repairs, 1);
+	atomic_fetch_add_explicit(&g->repairs, 1, memory_order_relaxed);
 	errno = saved;
 }
 
@@ -71,8 +82,9 @@ static void on_sigbus(int sig, siginfo_t *info, void *context)
 		uintptr_t at = (uintptr_t)info->si_addr;
 		for (unsigned i = 0; i < AFE_IPC_GUARD_MAX; i++) {
 			struct guarded *g = &guarded[i];
-			uintptr_t start = atomic_load_explicit(&g->start, memory_order_acquire);
-			if (start && at >= start && at - start < g->len) {
+			uintptr_t start = atomic_load_explicit(&g->start, memory_order_relaxed);
+			if (start && at >= start &&
+			    at - start < atomic_load_explicit(&g->len, memory_order_relaxed)) {
 				repair(g, start);
 				return;
 			}
@@ -94,7 +106,7 @@ static int install(void)
 	return 0;
 }
 
-int afe_ipc_guard_add(void *addr, size_t len, int fd, void (*wake_bells)(void *addr))
+int afe_ipc_guard_add(void *addr, size_t len, int fd, void (*wake_bells)(void *addr, int fd))
 {
 	pthread_mutex_lock(&guard_lock);
 	int err = installed ? 0 : install();
@@ -105,9 +117,9 @@ int afe_ipc_guard_add(void *addr, size_t len, int fd, void (*wake_bells)(void *a
 	if (!err && !g)
 		err = -EMFILE;
 	if (!err) {
-		g->len = len;
-		g->fd = fd;
-		g->wake_bells = wake_bells;
+		atomic_store_explicit(&g->len, len, memory_order_relaxed);
+		atomic_store_explicit(&g->fd, fd, memory_order_relaxed);
+		atomic_store_explicit(&g->wake_bells, wake_bells, memory_order_relaxed);
 		atomic_store_explicit(&g->repairs, 0, memory_order_relaxed);
 		atomic_store_explicit(&g->start, (uintptr_t)addr, memory_order_release);
 	}
@@ -129,7 +141,7 @@ void afe_ipc_guard_remove(void *addr)
 	struct guarded *g = find(addr);
 	if (g) {
 		atomic_store_explicit(&g->start, 0, memory_order_release);
-		close(g->fd);
+		close(atomic_load_explicit(&g->fd, memory_order_relaxed));
 	}
 	pthread_mutex_unlock(&guard_lock);
 }

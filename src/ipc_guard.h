@@ -7,21 +7,18 @@
  * handler grows the object back to the mapping's size through the fd it
  * keeps, so the access goes on and reads zeros, which every reader of
  * shared memory must cope with anyway (it is untrusted). The handler then
- * wakes every bell of the object, so the sleepers on both sides look again
- * and see what happened, and counts a repair.
+ * wakes every bell of the object, giving each word a value no sleeper
+ * holds (see afe_ipc_bell_wiped_word), so the sleepers on both sides look
+ * again and see what happened, and counts a repair. It writes the object
+ * through the kept fd only, never through the mapping: the access that
+ * faulted may be ThreadSanitizer's, holding its lock of the word.
  *
  * Faults outside every guarded mapping go to the handler that was there
  * before. A program that replaces the SIGBUS handler afterwards loses this
  * protection.
  *
- * Known issues, on the producer's side (a test of it is not in the suite
- * yet because of them): a producer that connects again from the process
- * whose access faulted, to a consumer in another process, sometimes never
- * sees its reply although the reply is in its ring and its bell was rung
- * (under ASan, about one run in three); and under TSan, once in four
- * runs, the object stayed shrunk after a producer's fault, so the
- * consumer was never woken. A worker parked on a bell of a shrunk object
- * spins (futex_waitv says EFAULT) until someone's access grows it back.
+ * Known issue: a worker parked on a bell of a shrunk object spins
+ * (futex_waitv says EFAULT) until someone's access grows it back.
  */
 #ifndef AFE_IPC_GUARD_H
 #define AFE_IPC_GUARD_H
@@ -33,11 +30,13 @@
 #define AFE_IPC_GUARD_MAX 256
 
 /* Guards the mapping [addr, addr + len) of the object open as fd (the
- * guard takes fd, and closes it on removal). wake_bells(addr) runs in the
- * signal handler after a repair: it may only do async-signal-safe things.
+ * guard takes fd, and closes it on removal). wake_bells(addr, fd) runs in
+ * the signal handler after a repair: it may only do async-signal-safe
+ * things, and must write the object through fd, never through the
+ * mapping (see afe_ipc_bell_wake_wiped in ipc_bell.h for why).
  * 0, or -EMFILE when AFE_IPC_GUARD_MAX mappings are guarded already (fd
  * is then the caller's still), or -errno from installing the handler. */
-int afe_ipc_guard_add(void *addr, size_t len, int fd, void (*wake_bells)(void *addr));
+int afe_ipc_guard_add(void *addr, size_t len, int fd, void (*wake_bells)(void *addr, int fd));
 
 /* Stops guarding the mapping at addr and closes its fd; call before
  * unmapping it. */

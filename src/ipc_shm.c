@@ -48,13 +48,17 @@ static bool process_alive(pid_t pid)
 }
 
 /* After the guard grew a shrunk object back (in its signal handler): the
- * sleepers of every side look again, and find the object zeroed. */
-static void wake_all_bells(void *addr)
+ * sleepers of every side look again, and find the object zeroed. Only
+ * addresses are computed here: the object is written through fd. */
+static void wake_all_bells(void *addr, int fd)
 {
 	struct afe_ipc_header *h = addr;
-	afe_ipc_bell_wake_all(&h->bell);
-	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++)
-		afe_ipc_bell_wake_all(&h->entries[i].bell);
+	uint32_t word = afe_ipc_bell_wiped_word();
+	afe_ipc_bell_wake_wiped(&h->bell, fd, (long)offsetof(struct afe_ipc_header, bell), word);
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
+		struct afe_ipc_bell *b = &h->entries[i].bell;
+		afe_ipc_bell_wake_wiped(b, fd, (long)((char *)b - (char *)h), word);
+	}
 }
 
 /* Maps the object open as fd, guarded against its shrinking (see
