@@ -133,6 +133,36 @@ Test(ipc_shrink, a_consumer_that_finds_its_object_shrunk_survives_and_serves_on)
 	close(result[0]);
 }
 
+Test(ipc_shrink, a_producer_that_finds_its_object_shrunk_survives_and_connects_again)
+{
+	const char *name = ipc_test_name("shrunk-producer");
+	pid_t consumer = start_consumer(name);
+	struct afe_runtime *rt = test_runtime(2);
+	check_served(rt, name);
+	struct afe_ipc_producer_config config = over_shared_memory();
+	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	cr_assert_eq(add(&call, 1, 2, 3), 0);
+	cr_assert_eq(run_call(rt, &call), 0);
+
+	shrink_object(name);
+	/* Whoever touches the object first faults, grows it back and rings
+	 * every bell: our next request, or the consumer's workers still
+	 * looking at their bells. The consumer finds its header wiped and
+	 * drops us; the call of the wiped link ends, it does not time out. */
+	int err = add(&call, 1, 2, 3);
+	if (err == 0)
+		err = (int)run_call(rt, &call);
+	cr_assert_eq(err, -EPIPE, "the call of the wiped link: %d", err);
+	afe_ipc_call_release(&call);
+	afe_ipc_producer_close(p);
+	check_served(rt, name);
+
+	test_runtime_destroy(rt);
+	stop_consumer(consumer, SIGTERM);
+}
+
 Test(ipc_shrink, a_sleeper_on_a_bell_wakes_when_the_object_is_wiped)
 {
 	/* The bell rang once, so a sleeper waits for its word to leave 1.
