@@ -17,8 +17,13 @@
  * before. A program that replaces the SIGBUS handler afterwards loses this
  * protection.
  *
- * Known issue: a worker parked on a bell of a shrunk object spins
- * (futex_waitv says EFAULT) until someone's access grows it back.
+ * A side asleep on a bell when the object shrinks stays asleep (the
+ * shrink ends no futex wait) until something rings it; a producer that
+ * tries to connect to the short object grows it back and rings every
+ * bell (ipc_shm.c), so an idle consumer repairs its header then. A worker
+ * that parks with a watch on a bell of the shrunk object gets EFAULT from
+ * futex_waitv, then reads the word to see whether it changed: that read
+ * faults, and the guard repairs the object.
  */
 #ifndef AFE_IPC_GUARD_H
 #define AFE_IPC_GUARD_H

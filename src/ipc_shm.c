@@ -61,6 +61,24 @@ static void wake_all_bells(void *addr, int fd)
 	}
 }
 
+/* An object shorter than ours: one being created (its consumer sizes it
+ * next), or one shrunk under an idle consumer, which sleeps on a bell the
+ * shrink did not ring and would never learn of it. Grown back and every
+ * bell rung, its consumer finds its header wiped and writes it again (a
+ * consumer being created writes it anyway): the connect after next finds
+ * the object whole. No access goes through the mapping, which may be
+ * shrunk again meanwhile; it only names the bells' futexes. */
+static void heal(int fd)
+{
+	if (ftruncate(fd, (off_t)AFE_IPC_OBJECT_SIZE) < 0)
+		return;
+	void *p = mmap(NULL, AFE_IPC_OBJECT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return;
+	wake_all_bells(p, fd);
+	munmap(p, AFE_IPC_OBJECT_SIZE);
+}
+
 /* Maps the object open as fd, guarded against its shrinking (see
  * ipc_guard.h); NULL with errno set on failure. */
 static void *map_fd(int fd)
@@ -184,6 +202,11 @@ int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out)
 		err = -errno;
 		close(fd);
 		return err;
+	}
+	if ((size_t)st.st_size < AFE_IPC_OBJECT_SIZE) {
+		heal(fd);
+		close(fd);
+		return -ECONNREFUSED;
 	}
 	/* Mapped only when whole: past the end of a shorter object, a read
 	 * would fault (SIGBUS). */

@@ -73,6 +73,8 @@ int afe_ipc_shm_create(const char *name, struct afe_ipc_header **out);
 
 /* A producer: maps an existing object and checks its header. 0 or
  * -ECONNREFUSED (no object, or one still being set up), -EPROTO, -errno.
+ * An object shorter than ours (being set up, or shrunk under its
+ * consumer) is grown back and its bells rung, then refused this once.
  * Whether its consumer lives is the caller's to check (it opens a pidfd
  * on consumer_pid anyway). */
 int afe_ipc_shm_open(const char *name, struct afe_ipc_header **out);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "ipc_helpers.h"
 #include "src/ipc_shm.h"
@@ -536,6 +537,18 @@ static void make_object(const char *name, uint64_t size, const struct afe_ipc_he
 	close(fd);
 }
 
+static uint64_t object_size(const char *name)
+{
+	char path[AFE_IPC_NAME_MAX + 2];
+	cr_assert_eq(afe_ipc_shm_path(path, sizeof(path), name), 0);
+	int fd = shm_open(path, O_RDONLY, 0);
+	cr_assert_geq(fd, 0);
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	close(fd);
+	return (uint64_t)st.st_size;
+}
+
 /* What connecting to an object of size bytes with header h gives. */
 static int connect_to(struct afe_runtime *rt, const char *name, uint64_t size,
 		      const struct afe_ipc_header *h)
@@ -575,8 +588,11 @@ Test(ipc_hostile, a_header_of_another_kind_is_eproto_and_one_being_set_up_is_ref
 	h.size = AFE_IPC_OBJECT_SIZE - 4096;
 	cr_assert_eq(connect_to(rt, name, size, &h), -EPROTO, "size in the header");
 	h = good_header();
-	cr_assert_eq(connect_to(rt, name, 65536, &h), -EPROTO, "a short object");
 	cr_assert_eq(connect_to(rt, name, 2 * size, &h), -EPROTO, "a long object");
+	/* A short one may be ours, shrunk under its consumer: it is grown
+	 * back for the consumer to repair, and refused this time. */
+	cr_assert_eq(connect_to(rt, name, 65536, &h), -ECONNREFUSED, "a short object");
+	cr_assert_eq(object_size(name), AFE_IPC_OBJECT_SIZE);
 
 	/* Being set up: no size yet, or no magic yet. */
 	cr_assert_eq(connect_to(rt, name, 0, &h), -ECONNREFUSED);

@@ -186,6 +186,36 @@ Test(ipc_shrink, a_sleeper_on_a_bell_wakes_when_the_object_is_wiped)
 	afe_ipc_shm_unmap(h);
 }
 
+Test(ipc_shrink, an_idle_consumer_whose_object_is_shrunk_is_healed_by_the_next_producer)
+{
+	/* The consumer sleeps on its bell (a futex wait the shrink does not
+	 * end) and touches nothing: it would never learn of the shrink, and
+	 * producers would find a short object, for ever. The next producer
+	 * that tries grows the object back and rings its bells. */
+	const char *name = ipc_test_name("idle-shrunk");
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_ipc_consumer *c;
+	cr_assert_eq(afe_ipc_consumer_serve(&c, rt, name, NULL), 0);
+	struct calc_server server = calc_server_make(c);
+	struct afe_join_handle handle;
+	cr_assert_eq(afe_spawn(rt, &server, &handle), 0);
+	check_served(rt, name);
+	usleep(200 * 1000); /* all that the producer's close set off is done */
+
+	shrink_object(name);
+	check_served(rt, name); /* refused once, then served */
+	struct afe_ipc_stats st;
+	afe_ipc_consumer_stats(c, &st);
+	cr_assert_eq(st.repairs, 1);
+
+	afe_ipc_consumer_close(c);
+	struct afe_join join;
+	afe_join_init(&join, &handle);
+	cr_assert_eq(test_block_on(rt, &join), 0);
+	afe_ipc_consumer_destroy(c);
+	test_runtime_destroy(rt);
+}
+
 /* In a child: the first access after each shrink is a sequentially
  * consistent read-modify-write, as a waker's ring of the bell makes. */
 static int atomics_through_shrinks(const char *name)
