@@ -46,9 +46,7 @@ static unsigned end_due(struct afe_ipc_producer *p, uint64_t now, uint32_t *from
 				*next = call->deadline;
 			continue;
 		}
-		if (call->on_reply)
-			call->on_reply(call->on_reply_ctx, -ETIMEDOUT, NULL, false);
-		wakers[n++] = afe_ipc_producer_answer_locked(p, call, -ETIMEDOUT);
+		wakers[n++] = afe_ipc_producer_fail_locked(p, call, -ETIMEDOUT);
 		atomic_fetch_add(&p->timeouts, 1);
 	}
 	return n;
@@ -73,8 +71,7 @@ static uint64_t sweep(struct afe_ipc_producer *p, const struct afe_context *cx)
 		}
 		pthread_mutex_unlock(&p->lock);
 		for (unsigned i = 0; i < n; i++)
-			if (afe_waker_is_set(&wakers[i]))
-				afe_waker_wake(&wakers[i]);
+			afe_ipc_wake_taken(&wakers[i]);
 		if (done)
 			return next;
 	}

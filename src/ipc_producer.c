@@ -63,8 +63,10 @@ static void pending_remove(struct afe_ipc_producer *p, struct afe_ipc_call *call
 	p->free_slots[p->n_free++] = slot;
 }
 
-struct afe_waker afe_ipc_producer_answer_locked(struct afe_ipc_producer *p,
-						struct afe_ipc_call *call, int32_t status)
+/* Ends call with status: out of the table, answered, its waker taken.
+ * With p->lock held; wake the returned waker after unlocking. */
+static struct afe_waker answer_locked(struct afe_ipc_producer *p, struct afe_ipc_call *call,
+				      int32_t status)
 {
 	pending_remove(p, call);
 	call->status = status;
@@ -74,10 +76,12 @@ struct afe_waker afe_ipc_producer_answer_locked(struct afe_ipc_producer *p,
 	return w;
 }
 
-static void wake_taken(struct afe_waker *w)
+struct afe_waker afe_ipc_producer_fail_locked(struct afe_ipc_producer *p,
+					      struct afe_ipc_call *call, int32_t err)
 {
-	if (afe_waker_is_set(w))
-		afe_waker_wake(w);
+	if (call->on_reply)
+		call->on_reply(call->on_reply_ctx, err, NULL, false);
+	return answer_locked(p, call, err);
 }
 
 /* Stores a reply's bytes in the call. With p->lock held. */
@@ -116,10 +120,10 @@ void afe_ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int3
 		status = keep_reply(call, payload, len);
 	}
 	if (!more)
-		w = afe_ipc_producer_answer_locked(p, call, status);
+		w = answer_locked(p, call, status);
 	pthread_mutex_unlock(&p->lock);
 	atomic_fetch_add(&p->n_replies, 1);
-	wake_taken(&w);
+	afe_ipc_wake_taken(&w);
 }
 
 void afe_ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err)
@@ -128,13 +132,10 @@ void afe_ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err)
 		pthread_mutex_lock(&p->lock);
 		struct afe_ipc_call *call = p->pending[slot];
 		struct afe_waker w = {0};
-		if (call) {
-			if (call->on_reply)
-				call->on_reply(call->on_reply_ctx, err, NULL, false);
-			w = afe_ipc_producer_answer_locked(p, call, err);
-		}
+		if (call)
+			w = afe_ipc_producer_fail_locked(p, call, err);
 		pthread_mutex_unlock(&p->lock);
-		wake_taken(&w);
+		afe_ipc_wake_taken(&w);
 	}
 	afe_notify_all(&p->room);
 }
@@ -323,8 +324,7 @@ static int call_start(struct afe_ipc_call *call, const struct afe_context *cx)
 	if (err < 0)
 		return err;
 	atomic_fetch_add(&p->refs, 1);
-	if (afe_waker_is_set(&sweeper))
-		afe_waker_wake(&sweeper);
+	afe_ipc_wake_taken(&sweeper);
 	return 0;
 }
 
@@ -358,13 +358,8 @@ static void call_end_early(struct afe_ipc_call *call, int32_t err)
 	struct afe_ipc_producer *p = call->producer;
 	struct afe_waker w = {0};
 	pthread_mutex_lock(&p->lock);
-	if (!atomic_load_explicit(&call->answered, memory_order_relaxed)) {
-		if (call->on_reply)
-			call->on_reply(call->on_reply_ctx, err, NULL, false);
-		w = afe_ipc_producer_answer_locked(p, call, err);
-		if (err == -ETIMEDOUT)
-			atomic_fetch_add(&p->timeouts, 1);
-	}
+	if (!atomic_load_explicit(&call->answered, memory_order_relaxed))
+		w = afe_ipc_producer_fail_locked(p, call, err);
 	pthread_mutex_unlock(&p->lock);
 	afe_waker_drop(&w);
 }
@@ -385,6 +380,7 @@ static int call_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_ipc_call *call = afe_container_of(f, struct afe_ipc_call, base);
 	int err;
+	bool started = false;
 	switch (call->phase) {
 	case PHASE_IDLE:
 		f->result = -EINVAL;
@@ -393,6 +389,7 @@ static int call_poll(struct afe_future *f, struct afe_context *cx)
 		f->result = call->status;
 		return AFE_READY;
 	case PHASE_ARMED:
+		started = true;
 		err = cx->cancel ? -ECANCELED : call_start(call, cx);
 		if (err < 0) {
 			call->status = err;
@@ -423,7 +420,8 @@ static int call_poll(struct afe_future *f, struct afe_context *cx)
 			break;
 		}
 	}
-	call_register(call, cx);
+	if (!started) /* call_start registered this poll's waker */
+		call_register(call, cx);
 	if (!atomic_load_explicit(&call->answered, memory_order_acquire))
 		return AFE_PENDING;
 done:

@@ -76,10 +76,18 @@ struct afe_ipc_producer {
 void afe_ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
 			      bool more, const void *payload, uint32_t len);
 
-/* Ends call with status: out of the table, answered, its waker taken.
- * With p->lock held; wake the returned waker after unlocking. */
-struct afe_waker afe_ipc_producer_answer_locked(struct afe_ipc_producer *p,
-						struct afe_ipc_call *call, int32_t status);
+/* Ends call with err, which its reply callback (if any) gets too: out of
+ * the table, answered, its waker taken. With p->lock held; give the
+ * returned waker to afe_ipc_wake_taken after unlocking. */
+struct afe_waker afe_ipc_producer_fail_locked(struct afe_ipc_producer *p,
+					      struct afe_ipc_call *call, int32_t err);
+
+/* Wakes a waker taken under the producer's lock, if there was one. */
+static inline void afe_ipc_wake_taken(struct afe_waker *w)
+{
+	if (afe_waker_is_set(w))
+		afe_waker_wake(w);
+}
 
 /* Starts p's timeout sweeper: 0 or the spawn's error. */
 int afe_ipc_deadlines_start(struct afe_ipc_producer *p);
