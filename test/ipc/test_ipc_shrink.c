@@ -64,6 +64,30 @@ static void check_served(struct afe_runtime *rt, const char *name)
 	afe_ipc_producer_close(p);
 }
 
+/* A consumer of name on rt, with one calc server task. */
+struct served {
+	struct afe_ipc_consumer *c;
+	struct afe_join_handle server;
+};
+
+static struct served serve_calc(struct afe_runtime *rt, const char *name)
+{
+	struct served s;
+	cr_assert_eq(afe_ipc_consumer_serve(&s.c, rt, name, NULL), 0);
+	struct calc_server server = calc_server_make(s.c);
+	cr_assert_eq(afe_spawn(rt, &server, &s.server), 0);
+	return s;
+}
+
+static void stop_serving(struct afe_runtime *rt, struct served *s)
+{
+	afe_ipc_consumer_close(s->c);
+	struct afe_join join;
+	afe_join_init(&join, &s->server);
+	cr_assert_eq(test_block_on(rt, &join), 0);
+	afe_ipc_consumer_destroy(s->c);
+}
+
 /* In a child: connects, makes one call, reports its result (0: fine),
  * then waits to be killed. */
 static int connected_producer(const char *name, int result)
@@ -100,11 +124,7 @@ Test(ipc_shrink, a_consumer_that_finds_its_object_shrunk_survives_and_serves_on)
 	}
 	close(result[1]);
 	struct afe_runtime *rt = test_runtime(2);
-	struct afe_ipc_consumer *c;
-	cr_assert_eq(afe_ipc_consumer_serve(&c, rt, name, NULL), 0);
-	struct calc_server server = calc_server_make(c);
-	struct afe_join_handle handle;
-	cr_assert_eq(afe_spawn(rt, &server, &handle), 0);
+	struct served served = serve_calc(rt, name);
 	char code = -1;
 	cr_assert_eq(read(result[0], &code, 1), 1, "the producer died");
 	cr_assert_eq(code, 0, "the producer's call failed: %d", code);
@@ -116,7 +136,7 @@ Test(ipc_shrink, a_consumer_that_finds_its_object_shrunk_survives_and_serves_on)
 	cr_assert_eq(waitpid(child, NULL, 0), child);
 	struct afe_ipc_stats st;
 	for (uint64_t end = afe_now_ns() + 10000000000u;; usleep(1000)) {
-		afe_ipc_consumer_stats(c, &st);
+		afe_ipc_consumer_stats(served.c, &st);
 		if ((st.repairs >= 1 && st.peers_gone >= 1) || afe_now_ns() > end)
 			break;
 	}
@@ -124,11 +144,7 @@ Test(ipc_shrink, a_consumer_that_finds_its_object_shrunk_survives_and_serves_on)
 	cr_assert_eq(st.peers_gone, 1);
 	check_served(rt, name);
 
-	afe_ipc_consumer_close(c);
-	struct afe_join join;
-	afe_join_init(&join, &handle);
-	cr_assert_eq(test_block_on(rt, &join), 0);
-	afe_ipc_consumer_destroy(c);
+	stop_serving(rt, &served);
 	test_runtime_destroy(rt);
 	close(result[0]);
 }
@@ -194,25 +210,17 @@ Test(ipc_shrink, an_idle_consumer_whose_object_is_shrunk_is_healed_by_the_next_p
 	 * that tries grows the object back and rings its bells. */
 	const char *name = ipc_test_name("idle-shrunk");
 	struct afe_runtime *rt = test_runtime(1);
-	struct afe_ipc_consumer *c;
-	cr_assert_eq(afe_ipc_consumer_serve(&c, rt, name, NULL), 0);
-	struct calc_server server = calc_server_make(c);
-	struct afe_join_handle handle;
-	cr_assert_eq(afe_spawn(rt, &server, &handle), 0);
+	struct served served = serve_calc(rt, name);
 	check_served(rt, name);
 	usleep(200 * 1000); /* all that the producer's close set off is done */
 
 	shrink_object(name);
 	check_served(rt, name); /* refused once, then served */
 	struct afe_ipc_stats st;
-	afe_ipc_consumer_stats(c, &st);
+	afe_ipc_consumer_stats(served.c, &st);
 	cr_assert_eq(st.repairs, 1);
 
-	afe_ipc_consumer_close(c);
-	struct afe_join join;
-	afe_join_init(&join, &handle);
-	cr_assert_eq(test_block_on(rt, &join), 0);
-	afe_ipc_consumer_destroy(c);
+	stop_serving(rt, &served);
 	test_runtime_destroy(rt);
 }
 
