@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The blocking pool and the afe_blocking future. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "blocking.h"
 
 #include <errno.h>
@@ -97,6 +98,7 @@ bool afe_blocking_pool_is_current(const struct afe_blocking_pool *p)
 static void *blocking_thread(void *arg)
 {
 	struct afe_blocking_pool *p = arg;
+	pthread_setname_np(pthread_self(), "afe-blocking");
 	current_pool = p;
 	pthread_mutex_lock(&p->lock);
 	struct afe_blocking *job;

@@ -192,6 +192,11 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 			free_runtime(rt);
 			return -err;
 		}
+		/* For top -H, gdb and perf; named here, so before create returns. */
+		char name[16]; /* the kernel's limit, with the NUL */
+		snprintf(name, sizeof(name), "afe-worker-%u", /* 4 digits at most */
+			 (unsigned)(i % AFE_MAX_WORKERS));
+		pthread_setname_np(rt->workers[i]->thread, name);
 	}
 	/* After the workers: see ring.c on private futex waits. */
 	int err = afe_ring_start(&rt->ring, entries, rt->config.cq_entries);

@@ -2,6 +2,7 @@
 /* The ring thread: see ring.h. Every operation's CQEs are counted, and the
  * operation goes back to its poller (afe__io_finish) once the last one
  * arrived and any cancel request the poller sent was taken. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "ring.h"
 
 #include <errno.h>
@@ -437,6 +438,7 @@ static void close_requests(struct afe_ring *r)
 static void *ring_main(void *arg)
 {
 	struct afe_ring *r = arg;
+	pthread_setname_np(pthread_self(), "afe-ring");
 	r->start_error = setup(r);
 	sem_post(&r->started);
 	if (r->start_error)

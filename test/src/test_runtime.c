@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Runtime life cycle, block_on, metrics, parking and AFE_MAIN's exit. */
+#define _GNU_SOURCE /* pthread_getname_np */
+#include <dirent.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -121,6 +125,64 @@ Test(runtime, an_idle_runtime_parks_every_worker)
 	cr_assert_eq(test_block_on(rt, &y), 9);
 	afe_runtime_metrics(rt, &after);
 	cr_assert_gt(after.unparks, before.unparks, "the spawn unparked a worker");
+	test_runtime_destroy(rt);
+}
+
+/* Reads its worker thread's name. */
+static char worker_name[16];
+static int name_reader_poll(struct afe_future *f, struct afe_context *cx)
+{
+	(void)cx;
+	f->result = pthread_getname_np(pthread_self(), worker_name, sizeof(worker_name));
+	return AFE_READY;
+}
+
+static char blocking_name[16];
+static intptr_t read_blocking_name(void *arg)
+{
+	(void)arg;
+	return pthread_getname_np(pthread_self(), blocking_name, sizeof(blocking_name));
+}
+
+/* How many of this process's threads are called name. */
+static unsigned threads_named(const char *name)
+{
+	unsigned n = 0;
+	DIR *dir = opendir("/proc/self/task");
+	cr_assert_not_null(dir);
+	for (struct dirent *d; (d = readdir(dir));) {
+		char path[300], comm[32] = "";
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", d->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue; /* "." and "..", or a thread that ended */
+		if (fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = '\0';
+		fclose(f);
+		n += strcmp(comm, name) == 0;
+	}
+	closedir(dir);
+	return n;
+}
+
+Test(runtime, threads_are_named_for_top_and_gdb)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct {
+		struct afe_future base;
+	} reader;
+	afe_future_init(&reader.base, name_reader_poll);
+	cr_assert_eq(test_block_on(rt, &reader), 0);
+	cr_assert(strcmp(worker_name, "afe-worker-0") == 0 || strcmp(worker_name, "afe-worker-1") == 0,
+		  "a task ran on a thread named %s", worker_name);
+	cr_assert_eq(threads_named("afe-worker-0"), 1);
+	cr_assert_eq(threads_named("afe-worker-1"), 1);
+	cr_assert_eq(threads_named("afe-ring"), 1);
+
+	struct afe_blocking job;
+	afe_blocking_init(&job, read_blocking_name, NULL);
+	cr_assert_eq(test_block_on(rt, &job), 0);
+	cr_assert(strcmp(blocking_name, "afe-blocking") == 0, "a job ran on %s", blocking_name);
 	test_runtime_destroy(rt);
 }
 
