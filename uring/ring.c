@@ -330,9 +330,13 @@ static void run(struct afe_ring *r)
 			enter(r, false);
 			continue;
 		}
-		/* Seq_cst store, then the final check: pairs with ring_doorbell. */
+		/* Seq_cst store, then the final check: pairs with ring_doorbell.
+		 * A stop that came since we read stopping rang the doorbell,
+		 * perhaps before arm_doorbell read it: the wait armed then
+		 * would never end, so look at stopping again. */
 		atomic_store(&r->sleeping, true);
-		if (atomic_load(&r->requests) || (stopping && r->cqes_due == 0)) {
+		if (atomic_load(&r->requests) || (!stopping && atomic_load(&r->stopping)) ||
+		    (stopping && r->cqes_due == 0)) {
 			atomic_store(&r->sleeping, false);
 			enter(r, false);
 			continue;

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Stress for the ring thread's doorbell: tasks await operations one after
  * another, so nearly every request finds the ring thread about to sleep or
- * asleep. A lost doorbell shows as a hang (the test times out). */
+ * asleep; and runtimes destroyed while their ring thread is busy, so the
+ * stop finds it anywhere in its loop. A lost doorbell shows as a hang (the
+ * test times out). */
 #include "io_helpers.h"
 
 #define OPS_PER_TASK 100000
@@ -50,4 +52,33 @@ Test(ring_stress, operations_one_after_another_never_lose_the_doorbell, .timeout
 		cr_assert_eq(test_block_on(rt, &j), 0);
 	}
 	test_runtime_destroy(rt);
+}
+
+/* Awaits NOPs until one fails (the runtime stops). */
+static int nop_until_stopped_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct nop_loop *self = afe_container_of(f, struct nop_loop, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	do {
+		afe_io_nop_init(&self->io);
+		AFE_AWAIT(&self->io.base);
+	} while (self->io.base.result == 0);
+	AFE_RETURN(0);
+	AFE_ASYNC_END;
+}
+
+#define BUSY_STOPS 500
+
+Test(ring_stress, a_runtime_destroyed_while_its_ring_is_busy_stops, .timeout = 600)
+{
+	for (int round = 0; round < BUSY_STOPS; round++) {
+		struct afe_runtime *rt = test_runtime(1);
+		struct nop_loop l;
+		afe_future_init(&l.base, nop_until_stopped_poll);
+		cr_assert_eq(afe_spawn(rt, &l, NULL), 0);
+		/* Let the loop run a little, a different while each round. */
+		for (int spin = 0; spin < round % 50 * 100; spin++)
+			sched_yield();
+		cr_assert_geq(afe_runtime_destroy(rt), 0, "round %d", round);
+	}
 }
