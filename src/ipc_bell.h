@@ -16,8 +16,8 @@
  * wake syscall while the sleeper is merely listed on a busy worker. With
  * 64 calls in flight the consumer's wake syscalls fell from 52 k to 15 k
  * per million calls, but the quicker consumer then ran dry and slept 5x
- * as often: pipelined calls at the bench's defaults, medians of 6 runs,
- * 1.97 M/s against 2.14 M/s (runs vary by 20%). With an idle spin of
+ * as often: at the bench's defaults, medians of 8 runs, 1.57 M pipelined
+ * calls/s against 2.24 M, p50 23.3 us against 22.3. With an idle spin of
  * 5-50 us it did better (a million pipelined calls, 2 runs each: 2.58-
  * 2.75 M/s against 1.8-2.4 M/s): worth another look with a default spin.
  */
