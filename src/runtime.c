@@ -343,6 +343,11 @@ unsigned afe_runtime_workers(const struct afe_runtime *rt)
 	return rt ? rt->num_workers : 0;
 }
 
+unsigned afe_runtime_spin_us(const struct afe_runtime *rt)
+{
+	return rt ? rt->config.spin_us : 0;
+}
+
 int afe_runtime_metrics(const struct afe_runtime *rt, struct afe_metrics *m)
 {
 	if (!rt || !m)

@@ -100,6 +100,10 @@ AFE_EXPORT struct afe_runtime *afe_runtime_current(void);
 /* Number of worker threads of rt. */
 AFE_EXPORT unsigned afe_runtime_workers(const struct afe_runtime *rt);
 
+/* How long rt's idle workers search before parking, in microseconds, with
+ * AFE_SPIN_AUTO resolved (50 or 0); 0 for a null rt. */
+AFE_EXPORT unsigned afe_runtime_spin_us(const struct afe_runtime *rt);
+
 /* Counters since start, summed over workers; cheap enough to leave on. */
 struct afe_metrics {
 	uint64_t spawned;   /* tasks created */

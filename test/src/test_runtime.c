@@ -40,6 +40,7 @@ Test(runtime, create_rejects_bad_arguments)
 	cr_assert_eq(afe_runtime_destroy(NULL), -EINVAL);
 	cr_assert_eq(afe_runtime_wait_idle(NULL, 0), -EINVAL);
 	cr_assert_eq(afe_runtime_workers(NULL), 0);
+	cr_assert_eq(afe_runtime_spin_us(NULL), 0);
 	struct afe_metrics m;
 	cr_assert_eq(afe_runtime_metrics(NULL, &m), -EINVAL);
 	struct afe_ready r;
@@ -53,8 +54,23 @@ Test(runtime, null_config_uses_defaults)
 	struct afe_runtime *rt;
 	cr_assert_eq(afe_runtime_create(&rt, NULL), 0);
 	cr_assert_eq(afe_runtime_workers(rt), (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
-	cr_assert_eq(rt->config.spin_us, 0, "workers on every CPU: park at once");
+	cr_assert_eq(afe_runtime_spin_us(rt), 0, "workers on every CPU: park at once");
 	cr_assert_null(afe_runtime_current(), "this thread is no worker");
+	test_runtime_destroy(rt);
+}
+
+Test(runtime, spin_us_reports_the_resolved_spin)
+{
+	struct afe_runtime_config c;
+	afe_runtime_config_default(&c);
+	c.workers = 1; /* a CPU left free, if the machine has two */
+	struct afe_runtime *rt;
+	cr_assert_eq(afe_runtime_create(&rt, &c), 0);
+	cr_assert_eq(afe_runtime_spin_us(rt), sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 50u : 0u);
+	test_runtime_destroy(rt);
+	c.spin_us = 7;
+	cr_assert_eq(afe_runtime_create(&rt, &c), 0);
+	cr_assert_eq(afe_runtime_spin_us(rt), 7);
 	test_runtime_destroy(rt);
 }
 
