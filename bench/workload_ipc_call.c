@@ -6,10 +6,8 @@
  * outstanding (one task per outstanding call). Every sum is checked.
  * Each process runs `threads` workers. `--spin_ns=S` lets an idle worker
  * of either process spin that long (watching its bell) before it sleeps;
- * 0 makes both sides sleep between calls. Without the flag each runtime
- * keeps its own default (AFE_SPIN_AUTO: 50 us when the workers leave a CPU
- * free, as the default one worker does on two CPUs, else 0), which is what
- * a program with a default runtime gets; the lines report the spin used.
+ * the default 0 makes both sides sleep between calls. The lines report the
+ * spin used (rounded up to microseconds).
  */
 #include <afe.h>
 #include <afe/ipc.h>
@@ -23,18 +21,13 @@
 
 AFE_IPC_FN(bench_add, 1, int64_t, int64_t, a, int64_t, b, int64_t, c)
 
-/* Spin flag's value when the flag is not given: the runtime's default. */
-#define SPIN_DEFAULT (-1L)
-
-/* A runtime whose idle workers spin spin_ns (rounded up to microseconds),
- * or as long as the runtime's default for SPIN_DEFAULT. */
+/* A runtime whose idle workers spin spin_ns (rounded up to microseconds). */
 static struct afe_runtime *ipc_runtime(long threads, long spin_ns)
 {
 	struct afe_runtime_config config;
 	afe_runtime_config_default(&config);
 	config.workers = (unsigned)threads;
-	if (spin_ns != SPIN_DEFAULT)
-		config.spin_us = (unsigned)((spin_ns + 999) / 1000);
+	config.spin_us = (unsigned)((spin_ns + 999) / 1000);
 	struct afe_runtime *rt;
 	int err = afe_runtime_create(&rt, &config);
 	if (err < 0)
@@ -179,10 +172,8 @@ int workload_ipc_call(const struct bench_args *a)
 	static const char *const names[] = {"n", "inflight", "threads", "spin_ns", NULL};
 	bench_args_check(a, names);
 	long n = bench_arg(a, "n", 100000), inflight = bench_arg(a, "inflight", 64);
-	long threads = bench_arg(a, "threads", 1);
-	long spin_ns = bench_arg(a, "spin_ns", SPIN_DEFAULT);
-	if (n < 1 || inflight < 1 || inflight > 1024 ||
-	    (spin_ns != SPIN_DEFAULT && (spin_ns < 0 || spin_ns > 1000000)))
+	long threads = bench_arg(a, "threads", 1), spin_ns = bench_arg(a, "spin_ns", 0);
+	if (n < 1 || inflight < 1 || inflight > 1024 || spin_ns < 0 || spin_ns > 1000000)
 		bench_fail("ipc_call", "bad n, inflight or spin_ns");
 	char name[64];
 	snprintf(name, sizeof(name), "afe-bench-%d", (int)getpid());

@@ -11,8 +11,8 @@
  * other tasks. A lone task's signal (a call and its answer, one at a
  * time) goes at once with those held before it, as holding it would only
  * add to the round trip. A held signal is sent before the worker looks
- * for work elsewhere or parks, after AFE_HOLD_MAX_POLLS task polls at the
- * latest, and when the worker ends. The data it announces must already be
+ * for work elsewhere or parks, after the task polls its holder allows
+ * (AFE_HOLD_MAX_POLLS at most) and when the worker ends. The data it announces must already be
  * published: holding back only delays the wake, as a slow waker would. A
  * poll that blocks its worker (which no poll may do) holds the worker's
  * signals as long.
@@ -38,9 +38,10 @@ struct afe_signal_owner {
 /* Calls fn(arg, bits) later on a worker in a burst (bits OR'ed with those
  * held for the same fn and arg, owner held meanwhile), at once otherwise
  * and on any other thread. more: the caller knows its burst goes on (more
- * messages to send in this poll): held even with nothing queued, and sent
- * once held AFE_HOLD_MAX_POLLS times. */
-void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits, bool more,
+ * messages to send in this poll): held even with nothing queued. Sent
+ * after max_polls task polls at the latest (1 to AFE_HOLD_MAX_POLLS), or
+ * once held that many times. */
+void afe_hold_signal(afe_signal_fn *fn, void *arg, uint32_t bits, bool more, unsigned max_polls,
 		     const struct afe_signal_owner *owner, void *obj);
 
 /* The worker loop's: after each task poll, and when it runs out of work. */

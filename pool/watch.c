@@ -88,6 +88,19 @@ void afe_watch_init(struct afe_watch *w, const _Atomic uint32_t *word, uint32_t 
 	w->flags = flags;
 }
 
+void afe_watch_flag_sleep(struct afe_watch *w, _Atomic uint32_t *flags, uint32_t bit)
+{
+	w->sleep_flags = flags;
+	w->sleep_bit = bit;
+}
+
+/* A thread is about to sleep in the kernel for w: see afe_watch_flag_sleep. */
+static void flag_sleep(const struct afe_watch *w)
+{
+	if (w->sleep_flags)
+		atomic_fetch_or(w->sleep_flags, w->sleep_bit);
+}
+
 static int watch_done(struct afe_watch *w, int32_t result)
 {
 	w->base.resume = PHASE_DONE;
@@ -156,6 +169,7 @@ static int watch_poll(struct afe_future *f, struct afe_context *cx)
 			return AFE_PENDING;
 		}
 		f->resume = PHASE_RING;
+		flag_sleep(w);
 		afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
 	}
 	if (f->resume == PHASE_LISTED && watch_listed_poll(w, cx) == AFE_PENDING)
@@ -218,6 +232,7 @@ static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct 
 {
 	unlink_watch(ws, w);
 	w->state = STATE_RING;
+	flag_sleep(w);
 	afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
 	struct afe_context cx = {.waker = &w->waker};
 	if (afe_future_poll(&w->io.base, &cx) == AFE_READY) {
@@ -268,6 +283,7 @@ unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_
 		atomic_fetch_sub_explicit(&ws->pending, 1, memory_order_relaxed);
 		w->state = STATE_HELD;
 		w->holder = worker;
+		flag_sleep(w); /* the caller sleeps on the word next */
 		vec[n++] = (struct futex_waitv){
 			.val = w->value,
 			.uaddr = (uintptr_t)w->word,

@@ -52,6 +52,8 @@ struct afe_watch {
 	int32_t result;
 	uint32_t holder; /* the worker holding it */
 	uint64_t armed_ns;
+	_Atomic uint32_t *sleep_flags; /* afe_watch_flag_sleep */
+	uint32_t sleep_bit;
 	struct afe_waker waker;
 	struct afe_watch *prev, *next; /* listed while PENDING or HELD */
 	struct afe_io io;	       /* RING */
@@ -74,6 +76,18 @@ struct afe_watches {
  */
 void afe_watch_init(struct afe_watch *w, const _Atomic uint32_t *word, uint32_t value,
 		    unsigned flags);
+
+/*
+ * Makes every thread that goes to sleep in the kernel for w (a parked
+ * worker's futex_waitv, or the ring's FUTEX_WAIT) first OR bit into *flags
+ * (seq_cst), before the kernel checks the word. A waker that changes the
+ * word, then takes the flags (an exchange or CAS), needs the wake syscall
+ * only when it finds bit: a watcher that only looks at the word (a
+ * searching worker, a busy one between tasks) sees the change itself.
+ * Whoever arms the watch clears the bit first; a bit left from a sleep
+ * that ended costs a needless wake, never a lost one. After init.
+ */
+void afe_watch_flag_sleep(struct afe_watch *w, _Atomic uint32_t *flags, uint32_t bit);
 
 /* ---- for the runtime and its workers ---------------------------------------- */
 

@@ -5,21 +5,28 @@
  *
  * The sleeper reads the word, publishes what it waits for (wants), then
  * re-checks its rings; it waits for the word to change from the value it
- * read (a futex wait, or a watch of a parked worker). A waker publishes its frame, then looks at wants; if the sleeper
- * wants what it did, it clears wants, bumps the word and wakes it. Either
- * the sleeper's re-check sees the frame or the waker sees wants (both sides
- * order their store before their load with a full fence), so no wake is
- * lost; and a side that is busy costs its peer no syscall.
+ * read (a futex wait, or a watch of a parked worker). A waker publishes
+ * its frame, then looks at wants; if the sleeper wants what it did, it
+ * takes wants and bumps the word. Either the sleeper's re-check sees the
+ * frame or the waker sees wants (both sides order their store before
+ * their load with a full fence), so no wake is lost; and a side that is
+ * busy costs its peer no syscall.
  *
- * Tried and not kept: an "asleep" bit in wants, set by a watch only when a
- * thread enters the futex wait (pool/watch.h), so that a waker skips the
- * wake syscall while the sleeper is merely listed on a busy worker. With
- * 64 calls in flight the consumer's wake syscalls fell from 52 k to 15 k
- * per million calls, but the quicker consumer then ran dry and slept 5x
- * as often: at the bench's defaults, medians of 8 runs, 1.57 M pipelined
- * calls/s against 2.24 M, p50 23.3 us against 22.3. With an idle spin of
- * 5-50 us it did better (a million pipelined calls, 2 runs each: 2.58-
- * 2.75 M/s against 1.8-2.4 M/s): worth another look with a default spin.
+ * The wake syscall is needed only by a thread asleep in the kernel on the
+ * word: a thread that goes to sleep there first sets AFE_IPC_ASLEEP in
+ * wants (afe_watch_flag_sleep). A watch that a searching (spinning) or
+ * busy worker looks at sees the word change by itself, so ringing it
+ * costs a store and an exchange, no syscall. A sleeper may set the bit
+ * just after a waker took wants: the waker looks at wants again after its
+ * bump (see afe_ipc_bell_ring).
+ *
+ * A sleeping peer also takes long to wake (tens of microseconds on a VM),
+ * so afe_ipc_bell_ring_later holds a ring back only a few polls when the
+ * peer sleeps, letting its wake overlap the rest of the burst, and a whole
+ * burst when it only watches. Measured (ipc_call, one worker a side on 2
+ * vCPUs): holding 32 polls whatever the peer does gave 1.2-1.4 M
+ * pipelined calls/s with no spin; holding 4 gave 3.2-4.1 M, but 2.3-3.9 M
+ * against 4.5 M with a 50 us spin.
  */
 #ifndef AFE_IPC_BELL_H
 #define AFE_IPC_BELL_H
@@ -32,10 +39,12 @@
 #include <unistd.h>
 
 #include "../pool/held_signals.h"
+#include "../pool/watch.h"
 
 #define AFE_IPC_WANT_FRAME 1u /* a frame pushed toward the sleeper */
 #define AFE_IPC_WANT_ROOM 2u  /* a slot freed in a ring the sleeper writes */
 #define AFE_IPC_WANT_ANY 4u   /* anything else: a peer came or went */
+#define AFE_IPC_ASLEEP 8u     /* a thread sleeps in the kernel on the word */
 
 struct afe_ipc_bell {
 	_Atomic uint32_t word;
@@ -62,7 +71,8 @@ static inline void afe_ipc_bell_unwant(struct afe_ipc_bell *b)
 }
 
 /* The waker, after publishing what it did: wakes the sleeper if it wants
- * it. Returns whether it rang. */
+ * it, with a syscall only if it sleeps in the kernel. Returns whether it
+ * rang. */
 static inline int afe_ipc_bell_ring(struct afe_ipc_bell *b, uint32_t what)
 {
 	atomic_thread_fence(memory_order_seq_cst);
@@ -74,9 +84,23 @@ static inline int afe_ipc_bell_ring(struct afe_ipc_bell *b, uint32_t what)
 		if (!(wants & what))
 			return 0; /* not wanted, or another waker took it */
 	} while (!atomic_compare_exchange_weak(&b->wants, &wants, 0));
+	/* The bump comes after the take, so a sleeper whose wants we took
+	 * read the word before it. A sleeper that flags itself asleep after
+	 * the take: either we see its flag below, or its futex sees the
+	 * bump (both sides a seq_cst RMW, then a read of the other word). */
 	atomic_fetch_add(&b->word, 1);
-	syscall(SYS_futex, &b->word, FUTEX_WAKE, 1, NULL, NULL, 0);
+	if ((wants & AFE_IPC_ASLEEP) || (atomic_load(&b->wants) & AFE_IPC_ASLEEP))
+		syscall(SYS_futex, &b->word, FUTEX_WAKE, 1, NULL, NULL, 0);
 	return 1;
+}
+
+/* Sets up watch to wait, as a bell's sleeper, for b's word to leave the
+ * value afe_ipc_bell_want returned. */
+static inline void afe_ipc_bell_watch(struct afe_watch *watch, struct afe_ipc_bell *b,
+				      uint32_t word)
+{
+	afe_watch_init(watch, &b->word, word, AFE_FUTEX_SHARED);
+	afe_watch_flag_sleep(watch, &b->wants, AFE_IPC_ASLEEP);
 }
 
 /* A word for bells whose memory was wiped (see ipc_guard.h), one no
@@ -108,9 +132,13 @@ static inline void afe_ipc_bell_wake_wiped(struct afe_ipc_bell *b, int fd, long 
 	syscall(SYS_futex, &b->word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
+/* How many task polls a ring is held back when the peer sleeps. */
+#define AFE_IPC_HOLD_ASLEEP_POLLS 4u
+
 /* Rings bell with what once this worker has run its burst of tasks (see
  * pool/held_signals.h: one wake of the peer for a burst of frames; more:
- * the caller's burst goes on); at once otherwise. owner's ref/unref keep
+ * the caller's burst goes on), or AFE_IPC_HOLD_ASLEEP_POLLS task polls
+ * into it when the peer sleeps in the kernel; at once otherwise. owner's ref/unref keep
  * obj, and with it the bell's mapping, alive until then. */
 void afe_ipc_bell_ring_later(struct afe_ipc_bell *bell, uint32_t what, bool more,
 			     const struct afe_signal_owner *owner, void *obj);

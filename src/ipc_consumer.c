@@ -479,7 +479,7 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 			afe_notify_one(&c->work);
 		if (wants & AFE_IPC_WANT_ROOM)
 			afe_notify_all(&c->room);
-		afe_watch_init(&self->wait, &bell->word, self->word, AFE_FUTEX_SHARED);
+		afe_ipc_bell_watch(&self->wait, bell, self->word);
 		AFE_AWAIT(&self->wait.base);
 		afe_ipc_bell_unwant(bell);
 		if (self->wait.base.result == -ECANCELED || self->wait.base.result == -ESHUTDOWN)

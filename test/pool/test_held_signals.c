@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Held signals: in a burst (other tasks queued) sent once the burst ends
- * (merged when held again for the same target), after AFE_HOLD_MAX_POLLS
- * polls at the latest; at once from a lone task and off the workers;
+ * (merged when held again for the same target), after the polls its
+ * holder allows (AFE_HOLD_MAX_POLLS at most) at the latest; at once from a
+ * lone task and off the workers;
  * their owner is held meanwhile.
  */
 #include <criterion/criterion.h>
@@ -18,6 +19,7 @@ struct target {
 	_Atomic int sent, refs;
 	_Atomic uint32_t bits;
 	_Atomic int sent_during_poll; /* signals seen in the holder's first poll */
+	_Atomic int sent_after_yields; /* when its second yield returned */
 	_Atomic int sent_at_return;   /* and when it returned */
 };
 
@@ -52,7 +54,7 @@ static void wait_sent(struct target *t)
 Test(held_signals, off_the_workers_a_signal_is_sent_at_once)
 {
 	struct target t = {0};
-	afe_hold_signal(send, &t, 5, false, &owner, &t);
+	afe_hold_signal(send, &t, 5, false, AFE_HOLD_MAX_POLLS, &owner, &t);
 	cr_assert_eq(atomic_load(&t.sent), 1);
 	cr_assert_eq(atomic_load(&t.bits), 5);
 	cr_assert_eq(atomic_load(&t.refs), 0, "never held");
@@ -75,12 +77,14 @@ static int yielder_task_poll(struct afe_future *f, struct afe_context *cx)
 }
 
 /* Spawns company (a task yielding `company` times) unless 0, holds
- * signals to targets[0..n) with bits 1, 2, 4 each, yields `yields` times,
- * then reports what was sent while it ran. */
+ * signals to targets[0..n) with bits 1, 2, 4 each (for max_polls, or
+ * AFE_HOLD_MAX_POLLS when 0), yields `yields` times, then reports what was
+ * sent while it ran. */
 struct holder {
 	struct afe_future base;
 	struct target *targets;
 	int n, yields, company, i;
+	unsigned max_polls;
 	struct afe_join_handle company_handle;
 	struct afe_join join;
 };
@@ -97,12 +101,18 @@ static int holder_poll(struct afe_future *f, struct afe_context *cx)
 	}
 	for (int k = 0; k < self->n; k++)
 		for (uint32_t bit = 1; bit <= 4; bit <<= 1)
-			afe_hold_signal(send, &self->targets[k], bit, false, &owner,
-					&self->targets[k]);
+			afe_hold_signal(send, &self->targets[k], bit, false,
+					self->max_polls ? self->max_polls : AFE_HOLD_MAX_POLLS,
+					&owner, &self->targets[k]);
 	for (int k = 0; k < self->n; k++)
 		atomic_store(&self->targets[k].sent_during_poll, atomic_load(&self->targets[k].sent));
-	for (self->i = 0; self->i < self->yields; self->i++)
+	for (self->i = 0; self->i < self->yields; self->i++) {
 		AFE_YIELD();
+		if (self->i == 1)
+			for (int k = 0; k < self->n; k++)
+				atomic_store(&self->targets[k].sent_after_yields,
+					     atomic_load(&self->targets[k].sent));
+	}
 	for (int k = 0; k < self->n; k++)
 		atomic_store(&self->targets[k].sent_at_return, atomic_load(&self->targets[k].sent));
 	if (self->company) {
@@ -161,6 +171,30 @@ Test(held_signals, a_worker_that_stays_busy_sends_within_the_poll_bound)
 	test_runtime_destroy(rt);
 }
 
+/* Held for 4 polls, a signal goes once the holder and its company have
+ * each been polled twice; held for the most, it outlasts them. */
+static int sent_after_two_yields(unsigned max_polls)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct target t = {0};
+	struct holder h = {.targets = &t, .n = 1, .yields = 4, .company = AFE_HOLD_MAX_POLLS,
+			   .max_polls = max_polls};
+	afe_future_init(&h.base, holder_poll);
+	cr_assert_eq(test_block_on(rt, &h), 0);
+	wait_sent(&t);
+	cr_assert_eq(atomic_load(&t.sent_during_poll), 0, "held while it ran");
+	cr_assert_eq(atomic_load(&t.bits), 7);
+	cr_assert_eq(atomic_load(&t.refs), 0);
+	test_runtime_destroy(rt);
+	return atomic_load(&t.sent_after_yields);
+}
+
+Test(held_signals, a_holder_may_allow_fewer_polls)
+{
+	cr_assert_eq(sent_after_two_yields(4), 1, "sent after four polls");
+	cr_assert_eq(sent_after_two_yields(0), 0, "held longer by default");
+}
+
 Test(held_signals, more_targets_than_it_holds_sends_the_earlier_ones_first)
 {
 	struct afe_runtime *rt = test_runtime(1);
@@ -194,7 +228,8 @@ static int burst_holder_poll(struct afe_future *f, struct afe_context *cx)
 	struct burst_holder *self = afe_container_of(f, struct burst_holder, base);
 	(void)cx;
 	for (int i = 0; i < self->holds; i++)
-		afe_hold_signal(send, self->t, 1u << (i % 3), true, &owner, self->t);
+		afe_hold_signal(send, self->t, 1u << (i % 3), true, AFE_HOLD_MAX_POLLS, &owner,
+				self->t);
 	atomic_store(&self->t->sent_during_poll, atomic_load(&self->t->sent));
 	f->result = 0;
 	return AFE_READY;

@@ -25,6 +25,7 @@ struct watch_once {
 	_Atomic uint32_t *word;
 	uint32_t value;
 	_Atomic bool *started;
+	_Atomic uint32_t *sleep_flags; /* if set: afe_watch_flag_sleep, bit 1 */
 	struct afe_watch watch;
 };
 
@@ -33,6 +34,8 @@ static int watch_once_poll(struct afe_future *f, struct afe_context *cx)
 	struct watch_once *self = afe_container_of(f, struct watch_once, base);
 	AFE_ASYNC_BEGIN(f, cx);
 	afe_watch_init(&self->watch, self->word, self->value, AFE_FUTEX_PRIVATE);
+	if (self->sleep_flags)
+		afe_watch_flag_sleep(&self->watch, self->sleep_flags, 1);
 	if (self->started)
 		atomic_store(self->started, true);
 	AFE_AWAIT(&self->watch.base);
@@ -117,24 +120,38 @@ static int busy_poll(struct afe_future *f, struct afe_context *cx)
 	return AFE_READY;
 }
 
+/* Waits up to 5 s for bit 1 in flags. */
+static bool flagged_soon(_Atomic uint32_t *flags)
+{
+	for (int i = 0; i < 5000 && !(atomic_load(flags) & 1); i++)
+		usleep(1000);
+	return atomic_load(flags) & 1;
+}
+
+/* Also: each thread that sleeps in the kernel for a flagged watch (the
+ * parked worker, then the ring) flags itself first. */
 Test(watch, a_worker_that_gets_busy_hands_its_watch_to_the_ring)
 {
 	struct afe_runtime *rt = quiet_runtime(1);
-	static _Atomic uint32_t word = 0;
+	static _Atomic uint32_t word = 0, flags = 0;
 	static _Atomic bool started = false, running = false;
-	struct watch_once w = {.word = &word, .value = 0, .started = &started};
+	struct watch_once w = {.word = &word, .value = 0, .started = &started,
+			       .sleep_flags = &flags};
 	afe_future_init(&w.base, watch_once_poll);
 	struct afe_join_handle watcher;
 	cr_assert_eq(afe_spawn(rt, &w, &watcher), 0);
 	while (!atomic_load(&started))
 		sched_yield();
-	usleep(10 * 1000); /* the worker parks, holding the watch */
+	/* The worker parks, holding the watch. */
+	cr_assert(flagged_soon(&flags), "the parked worker flagged its sleep");
+	atomic_store(&flags, 0);
 	struct busy b = {.rt = rt, .running = &running};
 	afe_future_init(&b.base, busy_poll);
 	struct afe_join_handle busy_handle;
 	cr_assert_eq(afe_spawn(rt, &b, &busy_handle), 0);
 	while (!atomic_load(&running))
 		sched_yield();
+	cr_assert(flagged_soon(&flags), "the ring's wait was flagged");
 	usleep(20 * 1000);
 	atomic_fetch_add(&word, 1);
 	word_wake(&word); /* meets the ring's wait: the worker is busy */
@@ -180,6 +197,9 @@ Test(watch, destroying_the_runtime_ends_a_waiting_watch)
 
 struct pong_words {
 	_Atomic uint32_t ping, pong;
+	bool flagged;		  /* the pinger's watches flag their sleeps */
+	_Atomic uint32_t flags;	  /* where, bit 1 */
+	_Atomic uint64_t skipped; /* pongs that needed no wake syscall */
 };
 
 static void *pong_thread(void *arg)
@@ -189,7 +209,13 @@ static void *pong_thread(void *arg)
 		while (atomic_load(&pw->ping) < i)
 			syscall(SYS_futex, &pw->ping, FUTEX_WAIT_PRIVATE, i - 1, NULL, NULL, 0);
 		atomic_store(&pw->pong, i);
-		word_wake(&pw->pong);
+		/* Flagged: wake only a sleeper, as a bell does (the store,
+		 * then the exchange: both seq_cst, against the watch's flag,
+		 * then the kernel's look at the word). */
+		if (pw->flagged && !(atomic_exchange(&pw->flags, 0) & 1))
+			atomic_fetch_add(&pw->skipped, 1);
+		else
+			word_wake(&pw->pong);
 	}
 	return NULL;
 }
@@ -210,6 +236,8 @@ static int pinger_poll(struct afe_future *f, struct afe_context *cx)
 		word_wake(&self->pw->ping);
 		while (atomic_load(&self->pw->pong) < self->i) {
 			afe_watch_init(&self->watch, &self->pw->pong, self->i - 1, AFE_FUTEX_PRIVATE);
+			if (self->pw->flagged)
+				afe_watch_flag_sleep(&self->watch, &self->pw->flags, 1);
 			AFE_AWAIT(&self->watch.base);
 			if (self->watch.base.result < 0)
 				AFE_RETURN(self->watch.base.result);
@@ -237,12 +265,21 @@ static int churn_poll(struct afe_future *f, struct afe_context *cx)
 	return AFE_PENDING;
 }
 
-static void ping_pong(unsigned workers, bool with_churn)
+/* Returns how many pongs skipped the wake syscall. */
+static uint64_t ping_pong(unsigned workers, unsigned spin_us, bool with_churn, bool flagged)
 {
-	struct afe_runtime *rt = quiet_runtime(workers);
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = workers;
+	config.spin_us = spin_us;
+	struct afe_runtime *rt = NULL;
+	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
 	static struct pong_words pw;
 	atomic_store(&pw.ping, 0);
 	atomic_store(&pw.pong, 0);
+	atomic_store(&pw.flags, 0);
+	atomic_store(&pw.skipped, 0);
+	pw.flagged = flagged;
 	pthread_t thread;
 	cr_assert_eq(pthread_create(&thread, NULL, pong_thread, &pw), 0);
 	static _Atomic bool stop;
@@ -264,14 +301,34 @@ static void ping_pong(unsigned workers, bool with_churn)
 	}
 	pthread_join(thread, NULL);
 	test_runtime_destroy(rt);
+	return atomic_load(&pw.skipped);
 }
 
 Test(watch_stress, ping_pong_with_a_thread_on_one_parking_worker, .timeout = 120)
 {
-	ping_pong(1, false);
+	ping_pong(1, 0, false, false);
 }
 
 Test(watch_stress, ping_pong_while_another_task_keeps_workers_busy, .timeout = 120)
 {
-	ping_pong(2, true);
+	ping_pong(2, 0, true, false);
+}
+
+/* The waker skips the syscall unless the watch flagged a sleep: a lost
+ * wake hangs the pinger. With a spin, a searching worker sees most pongs
+ * itself. */
+Test(watch_stress, flagged_ping_pong_on_a_parking_worker, .timeout = 120)
+{
+	ping_pong(1, 0, false, true);
+}
+
+Test(watch_stress, flagged_ping_pong_on_a_spinning_worker, .timeout = 120)
+{
+	uint64_t skipped = ping_pong(1, 50, false, true);
+	cr_assert_gt(skipped, 0, "no pong found the pinger's worker awake");
+}
+
+Test(watch_stress, flagged_ping_pong_while_another_task_keeps_workers_busy, .timeout = 120)
+{
+	ping_pong(2, 0, true, true);
 }
