@@ -23,7 +23,7 @@
 #include "ipc_ring.h"
 
 #define AFE_IPC_MAGIC 0x31435049454641ull /* "AFEIPC1" */
-#define AFE_IPC_VERSION 1u
+#define AFE_IPC_VERSION 2u /* 2: wakers skip the syscall unless AFE_IPC_ASLEEP */
 #define AFE_IPC_RING_SLOTS 128u
 
 enum { AFE_IPC_ENTRY_FREE, AFE_IPC_ENTRY_CLAIMED, AFE_IPC_ENTRY_LIVE, AFE_IPC_ENTRY_GONE };
