@@ -275,11 +275,26 @@ void afe_watches_between_tasks(struct afe_watches *ws)
 unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_waitv *vec,
 			  unsigned max)
 {
+	struct wake_batch b = {.n = 0};
 	unsigned n = 0;
 	pthread_mutex_lock(&ws->lock);
-	for (struct afe_watch *w = ws->head; w && n < max; w = w->next) {
+	for (struct afe_watch *w = ws->head, *next; w; w = next) {
+		next = w->next;
 		if (w->state != STATE_PENDING)
 			continue;
+		if (n == max) {
+			/* No room in our sleep, and perhaps nobody else is
+			 * awake to look at it: the ring watches it. */
+			if (batch_full(&b)) {
+				pthread_mutex_unlock(&ws->lock);
+				wake_batch(&b);
+				pthread_mutex_lock(&ws->lock);
+				next = ws->head; /* the list may have changed */
+				continue;
+			}
+			submit_for_task(ws, w, &b);
+			continue;
+		}
 		atomic_fetch_sub_explicit(&ws->pending, 1, memory_order_relaxed);
 		w->state = STATE_HELD;
 		w->holder = worker;
@@ -291,6 +306,7 @@ unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_
 		};
 	}
 	pthread_mutex_unlock(&ws->lock);
+	wake_batch(&b);
 	return n;
 }
 

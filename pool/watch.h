@@ -109,7 +109,8 @@ static inline bool afe_watches_pending(struct afe_watches *ws)
 void afe_watches_between_tasks(struct afe_watches *ws);
 
 /* A worker about to park: holds up to max PENDING watches and fills vec
- * with their words. Returns how many. */
+ * with their words; hands the PENDING ones past max to the ring (no
+ * other worker may be awake to look at them). Returns how many it holds. */
 unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_waitv *vec,
 			  unsigned max);
 

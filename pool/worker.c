@@ -303,6 +303,12 @@ static void park(struct afe_worker *w)
 		 * task in our LIFO slot, and we leave to run it. */
 		struct futex_waitv vec[1 + AFE_WATCH_MAX_HELD];
 		unsigned n = afe_watches_hold(&rt->watches, w->index, vec + 1, AFE_WATCH_MAX_HELD);
+		if (w->lifo) {
+			/* A watch it handed to the ring ended at once: its
+			 * task is ours to run. */
+			afe_watches_release(&rt->watches, w->index);
+			break;
+		}
 		if (n == 0) {
 			afe_futex_wait(&w->park_word, 0, NULL);
 			continue;

@@ -732,7 +732,11 @@ Test(ipc_room, killing_the_consumer_ends_calls_waiting_for_room_with_epipe_at_on
 /* A producer process for the next test: waits for its cue, connects,
  * makes STUCK_SERVERS calls of count(STUCK_LEN), and waits to be frozen
  * and killed. */
-enum { STUCK_SERVERS = 24, STUCK_LEN = 100000 };
+/* Streams far longer than the test: one that ended before the freeze
+ * would leave its server free to take a second call, and another server
+ * none (100000 replies once took ~20 ms, less than taking the 24 calls on
+ * a loaded machine). */
+enum { STUCK_SERVERS = 24, STUCK_LEN = 1 << 30 };
 
 static void ignore_reply(void *ctx, int status, struct afe_ipc_reader *r, bool more)
 {

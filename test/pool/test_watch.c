@@ -26,6 +26,7 @@ struct watch_once {
 	uint32_t value;
 	_Atomic bool *started;
 	_Atomic uint32_t *sleep_flags; /* if set: afe_watch_flag_sleep, bit 1 */
+	_Atomic unsigned *ended;       /* if set: counts the ends */
 	struct afe_watch watch;
 };
 
@@ -39,6 +40,8 @@ static int watch_once_poll(struct afe_future *f, struct afe_context *cx)
 	if (self->started)
 		atomic_store(self->started, true);
 	AFE_AWAIT(&self->watch.base);
+	if (self->ended)
+		atomic_fetch_add(self->ended, 1);
 	AFE_RETURN(self->watch.base.result);
 	AFE_ASYNC_END;
 }
@@ -188,6 +191,44 @@ Test(watch, a_watch_that_goes_to_the_ring_at_once_flags_its_sleep)
 	cr_assert_eq(test_block_on(rt, &j), 0);
 	cr_assert(flagged, "the ring's wait was flagged");
 	test_runtime_destroy(rt);
+}
+
+/* A parked worker sleeps on AFE_WATCH_MAX_HELD words at most: it hands
+ * the other watches to the ring, so every watch still ends when its word
+ * is woken. */
+Test(watch, more_watches_than_a_parked_worker_holds_all_end)
+{
+	enum { N = AFE_WATCH_MAX_HELD + 5 };
+	struct afe_runtime *rt = quiet_runtime(1);
+	static _Atomic uint32_t words[N];
+	static _Atomic bool started[N];
+	static _Atomic unsigned ended;
+	struct afe_join_handle handles[N];
+	for (unsigned i = 0; i < N; i++) {
+		struct watch_once w = {.word = &words[i], .value = 0, .started = &started[i],
+				       .ended = &ended};
+		afe_future_init(&w.base, watch_once_poll);
+		cr_assert_eq(afe_spawn(rt, &w, &handles[i]), 0);
+	}
+	for (unsigned i = 0; i < N; i++)
+		while (!atomic_load(&started[i]))
+			sched_yield();
+	/* One word at a time, the worker parked again before each: waking
+	 * any held word would let it look at every word. */
+	for (unsigned i = 0; i < N; i++) {
+		usleep(10 * 1000); /* the worker parks */
+		atomic_fetch_add(&words[i], 1);
+		word_wake(&words[i]);
+		for (int ms = 0; ms < 2000 && atomic_load(&ended) <= i; ms++)
+			usleep(1000);
+		if (atomic_load(&ended) <= i)
+			break;
+	}
+	unsigned seen = atomic_load(&ended);
+	test_runtime_destroy(rt); /* ends any watch left waiting */
+	for (unsigned i = 0; i < N; i++)
+		afe_join_handle_drop(&handles[i]);
+	cr_assert_eq(seen, N, "%u of %u watches ended", seen, (unsigned)N);
 }
 
 Test(watch, cancelling_a_held_watch_ends_it_with_ecanceled)
