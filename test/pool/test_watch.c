@@ -276,14 +276,22 @@ static void *pong_thread(void *arg)
 	for (uint32_t i = 1; i <= ROUNDS; i++) {
 		while (atomic_load(&pw->ping) < i)
 			syscall(SYS_futex, &pw->ping, FUTEX_WAIT_PRIVATE, i - 1, NULL, NULL, 0);
-		atomic_store(&pw->pong, i);
-		/* Flagged: wake only a sleeper, as a bell does (the store,
-		 * then the exchange: both seq_cst, against the watch's flag,
-		 * then the kernel's look at the word). */
-		if (pw->flagged && !(atomic_exchange(&pw->flags, 0) & 1))
-			atomic_fetch_add(&pw->skipped, 1);
-		else
+		if (!pw->flagged) {
+			atomic_store(&pw->pong, i);
 			word_wake(&pw->pong);
+			continue;
+		}
+		/* Wake only a sleeper, as a bell does: take the flag, change
+		 * the word, look at the flag again. The take comes first: one
+		 * after the change could take the flag of the pinger's next
+		 * sleep, which waits for the next change, and that change's
+		 * take would find none. */
+		bool asleep = atomic_exchange(&pw->flags, 0) & 1;
+		atomic_store(&pw->pong, i);
+		if (asleep || (atomic_load(&pw->flags) & 1))
+			word_wake(&pw->pong);
+		else
+			atomic_fetch_add(&pw->skipped, 1);
 	}
 	return NULL;
 }
