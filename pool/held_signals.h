@@ -12,10 +12,10 @@
  * time) goes at once with those held before it, as holding it would only
  * add to the round trip. A held signal is sent before the worker looks
  * for work elsewhere or parks, after the task polls its holder allows
- * (AFE_HOLD_MAX_POLLS at most) and when the worker ends. The data it announces must already be
- * published: holding back only delays the wake, as a slow waker would. A
- * poll that blocks its worker (which no poll may do) holds the worker's
- * signals as long.
+ * (AFE_HOLD_MAX_POLLS at most) and when the worker ends. The data it
+ * announces must already be published: holding back only delays the wake,
+ * as a slow waker would. A poll that blocks its worker (which no poll may
+ * do) holds the worker's signals as long.
  */
 #ifndef AFE_POOL_HELD_SIGNALS_H
 #define AFE_POOL_HELD_SIGNALS_H

@@ -46,15 +46,21 @@ static int watch_once_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_END;
 }
 
-static struct afe_runtime *quiet_runtime(unsigned workers)
+/* A runtime whose idle workers search spin_us before they park. */
+static struct afe_runtime *runtime_spinning(unsigned workers, unsigned spin_us)
 {
 	struct afe_runtime_config config;
 	afe_runtime_config_default(&config);
 	config.workers = workers;
-	config.spin_us = 0; /* park at once: the watch is held by a parked worker */
+	config.spin_us = spin_us;
 	struct afe_runtime *rt = NULL;
 	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
 	return rt;
+}
+
+static struct afe_runtime *quiet_runtime(unsigned workers)
+{
+	return runtime_spinning(workers, 0); /* park at once: a parked worker holds the watch */
 }
 
 Test(watch, a_word_that_already_changed_ends_the_watch_at_once)
@@ -344,12 +350,7 @@ static int churn_poll(struct afe_future *f, struct afe_context *cx)
 /* Returns how many pongs skipped the wake syscall. */
 static uint64_t ping_pong(unsigned workers, unsigned spin_us, bool with_churn, bool flagged)
 {
-	struct afe_runtime_config config;
-	afe_runtime_config_default(&config);
-	config.workers = workers;
-	config.spin_us = spin_us;
-	struct afe_runtime *rt = NULL;
-	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+	struct afe_runtime *rt = runtime_spinning(workers, spin_us);
 	static struct pong_words pw;
 	atomic_store(&pw.ping, 0);
 	atomic_store(&pw.pong, 0);
