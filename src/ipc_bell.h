@@ -53,23 +53,37 @@ struct afe_ipc_bell {
 	_Atomic uint32_t wants;
 };
 
-/* The sleeper: publishes wants and returns the word's value to wait on.
- * Re-check the rings after this, then wait or call afe_ipc_bell_unwant.
- * The word is read before wants is published: a waker that takes wants
- * after that bumps the word past the value returned, so the wait ends at
- * once, even when the sleeper found work in its re-check and sleeps
- * anyway (its wants are gone: nobody would wake it again). */
-static inline uint32_t afe_ipc_bell_want(struct afe_ipc_bell *b, uint32_t wants)
+/* The bits of wants above these name the sleeper that published them. */
+#define AFE_IPC_SLEEPER_SHIFT 8
+
+/* The sleeper: publishes wants, with its name (any 24 bits that tell it
+ * from an earlier sleeper on the same bell), and returns the word's value
+ * to wait on. Re-check the rings after this, then wait or call
+ * afe_ipc_bell_unwant. The word is read before wants is published: a
+ * waker that takes wants after that bumps the word past the value
+ * returned, so the wait ends at once, even when the sleeper found work in
+ * its re-check and sleeps anyway (its wants are gone: nobody would wake it
+ * again). */
+static inline uint32_t afe_ipc_bell_want(struct afe_ipc_bell *b, uint32_t wants, uint32_t sleeper)
 {
 	uint32_t word = atomic_load(&b->word);
-	atomic_store(&b->wants, wants);
+	atomic_store(&b->wants, wants | sleeper << AFE_IPC_SLEEPER_SHIFT);
 	atomic_thread_fence(memory_order_seq_cst);
 	return word;
 }
 
-static inline void afe_ipc_bell_unwant(struct afe_ipc_bell *b)
+/* Withdraws what sleeper published, unless a waker took it, or another
+ * sleeper published since: an entry's last producer, still waking from
+ * its close, must not clear the wants of the producer that took the entry
+ * next (that one would sleep through its replies). */
+static inline void afe_ipc_bell_unwant(struct afe_ipc_bell *b, uint32_t sleeper)
 {
-	atomic_store_explicit(&b->wants, 0, memory_order_relaxed);
+	uint32_t wants = atomic_load_explicit(&b->wants, memory_order_relaxed);
+	uint32_t ours = sleeper << AFE_IPC_SLEEPER_SHIFT >> AFE_IPC_SLEEPER_SHIFT;
+	while (wants >> AFE_IPC_SLEEPER_SHIFT == ours &&
+	       !atomic_compare_exchange_weak_explicit(&b->wants, &wants, 0, memory_order_relaxed,
+						      memory_order_relaxed))
+		;
 }
 
 /* The waker, after publishing what it did: wakes the sleeper if it wants
@@ -91,8 +105,11 @@ static inline int afe_ipc_bell_ring(struct afe_ipc_bell *b, uint32_t what)
 	 * the take: either we see its flag below, or its futex sees the
 	 * bump (both sides a seq_cst RMW, then a read of the other word). */
 	atomic_fetch_add(&b->word, 1);
+	/* All: a bell has one sleeper, but a thread of a watch that was
+	 * cancelled may sit on the word a moment longer, and must not take
+	 * the only wake. */
 	if ((wants & AFE_IPC_ASLEEP) || (atomic_load(&b->wants) & AFE_IPC_ASLEEP))
-		syscall(SYS_futex, &b->word, FUTEX_WAKE, 1, NULL, NULL, 0);
+		syscall(SYS_futex, &b->word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 	return 1;
 }
 

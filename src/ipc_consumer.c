@@ -437,6 +437,10 @@ static int take_request(struct afe_ipc_consumer *c, struct afe_ipc_request *req)
 
 /* ---- the consumer's task -------------------------------------------------- */
 
+/* The name the pump publishes its wants under (see afe_ipc_bell_want):
+ * the object is the consumer's own, and it has one pump. */
+#define AFE_IPC_CONSUMER_SLEEPER 0u
+
 struct pump {
 	struct afe_future base;
 	struct afe_ipc_consumer *c;
@@ -468,9 +472,9 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 		}
 		sync_peers(c);
 		uint32_t wants = pump_wants(c);
-		self->word = afe_ipc_bell_want(bell, wants);
+		self->word = afe_ipc_bell_want(bell, wants, AFE_IPC_CONSUMER_SLEEPER);
 		if (pump_wants(c) != wants || roster_changed(c) || atomic_load(&c->closed)) {
-			afe_ipc_bell_unwant(bell);
+			afe_ipc_bell_unwant(bell, AFE_IPC_CONSUMER_SLEEPER);
 			continue;
 		}
 		/* Wake receivers for what came before we wanted it: they take
@@ -481,7 +485,7 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 			afe_notify_all(&c->room);
 		afe_ipc_bell_watch(&self->wait, bell, self->word);
 		AFE_AWAIT(&self->wait.base);
-		afe_ipc_bell_unwant(bell);
+		afe_ipc_bell_unwant(bell, AFE_IPC_CONSUMER_SLEEPER);
 		if (self->wait.base.result == -ECANCELED || self->wait.base.result == -ESHUTDOWN)
 			break;
 	}

@@ -61,6 +61,18 @@ static bool consumer_gone(struct afe_ipc_producer *p)
 	return true;
 }
 
+/* Gives our entry back: the consumer frees it for the next producer. Only
+ * from the pump, once it is done with the entry's bell: a pump that still
+ * woke from the close would clear the wants of the producer that took the
+ * entry next, and that producer would sleep through its replies. */
+static void leave_entry(struct afe_ipc_producer *p)
+{
+	uint32_t live = AFE_IPC_ENTRY_LIVE;
+	if (atomic_load(&p->entry->generation) == p->gen) /* still ours */
+		atomic_compare_exchange_strong(&p->entry->state, &live, AFE_IPC_ENTRY_GONE);
+	afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_ANY);
+}
+
 /* ---- the reply task ------------------------------------------------------- */
 
 struct pump {
@@ -88,33 +100,34 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 		if (atomic_load(&p->closed) || consumer_gone(p))
 			break;
 		uint32_t wants = pump_wants(p);
-		self->word = afe_ipc_bell_want(bell, wants);
+		self->word = afe_ipc_bell_want(bell, wants, p->gen);
 		/* Re-check after publishing: see ipc_bell.h. */
 		if (pump_wants(p) != wants || afe_ipc_ring_has_frame(&p->replies) ||
 		    atomic_load(&p->closed) || consumer_gone(p)) {
-			afe_ipc_bell_unwant(bell);
+			afe_ipc_bell_unwant(bell, p->gen);
 			continue;
 		}
 		if ((wants & AFE_IPC_WANT_ROOM) && afe_ipc_ring_has_room(&p->requests)) {
-			afe_ipc_bell_unwant(bell);
+			afe_ipc_bell_unwant(bell, p->gen);
 			afe_notify_all(&p->room);
 			if (!(wants & AFE_IPC_WANT_FRAME))
 				continue;
-			self->word = afe_ipc_bell_want(bell, wants & ~AFE_IPC_WANT_ROOM);
+			self->word = afe_ipc_bell_want(bell, wants & ~AFE_IPC_WANT_ROOM, p->gen);
 			if (afe_ipc_ring_has_frame(&p->replies)) {
-				afe_ipc_bell_unwant(bell);
+				afe_ipc_bell_unwant(bell, p->gen);
 				continue;
 			}
 		}
 		afe_ipc_bell_watch(&self->wait, bell, self->word);
 		AFE_AWAIT(&self->wait.base);
-		afe_ipc_bell_unwant(bell);
+		afe_ipc_bell_unwant(bell, p->gen);
 		if (self->wait.base.result == -ECANCELED || self->wait.base.result == -ESHUTDOWN)
 			break;
 	}
 	AFE_CLEANUP;
 	atomic_store(&p->gone, true);
 	afe_ipc_producer_fail_all(p, -EPIPE);
+	leave_entry(p);
 	atomic_fetch_sub(&p->rt->system_tasks, 1);
 	afe_ipc_producer_unref(p);
 	AFE_ASYNC_END;
@@ -158,10 +171,16 @@ static int start_tasks(struct afe_ipc_producer *p)
 	if (err < 0) {
 		atomic_fetch_sub(&p->rt->system_tasks, 1);
 		atomic_fetch_sub(&p->refs, 2);
+		leave_entry(p);
 		return err;
 	}
-	return afe_ipc_watch_peer(p->rt, p->consumer_pidfd, &p->gone, &p->entry->bell,
-				  unref_producer, p, &p->watcher);
+	err = afe_ipc_watch_peer(p->rt, p->consumer_pidfd, &p->gone, &p->entry->bell,
+				 unref_producer, p, &p->watcher);
+	if (err < 0) { /* the pump ends, and leaves the entry */
+		atomic_store(&p->closed, true);
+		afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY);
+	}
+	return err;
 }
 
 static int shm_send(struct afe_ipc_producer *p, const struct afe_ipc_call *call)
@@ -182,10 +201,7 @@ static int shm_send(struct afe_ipc_producer *p, const struct afe_ipc_call *call)
 
 static void shm_close(struct afe_ipc_producer *p)
 {
-	if (atomic_load(&p->entry->generation) == p->gen) /* still ours */
-		atomic_store(&p->entry->state, AFE_IPC_ENTRY_GONE);
-	afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_ANY);
-	afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY);
+	afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY); /* the pump ends, leave_entry */
 	afe_join_handle_drop(&p->watcher); /* a child handle: cancels it */
 }
 
@@ -224,10 +240,8 @@ int afe_ipc_shm_connect(struct afe_ipc_producer *p, const char *name)
 	p->link = &shm_link;
 	afe_ipc_ring_attach(&p->requests, afe_ipc_requests_of(h, index), AFE_IPC_RING_SLOTS);
 	afe_ipc_ring_attach(&p->replies, afe_ipc_replies_of(h, index), AFE_IPC_RING_SLOTS);
-	if ((err = start_tasks(p)) < 0) {
-		atomic_store(&p->entry->state, AFE_IPC_ENTRY_GONE);
+	if ((err = start_tasks(p)) < 0)
 		return err; /* the caller frees p, and with it the mapping */
-	}
 	/* Tell the consumer a producer came. */
 	afe_ipc_bell_ring(&h->bell, AFE_IPC_WANT_ANY);
 	return 0;

@@ -99,23 +99,23 @@ Test(ipc_bell, a_sleeper_changing_what_it_wants_never_misses_a_wake)
 				wants &= ~want_bit(kind);
 		if (!wants)
 			wants = AFE_IPC_WANT_FRAME | AFE_IPC_WANT_ROOM;
-		uint32_t word = afe_ipc_bell_want(&b.bell, wants);
+		uint32_t word = afe_ipc_bell_want(&b.bell, wants, round);
 		/* Half the rounds sleep even after taking what the re-check
 		 * found, as the consumer's pump does (it hands the frames to
 		 * receivers, then sleeps): a wake that came between publishing
 		 * wants and reading the word must not be lost then either. */
 		if (take(&b, wants) && (round % 2 || !more_to_come(&b, wants))) {
-			afe_ipc_bell_unwant(&b.bell);
+			afe_ipc_bell_unwant(&b.bell, round);
 			continue;
 		}
 		if (round % 4 == 0 && watch_a_while(&b.bell, word)) {
-			afe_ipc_bell_unwant(&b.bell);
+			afe_ipc_bell_unwant(&b.bell, round);
 			continue;
 		}
 		atomic_fetch_or(&b.bell.wants, AFE_IPC_ASLEEP);
 		struct timespec second = {.tv_sec = 1};
 		long r = syscall(SYS_futex, &b.bell.word, FUTEX_WAIT, word, &second, NULL, 0);
-		afe_ipc_bell_unwant(&b.bell);
+		afe_ipc_bell_unwant(&b.bell, round);
 		if (r < 0 && errno == ETIMEDOUT) {
 			atomic_store(&b.lost, true);
 			break;
@@ -126,4 +126,26 @@ Test(ipc_bell, a_sleeper_changing_what_it_wants_never_misses_a_wake)
 	cr_assert_not(atomic_load(&b.lost), "a wake was lost: frames %u/%u, room %u/%u",
 		      atomic_load(&b.taken[0]), atomic_load(&b.made[0]), atomic_load(&b.taken[1]),
 		      atomic_load(&b.made[1]));
+}
+
+Test(ipc_bell, a_sleeper_withdraws_only_its_own_wants)
+{
+	/* An entry's last producer, waking from its close, and the next one
+	 * that took the entry: the late unwant must leave the next one's
+	 * wants (with the same bits) for its waker. */
+	struct afe_ipc_bell bell = {0};
+	uint32_t word = afe_ipc_bell_want(&bell, AFE_IPC_WANT_FRAME, 7);
+	(void)afe_ipc_bell_want(&bell, AFE_IPC_WANT_FRAME | AFE_IPC_WANT_ANY, 8);
+	afe_ipc_bell_unwant(&bell, 7);
+	cr_assert_eq(afe_ipc_bell_ring(&bell, AFE_IPC_WANT_FRAME), 1, "the wake was lost");
+	cr_assert_eq(atomic_load(&bell.word), word + 1);
+
+	/* Its own, also once it flagged its sleep; a name past 24 bits is
+	 * its low 24 bits. */
+	uint32_t name = 0x5000009u;
+	(void)afe_ipc_bell_want(&bell, AFE_IPC_WANT_ROOM, name);
+	atomic_fetch_or(&bell.wants, AFE_IPC_ASLEEP);
+	afe_ipc_bell_unwant(&bell, name);
+	cr_assert_eq(atomic_load(&bell.wants), 0);
+	cr_assert_eq(afe_ipc_bell_ring(&bell, AFE_IPC_WANT_ROOM), 0);
 }
