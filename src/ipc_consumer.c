@@ -182,6 +182,10 @@ static void sync_peers(struct afe_ipc_consumer *c)
 		}
 		if (state == AFE_IPC_ENTRY_LIVE && !peer->live && !atomic_load(&c->closed))
 			adopt_peer(c, i, gen);
+		else if (state == AFE_IPC_ENTRY_GONE && !peer->live)
+			/* A producer that left before we adopted it: it is
+			 * done with the entry (it leaves only then). */
+			atomic_compare_exchange_strong(&e->state, &state, AFE_IPC_ENTRY_FREE);
 	}
 }
 

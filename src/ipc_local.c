@@ -78,7 +78,6 @@ void afe_ipc_local_unregister(struct afe_ipc_consumer *c)
 
 static int local_send(struct afe_ipc_producer *p, const struct afe_ipc_call *call)
 {
-	pthread_mutex_lock(&p->lock);
 	if (p->queue_tail - p->queue_head == AFE_IPC_MAX_PENDING) {
 		/* Full of ids of calls that ended: keep the pending ones. */
 		uint32_t kept = p->queue_head;
@@ -92,9 +91,12 @@ static int local_send(struct afe_ipc_producer *p, const struct afe_ipc_call *cal
 	}
 	/* At most AFE_IPC_MAX_PENDING calls are pending, call among them. */
 	p->queue[p->queue_tail++ & AFE_IPC_PENDING_MASK] = call->id;
-	pthread_mutex_unlock(&p->lock);
-	afe_ipc_consumer_request_queued(p->consumer);
 	return 0;
+}
+
+static void local_sent(struct afe_ipc_producer *p)
+{
+	afe_ipc_consumer_request_queued(p->consumer);
 }
 
 static bool local_gone(struct afe_ipc_producer *p)
@@ -116,6 +118,7 @@ static void local_free(struct afe_ipc_producer *p)
 
 static const struct afe_ipc_link_ops local_link = {
 	.send = local_send,
+	.sent = local_sent,
 	.gone = local_gone,
 	.close = local_close,
 	.free = local_free,

@@ -305,9 +305,26 @@ int afe_ipc_call_result(const struct afe_ipc_call *call, struct afe_ipc_reader *
 	return call->status;
 }
 
-/* Takes the call into the table, with its deadline and the task's waker.
- * 0 or an error. */
-static int call_start(struct afe_ipc_call *call, const struct afe_context *cx)
+/* Sends the request over the link, with p->lock held: 0 sent (then
+ * call_sent once unlocked), -EAGAIN full, or an error. */
+static int call_send_locked(struct afe_ipc_call *call)
+{
+	struct afe_ipc_producer *p = call->producer;
+	int err = p->link->send(p, call);
+	if (err == 0)
+		atomic_fetch_add(&p->n_calls, 1);
+	return err;
+}
+
+static void call_sent(struct afe_ipc_call *call)
+{
+	call->producer->link->sent(call->producer);
+}
+
+/* Takes the call into the table, with its deadline and the task's waker,
+ * and tries its first send in the same hold of the lock (*sent: what
+ * call_send_locked returned). 0 or an error. */
+static int call_start(struct afe_ipc_call *call, const struct afe_context *cx, int *sent)
 {
 	struct afe_ipc_producer *p = call->producer;
 	uint64_t now = afe_now_ns();
@@ -319,22 +336,27 @@ static int call_start(struct afe_ipc_call *call, const struct afe_context *cx)
 	if (err == 0) {
 		sweeper = afe_ipc_deadline_set(p, call, now);
 		afe_waker_register(&call->waker, cx);
+		*sent = call_send_locked(call);
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (err < 0)
 		return err;
 	atomic_fetch_add(&p->refs, 1);
+	if (*sent == 0)
+		call_sent(call);
 	afe_ipc_wake_taken(&sweeper);
 	return 0;
 }
 
-/* Sends the request over the link. 0 sent, -EAGAIN full, or an error. */
+/* Sends the request again, once there may be room. */
 static int call_send(struct afe_ipc_call *call)
 {
 	struct afe_ipc_producer *p = call->producer;
-	int err = p->link->send(p, call);
+	pthread_mutex_lock(&p->lock);
+	int err = call_send_locked(call);
+	pthread_mutex_unlock(&p->lock);
 	if (err == 0)
-		atomic_fetch_add(&p->n_calls, 1);
+		call_sent(call);
 	return err;
 }
 
@@ -379,8 +401,8 @@ static void call_register(struct afe_ipc_call *call, const struct afe_context *c
 static int call_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_ipc_call *call = afe_container_of(f, struct afe_ipc_call, base);
-	int err;
-	bool started = false;
+	int err, first_send = 0;
+	bool started = false, first_send_due = false;
 	switch (call->phase) {
 	case PHASE_IDLE:
 		f->result = -EINVAL;
@@ -390,7 +412,7 @@ static int call_poll(struct afe_future *f, struct afe_context *cx)
 		return AFE_READY;
 	case PHASE_ARMED:
 		started = true;
-		err = cx->cancel ? -ECANCELED : call_start(call, cx);
+		err = cx->cancel ? -ECANCELED : call_start(call, cx, &first_send);
 		if (err < 0) {
 			call->status = err;
 			call->phase = PHASE_DONE;
@@ -398,6 +420,7 @@ static int call_poll(struct afe_future *f, struct afe_context *cx)
 			return AFE_READY;
 		}
 		call->phase = PHASE_SENDING;
+		first_send_due = true;
 		break;
 	default:
 		break;
@@ -407,7 +430,8 @@ static int call_poll(struct afe_future *f, struct afe_context *cx)
 		goto done;
 	}
 	while (call->phase == PHASE_SENDING) {
-		err = call_send(call);
+		err = first_send_due ? first_send : call_send(call);
+		first_send_due = false;
 		if (err == 0) {
 			call_stop_waiting_room(call, cx);
 			call->phase = PHASE_WAITING;

@@ -22,9 +22,14 @@
 _Static_assert((AFE_IPC_MAX_PENDING & AFE_IPC_PENDING_MASK) == 0, "a power of two");
 
 struct afe_ipc_link_ops {
-	/* Sends call's request: 0, -EAGAIN when there is no room (the call
-	 * waits for room on the shared-memory link's bell), or -EPIPE. */
+	/* Sends call's request, with p->lock held: 0, -EAGAIN when there is
+	 * no room (the call waits for room on the shared-memory link's bell),
+	 * or -EPIPE once the link is gone. Under the lock, so a link that
+	 * goes (under it too) never gets a request after that. */
 	int (*send)(struct afe_ipc_producer *p, const struct afe_ipc_call *call);
+	/* After a send that returned 0, with the lock released: tells the
+	 * consumer. */
+	void (*sent)(struct afe_ipc_producer *p);
 	/* Whether the consumer went away. */
 	bool (*gone)(struct afe_ipc_producer *p);
 	/* The user closed p: tell the consumer, end the link's tasks. */

@@ -62,15 +62,25 @@ static bool consumer_gone(struct afe_ipc_producer *p)
 }
 
 /* Gives our entry back: the consumer frees it for the next producer. Only
- * from the pump, once it is done with the entry's bell: a pump that still
- * woke from the close would clear the wants of the producer that took the
- * entry next, and that producer would sleep through its replies. */
+ * once gone, from the pump done with the entry's bell and rings: a pump
+ * still waking from the close would clear the wants of the producer that
+ * took the entry next (which would sleep through its replies), and drain
+ * its replies. Under the lock: after any send that saw us not gone. */
 static void leave_entry(struct afe_ipc_producer *p)
 {
+	pthread_mutex_lock(&p->lock);
 	uint32_t live = AFE_IPC_ENTRY_LIVE;
 	if (atomic_load(&p->entry->generation) == p->gen) /* still ours */
 		atomic_compare_exchange_strong(&p->entry->state, &live, AFE_IPC_ENTRY_GONE);
+	pthread_mutex_unlock(&p->lock);
 	afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_ANY);
+}
+
+/* The name the pump publishes its wants under (see afe_ipc_bell_want):
+ * 24 bits from the whole generation, which is unique to this claim. */
+static uint32_t sleeper_name(const struct afe_ipc_producer *p)
+{
+	return (p->gen * 2654435761u) >> AFE_IPC_SLEEPER_SHIFT;
 }
 
 /* ---- the reply task ------------------------------------------------------- */
@@ -100,27 +110,27 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 		if (atomic_load(&p->closed) || consumer_gone(p))
 			break;
 		uint32_t wants = pump_wants(p);
-		self->word = afe_ipc_bell_want(bell, wants, p->gen);
+		self->word = afe_ipc_bell_want(bell, wants, sleeper_name(p));
 		/* Re-check after publishing: see ipc_bell.h. */
 		if (pump_wants(p) != wants || afe_ipc_ring_has_frame(&p->replies) ||
 		    atomic_load(&p->closed) || consumer_gone(p)) {
-			afe_ipc_bell_unwant(bell, p->gen);
+			afe_ipc_bell_unwant(bell, sleeper_name(p));
 			continue;
 		}
 		if ((wants & AFE_IPC_WANT_ROOM) && afe_ipc_ring_has_room(&p->requests)) {
-			afe_ipc_bell_unwant(bell, p->gen);
+			afe_ipc_bell_unwant(bell, sleeper_name(p));
 			afe_notify_all(&p->room);
 			if (!(wants & AFE_IPC_WANT_FRAME))
 				continue;
-			self->word = afe_ipc_bell_want(bell, wants & ~AFE_IPC_WANT_ROOM, p->gen);
+			self->word = afe_ipc_bell_want(bell, wants & ~AFE_IPC_WANT_ROOM, sleeper_name(p));
 			if (afe_ipc_ring_has_frame(&p->replies)) {
-				afe_ipc_bell_unwant(bell, p->gen);
+				afe_ipc_bell_unwant(bell, sleeper_name(p));
 				continue;
 			}
 		}
 		afe_ipc_bell_watch(&self->wait, bell, self->word);
 		AFE_AWAIT(&self->wait.base);
-		afe_ipc_bell_unwant(bell, p->gen);
+		afe_ipc_bell_unwant(bell, sleeper_name(p));
 		if (self->wait.base.result == -ECANCELED || self->wait.base.result == -ESHUTDOWN)
 			break;
 	}
@@ -192,11 +202,14 @@ static int shm_send(struct afe_ipc_producer *p, const struct afe_ipc_call *call)
 		.kind = AFE_IPC_REQUEST,
 		.flags = call->on_reply ? AFE_IPC_F_STREAM : 0,
 	};
-	int err = afe_ipc_ring_push(&p->requests, &frame, call->args);
-	if (err == 0)
-		afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_FRAME, false, &producer_owner,
-					p);
-	return err;
+	/* Never once gone: the entry may be given back (leave_entry) and its
+	 * rings be the next producer's. */
+	return consumer_gone(p) ? -EPIPE : afe_ipc_ring_push(&p->requests, &frame, call->args);
+}
+
+static void shm_sent(struct afe_ipc_producer *p)
+{
+	afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_FRAME, false, &producer_owner, p);
 }
 
 static void shm_close(struct afe_ipc_producer *p)
@@ -213,6 +226,7 @@ static void shm_free(struct afe_ipc_producer *p)
 
 static const struct afe_ipc_link_ops shm_link = {
 	.send = shm_send,
+	.sent = shm_sent,
 	.gone = consumer_gone,
 	.close = shm_close,
 	.free = shm_free,

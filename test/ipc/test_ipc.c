@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../examples/ipc_calc_server.h"
 #include "ipc_helpers.h"
+#include "src/ipc_shm.h"
 
 Test(ipc, connecting_to_a_name_nobody_serves_is_refused)
 {
@@ -284,6 +286,163 @@ Test(ipc, a_producer_that_reconnects_at_once_hears_its_replies)
 	cr_assert_eq(err, 0, "connection %d: %d", (int)i - 1, (int)err);
 	test_runtime_destroy(rt);
 	stop_consumer(consumer, SIGTERM);
+}
+
+Test(ipc, producers_that_leave_before_the_consumer_looks_free_their_entries)
+{
+	/* Every entry taken and given back while the consumer is stopped:
+	 * it never adopted them, and must still free them (it once left them
+	 * GONE for good, and every later connect was -EBUSY). */
+	const char *name = ipc_test_name("unadopted");
+	pid_t consumer = start_consumer(name);
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_ipc_producer_config config;
+	afe_ipc_producer_config_default(&config);
+	config.transport = AFE_IPC_SHARED_MEMORY;
+	struct afe_ipc_header *h = NULL; /* up and serving, all entries free */
+	for (int tries = 0; tries < 1000 && afe_ipc_shm_open(name, &h) < 0; tries++)
+		usleep(10000);
+	cr_assert(h, "the consumer did not start");
+	afe_ipc_shm_unmap(h);
+	kill(consumer, SIGSTOP);
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
+		struct afe_ipc_producer *p = NULL;
+		cr_assert_eq(afe_ipc_producer_connect(&p, rt, name, &config), 0, "entry %u", i);
+		afe_ipc_producer_close(p);
+	}
+	kill(consumer, SIGCONT);
+	struct afe_ipc_producer *p = NULL;
+	int err = -EBUSY;
+	for (int tries = 0; tries < 500 && err == -EBUSY; tries++)
+		if ((err = afe_ipc_producer_connect(&p, rt, name, &config)) == -EBUSY)
+			usleep(10000);
+	cr_assert_eq(err, 0, "connect after the consumer woke: %d", err);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	int64_t sum = 0;
+	cr_assert_eq(add(&call, 40, 1, 1), 0);
+	cr_assert_eq(run_call(rt, &call), 0);
+	cr_assert_eq(add_result(&call, &sum), 0);
+	cr_assert_eq(sum, 42);
+	afe_ipc_call_release(&call);
+	afe_ipc_producer_close(p);
+	test_runtime_destroy(rt);
+	stop_consumer(consumer, SIGTERM);
+}
+
+/* Polls a call until it waits (for room), then only once the gate opens:
+ * what woke it meanwhile (its failure) is looked at late. */
+struct gated_call {
+	struct afe_future base;
+	struct afe_ipc_call *call;
+	struct afe_notified opened;
+	_Atomic bool *waiting;
+};
+
+static int gated_call_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct gated_call *self = afe_container_of(f, struct gated_call, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	if (afe_future_poll(&self->call->base, cx) == AFE_READY || !self->call->waiting_room)
+		AFE_RETURN(-EALREADY); /* it did not wait for room */
+	atomic_store(self->waiting, true);
+	AFE_AWAIT(&self->opened.base);
+	AFE_AWAIT(&self->call->base);
+	AFE_RETURN(self->call->base.result);
+	AFE_ASYNC_END;
+}
+
+/* One add of 40 + 1 + 1 on call, checked. */
+static void add_checked(struct afe_runtime *rt, struct afe_ipc_call *call)
+{
+	int64_t sum = 0;
+	cr_assert_eq(add(call, 40, 1, 1), 0);
+	cr_assert_eq(run_call(rt, call), 0);
+	cr_assert_eq(add_result(call, &sum), 0);
+	cr_assert_eq(sum, 42);
+}
+
+Test(ipc, a_call_that_waited_for_room_never_writes_into_the_next_producers_rings)
+{
+	/* A call waits for room; its producer closes, fails it, and gives
+	 * its entry back; the next producer takes the entry and makes a call,
+	 * which frees the very slot the waiting call would write next. Only
+	 * then does the waiting call look again: it must not send into the
+	 * next producer's ring (its request would be served in turn, and its
+	 * reply go to that producer). */
+	const char *name = ipc_test_name("late-send");
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_ipc_consumer *c; /* no server yet: the requests stay */
+	cr_assert_eq(afe_ipc_consumer_serve(&c, rt, name, NULL), 0);
+	struct afe_ipc_header *h;
+	cr_assert_eq(afe_ipc_shm_open(name, &h), 0);
+	struct afe_ipc_producer_config config;
+	afe_ipc_producer_config_default(&config);
+	config.transport = AFE_IPC_SHARED_MEMORY;
+	struct afe_ipc_producer *first = connect_retrying(rt, name, &config);
+
+	enum { FILL = AFE_IPC_RING_SLOTS };
+	static struct afe_ipc_call calls[FILL + 1];
+	static struct await_call fillers[FILL];
+	static struct afe_join_handle handles[FILL + 1];
+	for (int i = 0; i < FILL; i++) {
+		afe_ipc_call_init(&calls[i], first);
+		cr_assert_eq(add(&calls[i], i, 1, 1), 0);
+		fillers[i] = (struct await_call){.call = &calls[i]};
+		afe_future_init(&fillers[i].base, await_call_poll);
+		cr_assert_eq(afe_spawn(rt, &fillers[i], &handles[i]), 0);
+	}
+	struct afe_ipc_stats st;
+	do {
+		usleep(1000);
+		afe_ipc_producer_stats(first, &st);
+	} while (st.calls < FILL);
+	struct afe_notify gate;
+	afe_notify_init(&gate);
+	afe_ipc_call_init(&calls[FILL], first);
+	cr_assert_eq(add(&calls[FILL], 0, 1, 1), 0);
+	_Atomic bool waiting = false;
+	struct gated_call gated = {.call = &calls[FILL], .waiting = &waiting};
+	afe_future_init(&gated.base, gated_call_poll);
+	afe_notified_init(&gated.opened, &gate);
+	cr_assert_eq(afe_spawn(rt, &gated, &handles[FILL]), 0);
+	while (!atomic_load(&waiting))
+		usleep(1000);
+
+	afe_ipc_producer_close(first);
+	while (atomic_load(&h->entries[0].state) != AFE_IPC_ENTRY_FREE)
+		usleep(1000);
+	struct afe_ipc_producer *next = connect_retrying(rt, name, &config);
+	cr_assert_eq(atomic_load(&h->entries[0].pid), getpid(), "the next producer took entry 0");
+	struct calc_server server = calc_server_make(c);
+	struct afe_join_handle serving;
+	cr_assert_eq(afe_spawn(rt, &server, &serving), 0);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, next);
+	add_checked(rt, &call); /* its slot 0 is free for the 129th write now */
+
+	afe_notify_one(&gate);
+	for (int i = 0; i <= FILL; i++) {
+		struct afe_join join;
+		afe_join_init(&join, &handles[i]);
+		cr_assert_eq(test_block_on(rt, &join), -EPIPE, "call %d", i);
+		afe_ipc_call_release(&calls[i]);
+	}
+	/* Slot 0 stays free for position 128 (a write there makes it 129). */
+	uint64_t seq = atomic_load(&afe_ipc_requests_of(h, 0)[0].seq);
+	cr_assert_eq(seq, FILL, "the closed producer's call was sent: slot 0 at %d", (int)seq);
+	add_checked(rt, &call);
+
+	afe_ipc_call_release(&call);
+	afe_ipc_producer_close(next);
+	afe_ipc_shm_unmap(h);
+	afe_ipc_consumer_close(c);
+	struct afe_join join;
+	afe_join_init(&join, &serving);
+	cr_assert_eq(test_block_on(rt, &join), 0);
+	afe_ipc_consumer_destroy(c);
+	afe_notify_destroy(&gate);
+	test_runtime_destroy(rt);
 }
 
 Test(ipc, killing_the_consumer_fails_calls_with_epipe_and_a_restart_serves_again)
