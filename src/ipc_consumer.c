@@ -197,9 +197,11 @@ static bool roster_changed(struct afe_ipc_consumer *c)
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		struct afe_ipc_entry *e = &c->hdr->entries[i];
 		struct peer *peer = &c->peers[i];
-		bool live = atomic_load(&e->state) == AFE_IPC_ENTRY_LIVE;
+		uint32_t state = atomic_load(&e->state);
+		bool live = state == AFE_IPC_ENTRY_LIVE;
 		if (live != peer->live || (live && atomic_load(&e->generation) != peer->gen) ||
-		    (peer->live && atomic_load(&peer->died)))
+		    (peer->live && atomic_load(&peer->died)) ||
+		    (state == AFE_IPC_ENTRY_GONE && !peer->live)) /* to free */
 			return true;
 	}
 	return false;

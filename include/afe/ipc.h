@@ -148,7 +148,9 @@ AFE_EXPORT int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct af
 					const struct afe_ipc_producer_config *config);
 
 /* Disconnects: calls in flight end with -EPIPE. The producer is freed once
- * its internal tasks ended; it must not be used after this. A runtime of
+ * its internal tasks ended, and its place at a consumer of another process
+ * (one of AFE_IPC_MAX_PRODUCERS) is free again once its reply task ended
+ * and the consumer looked; it must not be used after this. A runtime of
  * its own is destroyed before this returns (its threads joined), so such
  * a producer is not closed from a reply callback, which runs on it. */
 AFE_EXPORT void afe_ipc_producer_close(struct afe_ipc_producer *p);

@@ -90,15 +90,16 @@ static inline void stop_consumer(pid_t pid, int sig)
 	waitpid(pid, NULL, 0);
 }
 
-/* Connects, retrying while the consumer starts (up to 10 s). */
+/* Connects, retrying while the consumer starts, or has yet to free the
+ * entries of producers that left (up to 10 s). */
 static inline struct afe_ipc_producer *connect_retrying(struct afe_runtime *rt, const char *name,
 						       const struct afe_ipc_producer_config *config)
 {
 	struct afe_ipc_producer *p = NULL;
 	int err = -ECONNREFUSED;
-	for (int i = 0; i < 1000 && err == -ECONNREFUSED; i++) {
+	for (int i = 0; i < 1000 && (err == -ECONNREFUSED || err == -EBUSY); i++) {
 		err = afe_ipc_producer_connect(&p, rt, name, config);
-		if (err == -ECONNREFUSED)
+		if (err == -ECONNREFUSED || err == -EBUSY)
 			usleep(10000);
 	}
 	cr_assert_eq(err, 0, "connect: %d", err);
