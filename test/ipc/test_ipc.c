@@ -239,6 +239,16 @@ Test(ipc, a_callback_gets_every_reply_in_order)
 	ipc_session_end(&s);
 }
 
+/* A producer config that takes the shared-memory link even to a consumer
+ * of this process. */
+static struct afe_ipc_producer_config over_shared_memory(void)
+{
+	struct afe_ipc_producer_config config;
+	afe_ipc_producer_config_default(&config);
+	config.transport = AFE_IPC_SHARED_MEMORY;
+	return config;
+}
+
 /* Keeps a CPU busy until *stop: the workers get preempted at random
  * points, as on a loaded machine. */
 static void *spin_until(void *stop)
@@ -253,15 +263,13 @@ Test(ipc, a_producer_that_reconnects_at_once_hears_its_replies)
 	/* The next producer takes the entry the last one left. The last
 	 * one's pump, waking from the close, must be done with that entry's
 	 * bell before the entry is given back: it once cleared the next
-	 * pump's wants, and the next pump slept through its reply (test_ipc_shrink
-	 * hung 1 run in 35 on a loaded 2-CPU machine; this test, without the
-	 * fix, 4 runs in 5 under the same load). */
+	 * pump's wants, and the next pump slept through its reply
+	 * (test_ipc_shrink hung 1 run in 35 on a loaded 2-CPU machine; this
+	 * test, without the fix, failed 5 runs in 5). */
 	const char *name = ipc_test_name("reconnect");
 	pid_t consumer = start_consumer(name);
 	struct afe_runtime *rt = test_runtime(2);
-	struct afe_ipc_producer_config config;
-	afe_ipc_producer_config_default(&config);
-	config.transport = AFE_IPC_SHARED_MEMORY;
+	struct afe_ipc_producer_config config = over_shared_memory();
 	config.timeout_ms = 2000; /* a reply is due in microseconds */
 	_Atomic bool stop = false;
 	pthread_t spinners[2];
@@ -306,9 +314,7 @@ Test(ipc, producers_that_leave_before_the_consumer_looks_free_their_entries)
 	const char *name = ipc_test_name("unadopted");
 	pid_t consumer = start_consumer(name);
 	struct afe_runtime *rt = test_runtime(2);
-	struct afe_ipc_producer_config config;
-	afe_ipc_producer_config_default(&config);
-	config.transport = AFE_IPC_SHARED_MEMORY;
+	struct afe_ipc_producer_config config = over_shared_memory();
 	struct afe_ipc_header *h = NULL; /* up and serving, all entries free */
 	for (int tries = 0; tries < 1000 && afe_ipc_shm_open(name, &h) < 0; tries++)
 		usleep(10000);
@@ -367,9 +373,7 @@ Test(ipc, a_call_that_waited_for_room_never_writes_into_the_next_producers_rings
 	cr_assert_eq(afe_ipc_consumer_serve(&c, rt, name, NULL), 0);
 	struct afe_ipc_header *h;
 	cr_assert_eq(afe_ipc_shm_open(name, &h), 0);
-	struct afe_ipc_producer_config config;
-	afe_ipc_producer_config_default(&config);
-	config.transport = AFE_IPC_SHARED_MEMORY;
+	struct afe_ipc_producer_config config = over_shared_memory();
 	struct afe_ipc_producer *first = connect_retrying(rt, name, &config);
 
 	enum { FILL = AFE_IPC_RING_SLOTS };
