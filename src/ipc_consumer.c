@@ -32,8 +32,8 @@
 struct peer {
 	pthread_mutex_t lock; /* guards everything below, and the rings' use */
 	bool live;
+	bool watched; /* a watcher waits on its pidfd (the pump's field) */
 	uint32_t gen;
-	int pidfd;
 	struct afe_ipc_ring requests, replies;
 	struct afe_join_handle watcher;
 	_Atomic bool died; /* set by the watcher; the pump drops it */
@@ -130,13 +130,29 @@ static void drop_peer(struct afe_ipc_consumer *c, unsigned i)
 	}
 }
 
+/* Watches peer's process through pidfd (the watcher closes it): its death
+ * rings our bell. With pidfd an error (out of fds, or of memory), the peer
+ * is served unwatched, and sync_peers tries again. From the pump. */
+static void watch_peer(struct afe_ipc_consumer *c, struct peer *peer, int pidfd)
+{
+	peer->watched = false;
+	if (pidfd < 0)
+		return;
+	atomic_fetch_add(&c->refs, 1);
+	if (afe_ipc_watch_peer(c->rt, pidfd, true, &peer->died, &c->hdr->bell, unref_consumer, c,
+			       &peer->watcher) < 0)
+		memset(&peer->watcher, 0, sizeof(peer->watcher));
+	else
+		peer->watched = true;
+}
+
 /* Starts serving the producer of entry i. From the pump. */
 static void adopt_peer(struct afe_ipc_consumer *c, unsigned i, uint32_t gen)
 {
 	struct afe_ipc_entry *e = &c->hdr->entries[i];
 	struct peer *peer = &c->peers[i];
 	int pidfd = afe_ipc_pidfd_open(atomic_load(&e->pid));
-	if (pidfd < 0) {
+	if (pidfd == -ESRCH) {
 		/* It died before we saw it: free its entry. */
 		uint32_t live = AFE_IPC_ENTRY_LIVE;
 		if (atomic_load(&e->generation) == gen)
@@ -144,9 +160,6 @@ static void adopt_peer(struct afe_ipc_consumer *c, unsigned i, uint32_t gen)
 		return;
 	}
 	pthread_mutex_lock(&peer->lock);
-	if (peer->pidfd > 0)
-		close(peer->pidfd);
-	peer->pidfd = pidfd;
 	peer->gen = gen;
 	atomic_store(&peer->died, false);
 	afe_ipc_ring_attach(&peer->requests, afe_ipc_requests_of(c->hdr, i), AFE_IPC_RING_SLOTS);
@@ -154,10 +167,17 @@ static void adopt_peer(struct afe_ipc_consumer *c, unsigned i, uint32_t gen)
 	peer->live = true;
 	atomic_fetch_or(&c->live_peers, 1u << i);
 	pthread_mutex_unlock(&peer->lock);
-	atomic_fetch_add(&c->refs, 1);
-	if (afe_ipc_watch_peer(c->rt, pidfd, &peer->died, &c->hdr->bell, unref_consumer, c,
-			       &peer->watcher) < 0)
-		memset(&peer->watcher, 0, sizeof(peer->watcher));
+	watch_peer(c, peer, pidfd);
+}
+
+/* A peer adopted without a watcher: its pidfd again, or its death. */
+static void watch_again(struct afe_ipc_consumer *c, unsigned i)
+{
+	int pidfd = afe_ipc_pidfd_open(atomic_load(&c->hdr->entries[i].pid));
+	if (pidfd == -ESRCH)
+		atomic_store(&c->peers[i].died, true);
+	else
+		watch_peer(c, &c->peers[i], pidfd);
 }
 
 /* Brings the peers in line with the entries. From the pump. */
@@ -166,6 +186,8 @@ static void sync_peers(struct afe_ipc_consumer *c)
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		struct afe_ipc_entry *e = &c->hdr->entries[i];
 		struct peer *peer = &c->peers[i];
+		if (peer->live && !peer->watched)
+			watch_again(c, i);
 		uint32_t state = atomic_load_explicit(&e->state, memory_order_acquire);
 		uint32_t gen = atomic_load(&e->generation);
 		bool stale = peer->live && (state != AFE_IPC_ENTRY_LIVE || gen != peer->gen ||
@@ -553,7 +575,6 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 	afe_notify_init(&c->room);
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		pthread_mutex_init(&c->peers[i].lock, NULL);
-		c->peers[i].pidfd = -1;
 	}
 	atomic_init(&c->refs, 2); /* the user, the pump */
 	struct pump pump = {.c = c};

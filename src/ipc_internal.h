@@ -15,9 +15,12 @@
  * on pidfd: when the process exits it sets *died and rings bell with
  * AFE_IPC_WANT_ANY. The task holds a count of its owner, taken by the
  * caller beforehand and given back with release(owner) when it ends (or
- * at once when the spawn fails). 0 or the spawn's error.
+ * at once when the spawn fails); with close_pidfd, it closes pidfd then
+ * too (only once its wait is over: closed under a wait still being
+ * submitted, the number could name another file by then). 0 or the
+ * spawn's error.
  */
-int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, _Atomic bool *died,
+int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, bool close_pidfd, _Atomic bool *died,
 		       struct afe_ipc_bell *bell, void (*release)(void *owner), void *owner,
 		       struct afe_join_handle *handle);
 

@@ -3,6 +3,7 @@
  * process died: see afe_ipc_watch_peer in ipc_internal.h. */
 #define _GNU_SOURCE
 #include <poll.h>
+#include <unistd.h>
 
 #include "ipc_internal.h"
 #include "runtime_internal.h"
@@ -11,6 +12,7 @@ struct watcher {
 	struct afe_future base;
 	struct afe_runtime *rt;
 	int pidfd;
+	bool close_pidfd;
 	_Atomic bool *died;
 	struct afe_ipc_bell *bell;
 	void (*release)(void *owner);
@@ -29,22 +31,26 @@ static int watcher_poll(struct afe_future *f, struct afe_context *cx)
 		afe_ipc_bell_ring(self->bell, AFE_IPC_WANT_ANY);
 	}
 	AFE_CLEANUP;
+	if (self->close_pidfd)
+		close(self->pidfd);
 	atomic_fetch_sub(&self->rt->system_tasks, 1);
 	self->release(self->owner);
 	AFE_ASYNC_END;
 }
 
-int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, _Atomic bool *died,
+int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, bool close_pidfd, _Atomic bool *died,
 		       struct afe_ipc_bell *bell, void (*release)(void *owner), void *owner,
 		       struct afe_join_handle *handle)
 {
-	struct watcher w = {.rt = rt, .pidfd = pidfd, .died = died, .bell = bell,
-			    .release = release, .owner = owner};
+	struct watcher w = {.rt = rt, .pidfd = pidfd, .close_pidfd = close_pidfd, .died = died,
+			    .bell = bell, .release = release, .owner = owner};
 	afe_future_init(&w.base, watcher_poll);
 	atomic_fetch_add(&rt->system_tasks, 1);
 	int err = afe_spawn_child(rt, &w, handle);
 	if (err < 0) {
 		atomic_fetch_sub(&rt->system_tasks, 1);
+		if (close_pidfd)
+			close(pidfd);
 		release(owner);
 	}
 	return err;

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../examples/ipc_calc_server.h"
 #include "ipc_calls.h"
 
 /* The names this test process handed out, and the process that did: the
@@ -144,6 +145,62 @@ static inline void ipc_session_end(struct ipc_session *s)
 	if (s->rt)
 		test_runtime_destroy(s->rt);
 	stop_consumer(s->consumer, SIGTERM);
+}
+
+/* A consumer of name on rt, with one calc server task. */
+struct calc_serving {
+	struct afe_ipc_consumer *c;
+	struct afe_join_handle server;
+};
+
+static inline struct calc_serving serve_calc(struct afe_runtime *rt, const char *name)
+{
+	struct calc_serving s;
+	cr_assert_eq(afe_ipc_consumer_serve(&s.c, rt, name, NULL), 0);
+	struct calc_server server = calc_server_make(s.c);
+	cr_assert_eq(afe_spawn(rt, &server, &s.server), 0);
+	return s;
+}
+
+static inline void stop_serving(struct afe_runtime *rt, struct calc_serving *s)
+{
+	afe_ipc_consumer_close(s->c);
+	struct afe_join join;
+	afe_join_init(&join, &s->server);
+	cr_assert_eq(test_block_on(rt, &join), 0);
+	afe_ipc_consumer_destroy(s->c);
+}
+
+/* In a child: waits for a byte on go (unless go is -1), connects to name
+ * over shared memory (retrying while the consumer starts), makes one
+ * call, reports its result on result (0: fine, else the errno), then
+ * waits to be killed. Returns the child's exit code: a child cannot
+ * assert. */
+static inline int producer_child(const char *name, int go, int result)
+{
+	char code;
+	if (go >= 0 && read(go, &code, 1) != 1)
+		return 1;
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_ipc_producer_config config;
+	afe_ipc_producer_config_default(&config);
+	config.transport = AFE_IPC_SHARED_MEMORY;
+	struct afe_ipc_producer *p = NULL;
+	int err = -ECONNREFUSED;
+	for (int i = 0; i < 1000 && err == -ECONNREFUSED; i++)
+		if ((err = afe_ipc_producer_connect(&p, rt, name, &config)) == -ECONNREFUSED)
+			usleep(10000);
+	struct afe_ipc_call call;
+	if (err == 0) {
+		afe_ipc_call_init(&call, p);
+		err = add(&call, 1, 2, 3);
+		err = err ? err : (int)run_call(rt, &call);
+	}
+	code = (char)(err < 0 ? -err : 0);
+	if (write(result, &code, 1) != 1)
+		return 1;
+	pause();
+	return 0;
 }
 
 #endif /* AFE_TEST_IPC_HELPERS_H */

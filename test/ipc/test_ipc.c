@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Cross-process calls against the example consumer in a child process. */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
-#include "../examples/ipc_calc_server.h"
 #include "ipc_helpers.h"
 #include "src/ipc_shm.h"
 
@@ -306,6 +307,16 @@ static void add_checked(struct afe_runtime *rt, struct afe_ipc_call *call)
 	cr_assert_eq(sum, 42);
 }
 
+/* The same on a call of its own, then closes p. */
+static void add_checked_and_close(struct afe_runtime *rt, struct afe_ipc_producer *p)
+{
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	add_checked(rt, &call);
+	afe_ipc_call_release(&call);
+	afe_ipc_producer_close(p);
+}
+
 Test(ipc, producers_that_leave_before_the_consumer_looks_free_their_entries)
 {
 	/* Every entry taken and given back while the consumer is stopped:
@@ -327,12 +338,7 @@ Test(ipc, producers_that_leave_before_the_consumer_looks_free_their_entries)
 		afe_ipc_producer_close(p);
 	}
 	kill(consumer, SIGCONT);
-	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
-	struct afe_ipc_call call;
-	afe_ipc_call_init(&call, p);
-	add_checked(rt, &call);
-	afe_ipc_call_release(&call);
-	afe_ipc_producer_close(p);
+	add_checked_and_close(rt, connect_retrying(rt, name, &config));
 	test_runtime_destroy(rt);
 	stop_consumer(consumer, SIGTERM);
 }
@@ -442,6 +448,86 @@ Test(ipc, a_call_that_waited_for_room_never_writes_into_the_next_producers_rings
 	cr_assert_eq(test_block_on(rt, &join), 0);
 	afe_ipc_consumer_destroy(c);
 	afe_notify_destroy(&gate);
+	test_runtime_destroy(rt);
+}
+
+/* How many fds this process has open. */
+static int open_fds(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	cr_assert(dir);
+	int n = 0;
+	while (readdir(dir))
+		n++;
+	closedir(dir);
+	return n;
+}
+
+Test(ipc, a_consumer_and_its_producers_leave_no_fd_behind)
+{
+	int before = open_fds();
+	struct afe_runtime *rt = test_runtime(2);
+	const char *name = ipc_test_name("fds");
+	struct calc_serving served = serve_calc(rt, name);
+	struct afe_ipc_producer_config config = over_shared_memory();
+	for (int round = 0; round < 3; round++) /* the entry is adopted again */
+		add_checked_and_close(rt, connect_retrying(rt, name, &config));
+	stop_serving(rt, &served);
+	test_runtime_destroy(rt);
+	cr_assert_eq(open_fds(), before);
+}
+
+Test(ipc, a_consumer_out_of_fds_serves_a_new_producer_and_sees_it_die_later)
+{
+	/* Adopting a producer opens a pidfd to watch for its death. Out of
+	 * fds, the consumer once took the producer for dead and freed its
+	 * entry: its calls failed. It serves it unwatched now, and watches
+	 * it once an fd is free again. */
+	const char *name = ipc_test_name("no-fds");
+	int go[2], result[2];
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(result), 0);
+	pid_t child = fork_tied();
+	if (child == 0)
+		_exit(producer_child(name, go[0], result[1]));
+	struct afe_runtime *rt = test_runtime(2);
+	struct calc_serving served = serve_calc(rt, name);
+
+	struct rlimit limit, low;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &limit), 0);
+	low = limit;
+	low.rlim_cur = 256;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	static int taken[256];
+	int n = 0;
+	while (n < 256 && (taken[n] = dup(0)) >= 0)
+		n++;
+	cr_assert_eq(errno, EMFILE);
+	char code = 0;
+	cr_assert_eq(write(go[1], &code, 1), 1);
+	code = -1;
+	bool reported = read(result[0], &code, 1) == 1;
+	while (n > 0)
+		close(taken[--n]);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &limit), 0);
+	cr_assert(reported, "the producer died");
+	cr_assert_eq(code, 0, "the call of a producer adopted out of fds: %d", -code);
+
+	/* It dies: the next look of the consumer (another producer coming)
+	 * opens its pidfd, and finds it gone. */
+	kill(child, SIGKILL);
+	cr_assert_eq(waitpid(child, NULL, 0), child);
+	struct afe_ipc_producer_config config = over_shared_memory();
+	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
+	struct afe_ipc_stats st;
+	for (uint64_t end = afe_now_ns() + 10000000000u;; usleep(1000)) {
+		afe_ipc_consumer_stats(served.c, &st);
+		if (st.peers_gone >= 1 || afe_now_ns() > end)
+			break;
+	}
+	cr_assert_eq(st.peers_gone, 1);
+	afe_ipc_producer_close(p);
+	stop_serving(rt, &served);
 	test_runtime_destroy(rt);
 }
 

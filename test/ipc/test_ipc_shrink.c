@@ -64,54 +64,6 @@ static void check_served(struct afe_runtime *rt, const char *name)
 	afe_ipc_producer_close(p);
 }
 
-/* A consumer of name on rt, with one calc server task. */
-struct served {
-	struct afe_ipc_consumer *c;
-	struct afe_join_handle server;
-};
-
-static struct served serve_calc(struct afe_runtime *rt, const char *name)
-{
-	struct served s;
-	cr_assert_eq(afe_ipc_consumer_serve(&s.c, rt, name, NULL), 0);
-	struct calc_server server = calc_server_make(s.c);
-	cr_assert_eq(afe_spawn(rt, &server, &s.server), 0);
-	return s;
-}
-
-static void stop_serving(struct afe_runtime *rt, struct served *s)
-{
-	afe_ipc_consumer_close(s->c);
-	struct afe_join join;
-	afe_join_init(&join, &s->server);
-	cr_assert_eq(test_block_on(rt, &join), 0);
-	afe_ipc_consumer_destroy(s->c);
-}
-
-/* In a child: connects, makes one call, reports its result (0: fine),
- * then waits to be killed. */
-static int connected_producer(const char *name, int result)
-{
-	struct afe_runtime *rt = test_runtime(1);
-	struct afe_ipc_producer_config config = over_shared_memory();
-	struct afe_ipc_producer *p = NULL;
-	int err = -ECONNREFUSED;
-	for (int i = 0; i < 1000 && err == -ECONNREFUSED; i++)
-		if ((err = afe_ipc_producer_connect(&p, rt, name, &config)) == -ECONNREFUSED)
-			usleep(10000);
-	struct afe_ipc_call call;
-	if (err == 0) {
-		afe_ipc_call_init(&call, p);
-		err = add(&call, 1, 2, 3);
-		err = err ? err : (int)run_call(rt, &call);
-	}
-	char code = (char)(err < 0 ? -err : 0);
-	if (write(result, &code, 1) != 1)
-		return 1;
-	pause();
-	return 0;
-}
-
 Test(ipc_shrink, a_consumer_that_finds_its_object_shrunk_survives_and_serves_on)
 {
 	const char *name = ipc_test_name("shrunk-consumer");
@@ -120,11 +72,11 @@ Test(ipc_shrink, a_consumer_that_finds_its_object_shrunk_survives_and_serves_on)
 	pid_t child = fork_tied();
 	if (child == 0) {
 		close(result[0]);
-		_exit(connected_producer(name, result[1]));
+		_exit(producer_child(name, -1, result[1]));
 	}
 	close(result[1]);
 	struct afe_runtime *rt = test_runtime(2);
-	struct served served = serve_calc(rt, name);
+	struct calc_serving served = serve_calc(rt, name);
 	char code = -1;
 	cr_assert_eq(read(result[0], &code, 1), 1, "the producer died");
 	cr_assert_eq(code, 0, "the producer's call failed: %d", code);
@@ -210,7 +162,7 @@ Test(ipc_shrink, an_idle_consumer_whose_object_is_shrunk_is_healed_by_the_next_p
 	 * that tries grows the object back and rings its bells. */
 	const char *name = ipc_test_name("idle-shrunk");
 	struct afe_runtime *rt = test_runtime(1);
-	struct served served = serve_calc(rt, name);
+	struct calc_serving served = serve_calc(rt, name);
 	check_served(rt, name);
 	usleep(200 * 1000); /* all that the producer's close set off is done */
 
