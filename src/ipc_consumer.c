@@ -573,9 +573,8 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 		c->served[config->functions[i] / 8] |= (uint8_t)(1u << (config->functions[i] % 8));
 	afe_notify_init(&c->work);
 	afe_notify_init(&c->room);
-	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++)
 		pthread_mutex_init(&c->peers[i].lock, NULL);
-	}
 	atomic_init(&c->refs, 2); /* the user, the pump */
 	struct pump pump = {.c = c};
 	afe_future_init(&pump.base, pump_poll);

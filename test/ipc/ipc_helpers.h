@@ -91,6 +91,16 @@ static inline void stop_consumer(pid_t pid, int sig)
 	waitpid(pid, NULL, 0);
 }
 
+/* A producer config that takes the shared-memory link, even to a consumer
+ * of this process. */
+static inline struct afe_ipc_producer_config over_shared_memory(void)
+{
+	struct afe_ipc_producer_config config;
+	afe_ipc_producer_config_default(&config);
+	config.transport = AFE_IPC_SHARED_MEMORY;
+	return config;
+}
+
 /* Connects, retrying while the consumer starts, or has yet to free the
  * entries of producers that left (up to 10 s). */
 static inline struct afe_ipc_producer *connect_retrying(struct afe_runtime *rt, const char *name,
@@ -182,9 +192,7 @@ static inline int producer_child(const char *name, int go, int result)
 	if (go >= 0 && read(go, &code, 1) != 1)
 		return 1;
 	struct afe_runtime *rt = test_runtime(1);
-	struct afe_ipc_producer_config config;
-	afe_ipc_producer_config_default(&config);
-	config.transport = AFE_IPC_SHARED_MEMORY;
+	struct afe_ipc_producer_config config = over_shared_memory();
 	struct afe_ipc_producer *p = NULL;
 	int err = -ECONNREFUSED;
 	for (int i = 0; i < 1000 && err == -ECONNREFUSED; i++)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Cross-process calls against the example consumer in a child process. */
+/* Cross-process calls: against the example consumer in a child process, and
+ * over shared memory to a consumer of this process. */
 #include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -240,16 +241,6 @@ Test(ipc, a_callback_gets_every_reply_in_order)
 	ipc_session_end(&s);
 }
 
-/* A producer config that takes the shared-memory link even to a consumer
- * of this process. */
-static struct afe_ipc_producer_config over_shared_memory(void)
-{
-	struct afe_ipc_producer_config config;
-	afe_ipc_producer_config_default(&config);
-	config.transport = AFE_IPC_SHARED_MEMORY;
-	return config;
-}
-
 /* Keeps a CPU busy until *stop: the workers get preempted at random
  * points, as on a loaded machine. */
 static void *spin_until(void *stop)
@@ -420,9 +411,9 @@ Test(ipc, a_call_that_waited_for_room_never_writes_into_the_next_producers_rings
 	cr_assert_eq(atomic_load(&h->entries[0].state), AFE_IPC_ENTRY_FREE);
 	struct afe_ipc_producer *next = connect_retrying(rt, name, &config);
 	cr_assert_neq(atomic_load(&h->entries[0].generation), gen, "the next producer took entry 0");
+	struct calc_serving served = {.c = c};
 	struct calc_server server = calc_server_make(c);
-	struct afe_join_handle serving;
-	cr_assert_eq(afe_spawn(rt, &server, &serving), 0);
+	cr_assert_eq(afe_spawn(rt, &server, &served.server), 0);
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, next);
 	add_checked(rt, &call); /* its slot 0 is free for the 129th write now */
@@ -442,11 +433,7 @@ Test(ipc, a_call_that_waited_for_room_never_writes_into_the_next_producers_rings
 	afe_ipc_call_release(&call);
 	afe_ipc_producer_close(next);
 	afe_ipc_shm_unmap(h);
-	afe_ipc_consumer_close(c);
-	struct afe_join join;
-	afe_join_init(&join, &serving);
-	cr_assert_eq(test_block_on(rt, &join), 0);
-	afe_ipc_consumer_destroy(c);
+	stop_serving(rt, &served);
 	afe_notify_destroy(&gate);
 	test_runtime_destroy(rt);
 }

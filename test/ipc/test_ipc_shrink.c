@@ -39,11 +39,9 @@ static void shrink_object(const char *name)
 	cr_assert_eq(err, 0, "shrinking %s: %d", name, err);
 }
 
-static struct afe_ipc_producer_config over_shared_memory(void)
+static struct afe_ipc_producer_config patiently_over_shared_memory(void)
 {
-	struct afe_ipc_producer_config config;
-	afe_ipc_producer_config_default(&config);
-	config.transport = AFE_IPC_SHARED_MEMORY;
+	struct afe_ipc_producer_config config = over_shared_memory();
 	config.timeout_ms = 20000; /* far past the test's patience: -ETIMEDOUT fails it */
 	return config;
 }
@@ -51,7 +49,7 @@ static struct afe_ipc_producer_config over_shared_memory(void)
 /* Connects to name through the shared memory and checks one add. */
 static void check_served(struct afe_runtime *rt, const char *name)
 {
-	struct afe_ipc_producer_config config = over_shared_memory();
+	struct afe_ipc_producer_config config = patiently_over_shared_memory();
 	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, p);
@@ -107,7 +105,7 @@ Test(ipc_shrink, a_producer_that_finds_its_object_shrunk_survives_and_connects_a
 	pid_t consumer = start_consumer(name);
 	struct afe_runtime *rt = test_runtime(2);
 	check_served(rt, name);
-	struct afe_ipc_producer_config config = over_shared_memory();
+	struct afe_ipc_producer_config config = patiently_over_shared_memory();
 	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, p);
