@@ -35,6 +35,7 @@ static struct guarded guarded[AFE_IPC_GUARD_MAX];
 static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER; /* adds, removes */
 static bool installed;
 static struct sigaction previous; /* written once, before any slot is used */
+static long page_size;            /* likewise */
 
 /* A fault we do not own: handled as it would have been without us. */
 static void pass_on(int sig, siginfo_t *info, void *context)
@@ -57,16 +58,25 @@ static void pass_on(int sig, siginfo_t *info, void *context)
 		raise(sig);
 }
 
-static void repair(struct guarded *g, uintptr_t start)
+/* The fault at `at` in g's mapping: an access past the object's end (it
+ * was shrunk), or to a page the filesystem cannot supply (a size-limited
+ * tmpfs is full: /dev/shm in a container). Growing the object back is not
+ * enough for the second, whose size is right already: the access would
+ * fault again for ever. So the faulting page is also allocated (a no-op
+ * for a page a shrink dropped and the growth gave back as a hole). */
+static void repair(struct guarded *g, uintptr_t start, uintptr_t at)
 {
 	int saved = errno;
 	int fd = atomic_load_explicit(&g->fd, memory_order_relaxed);
 	size_t len = atomic_load_explicit(&g->len, memory_order_relaxed);
-	if (syscall(SYS_ftruncate, (long)fd, (long)len) == 0) {
+	long page = (long)(at - start) & ~(page_size - 1);
+	if (syscall(SYS_ftruncate, (long)fd, (long)len) == 0 &&
+	    syscall(SYS_fallocate, (long)fd, 0L, page, page_size) == 0) {
 		atomic_load_explicit(&g->wake_bells, memory_order_relaxed)((void *)start, fd);
 	} else {
-		/* The object cannot grow back: zeros of our own keep this
-		 * process running; the link through it is dead. */
+		/* The object cannot grow back, or the page cannot be had:
+		 * zeros of our own keep this process running; the link
+		 * through it is dead. */
 		syscall(SYS_mmap, (void *)start, len, (long)(PROT_READ | PROT_WRITE),
 			(long)(MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS), -1L, 0L);
 	}
@@ -76,8 +86,9 @@ static void repair(struct guarded *g, uintptr_t start)
 
 static void on_sigbus(int sig, siginfo_t *info, void *context)
 {
-	/* Only an access past the object's end: another fault (a memory
-	 * error) would come back however often we grew the object. */
+	/* Only an access the object could not back (past its end, or no
+	 * page to be had): another fault (a memory error) would come back
+	 * however often we repaired. */
 	if (info->si_code == BUS_ADRERR) {
 		uintptr_t at = (uintptr_t)info->si_addr;
 		for (unsigned i = 0; i < AFE_IPC_GUARD_MAX; i++) {
@@ -85,7 +96,7 @@ static void on_sigbus(int sig, siginfo_t *info, void *context)
 			uintptr_t start = atomic_load_explicit(&g->start, memory_order_relaxed);
 			if (start && at >= start &&
 			    at - start < atomic_load_explicit(&g->len, memory_order_relaxed)) {
-				repair(g, start);
+				repair(g, start, at);
 				return;
 			}
 		}
@@ -100,6 +111,7 @@ static int install(void)
 	sa.sa_sigaction = on_sigbus;
 	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
+	page_size = sysconf(_SC_PAGESIZE);
 	if (sigaction(SIGBUS, &sa, &previous) < 0)
 		return -errno;
 	installed = true;
@@ -144,6 +156,15 @@ void afe_ipc_guard_remove(void *addr)
 		close(atomic_load_explicit(&g->fd, memory_order_relaxed));
 	}
 	pthread_mutex_unlock(&guard_lock);
+}
+
+int afe_ipc_guard_fd(const void *addr)
+{
+	pthread_mutex_lock(&guard_lock);
+	struct guarded *g = find(addr);
+	int fd = g ? atomic_load_explicit(&g->fd, memory_order_relaxed) : -1;
+	pthread_mutex_unlock(&guard_lock);
+	return fd;
 }
 
 uint32_t afe_ipc_guard_repairs(const void *addr)

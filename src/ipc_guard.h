@@ -13,6 +13,15 @@
  * through the kept fd only, never through the mapping: the access that
  * faulted may be ThreadSanitizer's, holding its lock of the word.
  *
+ * The same holds for a page the filesystem cannot supply: on a full
+ * size-limited tmpfs (Docker's /dev/shm is 64 MiB) the first access to a
+ * page faults with the size right. The handler allocates that page; when
+ * it cannot, the mapping is replaced by zeros of this process's own, as
+ * when the object cannot grow back: the process lives on and the link
+ * through that mapping is dead. Pages that must be there are reserved up
+ * front instead (afe_ipc_shm_create, the producer's claim), so this is
+ * left to a peer that punches holes in a full filesystem.
+ *
  * Faults outside every guarded mapping go to the handler that was there
  * before. A program that replaces the SIGBUS handler afterwards loses this
  * protection.
@@ -46,6 +55,10 @@ int afe_ipc_guard_add(void *addr, size_t len, int fd, void (*wake_bells)(void *a
 /* Stops guarding the mapping at addr and closes its fd; call before
  * unmapping it. */
 void afe_ipc_guard_remove(void *addr);
+
+/* The fd of the object mapped at addr, the guard's own (never close it),
+ * or -1 when addr is not guarded. */
+int afe_ipc_guard_fd(const void *addr);
 
 /* How many times the mapping at addr was repaired so far. */
 uint32_t afe_ipc_guard_repairs(const void *addr);

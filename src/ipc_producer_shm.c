@@ -143,7 +143,8 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_END;
 }
 
-/* Takes a free entry of h for this process and formats its rings. */
+/* Takes a free entry of h for this process and formats its rings. 0,
+ * -EBUSY (none free), -ENOSPC (no room in /dev/shm for its rings). */
 static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, unsigned *index,
 		       uint32_t *gen)
 {
@@ -152,6 +153,12 @@ static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, uns
 		uint32_t expected = AFE_IPC_ENTRY_FREE;
 		if (!atomic_compare_exchange_strong(&e->state, &expected, AFE_IPC_ENTRY_CLAIMED))
 			continue;
+		int err = afe_ipc_shm_reserve_entry(h, i);
+		if (err < 0) { /* a full /dev/shm: the entry was never used */
+			/* relaxed: nothing to publish, we wrote nothing of it */
+			atomic_store_explicit(&e->state, AFE_IPC_ENTRY_FREE, memory_order_relaxed);
+			return err;
+		}
 		afe_ipc_ring_format(afe_ipc_requests_of(h, i), AFE_IPC_RING_SLOTS);
 		afe_ipc_ring_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
 		atomic_store(&e->bell.wants, 0);

@@ -142,6 +142,28 @@ static int replace_stale(const char *path)
 	return 0;
 }
 
+/* Allocates the object's pages [offset, offset + len) now, so that a full
+ * filesystem answers -ENOSPC here rather than with a fault at the first
+ * access (see ipc_guard.h). 0 where the filesystem cannot reserve
+ * (EOPNOTSUPP): the guard still keeps such a fault from looping. */
+static int reserve(int fd, size_t offset, size_t len)
+{
+	int err;
+	do
+		err = fallocate(fd, 0, (off_t)offset, (off_t)len) < 0 ? -errno : 0;
+	while (err == -EINTR);
+	return err == -EOPNOTSUPP ? 0 : err;
+}
+
+int afe_ipc_shm_reserve_entry(struct afe_ipc_header *h, unsigned i)
+{
+	int fd = afe_ipc_guard_fd(h);
+	if (fd < 0)
+		return -EBADF;
+	size_t at = (size_t)((char *)afe_ipc_requests_of(h, i) - (char *)h);
+	return reserve(fd, at, 2 * AFE_IPC_RING_BYTES);
+}
+
 int afe_ipc_shm_create(const char *name, struct afe_ipc_header **out)
 {
 	char path[AFE_IPC_NAME_MAX + 2];
@@ -159,8 +181,11 @@ int afe_ipc_shm_create(const char *name, struct afe_ipc_header **out)
 	if (fd < 0)
 		return -EADDRINUSE;
 	struct afe_ipc_header *h = NULL;
-	if (ftruncate(fd, (off_t)AFE_IPC_OBJECT_SIZE) < 0 || !(h = map_fd(fd))) {
+	if (ftruncate(fd, (off_t)AFE_IPC_OBJECT_SIZE) < 0)
 		err = -errno;
+	else if ((err = reserve(fd, 0, AFE_IPC_RINGS_OFFSET)) == 0 && !(h = map_fd(fd)))
+		err = -errno;
+	if (err < 0) {
 		close(fd);
 		shm_unlink(path);
 		return err;

@@ -67,9 +67,15 @@ static inline struct afe_ipc_slot *afe_ipc_replies_of(struct afe_ipc_header *h, 
 /* "/name" into path, after checking name. 0 or -EINVAL. */
 int afe_ipc_shm_path(char *path, size_t size, const char *name);
 
-/* The consumer: creates and maps the object, replacing a dead consumer's.
- * 0 or -EADDRINUSE, -errno. */
+/* The consumer: creates and maps the object, replacing a dead consumer's,
+ * and allocates its header's pages (the entries' are their producers' to
+ * reserve). 0 or -EADDRINUSE, -ENOSPC (the filesystem is full), -errno. */
 int afe_ipc_shm_create(const char *name, struct afe_ipc_header **out);
+
+/* A producer that claimed entry i: allocates the pages of its rings, so
+ * that a full filesystem fails the connect rather than the first access.
+ * 0, -ENOSPC, -errno. */
+int afe_ipc_shm_reserve_entry(struct afe_ipc_header *h, unsigned i);
 
 /* A producer: maps an existing object and checks its header. 0 or
  * -ECONNREFUSED (no object, or one still being set up), -EPROTO, -errno.

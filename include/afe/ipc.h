@@ -137,8 +137,10 @@ AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *
  * Returns 0, or -EINVAL (bad name or config, null out), -ECONNREFUSED (no
  * consumer serves name, or none the transport asked for does), -EPROTO
  * (the object is not a compatible AFE ring: magic, version or sizes),
- * -EBUSY (AFE_IPC_MAX_PRODUCERS already connected), -EMFILE (this process
- * maps 256 objects already), -ENOMEM, the errno of shm_open/mmap/
+ * -EBUSY (AFE_IPC_MAX_PRODUCERS already connected), -ENOSPC (/dev/shm has
+ * no room for this producer's rings: 1 MiB each; it is reserved at
+ * connect), -EMFILE (this process maps 256 objects already), -ENOMEM,
+ * the errno of shm_open/mmap/
  * pidfd_open, or that of afe_runtime_create for a runtime of its own.
  * A consumer that another process shrinks the object under ends this
  * producer's calls with -EPIPE (see afe_ipc_consumer_serve).
@@ -255,8 +257,10 @@ AFE_EXPORT void afe_ipc_consumer_config_default(struct afe_ipc_consumer_config *
  * object (mode 0600). A dead consumer's object under the same name is
  * replaced, so a restarted consumer serves again. Returns 0, or -EINVAL,
  * -EADDRINUSE (a live consumer, or one of this process, serves name),
+ * -ENOSPC (/dev/shm is full: the object's header, a few pages, is
+ * reserved here; each producer reserves its own rings when it connects),
  * -EMFILE (this process maps 256 objects already), -ENOMEM, or the errno
- * of shm_open/ftruncate/mmap.
+ * of shm_open/ftruncate/fallocate/mmap.
  *
  * Any process of the same user can shrink (ftruncate) the object. Instead
  * of dying of SIGBUS at their next access to it, both sides grow it back,

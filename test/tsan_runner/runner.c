@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { DEFAULT_TIMEOUT_S = 600 };
+enum { DEFAULT_TIMEOUT_S = 600, SKIPPED_EXIT = 77 };
 
 static struct crl_test *first, **tail = &first;
 
@@ -37,7 +37,18 @@ void crl_check(bool ok, const char *file, int line, const char *expr, const char
 	exit(1);
 }
 
-/* 0 passed, 1 failed, 2 crashed or timed out. */
+void crl_skip(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("[SKIP] ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(SKIPPED_EXIT);
+}
+
+/* 0 passed, 1 failed, 2 crashed or timed out, 3 skipped. */
 static int run_one(const struct crl_test *test)
 {
 	fflush(NULL);
@@ -57,7 +68,7 @@ static int run_one(const struct crl_test *test)
 		return 2;
 	}
 	if (WIFEXITED(status))
-		return WEXITSTATUS(status) == 0 ? 0 : 1;
+		return WEXITSTATUS(status) == 0 ? 0 : WEXITSTATUS(status) == SKIPPED_EXIT ? 3 : 1;
 	fprintf(stderr, "[----] %s::%s: killed by signal %d%s\n", test->suite, test->name,
 		WTERMSIG(status), WTERMSIG(status) == SIGALRM ? " (timed out)" : "");
 	return 2;
@@ -67,14 +78,16 @@ int main(int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
-	int tested = 0, counts[3] = {0};
+	static const char *const verdicts[] = {"PASS", "FAIL", "FAIL", "SKIP"};
+	int tested = 0, counts[4] = {0};
 	for (const struct crl_test *t = first; t; t = t->next) {
 		int outcome = run_one(t);
 		tested++;
 		counts[outcome]++;
-		fprintf(stderr, "[%s] %s::%s\n", outcome ? "FAIL" : "PASS", t->suite, t->name);
+		fprintf(stderr, "[%s] %s::%s\n", verdicts[outcome], t->suite, t->name);
 	}
-	fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: %d\n",
-		tested, counts[0], counts[1], counts[2]);
+	fprintf(stderr,
+		"[====] Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: %d | Skipped: %d\n",
+		tested, counts[0], counts[1], counts[2], counts[3]);
 	return counts[1] || counts[2] ? 1 : 0;
 }

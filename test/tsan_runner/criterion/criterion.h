@@ -25,6 +25,7 @@ struct crl_test {
 void crl_register(struct crl_test *test);
 void crl_check(bool ok, const char *file, int line, const char *expr, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+void crl_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 #define Test(S, N, ...)                                                        \
 	static void crl_##S##_##N(void);                                       \
@@ -42,6 +43,8 @@ void crl_check(bool ok, const char *file, int line, const char *expr, const char
 #define cr_assert_null(p, ...) crl_assert((p) == NULL, #p " == NULL", __VA_ARGS__)
 #define cr_assert_not_null(p, ...) crl_assert((p) != NULL, #p " != NULL", __VA_ARGS__)
 #define crl_compare(a, op, b, ...) crl_assert((a) op (b), "(" #a ") " #op " (" #b ")", __VA_ARGS__)
+/* Ends the test as skipped, saying why (Criterion's cr_skip_test). */
+#define cr_skip_test(...) crl_skip("" __VA_ARGS__)
 #define cr_assert_eq(a, b, ...) crl_compare(a, ==, b, __VA_ARGS__)
 #define cr_assert_neq(a, b, ...) crl_compare(a, !=, b, __VA_ARGS__)
 #define cr_assert_lt(a, b, ...) crl_compare(a, <, b, __VA_ARGS__)
