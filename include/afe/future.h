@@ -206,7 +206,8 @@ static inline void afe_context_yield(struct afe_context *cx)
  *
  * Caveats (the protothread technique over a switch statement):
  * - Locals do not survive an await or yield: keep state in the struct.
- * - No await or yield inside a switch statement of your own.
+ * - No await or yield inside a switch statement of your own (the future
+ *   aborts with a message at the poll that resumes it).
  * - At most one await or yield per source line.
  * - The awaited child future lives in the parent's struct, so awaiting
  *   allocates nothing; initialise it before each await. The macro
@@ -216,6 +217,14 @@ static inline void afe_context_yield(struct afe_context *cx)
  *   -ECANCELED. Awaits inside the cleanup section are not cancelled.
  * - AFE_RETURN inside the cleanup section sets the result and finishes.
  * ---------------------------------------------------------------------- */
+
+/* Aborts, naming the poll function (fn, ending at file:line) of f, which
+ * was resumed at a line that has no await: an AFE_AWAIT or AFE_YIELD
+ * inside a switch statement of the caller's own, whose case label bound to
+ * that switch. Silently, the future would finish with a stale result and
+ * skip its cleanup. */
+AFE_EXPORT _Noreturn void afe__resume_lost(const struct afe_future *f, const char *fn,
+					   const char *file, int line);
 
 #define AFE__RESUME_CLEANUP (-1)
 #define AFE__RESUME_FINISHED (-2)
@@ -308,14 +317,21 @@ static inline bool afe__should_unwind(const struct afe_future *self, const struc
 	case AFE__RESUME_CLEANUP:                            \
 		afe__self->flags |= AFE_FUTURE_CLEANING
 
-#define AFE_ASYNC_END                                        \
-	AFE__FALLTHROUGH;                                    \
-	default:                                             \
-		break;                                       \
-	}                                                    \
-	goto afe__finish;                                    \
-	afe__finish:                                         \
-	afe__self->resume = AFE__RESUME_FINISHED;            \
+/* Ends the body. Reached only by falling off it, or by a resume point no
+ * case matches: a finished future polled again (ready with its result),
+ * an AFE_RETURN with no cleanup section, or an await whose case label
+ * bound to a switch of the caller's own, which is a bug: it aborts with
+ * a message naming the poll function (see afe__resume_lost). */
+#define AFE_ASYNC_END                                                        \
+	goto afe__finish;                                                    \
+	default:                                                             \
+		if (afe__self->resume > 0)                                   \
+			afe__resume_lost(afe__self, __func__, __FILE__, __LINE__); \
+		break;                                                       \
+	}                                                                    \
+	goto afe__finish;                                                    \
+	afe__finish:                                                         \
+	afe__self->resume = AFE__RESUME_FINISHED;                            \
 	return AFE_READY
 
 #endif /* AFE_FUTURE_H */

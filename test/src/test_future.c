@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The async-function macros and waker helpers, polled by hand. */
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "helpers.h"
 
 /* A child that stays pending `pending_polls` times (waking itself each
@@ -184,4 +189,77 @@ Test(future, init_resets_a_finished_future)
 	afe_future_init(&c.base, child_poll);
 	cr_assert_not(afe_future_is_done(&c.base));
 	cr_assert_eq(c.base.result, 0);
+}
+
+/* A yield inside a switch of the body's own: its case label binds to that
+ * switch, so the resume point is lost. Polled twice, it must abort with a
+ * message naming it, not finish with a stale result and no cleanup. */
+struct switch_awaiter {
+	struct afe_future base;
+	int mode, cleanups;
+};
+
+static int switch_awaiter_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct switch_awaiter *self = afe_container_of(f, struct switch_awaiter, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	switch (self->mode) {
+	case 1:
+		AFE_YIELD();
+		break;
+	default:
+		break;
+	}
+	AFE_RETURN(7);
+	AFE_CLEANUP;
+	self->cleanups++;
+	AFE_ASYNC_END;
+}
+
+Test(future, an_await_inside_a_switch_of_its_own_aborts_naming_the_future)
+{
+	int err[2];
+	cr_assert_eq(pipe(err), 0);
+	pid_t child = fork();
+	cr_assert_neq(child, -1);
+	if (child == 0) {
+		dup2(err[1], STDERR_FILENO);
+		struct switch_awaiter s = {.mode = 1};
+		afe_future_init(&s.base, switch_awaiter_poll);
+		struct counting_waker cw;
+		counting_waker_init(&cw);
+		struct afe_context cx = counting_context(&cw, false);
+		if (afe_future_poll(&s.base, &cx) != AFE_PENDING)
+			_exit(2);
+		afe_future_poll(&s.base, &cx); /* resumes at the lost line */
+		_exit(3);
+	}
+	close(err[1]);
+	char said[512] = {0};
+	ssize_t n = 0, got;
+	while (n < (ssize_t)sizeof(said) - 1 &&
+	       (got = read(err[0], said + n, sizeof(said) - 1 - (size_t)n)) > 0)
+		n += got;
+	close(err[0]);
+	int status;
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %#x", status);
+	cr_assert_not_null(strstr(said, "switch_awaiter_poll"), "said: %s", said);
+	cr_assert_not_null(strstr(said, "inside a switch"), "said: %s", said);
+}
+
+/* The same future, not yielding inside its switch: no false alarm, and
+ * a future polled again once finished stays ready. */
+Test(future, a_switch_without_an_await_inside_runs_to_its_end)
+{
+	struct switch_awaiter s = {.mode = 0};
+	afe_future_init(&s.base, switch_awaiter_poll);
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	cr_assert_eq(afe_future_poll(&s.base, &cx), AFE_READY);
+	cr_assert_eq(s.base.result, 7);
+	cr_assert_eq(s.cleanups, 1);
+	cr_assert_eq(s.base.poll(&s.base, &cx), AFE_READY);
+	cr_assert_eq(s.cleanups, 1);
 }

@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/* What the async macros call out of line: see afe/future.h. */
+#include <afe/future.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+void afe__resume_lost(const struct afe_future *f, const char *fn, const char *file, int line)
+{
+	fprintf(stderr,
+		"afe: future %p (%s, %s:%d) resumed at line %d, where no await or yield is: "
+		"an AFE_AWAIT or AFE_YIELD inside a switch statement of its own?\n",
+		(const void *)f, fn, file, line, f->resume);
+	abort();
+}
