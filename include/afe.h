@@ -22,5 +22,6 @@
 #include "afe/token.h"
 #include "afe/signal.h"
 #include "afe/ipc.h"
+#include "afe/coro.h"
 
 #endif /* AFE_H */

@@ -8,6 +8,8 @@
 #include <criterion/criterion.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static inline struct afe_runtime *test_runtime(unsigned workers)
 {
@@ -158,6 +160,32 @@ static inline struct slow_to_stop slow_to_stop_make(atomic_int *wound_down)
 	struct slow_to_stop s = {.wound_down = wound_down};
 	afe_future_init(&s.base, slow_to_stop_poll);
 	return s;
+}
+
+/* Runs body() in a forked child whose stderr is captured into said (size
+ * bytes, NUL-terminated); returns the child's wait status. For code that
+ * must die with a message: body should not return. */
+static inline int test_child_stderr(void (*body)(void), char *said, size_t size)
+{
+	int err[2];
+	cr_assert_eq(pipe(err), 0);
+	pid_t child = fork();
+	cr_assert_neq(child, -1);
+	if (child == 0) {
+		dup2(err[1], STDERR_FILENO);
+		body();
+		_exit(3);
+	}
+	close(err[1]);
+	size_t n = 0;
+	ssize_t got;
+	while (n < size - 1 && (got = read(err[0], said + n, size - 1 - n)) > 0)
+		n += (size_t)got;
+	said[n] = 0;
+	close(err[0]);
+	int status;
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	return status;
 }
 
 #endif /* AFE_TEST_HELPERS_H */

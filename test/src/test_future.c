@@ -2,8 +2,6 @@
 /* The async-function macros and waker helpers, polled by hand. */
 #include <signal.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "helpers.h"
 
@@ -216,33 +214,22 @@ static int switch_awaiter_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_END;
 }
 
+static void poll_twice_across_the_switch(void)
+{
+	struct switch_awaiter s = {.mode = 1};
+	afe_future_init(&s.base, switch_awaiter_poll);
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	if (afe_future_poll(&s.base, &cx) != AFE_PENDING)
+		_exit(2);
+	afe_future_poll(&s.base, &cx); /* resumes at the lost line */
+}
+
 Test(future, an_await_inside_a_switch_of_its_own_aborts_naming_the_future)
 {
-	int err[2];
-	cr_assert_eq(pipe(err), 0);
-	pid_t child = fork();
-	cr_assert_neq(child, -1);
-	if (child == 0) {
-		dup2(err[1], STDERR_FILENO);
-		struct switch_awaiter s = {.mode = 1};
-		afe_future_init(&s.base, switch_awaiter_poll);
-		struct counting_waker cw;
-		counting_waker_init(&cw);
-		struct afe_context cx = counting_context(&cw, false);
-		if (afe_future_poll(&s.base, &cx) != AFE_PENDING)
-			_exit(2);
-		afe_future_poll(&s.base, &cx); /* resumes at the lost line */
-		_exit(3);
-	}
-	close(err[1]);
-	char said[512] = {0};
-	ssize_t n = 0, got;
-	while (n < (ssize_t)sizeof(said) - 1 &&
-	       (got = read(err[0], said + n, sizeof(said) - 1 - (size_t)n)) > 0)
-		n += got;
-	close(err[0]);
-	int status;
-	cr_assert_eq(waitpid(child, &status, 0), child);
+	char said[512];
+	int status = test_child_stderr(poll_twice_across_the_switch, said, sizeof(said));
 	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %#x", status);
 	cr_assert_not_null(strstr(said, "switch_awaiter_poll"), "said: %s", said);
 	cr_assert_not_null(strstr(said, "inside a switch"), "said: %s", said);

@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Coroutines as tasks: a coroutine future's poll enters the coroutine's
+ * fiber, which runs until it awaits a future that is not ready, or
+ * returns. See afe/coro.h.
+ *
+ * An await polls the future on the coroutine's own stack first: a future
+ * ready at once costs no switch. One that is pending is left in
+ * `awaiting`, and the fiber suspends; the task's later polls poll that
+ * future from the worker's stack, and enter the fiber again only once it
+ * is ready. So a coroutine waiting costs what the future it awaits costs,
+ * plus one switch in and out when it completes.
+ *
+ * Cancellation: a poll with cancel set marks the coroutine cancelled for
+ * good, and polls the awaited future with cancel until it winds down (an
+ * I/O operation lets go of its buffer, which may be on the coroutine's
+ * stack); the await then returns -ECANCELED, and so do later ones at once.
+ */
+#include <afe/coro.h>
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "fiber.h"
+
+struct afe__coro {
+	struct afe__fiber fiber; /* first: the fiber's entry finds us by it */
+	afe_coro_fn *fn;
+	void *arg;
+	intptr_t ret;
+	bool finished;
+	bool cancelled;
+	struct afe_future *awaiting; /* pending, polled by the task's polls */
+	intptr_t await_result;
+	struct afe_context *cx; /* the task poll that entered the fiber */
+};
+
+/* The coroutine running on this thread, if any. Read by a coroutine only
+ * before it suspends: after, it may be on another thread. */
+static _Thread_local struct afe__coro *current;
+
+static void coro_main(struct afe__fiber *f)
+{
+	struct afe__coro *co = (struct afe__coro *)f;
+	co->ret = co->fn(co->arg);
+	co->finished = true;
+	afe__fiber_exit(f);
+}
+
+static int coro_make(struct afe_coro *c)
+{
+	struct afe__coro *co = calloc(1, sizeof(*co));
+	if (!co)
+		return -ENOMEM;
+	int err = afe__fiber_init(&co->fiber, c->stack_size, coro_main);
+	if (err < 0) {
+		free(co);
+		return err;
+	}
+	co->fn = c->fn;
+	co->arg = c->arg;
+	c->co = co;
+	return 0;
+}
+
+static void coro_free(struct afe__coro *co)
+{
+	afe__fiber_destroy(&co->fiber);
+	free(co);
+}
+
+static void enter(struct afe__coro *co, struct afe_context *cx)
+{
+	struct afe__coro *outer = current; /* a coroutine awaiting another one */
+	current = co;
+	co->cx = cx;
+	afe__fiber_enter(&co->fiber);
+	co->cx = NULL;
+	current = outer;
+}
+
+static int coro_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_coro *c = afe_container_of(f, struct afe_coro, base);
+	if (!c->co) {
+		int err = c->fn ? coro_make(c) : -EINVAL;
+		if (err < 0) {
+			f->result = err;
+			return AFE_READY;
+		}
+	}
+	struct afe__coro *co = c->co;
+	if (cx->cancel)
+		co->cancelled = true;
+	if (co->awaiting) {
+		if (afe_future_poll(co->awaiting, cx) == AFE_PENDING)
+			return AFE_PENDING;
+		co->await_result = co->cancelled ? -ECANCELED : co->awaiting->result;
+		co->awaiting = NULL;
+	}
+	enter(co, cx);
+	if (!co->finished)
+		return AFE_PENDING;
+	f->result = co->ret;
+	coro_free(co);
+	c->co = NULL;
+	return AFE_READY;
+}
+
+int afe_coro_init(struct afe_coro *c, afe_coro_fn *fn, void *arg,
+		  const struct afe_coro_opts *opts)
+{
+	afe_future_init(&c->base, coro_poll);
+	c->fn = fn;
+	c->arg = arg;
+	c->stack_size = opts && opts->stack_size ? opts->stack_size : AFE_CORO_STACK_DEFAULT;
+	c->co = NULL;
+	if (fn && c->stack_size >= AFE_CORO_STACK_MIN)
+		return 0;
+	c->fn = NULL; /* the first poll completes with -EINVAL */
+	return -EINVAL;
+}
+
+int afe_coro_spawn(struct afe_runtime *rt, afe_coro_fn *fn, void *arg,
+		   struct afe_join_handle *handle, const struct afe_coro_opts *opts)
+{
+	struct afe_coro c;
+	int err = afe_coro_init(&c, fn, arg, opts);
+	if (err < 0 || (err = coro_make(&c)) < 0)
+		return err;
+	err = afe_spawn(rt, &c, handle); /* the task's copy owns c.co */
+	if (err < 0)
+		coro_free(c.co);
+	return err;
+}
+
+intptr_t afe_co_await(struct afe_future *f)
+{
+	struct afe__coro *co = current;
+	if (!co)
+		return -EPERM;
+	if (co->cancelled)
+		return -ECANCELED;
+	if (afe_future_poll(f, co->cx) == AFE_READY)
+		return f->result;
+	co->awaiting = f;
+	afe__fiber_suspend(&co->fiber);
+	return co->await_result;
+}
+
+bool afe_co_cancelled(void)
+{
+	struct afe__coro *co = current;
+	return co && co->cancelled;
+}

@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/* Fibers: stacks, switches and the overflow report. See fiber.h. */
+#define _GNU_SOURCE
+#include "fiber.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define AFE_FIBER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define AFE_FIBER_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define AFE_FIBER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define AFE_FIBER_TSAN 1
+#endif
+#endif
+#ifdef AFE_FIBER_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef AFE_FIBER_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+/* Boost.Context's C ABI (boost/context/detail/fcontext.hpp, which is C++). */
+struct fcontext_transfer {
+	void *fctx;
+	void *data;
+};
+extern struct fcontext_transfer jump_fcontext(void *to, void *vp);
+extern void *make_fcontext(void *sp, size_t size, void (*fn)(struct fcontext_transfer));
+
+enum { POOLED_STACKS_MAX = 64, ALT_STACK_SIZE = 64 * 1024 };
+
+static size_t page_size(void)
+{
+	static size_t size;
+	if (!size)
+		size = (size_t)sysconf(_SC_PAGESIZE);
+	return size;
+}
+
+/* ---- stacks ------------------------------------------------------------- */
+
+/* Default-sized stacks, kept for the next fiber (their first word links
+ * them): mapping a stack costs two syscalls and its first page faults. */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *pooled;
+static unsigned n_pooled;
+
+static char *stack_map(size_t size)
+{
+	size_t guard = page_size();
+	char *base = mmap(NULL, guard + size, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (base == MAP_FAILED)
+		return NULL;
+	if (mprotect(base, guard, PROT_NONE) < 0) {
+		munmap(base, guard + size);
+		return NULL;
+	}
+	return base + guard;
+}
+
+static char *stack_take(size_t size)
+{
+	if (size == AFE__FIBER_DEFAULT_STACK) {
+		pthread_mutex_lock(&pool_lock);
+		char *lo = pooled;
+		if (lo) {
+			memcpy(&pooled, lo, sizeof(pooled));
+			n_pooled--;
+		}
+		pthread_mutex_unlock(&pool_lock);
+		if (lo)
+			return lo;
+	}
+	return stack_map(size);
+}
+
+static void stack_give(char *lo, size_t size)
+{
+	if (size == AFE__FIBER_DEFAULT_STACK) {
+		pthread_mutex_lock(&pool_lock);
+		bool keep = n_pooled < POOLED_STACKS_MAX;
+		if (keep) {
+			memcpy(lo, &pooled, sizeof(pooled));
+			pooled = lo;
+			n_pooled++;
+		}
+		pthread_mutex_unlock(&pool_lock);
+		if (keep)
+			return;
+	}
+	munmap(lo - page_size(), page_size() + size);
+}
+
+/* ---- the overflow report -------------------------------------------------- */
+
+/* The fiber this thread runs, for the SIGSEGV handler. */
+static _Thread_local struct afe__fiber *running;
+static _Thread_local bool has_alt_stack;
+static pthread_key_t alt_stack_key;
+static struct sigaction previous_segv;
+
+static void pass_on(int sig, siginfo_t *info, void *context)
+{
+	if (previous_segv.sa_flags & SA_SIGINFO) {
+		previous_segv.sa_sigaction(sig, info, context);
+		return;
+	}
+	if (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN) {
+		previous_segv.sa_handler(sig);
+		return;
+	}
+	/* The default action: the access runs again and kills us. */
+	signal(sig, SIG_DFL);
+	if (info->si_code <= 0)
+		raise(sig);
+}
+
+/* Formats n in decimal into buf (async-signal-safe); returns its length. */
+static size_t decimal(char *buf, size_t n)
+{
+	char digits[24];
+	size_t len = 0;
+	do
+		digits[len++] = (char)('0' + n % 10);
+	while ((n /= 10) != 0);
+	for (size_t i = 0; i < len; i++)
+		buf[i] = digits[len - 1 - i];
+	return len;
+}
+
+static void on_segv(int sig, siginfo_t *info, void *context)
+{
+	struct afe__fiber *f = running;
+	uintptr_t at = (uintptr_t)info->si_addr, lo = (uintptr_t)(f ? f->stack_lo : NULL);
+	if (f && at < lo && lo - at <= page_size()) {
+		char msg[96] = "afe: coroutine stack overflow, ";
+		size_t len = strlen(msg);
+		len += decimal(msg + len, f->stack_size);
+		memcpy(msg + len, "-byte stack\n", 12);
+		ssize_t ignored = write(STDERR_FILENO, msg, len + 12);
+		(void)ignored;
+		signal(sig, SIG_DFL); /* the access faults again, and kills us */
+		return;
+	}
+	pass_on(sig, info, context);
+}
+
+static void alt_stack_free(void *stack)
+{
+	stack_t off = {.ss_flags = SS_DISABLE};
+	sigaltstack(&off, NULL);
+	munmap(stack, ALT_STACK_SIZE);
+}
+
+static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+
+static void install_handler(void)
+{
+	pthread_key_create(&alt_stack_key, alt_stack_free);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_segv;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &previous_segv);
+}
+
+/* The handler runs on an alternate stack: the faulting one has no room.
+ * Each thread that enters fibers gets one (unless it has one already),
+ * freed when the thread exits. */
+static void ensure_alt_stack(void)
+{
+	if (has_alt_stack)
+		return;
+	has_alt_stack = true;
+	stack_t old;
+	if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
+		return;
+	void *stack = mmap(NULL, ALT_STACK_SIZE, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (stack == MAP_FAILED)
+		return; /* an overflow then dies unreported, as without us */
+	stack_t alt = {.ss_sp = stack, .ss_size = ALT_STACK_SIZE};
+	if (sigaltstack(&alt, NULL) < 0) {
+		munmap(stack, ALT_STACK_SIZE);
+		return;
+	}
+	pthread_setspecific(alt_stack_key, stack);
+}
+
+/* ---- switches ----------------------------------------------------------- */
+
+static void start(struct fcontext_transfer t)
+{
+	struct afe__fiber *f = t.data;
+	f->caller = t.fctx;
+#ifdef AFE_FIBER_ASAN
+	__sanitizer_finish_switch_fiber(NULL, &f->caller_stack_lo, &f->caller_stack_size);
+#endif
+	f->entry(f);
+}
+
+int afe__fiber_init(struct afe__fiber *f, size_t stack_size, void (*entry)(struct afe__fiber *f))
+{
+	if (stack_size < AFE__FIBER_MIN_STACK)
+		return -EINVAL;
+	pthread_once(&handler_once, install_handler);
+	size_t size = (stack_size + page_size() - 1) & ~(page_size() - 1);
+	memset(f, 0, sizeof(*f));
+	f->stack_lo = stack_take(size);
+	if (!f->stack_lo)
+		return -ENOMEM;
+	f->stack_size = size;
+	f->entry = entry;
+	f->ctx = make_fcontext(f->stack_lo + size, size, start);
+#ifdef AFE_FIBER_TSAN
+	f->tsan_fiber = __tsan_create_fiber(0);
+#endif
+	return 0;
+}
+
+void afe__fiber_destroy(struct afe__fiber *f)
+{
+#ifdef AFE_FIBER_TSAN
+	__tsan_destroy_fiber(f->tsan_fiber);
+#endif
+	stack_give(f->stack_lo, f->stack_size);
+	f->stack_lo = NULL;
+}
+
+void afe__fiber_enter(struct afe__fiber *f)
+{
+	ensure_alt_stack();
+	struct afe__fiber *outer = running;
+	running = f;
+#ifdef AFE_FIBER_ASAN
+	__sanitizer_start_switch_fiber(&f->asan_fake_caller, f->stack_lo, f->stack_size);
+#endif
+#ifdef AFE_FIBER_TSAN
+	f->tsan_caller = __tsan_get_current_fiber();
+	__tsan_switch_to_fiber(f->tsan_fiber, 0);
+#endif
+	struct fcontext_transfer t = jump_fcontext(f->ctx, f);
+	f->ctx = t.fctx;
+#ifdef AFE_FIBER_ASAN
+	__sanitizer_finish_switch_fiber(f->asan_fake_caller, NULL, NULL);
+#endif
+	running = outer;
+}
+
+/* Back to the caller; fake is where ASan keeps this fiber's fake stack
+ * (NULL: the fiber is done, ASan may free it). */
+static void leave(struct afe__fiber *f, void **fake)
+{
+#ifdef AFE_FIBER_ASAN
+	__sanitizer_start_switch_fiber(fake, f->caller_stack_lo, f->caller_stack_size);
+#else
+	(void)fake;
+#endif
+#ifdef AFE_FIBER_TSAN
+	__tsan_switch_to_fiber(f->tsan_caller, 0);
+#endif
+	struct fcontext_transfer t = jump_fcontext(f->caller, NULL);
+	f->caller = t.fctx;
+#ifdef AFE_FIBER_ASAN
+	__sanitizer_finish_switch_fiber(f->asan_fake_fiber, &f->caller_stack_lo,
+					&f->caller_stack_size);
+#endif
+}
+
+void afe__fiber_suspend(struct afe__fiber *f)
+{
+	leave(f, &f->asan_fake_fiber);
+}
+
+void afe__fiber_exit(struct afe__fiber *f)
+{
+	leave(f, NULL);
+	__builtin_unreachable(); /* nobody enters a fiber that exited */
+}

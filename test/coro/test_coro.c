@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: MIT */
+/* Stackful coroutines: spawn, await, cancel, stacks, and bad input. */
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+/* ---- running and awaiting ------------------------------------------------ */
+
+/* Keeps a local array across yields and sleeps, and returns its sum. */
+static intptr_t sum_across_suspends(void *arg)
+{
+	int n = (int)(intptr_t)arg, seen[16];
+	for (int i = 0; i < 16; i++) {
+		seen[i] = i * n;
+		if (afe_co_yield() < 0 || (i % 4 == 0 && afe_co_sleep(1000000) < 0))
+			return -1;
+	}
+	intptr_t sum = 0;
+	for (int i = 0; i < 16; i++)
+		sum += seen[i];
+	return sum;
+}
+
+Test(coro, a_coroutine_keeps_its_locals_and_its_join_gives_its_result)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_coro_spawn(rt, sum_across_suspends, (void *)3, &h, NULL), 0);
+	struct afe_join join;
+	afe_join_init(&join, &h);
+	cr_assert_eq(test_block_on(rt, &join), 3 * 120);
+	test_runtime_destroy(rt);
+}
+
+Test(coro, plain_code_blocks_on_a_coroutine)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_coro c;
+	cr_assert_eq(afe_coro_init(&c, sum_across_suspends, (void *)1, NULL), 0);
+	cr_assert_eq(test_block_on(rt, &c), 120);
+	test_runtime_destroy(rt);
+}
+
+static intptr_t inner_coroutine(void *arg)
+{
+	(void)arg;
+	return afe_co_sleep(1000000) == 0 ? 7 : -1;
+}
+
+static intptr_t awaits_a_coroutine(void *arg)
+{
+	(void)arg;
+	struct afe_coro inner;
+	afe_coro_init(&inner, inner_coroutine, NULL, NULL);
+	return afe_co_await(&inner.base) * 6;
+}
+
+Test(coro, a_coroutine_awaits_another_coroutine)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_coro c;
+	afe_coro_init(&c, awaits_a_coroutine, NULL, NULL);
+	cr_assert_eq(test_block_on(rt, &c), 42);
+	test_runtime_destroy(rt);
+}
+
+/* Echoes one message over a socket pair, byte for byte. */
+static intptr_t echo_once(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char buf[64];
+	ssize_t n = afe_co_recv(fd, buf, sizeof(buf), 0);
+	if (n <= 0)
+		return n;
+	return afe_co_send_all(fd, buf, (size_t)n) == 0 ? n : -1;
+}
+
+Test(coro, a_coroutine_serves_a_socket)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_coro_spawn(rt, echo_once, (void *)(intptr_t)sv[1], &h, NULL), 0);
+	usleep(20000); /* the coroutine waits in its recv */
+	cr_assert_eq(write(sv[0], "hello", 5), 5);
+	char back[8] = {0};
+	cr_assert_eq(read(sv[0], back, sizeof(back)), 5);
+	cr_assert_eq(memcmp(back, "hello", 5), 0);
+	struct afe_join join;
+	afe_join_init(&join, &h);
+	cr_assert_eq(test_block_on(rt, &join), 5);
+	close(sv[0]);
+	close(sv[1]);
+	test_runtime_destroy(rt);
+}
+
+/* ---- channels between coroutines, and migration between workers ---------- */
+
+enum { ITEMS = 2000 };
+
+static intptr_t produce(void *arg)
+{
+	for (int i = 1; i <= ITEMS; i++)
+		if (afe_co_chan_send(arg, &i) < 0)
+			return -1;
+	afe_chan_close(arg);
+	return 0;
+}
+
+static intptr_t consume(void *arg)
+{
+	intptr_t sum = 0;
+	int item, err;
+	while ((err = afe_co_chan_recv(arg, &item)) == 0)
+		sum += item;
+	return err == -EPIPE ? sum : err;
+}
+
+Test(coro, coroutines_pass_items_through_a_channel)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_chan ch;
+	cr_assert_eq(afe_chan_init(&ch, sizeof(int), 4), 0);
+	struct afe_join_handle p, c;
+	cr_assert_eq(afe_coro_spawn(rt, produce, &ch, &p, NULL), 0);
+	cr_assert_eq(afe_coro_spawn(rt, consume, &ch, &c, NULL), 0);
+	struct afe_join join;
+	afe_join_init(&join, &c);
+	cr_assert_eq(test_block_on(rt, &join), (intptr_t)ITEMS * (ITEMS + 1) / 2);
+	afe_join_init(&join, &p);
+	cr_assert_eq(test_block_on(rt, &join), 0);
+	cr_assert_eq(afe_chan_destroy(&ch), 0);
+	test_runtime_destroy(rt);
+}
+
+/* Many coroutines yield on two workers, so they move between them; each
+ * checks that its stack came along intact. */
+enum { MIGRANTS = 200, HOPS = 200 };
+
+static intptr_t migrate(void *arg)
+{
+	volatile uint64_t mark = (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ull;
+	for (int i = 0; i < HOPS; i++) {
+		if (afe_co_yield() < 0)
+			return -1;
+		if (mark != (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ull)
+			return -2;
+	}
+	return 1;
+}
+
+Test(coro, coroutines_move_between_workers_with_their_stacks)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	static struct afe_join_handle h[MIGRANTS];
+	for (int i = 0; i < MIGRANTS; i++)
+		cr_assert_eq(afe_coro_spawn(rt, migrate, (void *)(intptr_t)(i + 1), &h[i], NULL), 0);
+	for (int i = 0; i < MIGRANTS; i++) {
+		struct afe_join join;
+		afe_join_init(&join, &h[i]);
+		cr_assert_eq(test_block_on(rt, &join), 1, "coroutine %d", i);
+	}
+	test_runtime_destroy(rt);
+}
+
+/* ---- cancellation ---------------------------------------------------------- */
+
+struct waiting {
+	int kind;
+	int fd;
+	struct afe_chan *ch;
+	struct afe_mutex *m;
+	struct afe_token *t;
+	atomic_bool started;
+	int got, after; /* what the waiting call, then a later one, returned */
+	bool cancelled_seen;
+};
+
+static intptr_t wait_then_unwind(void *arg)
+{
+	struct waiting *w = arg;
+	char buf[8];
+	int item;
+	atomic_store(&w->started, true);
+	switch (w->kind) {
+	case 0: w->got = afe_co_sleep(10ull * 1000000000); break;
+	case 1: w->got = (int)afe_co_recv(w->fd, buf, sizeof(buf), 0); break;
+	case 2: w->got = afe_co_chan_recv(w->ch, &item); break;
+	case 3: w->got = afe_co_mutex_lock(w->m); break;
+	default: w->got = afe_co_token_wait(w->t); break;
+	}
+	w->cancelled_seen = afe_co_cancelled();
+	w->after = afe_co_sleep(1000);
+	return 99;
+}
+
+Test(coro, a_cancelled_coroutine_s_waiting_and_later_calls_end_ecanceled)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct afe_chan ch;
+	cr_assert_eq(afe_chan_init(&ch, sizeof(int), 1), 0);
+	struct afe_mutex m;
+	afe_mutex_init(&m);
+	cr_assert_eq(afe_mutex_try_lock(&m), 0); /* held: the lock waits */
+	struct afe_token *t;
+	cr_assert_eq(afe_token_new(&t), 0);
+	for (int kind = 0; kind < 5; kind++) {
+		struct waiting w = {.kind = kind, .fd = sv[1], .ch = &ch, .m = &m, .t = t};
+		struct afe_join_handle h;
+		cr_assert_eq(afe_coro_spawn(rt, wait_then_unwind, &w, &h, NULL), 0);
+		while (!atomic_load(&w.started))
+			sched_yield();
+		usleep(10000); /* into its wait */
+		struct afe_cancel cancel;
+		cr_assert_eq(afe_cancel_init(&cancel, &h), 0);
+		cr_assert_eq(test_block_on(rt, &cancel), 99, "kind %d", kind);
+		cr_assert_eq(w.got, -ECANCELED, "kind %d: %d", kind, w.got);
+		cr_assert(w.cancelled_seen, "kind %d", kind);
+		cr_assert_eq(w.after, -ECANCELED, "kind %d", kind);
+	}
+	afe_mutex_unlock(&m);
+	afe_token_release(t);
+	cr_assert_eq(afe_chan_destroy(&ch), 0);
+	close(sv[0]);
+	close(sv[1]);
+	test_runtime_destroy(rt);
+}
+
+static atomic_int detached_done;
+
+static intptr_t finish_late(void *arg)
+{
+	(void)arg;
+	if (afe_co_sleep(30000000) == 0 && !afe_co_cancelled())
+		atomic_store(&detached_done, 1);
+	return 0;
+}
+
+Test(coro, a_detached_coroutine_runs_to_its_end)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_coro_spawn(rt, finish_late, NULL, &h, NULL), 0);
+	afe_join_handle_drop(&h);
+	cr_assert_geq(afe_runtime_wait_idle(rt, 5000), 0);
+	cr_assert_eq(atomic_load(&detached_done), 1);
+	test_runtime_destroy(rt);
+}
+
+/* ---- bad input ------------------------------------------------------------ */
+
+static intptr_t returns_zero(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+Test(coro, calls_outside_a_coroutine_get_eperm)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	char buf[4];
+	cr_assert_eq(afe_co_recv(sv[0], buf, sizeof(buf), 0), -EPERM);
+	cr_assert_eq(afe_co_sleep(1), -EPERM);
+	cr_assert_eq(afe_co_yield(), -EPERM);
+	cr_assert_not(afe_co_cancelled());
+	struct afe_sleep s;
+	afe_sleep_init(&s, 1);
+	cr_assert_eq(afe_co_await(&s.base), -EPERM);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+Test(coro, a_stack_below_the_minimum_or_no_function_gets_einval)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_coro_opts small = {.stack_size = AFE_CORO_STACK_MIN - 1};
+	cr_assert_eq(afe_coro_spawn(rt, returns_zero, NULL, NULL, &small), -EINVAL);
+	cr_assert_eq(afe_coro_spawn(rt, NULL, NULL, NULL, NULL), -EINVAL);
+	struct afe_coro c;
+	cr_assert_eq(afe_coro_init(&c, returns_zero, NULL, &small), -EINVAL);
+	cr_assert_eq(test_block_on(rt, &c), -EINVAL);
+	test_runtime_destroy(rt);
+}
+
+Test(coro, a_stack_that_cannot_be_had_gets_enomem_and_leaves_nothing)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_coro_opts huge = {.stack_size = (size_t)1 << 50}; /* past the address space */
+	struct afe_join_handle h = {0};
+	cr_assert_eq(afe_coro_spawn(rt, returns_zero, NULL, &h, &huge), -ENOMEM);
+	cr_assert_null(h.task);
+	struct afe_coro c;
+	cr_assert_eq(afe_coro_init(&c, returns_zero, NULL, &huge), 0);
+	cr_assert_eq(test_block_on(rt, &c), -ENOMEM);
+	test_runtime_destroy(rt);
+}
+
+/* Recurses `depth` times, 512 bytes a frame: far past a 32 KiB stack. */
+static int deep(volatile char *from, int depth)
+{
+	volatile char frame[512];
+	frame[0] = (char)depth;
+	frame[511] = from ? from[0] : 0;
+	if (depth == 0)
+		return frame[0];
+	return deep(frame, depth - 1) + frame[511];
+}
+
+static intptr_t overflow(void *arg)
+{
+	(void)arg;
+	return deep(NULL, 1 << 20);
+}
+
+static void overflow_a_small_stack(void)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 1;
+	struct afe_runtime *rt;
+	if (afe_runtime_create(&rt, &config) < 0)
+		_exit(2);
+	struct afe_coro c;
+	struct afe_coro_opts opts = {.stack_size = 32 * 1024};
+	afe_coro_init(&c, overflow, NULL, &opts);
+	intptr_t r;
+	afe_block_on(rt, &c, &r);
+}
+
+Test(coro, a_stack_overflow_is_reported_and_kills)
+{
+	char said[4096];
+	int status = test_child_stderr(overflow_a_small_stack, said, sizeof(said));
+	cr_assert(WIFSIGNALED(status), "status %#x, said: %s", status, said);
+	cr_assert_not_null(strstr(said, "afe: coroutine stack overflow, 32768-byte stack"),
+			   "said: %s", said);
+}
