@@ -51,6 +51,9 @@ struct afe_ipc_consumer {
 	_Atomic uint32_t idle, room_waiters, next_peer;
 	_Atomic uint32_t live_peers; /* a bit per live peer: scans skip the rest */
 	struct afe_notify work, room;
+	/* Wakes the pump for events of this process (a producer's death, a
+	 * close): unlike the bell, nothing a peer writes can silence it. */
+	struct afe_notify kick;
 	bool serve_all;
 	uint8_t served[32]; /* a bit per function id */
 	_Atomic uint64_t calls, replies, malformed, unknown_fn, peers_gone, repairs;
@@ -72,6 +75,7 @@ static void consumer_unref(struct afe_ipc_consumer *c)
 		return;
 	afe_notify_destroy(&c->work);
 	afe_notify_destroy(&c->room);
+	afe_notify_destroy(&c->kick);
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++)
 		pthread_mutex_destroy(&c->peers[i].lock);
 	pthread_mutex_destroy(&c->local_lock);
@@ -139,7 +143,7 @@ static void watch_peer(struct afe_ipc_consumer *c, struct peer *peer, int pidfd)
 	if (pidfd < 0)
 		return;
 	atomic_fetch_add(&c->refs, 1);
-	if (afe_ipc_watch_peer(c->rt, pidfd, true, &peer->died, &c->hdr->bell, unref_consumer, c,
+	if (afe_ipc_watch_peer(c->rt, pidfd, true, &peer->died, NULL, &c->kick, unref_consumer, c,
 			       &peer->watcher) < 0)
 		memset(&peer->watcher, 0, sizeof(peer->watcher));
 	else
@@ -469,12 +473,60 @@ static int take_request(struct afe_ipc_consumer *c, struct afe_ipc_request *req)
  * the object is the consumer's own, and it has one pump. */
 #define AFE_IPC_CONSUMER_SLEEPER 0u
 
+/*
+ * The longest the pump sleeps before it looks again by itself. Producers
+ * ring its bell only when its wants, in the shared memory, ask for what
+ * they did, and a peer can clear them while the pump sleeps (four zero
+ * bytes written, or a producer killed between taking them and its wake):
+ * nobody would wake it again. Events of this process wake it through its
+ * kick; what only a peer can tell waits at most this long. Idle, each
+ * re-check costs a wake of the ring thread (its timer) and of one worker,
+ * and one look at the 16 entries: measured on the 2-vCPU test machine (a
+ * consumer serving nothing for 20 s, 2 workers), the process used 9.6 ms
+ * of CPU, 0.05% of one CPU, against 0.02 ms without it.
+ */
+#define AFE_IPC_PUMP_RECHECK_NS (250 * 1000000ull)
+
 struct pump {
 	struct afe_future base;
 	struct afe_ipc_consumer *c;
 	uint32_t word;
+	uint64_t recheck_ns; /* when the pump looks again by itself */
 	struct afe_watch wait; /* on the bell */
+	struct afe_notified kicked;
+	struct afe_sleep nap; /* until recheck_ns */
+	struct afe_future *racers[3];
+	struct afe_select race;
 };
+
+/* Sets up the pump's sleep: until its bell rings (the word leaves the
+ * value it read), its kick, or, over shared memory, its next re-check.
+ * The re-check time stays put until it comes, so a busy pump re-arms the
+ * same timer and never rings the ring thread to move its deadline. */
+static void arm_sleep(struct pump *self)
+{
+	struct afe_ipc_consumer *c = self->c;
+	uint64_t now = afe_now_ns();
+	if (now >= self->recheck_ns)
+		self->recheck_ns = now + AFE_IPC_PUMP_RECHECK_NS;
+	afe_ipc_bell_watch(&self->wait, &c->hdr->bell, self->word);
+	afe_notified_init(&self->kicked, &c->kick);
+	afe_sleep_until_init(&self->nap, self->recheck_ns);
+	self->racers[0] = &self->wait.base;
+	self->racers[1] = &self->kicked.base;
+	self->racers[2] = &self->nap.base;
+	/* In-process only, no peer shares the bell: nothing to re-check. */
+	afe_select_init(&self->race, self->racers, c->shm ? 3 : 2);
+}
+
+/* Whether the sleep ended because the pump or its runtime goes away. */
+static bool sleep_ended_for_good(const struct pump *self)
+{
+	if (self->race.base.result < 0)
+		return true;
+	int result = self->racers[self->race.winner]->result;
+	return result == -ECANCELED || result == -ESHUTDOWN;
+}
 
 static uint32_t pump_wants(struct afe_ipc_consumer *c)
 {
@@ -511,10 +563,10 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 			afe_notify_one(&c->work);
 		if (wants & AFE_IPC_WANT_ROOM)
 			afe_notify_all(&c->room);
-		afe_ipc_bell_watch(&self->wait, bell, self->word);
-		AFE_AWAIT(&self->wait.base);
+		arm_sleep(self);
+		AFE_AWAIT(&self->race.base);
 		afe_ipc_bell_unwant(bell, AFE_IPC_CONSUMER_SLEEPER);
-		if (self->wait.base.result == -ECANCELED || self->wait.base.result == -ESHUTDOWN)
+		if (sleep_ended_for_good(self))
 			break;
 	}
 	AFE_CLEANUP;
@@ -573,6 +625,7 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 		c->served[config->functions[i] / 8] |= (uint8_t)(1u << (config->functions[i] % 8));
 	afe_notify_init(&c->work);
 	afe_notify_init(&c->room);
+	afe_notify_init(&c->kick);
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++)
 		pthread_mutex_init(&c->peers[i].lock, NULL);
 	atomic_init(&c->refs, 2); /* the user, the pump */
@@ -603,7 +656,7 @@ void afe_ipc_consumer_close(struct afe_ipc_consumer *c)
 	}
 	atomic_store(&c->closed, true);
 	fail_locals(c);
-	afe_ipc_bell_ring(&c->hdr->bell, AFE_IPC_WANT_ANY);
+	afe_notify_one(&c->kick); /* the pump sees closed and ends */
 	afe_notify_all(&c->work);
 	afe_notify_all(&c->room);
 }

@@ -184,7 +184,7 @@ static int start_tasks(struct afe_ipc_producer *p)
 		leave_entry(p);
 		return err;
 	}
-	err = afe_ipc_watch_peer(p->rt, p->consumer_pidfd, false, &p->gone, &p->entry->bell,
+	err = afe_ipc_watch_peer(p->rt, p->consumer_pidfd, false, &p->gone, &p->entry->bell, NULL,
 				 unref_producer, p, &p->watcher);
 	if (err < 0) { /* the pump ends, and leaves the entry */
 		atomic_store(&p->closed, true);
