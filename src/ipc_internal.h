@@ -12,8 +12,10 @@
 
 /*
  * Spawns a child task (handle: dropping it cancels the task) that waits
- * on pidfd: when the process exits it sets *died and rings bell with
- * AFE_IPC_WANT_ANY. The task holds a count of its owner, taken by the
+ * on pidfd: when the process exits it sets *died and, with kick NULL,
+ * rings bell with AFE_IPC_WANT_ANY; else it notifies kick instead (a
+ * sleeper that must hear of it whatever a peer wrote into the bell's
+ * wants, see afe_ipc_consumer's pump). The task holds a count of its owner, taken by the
  * caller beforehand and given back with release(owner) when it ends (or
  * at once when the spawn fails); with close_pidfd, it closes pidfd then
  * too (only once its wait is over: closed under a wait still being
@@ -21,8 +23,8 @@
  * spawn's error.
  */
 int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, bool close_pidfd, _Atomic bool *died,
-		       struct afe_ipc_bell *bell, void (*release)(void *owner), void *owner,
-		       struct afe_join_handle *handle);
+		       struct afe_ipc_bell *bell, struct afe_notify *kick,
+		       void (*release)(void *owner), void *owner, struct afe_join_handle *handle);
 
 /* ---- the in-process link ---------------------------------------------------
  * A producer that connects to a consumer of its own process skips the

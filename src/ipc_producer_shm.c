@@ -143,24 +143,39 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_END;
 }
 
-/* Takes a free entry of h for this process and formats its rings. 0,
- * -EBUSY (none free), -ENOSPC (no room in /dev/shm for its rings). */
+/* Takes a free entry of h for this process and formats its rings. The
+ * claim names us (afe_ipc_claim), so that a consumer frees the entry if we
+ * die before publishing it LIVE. -EBUSY when no entry is free: the
+ * consumer is told, it may free entries of producers that died. -ENOSPC
+ * when /dev/shm has no room for the entry's rings. */
 static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, unsigned *index,
 		       uint32_t *gen)
 {
+	const uint32_t claim = afe_ipc_claim(getpid());
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		struct afe_ipc_entry *e = &h->entries[i];
 		uint32_t expected = AFE_IPC_ENTRY_FREE;
-		if (!atomic_compare_exchange_strong(&e->state, &expected, AFE_IPC_ENTRY_CLAIMED))
+		if (!atomic_compare_exchange_strong(&e->state, &expected, claim))
 			continue;
 		int err = afe_ipc_shm_reserve_entry(h, i);
 		if (err < 0) { /* a full /dev/shm: the entry was never used */
-			/* relaxed: nothing to publish, we wrote nothing of it */
-			atomic_store_explicit(&e->state, AFE_IPC_ENTRY_FREE, memory_order_relaxed);
+			/* Relaxed: we wrote nothing of it to publish. A CAS:
+			 * the consumer may have taken our claim back already. */
+			expected = claim;
+			atomic_compare_exchange_strong_explicit(&e->state, &expected,
+								AFE_IPC_ENTRY_FREE,
+								memory_order_relaxed,
+								memory_order_relaxed);
 			return err;
 		}
 		afe_ipc_ring_format(afe_ipc_requests_of(h, i), AFE_IPC_RING_SLOTS);
 		afe_ipc_ring_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
+		/* The consumer frees a claim it takes for one a dead process
+		 * left, or one held too long (free_abandoned in ipc_consumer.c):
+		 * freed under us, the entry may be another producer's already;
+		 * leave its pid and generation alone, try the next one. */
+		if (atomic_load(&e->state) != claim)
+			continue;
 		atomic_store(&e->bell.wants, 0);
 		atomic_store(&e->pid, getpid());
 		/* Unique to this claim, not the entry's count plus one: after
@@ -170,11 +185,20 @@ static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, uns
 		uint32_t g = ((uint32_t)getpid() << 12) ^ atomic_fetch_add(&claims, 1);
 		*gen = g == atomic_load(&e->generation) ? g + 1 : g;
 		atomic_store(&e->generation, *gen);
-		atomic_store_explicit(&e->state, AFE_IPC_ENTRY_LIVE, memory_order_release);
+		/* Release: pairs with the consumer's acquire load of the state
+		 * in sync_peers (it reads our rings, pid and generation after).
+		 * Fails when the consumer freed the entry under us since. */
+		expected = claim;
+		if (!atomic_compare_exchange_strong_explicit(&e->state, &expected,
+							     AFE_IPC_ENTRY_LIVE,
+							     memory_order_release,
+							     memory_order_relaxed))
+			continue;
 		*out = e;
 		*index = i;
 		return 0;
 	}
+	afe_ipc_bell_ring(&h->bell, AFE_IPC_WANT_ANY);
 	return -EBUSY;
 }
 
@@ -191,7 +215,7 @@ static int start_tasks(struct afe_ipc_producer *p)
 		leave_entry(p);
 		return err;
 	}
-	err = afe_ipc_watch_peer(p->rt, p->consumer_pidfd, false, &p->gone, &p->entry->bell,
+	err = afe_ipc_watch_peer(p->rt, p->consumer_pidfd, false, &p->gone, &p->entry->bell, NULL,
 				 unref_producer, p, &p->watcher);
 	if (err < 0) { /* the pump ends, and leaves the entry */
 		atomic_store(&p->closed, true);

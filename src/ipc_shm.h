@@ -7,9 +7,12 @@
  * through writing a slot stalls only its own ring, never the others'.
  *
  * A producer entry's life: FREE, claimed by a connecting producer
- * (CLAIMED: it formats its rings), LIVE once it published its pid and a
- * new generation, GONE when it disconnects; the consumer frees a GONE
- * entry, or a LIVE one whose process died (seen through a pidfd).
+ * (CLAIMED, with its pid: afe_ipc_claim; it formats its rings), LIVE once
+ * it published its pid and a new generation, GONE when it disconnects.
+ * The consumer frees a GONE entry, a LIVE one whose process died (seen
+ * through a pidfd), a CLAIMED one whose claimer died or held it too long,
+ * and one whose state is none of these (garbage a peer wrote): whatever a
+ * dead or scribbling peer leaves in an entry, it is free again.
  */
 #ifndef AFE_IPC_SHM_H
 #define AFE_IPC_SHM_H
@@ -23,10 +26,30 @@
 #include "ipc_ring.h"
 
 #define AFE_IPC_MAGIC 0x31435049454641ull /* "AFEIPC1" */
-#define AFE_IPC_VERSION 2u /* 2: wakers skip the syscall unless AFE_IPC_ASLEEP */
+#define AFE_IPC_VERSION 3u /* 3: a CLAIMED entry names its claimer */
 #define AFE_IPC_RING_SLOTS 128u
 
 enum { AFE_IPC_ENTRY_FREE, AFE_IPC_ENTRY_CLAIMED, AFE_IPC_ENTRY_LIVE, AFE_IPC_ENTRY_GONE };
+
+/* A claimed entry's state: AFE_IPC_ENTRY_CLAIMED, the claimer's pid above
+ * it (pids stay below 2^22, PID_MAX_LIMIT). The claim and who made it are
+ * one word: a claimer that dies at any point of its claim leaves its pid
+ * for the consumer to look at. */
+#define AFE_IPC_CLAIM_SHIFT 2
+
+static inline uint32_t afe_ipc_claim(pid_t pid)
+{
+	return AFE_IPC_ENTRY_CLAIMED | (uint32_t)pid << AFE_IPC_CLAIM_SHIFT;
+}
+
+/* The claimer a state names, or 0 when it is no claim (another state, or
+ * garbage). */
+static inline pid_t afe_ipc_claimer(uint32_t state)
+{
+	if ((state & ((1u << AFE_IPC_CLAIM_SHIFT) - 1)) != AFE_IPC_ENTRY_CLAIMED)
+		return 0;
+	return (pid_t)(state >> AFE_IPC_CLAIM_SHIFT);
+}
 
 struct afe_ipc_entry {
 	_Alignas(64) _Atomic uint32_t state;

@@ -15,6 +15,7 @@ struct watcher {
 	bool close_pidfd;
 	_Atomic bool *died;
 	struct afe_ipc_bell *bell;
+	struct afe_notify *kick;
 	void (*release)(void *owner);
 	void *owner;
 	struct afe_io poll;
@@ -28,7 +29,10 @@ static int watcher_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_AWAIT(&self->poll.base);
 	if (self->poll.base.result > 0) {
 		atomic_store(self->died, true);
-		afe_ipc_bell_ring(self->bell, AFE_IPC_WANT_ANY);
+		if (self->kick)
+			afe_notify_one(self->kick);
+		else
+			afe_ipc_bell_ring(self->bell, AFE_IPC_WANT_ANY);
 	}
 	AFE_CLEANUP;
 	if (self->close_pidfd)
@@ -39,11 +43,11 @@ static int watcher_poll(struct afe_future *f, struct afe_context *cx)
 }
 
 int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, bool close_pidfd, _Atomic bool *died,
-		       struct afe_ipc_bell *bell, void (*release)(void *owner), void *owner,
-		       struct afe_join_handle *handle)
+		       struct afe_ipc_bell *bell, struct afe_notify *kick,
+		       void (*release)(void *owner), void *owner, struct afe_join_handle *handle)
 {
 	struct watcher w = {.rt = rt, .pidfd = pidfd, .close_pidfd = close_pidfd, .died = died,
-			    .bell = bell, .release = release, .owner = owner};
+			    .bell = bell, .kick = kick, .release = release, .owner = owner};
 	afe_future_init(&w.base, watcher_poll);
 	atomic_fetch_add(&rt->system_tasks, 1);
 	int err = afe_spawn_child(rt, &w, handle);

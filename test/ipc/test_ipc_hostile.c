@@ -106,13 +106,13 @@ static const struct raw_frame bad_requests[] = {
 enum { UNKNOWN_FN = 200, CALL_UNKNOWN = 900, CALL_BAD_ARGS = 1000, CALL_GOOD = 1100 };
 
 /* Claims a producer entry of h the way a producer does (claim_entry in
- * ipc_producer.c) and tells the consumer. Its index, or -1. */
+ * ipc_producer_shm.c) and tells the consumer. Its index, or -1. */
 static int claim_like_a_producer(struct afe_ipc_header *h)
 {
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		struct afe_ipc_entry *e = &h->entries[i];
 		uint32_t expected = AFE_IPC_ENTRY_FREE;
-		if (!atomic_compare_exchange_strong(&e->state, &expected, AFE_IPC_ENTRY_CLAIMED))
+		if (!atomic_compare_exchange_strong(&e->state, &expected, afe_ipc_claim(getpid())))
 			continue;
 		afe_ipc_ring_format(afe_ipc_requests_of(h, i), AFE_IPC_RING_SLOTS);
 		afe_ipc_ring_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
