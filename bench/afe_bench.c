@@ -21,6 +21,9 @@ static const struct {
 	{"timers", workload_timers, false},
 	{"file_read", workload_file_read, false},
 	{"ipc_call", workload_ipc_call, false},
+	{"coro_spawn_join", workload_coro_spawn_join, false},
+	{"coro_yield", workload_coro_yield, false},
+	{"coro_sleepers", workload_coro_sleepers, false},
 	{"echo", workload_echo, true},
 };
 

@@ -54,5 +54,8 @@ int workload_timers(const struct bench_args *a);
 int workload_echo(const struct bench_args *a);
 int workload_file_read(const struct bench_args *a);
 int workload_ipc_call(const struct bench_args *a);
+int workload_coro_spawn_join(const struct bench_args *a);
+int workload_coro_yield(const struct bench_args *a);
+int workload_coro_sleepers(const struct bench_args *a);
 
 #endif /* AFE_BENCH_H */
