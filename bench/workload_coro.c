@@ -5,9 +5,11 @@
  *   index, and joins them all, checking the sum; in waves of `wave`, since
  *   each live coroutine holds a guarded stack (two memory mappings: the
  *   kernel's vm.max_map_count, 65530 by default, caps them near 30,000);
+ *   --shared=1 puts them on shared stacks;
  * - coro_yield: `tasks` coroutines each yield n/tasks times;
  * - coro_sleepers: n coroutines each sleep ms milliseconds; seconds is the
- *   whole (ideal: ms), peak_rss_kb what their stacks cost.
+ *   whole (ideal: ms), peak_rss_kb what their stacks cost; --shared=1 puts
+ *   them on shared stacks (private stacks stop near 30,000, as above).
  */
 #include <afe.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@ static intptr_t return_index(void *arg)
 struct waves {
 	long n, wave;
 	struct afe_join_handle *handles;
+	struct afe_coro_opts opts;
 };
 
 static intptr_t spawn_join_root(void *arg)
@@ -33,7 +36,7 @@ static intptr_t spawn_join_root(void *arg)
 		long end = at + w->wave < w->n ? at + w->wave : w->n;
 		for (long i = at; i < end; i++)
 			if (afe_coro_spawn(NULL, return_index, (void *)(intptr_t)i, &w->handles[i - at],
-					   NULL) < 0)
+					   &w->opts) < 0)
 				return -1;
 		for (long i = at; i < end; i++) {
 			struct afe_join join;
@@ -61,10 +64,12 @@ static intptr_t run_root(long threads, afe_coro_fn *fn, void *arg, double *secon
 
 int workload_coro_spawn_join(const struct bench_args *a)
 {
-	static const char *const names[] = {"n", "wave", "threads", NULL};
+	static const char *const names[] = {"n", "wave", "threads", "shared", NULL};
 	bench_args_check(a, names);
 	long n = bench_arg(a, "n", 1000000), threads = bench_arg(a, "threads", 2);
-	struct waves w = {.n = n, .wave = bench_arg(a, "wave", 10000)};
+	bool shared = bench_arg(a, "shared", 0) != 0;
+	struct waves w = {.n = n, .wave = bench_arg(a, "wave", 10000),
+			  .opts = {.shared_stack = shared}};
 	if (w.wave < 1)
 		bench_fail("coro_spawn_join", "--wave must be at least 1");
 	w.handles = calloc((size_t)w.wave, sizeof(*w.handles));
@@ -75,8 +80,9 @@ int workload_coro_spawn_join(const struct bench_args *a)
 	if (sum != n * (n - 1) / 2)
 		bench_fail("coro_spawn_join", "sum %ld, want %ld", (long)sum, n * (n - 1) / 2);
 	free(w.handles);
-	char extra[32];
-	snprintf(extra, sizeof(extra), "\"wave\":%ld", w.wave);
+	char extra[48];
+	snprintf(extra, sizeof(extra), "\"wave\":%ld,\"stack\":\"%s\"", w.wave,
+		 shared ? "shared" : "private");
 	bench_report_with("coro_spawn_join", threads, n, seconds, NULL, extra);
 	return 0;
 }
@@ -93,6 +99,7 @@ struct fan_out {
 	long tasks;
 	afe_coro_fn *fn;
 	void *arg;
+	struct afe_coro_opts opts;
 };
 
 /* Spawns `tasks` coroutines fn(arg) and returns the sum of their results. */
@@ -104,7 +111,7 @@ static intptr_t fan_out_root(void *arg)
 		return -1;
 	intptr_t sum = 0;
 	for (long i = 0; i < f->tasks; i++)
-		if (afe_coro_spawn(NULL, f->fn, f->arg, &h[i], NULL) < 0)
+		if (afe_coro_spawn(NULL, f->fn, f->arg, &h[i], &f->opts) < 0)
 			sum = INTPTR_MIN / 2; /* counted wrong, checked by the caller */
 	for (long i = 0; i < f->tasks; i++) {
 		struct afe_join join;
@@ -139,17 +146,20 @@ static intptr_t sleeper(void *arg)
 
 int workload_coro_sleepers(const struct bench_args *a)
 {
-	static const char *const names[] = {"n", "ms", "threads", NULL};
+	static const char *const names[] = {"n", "ms", "threads", "shared", NULL};
 	bench_args_check(a, names);
 	long n = bench_arg(a, "n", 20000), ms = bench_arg(a, "ms", 10);
 	long threads = bench_arg(a, "threads", 2);
-	struct fan_out f = {.tasks = n, .fn = sleeper, .arg = (void *)(intptr_t)ms};
+	bool shared = bench_arg(a, "shared", 0) != 0;
+	struct fan_out f = {.tasks = n, .fn = sleeper, .arg = (void *)(intptr_t)ms,
+			    .opts = {.shared_stack = shared}};
 	double seconds;
 	intptr_t slept = run_root(threads, fan_out_root, &f, &seconds);
 	if (slept != n)
 		bench_fail("coro_sleepers", "%ld slept, want %ld", (long)slept, n);
 	char extra[48];
-	snprintf(extra, sizeof(extra), "\"ms\":%ld,\"stack\":\"private\"", ms);
+	snprintf(extra, sizeof(extra), "\"ms\":%ld,\"stack\":\"%s\"", ms,
+		 shared ? "shared" : "private");
 	bench_report_with("coro_sleepers", threads, n, seconds, NULL, extra);
 	return 0;
 }

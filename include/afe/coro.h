@@ -41,7 +41,8 @@
  * buffer), then returns -ECANCELED, and so does every later call at once:
  * the coroutine unwinds by returning. afe_co_cancelled() tells.
  *
- * Every afe_co_* call outside a coroutine returns -EPERM (or false).
+ * Every afe_co_* call outside a coroutine returns -EPERM (or false), and
+ * one given memory on a shared stack (see afe_coro_opts) -EFAULT.
  */
 #ifndef AFE_CORO_H
 #define AFE_CORO_H
@@ -71,6 +72,18 @@ typedef intptr_t afe_coro_fn(void *arg);
 
 struct afe_coro_opts {
 	size_t stack_size; /* 0: AFE_CORO_STACK_DEFAULT */
+	/* Run on one of a few stacks shared by all such coroutines, keeping
+	 * only the bytes of stack in use (often under 1 KiB) while
+	 * suspended: for many mostly idle coroutines. Each switch in after
+	 * another coroutine used the stack copies both out and in, and a
+	 * coroutine waits while another of its stack runs on another
+	 * worker. The stack is AFE_CORO_STACK_DEFAULT (stack_size must be 0
+	 * or that). While such a coroutine waits its frames may be elsewhere,
+	 * so nothing may use its locals then: a buffer, item or future on its
+	 * stack given to an afe_co_* call gets -EFAULT (use heap or static
+	 * memory), and no other task may be handed the address of a local.
+	 * Under AddressSanitizer these coroutines get private stacks. */
+	bool shared_stack;
 };
 
 struct afe__coro;
@@ -85,12 +98,13 @@ struct afe_coro {
 	afe_coro_fn *fn;
 	void *arg;
 	size_t stack_size;
+	bool shared_stack;
 	struct afe__coro *co; /* private: made at the first poll */
 };
 
 /* Makes c a coroutine future running fn(arg). opts may be NULL. Returns 0,
- * or -EINVAL (null fn, a stack below AFE_CORO_STACK_MIN); c then
- * completes at once with that error. */
+ * or -EINVAL (null fn, a stack below AFE_CORO_STACK_MIN, or a shared
+ * stack of another size); c then completes at once with that error. */
 AFE_EXPORT int afe_coro_init(struct afe_coro *c, afe_coro_fn *fn, void *arg,
 			     const struct afe_coro_opts *opts);
 

@@ -1,17 +1,20 @@
 /* SPDX-License-Identifier: MIT */
-/* The blocking-style calls of afe/coro.h: each inits a future on the
- * coroutine's stack and awaits it. */
-#include <afe/blocking.h>
-#include <afe/channel.h>
-#include <afe/combinators.h>
+/* The blocking-style calls of afe/coro.h: each inits a future in the
+ * coroutine's slot (see coro_internal.h) and awaits it. */
 #include <afe/coro.h>
-#include <afe/io.h>
-#include <afe/mutex.h>
-#include <afe/net.h>
-#include <afe/semaphore.h>
-#include <afe/sleep.h>
-#include <afe/token.h>
 #include <limits.h>
+
+#include "coro_internal.h"
+
+/* Declares s, the calling coroutine's slot, for a call whose buffer is
+ * [buf, buf + len) (len 0: none). Returns -EPERM outside a coroutine, and
+ * -EFAULT for a buffer on a shared stack (see coro_internal.h). */
+#define SLOT_OR_RETURN(s, buf, len)                            \
+	union afe__co_slot *s = afe__co_slot();                \
+	if (!s)                                                \
+		return -EPERM;                                 \
+	if (afe__co_on_shared_stack((buf), (len)))            \
+		return -EFAULT
 
 /* The ring takes 32-bit lengths: a longer buffer is done in part, as a
  * short read or write is. */
@@ -22,125 +25,129 @@ static unsigned ring_len(size_t len)
 
 int afe_co_yield(void)
 {
-	struct afe_yield_now y;
-	afe_yield_now_init(&y);
-	return (int)afe_co_await(&y.base);
+	SLOT_OR_RETURN(s, NULL, 0);
+	afe_yield_now_init(&s->yield);
+	return (int)afe_co_await(&s->yield.base);
 }
 
 int afe_co_sleep(uint64_t ns)
 {
-	struct afe_sleep s;
-	afe_sleep_init(&s, ns);
-	return (int)afe_co_await(&s.base);
+	SLOT_OR_RETURN(s, NULL, 0);
+	afe_sleep_init(&s->sleep, ns);
+	return (int)afe_co_await(&s->sleep.base);
 }
 
 ssize_t afe_co_read(int fd, void *buf, size_t len, int64_t offset)
 {
-	struct afe_io io;
-	afe_io_read_init(&io, fd, buf, ring_len(len), offset);
-	return (ssize_t)afe_co_await(&io.base);
+	SLOT_OR_RETURN(s, buf, len);
+	afe_io_read_init(&s->io, fd, buf, ring_len(len), offset);
+	return (ssize_t)afe_co_await(&s->io.base);
 }
 
 ssize_t afe_co_write(int fd, const void *buf, size_t len, int64_t offset)
 {
-	struct afe_io io;
-	afe_io_write_init(&io, fd, buf, ring_len(len), offset);
-	return (ssize_t)afe_co_await(&io.base);
+	SLOT_OR_RETURN(s, buf, len);
+	afe_io_write_init(&s->io, fd, buf, ring_len(len), offset);
+	return (ssize_t)afe_co_await(&s->io.base);
 }
 
 ssize_t afe_co_recv(int fd, void *buf, size_t len, int flags)
 {
-	struct afe_io io;
-	afe_io_recv_init(&io, fd, buf, ring_len(len), flags);
-	return (ssize_t)afe_co_await(&io.base);
+	SLOT_OR_RETURN(s, buf, len);
+	afe_io_recv_init(&s->io, fd, buf, ring_len(len), flags);
+	return (ssize_t)afe_co_await(&s->io.base);
 }
 
 ssize_t afe_co_send(int fd, const void *buf, size_t len, int flags)
 {
-	struct afe_io io;
-	afe_io_send_init(&io, fd, buf, ring_len(len), flags);
-	return (ssize_t)afe_co_await(&io.base);
+	SLOT_OR_RETURN(s, buf, len);
+	afe_io_send_init(&s->io, fd, buf, ring_len(len), flags);
+	return (ssize_t)afe_co_await(&s->io.base);
 }
 
 int afe_co_send_all(int fd, const void *buf, size_t len)
 {
-	struct afe_send_all s;
-	afe_send_all_init(&s, fd, buf, len);
-	intptr_t sent = afe_co_await(&s.base); /* len, or -errno */
+	SLOT_OR_RETURN(s, buf, len);
+	afe_send_all_init(&s->send_all, fd, buf, len);
+	intptr_t sent = afe_co_await(&s->send_all.base); /* len, or -errno */
 	return sent < 0 ? (int)sent : 0;
 }
 
 int afe_co_accept(int fd, struct sockaddr *addr, unsigned *addrlen, int flags)
 {
-	struct afe_io io;
-	afe_io_accept_init(&io, fd, addr, addrlen, flags);
-	return (int)afe_co_await(&io.base);
+	SLOT_OR_RETURN(s, addrlen, sizeof(*addrlen));
+	if (afe__co_on_shared_stack(addr, addrlen ? *addrlen : 0))
+		return -EFAULT;
+	afe_io_accept_init(&s->io, fd, addr, addrlen, flags);
+	return (int)afe_co_await(&s->io.base);
 }
 
 int afe_co_connect(int fd, const struct sockaddr *addr, unsigned addrlen)
 {
-	struct afe_io io;
-	afe_io_connect_init(&io, fd, addr, addrlen);
-	return (int)afe_co_await(&io.base);
+	SLOT_OR_RETURN(s, addr, addrlen); /* the kernel may read it late */
+	afe_io_connect_init(&s->io, fd, addr, addrlen);
+	return (int)afe_co_await(&s->io.base);
 }
 
 int afe_co_close(int fd)
 {
-	struct afe_io io;
-	afe_io_close_init(&io, fd);
-	return (int)afe_co_await(&io.base);
+	SLOT_OR_RETURN(s, NULL, 0);
+	afe_io_close_init(&s->io, fd);
+	return (int)afe_co_await(&s->io.base);
 }
 
+/* A channel reads a waiting sender's item, and writes a waiting
+ * receiver's, from the other side's task. */
 int afe_co_chan_send(struct afe_chan *ch, const void *item)
 {
-	struct afe_chan_send s;
-	afe_chan_send_init(&s, ch, item);
-	return (int)afe_co_await(&s.base);
+	SLOT_OR_RETURN(s, item, ch ? ch->item_size : 0);
+	afe_chan_send_init(&s->chan_send, ch, item);
+	return (int)afe_co_await(&s->chan_send.base);
 }
 
 int afe_co_chan_recv(struct afe_chan *ch, void *out)
 {
-	struct afe_chan_recv r;
-	afe_chan_recv_init(&r, ch, out);
-	return (int)afe_co_await(&r.base);
+	SLOT_OR_RETURN(s, out, ch ? ch->item_size : 0);
+	afe_chan_recv_init(&s->chan_recv, ch, out);
+	return (int)afe_co_await(&s->chan_recv.base);
 }
 
 int afe_co_mutex_lock(struct afe_mutex *m)
 {
-	struct afe_mutex_lock l;
-	afe_mutex_lock_init(&l, m);
-	return (int)afe_co_await(&l.base);
+	SLOT_OR_RETURN(s, NULL, 0);
+	afe_mutex_lock_init(&s->lock, m);
+	return (int)afe_co_await(&s->lock.base);
 }
 
-int afe_co_sem_acquire(struct afe_semaphore *s, size_t n)
+int afe_co_sem_acquire(struct afe_semaphore *sem, size_t n)
 {
-	struct afe_sem_acquire a;
-	afe_sem_acquire_init(&a, s, n);
-	return (int)afe_co_await(&a.base);
+	SLOT_OR_RETURN(s, NULL, 0);
+	afe_sem_acquire_init(&s->acquire, sem, n);
+	return (int)afe_co_await(&s->acquire.base);
 }
 
 int afe_co_token_wait(struct afe_token *t)
 {
-	struct afe_token_wait w;
-	afe_token_wait_init(&w, t);
-	return (int)afe_co_await(&w.base);
+	SLOT_OR_RETURN(s, NULL, 0);
+	afe_token_wait_init(&s->token, t);
+	return (int)afe_co_await(&s->token.base);
 }
 
 intptr_t afe_co_blocking(intptr_t (*fn)(void *arg), void *arg)
 {
-	struct afe_blocking job;
-	afe_blocking_init(&job, fn, arg);
-	return afe_co_await(&job.base);
+	SLOT_OR_RETURN(s, arg, 1); /* its size is fn's business: its first byte */
+	afe_blocking_init(&s->job, fn, arg);
+	return afe_co_await(&s->job.base);
 }
 
 intptr_t afe_co_await_until(struct afe_future *f, struct afe_token *t)
 {
-	struct afe_token_wait w;
-	afe_token_wait_init(&w, t);
-	struct afe_future *branches[2] = {f, &w.base};
-	struct afe_select sel;
-	afe_select_init(&sel, branches, 2);
-	intptr_t winner = afe_co_await(&sel.base);
+	SLOT_OR_RETURN(s, f, sizeof(*f));
+	afe_token_wait_init(&s->until.token, t);
+	s->until.branches[0] = f;
+	s->until.branches[1] = &s->until.token.base;
+	afe_select_init(&s->until.select, s->until.branches, 2);
+	intptr_t winner = afe_co_await(&s->until.select.base);
 	if (winner < 0)
 		return winner;
 	return winner == 0 ? f->result : -ECANCELED;

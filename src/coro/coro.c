@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "coro_internal.h"
 #include "fiber.h"
 
 struct afe__coro {
@@ -33,6 +34,7 @@ struct afe__coro {
 	struct afe_future *awaiting; /* pending, polled by the task's polls */
 	intptr_t await_result;
 	struct afe_context *cx; /* the task poll that entered the fiber */
+	union afe__co_slot slot;
 };
 
 /* The coroutine running on this thread, if any. Read by a coroutine only
@@ -52,7 +54,8 @@ static int coro_make(struct afe_coro *c)
 	struct afe__coro *co = calloc(1, sizeof(*co));
 	if (!co)
 		return -ENOMEM;
-	int err = afe__fiber_init(&co->fiber, c->stack_size, coro_main);
+	int err = c->shared_stack ? afe__fiber_init_shared(&co->fiber, coro_main)
+				  : afe__fiber_init(&co->fiber, c->stack_size, coro_main);
 	if (err < 0) {
 		free(co);
 		return err;
@@ -69,14 +72,16 @@ static void coro_free(struct afe__coro *co)
 	free(co);
 }
 
-static void enter(struct afe__coro *co, struct afe_context *cx)
+/* False when the coroutine's shared stack is busy (see fiber.h). */
+static bool enter(struct afe__coro *co, struct afe_context *cx)
 {
 	struct afe__coro *outer = current; /* a coroutine awaiting another one */
 	current = co;
 	co->cx = cx;
-	afe__fiber_enter(&co->fiber);
+	bool entered = afe__fiber_enter(&co->fiber);
 	co->cx = NULL;
 	current = outer;
+	return entered;
 }
 
 static int coro_poll(struct afe_future *f, struct afe_context *cx)
@@ -98,7 +103,10 @@ static int coro_poll(struct afe_future *f, struct afe_context *cx)
 		co->await_result = co->cancelled ? -ECANCELED : co->awaiting->result;
 		co->awaiting = NULL;
 	}
-	enter(co, cx);
+	if (!enter(co, cx)) { /* its shared stack is busy: soon free */
+		afe_context_yield(cx);
+		return AFE_PENDING;
+	}
 	if (!co->finished)
 		return AFE_PENDING;
 	f->result = co->ret;
@@ -114,8 +122,10 @@ int afe_coro_init(struct afe_coro *c, afe_coro_fn *fn, void *arg,
 	c->fn = fn;
 	c->arg = arg;
 	c->stack_size = opts && opts->stack_size ? opts->stack_size : AFE_CORO_STACK_DEFAULT;
+	c->shared_stack = opts && opts->shared_stack;
 	c->co = NULL;
-	if (fn && c->stack_size >= AFE_CORO_STACK_MIN)
+	if (fn && c->stack_size >= AFE_CORO_STACK_MIN &&
+	    (!c->shared_stack || c->stack_size == AFE_CORO_STACK_DEFAULT))
 		return 0;
 	c->fn = NULL; /* the first poll completes with -EINVAL */
 	return -EINVAL;
@@ -134,11 +144,33 @@ int afe_coro_spawn(struct afe_runtime *rt, afe_coro_fn *fn, void *arg,
 	return err;
 }
 
+/* Whether [p, p + len) touches co's stack while co is on a shared one. */
+static bool on_shared_stack(const struct afe__coro *co, const void *p, size_t len)
+{
+	const struct afe__fiber *f = &co->fiber;
+	const char *lo = f->stack_lo, *hi = lo + f->stack_size, *at = p;
+	return f->shared && at < hi && at + len > lo;
+}
+
+union afe__co_slot *afe__co_slot(void)
+{
+	struct afe__coro *co = current;
+	return co ? &co->slot : NULL;
+}
+
+bool afe__co_on_shared_stack(const void *buf, size_t len)
+{
+	struct afe__coro *co = current;
+	return co && buf && len && on_shared_stack(co, buf, len);
+}
+
 intptr_t afe_co_await(struct afe_future *f)
 {
 	struct afe__coro *co = current;
 	if (!co)
 		return -EPERM;
+	if (on_shared_stack(co, f, sizeof(*f)))
+		return -EFAULT;
 	if (co->cancelled)
 		return -ECANCELED;
 	if (afe_future_poll(f, co->cx) == AFE_READY)

@@ -7,7 +7,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -27,7 +29,11 @@
 #endif
 #endif
 #ifdef AFE_FIBER_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
+#define ASAN_BUILD 1
+#else
+#define ASAN_BUILD 0
 #endif
 #ifdef AFE_FIBER_TSAN
 #include <sanitizer/tsan_interface.h>
@@ -203,6 +209,82 @@ static void ensure_alt_stack(void)
 	pthread_setspecific(alt_stack_key, stack);
 }
 
+/* ---- shared stacks ---------------------------------------------------------- */
+
+struct afe__shared_stack {
+	/* Taken by the thread that runs a fiber on it: acquire pairs with
+	 * the release that gave it back, so the frames left on it (and the
+	 * owner below) are seen whole. */
+	atomic_bool busy;
+	struct afe__fiber *owner; /* whose frames are on it; under busy */
+	char *lo;
+	size_t size;
+};
+
+static struct afe__shared_stack shared_stacks[AFE__SHARED_STACKS];
+static pthread_once_t shared_once = PTHREAD_ONCE_INIT;
+static atomic_uint next_shared; /* round robin; relaxed: any spread will do */
+
+static void map_shared_stacks(void)
+{
+	for (unsigned i = 0; i < AFE__SHARED_STACKS; i++) {
+		shared_stacks[i].size = AFE__FIBER_DEFAULT_STACK;
+		shared_stacks[i].lo = stack_map(AFE__FIBER_DEFAULT_STACK);
+	}
+}
+
+static char *stack_hi(const struct afe__fiber *f)
+{
+	return f->stack_lo + f->stack_size;
+}
+
+/* Copies the frames of the fiber on s out to its save buffer. They start
+ * at its saved context (the lowest address in use) and end at the top. */
+static bool save_owner(struct afe__shared_stack *s)
+{
+	struct afe__fiber *o = s->owner;
+	size_t len = (size_t)(stack_hi(o) - (char *)o->ctx);
+	if (len > o->saved_cap) {
+		char *buf = realloc(o->saved, len);
+		if (!buf)
+			return false;
+		o->saved = buf;
+		o->saved_cap = len;
+	}
+	memcpy(o->saved, o->ctx, len);
+	o->saved_len = len;
+	s->owner = NULL;
+	return true;
+}
+
+/* Takes f's shared stack and puts f's frames on it; false when another
+ * fiber runs on it, or its frames cannot be saved. */
+static bool claim_shared(struct afe__fiber *f)
+{
+	struct afe__shared_stack *s = f->shared;
+	if (atomic_exchange_explicit(&s->busy, true, memory_order_acquire))
+		return false;
+	if (s->owner == f)
+		return true;
+	if (s->owner && !save_owner(s)) {
+		atomic_store_explicit(&s->busy, false, memory_order_release);
+		return false;
+	}
+	if (f->saved_len) /* suspended before: its frames back where they were */
+		memcpy(f->ctx, f->saved, f->saved_len);
+	s->owner = f;
+	return true;
+}
+
+static void release_shared(struct afe__fiber *f)
+{
+	struct afe__shared_stack *s = f->shared;
+	if (f->exited)
+		s->owner = NULL;
+	/* Release: pairs with the acquire in claim_shared. */
+	atomic_store_explicit(&s->busy, false, memory_order_release);
+}
+
 /* ---- switches ----------------------------------------------------------- */
 
 static void start(struct fcontext_transfer t)
@@ -234,17 +316,55 @@ int afe__fiber_init(struct afe__fiber *f, size_t stack_size, void (*entry)(struc
 	return 0;
 }
 
+int afe__fiber_init_shared(struct afe__fiber *f, void (*entry)(struct afe__fiber *f))
+{
+	if (ASAN_BUILD) /* see fiber.h */
+		return afe__fiber_init(f, AFE__FIBER_DEFAULT_STACK, entry);
+	pthread_once(&handler_once, install_handler);
+	pthread_once(&shared_once, map_shared_stacks);
+	unsigned i = atomic_fetch_add_explicit(&next_shared, 1, memory_order_relaxed);
+	struct afe__shared_stack *s = &shared_stacks[i % AFE__SHARED_STACKS];
+	if (!s->lo)
+		return -ENOMEM;
+	memset(f, 0, sizeof(*f));
+	f->shared = s;
+	f->stack_lo = s->lo;
+	f->stack_size = s->size;
+	f->entry = entry;
+	/* The context is made when the fiber first has its stack: making
+	 * it writes to the top of the stack. */
+#ifdef AFE_FIBER_TSAN
+	f->tsan_fiber = __tsan_create_fiber(0);
+#endif
+	return 0;
+}
+
 void afe__fiber_destroy(struct afe__fiber *f)
 {
 #ifdef AFE_FIBER_TSAN
 	__tsan_destroy_fiber(f->tsan_fiber);
 #endif
-	stack_give(f->stack_lo, f->stack_size);
+#ifdef AFE_FIBER_ASAN
+	/* The frames of a fiber that exited never returned: their redzones
+	 * stay poisoned, and would fail the next fiber on this stack. */
+	if (!f->shared)
+		__asan_unpoison_memory_region(f->stack_lo, f->stack_size);
+#endif
+	if (f->shared)
+		free(f->saved);
+	else
+		stack_give(f->stack_lo, f->stack_size);
 	f->stack_lo = NULL;
 }
 
-void afe__fiber_enter(struct afe__fiber *f)
+bool afe__fiber_enter(struct afe__fiber *f)
 {
+	if (f->shared) {
+		if (!claim_shared(f))
+			return false;
+		if (!f->ctx)
+			f->ctx = make_fcontext(stack_hi(f), f->stack_size, start);
+	}
 	ensure_alt_stack();
 	struct afe__fiber *outer = running;
 	running = f;
@@ -261,6 +381,9 @@ void afe__fiber_enter(struct afe__fiber *f)
 	__sanitizer_finish_switch_fiber(f->asan_fake_caller, NULL, NULL);
 #endif
 	running = outer;
+	if (f->shared)
+		release_shared(f);
+	return true;
 }
 
 /* Back to the caller; fake is where ASan keeps this fiber's fake stack
@@ -290,6 +413,7 @@ void afe__fiber_suspend(struct afe__fiber *f)
 
 void afe__fiber_exit(struct afe__fiber *f)
 {
+	f->exited = true;
 	leave(f, NULL);
 	__builtin_unreachable(); /* nobody enters a fiber that exited */
 }

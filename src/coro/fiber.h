@@ -17,6 +17,18 @@
  * so on stderr ("afe: coroutine stack overflow, N-byte stack") before the
  * process dies of the fault, never silent corruption.
  *
+ * Shared stacks (in the spirit of libaco): a shared fiber runs on one of
+ * AFE__SHARED_STACKS stacks that many fibers share, and keeps only the
+ * bytes of stack it uses while it is suspended. Its frames must always be
+ * at the same addresses, so it always runs on the same shared stack. On
+ * entering, a fiber whose stack holds another fiber's frames copies them
+ * out to that fiber's save buffer and copies its own back in; a fiber
+ * finding its stack busy (another of its fibers runs on another thread)
+ * is refused, and its caller tries again later. Suspending copies
+ * nothing: the frames stay until another fiber needs the stack. Under
+ * AddressSanitizer shared fibers get private stacks instead: ASan's shadow
+ * of a stack's frames cannot be copied with them.
+ *
  * Under AddressSanitizer and ThreadSanitizer every switch is announced to
  * the sanitizer (__sanitizer_start/finish_switch_fiber, __tsan_*_fiber),
  * so both follow the stack a thread is on.
@@ -30,6 +42,10 @@
 /* The smallest stack a fiber may ask for, and the default. */
 #define AFE__FIBER_MIN_STACK ((size_t)16 * 1024)
 #define AFE__FIBER_DEFAULT_STACK ((size_t)256 * 1024)
+/* How many shared stacks there are (each AFE__FIBER_DEFAULT_STACK). */
+#define AFE__SHARED_STACKS 16u
+
+struct afe__shared_stack;
 
 struct afe__fiber {
 	void *ctx;	 /* the fiber's saved context while it is suspended */
@@ -37,6 +53,12 @@ struct afe__fiber {
 	char *stack_lo;	 /* the lowest usable byte (above the guard page) */
 	size_t stack_size;
 	void (*entry)(struct afe__fiber *f);
+	bool exited;
+	/* Shared stacks only: the stack, and the fiber's frames while
+	 * another fiber's are on it. */
+	struct afe__shared_stack *shared;
+	char *saved;
+	size_t saved_len, saved_cap;
 	/* Sanitizer bookkeeping (unused in plain builds). */
 	void *asan_fake_fiber, *asan_fake_caller;
 	const void *caller_stack_lo;
@@ -50,12 +72,17 @@ struct afe__fiber {
  * -ENOMEM. */
 int afe__fiber_init(struct afe__fiber *f, size_t stack_size, void (*entry)(struct afe__fiber *f));
 
-/* Frees f's stack (to a small pool for reuse); after it exited, or
- * before it was ever entered. */
+/* The same, on a shared stack (see above). 0, -ENOMEM. */
+int afe__fiber_init_shared(struct afe__fiber *f, void (*entry)(struct afe__fiber *f));
+
+/* Frees f's stack (to a small pool for reuse) or its save buffer; after
+ * it exited, or before it was ever entered. */
 void afe__fiber_destroy(struct afe__fiber *f);
 
-/* Runs f until it suspends or exits; from the thread's own stack. */
-void afe__fiber_enter(struct afe__fiber *f);
+/* Runs f until it suspends or exits. Returns false, having run nothing,
+ * when f's shared stack is busy with another fiber running elsewhere, or
+ * no memory could hold that fiber's frames: try again later. */
+bool afe__fiber_enter(struct afe__fiber *f);
 
 /* From f: back to whoever entered it; returns when it is entered again
  * (maybe on another thread). */
