@@ -137,9 +137,10 @@ Test(coro, coroutines_pass_items_through_a_channel)
 	test_runtime_destroy(rt);
 }
 
-/* Many coroutines yield on two workers, so they move between them; each
- * checks that its stack came along intact. */
-enum { MIGRANTS = 200, HOPS = 200 };
+/* Thousands of coroutines yield on two workers, so they move between
+ * them; each checks that its stack came along intact. Every other one is
+ * on a shared stack, so swaps and busy shared stacks happen too. */
+enum { MIGRANTS = 2000, HOPS = 50 };
 
 static intptr_t migrate(void *arg)
 {
@@ -157,8 +158,10 @@ Test(coro, coroutines_move_between_workers_with_their_stacks)
 {
 	struct afe_runtime *rt = test_runtime(2);
 	static struct afe_join_handle h[MIGRANTS];
-	for (int i = 0; i < MIGRANTS; i++)
-		cr_assert_eq(afe_coro_spawn(rt, migrate, (void *)(intptr_t)(i + 1), &h[i], NULL), 0);
+	for (int i = 0; i < MIGRANTS; i++) {
+		struct afe_coro_opts opts = {.shared_stack = i % 2};
+		cr_assert_eq(afe_coro_spawn(rt, migrate, (void *)(intptr_t)(i + 1), &h[i], &opts), 0);
+	}
 	for (int i = 0; i < MIGRANTS; i++) {
 		struct afe_join join;
 		afe_join_init(&join, &h[i]);
