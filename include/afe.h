@@ -17,6 +17,7 @@
 #include "afe/io.h"
 #include "afe/sleep.h"
 #include "afe/net.h"
+#include "afe/socket.h"
 #include "afe/blocking.h"
 #include "afe/timeout.h"
 #include "afe/token.h"

@@ -225,6 +225,24 @@ void afe_io_poll_init(struct afe_io *io, int fd, unsigned events)
 	io_uring_prep_poll_add(sqe_of(io), fd, events);
 }
 
+void afe_io_sendmsg_init(struct afe_io *io, int fd, const struct msghdr *msg, int flags)
+{
+	io_init(io);
+	io_uring_prep_sendmsg(sqe_of(io), fd, msg, (unsigned)flags);
+}
+
+void afe_io_recvmsg_init(struct afe_io *io, int fd, struct msghdr *msg, int flags)
+{
+	io_init(io);
+	io_uring_prep_recvmsg(sqe_of(io), fd, msg, (unsigned)flags);
+}
+
+void afe_io_shutdown_init(struct afe_io *io, int fd, int how)
+{
+	io_init(io);
+	io_uring_prep_shutdown(sqe_of(io), fd, how);
+}
+
 void afe_io_futex_wait_init(struct afe_io *io, const _Atomic uint32_t *word, uint32_t expected,
 			    unsigned flags)
 {

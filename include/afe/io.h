@@ -32,6 +32,7 @@
 struct afe_runtime;
 struct iovec;
 struct sockaddr;
+struct msghdr;
 
 /* A request queued for the ring's thread: the operation, or its cancel. */
 struct afe_io_request {
@@ -105,6 +106,18 @@ AFE_EXPORT void afe_io_fsync_init(struct afe_io *io, int fd, bool datasync);
 /* Waits until fd is ready for events (POLLIN, POLLOUT, ...); result is the
  * events that are ready. */
 AFE_EXPORT void afe_io_poll_init(struct afe_io *io, int fd, unsigned events);
+
+/* sendmsg(2)/recvmsg(2): datagrams with their addresses, several buffers,
+ * ancillary data (SCM_RIGHTS passes fds over a Unix socket). msg and what
+ * it points to must stay put until the operation completes; recvmsg
+ * fills in msg_namelen, msg_controllen and msg_flags as recvmsg(2) does.
+ * Result: the byte count. */
+AFE_EXPORT void afe_io_sendmsg_init(struct afe_io *io, int fd, const struct msghdr *msg,
+				    int flags);
+AFE_EXPORT void afe_io_recvmsg_init(struct afe_io *io, int fd, struct msghdr *msg, int flags);
+/* shutdown(2): how is SHUT_RD, SHUT_WR or SHUT_RDWR (SHUT_WR half-closes:
+ * the peer reads end-of-file, and can still send). Result 0. */
+AFE_EXPORT void afe_io_shutdown_init(struct afe_io *io, int fd, int how);
 
 /*
  * Futexes through the ring (Linux 6.7): the waiting task holds no thread.

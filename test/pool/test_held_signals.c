@@ -23,7 +23,7 @@ struct target {
 	_Atomic int sent_at_return;   /* and when it returned */
 };
 
-static void send(void *arg, uint32_t bits)
+static void deliver(void *arg, uint32_t bits)
 {
 	struct target *t = arg;
 	atomic_fetch_or(&t->bits, bits);
@@ -54,7 +54,7 @@ static void wait_sent(struct target *t)
 Test(held_signals, off_the_workers_a_signal_is_sent_at_once)
 {
 	struct target t = {0};
-	afe_hold_signal(send, &t, 5, false, AFE_HOLD_MAX_POLLS, &owner, &t);
+	afe_hold_signal(deliver, &t, 5, false, AFE_HOLD_MAX_POLLS, &owner, &t);
 	cr_assert_eq(atomic_load(&t.sent), 1);
 	cr_assert_eq(atomic_load(&t.bits), 5);
 	cr_assert_eq(atomic_load(&t.refs), 0, "never held");
@@ -101,7 +101,7 @@ static int holder_poll(struct afe_future *f, struct afe_context *cx)
 	}
 	for (int k = 0; k < self->n; k++)
 		for (uint32_t bit = 1; bit <= 4; bit <<= 1)
-			afe_hold_signal(send, &self->targets[k], bit, false,
+			afe_hold_signal(deliver, &self->targets[k], bit, false,
 					self->max_polls ? self->max_polls : AFE_HOLD_MAX_POLLS,
 					&owner, &self->targets[k]);
 	for (int k = 0; k < self->n; k++)
@@ -228,7 +228,7 @@ static int burst_holder_poll(struct afe_future *f, struct afe_context *cx)
 	struct burst_holder *self = afe_container_of(f, struct burst_holder, base);
 	(void)cx;
 	for (int i = 0; i < self->holds; i++)
-		afe_hold_signal(send, self->t, 1u << (i % 3), true, AFE_HOLD_MAX_POLLS, &owner,
+		afe_hold_signal(deliver, self->t, 1u << (i % 3), true, AFE_HOLD_MAX_POLLS, &owner,
 				self->t);
 	atomic_store(&self->t->sent_during_poll, atomic_load(&self->t->sent));
 	f->result = 0;
