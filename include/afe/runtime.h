@@ -75,7 +75,14 @@ AFE_EXPORT int afe_runtime_create(struct afe_runtime **out, const struct afe_run
  * workers. Spawning fails with -ESHUTDOWN from the moment this starts.
  * I/O operations in flight are cancelled (-ECANCELED) and blocking jobs
  * not yet started refused (-ESHUTDOWN); jobs running are waited for. Those
- * tasks get up to grace_ms to finish while the workers still run. Tasks
+ * tasks get up to grace_ms to finish while the workers still run; then the
+ * workers stop between two polls, and tasks still running are counted as
+ * left and not polled again. A sleep, I/O operation or blocking job first
+ * polled once the runtime is shutting down ends with -ESHUTDOWN at its
+ * second poll (the first wakes its task and gives way), so a task looping
+ * on one and ignoring the error goes back through its worker every round
+ * and is stopped when the grace period ends. A poll that never returns (a loop awaiting nothing
+ * that can be pending) cannot be stopped: destroy waits for it. Tasks
  * still waiting for a wake that will never come are not polled again;
  * their memory is released when the last handle or waker referring to
  * them is dropped (dropping and waking stay safe after destroy: the
