@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -255,8 +256,23 @@ static void join_all(struct afe_runtime *rt, struct afe_join_handle *handles, in
 	}
 }
 
+/* Both ends of every connection live in this process: raises the soft
+ * descriptor limit (often 1024) to what the test needs. */
+static void allow_descriptors(rlim_t needed)
+{
+	struct rlimit limit;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &limit), 0);
+	if (limit.rlim_cur >= needed)
+		return;
+	cr_assert_geq(limit.rlim_max, needed, "the test needs %llu descriptors",
+		      (unsigned long long)needed);
+	limit.rlim_cur = needed;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &limit), 0);
+}
+
 Test(net, a_tiny_ring_serves_a_burst_of_new_connections_beside_busy_ones, .timeout = 120)
 {
+	allow_descriptors(2 * (BUSY_CONNS + BURST_CONNS) + 64);
 	struct afe_runtime_config config;
 	afe_runtime_config_default(&config);
 	config.workers = 2;
