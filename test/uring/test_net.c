@@ -155,9 +155,10 @@ Test(net, large_messages_go_through_in_partial_reads_and_writes, .timeout = 300)
  * the kernel ends the multishot accept whenever it finds the completion
  * queue full and queues the rest of the completions in its overflow list,
  * so with a 4-entry queue each connection of the burst was accepted a
- * ring round after the one before: the last waited 0.33 s for its first
- * echo (0.32-0.39 s under the sanitizers), against 8-42 ms now. Under
- * TSan, which runs slower, fewer connections fail as clearly. */
+ * ring round after the one before: the last waited 0.33-0.35 s for its
+ * first echo (ASan 0.36-0.51 s, TSan 0.23-0.29 s), against 9-22 ms now
+ * (ASan 11-19, TSan 17-20). TSan, slower, runs a smaller burst beside more
+ * busy connections (longer rounds), which fails as clearly. */
 #if defined(__SANITIZE_THREAD__)
 #define BURST_UNDER_TSAN 1
 #elif defined(__has_feature)
@@ -166,15 +167,16 @@ Test(net, large_messages_go_through_in_partial_reads_and_writes, .timeout = 300)
 #endif
 #endif
 #ifdef BURST_UNDER_TSAN
-enum { BUSY_CONNS = 200, BURST_CONNS = 150 };
+enum { BUSY_CONNS = 600, BURST_CONNS = 40 };
 #else
 enum { BUSY_CONNS = 300, BURST_CONNS = 200 };
 #endif
 #define BURST_PATIENCE_NS (100 * 1000000ull)
+#define BURST_TRIES 3
 
 struct burst_state {
-	atomic_bool stop;      /* the busy connections finish their round and end */
-	atomic_int busy_served; /* busy connections that had their first echo */
+	atomic_bool stop;	   /* the busy connections finish their round and end */
+	atomic_int busy_served;	   /* busy connections that had their first echo */
 	_Atomic uint64_t worst_ns; /* the burst's longest wait for a first echo */
 };
 
@@ -270,9 +272,27 @@ static void allow_descriptors(rlim_t needed)
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &limit), 0);
 }
 
+/* The burst's longest wait for a first echo; a burst a loaded machine
+ * slowed is tried again, up to BURST_TRIES times (before the fix every
+ * burst was slow). Returns how many bursts ran. */
+static int time_bursts(struct afe_runtime *rt, struct burst_state *state, int port,
+		       uint64_t worst[BURST_TRIES])
+{
+	static struct afe_join_handle burst[BURST_CONNS];
+	int tries = 0;
+	do {
+		atomic_store(&state->worst_ns, 0);
+		spawn_pingers(rt, state, port, true, burst, BURST_CONNS);
+		join_all(rt, burst, BURST_CONNS);
+		worst[tries] = atomic_load(&state->worst_ns);
+	} while (worst[tries++] >= BURST_PATIENCE_NS && tries < BURST_TRIES);
+	return tries;
+}
+
 Test(net, a_tiny_ring_serves_a_burst_of_new_connections_beside_busy_ones, .timeout = 120)
 {
-	allow_descriptors(2 * (BUSY_CONNS + BURST_CONNS) + 64);
+	enum { MOST_CONNS = BUSY_CONNS + BURST_TRIES * BURST_CONNS };
+	allow_descriptors(2 * MOST_CONNS + 64);
 	struct afe_runtime_config config;
 	afe_runtime_config_default(&config);
 	config.workers = 2;
@@ -280,23 +300,24 @@ Test(net, a_tiny_ring_serves_a_burst_of_new_connections_beside_busy_ones, .timeo
 	config.cq_entries = 4; /* raised to AFE_MIN_CQ_ENTRIES */
 	struct afe_runtime *rt = NULL;
 	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
-	struct test_server ts = start_server(rt, BUSY_CONNS + BURST_CONNS);
+	struct test_server ts = start_server(rt, MOST_CONNS);
 	static struct burst_state state;
-	static struct afe_join_handle busy[BUSY_CONNS], burst[BURST_CONNS];
+	static struct afe_join_handle busy[BUSY_CONNS];
 	spawn_pingers(rt, &state, ts.port, false, busy, BUSY_CONNS);
 	uint64_t deadline = afe_now_ns() + 60 * 1000000000ull;
 	while (atomic_load(&state.busy_served) < BUSY_CONNS && afe_now_ns() < deadline)
 		usleep(1000);
 	cr_assert_eq(atomic_load(&state.busy_served), BUSY_CONNS, "every busy connection served");
-	spawn_pingers(rt, &state, ts.port, true, burst, BURST_CONNS);
-	join_all(rt, burst, BURST_CONNS);
+	uint64_t worst[BURST_TRIES] = {0};
+	int tries = time_bursts(rt, &state, ts.port, worst);
 	atomic_store(&state.stop, true);
 	join_all(rt, busy, BUSY_CONNS);
 	stop_server(rt, &ts);
 	test_runtime_destroy(rt);
-	uint64_t worst = atomic_load(&state.worst_ns);
-	cr_assert_lt(worst, BURST_PATIENCE_NS, "the burst's last first echo took %llu us",
-		     (unsigned long long)(worst / 1000));
+	cr_assert_lt(worst[tries - 1], BURST_PATIENCE_NS,
+		     "the bursts' last first echoes took %llu, %llu, %llu us",
+		     (unsigned long long)(worst[0] / 1000), (unsigned long long)(worst[1] / 1000),
+		     (unsigned long long)(worst[2] / 1000));
 }
 
 static int blocking_connect(int port)
