@@ -183,7 +183,7 @@ static int blocking_poll(struct afe_future *f, struct afe_context *cx)
 		job->state = JOB_DONE;
 		job->output = err;
 		f->result = err;
-		return AFE_READY;
+		return err == -ESHUTDOWN ? afe__give_way(cx) : AFE_READY;
 	}
 	struct afe_blocking_pool *p = job->pool;
 	pthread_mutex_lock(&p->lock);

@@ -148,6 +148,8 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 		rt->config.workers = defaults.workers;
 	}
 	rt->num_workers = rt->config.workers;
+	if (rt->config.cq_entries && rt->config.cq_entries < AFE_MIN_CQ_ENTRIES)
+		rt->config.cq_entries = AFE_MIN_CQ_ENTRIES; /* see runtime.h */
 	if (rt->config.spin_us == AFE_SPIN_AUTO) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		rt->config.spin_us = cpus > (long)rt->num_workers ? 50 : 0;

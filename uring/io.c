@@ -98,12 +98,13 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 	afe_waker_clone(&io->waker, cx->waker);
 	io->submitted = true;
 	int err = afe_ring_submit(rt->ring, io);
-	if (err < 0) {
+	if (err < 0) { /* -ESHUTDOWN: the ring thread has ended */
 		afe_waker_drop(&io->waker);
 		io->base.result = err;
 		if (io->linked)
 			finish_follower(io->linked, err);
-		return AFE_READY;
+		io->done = true; /* the ring never saw io: no lock needed */
+		return afe__give_way(cx);
 	}
 	return AFE_PENDING;
 }

@@ -155,7 +155,8 @@ static void handle_cqe(struct afe_ring *r, const struct io_uring_cqe *cqe)
 	}
 }
 
-static void reap(struct afe_ring *r)
+/* Handles the CQEs in the completion queue; returns how many. */
+static unsigned reap_queue(struct afe_ring *r)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, seen = 0;
@@ -165,6 +166,30 @@ static void reap(struct afe_ring *r)
 		seen++;
 	}
 	io_uring_cq_advance(&r->uring, seen);
+	return seen;
+}
+
+/*
+ * Reaps the completion queue, then the kernel's overflow list: with more
+ * completions pending than the queue holds, the kernel keeps the rest in
+ * a FIFO list and moves a queue's worth in per enter, so reaping one
+ * queue per round left a new completion behind every older one, a few a
+ * round (issue 23). Bounded by the CQEs the operations in flight owe and
+ * a queue's worth of multishot ones (the kernel ends a multishot
+ * operation rather than overflow it).
+ */
+static void reap(struct afe_ring *r)
+{
+	uint64_t budget = r->cqes_due + r->uring.cq.ring_entries;
+	uint64_t seen = reap_queue(r);
+	while (io_uring_cq_has_overflow(&r->uring) && seen < budget) {
+		if (io_uring_get_events(&r->uring) < 0)
+			return; /* -EINTR and the like: the next round goes on */
+		unsigned n = reap_queue(r);
+		if (n == 0)
+			return;
+		seen += n;
+	}
 }
 
 /* ---- submissions --------------------------------------------------------- */
@@ -243,8 +268,14 @@ static void issue_backlog(struct afe_ring *r)
 		struct afe_io_request *req = r->backlog;
 		struct afe_io_request *next = req->next;
 		if (!issue(r, req)) {
-			/* Full: submit what we have and try once more. */
-			if (io_uring_submit(&r->uring) <= 0 || !issue(r, req))
+			/* Full: submit what we have, reap what that completed
+			 * (a full completion queue would end multishot
+			 * operations, such as the accept stream, and overflow),
+			 * and try once more. */
+			if (io_uring_submit(&r->uring) <= 0)
+				return;
+			reap(r);
+			if (!issue(r, req))
 				return;
 		}
 		r->backlog = next;

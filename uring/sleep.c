@@ -16,6 +16,7 @@ enum sleep_phase {
 	PHASE_RELATIVE = 0, /* not polled yet; timer.when holds the duration */
 	PHASE_ABSOLUTE = 1, /* not polled yet; timer.when holds the deadline */
 	PHASE_WAITING = 2,  /* polled: in the wheel or fired (timer.pprev says) */
+	PHASE_REFUSED = 3,  /* polled after the wheel closed: -ESHUTDOWN, given way */
 };
 
 /* How many wakers the ring thread takes per hold of the lock. */
@@ -169,7 +170,8 @@ static int start(struct afe_sleep *s, struct afe_context *cx)
 	if (sleeps->closed) {
 		pthread_mutex_unlock(&sleeps->lock);
 		s->base.result = -ESHUTDOWN;
-		return AFE_READY;
+		s->base.resume = PHASE_REFUSED;
+		return afe__give_way(cx);
 	}
 	if (!afe_wheel_insert(&sleeps->wheel, &s->timer, tick)) {
 		pthread_mutex_unlock(&sleeps->lock);
@@ -189,6 +191,11 @@ static int start(struct afe_sleep *s, struct afe_context *cx)
 static int sleep_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_sleep *s = afe_container_of(f, struct afe_sleep, base);
+	if (s->base.resume == PHASE_REFUSED) {
+		if (cx->cancel)
+			s->base.result = -ECANCELED;
+		return AFE_READY;
+	}
 	if (s->base.resume != PHASE_WAITING)
 		return start(s, cx);
 	/* Polled on a worker of the runtime whose wheel holds it. */

@@ -19,7 +19,8 @@
  * return (its result is then discarded: -ECANCELED). Blocking threads are
  * not workers: the function must not poll futures or spawn with a NULL
  * runtime. Polled outside a runtime's task the job gives -EINVAL; after
- * the runtime began shutting down, -ESHUTDOWN.
+ * the runtime began shutting down, -ESHUTDOWN (at the second poll: the
+ * first gives way, see afe_runtime_destroy).
  */
 #ifndef AFE_BLOCKING_H
 #define AFE_BLOCKING_H

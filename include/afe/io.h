@@ -17,7 +17,8 @@
  *
  * Every init function only fills the struct; errors show in the result.
  * Polling outside a runtime's task gives -EINVAL; after the runtime began
- * shutting down, -ESHUTDOWN.
+ * shutting down, -ESHUTDOWN (at the second poll when the ring thread has
+ * ended: the first gives way, see afe_runtime_destroy).
  */
 #ifndef AFE_IO_H
 #define AFE_IO_H

@@ -27,6 +27,16 @@ enum afe_exit_mode {
  * spinning 50 us on 2 CPUs with 2 workers). */
 #define AFE_SPIN_AUTO (~0u)
 
+/* The smallest completion queue a runtime uses: a smaller cq_entries is
+ * raised to it. The kernel ends a multishot operation, such as the accept
+ * stream of afe/net.h, whenever it finds the completion queue full, so a
+ * queue that fills every round accepts one connection a round. Measured
+ * with 900 busy connections and ring_entries 2, the last of a burst of
+ * 200 new ones waited 2 s for its first echo with a 4-entry queue, 26 ms
+ * with 64 (10 ms with the default 16384). A small submission queue is
+ * fine: requests wait for room in order, oldest first. */
+#define AFE_MIN_CQ_ENTRIES 64
+
 struct afe_runtime_config {
 	unsigned workers;	    /* worker threads; 0: online CPUs (or $AFE_WORKERS) */
 	unsigned spin_us;	    /* how long an idle worker searches (its queues, and
@@ -37,7 +47,8 @@ struct afe_runtime_config {
 	enum afe_exit_mode exit_mode;
 	unsigned ring_entries;	    /* io_uring submission queue size; 0: 256 */
 	unsigned cq_entries;	    /* completion queue size; 0: 16384, or twice
-				       ring_entries if that is more */
+				       ring_entries if that is more; at least
+				       AFE_MIN_CQ_ENTRIES (smaller is raised) */
 	unsigned blocking_threads;  /* most threads for blocking jobs; 0: 64 */
 	unsigned blocking_queue;    /* jobs waiting past which try-jobs are refused; 0: 1024 */
 };
@@ -64,7 +75,14 @@ AFE_EXPORT int afe_runtime_create(struct afe_runtime **out, const struct afe_run
  * workers. Spawning fails with -ESHUTDOWN from the moment this starts.
  * I/O operations in flight are cancelled (-ECANCELED) and blocking jobs
  * not yet started refused (-ESHUTDOWN); jobs running are waited for. Those
- * tasks get up to grace_ms to finish while the workers still run. Tasks
+ * tasks get up to grace_ms to finish while the workers still run; then the
+ * workers stop between two polls, and tasks still running are counted as
+ * left and not polled again. A sleep, I/O operation or blocking job first
+ * polled once the runtime is shutting down ends with -ESHUTDOWN at its
+ * second poll (the first wakes its task and gives way), so a task looping
+ * on one and ignoring the error goes back through its worker every round
+ * and is stopped when the grace period ends. A poll that never returns (a loop awaiting nothing
+ * that can be pending) cannot be stopped: destroy waits for it. Tasks
  * still waiting for a wake that will never come are not polled again;
  * their memory is released when the last handle or waker referring to
  * them is dropped (dropping and waking stay safe after destroy: the

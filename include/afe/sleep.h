@@ -36,7 +36,8 @@ struct afe_sleep {
  * past is ready at once). UINT64_MAX nanoseconds never ends.
  * Results: 0 once the time has come; -ECANCELED when cancelled or when the
  * runtime is destroyed while it waits; -ESHUTDOWN when first polled after
- * the runtime began to shut down; -EINVAL when polled outside a runtime.
+ * the runtime began to shut down (at the second poll: the first gives way,
+ * see afe_runtime_destroy); -EINVAL when polled outside a runtime.
  */
 AFE_EXPORT void afe_sleep_init(struct afe_sleep *s, uint64_t ns);
 AFE_EXPORT void afe_sleep_until_init(struct afe_sleep *s, uint64_t deadline_ns);

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* pthread_getname_np */
 #include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -354,4 +355,144 @@ Test(runtime, block_on_returns_eshutdown_when_the_runtime_is_destroyed)
 	cr_assert_eq(afe_runtime_destroy(doomed), 1);
 	pthread_join(t, NULL);
 	cr_assert_eq(atomic_load(&blocked_result), -ESHUTDOWN);
+}
+
+/* A detached task looping on an operation whose result it ignores
+ * (issue 23): once destroy stopped the ring, a sleep, a read or a
+ * blocking job polled was ready at once with -ESHUTDOWN, so the loop spun
+ * inside one poll and destroy waited for it for ever. */
+enum ignoring_loop_kind { LOOP_ON_SLEEP, LOOP_ON_READ, LOOP_ON_BLOCKING_JOB };
+
+struct ignoring_loop {
+	struct afe_future base;
+	enum ignoring_loop_kind kind;
+	int fd; /* a pipe's read end that never gets data */
+	atomic_bool *started;
+	struct afe_sleep nap;
+	struct afe_io read;
+	struct afe_blocking job;
+	char byte;
+	unsigned long rounds;
+};
+
+static intptr_t nap_briefly(void *arg)
+{
+	(void)arg;
+	usleep(20000);
+	return 0;
+}
+
+static int ignoring_loop_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct ignoring_loop *self = afe_container_of(f, struct ignoring_loop, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	atomic_store(self->started, true);
+	for (;;) {
+		if (self->kind == LOOP_ON_SLEEP) {
+			afe_sleep_init(&self->nap, 100 * 1000000u);
+			AFE_AWAIT(&self->nap.base);
+		} else if (self->kind == LOOP_ON_READ) {
+			afe_io_read_init(&self->read, self->fd, &self->byte, 1, -1);
+			AFE_AWAIT(&self->read.base);
+		} else {
+			afe_blocking_init(&self->job, nap_briefly, NULL);
+			AFE_AWAIT(&self->job.base);
+		}
+		self->rounds++; /* the work; the result is ignored */
+	}
+	AFE_ASYNC_END;
+}
+
+#define LOOP_GRACE_MS 200
+
+/* In a child: runs the loop as a detached task, tells the parent through
+ * ready when destroy begins, and exits with what destroy returned. */
+static void run_loop_then_destroy(enum ignoring_loop_kind kind, int ready)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 2;
+	config.grace_ms = LOOP_GRACE_MS;
+	struct afe_runtime *rt;
+	if (afe_runtime_create(&rt, &config) != 0)
+		_exit(100);
+	int fds[2];
+	if (pipe(fds) != 0)
+		_exit(101);
+	static atomic_bool started;
+	struct ignoring_loop loop = {.kind = kind, .fd = fds[0], .started = &started};
+	afe_future_init(&loop.base, ignoring_loop_poll);
+	if (afe_spawn(rt, &loop, NULL) != 0)
+		_exit(102);
+	while (!atomic_load(&started))
+		usleep(1000);
+	usleep(150000); /* a round or two */
+	if (write(ready, "d", 1) != 1)
+		_exit(103);
+	int left = afe_runtime_destroy(rt);
+	_exit(left >= 0 && left < 100 ? left : 104);
+}
+
+/* Destroy's return value in the child and how long it took, or -1 when
+ * it had not returned within the grace period and a second (the child is
+ * then killed). */
+struct destroy_outcome {
+	int left;
+	unsigned long long ms;
+};
+
+static struct destroy_outcome destroy_beside_an_ignoring_loop(enum ignoring_loop_kind kind)
+{
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(ready[0]);
+		run_loop_then_destroy(kind, ready[1]);
+	}
+	close(ready[1]);
+	char c;
+	cr_assert_eq(read(ready[0], &c, 1), 1, "the child reached destroy");
+	close(ready[0]);
+	uint64_t start = afe_now_ns();
+	uint64_t deadline = start + (LOOP_GRACE_MS + 1000) * 1000000ull;
+	int ws;
+	pid_t got;
+	while ((got = waitpid(pid, &ws, WNOHANG)) == 0 && afe_now_ns() < deadline)
+		usleep(5000);
+	struct destroy_outcome out = {.left = -1, .ms = (afe_now_ns() - start) / 1000000u};
+	if (got == 0) {
+		kill(pid, SIGKILL);
+		cr_assert_eq(waitpid(pid, &ws, 0), pid);
+		return out;
+	}
+	cr_assert_eq(got, pid);
+	cr_assert(WIFEXITED(ws));
+	out.left = WEXITSTATUS(ws);
+	return out;
+}
+
+#define assert_destroy_returns_beside(kind)                                            \
+	do {                                                                           \
+		struct destroy_outcome o = destroy_beside_an_ignoring_loop(kind);      \
+		cr_assert_eq(o.left, 1, "destroy gave %d after %llu ms (-1: still "    \
+			     "running after grace + 1 s, killed); want 1 task left",   \
+			     o.left, o.ms);                                            \
+		cr_assert_geq(o.ms, LOOP_GRACE_MS, "the task had its grace period");   \
+	} while (0)
+
+Test(runtime, destroy_returns_after_the_grace_beside_a_loop_ignoring_its_sleeps)
+{
+	assert_destroy_returns_beside(LOOP_ON_SLEEP);
+}
+
+Test(runtime, destroy_returns_after_the_grace_beside_a_loop_ignoring_its_reads)
+{
+	assert_destroy_returns_beside(LOOP_ON_READ);
+}
+
+Test(runtime, destroy_returns_after_the_grace_beside_a_loop_ignoring_its_jobs)
+{
+	assert_destroy_returns_beside(LOOP_ON_BLOCKING_JOB);
 }

@@ -211,7 +211,8 @@ Test(time, timeout_wrapper_limits_any_future)
  * completion queue holds. The kernel keeps the excess in its overflow list
  * (io_uring_enter then says -EBUSY); the ring thread must reap every one.
  * Once with the default queue (16384 entries; the kernel may post in
- * batches), once with a 16-entry queue, which overflows for certain. */
+ * batches), once with the smallest (AFE_MIN_CQ_ENTRIES), which overflows
+ * for certain. */
 static void fire_pollers_at_once(unsigned cq_entries, int pollers)
 {
 	struct afe_runtime_config config;
@@ -249,7 +250,7 @@ static void fire_pollers_at_once(unsigned cq_entries, int pollers)
 Test(ring, completion_queue_overflow_loses_nothing, .timeout = 300)
 {
 	fire_pollers_at_once(0, 20000);
-	fire_pollers_at_once(16, 2000);
+	fire_pollers_at_once(AFE_MIN_CQ_ENTRIES, 2000);
 }
 
 Test(ring, completion_queue_sizes_out_of_range_are_refused)
