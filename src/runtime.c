@@ -446,16 +446,27 @@ int afe_runtime_wait_idle(struct afe_runtime *rt, int timeout_ms)
 	}
 }
 
-static int exit_status(intptr_t result)
+/* The exit status for a result of what ("root future", "init"). */
+static int exit_status(intptr_t result, const char *what)
 {
 	if (result >= 0 && result <= 255)
 		return (int)result;
 	if (result < 0 && result > -4096)
-		fprintf(stderr, "afe: root future failed: %s\n", strerror((int)-result));
+		fprintf(stderr, "afe: %s failed: %s\n", what, strerror((int)-result));
 	else
-		fprintf(stderr, "afe: root future returned %jd, not an exit status\n",
+		fprintf(stderr, "afe: %s returned %jd, not an exit status\n", what,
 			(intmax_t)result);
 	return 1;
+}
+
+void afe__main_prepare(void)
+{
+	(void)afe_shutdown_init(); /* idempotent: afe_main_run reports a failure */
+}
+
+int afe__main_init_failed(int status)
+{
+	return exit_status(status, "init");
 }
 
 int afe_main_run(const void *obj, size_t size, const struct afe_future *base,
@@ -483,7 +494,7 @@ int afe_main_run(const void *obj, size_t size, const struct afe_future *base,
 		afe_runtime_destroy(rt);
 		return 1;
 	}
-	int status = exit_status(result);
+	int status = exit_status(result, "root future");
 	int timeout = cfg.exit_mode == AFE_EXIT_WAIT_ALL ? -1
 		      : cfg.exit_mode == AFE_EXIT_IMMEDIATE ? 0
 							    : (int)cfg.grace_ms;

@@ -155,20 +155,34 @@ AFE_EXPORT int afe_runtime_metrics(const struct afe_runtime *rt, struct afe_metr
 AFE_EXPORT int afe_main_run(const void *obj, size_t size, const struct afe_future *base,
 			    const struct afe_runtime_config *config);
 
+/* For AFE_MAIN: installs the process's shutdown (afe_shutdown_init) before
+ * the user's init runs, so that SIGINT and SIGTERM are blocked in every
+ * thread it starts; a failure is reported by afe_main_run. */
+AFE_EXPORT void afe__main_prepare(void);
+
+/* For AFE_MAIN: the exit status for an init that returned status (not 0):
+ * status itself when it is 1..255, else 1 with a message on stderr
+ * naming the error (an -errno) or the value. */
+AFE_EXPORT int afe__main_init_failed(int status);
+
 /*
- * AFE_MAIN(struct app, app_init) defines main(): it zeroes a struct app,
- * calls app_init(&app, argc, argv) (which returns 0 or an exit status to
+ * AFE_MAIN(struct app, app_init) defines main(): it installs the
+ * process's shutdown (SIGINT and SIGTERM are blocked from here on, also in
+ * threads app_init starts), zeroes a struct app, calls app_init(&app,
+ * argc, argv) (which returns 0, or an exit status or a negative errno to
  * stop with), runs it as the root future and exits with its result.
- * A root that stops on Ctrl-C asks for afe_shutdown_token() in app_init,
- * so that a signal arriving while the runtime starts already fires it.
+ * A root that stops on Ctrl-C asks for afe_shutdown_token() in app_init:
+ * a signal arriving from then on, even before the runtime started, fires
+ * it once the runtime runs.
  */
 #define AFE_MAIN(type, init_fn)                                                      \
 	int main(int argc, char **argv)                                              \
 	{                                                                            \
 		static type afe__root;                                               \
+		afe__main_prepare();                                                 \
 		int afe__status = (init_fn)(&afe__root, argc, argv);                 \
 		if (afe__status != 0)                                                \
-			return afe__status;                                          \
+			return afe__main_init_failed(afe__status);                   \
 		return afe_main_run(&afe__root, sizeof(afe__root), &afe__root.base, \
 				    NULL);                                           \
 	}

@@ -13,10 +13,14 @@
  * "critical: done" on stderr once the file is complete and renamed.
  * With GRACEFUL_SELF_SIGNAL set in the environment, the root sends the
  * process SIGTERM at its first poll, before it awaits anything; with
- * GRACEFUL_SIGNAL_IN_INIT, app_init does, before the runtime starts.
+ * GRACEFUL_SIGNAL_IN_INIT, app_init does, before the runtime starts; with
+ * GRACEFUL_THREAD_IN_INIT, app_init starts a thread of its own that
+ * sleeps for ever; with GRACEFUL_INIT_FAILS, app_init returns -ENOMEM.
  */
 #include <afe.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +112,16 @@ static int app_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_END;
 }
 
+/* A thread of the user's own, started in app_init: it inherits the
+ * signal mask, so SIGTERM must be blocked in it already. */
+static void *sleep_for_ever(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
 static int app_init(struct app *app, int argc, char **argv)
 {
 	if (argc < 2) {
@@ -126,7 +140,12 @@ static int app_init(struct app *app, int argc, char **argv)
 	if (app->listen_fd < 0)
 		return 1;
 	if (getenv("GRACEFUL_SIGNAL_IN_INIT"))
-		kill(getpid(), SIGTERM); /* before AFE_MAIN blocks it */
+		kill(getpid(), SIGTERM); /* held: AFE_MAIN blocked it already */
+	pthread_t sleeper;
+	if (getenv("GRACEFUL_THREAD_IN_INIT") && pthread_create(&sleeper, NULL, sleep_for_ever, NULL))
+		return 1;
+	if (getenv("GRACEFUL_INIT_FAILS"))
+		return -ENOMEM;
 	struct afe_tcp_server_config config = {
 		.listen_fd = app->listen_fd,
 		.conn_size = sizeof(struct echo_conn),

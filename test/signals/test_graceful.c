@@ -307,15 +307,44 @@ Test(graceful, signal_during_start_up_is_not_lost)
 	remove(path);
 }
 
-Test(graceful, signal_before_the_runtime_starts_acts_as_usual)
+Test(graceful, a_signal_during_init_is_held_and_fires_the_token)
 {
 	char path[128];
 	file_path(path, sizeof(path), "init");
 	char *argv[] = {GRACEFUL_SERVER, path, "5", NULL};
 	struct child c = start(argv, "GRACEFUL_SIGNAL_IN_INIT=1");
+	expect_line(&c, "stopped accepting");
 	int status = finish(&c, 20);
-	cr_assert(WIFSIGNALED(status), "status %#x", status);
-	cr_assert_eq(WTERMSIG(status), SIGTERM, "not blocked yet: the default action");
+	cr_assert(WIFEXITED(status), "status %#x: AFE_MAIN blocks before init", status);
+	cr_assert_eq(WEXITSTATUS(status), 0);
+	remove(path);
+}
+
+Test(graceful, a_thread_started_in_init_does_not_take_sigterm)
+{
+	char path[128];
+	file_path(path, sizeof(path), "thread");
+	char *argv[] = {GRACEFUL_SERVER, path, "5", NULL};
+	struct child c = start(argv, "GRACEFUL_THREAD_IN_INIT=1");
+	expect_line(&c, "port ");
+	kill(c.pid, SIGTERM);
+	expect_line(&c, "stopped accepting");
+	int status = finish(&c, 20);
+	cr_assert(WIFEXITED(status), "status %#x: the thread took SIGTERM", status);
+	cr_assert_eq(WEXITSTATUS(status), 0);
+	remove(path);
+}
+
+Test(graceful, an_init_failing_with_an_errno_exits_1_and_says_why)
+{
+	char path[128];
+	file_path(path, sizeof(path), "fails");
+	char *argv[] = {GRACEFUL_SERVER, path, "5", NULL};
+	struct child c = start_with(argv, "GRACEFUL_INIT_FAILS=1", true);
+	expect_line(&c, "afe: init failed: Cannot allocate memory");
+	int status = finish(&c, 20);
+	cr_assert(WIFEXITED(status), "status %#x", status);
+	cr_assert_eq(WEXITSTATUS(status), 1, "not 244 (-ENOMEM as a byte)");
 }
 
 Test(graceful, echo_server_example_stops_on_sigterm_and_sigint)
