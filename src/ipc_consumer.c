@@ -358,7 +358,9 @@ static int send_frame(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
 	/* Its next request is in: this reply's wake can go with the next. */
 	bool more = live && afe_ipc_ring_has_frame(&peer->requests);
 	pthread_mutex_unlock(&peer->lock);
-	if (err == 0)
+	/* -EPROTO: the ring is spoilt (see ipc_ring.h). The producer's pump,
+	 * woken, finds it so too and ends its calls at once. */
+	if (err == 0 || err == -EPROTO)
 		afe_ipc_bell_ring_later(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME, more,
 					&consumer_owner, c);
 	return err;

@@ -54,7 +54,12 @@
  *
  * Everything read from the shared memory is checked: a malformed frame, an
  * unknown function id, a reply to no pending call are dropped and counted
- * (afe_ipc_stats), never trusted.
+ * (afe_ipc_stats), never trusted. Altered content is not detected: random
+ * bytes in a well-formed frame's call id or payload deliver a wrong answer,
+ * possibly to another call of the same producer. A slot sequence number
+ * that neither side could have written spoils that producer's rings: its
+ * pending and later calls end with -EPROTO at once (the producer is then
+ * gone: connect again for fresh rings); other producers go on.
  */
 #ifndef AFE_IPC_H
 #define AFE_IPC_H
@@ -155,7 +160,8 @@ AFE_EXPORT int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct af
  * a producer is not closed from a reply callback, which runs on it. */
 AFE_EXPORT void afe_ipc_producer_close(struct afe_ipc_producer *p);
 
-/* Whether the consumer went away (its calls then fail with -EPIPE). */
+/* Whether the consumer went away (its calls then fail with -EPIPE), or
+ * the producer's rings were found spoilt (-EPROTO). */
 AFE_EXPORT bool afe_ipc_producer_is_gone(const struct afe_ipc_producer *p);
 
 AFE_EXPORT void afe_ipc_producer_stats(const struct afe_ipc_producer *p,
@@ -178,7 +184,8 @@ typedef void afe_ipc_reply_fn(void *ctx, int status, struct afe_ipc_reader *r, b
  * A call: a future. Its result is 0 once the (last) reply arrived, or the
  * consumer's error (-ENOSYS for a function it does not serve, -EPROTO for
  * arguments it could not decode, any errno it replied), -ETIMEDOUT after
- * the function's timeout, -EPIPE when the consumer went away, -EMSGSIZE /
+ * the function's timeout, -EPIPE when the consumer went away, -EPROTO when
+ * the producer's rings were found spoilt (see the top), -EMSGSIZE /
  * -EINVAL when the arguments could not be encoded, -EBUSY with
  * AFE_IPC_MAX_PENDING calls in flight, -ECANCELED. Fields are private.
  */

@@ -53,6 +53,9 @@ static inline int calc_server_poll(struct afe_future *f, struct afe_context *cx)
 			greeting(self->text, sizeof(self->text), self->args.greet.who,
 				 self->args.greet.times);
 			greet_reply(&self->rep, req, self->text);
+		} else if (req->fn == nap_ID && nap_decode(req, &self->args.nap) == 0 &&
+			   self->args.nap.ms > CALC_NAP_MAX_MS) {
+			afe_ipc_reply_error(&self->rep, req, -EINVAL); /* the caller is not trusted */
 		} else if (req->fn == nap_ID && nap_decode(req, &self->args.nap) == 0) {
 			afe_sleep_init(&self->nap, (uint64_t)self->args.nap.ms * 1000000u);
 			AFE_AWAIT(&self->nap.base);

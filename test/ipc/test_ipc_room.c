@@ -706,7 +706,7 @@ Test(ipc_room, killing_the_consumer_ends_calls_waiting_for_room_with_epipe_at_on
 		 * adds fill the ring, the rest of them wait for room. */
 		for (uint32_t i = 0; i < NAPS + WAITING_ADDS; i++) {
 			struct counted_one_call c = {.p = p, .t = &t, .nap = i < NAPS,
-					     .arg = i < NAPS ? 50000 : i};
+					     .arg = i < NAPS ? CALC_NAP_MAX_MS : i};
 			afe_future_init(&c.base, counted_one_call_poll);
 			cr_assert_eq(afe_spawn(rt, &c, &handles[i]), 0);
 			if (i == NAPS - 1)
