@@ -58,10 +58,11 @@ static void spoil(struct afe_ipc_producer *p)
 {
 	if (consumer_gone(p))
 		return;
-	atomic_fetch_add(&p->malformed, 1);
+	atomic_fetch_add_explicit(&p->malformed, 1, memory_order_relaxed); /* a count */
 	/* Pairs with the acquire load of afe_ipc_producer_gone_error. */
 	atomic_store_explicit(&p->spoilt, true, memory_order_release);
-	atomic_store(&p->gone, true);
+	/* Pairs with consumer_gone's load: no request goes in after it. */
+	atomic_store_explicit(&p->gone, true, memory_order_seq_cst);
 	afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY);
 }
 
@@ -82,7 +83,9 @@ static void drain(struct afe_ipc_producer *p)
 			spoil(p);
 			break;
 		}
-		if (err == 0 && f.kind == AFE_IPC_REPLY)
+		if (err == 0 && f.kind == AFE_IPC_REPLY && (f.flags & AFE_IPC_F_RESET))
+			afe_ipc_producer_fail_all(p, f.status); /* replies were dropped */
+		else if (err == 0 && f.kind == AFE_IPC_REPLY)
 			afe_ipc_producer_deliver(p, f.call_id, f.status, f.flags & AFE_IPC_F_MORE,
 						 payload, f.len);
 		else

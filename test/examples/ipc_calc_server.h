@@ -64,6 +64,8 @@ static inline int calc_server_poll(struct afe_future *f, struct afe_context *cx)
 			for (self->i = 0; self->i < self->args.count.n; self->i++) {
 				count_reply_more(&self->rep, req, self->i);
 				AFE_AWAIT(&self->rep.base);
+				if (self->rep.base.result < 0)
+					break; /* the caller went, or its replies are dropped */
 			}
 			count_reply(&self->rep, req, self->args.count.n);
 		} else if (req->fn == weigh_ID && weigh_decode(req, &self->args.weigh) == 0) {

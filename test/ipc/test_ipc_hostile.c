@@ -97,6 +97,7 @@ static const struct raw_frame bad_requests[] = {
 	{.f = REQ(.fn = 300, .len = ADD_ARGS)}, /* a function id past 255 */
 	{.f = REQ(.fn = add_ID, .len = ADD_ARGS, .flags = 0x40)}, /* an unknown flag */
 	{.f = REQ(.fn = add_ID, .len = ADD_ARGS, .flags = AFE_IPC_F_MORE)}, /* a reply's flag */
+	{.f = REQ(.fn = add_ID, .len = ADD_ARGS, .flags = AFE_IPC_F_RESET)}, /* another */
 	{.f = REQ(.fn = add_ID, .len = ADD_ARGS, .reserved = 1)}, /* reserved, set */
 	{.f = REQ(.fn = add_ID, .len = ADD_ARGS, .status = -5)}, /* a status */
 	{.f = REQ(.fn = add_ID, .len = ADD_ARGS), .seq_ahead = 5}, /* a corrupt seq */
@@ -381,6 +382,8 @@ static const struct raw_frame bad_replies[] = {
 	{.f = REP(.fn = add_ID, .len = 8, .status = 5)}, /* a positive status */
 	{.f = REP(.fn = add_ID, .len = 8, .status = -5000)}, /* past the errno range */
 	{.f = REP(.fn = add_ID, .len = 8, .flags = AFE_IPC_F_MORE)}, /* more, to a 1-reply call */
+	/* a reset naming a call, with bytes: it must not end every call */
+	{.f = REP(.fn = add_ID, .len = 8, .flags = AFE_IPC_F_RESET, .status = -ETIMEDOUT)},
 	/* (A corrupt sequence number spoils the ring instead: see
 	 * a_spoilt_ring_fails_its_producers_calls_with_eproto_at_once.) */
 };
