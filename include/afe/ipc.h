@@ -189,10 +189,10 @@ typedef void afe_ipc_reply_fn(void *ctx, int status, struct afe_ipc_reader *r, b
  * the function's timeout, or when the consumer dropped replies of this
  * producer that found no room in its reply ring (see the consumer's
  * room_ms: every call pending when the producer learns it ends so), -EPIPE
- * when the consumer went away, -EPROTO when
- * the producer's rings were found spoilt (see the top), -EMSGSIZE /
- * -EINVAL when the arguments could not be encoded, -EBUSY with
- * AFE_IPC_MAX_PENDING calls in flight, -ECANCELED. Fields are private.
+ * when the consumer went away, -EPROTO when the producer's rings were found
+ * spoilt (see the top), -EMSGSIZE / -EINVAL when the arguments could not
+ * be encoded, -EBUSY with AFE_IPC_MAX_PENDING calls in flight, -ECANCELED.
+ * Fields are private.
  */
 struct afe_ipc_call {
 	struct afe_future base;
