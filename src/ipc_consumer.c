@@ -30,6 +30,11 @@
  * pool, and would still let a stopped producer hold its share for ever;
  * a deadline bounds what any producer can hold, however many tasks.
  *
+ * A producer's request ring found spoilt (a sequence number no claim
+ * explains: see ipc_ring.h) is owed a reset too, with -EPROTO: the
+ * request in that slot is lost, and the producer ends its calls at once
+ * and leaves, rather than wait for their timeouts.
+ *
  * Lifetime: the consumer is counted by its user (until close), its tasks,
  * and each receive and reply from its start to its end.
  */
@@ -51,10 +56,12 @@ struct peer {
 	struct afe_ipc_ring requests, replies;
 	struct afe_join_handle watcher;
 	_Atomic bool died; /* set by the watcher; the pump drops it */
-	/* Replies to generation stalled_gen were dropped: it is owed a reset
-	 * (while it is still gen) before any other reply. */
+	/* Replies to generation stalled_gen were dropped (reset_status
+	 * -ETIMEDOUT), or its request ring is spoilt (-EPROTO): it is owed a
+	 * reset (while it is still gen) before any other reply. */
 	bool stalled;
 	uint32_t stalled_gen;
+	int32_t reset_status;
 };
 
 struct afe_ipc_consumer {
@@ -384,7 +391,7 @@ static void unstall_locked(struct afe_ipc_consumer *c, struct peer *peer)
 static int push_reset_locked(struct afe_ipc_consumer *c, struct peer *peer)
 {
 	struct afe_ipc_frame reset = {.kind = AFE_IPC_REPLY, .flags = AFE_IPC_F_RESET,
-				      .status = -ETIMEDOUT};
+				      .status = peer->reset_status};
 	int err = afe_ipc_ring_push(&peer->replies, &reset, NULL);
 	if (err != -EAGAIN)
 		unstall_locked(c, peer);
@@ -392,25 +399,30 @@ static int push_reset_locked(struct afe_ipc_consumer *c, struct peer *peer)
 }
 
 /* Pushes a reply to a live peer, after the reset it is owed: 0, -EAGAIN
- * (no room), -ETIMEDOUT (stalled, still no room for the reset), -EPROTO.
- * With peer->lock held. */
+ * (no room), the reset's status (stalled, still no room for the reset),
+ * -EPROTO. With peer->lock held. */
 static int push_reply_locked(struct afe_ipc_consumer *c, struct peer *peer,
 			     const struct afe_ipc_frame *f, const void *payload)
 {
 	if (peer->stalled && peer->stalled_gen == peer->gen) {
+		int32_t status = peer->reset_status;
 		int err = push_reset_locked(c, peer);
 		if (err < 0)
-			return err == -EAGAIN ? -ETIMEDOUT : err;
+			return err == -EAGAIN ? status : err;
 	}
 	return afe_ipc_ring_push(&peer->replies, f, payload);
 }
 
-/* A reply to peer i (of generation gen) waited room_ns for room: stalls
- * the peer, and wakes the other replies waiting for room, so that those
- * to it fail at once (the others wait on), and the pump, to want room. */
-static void stall_peer(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen)
+/* Owes peer i (of generation gen) a reset with status: -ETIMEDOUT once a
+ * reply to it waited room_ns for room, -EPROTO once its request ring was
+ * found spoilt (which wins). Pushes it at once if there is room. If not,
+ * replies to the peer fail at once until there is: wakes the replies
+ * waiting for room (those to it fail, the others wait on), and the pump,
+ * to want room. */
+static void stall_peer(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen, int32_t status)
 {
 	struct peer *peer = &c->peers[i];
+	int err = -EPIPE;
 	pthread_mutex_lock(&peer->lock);
 	if (peer->live && peer->gen == gen) {
 		/* seq_cst, then afe_ipc_bell_rearm's fence and look at wants:
@@ -418,12 +430,20 @@ static void stall_peer(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen)
 		 * at stalled_peers (pump_wants); one of the two sees the other. */
 		if (!peer->stalled)
 			atomic_fetch_add_explicit(&c->stalled_peers, 1, memory_order_seq_cst);
-		peer->stalled = true; /* perhaps still set for an earlier generation */
+		bool owed = peer->stalled && peer->stalled_gen == gen; /* perhaps an earlier gen's */
+		if (!owed || peer->reset_status != -EPROTO)
+			peer->reset_status = status;
+		peer->stalled = true;
 		peer->stalled_gen = gen;
+		err = push_reset_locked(c, peer);
 	}
 	pthread_mutex_unlock(&peer->lock);
-	afe_notify_all(&c->room);
-	afe_ipc_bell_rearm(&c->hdr->bell, AFE_IPC_WANT_ROOM);
+	if (err == -EAGAIN) {
+		afe_notify_all(&c->room);
+		afe_ipc_bell_rearm(&c->hdr->bell, AFE_IPC_WANT_ROOM);
+	} else if (err != -EPIPE) {
+		afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME);
+	}
 }
 
 /* Sends the stalled peers that have room the reset they are owed, and
@@ -504,6 +524,8 @@ static int take_from_peer(struct afe_ipc_consumer *c, unsigned i, struct afe_ipc
 			return -EAGAIN;
 		afe_ipc_bell_ring_later(&c->hdr->entries[i].bell, AFE_IPC_WANT_ROOM, false,
 					&consumer_owner, c);
+		if (err == -EPROTO) /* the ring is spoilt: its producer is told */
+			stall_peer(c, i, gen, -EPROTO);
 		bool request = err == 0 && f.kind == AFE_IPC_REQUEST;
 		if (!request || !serves(c, f.fn)) {
 			if (request) {
@@ -908,7 +930,7 @@ static int room_deadline(struct afe_ipc_reply *rep, struct afe_context *cx)
 /* The reply found no room for room_ns: it fails, and its peer stalls. */
 static int reply_timed_out(struct afe_ipc_reply *rep, const struct afe_context *cx)
 {
-	stall_peer(rep->consumer, rep->peer, rep->peer_gen);
+	stall_peer(rep->consumer, rep->peer, rep->peer_gen, -ETIMEDOUT);
 	atomic_fetch_add_explicit(&rep->consumer->timeouts, 1, memory_order_relaxed); /* a count */
 	return reply_finish(rep, cx, -ETIMEDOUT);
 }

@@ -21,9 +21,10 @@ enum afe_ipc_kind {
 /* Reply flag: more replies to the same call follow. */
 #define AFE_IPC_F_MORE 2u
 /* Reply flag, a reply to no call (id 0, no payload): replies of this
- * producer were dropped (no room for them); every call it has pending
- * ends with the reply's status. A producer that predates it drops it as
- * malformed, and its calls end with their timeouts. */
+ * producer were dropped (no room for them; status -ETIMEDOUT), or its
+ * request ring was found spoilt (-EPROTO: it leaves too); every call it
+ * has pending ends with the reply's status. A producer that predates it
+ * drops it as malformed, and its calls end with their timeouts. */
 #define AFE_IPC_F_RESET 4u
 #define AFE_IPC_F_KNOWN (AFE_IPC_F_STREAM | AFE_IPC_F_MORE | AFE_IPC_F_RESET)
 

@@ -58,7 +58,6 @@ static void spoil(struct afe_ipc_producer *p)
 {
 	if (consumer_gone(p))
 		return;
-	atomic_fetch_add_explicit(&p->malformed, 1, memory_order_relaxed); /* a count */
 	/* Pairs with the acquire load of afe_ipc_producer_gone_error. */
 	atomic_store_explicit(&p->spoilt, true, memory_order_release);
 	/* Pairs with consumer_gone's load: no request goes in after it. */
@@ -80,10 +79,16 @@ static void drain(struct afe_ipc_producer *p)
 			break;
 		n++;
 		if (err == -EPROTO) {
+			atomic_fetch_add_explicit(&p->malformed, 1, memory_order_relaxed); /* a count */
 			spoil(p);
 			break;
 		}
-		if (err == 0 && f.kind == AFE_IPC_REPLY && (f.flags & AFE_IPC_F_RESET))
+		bool reset = err == 0 && f.kind == AFE_IPC_REPLY && (f.flags & AFE_IPC_F_RESET);
+		if (reset && f.status == -EPROTO) { /* our request ring is spoilt */
+			spoil(p);
+			break;
+		}
+		if (reset)
 			afe_ipc_producer_fail_all(p, f.status); /* replies were dropped */
 		else if (err == 0 && f.kind == AFE_IPC_REPLY)
 			afe_ipc_producer_deliver(p, f.call_id, f.status, f.flags & AFE_IPC_F_MORE,

@@ -133,10 +133,20 @@ static bool refused_as_malformed(size_t k)
 	return bad_requests[k].f.kind == AFE_IPC_REQUEST && !bad_requests[k].seq_ahead;
 }
 
+/* The bad request whose sequence number spoils the ring: the consumer
+ * answers it with a reset (-EPROTO: every call of ours ends). */
+static size_t spoiling_request(void)
+{
+	size_t k = 0;
+	while (!bad_requests[k].seq_ahead)
+		k++;
+	return k;
+}
+
 /* The bits of check_reply's *seen once every reply came. */
 static unsigned all_replies(void)
 {
-	unsigned all = 7;
+	unsigned all = 7 | 8u << spoiling_request();
 	for (size_t k = 0; k < N_BAD_REQUESTS; k++)
 		if (refused_as_malformed(k))
 			all |= 8u << k;
@@ -144,8 +154,8 @@ static unsigned all_replies(void)
 }
 
 /* Checks one reply to the hostile producer's requests: the three
- * well-formed ones, and the malformed ones it could read (call ids 100,
- * 200, ...). Marks it seen in *seen (a bit per call). 0, or what was
+ * well-formed ones, the malformed ones it could read (call ids 100,
+ * 200, ...), and the reset its spoilt sequence number earns. Marks it seen in *seen (a bit per call). 0, or what was
  * wrong. */
 static int check_reply(const struct afe_ipc_frame *f, const void *payload, unsigned *seen)
 {
@@ -161,6 +171,8 @@ static int check_reply(const struct afe_ipc_frame *f, const void *payload, unsig
 	else if (f->call_id == CALL_GOOD && f->status == 0 && add_decode_ret(&r, &sum) == 0 &&
 		 sum == 6)
 		*seen |= 4;
+	else if (f->call_id == 0 && f->flags == AFE_IPC_F_RESET && f->status == -EPROTO)
+		*seen |= 8u << spoiling_request();
 	else if (f->call_id % 100 == 0 && f->call_id / 100 - 1 < N_BAD_REQUESTS &&
 		 refused_as_malformed(f->call_id / 100 - 1) && f->status == -EPROTO)
 		*seen |= 8u << (f->call_id / 100 - 1);
@@ -642,6 +654,40 @@ Test(ipc_hostile, a_spoilt_ring_fails_its_producers_calls_with_eproto_at_once, .
 	cr_assert_eq(add_once(rt, victim, 6), -EPROTO, "later calls too");
 	cr_assert_lt(now_ms() - start, SPOIL_PROMPT_MS);
 	cr_assert_eq(add_once(rt, bystander, 7), 0, "another producer is served as before");
+
+	/* The request ring again, at a slot written and not read yet (every
+	 * serving task naps): the consumer finds it so, and tells the victim. */
+	afe_ipc_producer_close(victim);
+	victim = connect_retrying(rt, name, &config);
+	cr_assert_eq(add_once(rt, victim, 8), 0); /* position 0 */
+	v = live_entry_of_ours(h, b);
+	cr_assert_geq(v, 0);
+	afe_ipc_consumer_stats(c, &st);
+	struct afe_join_handle held[SPOIL_SERVERS], unread;
+	for (int i = 0; i < SPOIL_SERVERS; i++) /* positions 1 to 4 */
+		spawn_call(rt, victim, nap_ID, SPOIL_NAP_MS / 4, &held[i]);
+	wait_taken(c, st.calls + SPOIL_SERVERS);
+	spawn_call(rt, victim, add_ID, 9, &unread); /* position 5, in the ring */
+	struct afe_ipc_slot *requests = afe_ipc_requests_of(h, (unsigned)v);
+	for (uint64_t end = now_ms() + 5000;
+	     atomic_load(&requests[SPOIL_SERVERS + 1].seq) != SPOIL_SERVERS + 2 && now_ms() < end;)
+		usleep(1000);
+	spoil_slot(requests, SPOIL_SERVERS + 1); /* published at 5, unread */
+	start = now_ms();
+	afe_join_init(&join, &unread);
+	pending = (int)test_block_on(rt, &join);
+	ms = now_ms() - start;
+	for (int i = 0; i < SPOIL_SERVERS; i++) {
+		afe_join_init(&join, &held[i]);
+		test_block_on(rt, &join); /* answered, or -EPROTO: both fine */
+	}
+	fprintf(stderr, "unread request spoilt: its call %d in %llu ms (the naps %d ms)\n",
+		pending, (unsigned long long)ms, SPOIL_NAP_MS / 4);
+	cr_assert_eq(pending, -EPROTO);
+	cr_assert_lt(ms, SPOIL_NAP_MS / 4 + SPOIL_PROMPT_MS, "it took %llu ms to end",
+		     (unsigned long long)ms);
+	cr_assert_eq(add_once(rt, victim, 10), -EPROTO, "later calls too");
+	cr_assert_eq(add_once(rt, bystander, 11), 0, "another producer is served as before");
 
 	afe_ipc_producer_close(victim);
 	afe_ipc_producer_close(bystander);
