@@ -637,7 +637,7 @@ Test(ipc_hostile, a_spoilt_ring_fails_its_producers_calls_with_eproto_at_once, .
 	struct afe_ipc_stats st;
 	afe_ipc_consumer_stats(c, &st);
 	struct afe_join_handle nap_handle;
-	spawn_call(rt, victim, nap_ID, SPOIL_NAP_MS / 4, &nap_handle);
+	spawn_call(rt, victim, nap_ID, SPOIL_NAP_MS, &nap_handle);
 	wait_taken(c, st.calls + 1);
 	spoil_slot(afe_ipc_replies_of(h, (unsigned)v), 1); /* one reply (the add's) read */
 	start = now_ms();
@@ -646,9 +646,9 @@ Test(ipc_hostile, a_spoilt_ring_fails_its_producers_calls_with_eproto_at_once, .
 	int pending = (int)test_block_on(rt, &join);
 	ms = now_ms() - start;
 	fprintf(stderr, "reply ring spoilt: the pending call %d in %llu ms (its nap %d ms)\n",
-		pending, (unsigned long long)ms, SPOIL_NAP_MS / 4);
+		pending, (unsigned long long)ms, SPOIL_NAP_MS);
 	cr_assert_eq(pending, -EPROTO);
-	cr_assert_lt(ms, SPOIL_NAP_MS / 4 + SPOIL_PROMPT_MS, "it took %llu ms to end",
+	cr_assert_lt(ms, SPOIL_NAP_MS + SPOIL_PROMPT_MS, "it took %llu ms to end",
 		     (unsigned long long)ms);
 	start = now_ms();
 	cr_assert_eq(add_once(rt, victim, 6), -EPROTO, "later calls too");
@@ -665,7 +665,7 @@ Test(ipc_hostile, a_spoilt_ring_fails_its_producers_calls_with_eproto_at_once, .
 	afe_ipc_consumer_stats(c, &st);
 	struct afe_join_handle held[SPOIL_SERVERS], unread;
 	for (int i = 0; i < SPOIL_SERVERS; i++) /* positions 1 to 4 */
-		spawn_call(rt, victim, nap_ID, SPOIL_NAP_MS / 4, &held[i]);
+		spawn_call(rt, victim, nap_ID, SPOIL_NAP_MS, &held[i]);
 	wait_taken(c, st.calls + SPOIL_SERVERS);
 	spawn_call(rt, victim, add_ID, 9, &unread); /* position 5, in the ring */
 	struct afe_ipc_slot *requests = afe_ipc_requests_of(h, (unsigned)v);
@@ -682,9 +682,9 @@ Test(ipc_hostile, a_spoilt_ring_fails_its_producers_calls_with_eproto_at_once, .
 		test_block_on(rt, &join); /* answered, or -EPROTO: both fine */
 	}
 	fprintf(stderr, "unread request spoilt: its call %d in %llu ms (the naps %d ms)\n",
-		pending, (unsigned long long)ms, SPOIL_NAP_MS / 4);
+		pending, (unsigned long long)ms, SPOIL_NAP_MS);
 	cr_assert_eq(pending, -EPROTO);
-	cr_assert_lt(ms, SPOIL_NAP_MS / 4 + SPOIL_PROMPT_MS, "it took %llu ms to end",
+	cr_assert_lt(ms, SPOIL_NAP_MS + SPOIL_PROMPT_MS, "it took %llu ms to end",
 		     (unsigned long long)ms);
 	cr_assert_eq(add_once(rt, victim, 10), -EPROTO, "later calls too");
 	cr_assert_eq(add_once(rt, bystander, 11), 0, "another producer is served as before");
