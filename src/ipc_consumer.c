@@ -16,6 +16,25 @@
  * reply carries the producer's generation, so a reply for a producer that
  * went away (and whose entry another took) fails with -EPIPE.
  *
+ * A reply waits for room in its producer's reply ring at most room_ns: the
+ * tasks replying are the user's few request tasks, shared by every
+ * producer, and one producer that stops draining (stopped, stuck,
+ * hostile) would hold them all. Past it, the producer is stalled: that
+ * reply and every later one to it fail with -ETIMEDOUT at once, so that
+ * its streams end and free their tasks, until its ring has room for a
+ * reset frame (AFE_IPC_F_RESET), which ends the calls it has pending: a
+ * stream missing a reply must not end as if whole. The reset goes before
+ * any later reply (under the peer's lock), from whichever reply comes
+ * first or from the pump, which wants room while a reset is owed. A cap
+ * on the tasks one producer may hold would need the size of the user's
+ * pool, and would still let a stopped producer hold its share for ever;
+ * a deadline bounds what any producer can hold, however many tasks.
+ *
+ * A producer's request ring found spoilt (a sequence number no claim
+ * explains: see ipc_ring.h) is owed a reset too, with -EPROTO: the
+ * request in that slot is lost, and the producer ends its calls at once
+ * and leaves, rather than wait for their timeouts.
+ *
  * Lifetime: the consumer is counted by its user (until close), its tasks,
  * and each receive and reply from its start to its end.
  */
@@ -42,6 +61,12 @@ struct peer {
 	struct afe_ipc_ring requests, replies;
 	struct afe_join_handle watcher;
 	_Atomic bool died; /* set by the watcher; the pump drops it */
+	/* Replies to generation stalled_gen were dropped (reset_status
+	 * -ETIMEDOUT), or its request ring is spoilt (-EPROTO): it is owed a
+	 * reset (while it is still gen) before any other reply. */
+	bool stalled;
+	uint32_t stalled_gen;
+	int32_t reset_status;
 };
 
 struct afe_ipc_consumer {
@@ -55,13 +80,15 @@ struct afe_ipc_consumer {
 	_Atomic bool closed, name_released;
 	_Atomic uint32_t idle, room_waiters, next_peer;
 	_Atomic uint32_t live_peers; /* a bit per live peer: scans skip the rest */
+	_Atomic uint32_t stalled_peers; /* peers stalled: the pump wants room */
+	uint64_t room_ns; /* how long a reply waits for room */
 	struct afe_notify work, room;
 	/* Wakes the pump for events of this process (a producer's death, a
 	 * close): unlike the bell, nothing a peer writes can silence it. */
 	struct afe_notify kick;
 	bool serve_all;
 	uint8_t served[32]; /* a bit per function id */
-	_Atomic uint64_t calls, replies, malformed, unknown_fn, peers_gone, repairs;
+	_Atomic uint64_t calls, replies, malformed, unknown_fn, peers_gone, repairs, timeouts;
 	struct peer peers[AFE_IPC_MAX_PRODUCERS];
 	/* The producers of this process (the in-process link). */
 	pthread_mutex_t local_lock;
@@ -415,17 +442,118 @@ static bool any_request(struct afe_ipc_consumer *c)
 	return false;
 }
 
+/* ---- stalled producers -------------------------------------------------------- */
+
+static void unstall_locked(struct afe_ipc_consumer *c, struct peer *peer)
+{
+	peer->stalled = false;
+	/* The pump stops wanting room for it at its next look; relaxed: a
+	 * room wake it gets meanwhile only costs a look. */
+	atomic_fetch_sub_explicit(&c->stalled_peers, 1, memory_order_relaxed);
+}
+
+/* Pushes the reset a stalled peer is owed, if it has room: 0, -EAGAIN, or
+ * -EPROTO (the ring is spoilt: the producer finds out by itself). With
+ * peer->lock held; the peer is live, of generation stalled_gen. */
+static int push_reset_locked(struct afe_ipc_consumer *c, struct peer *peer)
+{
+	struct afe_ipc_frame reset = {.kind = AFE_IPC_REPLY, .flags = AFE_IPC_F_RESET,
+				      .status = peer->reset_status};
+	int err = afe_ipc_ring_push(&peer->replies, &reset, NULL);
+	if (err != -EAGAIN)
+		unstall_locked(c, peer);
+	return err;
+}
+
+/* Pushes a reply to a live peer, after the reset it is owed: 0, -EAGAIN
+ * (no room), the reset's status (stalled, still no room for the reset),
+ * -EPROTO. With peer->lock held. */
+static int push_reply_locked(struct afe_ipc_consumer *c, struct peer *peer,
+			     const struct afe_ipc_frame *f, const void *payload)
+{
+	if (peer->stalled && peer->stalled_gen == peer->gen) {
+		int32_t status = peer->reset_status;
+		int err = push_reset_locked(c, peer);
+		if (err < 0)
+			return err == -EAGAIN ? status : err;
+	}
+	return afe_ipc_ring_push(&peer->replies, f, payload);
+}
+
+/* Owes peer i (of generation gen) a reset with status: -ETIMEDOUT once a
+ * reply to it waited room_ns for room, -EPROTO once its request ring was
+ * found spoilt (which wins). Pushes it at once if there is room. If not,
+ * replies to the peer fail at once until there is: wakes the replies
+ * waiting for room (those to it fail, the others wait on), and the pump,
+ * to want room. */
+static void stall_peer(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen, int32_t status)
+{
+	struct peer *peer = &c->peers[i];
+	int err = -EPIPE;
+	pthread_mutex_lock(&peer->lock);
+	if (peer->live && peer->gen == gen) {
+		/* seq_cst, then afe_ipc_bell_rearm's fence and look at wants:
+		 * pairs with the pump's publish of wants, then its fresh look
+		 * at stalled_peers (pump_wants); one of the two sees the other. */
+		if (!peer->stalled)
+			atomic_fetch_add_explicit(&c->stalled_peers, 1, memory_order_seq_cst);
+		bool owed = peer->stalled && peer->stalled_gen == gen; /* perhaps an earlier gen's */
+		if (!owed || peer->reset_status != -EPROTO)
+			peer->reset_status = status;
+		peer->stalled = true;
+		peer->stalled_gen = gen;
+		err = push_reset_locked(c, peer);
+	}
+	pthread_mutex_unlock(&peer->lock);
+	if (err == -EAGAIN) {
+		afe_notify_all(&c->room);
+		afe_ipc_bell_rearm(&c->hdr->bell, AFE_IPC_WANT_ROOM);
+	} else if (err != -EPIPE) {
+		afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME);
+	}
+}
+
+/* Sends the stalled peers that have room the reset they are owed, and
+ * forgets those that went. Whether it sent one (the pump looks again).
+ * From the pump. */
+static bool send_resets(struct afe_ipc_consumer *c)
+{
+	/* Relaxed: a hint; the pump looked at it through pump_wants just before. */
+	if (!atomic_load_explicit(&c->stalled_peers, memory_order_relaxed))
+		return false;
+	bool sent = false;
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
+		struct peer *peer = &c->peers[i];
+		int err = -EAGAIN;
+		pthread_mutex_lock(&peer->lock);
+		if (peer->stalled && (!peer->live || peer->stalled_gen != peer->gen))
+			unstall_locked(c, peer);
+		else if (peer->stalled)
+			err = push_reset_locked(c, peer);
+		pthread_mutex_unlock(&peer->lock);
+		if (err != -EAGAIN) {
+			afe_ipc_bell_ring(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME);
+			sent = true;
+		}
+	}
+	return sent;
+}
+
+/* ---- sending -------------------------------------------------------------------- */
+
 static int send_frame(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
 		      const struct afe_ipc_frame *f, const void *payload)
 {
 	struct peer *peer = &c->peers[i];
 	pthread_mutex_lock(&peer->lock);
 	bool live = peer->live && peer->gen == gen;
-	int err = live ? afe_ipc_ring_push(&peer->replies, f, payload) : -EPIPE;
+	int err = live ? push_reply_locked(c, peer, f, payload) : -EPIPE;
 	/* Its next request is in: this reply's wake can go with the next. */
 	bool more = live && afe_ipc_ring_has_frame(&peer->requests);
 	pthread_mutex_unlock(&peer->lock);
-	if (err == 0)
+	/* -EPROTO: the ring is spoilt (see ipc_ring.h). The producer's pump,
+	 * woken, finds it so too and ends its calls at once. */
+	if (err == 0 || err == -EPROTO)
 		afe_ipc_bell_ring_later(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME, more,
 					&consumer_owner, c);
 	return err;
@@ -463,6 +591,8 @@ static int take_from_peer(struct afe_ipc_consumer *c, unsigned i, struct afe_ipc
 			return -EAGAIN;
 		afe_ipc_bell_ring_later(&c->hdr->entries[i].bell, AFE_IPC_WANT_ROOM, false,
 					&consumer_owner, c);
+		if (err == -EPROTO) /* the ring is spoilt: its producer is told */
+			stall_peer(c, i, gen, -EPROTO);
 		bool request = err == 0 && f.kind == AFE_IPC_REQUEST;
 		if (!request || !serves(c, f.fn)) {
 			if (request) {
@@ -594,7 +724,11 @@ static bool sleep_ended_for_good(const struct pump *self)
 
 static uint32_t pump_wants(struct afe_ipc_consumer *c)
 {
-	return afe_ipc_pump_wants(atomic_load(&c->idle), atomic_load(&c->room_waiters));
+	/* stalled_peers: seq_cst, pairs with stall_peer's increment. */
+	return afe_ipc_pump_wants(atomic_load(&c->idle),
+				  atomic_load(&c->room_waiters) +
+					  atomic_load_explicit(&c->stalled_peers,
+							       memory_order_seq_cst));
 }
 
 static int pump_poll(struct afe_future *f, struct afe_context *cx)
@@ -619,7 +753,8 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 		sync_peers(c);
 		uint32_t wants = pump_wants(c);
 		self->word = afe_ipc_bell_want(bell, wants, AFE_IPC_CONSUMER_SLEEPER);
-		if (pump_wants(c) != wants || roster_changed(c) || atomic_load(&c->closed)) {
+		if (pump_wants(c) != wants || roster_changed(c) || atomic_load(&c->closed) ||
+		    send_resets(c)) {
 			afe_ipc_bell_unwant(bell, AFE_IPC_CONSUMER_SLEEPER);
 			continue;
 		}
@@ -655,6 +790,7 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 void afe_ipc_consumer_config_default(struct afe_ipc_consumer_config *config)
 {
 	memset(config, 0, sizeof(*config));
+	config->room_ms = AFE_IPC_DEFAULT_ROOM_MS;
 }
 
 int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt,
@@ -686,6 +822,9 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 		return err;
 	}
 	c->rt = rt;
+	c->room_ns = (uint64_t)(config && config->room_ms ? config->room_ms
+							   : AFE_IPC_DEFAULT_ROOM_MS) *
+		     1000000u;
 	c->serve_all = !config || !config->functions;
 	for (size_t i = 0; config && i < config->n_functions; i++)
 		c->served[config->functions[i] / 8] |= (uint8_t)(1u << (config->functions[i] % 8));
@@ -744,6 +883,7 @@ void afe_ipc_consumer_stats(const struct afe_ipc_consumer *c, struct afe_ipc_sta
 	out->unknown_fn = atomic_load(&c->unknown_fn);
 	out->peers_gone = atomic_load(&c->peers_gone);
 	out->repairs = atomic_load(&c->repairs);
+	out->timeouts = atomic_load_explicit(&c->timeouts, memory_order_relaxed); /* a count */
 }
 
 /* ---- receiving -------------------------------------------------------------- */
@@ -839,6 +979,7 @@ struct afe_ipc_writer *afe_ipc_reply_begin(struct afe_ipc_reply *rep, struct afe
 	rep->more = more;
 	rep->status = 0;
 	rep->waiting = false;
+	rep->timing = false;
 	rep->bytes = rep->bytes_inline;
 	rep->len = 0;
 	return afe_ipc_scratch_begin();
@@ -864,6 +1005,9 @@ static int reply_finish(struct afe_ipc_reply *rep, const struct afe_context *cx,
 {
 	struct afe_ipc_consumer *c = rep->consumer;
 	afe_ipc_wait_end(&rep->waiting, &rep->room, &c->room_waiters, cx);
+	if (rep->timing)
+		afe_ipc_withdraw(&rep->room_deadline.base, cx);
+	rep->timing = false;
 	if (rep->bytes != rep->bytes_inline)
 		free(rep->bytes);
 	rep->bytes = rep->bytes_inline;
@@ -886,6 +1030,28 @@ static int send_reply(struct afe_ipc_consumer *c, const struct afe_ipc_reply *re
 		return -EPIPE; /* a second final reply: the call ended */
 	return afe_ipc_local_reply(rep->local, f->call_id, f->status, rep->more, rep->bytes,
 				   f->len);
+}
+
+/* The reply's wait for room: 0 while it may go on, -ETIMEDOUT once it
+ * lasted room_ns (from the first call), or the sleep's error. */
+static int room_deadline(struct afe_ipc_reply *rep, struct afe_context *cx)
+{
+	if (!rep->timing) {
+		afe_sleep_init(&rep->room_deadline, rep->consumer->room_ns);
+		rep->timing = true;
+	}
+	if (afe_future_poll(&rep->room_deadline.base, cx) == AFE_PENDING)
+		return 0;
+	return rep->room_deadline.base.result < 0 ? (int)rep->room_deadline.base.result
+						  : -ETIMEDOUT;
+}
+
+/* The reply found no room for room_ns: it fails, and its peer stalls. */
+static int reply_timed_out(struct afe_ipc_reply *rep, const struct afe_context *cx)
+{
+	stall_peer(rep->consumer, rep->peer, rep->peer_gen, -ETIMEDOUT);
+	atomic_fetch_add_explicit(&rep->consumer->timeouts, 1, memory_order_relaxed); /* a count */
+	return reply_finish(rep, cx, -ETIMEDOUT);
 }
 
 static int reply_poll(struct afe_future *f, struct afe_context *cx)
@@ -912,10 +1078,17 @@ static int reply_poll(struct afe_future *f, struct afe_context *cx)
 			atomic_fetch_add(&c->replies, 1);
 			return reply_finish(rep, cx, rep->status == -EMSGSIZE ? -EMSGSIZE : 0);
 		}
+		if (err == -ETIMEDOUT) /* its peer stalled: the reply is dropped */
+			atomic_fetch_add_explicit(&c->timeouts, 1, memory_order_relaxed); /* a count */
 		if (err != -EAGAIN)
 			return reply_finish(rep, cx, err);
 		if (atomic_load(&c->closed))
 			return reply_finish(rep, cx, -EPIPE);
+		err = room_deadline(rep, cx);
+		if (err == -ETIMEDOUT)
+			return reply_timed_out(rep, cx);
+		if (err < 0)
+			return reply_finish(rep, cx, err);
 		if (afe_ipc_wait(&rep->waiting, &rep->room, &c->room, &c->room_waiters,
 				 &c->hdr->bell, AFE_IPC_WANT_ROOM, cx) == AFE_PENDING)
 			return AFE_PENDING;

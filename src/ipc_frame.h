@@ -20,7 +20,13 @@ enum afe_ipc_kind {
 #define AFE_IPC_F_STREAM 1u
 /* Reply flag: more replies to the same call follow. */
 #define AFE_IPC_F_MORE 2u
-#define AFE_IPC_F_KNOWN (AFE_IPC_F_STREAM | AFE_IPC_F_MORE)
+/* Reply flag, a reply to no call (id 0, no payload): replies of this
+ * producer were dropped (no room for them; status -ETIMEDOUT), or its
+ * request ring was found spoilt (-EPROTO: it leaves too); every call it
+ * has pending ends with the reply's status. A producer that predates it
+ * drops it as malformed, and its calls end with their timeouts. */
+#define AFE_IPC_F_RESET 4u
+#define AFE_IPC_F_KNOWN (AFE_IPC_F_STREAM | AFE_IPC_F_MORE | AFE_IPC_F_RESET)
 
 struct afe_ipc_frame {
 	uint64_t call_id;
@@ -39,12 +45,16 @@ static inline int afe_ipc_frame_check(const struct afe_ipc_frame *f)
 	    (f->flags & ~AFE_IPC_F_KNOWN) != 0)
 		return -EPROTO;
 	if (f->kind == AFE_IPC_REQUEST)
-		return f->status == 0 && !(f->flags & AFE_IPC_F_MORE) ? 0 : -EPROTO;
-	if (f->kind == AFE_IPC_REPLY)
-		return f->status <= 0 && f->status > -4096 && !(f->flags & AFE_IPC_F_STREAM)
+		return f->status == 0 && !(f->flags & ~AFE_IPC_F_STREAM) ? 0 : -EPROTO;
+	if (f->kind != AFE_IPC_REPLY || f->status > 0 || f->status <= -4096 ||
+	    (f->flags & AFE_IPC_F_STREAM))
+		return -EPROTO;
+	if (f->flags & AFE_IPC_F_RESET)
+		return f->call_id == 0 && f->len == 0 && f->status < 0 &&
+				       !(f->flags & AFE_IPC_F_MORE)
 			       ? 0
 			       : -EPROTO;
-	return -EPROTO;
+	return 0;
 }
 
 #endif /* AFE_IPC_FRAME_H */

@@ -332,7 +332,9 @@ static int call_start(struct afe_ipc_call *call, const struct afe_context *cx, i
 	/* Looked at under the lock: a call added after the link went away
 	 * would be missed by the fail_all that ends the others. */
 	pthread_mutex_lock(&p->lock);
-	int err = atomic_load(&p->closed) || p->link->gone(p) ? -EPIPE : pending_add(p, call);
+	int err = atomic_load(&p->closed) ? -EPIPE
+		  : p->link->gone(p)	  ? afe_ipc_producer_gone_error(p)
+					  : pending_add(p, call);
 	if (err == 0) {
 		sweeper = afe_ipc_deadline_set(p, call, now);
 		afe_waker_register(&call->waker, cx);

@@ -44,6 +44,10 @@ struct afe_ipc_producer {
 	bool owns_rt; /* connect made rt for a caller outside any runtime */
 	_Atomic int refs;
 	_Atomic bool gone, closed;
+	/* Set before gone when a ring of the link was found spoilt (a
+	 * sequence number no claim explains): calls end with -EPROTO, not
+	 * -EPIPE. */
+	_Atomic bool spoilt;
 	pthread_mutex_t lock; /* the pending table, the calls in it, the local queue */
 	struct afe_ipc_call *pending[AFE_IPC_MAX_PENDING];
 	uint32_t free_slots[AFE_IPC_MAX_PENDING], n_free;
@@ -105,6 +109,14 @@ struct afe_waker afe_ipc_deadline_set(struct afe_ipc_producer *p, struct afe_ipc
 
 /* Ends every pending call with err (the consumer is gone, or we close). */
 void afe_ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err);
+
+/* What a call of p gone ends with: -EPROTO once its link was spoilt, else
+ * -EPIPE. Read after seeing gone. */
+static inline int32_t afe_ipc_producer_gone_error(struct afe_ipc_producer *p)
+{
+	/* Pairs with the release store of spoilt before gone is set. */
+	return atomic_load_explicit(&p->spoilt, memory_order_acquire) ? -EPROTO : -EPIPE;
+}
 
 /* Links p to the consumer serving name in this process (ipc_local.c): 0,
  * or -ECONNREFUSED (none does), -ENOMEM. */

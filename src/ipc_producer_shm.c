@@ -27,25 +27,12 @@ static void unref_producer(void *p)
 /* Keeps the producer's mapping alive while a bell ring is held back. */
 static const struct afe_signal_owner producer_owner = {ref_producer, unref_producer};
 
-/* Takes every reply waiting in the ring. */
-static void drain(struct afe_ipc_producer *p)
+/* Whether the entry is still the one we claimed (LIVE, our generation). */
+static bool entry_ours(struct afe_ipc_producer *p)
 {
-	struct afe_ipc_frame f;
-	unsigned char payload[AFE_IPC_MAX_PAYLOAD];
-	unsigned n = 0;
-	for (;;) {
-		int err = afe_ipc_ring_pop(&p->replies, &f, payload);
-		if (err == -EAGAIN)
-			break;
-		n++;
-		if (err == 0 && f.kind == AFE_IPC_REPLY)
-			afe_ipc_producer_deliver(p, f.call_id, f.status, f.flags & AFE_IPC_F_MORE,
-						 payload, f.len);
-		else
-			atomic_fetch_add(&p->malformed, 1);
-	}
-	if (n)
-		afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_ROOM, false, &producer_owner, p);
+	return atomic_load_explicit(&p->entry->state, memory_order_relaxed) ==
+		       AFE_IPC_ENTRY_LIVE &&
+	       atomic_load_explicit(&p->entry->generation, memory_order_relaxed) == p->gen;
 }
 
 /* Also when our entry is no longer ours: the consumer freed it, or the
@@ -54,11 +41,63 @@ static bool consumer_gone(struct afe_ipc_producer *p)
 {
 	if (atomic_load(&p->gone))
 		return true;
-	if (atomic_load_explicit(&p->entry->state, memory_order_relaxed) == AFE_IPC_ENTRY_LIVE &&
-	    atomic_load_explicit(&p->entry->generation, memory_order_relaxed) == p->gen)
+	if (entry_ours(p))
 		return false;
 	atomic_store(&p->gone, true); /* for good, whatever the entry says later */
 	return true;
+}
+
+/* A ring of ours holds a sequence number no claim explains (see
+ * ipc_ring.h): what went into it may never come out, so every call ends
+ * with -EPROTO, now and later, instead of waiting for its timeout. The pump
+ * ends the calls and gives the entry back; a new connection gets fresh
+ * rings. Rings our bell, for a pump asleep. Unless the entry is no longer
+ * ours: a wiped object (see ipc_guard.h) zeroes the rings too, and ends the
+ * calls with -EPIPE. */
+static void spoil(struct afe_ipc_producer *p)
+{
+	if (consumer_gone(p))
+		return;
+	/* Pairs with the acquire load of afe_ipc_producer_gone_error. */
+	atomic_store_explicit(&p->spoilt, true, memory_order_release);
+	/* Pairs with consumer_gone's load: no request goes in after it. */
+	atomic_store_explicit(&p->gone, true, memory_order_seq_cst);
+	afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY);
+}
+
+/* Takes every reply waiting in the ring, until it is found spoilt. Never
+ * once the entry is not ours: its rings may be another producer's (a pop
+ * writes the slot it frees). */
+static void drain(struct afe_ipc_producer *p)
+{
+	struct afe_ipc_frame f;
+	unsigned char payload[AFE_IPC_MAX_PAYLOAD];
+	unsigned n = 0;
+	while (entry_ours(p)) {
+		int err = afe_ipc_ring_pop(&p->replies, &f, payload);
+		if (err == -EAGAIN)
+			break;
+		n++;
+		if (err == -EPROTO) {
+			atomic_fetch_add_explicit(&p->malformed, 1, memory_order_relaxed); /* a count */
+			spoil(p);
+			break;
+		}
+		bool reset = err == 0 && f.kind == AFE_IPC_REPLY && (f.flags & AFE_IPC_F_RESET);
+		if (reset && f.status == -EPROTO) { /* our request ring is spoilt */
+			spoil(p);
+			break;
+		}
+		if (reset)
+			afe_ipc_producer_fail_all(p, f.status); /* replies were dropped */
+		else if (err == 0 && f.kind == AFE_IPC_REPLY)
+			afe_ipc_producer_deliver(p, f.call_id, f.status, f.flags & AFE_IPC_F_MORE,
+						 payload, f.len);
+		else
+			atomic_fetch_add(&p->malformed, 1);
+	}
+	if (n)
+		afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_ROOM, false, &producer_owner, p);
 }
 
 /* Gives our entry back: the consumer frees it for the next producer. Only
@@ -136,7 +175,7 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	}
 	AFE_CLEANUP;
 	atomic_store(&p->gone, true);
-	afe_ipc_producer_fail_all(p, -EPIPE);
+	afe_ipc_producer_fail_all(p, afe_ipc_producer_gone_error(p));
 	leave_entry(p);
 	atomic_fetch_sub(&p->rt->system_tasks, 1);
 	afe_ipc_producer_unref(p);
@@ -235,7 +274,14 @@ static int shm_send(struct afe_ipc_producer *p, const struct afe_ipc_call *call)
 	};
 	/* Never once gone: the entry may be given back (leave_entry) and its
 	 * rings be the next producer's. */
-	return consumer_gone(p) ? -EPIPE : afe_ipc_ring_push(&p->requests, &frame, call->args);
+	if (consumer_gone(p))
+		return afe_ipc_producer_gone_error(p);
+	int err = afe_ipc_ring_push(&p->requests, &frame, call->args);
+	if (err == -EPROTO) {
+		spoil(p);
+		err = afe_ipc_producer_gone_error(p);
+	}
+	return err;
 }
 
 static void shm_sent(struct afe_ipc_producer *p)

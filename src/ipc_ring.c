@@ -20,11 +20,26 @@ void afe_ipc_ring_attach(struct afe_ipc_ring *r, struct afe_ipc_slot *slots, uin
 }
 
 /*
+ * Whether a sequence number diff behind what a claim wants (diff < 0) is one
+ * the two processes can leave there: the ring is full or empty, or a
+ * thread of ours is half-way through the slot's previous lap. A writer at
+ * p finds p - n (a writer of ours fills it) or p - n + 1 (unread); a
+ * reader at p (ahead 1, diff counted from p + 1) finds p (not written yet)
+ * or p - n + 1 (a reader of ours copies it out). Any other value behind
+ * was written by neither side's rules: no claim would ever take the slot.
+ */
+static bool plausibly_behind(int64_t diff, uint64_t ahead, uint32_t n)
+{
+	return diff == -(int64_t)n || diff == (ahead ? -1 : 1 - (int64_t)n);
+}
+
+/*
  * Claims the slot at the cursor once its sequence number is pos + ahead
  * (ahead 0 for a writer: freed; 1 for a reader: published). -EAGAIN when it
- * is behind (full / empty). When it is ahead, another thread of ours
- * claimed it and moved the cursor on; if the cursor did not move, the other
- * process wrote a sequence number no claim could explain: -EPROTO, with
+ * is behind as a full (empty) ring leaves it. When it is ahead, another
+ * thread of ours claimed it and moved the cursor on; if the cursor did not
+ * move, or the slot is behind by a value no claim explains, the other
+ * process (or a third) wrote a sequence number of its own: -EPROTO, with
  * *pos set to the slot, claimed, so that a reader can drop it.
  */
 static int claim(struct afe_ipc_ring *r, uint64_t ahead, uint64_t *pos)
@@ -34,7 +49,7 @@ static int claim(struct afe_ipc_ring *r, uint64_t ahead, uint64_t *pos)
 		struct afe_ipc_slot *slot = &r->slots[p & r->mask];
 		uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
 		int64_t diff = (int64_t)(seq - (p + ahead));
-		if (diff < 0)
+		if (diff < 0 && plausibly_behind(diff, ahead, r->mask + 1))
 			return -EAGAIN;
 		if (diff == 0) {
 			if (atomic_compare_exchange_weak_explicit(&r->cursor, &p, p + 1,
@@ -87,7 +102,7 @@ int afe_ipc_ring_pop(struct afe_ipc_ring *r, struct afe_ipc_frame *f, void *payl
 	if (err == 0) {
 		/* Check a private copy: the writer may still scribble on the slot. */
 		*f = slot->frame;
-		err = afe_ipc_frame_check(f);
+		err = afe_ipc_frame_check(f) == 0 ? 0 : -EBADMSG;
 		if (err == 0)
 			memcpy(payload, slot->payload, f->len);
 	}
@@ -95,16 +110,21 @@ int afe_ipc_ring_pop(struct afe_ipc_ring *r, struct afe_ipc_frame *f, void *payl
 	return err;
 }
 
-bool afe_ipc_ring_has_room(struct afe_ipc_ring *r)
+/* Whether a claim at the cursor would not return -EAGAIN. */
+static bool claimable(struct afe_ipc_ring *r, uint64_t ahead)
 {
 	uint64_t p = atomic_load_explicit(&r->cursor, memory_order_relaxed);
 	uint64_t seq = atomic_load_explicit(&r->slots[p & r->mask].seq, memory_order_acquire);
-	return (int64_t)(seq - p) >= 0;
+	int64_t diff = (int64_t)(seq - (p + ahead));
+	return diff >= 0 || !plausibly_behind(diff, ahead, r->mask + 1);
+}
+
+bool afe_ipc_ring_has_room(struct afe_ipc_ring *r)
+{
+	return claimable(r, 0);
 }
 
 bool afe_ipc_ring_has_frame(struct afe_ipc_ring *r)
 {
-	uint64_t p = atomic_load_explicit(&r->cursor, memory_order_relaxed);
-	uint64_t seq = atomic_load_explicit(&r->slots[p & r->mask].seq, memory_order_acquire);
-	return (int64_t)(seq - (p + 1)) >= 0;
+	return claimable(r, 1);
 }

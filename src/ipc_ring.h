@@ -10,9 +10,16 @@
  *
  * The cursors (the next position to write, the next to read) live in each
  * process's private view, not in the shared memory: the other process can
- * corrupt slots, never our cursors. A corrupt sequence number makes a slot
- * look full or empty, or is reported as -EPROTO; it never makes us read or
- * write outside the ring.
+ * corrupt slots, never our cursors. Of the sequence numbers behind the
+ * cursor, only those of a full (empty) ring, or of a slot a thread of ours
+ * is half-way through, can be there; any other value, ahead or behind, is
+ * reported as -EPROTO rather than taken for a full or empty ring, which
+ * would stall the ring for good. After one, the ring is spoilt: the slot
+ * stays claimed and the other side may never see what went into it. It
+ * never makes us read or write outside the ring.
+ *
+ * A frame's content (its call id, its payload) is not checked: altered
+ * bytes that still form a well-formed frame are delivered as they are.
  */
 #ifndef AFE_IPC_RING_H
 #define AFE_IPC_RING_H
@@ -58,12 +65,14 @@ int afe_ipc_ring_push(struct afe_ipc_ring *r, const struct afe_ipc_frame *f,
 /*
  * Takes the next frame into *f and payload (room for AFE_IPC_MAX_PAYLOAD
  * bytes). Thread-safe among the threads of the reading process. 0;
- * -EAGAIN when empty; -EPROTO when the slot held a malformed frame or a
- * corrupt sequence number: it was dropped, the next call goes on past it.
+ * -EAGAIN when empty; -EBADMSG when the slot held a malformed frame, and
+ * -EPROTO when it held a corrupt sequence number (the ring is spoilt): the
+ * slot was dropped either way, and the next call goes on past it.
  */
 int afe_ipc_ring_pop(struct afe_ipc_ring *r, struct afe_ipc_frame *f, void *payload);
 
-/* Whether a push (writer's view) or a pop (reader's view) may succeed now. */
+/* Whether a push (writer's view) or a pop (reader's view) would not
+ * return -EAGAIN now. */
 bool afe_ipc_ring_has_room(struct afe_ipc_ring *r);
 bool afe_ipc_ring_has_frame(struct afe_ipc_ring *r);
 

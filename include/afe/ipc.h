@@ -54,7 +54,12 @@
  *
  * Everything read from the shared memory is checked: a malformed frame, an
  * unknown function id, a reply to no pending call are dropped and counted
- * (afe_ipc_stats), never trusted.
+ * (afe_ipc_stats), never trusted. Altered content is not detected: random
+ * bytes in a well-formed frame's call id or payload deliver a wrong answer,
+ * possibly to another call of the same producer. A slot sequence number
+ * that neither side could have written spoils that producer's rings: its
+ * pending and later calls end with -EPROTO at once (the producer is then
+ * gone: connect again for fresh rings); other producers go on.
  */
 #ifndef AFE_IPC_H
 #define AFE_IPC_H
@@ -75,6 +80,7 @@
 #define AFE_IPC_MAX_PENDING 4096u
 #define AFE_IPC_NAME_MAX 200u
 #define AFE_IPC_DEFAULT_TIMEOUT_MS 5000u
+#define AFE_IPC_DEFAULT_ROOM_MS 1000u
 
 struct afe_runtime;
 struct afe_ipc_producer;
@@ -87,7 +93,8 @@ struct afe_ipc_stats {
 	uint64_t late_replies; /* producer: replies to no pending call (timed out) */
 	uint64_t malformed;    /* frames dropped as malformed */
 	uint64_t unknown_fn;   /* consumer: requests for a function not served */
-	uint64_t timeouts;     /* producer: calls that timed out */
+	uint64_t timeouts;     /* producer: calls that timed out; consumer: replies
+				* dropped for want of room (see room_ms) */
 	uint64_t peers_gone;   /* consumer: producers that went away */
 	uint64_t repairs;      /* the shared object was found shrunk (producer: by a
 				* fault of its own) or wiped (consumer: its header)
@@ -157,7 +164,8 @@ AFE_EXPORT int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct af
  * a producer is not closed from a reply callback, which runs on it. */
 AFE_EXPORT void afe_ipc_producer_close(struct afe_ipc_producer *p);
 
-/* Whether the consumer went away (its calls then fail with -EPIPE). */
+/* Whether the consumer went away (its calls then fail with -EPIPE), or
+ * the producer's rings were found spoilt (-EPROTO). */
 AFE_EXPORT bool afe_ipc_producer_is_gone(const struct afe_ipc_producer *p);
 
 AFE_EXPORT void afe_ipc_producer_stats(const struct afe_ipc_producer *p,
@@ -180,9 +188,13 @@ typedef void afe_ipc_reply_fn(void *ctx, int status, struct afe_ipc_reader *r, b
  * A call: a future. Its result is 0 once the (last) reply arrived, or the
  * consumer's error (-ENOSYS for a function it does not serve, -EPROTO for
  * arguments it could not decode, any errno it replied), -ETIMEDOUT after
- * the function's timeout, -EPIPE when the consumer went away, -EMSGSIZE /
- * -EINVAL when the arguments could not be encoded, -EBUSY with
- * AFE_IPC_MAX_PENDING calls in flight, -ECANCELED. Fields are private.
+ * the function's timeout, or when the consumer dropped replies of this
+ * producer that found no room in its reply ring (see the consumer's
+ * room_ms: every call pending when the producer learns it ends so), -EPIPE
+ * when the consumer went away, -EPROTO when the producer's rings were found
+ * spoilt (see the top), -EMSGSIZE / -EINVAL when the arguments could not
+ * be encoded, -EBUSY with AFE_IPC_MAX_PENDING calls in flight, -ECANCELED.
+ * Fields are private.
  */
 struct afe_ipc_call {
 	struct afe_future base;
@@ -247,6 +259,16 @@ struct afe_ipc_consumer_config {
 	size_t n_functions;
 	/* Serve producers of this process only: no shared-memory object. */
 	bool in_process_only;
+	/* How long a reply waits for room in its caller's reply ring, in ms;
+	 * 0: AFE_IPC_DEFAULT_ROOM_MS (1 s). A producer that stops draining
+	 * its replies (stopped, stuck, hostile) would otherwise hold every
+	 * task replying to it, and the tasks taking requests are usually a
+	 * fixed few: it would starve the other producers. Past it the reply
+	 * fails with -ETIMEDOUT, and so does every later reply to that
+	 * producer, at once, until its ring has room again; the producer is
+	 * then told, and every call it has pending ends with -ETIMEDOUT (a
+	 * stream with a reply missing must not look whole). */
+	uint32_t room_ms;
 };
 
 AFE_EXPORT void afe_ipc_consumer_config_default(struct afe_ipc_consumer_config *config);
@@ -315,10 +337,13 @@ AFE_EXPORT void afe_ipc_request_args(const struct afe_ipc_request *req,
 /*
  * A reply: a future that sends one reply to req's caller; result 0 once
  * sent, -EPIPE when the caller went away (nothing to do then), -EMSGSIZE
- * when it could not be encoded, -ECANCELED. The request may be reused as
- * soon as the reply is set up. Every request taken must get its final
- * reply (one, or the last of several) set up and awaited: until then it
- * keeps the consumer's memory alive. Fields are private.
+ * when it could not be encoded, -ETIMEDOUT when the caller's reply ring had
+ * no room for the consumer's room_ms (or had none while the caller's
+ * replies are being dropped: see afe_ipc_consumer_config; end a stream
+ * then), -EPROTO when that ring was found spoilt, -ECANCELED. The request
+ * may be reused as soon as the reply is set up. Every request taken must
+ * get its final reply (one, or the last of several) set up and awaited:
+ * until then it keeps the consumer's memory alive. Fields are private.
  */
 struct afe_ipc_reply {
 	struct afe_future base;
@@ -329,8 +354,10 @@ struct afe_ipc_reply {
 	int32_t status;
 	uint16_t fn;
 	bool more, waiting;
+	bool timing; /* room_deadline runs */
 	unsigned char *bytes;
 	struct afe_notified room;
+	struct afe_sleep room_deadline;
 	unsigned char bytes_inline[48];
 };
 

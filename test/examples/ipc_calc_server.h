@@ -53,6 +53,9 @@ static inline int calc_server_poll(struct afe_future *f, struct afe_context *cx)
 			greeting(self->text, sizeof(self->text), self->args.greet.who,
 				 self->args.greet.times);
 			greet_reply(&self->rep, req, self->text);
+		} else if (req->fn == nap_ID && nap_decode(req, &self->args.nap) == 0 &&
+			   self->args.nap.ms > CALC_NAP_MAX_MS) {
+			afe_ipc_reply_error(&self->rep, req, -EINVAL); /* the caller is not trusted */
 		} else if (req->fn == nap_ID && nap_decode(req, &self->args.nap) == 0) {
 			afe_sleep_init(&self->nap, (uint64_t)self->args.nap.ms * 1000000u);
 			AFE_AWAIT(&self->nap.base);
@@ -61,6 +64,8 @@ static inline int calc_server_poll(struct afe_future *f, struct afe_context *cx)
 			for (self->i = 0; self->i < self->args.count.n; self->i++) {
 				count_reply_more(&self->rep, req, self->i);
 				AFE_AWAIT(&self->rep.base);
+				if (self->rep.base.result < 0)
+					break; /* the caller went, or its replies are dropped */
 			}
 			count_reply(&self->rep, req, self->args.count.n);
 		} else if (req->fn == weigh_ID && weigh_decode(req, &self->args.weigh) == 0) {

@@ -297,8 +297,12 @@ static void fuzz_reader(struct input *in, uint64_t base, uint8_t fill)
 		memset(payload, 0xee, AFE_IPC_MAX_PAYLOAD);
 		struct afe_ipc_frame f;
 		int err = afe_ipc_ring_pop(&r, &f, payload);
-		CHECK(err == 0 || err == -EAGAIN || err == -EPROTO);
+		CHECK(err == 0 || err == -EAGAIN || err == -EBADMSG || err == -EPROTO);
 		CHECK(has == (err != -EAGAIN));
+		/* A malformed frame in a slot published as it should be, or a
+		 * sequence number no claim explains: never both, never neither. */
+		CHECK((err == 0 || err == -EBADMSG) ==
+		      (atomic_load(&before[pos % RING_SLOTS].seq) == pos + 1));
 		if (err == -EAGAIN) {
 			CHECK(atomic_load(&r.cursor) == pos);
 			break;

@@ -97,6 +97,7 @@ static const struct raw_frame bad_requests[] = {
 	{.f = REQ(.fn = 300, .len = ADD_ARGS)}, /* a function id past 255 */
 	{.f = REQ(.fn = add_ID, .len = ADD_ARGS, .flags = 0x40)}, /* an unknown flag */
 	{.f = REQ(.fn = add_ID, .len = ADD_ARGS, .flags = AFE_IPC_F_MORE)}, /* a reply's flag */
+	{.f = REQ(.fn = add_ID, .len = ADD_ARGS, .flags = AFE_IPC_F_RESET)}, /* another */
 	{.f = REQ(.fn = add_ID, .len = ADD_ARGS, .reserved = 1)}, /* reserved, set */
 	{.f = REQ(.fn = add_ID, .len = ADD_ARGS, .status = -5)}, /* a status */
 	{.f = REQ(.fn = add_ID, .len = ADD_ARGS), .seq_ahead = 5}, /* a corrupt seq */
@@ -132,10 +133,20 @@ static bool refused_as_malformed(size_t k)
 	return bad_requests[k].f.kind == AFE_IPC_REQUEST && !bad_requests[k].seq_ahead;
 }
 
+/* The bad request whose sequence number spoils the ring: the consumer
+ * answers it with a reset (-EPROTO: every call of ours ends). */
+static size_t spoiling_request(void)
+{
+	size_t k = 0;
+	while (!bad_requests[k].seq_ahead)
+		k++;
+	return k;
+}
+
 /* The bits of check_reply's *seen once every reply came. */
 static unsigned all_replies(void)
 {
-	unsigned all = 7;
+	unsigned all = 7 | 8u << spoiling_request();
 	for (size_t k = 0; k < N_BAD_REQUESTS; k++)
 		if (refused_as_malformed(k))
 			all |= 8u << k;
@@ -143,8 +154,8 @@ static unsigned all_replies(void)
 }
 
 /* Checks one reply to the hostile producer's requests: the three
- * well-formed ones, and the malformed ones it could read (call ids 100,
- * 200, ...). Marks it seen in *seen (a bit per call). 0, or what was
+ * well-formed ones, the malformed ones it could read (call ids 100,
+ * 200, ...), and the reset its spoilt sequence number earns. Marks it seen in *seen (a bit per call). 0, or what was
  * wrong. */
 static int check_reply(const struct afe_ipc_frame *f, const void *payload, unsigned *seen)
 {
@@ -160,6 +171,8 @@ static int check_reply(const struct afe_ipc_frame *f, const void *payload, unsig
 	else if (f->call_id == CALL_GOOD && f->status == 0 && add_decode_ret(&r, &sum) == 0 &&
 		 sum == 6)
 		*seen |= 4;
+	else if (f->call_id == 0 && f->flags == AFE_IPC_F_RESET && f->status == -EPROTO)
+		*seen |= 8u << spoiling_request();
 	else if (f->call_id % 100 == 0 && f->call_id / 100 - 1 < N_BAD_REQUESTS &&
 		 refused_as_malformed(f->call_id / 100 - 1) && f->status == -EPROTO)
 		*seen |= 8u << (f->call_id / 100 - 1);
@@ -381,7 +394,10 @@ static const struct raw_frame bad_replies[] = {
 	{.f = REP(.fn = add_ID, .len = 8, .status = 5)}, /* a positive status */
 	{.f = REP(.fn = add_ID, .len = 8, .status = -5000)}, /* past the errno range */
 	{.f = REP(.fn = add_ID, .len = 8, .flags = AFE_IPC_F_MORE)}, /* more, to a 1-reply call */
-	{.f = REP(.fn = add_ID, .len = 8), .seq_ahead = 3}, /* a corrupt sequence number */
+	/* a reset naming a call, with bytes: it must not end every call */
+	{.f = REP(.fn = add_ID, .len = 8, .flags = AFE_IPC_F_RESET, .status = -ETIMEDOUT)},
+	/* (A corrupt sequence number spoils the ring instead: see
+	 * a_spoilt_ring_fails_its_producers_calls_with_eproto_at_once.) */
 };
 #define N_BAD_REPLIES (sizeof(bad_replies) / sizeof(bad_replies[0]))
 
@@ -504,6 +520,221 @@ Test(ipc_hostile, a_consumer_writing_malformed_replies_is_counted_and_calls_stil
 	char path[AFE_IPC_NAME_MAX + 2];
 	cr_assert_eq(afe_ipc_shm_path(path, sizeof(path), name), 0);
 	shm_unlink(path);
+}
+
+/* ---- a spoilt ring -------------------------------------------------------------- */
+
+/* The entry of a producer of this process that is LIVE and not entry
+ * other, or -1. */
+static int live_entry_of_ours(struct afe_ipc_header *h, int other)
+{
+	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++)
+		if ((int)i != other && atomic_load(&h->entries[i].state) == AFE_IPC_ENTRY_LIVE &&
+		    atomic_load(&h->entries[i].pid) == getpid())
+			return (int)i;
+	return -1;
+}
+
+/* Writes, into the slot of position pos of a ring, a sequence number no
+ * claim explains: behind pos by less than a lap, so that both sides took
+ * it for a full (empty) ring before, and waited for ever. */
+static void spoil_slot(struct afe_ipc_slot *slots, uint64_t pos)
+{
+	atomic_store(&slots[pos % AFE_IPC_RING_SLOTS].seq, pos - 40);
+}
+
+/* add(a, 1, 1) from p: 0 (the sum checked), or the call's error. */
+static int add_once(struct afe_runtime *rt, struct afe_ipc_producer *p, int64_t a)
+{
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	int64_t sum = 0;
+	int err = add(&call, a, 1, 1);
+	if (err == 0)
+		err = (int)run_call(rt, &call);
+	if (err == 0 && (add_result(&call, &sum) < 0 || sum != a + 2))
+		err = -EBADMSG;
+	afe_ipc_call_release(&call);
+	return err;
+}
+
+/* Waits up to 5 s for the consumer to have taken `calls` requests. */
+static void wait_taken(struct afe_ipc_consumer *c, uint64_t calls)
+{
+	struct afe_ipc_stats st;
+	for (uint64_t end = now_ms() + 5000;; usleep(1000)) {
+		afe_ipc_consumer_stats(c, &st);
+		if (st.calls >= calls || now_ms() > end)
+			break;
+	}
+	cr_assert_geq(st.calls, calls, "the consumer took %llu requests",
+		      (unsigned long long)st.calls);
+}
+
+enum { SPOIL_SERVERS = 4, SPOIL_NAPS = 2, SPOIL_NAP_MS = 1000, SPOIL_TIMEOUT_MS = 3000,
+       SPOIL_PROMPT_MS = 500 };
+
+Test(ipc_hostile, a_spoilt_ring_fails_its_producers_calls_with_eproto_at_once, .timeout = 60)
+{
+	const char *name = ipc_test_name("spoilt");
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_ipc_consumer *c;
+	cr_assert_eq(afe_ipc_consumer_serve(&c, rt, name, NULL), 0);
+	struct afe_join_handle servers[SPOIL_SERVERS];
+	for (int i = 0; i < SPOIL_SERVERS; i++) {
+		struct calc_server server = calc_server_make(c);
+		cr_assert_eq(afe_spawn(rt, &server, &servers[i]), 0);
+	}
+	struct afe_ipc_producer_config config = over_shared_memory();
+	config.timeout_ms = SPOIL_TIMEOUT_MS; /* what the calls waited for before */
+	struct afe_ipc_header *h; /* the object, as the hostile process sees it */
+	struct afe_ipc_producer *victim = connect_retrying(rt, name, &config);
+	cr_assert_eq(afe_ipc_shm_open(name, &h), 0);
+	int v = live_entry_of_ours(h, -1);
+	struct afe_ipc_producer *bystander = connect_retrying(rt, name, &config);
+	int b = live_entry_of_ours(h, v);
+	cr_assert(v >= 0 && b >= 0);
+	cr_assert_eq(add_once(rt, bystander, 1), 0);
+
+	/* The request ring: spoilt at the slot the victim writes next, while
+	 * two of its calls are out. Its next call finds it so. */
+	struct afe_join_handle naps[SPOIL_NAPS];
+	for (int i = 0; i < SPOIL_NAPS; i++)
+		spawn_call(rt, victim, nap_ID, SPOIL_NAP_MS, &naps[i]);
+	wait_taken(c, 1 + SPOIL_NAPS);
+	spoil_slot(afe_ipc_requests_of(h, (unsigned)v), SPOIL_NAPS);
+	uint64_t start = now_ms();
+	int later = add_once(rt, victim, 2);
+	int nap_results[SPOIL_NAPS];
+	for (int i = 0; i < SPOIL_NAPS; i++) {
+		struct afe_join join;
+		afe_join_init(&join, &naps[i]);
+		nap_results[i] = (int)test_block_on(rt, &join);
+	}
+	uint64_t ms = now_ms() - start;
+	fprintf(stderr, "request ring spoilt: the next call %d, the pending ones %d and %d, "
+		"in %llu ms\n", later, nap_results[0], nap_results[1], (unsigned long long)ms);
+	cr_assert_eq(later, -EPROTO);
+	for (int i = 0; i < SPOIL_NAPS; i++)
+		cr_assert_eq(nap_results[i], -EPROTO, "a pending call ended with %d",
+			     nap_results[i]);
+	cr_assert_lt(ms, SPOIL_PROMPT_MS, "the calls took %llu ms to end",
+		     (unsigned long long)ms);
+	start = now_ms();
+	cr_assert_eq(add_once(rt, victim, 3), -EPROTO, "later calls too");
+	cr_assert_lt(now_ms() - start, SPOIL_PROMPT_MS);
+	cr_assert(afe_ipc_producer_is_gone(victim));
+	cr_assert_eq(add_once(rt, bystander, 4), 0, "another producer is served as before");
+
+	/* Reconnected, it gets fresh rings. Now the reply ring: spoilt at the
+	 * slot the consumer writes next, while a call of the victim is out;
+	 * that call's reply finds it so. */
+	afe_ipc_producer_close(victim);
+	victim = connect_retrying(rt, name, &config);
+	cr_assert_eq(add_once(rt, victim, 5), 0, "a new connection serves again");
+	v = live_entry_of_ours(h, b);
+	cr_assert_geq(v, 0);
+	struct afe_ipc_stats st;
+	afe_ipc_consumer_stats(c, &st);
+	struct afe_join_handle nap_handle;
+	spawn_call(rt, victim, nap_ID, SPOIL_NAP_MS, &nap_handle);
+	wait_taken(c, st.calls + 1);
+	spoil_slot(afe_ipc_replies_of(h, (unsigned)v), 1); /* one reply (the add's) read */
+	start = now_ms();
+	struct afe_join join;
+	afe_join_init(&join, &nap_handle);
+	int pending = (int)test_block_on(rt, &join);
+	ms = now_ms() - start;
+	fprintf(stderr, "reply ring spoilt: the pending call %d in %llu ms (its nap %d ms)\n",
+		pending, (unsigned long long)ms, SPOIL_NAP_MS);
+	cr_assert_eq(pending, -EPROTO);
+	cr_assert_lt(ms, SPOIL_NAP_MS + SPOIL_PROMPT_MS, "it took %llu ms to end",
+		     (unsigned long long)ms);
+	start = now_ms();
+	cr_assert_eq(add_once(rt, victim, 6), -EPROTO, "later calls too");
+	cr_assert_lt(now_ms() - start, SPOIL_PROMPT_MS);
+	cr_assert_eq(add_once(rt, bystander, 7), 0, "another producer is served as before");
+
+	/* The request ring again, at a slot written and not read yet (every
+	 * serving task naps): the consumer finds it so, and tells the victim. */
+	afe_ipc_producer_close(victim);
+	victim = connect_retrying(rt, name, &config);
+	cr_assert_eq(add_once(rt, victim, 8), 0); /* position 0 */
+	v = live_entry_of_ours(h, b);
+	cr_assert_geq(v, 0);
+	afe_ipc_consumer_stats(c, &st);
+	struct afe_join_handle held[SPOIL_SERVERS], unread;
+	for (int i = 0; i < SPOIL_SERVERS; i++) /* positions 1 to 4 */
+		spawn_call(rt, victim, nap_ID, SPOIL_NAP_MS, &held[i]);
+	wait_taken(c, st.calls + SPOIL_SERVERS);
+	spawn_call(rt, victim, add_ID, 9, &unread); /* position 5, in the ring */
+	struct afe_ipc_slot *requests = afe_ipc_requests_of(h, (unsigned)v);
+	for (uint64_t end = now_ms() + 5000;
+	     atomic_load(&requests[SPOIL_SERVERS + 1].seq) != SPOIL_SERVERS + 2 && now_ms() < end;)
+		usleep(1000);
+	spoil_slot(requests, SPOIL_SERVERS + 1); /* published at 5, unread */
+	start = now_ms();
+	afe_join_init(&join, &unread);
+	pending = (int)test_block_on(rt, &join);
+	ms = now_ms() - start;
+	for (int i = 0; i < SPOIL_SERVERS; i++) {
+		afe_join_init(&join, &held[i]);
+		test_block_on(rt, &join); /* answered, or -EPROTO: both fine */
+	}
+	fprintf(stderr, "unread request spoilt: its call %d in %llu ms (the naps %d ms)\n",
+		pending, (unsigned long long)ms, SPOIL_NAP_MS);
+	cr_assert_eq(pending, -EPROTO);
+	cr_assert_lt(ms, SPOIL_NAP_MS + SPOIL_PROMPT_MS, "it took %llu ms to end",
+		     (unsigned long long)ms);
+	cr_assert_eq(add_once(rt, victim, 10), -EPROTO, "later calls too");
+	cr_assert_eq(add_once(rt, bystander, 11), 0, "another producer is served as before");
+
+	afe_ipc_producer_close(victim);
+	afe_ipc_producer_close(bystander);
+	afe_ipc_shm_unmap(h);
+	afe_ipc_consumer_close(c);
+	for (int i = 0; i < SPOIL_SERVERS; i++) {
+		afe_join_init(&join, &servers[i]);
+		cr_assert_eq(test_block_on(rt, &join), 0);
+	}
+	afe_ipc_consumer_destroy(c);
+	test_runtime_destroy(rt);
+}
+
+/* ---- a caller the example server does not trust ------------------------------ */
+
+Test(ipc_hostile, the_calc_servers_nap_is_bounded, .timeout = 30)
+{
+	const char *name = ipc_test_name("nap-bound");
+	struct afe_runtime *rt = test_runtime(2);
+	struct calc_serving s = serve_calc(rt, name);
+	struct afe_ipc_producer_config config;
+	afe_ipc_producer_config_default(&config);
+	config.timeout_ms = 2000; /* what a nap too long waited for before */
+	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	const uint32_t too_long[] = {UINT32_MAX, CALC_NAP_MAX_MS + 1};
+	for (int i = 0; i < 2; i++) {
+		uint64_t start = now_ms();
+		cr_assert_eq(nap(&call, too_long[i]), 0);
+		int err = (int)run_call(rt, &call);
+		uint64_t ms = now_ms() - start;
+		fprintf(stderr, "nap(%u): %d in %llu ms\n", too_long[i], err,
+			(unsigned long long)ms);
+		cr_assert_eq(err, -EINVAL);
+		cr_assert_lt(ms, 1000);
+	}
+	uint32_t slept = 0;
+	cr_assert_eq(nap(&call, 1), 0);
+	cr_assert_eq(run_call(rt, &call), 0, "the server serves on");
+	cr_assert_eq(nap_result(&call, &slept), 0);
+	cr_assert_eq(slept, 1);
+	afe_ipc_producer_close(p);
+	uint64_t start = now_ms();
+	stop_serving(rt, &s); /* no nap holds its task */
+	cr_assert_lt(now_ms() - start, 1000);
+	test_runtime_destroy(rt);
 }
 
 /* ---- headers --------------------------------------------------------------- */

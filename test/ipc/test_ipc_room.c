@@ -22,9 +22,15 @@
  * `waiting_room` (calls) and `waiting` (replies) fields after each poll:
  * the tests check that they exercised what they claim to.
  *
+ * A reply waits for room at most the consumer's room_ms (1 s by default);
+ * the tests of waiting give it a minute (PATIENT_ROOM_MS), so that a slow
+ * machine does not turn a long wait into a failure; the test of a stopped
+ * producer keeps the default.
+ *
  * Counts are divided by IPC_ROOM_DIVISOR in sanitizer builds (the CMake
  * sets it), or by the environment's AFE_IPC_ROOM_DIVISOR when set.
  */
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +47,8 @@ static uint32_t scaled(uint32_t n)
 	uint32_t m = div > 1 ? n / (uint32_t)div : n;
 	return m ? m : 1;
 }
+
+enum { PATIENT_ROOM_MS = 60000 };
 
 static uint64_t ms_since(uint64_t start_ns)
 {
@@ -282,13 +290,19 @@ struct serving {
 };
 
 /* Serves name with one burst server (batch > 0) or `servers` stream
- * servers, counting in t. 0 or an error (nothing to undo but rt). */
+ * servers, counting in t, its replies waiting for room up to room_ms (0:
+ * the default). 0 or an error (nothing to undo but rt). */
 static int serving_start(struct serving *s, struct afe_runtime *rt, const char *name,
-			 uint32_t servers, uint32_t batch, uint64_t total, struct tally *t)
+			 uint32_t servers, uint32_t batch, uint64_t total, struct tally *t,
+			 uint32_t room_ms)
 {
 	memset(s, 0, sizeof(*s));
 	s->rt = rt;
-	int err = afe_ipc_consumer_serve(&s->c, rt, name, NULL);
+	struct afe_ipc_consumer_config config;
+	afe_ipc_consumer_config_default(&config);
+	if (room_ms)
+		config.room_ms = room_ms;
+	int err = afe_ipc_consumer_serve(&s->c, rt, name, &config);
 	if (err < 0)
 		return err;
 	s->n = batch ? 1 : servers;
@@ -374,7 +388,7 @@ static struct child_consumer child_consumer_start(const char *name, uint32_t ser
 			_exit(20);
 		static struct tally t;
 		struct serving s;
-		int err = serving_start(&s, rt, name, servers, batch, total, &t);
+		int err = serving_start(&s, rt, name, servers, batch, total, &t, PATIENT_ROOM_MS);
 		if (err < 0)
 			_exit(21);
 		char byte;
@@ -706,7 +720,7 @@ Test(ipc_room, killing_the_consumer_ends_calls_waiting_for_room_with_epipe_at_on
 		 * adds fill the ring, the rest of them wait for room. */
 		for (uint32_t i = 0; i < NAPS + WAITING_ADDS; i++) {
 			struct counted_one_call c = {.p = p, .t = &t, .nap = i < NAPS,
-					     .arg = i < NAPS ? 50000 : i};
+					     .arg = i < NAPS ? CALC_NAP_MAX_MS : i};
 			afe_future_init(&c.base, counted_one_call_poll);
 			cr_assert_eq(afe_spawn(rt, &c, &handles[i]), 0);
 			if (i == NAPS - 1)
@@ -729,9 +743,9 @@ Test(ipc_room, killing_the_consumer_ends_calls_waiting_for_room_with_epipe_at_on
 	test_runtime_destroy(rt);
 }
 
-/* A producer process for the next test: waits for its cue, connects,
- * makes STUCK_SERVERS calls of count(STUCK_LEN), and waits to be frozen
- * and killed. */
+/* A producer process for the next tests: waits for its cue, connects,
+ * makes `calls` calls of count(STUCK_LEN) (writing how each ended, an int,
+ * to report unless it is -1), and waits to be frozen and killed. */
 /* Streams far longer than the test: one that ended before the freeze
  * would leave its server free to take a second call, and another server
  * none (100000 replies once took ~20 ms, less than taking the 24 calls on
@@ -746,10 +760,11 @@ static void ignore_reply(void *ctx, int status, struct afe_ipc_reader *r, bool m
 struct stuck_call {
 	struct afe_future base;
 	struct afe_ipc_producer *p;
+	int report;
 	struct afe_ipc_call call;
 };
 
-/* Sends count(STUCK_LEN) and waits for its end. */
+/* Sends count(STUCK_LEN), waits for its end and reports it. */
 static int stuck_call_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct stuck_call *self = afe_container_of(f, struct stuck_call, base);
@@ -758,6 +773,9 @@ static int stuck_call_poll(struct afe_future *f, struct afe_context *cx)
 	afe_ipc_call_on_reply(&self->call, ignore_reply, NULL);
 	count(&self->call, STUCK_LEN);
 	AFE_AWAIT(&self->call.base);
+	int result = (int)self->call.base.result;
+	if (self->report >= 0 && write(self->report, &result, sizeof(result)) != sizeof(result))
+		_exit(33);
 	AFE_RETURN(self->call.base.result);
 	AFE_ASYNC_END;
 }
@@ -786,7 +804,7 @@ static void report_streams(struct tally *t, uint32_t servers, uint32_t ended, bo
 	}
 }
 
-static _Noreturn void stuck_producer(const char *name, int cue)
+static _Noreturn void stuck_producer(const char *name, int cue, int calls, int report)
 {
 	char byte;
 	if (read(cue, &byte, 1) != 1)
@@ -797,15 +815,18 @@ static _Noreturn void stuck_producer(const char *name, int cue)
 	struct afe_runtime *rt;
 	if (afe_runtime_create(&rt, &config) < 0)
 		_exit(30);
+	struct afe_ipc_producer_config pc;
+	afe_ipc_producer_config_default(&pc);
+	pc.timeout_ms = 60000; /* a call that ends, ends for another reason */
 	struct afe_ipc_producer *p = NULL;
 	int err = -ECONNREFUSED;
 	for (int i = 0; i < 1000 && err == -ECONNREFUSED; i++)
-		if ((err = afe_ipc_producer_connect(&p, rt, name, NULL)) == -ECONNREFUSED)
+		if ((err = afe_ipc_producer_connect(&p, rt, name, &pc)) == -ECONNREFUSED)
 			usleep(10000);
 	if (err < 0)
 		_exit(31);
-	for (int i = 0; i < STUCK_SERVERS; i++) {
-		struct stuck_call c = {.p = p};
+	for (int i = 0; i < calls; i++) {
+		struct stuck_call c = {.p = p, .report = report};
 		afe_future_init(&c.base, stuck_call_poll);
 		if (afe_spawn(rt, &c, NULL) < 0)
 			_exit(32);
@@ -826,7 +847,7 @@ Test(ipc_room, killing_the_producer_ends_replies_waiting_for_room_with_epipe_at_
 		kids[k] = fork_tied();
 		if (kids[k] == 0) {
 			close(cue[1]);
-			stuck_producer(name, cue[0]);
+			stuck_producer(name, cue[0], STUCK_SERVERS, -1);
 		}
 		close(cue[0]);
 		cues[k] = cue[1];
@@ -836,7 +857,8 @@ Test(ipc_room, killing_the_producer_ends_replies_waiting_for_room_with_epipe_at_
 	static struct stream_note notes[STUCK_SERVERS];
 	t.notes = notes;
 	struct serving s;
-	cr_assert_eq(serving_start(&s, rt, name, STUCK_SERVERS, 0, 0, &t), 0);
+	/* Patient: the replies wait for room until the producer dies. */
+	cr_assert_eq(serving_start(&s, rt, name, STUCK_SERVERS, 0, 0, &t, PATIENT_ROOM_MS), 0);
 	for (int k = 0; k < KILL_ROUNDS; k++) {
 		cr_assert_eq(write(cues[k], "g", 1), 1);
 		/* Once the consumer took every call, the producer freezes: it
@@ -889,6 +911,143 @@ Test(ipc_room, killing_the_producer_ends_replies_waiting_for_room_with_epipe_at_
 		close(cues[k]);
 	}
 	cr_assert_eq(atomic_load(&t.asleep), 0);
+	cr_assert_eq(serving_end(&s), 0);
+	test_runtime_destroy(rt);
+}
+
+/* ---- a stopped producer holds no task for long --------------------------------- */
+
+/* What the witness of the next test saw. */
+struct witness_log {
+	atomic_uint answers, failures;
+	_Atomic uint64_t first_answer_ns;
+	atomic_bool stop;
+};
+
+/* Calls add(i, 1, 1) until told to stop, logging each end. */
+struct witness {
+	struct afe_future base;
+	struct afe_ipc_producer *p;
+	struct witness_log *log;
+	int64_t i, sum;
+	struct afe_ipc_call call;
+};
+
+static int witness_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct witness *self = afe_container_of(f, struct witness, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_ipc_call_init(&self->call, self->p);
+	for (self->i = 0; !atomic_load(&self->log->stop); self->i++) {
+		add(&self->call, self->i, 1, 1);
+		AFE_AWAIT(&self->call.base);
+		if (self->call.base.result == 0 && add_result(&self->call, &self->sum) == 0 &&
+		    self->sum == self->i + 2) {
+			uint64_t none = 0;
+			atomic_compare_exchange_strong(&self->log->first_answer_ns, &none,
+						       afe_now_ns());
+			atomic_fetch_add(&self->log->answers, 1);
+		} else {
+			atomic_fetch_add(&self->log->failures, 1);
+		}
+	}
+	afe_ipc_call_release(&self->call);
+	AFE_RETURN(0);
+	AFE_ASYNC_END;
+}
+
+/* Reads n ints from fd, waiting up to ms in all: how many came. */
+static int read_reports(int fd, int *out, int n, int ms)
+{
+	uint64_t start = afe_now_ns();
+	int got = 0;
+	while (got < n && ms_since(start) < (uint64_t)ms) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		if (poll(&pfd, 1, 10) == 1 && read(fd, &out[got], sizeof(int)) == sizeof(int))
+			got++;
+	}
+	return got;
+}
+
+enum { STOPPED_SERVERS = 4, STOPPED_CALLS = 4, STOP_MS = 3000, WITNESS_TIMEOUT_MS = 2000 };
+
+Test(ipc_room, a_stopped_producer_streaming_does_not_starve_the_other_producers, .timeout = 120)
+{
+	const char *name = ipc_test_name("room-stopped");
+	int cue[2], report[2];
+	cr_assert_eq(pipe(cue), 0);
+	cr_assert_eq(pipe(report), 0);
+	pid_t kid = fork_tied(); /* before any thread of ours */
+	if (kid == 0) {
+		close(cue[1]);
+		close(report[0]);
+		stuck_producer(name, cue[0], STOPPED_CALLS, report[1]);
+	}
+	close(cue[0]);
+	close(report[1]);
+	struct afe_runtime *rt = test_runtime(2);
+	static struct tally t;
+	struct serving s; /* as many serving tasks as the stopped producer has calls */
+	cr_assert_eq(serving_start(&s, rt, name, STOPPED_SERVERS, 0, 0, &t, 0), 0);
+	struct afe_ipc_producer_config config = over_shared_memory();
+	config.timeout_ms = WITNESS_TIMEOUT_MS;
+	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
+	cr_assert_eq(write(cue[1], "g", 1), 1);
+	struct afe_ipc_stats st;
+	uint64_t wait_start = afe_now_ns();
+	do {
+		usleep(1000);
+		afe_ipc_consumer_stats(s.c, &st);
+	} while (st.calls < STOPPED_CALLS && ms_since(wait_start) < 10000);
+	cr_assert_eq(st.calls, STOPPED_CALLS, "the consumer took %llu calls",
+		     (unsigned long long)st.calls);
+
+	/* Every serving task streams into the stopped producer's ring. */
+	kill(kid, SIGSTOP);
+	uint64_t stop_start = afe_now_ns();
+	static struct witness_log log;
+	struct witness w = {.p = p, .log = &log};
+	afe_future_init(&w.base, witness_poll);
+	struct afe_join_handle witness;
+	cr_assert_eq(afe_spawn(rt, &w, &witness), 0);
+	usleep(STOP_MS * 1000);
+	uint32_t answers = atomic_load(&log.answers), failures = atomic_load(&log.failures);
+	uint64_t first = atomic_load(&log.first_answer_ns);
+	uint64_t first_ms = first ? (first - stop_start) / 1000000u : UINT64_MAX;
+	afe_ipc_consumer_stats(s.c, &st);
+	fprintf(stderr, "while a producer was stopped %d ms: %u answers to another (the first "
+		"after %lld ms), %u of its calls failed; %llu replies dropped\n", STOP_MS,
+		answers, first ? (long long)first_ms : -1LL, failures,
+		(unsigned long long)st.timeouts);
+	cr_assert_gt(answers, 0, "another producer got no answer while one was stopped");
+	cr_assert_lt(first_ms, AFE_IPC_DEFAULT_ROOM_MS + 1500, "its first answer came after %llu ms",
+		     (unsigned long long)first_ms);
+	cr_assert_geq(st.timeouts, STOPPED_CALLS, "replies dropped: %llu",
+		      (unsigned long long)st.timeouts);
+
+	/* Resumed, it learns that its replies were dropped: its calls end. */
+	uint64_t cont_start = afe_now_ns();
+	kill(kid, SIGCONT);
+	int ends[STOPPED_CALLS];
+	int got = read_reports(report[0], ends, STOPPED_CALLS, 5000);
+	uint64_t ms = ms_since(cont_start);
+	fprintf(stderr, "resumed: %d of its %d calls ended in %llu ms, the first with %d\n", got,
+		STOPPED_CALLS, (unsigned long long)ms, got ? ends[0] : 0);
+	cr_assert_eq(got, STOPPED_CALLS, "%d of its calls ended", got);
+	for (int i = 0; i < got; i++)
+		cr_assert_eq(ends[i], -ETIMEDOUT, "a call of the stopped producer ended with %d",
+			     ends[i]);
+	cr_assert_lt(ms, 2000);
+
+	atomic_store(&log.stop, true);
+	struct afe_join join;
+	afe_join_init(&join, &witness);
+	cr_assert_eq(test_block_on(rt, &join), 0);
+	kill(kid, SIGKILL);
+	cr_assert_eq(waitpid(kid, NULL, 0), kid);
+	close(cue[1]);
+	close(report[0]);
+	afe_ipc_producer_close(p);
 	cr_assert_eq(serving_end(&s), 0);
 	test_runtime_destroy(rt);
 }
