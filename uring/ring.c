@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../pool/worker.h"
@@ -59,6 +60,8 @@ struct afe_ring {
 	struct afe_io_request *backlog, **backlog_tail; /* waiting for SQ room */
 	uint64_t cqes_due;				 /* all operations' */
 	bool doorbell_armed, cancel_all_sent;
+	int enter_error;	 /* of the last io_uring_enter, if it failed */
+	unsigned enter_failures; /* in a row */
 };
 
 /* ---- requests ---------------------------------------------------------- */
@@ -272,9 +275,44 @@ static bool arm_doorbell(struct afe_ring *r)
 	return true;
 }
 
+/* "afe: CALL failed: EPERM (Operation not permitted)", and the hint. */
+static void report_error(const char *call, int err, const char *hint)
+{
+	const char *name = strerrorname_np(-err);
+	fprintf(stderr, "afe: %s failed: %s (%s)%s%s\n", call, name ? name : "unknown errno",
+		strerror(-err), hint ? "; " : "", hint ? hint : "");
+}
+
+/* The longest pause between retries of a refused io_uring_enter. */
+#define ENTER_RETRY_MAX_NS 100000000L
+
+/*
+ * io_uring_enter failed with something other than a signal or a full
+ * queue: -ENOMEM, -EBADR (the kernel dropped CQEs it had no memory to
+ * keep; the operations they belonged to never finish), a seccomp filter
+ * installed after start-up... Said on stderr once per errno in a row; the
+ * loop retries after a pause doubling from 1 ms to 100 ms, so a lasting
+ * refusal costs no CPU and a passing one heals. SQEs not yet taken stay
+ * in the queue for the retry.
+ */
+static void enter_failed(struct afe_ring *r, int err)
+{
+	if (err != r->enter_error)
+		report_error("io_uring_enter", err,
+			     err == -EBADR ? "the kernel dropped completions; operations "
+					     "waiting for them will not finish"
+					   : "retrying");
+	r->enter_error = err;
+	long ns = 1000000L << (r->enter_failures < 7 ? r->enter_failures : 7);
+	struct timespec pause = {.tv_sec = 0, .tv_nsec = ns < ENTER_RETRY_MAX_NS ? ns : ENTER_RETRY_MAX_NS};
+	nanosleep(&pause, NULL);
+	r->enter_failures++;
+}
+
 /* Submits and, when wait is true, sleeps until a CQE arrives. Transient
  * errors are retried by the loop; -EBUSY (completions pending in the
- * overflow list) is resolved by the reap that follows. */
+ * overflow list) is resolved by the reap that follows; any other error
+ * is retried after a pause (enter_failed). */
 static void enter(struct afe_ring *r, bool wait)
 {
 	struct __kernel_timespec ts;
@@ -288,9 +326,11 @@ static void enter(struct afe_ring *r, bool wait)
 	else
 		err = io_uring_submit_and_wait(&r->uring, 1);
 	if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY && err != -ETIME) {
-		fprintf(stderr, "afe: io_uring_enter failed: %s\n", strerror(-err));
-		abort();
+		enter_failed(r, err);
+		return;
 	}
+	r->enter_error = 0;
+	r->enter_failures = 0;
 }
 
 static void cancel_everything(struct afe_ring *r)
@@ -375,12 +415,20 @@ static const struct {
 /* Checks the kernel supports every opcode AFE uses. */
 static int probe(struct afe_ring *r)
 {
-	struct io_uring_probe *p = io_uring_get_probe_ring(&r->uring);
+	/* Room for every opcode a probe can report (its op count is a u8). */
+	size_t size = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
+	struct io_uring_probe *p = calloc(1, size);
 	if (!p) {
-		fprintf(stderr, "afe: cannot probe io_uring opcodes (kernel older than 5.6)\n");
-		return -ENOSYS;
+		report_error("allocating the io_uring probe", -ENOMEM, NULL);
+		return -ENOMEM;
 	}
-	int err = 0;
+	int err = io_uring_register_probe(&r->uring, p, 256);
+	if (err < 0) {
+		report_error("io_uring_register(IORING_REGISTER_PROBE)", err,
+			     err == -EINVAL ? "a kernel older than 5.6 has no probe" : NULL);
+		free(p);
+		return err;
+	}
 	for (size_t i = 0; i < sizeof(required_ops) / sizeof(required_ops[0]); i++) {
 		if (!io_uring_opcode_supported(p, required_ops[i].opcode)) {
 			fprintf(stderr, "afe: this kernel's io_uring lacks %s\n",
@@ -388,8 +436,46 @@ static int probe(struct afe_ring *r)
 			err = -ENOSYS;
 		}
 	}
-	io_uring_free_probe(p);
+	free(p);
 	return err;
+}
+
+/* Submits a NOP and waits for it, so that a kernel or filter refusing
+ * io_uring_enter fails start-up rather than the ring thread later. */
+static int check_enter(struct afe_ring *r)
+{
+	struct io_uring_sqe *sqe = next_sqe(r); /* the queue is empty */
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data(sqe, NULL);
+	int err;
+	do
+		err = io_uring_submit_and_wait(&r->uring, 1);
+	while (err == -EINTR);
+	if (err < 0) {
+		report_error("io_uring_enter", err, NULL);
+		return err;
+	}
+	struct io_uring_cqe *cqe;
+	if (io_uring_peek_cqe(&r->uring, &cqe) == 0)
+		io_uring_cqe_seen(&r->uring, cqe);
+	return 0;
+}
+
+/* Why io_uring_setup may have failed, beyond its errno. */
+static const char *setup_hint(int err)
+{
+	switch (err) {
+	case -EPERM:
+		return "io_uring disabled (sysctl kernel.io_uring_disabled) or refused by a "
+		       "seccomp filter";
+	case -ENOSYS:
+		return "io_uring is not in this kernel, or a filter hides it";
+	case -EINVAL:
+		return "a setup flag this kernel lacks (SINGLE_ISSUER: 6.0, DEFER_TASKRUN: "
+		       "6.1), or a filter";
+	default:
+		return NULL;
+	}
 }
 
 static int setup(struct afe_ring *r)
@@ -404,14 +490,12 @@ static int setup(struct afe_ring *r)
 							      : MIN_CQ_ENTRIES;
 	int err = io_uring_queue_init_params(r->entries, &r->uring, &params);
 	if (err < 0) {
-		const char *why = err == -EPERM	   ? "not permitted (kernel.io_uring_disabled, or seccomp)"
-				  : err == -ENOSYS ? "not in this kernel"
-				  : err == -EINVAL ? "the kernel is older than 6.1"
-						   : strerror(-err);
-		fprintf(stderr, "afe: cannot set up io_uring: %s\n", why);
+		report_error("io_uring_setup", err, setup_hint(err));
 		return err;
 	}
 	err = probe(r);
+	if (err == 0)
+		err = check_enter(r);
 	if (err < 0)
 		io_uring_queue_exit(&r->uring);
 	return err;

@@ -61,9 +61,11 @@ struct afe_ring;
 struct afe_io;
 
 /* Starts the ring thread with a ring of `entries` SQEs and cq_entries CQEs
- * (0: MIN_CQ_ENTRIES or twice entries, whichever is more). Returns 0, or a
- * negative errno with a message on stderr saying why io_uring cannot be
- * used (not compiled in, disabled by sysctl or seccomp, kernel too old). */
+ * (0: MIN_CQ_ENTRIES or twice entries, whichever is more), and checks the
+ * ring works by submitting a NOP. Returns 0, or the negative errno of the
+ * call that failed (io_uring_setup, io_uring_register, io_uring_enter;
+ * -ENOSYS for a missing opcode, -ENOMEM), with a message on stderr naming
+ * the call and the errno. */
 int afe_ring_start(struct afe_ring **out, unsigned entries, unsigned cq_entries);
 
 /* Cancels every operation in flight, waits for their completions (their

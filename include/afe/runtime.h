@@ -54,8 +54,10 @@ AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
  * asynchronous signal (see afe/signal.h); the caller's mask is unchanged. Returns 0 and stores the
  * runtime in *out, or -EINVAL (workers above 1024, ring_entries of 1 or
  * above 32768, cq_entries below ring_entries or above 65536, null out), -ENOMEM, the -errno of a failed thread creation, or
- * the error of an io_uring this kernel cannot provide (-ENOSYS, -EPERM,
- * with the reason on stderr).
+ * the -errno of the io_uring call that failed (io_uring_setup,
+ * io_uring_register, or the io_uring_enter of a start-up NOP: -EPERM when
+ * a sysctl or seccomp filter refuses it; -ENOSYS without io_uring or a
+ * needed opcode), with the call and the errno named on stderr.
  */
 AFE_EXPORT int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config *config);
 

@@ -37,6 +37,17 @@ void crl_check(bool ok, const char *file, int line, const char *expr, const char
 	exit(1);
 }
 
+void crl_skip(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("[SKIP] ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(0);
+}
+
 /* 0 passed, 1 failed, 2 crashed or timed out. */
 static int run_one(const struct crl_test *test)
 {

@@ -49,4 +49,8 @@ void crl_check(bool ok, const char *file, int line, const char *expr, const char
 #define cr_assert_gt(a, b, ...) crl_compare(a, >, b, __VA_ARGS__)
 #define cr_assert_geq(a, b, ...) crl_compare(a, >=, b, __VA_ARGS__)
 
+/* Ends the test as passed, saying why it did not run. */
+void crl_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+#define cr_skip_test(...) crl_skip("" __VA_ARGS__)
+
 #endif /* AFE_TSAN_RUNNER_CRITERION_H */
