@@ -14,13 +14,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../pool/worker.h"
 #include "afe/io.h"
+#include "afe/runtime.h"
 #include "compat.h"
+#include "features.h"
 #include "io_internal.h"
 #include "sleeps.h"
 
@@ -45,11 +48,13 @@ _Static_assert(_Alignof(struct afe_io) >= 8, "three tag bits in an operation's a
 
 struct afe_ring {
 	_Atomic(struct afe_io_request *) requests; /* pushed by any thread */
-	_Atomic uint32_t doorbell;		   /* futex word */
+	_Atomic uint32_t doorbell;		   /* futex word (AFE_URING_FUTEX) */
+	int bell_fd;				   /* else an eventfd, or -1 */
 	_Atomic bool sleeping;			   /* the ring thread may be asleep */
 	_Atomic bool stopping;
 	pthread_t thread;
 	unsigned entries, cq_entries;
+	unsigned features; /* AFE_URING_*, set before the ring thread runs */
 	sem_t started;
 	int start_error;
 
@@ -60,6 +65,7 @@ struct afe_ring {
 	struct afe_io_request *backlog, **backlog_tail; /* waiting for SQ room */
 	uint64_t cqes_due;				 /* all operations' */
 	bool doorbell_armed, cancel_all_sent;
+	uint64_t bell_count; /* where the doorbell's eventfd read lands */
 	int enter_error;	 /* of the last io_uring_enter, if it failed */
 	unsigned enter_failures; /* in a row */
 };
@@ -72,6 +78,10 @@ static void ring_doorbell(struct afe_ring *r)
 	 * or we see it asleep (see the store before its final check). */
 	if (!atomic_load(&r->sleeping) || !atomic_exchange(&r->sleeping, false))
 		return;
+	if (r->bell_fd >= 0) {
+		eventfd_write(r->bell_fd, 1); /* cannot fail below 2^64 - 1 */
+		return;
+	}
 	atomic_fetch_add(&r->doorbell, 1);
 	syscall(SYS_futex, &r->doorbell, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
@@ -180,6 +190,26 @@ static struct io_uring_sqe *next_sqe(struct afe_ring *r)
 	return sqe;
 }
 
+/* An operation the kernel's io_uring (or the mask) lacks: the futex ones
+ * without AFE_URING_FUTEX. */
+static bool unsupported(const struct afe_ring *r, const unsigned char *sqe)
+{
+	unsigned opcode = ((const struct io_uring_sqe *)(const void *)sqe)->opcode;
+	return !(r->features & AFE_URING_FUTEX) &&
+	       (opcode == AFE_IORING_OP_FUTEX_WAIT || opcode == AFE_IORING_OP_FUTEX_WAKE ||
+		opcode == AFE_IORING_OP_FUTEX_WAITV);
+}
+
+/* Finishes io at once with err, and the operation linked to it. */
+static void finish_now(struct afe_io *io, int err)
+{
+	if (io->linked)
+		io->linked->res = err;
+	io->res = err;
+	io->completed = true;
+	afe__io_finish(io);
+}
+
 /* Turns one request into SQEs, or finishes it at once. Returns false when
  * the submission queue has no room for it. */
 static bool issue(struct afe_ring *r, struct afe_io_request *req)
@@ -209,11 +239,11 @@ static bool issue(struct afe_ring *r, struct afe_io_request *req)
 		return true;
 	}
 	if (atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
-		if (io->linked)
-			io->linked->res = -ESHUTDOWN;
-		io->res = -ESHUTDOWN;
-		io->completed = true;
-		afe__io_finish(io);
+		finish_now(io, -ESHUTDOWN);
+		return true;
+	}
+	if (unsupported(r, io->sqe) || (io->linked && unsupported(r, io->linked->sqe))) {
+		finish_now(io, -EOPNOTSUPP);
 		return true;
 	}
 	unsigned need = 1 + io->has_timeout + (io->linked != NULL);
@@ -256,9 +286,10 @@ static void issue_backlog(struct afe_ring *r)
 	}
 }
 
-/* Makes sure a FUTEX_WAIT on the doorbell is armed, so a request pushed
- * while we sleep wakes us. Returns false when it could not be queued (the
- * submission queue full even after submitting): then we must not sleep. */
+/* Makes sure a wait on the doorbell is armed (a FUTEX_WAIT, or a read of
+ * its eventfd), so a request pushed while we sleep wakes us. Returns false
+ * when it could not be queued (the submission queue full even after
+ * submitting): then we must not sleep. */
 static bool arm_doorbell(struct afe_ring *r)
 {
 	if (r->doorbell_armed)
@@ -268,8 +299,12 @@ static bool arm_doorbell(struct afe_ring *r)
 	if (io_uring_sq_space_left(&r->uring) < 1)
 		return false;
 	struct io_uring_sqe *sqe = next_sqe(r);
-	afe_prep_futex_wait(sqe, (const uint32_t *)&r->doorbell,
-			    atomic_load(&r->doorbell), AFE_FUTEX2_PRIVATE);
+	if (r->bell_fd >= 0)
+		io_uring_prep_read(sqe, r->bell_fd, &r->bell_count, sizeof(r->bell_count),
+				   (uint64_t)-1);
+	else
+		afe_prep_futex_wait(sqe, (const uint32_t *)&r->doorbell,
+				    atomic_load(&r->doorbell), AFE_FUTEX2_PRIVATE);
 	io_uring_sqe_set_data(sqe, tagged(NULL, TAG_DOORBELL));
 	r->doorbell_armed = true;
 	return true;
@@ -408,12 +443,12 @@ static const struct {
 	{IORING_OP_POLL_ADD, "POLL_ADD"},
 	{IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT"},
 	{IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
-	{AFE_IORING_OP_FUTEX_WAIT, "FUTEX_WAIT (Linux 6.7)"},
-	{AFE_IORING_OP_FUTEX_WAKE, "FUTEX_WAKE (Linux 6.7)"},
 };
 
-/* Checks the kernel supports every opcode AFE uses. */
-static int probe(struct afe_ring *r)
+/* Checks the kernel supports every opcode AFE needs, and adds the
+ * optional ones it has to r->features, unless newer than cap (a version,
+ * features.h). */
+static int probe(struct afe_ring *r, unsigned cap)
 {
 	/* Room for every opcode a probe can report (its op count is a u8). */
 	size_t size = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
@@ -436,8 +471,26 @@ static int probe(struct afe_ring *r)
 			err = -ENOSYS;
 		}
 	}
+	if (cap >= AFE_LINUX(6, 7) && io_uring_opcode_supported(p, AFE_IORING_OP_FUTEX_WAIT) &&
+	    io_uring_opcode_supported(p, AFE_IORING_OP_FUTEX_WAKE))
+		r->features |= AFE_URING_FUTEX;
 	free(p);
 	return err;
+}
+
+/* Without ring futex waits, the doorbell is an eventfd the ring thread
+ * reads through its ring. Returns 0 or -errno. */
+static int open_bell(struct afe_ring *r)
+{
+	if (r->features & AFE_URING_FUTEX)
+		return 0;
+	r->bell_fd = eventfd(0, EFD_CLOEXEC);
+	if (r->bell_fd < 0) {
+		int err = -errno;
+		report_error("eventfd", err, NULL);
+		return err;
+	}
+	return 0;
 }
 
 /* Submits a NOP and waits for it, so that a kernel or filter refusing
@@ -493,11 +546,16 @@ static int setup(struct afe_ring *r)
 		report_error("io_uring_setup", err, setup_hint(err));
 		return err;
 	}
-	err = probe(r);
+	err = probe(r, afe__features_cap());
+	if (err == 0)
+		err = open_bell(r);
 	if (err == 0)
 		err = check_enter(r);
-	if (err < 0)
+	if (err < 0) {
 		io_uring_queue_exit(&r->uring);
+		if (r->bell_fd >= 0)
+			close(r->bell_fd);
+	}
 	return err;
 }
 
@@ -536,7 +594,7 @@ static void *ring_main(void *arg)
 	close_requests(r);
 	afe_defer_wakes_flush();
 	io_uring_queue_exit(&r->uring);
-	return NULL;
+	return NULL; /* the eventfd stays open for late doorbells: see afe_ring_free */
 }
 
 int afe_ring_start(struct afe_ring **out, unsigned entries, unsigned cq_entries)
@@ -547,6 +605,7 @@ int afe_ring_start(struct afe_ring **out, unsigned entries, unsigned cq_entries)
 	r->entries = entries;
 	r->cq_entries = cq_entries;
 	r->backlog_tail = &r->backlog;
+	r->bell_fd = -1;
 	afe__sleeps_init(&r->sleeps);
 	sem_init(&r->started, 0, 0);
 	int err = -pthread_create(&r->thread, NULL, ring_main, r);
@@ -579,6 +638,10 @@ void afe_ring_free(struct afe_ring *r)
 {
 	if (!r)
 		return;
+	/* Closed only now: afe_ring_stop and afe_ring_wake may ring it after
+	 * the ring thread ended, and a closed fd number may be reused. */
+	if (r->bell_fd >= 0)
+		close(r->bell_fd);
 	sem_destroy(&r->started);
 	afe__sleeps_destroy(&r->sleeps);
 	free(r);
@@ -587,6 +650,11 @@ void afe_ring_free(struct afe_ring *r)
 struct afe_sleeps *afe_ring_sleeps(struct afe_ring *r)
 {
 	return &r->sleeps;
+}
+
+unsigned afe_ring_features(const struct afe_ring *r)
+{
+	return r->features;
 }
 
 void afe_ring_wake(struct afe_ring *r)

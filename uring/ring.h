@@ -6,9 +6,10 @@
  * ring with SINGLE_ISSUER | DEFER_TASKRUN, submits every SQE and reaps
  * every CQE. Workers hand it requests through a lock-free stack and ring
  * a doorbell: a futex word the ring thread watches with a FUTEX_WAIT armed
- * in its own ring, so it sleeps in one io_uring_enter whether it waits for
- * completions or for new requests, and a worker makes the wake syscall
- * only when the ring thread is asleep. Requests are never dropped: when
+ * in its own ring (Linux 6.7; before, a read of an eventfd), so it sleeps
+ * in one io_uring_enter whether it waits for completions or for new
+ * requests, and a worker makes the wake syscall only when the ring thread
+ * is asleep. Requests are never dropped: when
  * the submission queue is full they wait for the next round.
  *
  * Measured against the other shape (issue 3): a plain ring (no
@@ -88,6 +89,9 @@ bool afe_ring_cancel(struct afe_ring *ring, struct afe_io *io);
 
 /* The runtime's sleeps (sleeps.h), which the ring thread advances. */
 struct afe_sleeps *afe_ring_sleeps(struct afe_ring *ring);
+
+/* The facilities the ring uses (AFE_URING_*, afe/runtime.h). */
+unsigned afe_ring_features(const struct afe_ring *ring);
 
 /* Wakes the ring thread if it is asleep: a sleep became due earlier than
  * the time it sleeps until. */

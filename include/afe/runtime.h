@@ -106,6 +106,18 @@ AFE_EXPORT unsigned afe_runtime_workers(const struct afe_runtime *rt);
  * AFE_SPIN_AUTO resolved (50 or 0); 0 for a null rt. */
 AFE_EXPORT unsigned afe_runtime_spin_us(const struct afe_runtime *rt);
 
+/*
+ * The io_uring facilities rt uses, decided once when it started: each one
+ * the kernel has, unless it is newer than the kernel version in
+ * $AFE_URING_FEATURES (AFE_URING_FEATURES=5.15 makes a new kernel behave
+ * as 5.15 would). Without a facility the runtime takes the older path
+ * named beside it (the README has the table). 0 for a null rt.
+ */
+#define AFE_URING_FUTEX (1u << 0) /* FUTEX_WAIT/WAKE operations (Linux 6.7): the ring
+				     thread's doorbell; else an eventfd read, and
+				     afe_io_futex_{wait,wake} fail with -EOPNOTSUPP */
+AFE_EXPORT unsigned afe_runtime_uring_features(const struct afe_runtime *rt);
+
 /* Counters since start, summed over workers; cheap enough to leave on. */
 struct afe_metrics {
 	uint64_t spawned;   /* tasks created */
