@@ -524,29 +524,56 @@ static const char *setup_hint(int err)
 	case -ENOSYS:
 		return "io_uring is not in this kernel, or a filter hides it";
 	case -EINVAL:
-		return "a setup flag this kernel lacks (SINGLE_ISSUER: 6.0, DEFER_TASKRUN: "
-		       "6.1), or a filter";
+		return "refused even without setup flags: a filter, or ring sizes this kernel "
+		       "refuses";
 	default:
 		return NULL;
 	}
 }
 
+/* The ring's setup flags, newest first: each is tried when the mask
+ * allows it and the one before was refused with -EINVAL (a flag this
+ * kernel lacks). This thread is the only submitter with any of them; they
+ * let the kernel run completions' task work when we enter, rather than
+ * interrupt us for it (COOP_TASKRUN), and batch it (DEFER_TASKRUN). */
+static const struct {
+	unsigned flags, since, feature;
+} setups[] = {
+	{IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, AFE_LINUX(6, 1),
+	 AFE_URING_DEFER_TASKRUN},
+	{IORING_SETUP_COOP_TASKRUN, AFE_LINUX(5, 19), AFE_URING_COOP_TASKRUN},
+	{0, 0, 0},
+};
+
+/* Creates the ring with the newest flags the kernel takes (setups). */
+static int create_ring(struct afe_ring *r, unsigned cap)
+{
+	int err = -EINVAL;
+	for (size_t i = 0; i < sizeof(setups) / sizeof(setups[0]) && err == -EINVAL; i++) {
+		if (setups[i].since > cap)
+			continue;
+		struct io_uring_params params;
+		memset(&params, 0, sizeof(params));
+		params.flags = setups[i].flags | IORING_SETUP_CQSIZE;
+		params.cq_entries = r->cq_entries		     ? r->cq_entries
+				    : r->entries * 2 > MIN_CQ_ENTRIES ? r->entries * 2
+								      : MIN_CQ_ENTRIES;
+		err = io_uring_queue_init_params(r->entries, &r->uring, &params);
+		if (err == 0)
+			r->features |= setups[i].feature;
+	}
+	if (err < 0)
+		report_error("io_uring_setup", err, setup_hint(err));
+	return err;
+}
+
 static int setup(struct afe_ring *r)
 {
-	struct io_uring_params params;
-	memset(&params, 0, sizeof(params));
-	/* This thread is the only issuer; completions run when it enters. */
-	params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-		       IORING_SETUP_CQSIZE;
-	params.cq_entries = r->cq_entries	   ? r->cq_entries
-			    : r->entries * 2 > MIN_CQ_ENTRIES ? r->entries * 2
-							      : MIN_CQ_ENTRIES;
-	int err = io_uring_queue_init_params(r->entries, &r->uring, &params);
-	if (err < 0) {
-		report_error("io_uring_setup", err, setup_hint(err));
+	unsigned cap = afe__features_cap();
+	int err = create_ring(r, cap);
+	if (err < 0)
 		return err;
-	}
-	err = probe(r, afe__features_cap());
+	err = probe(r, cap);
 	if (err == 0)
 		err = open_bell(r);
 	if (err == 0)

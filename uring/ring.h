@@ -3,8 +3,8 @@
  * The runtime's io_uring and the thread that owns it.
  *
  * One thread (the ring thread) is the ring's only issuer: it creates the
- * ring with SINGLE_ISSUER | DEFER_TASKRUN, submits every SQE and reaps
- * every CQE. Workers hand it requests through a lock-free stack and ring
+ * ring with SINGLE_ISSUER | DEFER_TASKRUN (before Linux 6.1: COOP_TASKRUN,
+ * before 5.19 neither), submits every SQE and reaps every CQE. Workers hand it requests through a lock-free stack and ring
  * a doorbell: a futex word the ring thread watches with a FUTEX_WAIT armed
  * in its own ring (Linux 6.7; before, a read of an eventfd), so it sleeps
  * in one io_uring_enter whether it waits for completions or for new

@@ -116,6 +116,10 @@ AFE_EXPORT unsigned afe_runtime_spin_us(const struct afe_runtime *rt);
 #define AFE_URING_FUTEX (1u << 0) /* FUTEX_WAIT/WAKE operations (Linux 6.7): the ring
 				     thread's doorbell; else an eventfd read, and
 				     afe_io_futex_{wait,wake} fail with -EOPNOTSUPP */
+#define AFE_URING_DEFER_TASKRUN (1u << 1) /* SINGLE_ISSUER | DEFER_TASKRUN (6.1);
+					     else COOP_TASKRUN, else neither */
+#define AFE_URING_COOP_TASKRUN (1u << 2)  /* COOP_TASKRUN (5.19), taken only
+					     without DEFER_TASKRUN */
 AFE_EXPORT unsigned afe_runtime_uring_features(const struct afe_runtime *rt);
 
 /* Counters since start, summed over workers; cheap enough to leave on. */
