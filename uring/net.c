@@ -15,6 +15,7 @@
 
 #include "../pool/spinlock.h"
 #include "compat.h"
+#include "afe/runtime.h"
 #include "afe/task.h"
 
 int afe_tcp_listen(const char *host, uint16_t port, int backlog)
@@ -140,12 +141,16 @@ static void accepted(struct afe_io *io, int32_t res)
 		afe_waker_wake(&waker);
 }
 
+/* Arms a multishot accept, or without one (before Linux 5.19) a single
+ * accept, whose connection ends it: the next poll arms another. */
 static void arm(struct afe_accept_stream *s)
 {
 	afe_io_accept_init(&s->accept, s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	struct io_uring_sqe *sqe = (struct io_uring_sqe *)(void *)s->accept.sqe;
-	sqe->ioprio |= IORING_ACCEPT_MULTISHOT;
-	s->accept.on_more = accepted;
+	if (afe_runtime_uring_features(afe_runtime_current()) & AFE_URING_MULTISHOT_ACCEPT) {
+		struct io_uring_sqe *sqe = (struct io_uring_sqe *)(void *)s->accept.sqe;
+		sqe->ioprio |= IORING_ACCEPT_MULTISHOT;
+		s->accept.on_more = accepted;
+	}
 	s->armed = true;
 }
 

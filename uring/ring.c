@@ -573,6 +573,10 @@ static int setup(struct afe_ring *r)
 	int err = create_ring(r, cap);
 	if (err < 0)
 		return err;
+	/* What no probe shows: from the kernel's version. */
+	unsigned version = afe__kernel_version();
+	if (version >= AFE_LINUX(5, 19) && cap >= AFE_LINUX(5, 19))
+		r->features |= AFE_URING_MULTISHOT_ACCEPT;
 	err = probe(r, cap);
 	if (err == 0)
 		err = open_bell(r);

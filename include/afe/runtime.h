@@ -120,6 +120,9 @@ AFE_EXPORT unsigned afe_runtime_spin_us(const struct afe_runtime *rt);
 					     else COOP_TASKRUN, else neither */
 #define AFE_URING_COOP_TASKRUN (1u << 2)  /* COOP_TASKRUN (5.19), taken only
 					     without DEFER_TASKRUN */
+#define AFE_URING_MULTISHOT_ACCEPT (1u << 3) /* one accept, many connections (5.19);
+						else afe_accept_stream re-arms a
+						single accept per connection */
 AFE_EXPORT unsigned afe_runtime_uring_features(const struct afe_runtime *rt);
 
 /* Counters since start, summed over workers; cheap enough to leave on. */

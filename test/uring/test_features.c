@@ -41,7 +41,8 @@ Test(features, a_new_kernel_gives_every_facility)
 {
 	if (!kernel_at_least(6, 7))
 		cr_skip_test("the kernel predates 6.7");
-	cr_assert_eq(features_under(NULL), AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN);
+	cr_assert_eq(features_under(NULL),
+		     AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | AFE_URING_MULTISHOT_ACCEPT);
 }
 
 Test(features, the_mask_5_15_takes_them_all_away)
@@ -53,11 +54,12 @@ Test(features, the_mask_keeps_what_is_not_newer)
 {
 	if (!kernel_at_least(6, 7))
 		cr_skip_test("the kernel predates 6.7");
-	cr_assert_eq(features_under("6.7"), AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN);
-	cr_assert_eq(features_under("6.6"), AFE_URING_DEFER_TASKRUN);
-	cr_assert_eq(features_under("6.1"), AFE_URING_DEFER_TASKRUN);
-	cr_assert_eq(features_under("6.0"), AFE_URING_COOP_TASKRUN);
-	cr_assert_eq(features_under("5.19"), AFE_URING_COOP_TASKRUN);
+	const unsigned since_5_19 = AFE_URING_MULTISHOT_ACCEPT;
+	cr_assert_eq(features_under("6.7"), AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | since_5_19);
+	cr_assert_eq(features_under("6.6"), AFE_URING_DEFER_TASKRUN | since_5_19);
+	cr_assert_eq(features_under("6.1"), AFE_URING_DEFER_TASKRUN | since_5_19);
+	cr_assert_eq(features_under("6.0"), AFE_URING_COOP_TASKRUN | since_5_19);
+	cr_assert_eq(features_under("5.19"), AFE_URING_COOP_TASKRUN | since_5_19);
 	cr_assert_eq(features_under("5.18"), 0u);
 }
 
