@@ -66,6 +66,9 @@ struct afe_ring {
 	uint64_t cqes_due;				 /* all operations' */
 	bool doorbell_armed, cancel_all_sent;
 	uint64_t bell_count; /* where the doorbell's eventfd read lands */
+	/* Without AFE_URING_CANCEL_ANY: operations in flight, those the stop
+	 * has not cancelled yet and those it has. */
+	struct afe_io *in_flight, *stop_cancelled;
 	int enter_error;	 /* of the last io_uring_enter, if it failed */
 	unsigned enter_failures; /* in a row */
 };
@@ -134,6 +137,32 @@ static void take_requests(struct afe_ring *r)
 		r->backlog_tail = &(*r->backlog_tail)->next;
 }
 
+/* ---- operations in flight (without AFE_URING_CANCEL_ANY) ---------------- */
+
+static void list_add(struct afe_io **head, struct afe_io *io)
+{
+	io->ring_next = *head;
+	if (*head)
+		(*head)->ring_pprev = &io->ring_next;
+	io->ring_pprev = head;
+	*head = io;
+}
+
+/* Unlinks io from whichever list holds it. */
+static void list_remove(struct afe_io *io)
+{
+	*io->ring_pprev = io->ring_next;
+	if (io->ring_next)
+		io->ring_next->ring_pprev = io->ring_pprev;
+	io->ring_next = NULL;
+	io->ring_pprev = NULL;
+}
+
+static bool tracks_in_flight(const struct afe_ring *r)
+{
+	return !(r->features & AFE_URING_CANCEL_ANY);
+}
+
 /* ---- completions --------------------------------------------------------- */
 
 static void *tagged(const void *p, enum cqe_tag tag)
@@ -163,6 +192,8 @@ static void handle_cqe(struct afe_ring *r, const struct io_uring_cqe *cqe)
 	else if (tag == TAG_LINK_TIMEOUT)
 		io->timeout_res = cqe->res;
 	if (--io->cqes_due == 0) {
+		if (tracks_in_flight(r))
+			list_remove(io);
 		io->completed = true;
 		afe__io_finish(io); /* or, when its cancel request arrives */
 	}
@@ -210,6 +241,20 @@ static void finish_now(struct afe_io *io, int err)
 	afe__io_finish(io);
 }
 
+/* Queues the cancels of io, each matched by user_data: cancels is 2 for a
+ * linked pair, else 1. The caller checked the room. */
+static void queue_cancels(struct afe_ring *r, struct afe_io *io, unsigned cancels)
+{
+	static const enum cqe_tag targets[] = {TAG_OP, TAG_SECOND};
+	for (unsigned i = 0; i < cancels; i++) {
+		struct io_uring_sqe *sqe = next_sqe(r);
+		io_uring_prep_cancel(sqe, tagged(io, targets[i]), 0);
+		io_uring_sqe_set_data(sqe, tagged(io, TAG_CANCEL));
+	}
+	io->cqes_due = (uint8_t)(io->cqes_due + cancels);
+	r->cqes_due += cancels;
+}
+
 /* Turns one request into SQEs, or finishes it at once. Returns false when
  * the submission queue has no room for it. */
 static bool issue(struct afe_ring *r, struct afe_io_request *req)
@@ -227,14 +272,7 @@ static bool issue(struct afe_ring *r, struct afe_io_request *req)
 		if (io->completed) {
 			afe__io_finish(io);
 		} else if (send) {
-			static const enum cqe_tag targets[] = {TAG_OP, TAG_SECOND};
-			for (unsigned i = 0; i < cancels; i++) {
-				struct io_uring_sqe *sqe = next_sqe(r);
-				io_uring_prep_cancel(sqe, tagged(io, targets[i]), 0);
-				io_uring_sqe_set_data(sqe, tagged(io, TAG_CANCEL));
-			}
-			io->cqes_due = (uint8_t)(io->cqes_due + cancels);
-			r->cqes_due += cancels;
+			queue_cancels(r, io, cancels);
 		}
 		return true;
 	}
@@ -266,6 +304,8 @@ static bool issue(struct afe_ring *r, struct afe_io_request *req)
 	}
 	io->cqes_due = (uint8_t)need;
 	r->cqes_due += need;
+	if (tracks_in_flight(r))
+		list_add(&r->in_flight, io);
 	return true;
 }
 
@@ -368,10 +408,32 @@ static void enter(struct afe_ring *r, bool wait)
 	r->enter_failures = 0;
 }
 
+/* Before 5.19: a cancel for each operation in flight, as far as the
+ * submission queue has room; the loop comes back for the rest. */
+static void cancel_each(struct afe_ring *r)
+{
+	while (r->in_flight) {
+		struct afe_io *io = r->in_flight;
+		unsigned cancels = io->linked ? 2 : 1;
+		if (io_uring_sq_space_left(&r->uring) < cancels)
+			return;
+		queue_cancels(r, io, cancels);
+		list_remove(io);
+		list_add(&r->stop_cancelled, io);
+	}
+	r->cancel_all_sent = true;
+}
+
 static void cancel_everything(struct afe_ring *r)
 {
 	afe__sleeps_close(&r->sleeps);
-	if (r->cancel_all_sent || io_uring_sq_space_left(&r->uring) < 1)
+	if (r->cancel_all_sent)
+		return;
+	if (tracks_in_flight(r)) {
+		cancel_each(r);
+		return;
+	}
+	if (io_uring_sq_space_left(&r->uring) < 1)
 		return;
 	struct io_uring_sqe *sqe = next_sqe(r);
 	io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
@@ -576,7 +638,7 @@ static int setup(struct afe_ring *r)
 	/* What no probe shows: from the kernel's version. */
 	unsigned version = afe__kernel_version();
 	if (version >= AFE_LINUX(5, 19) && cap >= AFE_LINUX(5, 19))
-		r->features |= AFE_URING_MULTISHOT_ACCEPT;
+		r->features |= AFE_URING_MULTISHOT_ACCEPT | AFE_URING_CANCEL_ANY;
 	err = probe(r, cap);
 	if (err == 0)
 		err = open_bell(r);

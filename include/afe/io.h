@@ -66,6 +66,9 @@ struct afe_io {
 	void (*on_more)(struct afe_io *io, int32_t res);
 	struct afe_io_timespec timeout;
 	struct afe_io *linked; /* afe_io_link: the operation that follows */
+	/* Ring thread, before Linux 5.19 (no cancel matching everything):
+	 * the list of operations in flight its stop cancels one by one. */
+	struct afe_io *ring_next, **ring_pprev;
 	/* The prepared struct io_uring_sqe. */
 	_Alignas(8) unsigned char sqe[64];
 };

@@ -123,6 +123,9 @@ AFE_EXPORT unsigned afe_runtime_spin_us(const struct afe_runtime *rt);
 #define AFE_URING_MULTISHOT_ACCEPT (1u << 3) /* one accept, many connections (5.19);
 						else afe_accept_stream re-arms a
 						single accept per connection */
+#define AFE_URING_CANCEL_ANY (1u << 4) /* one cancel for every operation at
+					  destroy (5.19); else one per
+					  operation in flight */
 AFE_EXPORT unsigned afe_runtime_uring_features(const struct afe_runtime *rt);
 
 /* Counters since start, summed over workers; cheap enough to leave on. */

@@ -42,7 +42,8 @@ Test(features, a_new_kernel_gives_every_facility)
 	if (!kernel_at_least(6, 7))
 		cr_skip_test("the kernel predates 6.7");
 	cr_assert_eq(features_under(NULL),
-		     AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | AFE_URING_MULTISHOT_ACCEPT);
+		     AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | AFE_URING_MULTISHOT_ACCEPT |
+			     AFE_URING_CANCEL_ANY);
 }
 
 Test(features, the_mask_5_15_takes_them_all_away)
@@ -54,7 +55,7 @@ Test(features, the_mask_keeps_what_is_not_newer)
 {
 	if (!kernel_at_least(6, 7))
 		cr_skip_test("the kernel predates 6.7");
-	const unsigned since_5_19 = AFE_URING_MULTISHOT_ACCEPT;
+	const unsigned since_5_19 = AFE_URING_MULTISHOT_ACCEPT | AFE_URING_CANCEL_ANY;
 	cr_assert_eq(features_under("6.7"), AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | since_5_19);
 	cr_assert_eq(features_under("6.6"), AFE_URING_DEFER_TASKRUN | since_5_19);
 	cr_assert_eq(features_under("6.1"), AFE_URING_DEFER_TASKRUN | since_5_19);
