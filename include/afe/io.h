@@ -120,7 +120,9 @@ AFE_EXPORT void afe_io_poll_init(struct afe_io *io, int fd, unsigned events);
  * at once when it no longer holds expected (re-check what you wait for),
  * -ECANCELED when cancelled. Wakes can be spurious: re-check after any.
  * afe_io_futex_wake_init: wakes up to nr waiters; result how many woke.
- * word must be 4-byte aligned (else -EINVAL).
+ * word must be 4-byte aligned (else -EINVAL). Both fail with -EOPNOTSUPP
+ * on a runtime without AFE_URING_FUTEX (afe_runtime_uring_features: an
+ * older kernel, or $AFE_URING_FEATURES below 6.7).
  */
 #define AFE_FUTEX_SHARED 0u
 #define AFE_FUTEX_PRIVATE 128u /* FUTEX2_PRIVATE */
