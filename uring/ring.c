@@ -71,6 +71,7 @@ struct afe_ring {
 	struct afe_io *in_flight, *stop_cancelled;
 	int enter_error;	 /* of the last io_uring_enter, if it failed */
 	unsigned enter_failures; /* in a row */
+	bool cqes_dropped;	 /* -EBADR was said: once for the ring's life */
 };
 
 /* ---- requests ---------------------------------------------------------- */
@@ -363,23 +364,30 @@ static void report_error(const char *call, int err, const char *hint)
 
 /*
  * io_uring_enter failed with something other than a signal or a full
- * queue: -ENOMEM, -EBADR (the kernel dropped CQEs it had no memory to
- * keep; the operations they belonged to never finish), a seccomp filter
- * installed after start-up... Said on stderr once per errno in a row; the
- * loop retries after a pause doubling from 1 ms to 100 ms, so a lasting
- * refusal costs no CPU and a passing one heals. SQEs not yet taken stay
- * in the queue for the retry.
+ * queue: -ENOMEM, a seccomp filter installed after start-up... Said on
+ * stderr once per errno in a row (-EBADR once); the loop retries after a pause doubling
+ * from 1 ms to 100 ms, so a lasting refusal costs no CPU and a passing one
+ * heals. SQEs not yet taken stay in the queue for the retry.
+ * -EBADR: the kernel dropped CQEs it had no memory to keep (the
+ * operations they belonged to never finish), and from then on fails every
+ * wait at once, after running the completions' task work; enters that do
+ * not wait still work. So the ring thread polls: it reaps and retries
+ * every 1 ms.
  */
 static void enter_failed(struct afe_ring *r, int err)
 {
-	if (err != r->enter_error)
+	bool said = err == -EBADR ? r->cqes_dropped : err == r->enter_error;
+	if (!said)
 		report_error("io_uring_enter", err,
 			     err == -EBADR ? "the kernel dropped completions; operations "
-					     "waiting for them will not finish"
+					     "waiting for them will not finish; polling every 1 ms"
 					   : "retrying");
 	r->enter_error = err;
-	long ns = 1000000L << (r->enter_failures < 7 ? r->enter_failures : 7);
-	struct timespec pause = {.tv_sec = 0, .tv_nsec = ns < ENTER_RETRY_MAX_NS ? ns : ENTER_RETRY_MAX_NS};
+	r->cqes_dropped |= err == -EBADR;
+	unsigned shift = err == -EBADR ? 0 : r->enter_failures < 7 ? r->enter_failures : 7;
+	long ns = 1000000L << shift;
+	struct timespec pause = {.tv_sec = 0,
+				 .tv_nsec = ns < ENTER_RETRY_MAX_NS ? ns : ENTER_RETRY_MAX_NS};
 	nanosleep(&pause, NULL);
 	r->enter_failures++;
 }
@@ -401,6 +409,10 @@ static void enter(struct afe_ring *r, bool wait)
 	else
 		err = io_uring_submit_and_wait(&r->uring, 1);
 	if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY && err != -ETIME) {
+		/* A refused wait may have left SQEs unsent: send them and take
+		 * what completed without waiting, which may still work. */
+		if (wait)
+			io_uring_submit_and_get_events(&r->uring);
 		enter_failed(r, err);
 		return;
 	}

@@ -72,6 +72,34 @@ static int deny_syscalls(const struct deny *rules, unsigned n, bool tsync)
 #endif
 }
 
+/* Makes every io_uring_enter that waits (min_complete > 0) fail with
+ * -EBADR in every thread, as a kernel does once it dropped completions.
+ * Returns 0 or -errno. */
+static int deny_waiting_enters(void)
+{
+#ifdef NATIVE_ARCH
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_ARCH, 0, 4),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_enter, 0, 2),
+		/* min_complete: the third argument, an unsigned int (low word) */
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EBADR),
+	};
+	struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+		return -errno;
+	return 0;
+#else
+	return -ENOSYS;
+#endif
+}
+
 /* What a child printed on stderr (and stdout, for programs) and how it ended. */
 struct child {
 	int status;
@@ -230,6 +258,49 @@ Test(startup, enter_refused_at_run_time_does_not_abort)
 	/* Said once, however many retries. */
 	const char *first = strstr(c.out, "EBADR");
 	cr_assert_null(strstr(first + 1, "io_uring_enter failed"), "it said: %s", c.out);
+}
+
+/* After -EBADR on every wait, operations still complete (the ring thread
+ * polls); exits 0 when 100 NOPs and a sleep finished. */
+static int waits_fail_later(void *arg)
+{
+	(void)arg;
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 1;
+	struct afe_runtime *rt;
+	if (afe_runtime_create(&rt, &config) != 0)
+		return 2;
+	int err = deny_waiting_enters();
+	if (err < 0) {
+		fprintf(stderr, "%s", strerror(-err));
+		return NO_SECCOMP;
+	}
+	for (int i = 0; i < 100; i++) {
+		struct one_op op;
+		afe_io_nop_init(&op.io);
+		afe_future_init(&op.base, one_op_poll);
+		intptr_t result = -1;
+		if (afe_block_on(rt, &op, &result) != 0 || result != 0)
+			return 3;
+	}
+	struct afe_sleep nap;
+	afe_sleep_init(&nap, 5 * 1000000u);
+	if (afe_block_on(rt, &nap, NULL) != 0)
+		return 4;
+	return afe_runtime_destroy(rt) == 0 ? 0 : 5;
+}
+
+Test(startup, operations_complete_after_ebadr)
+{
+	struct child c;
+	run_child(&c, waits_fail_later, NULL);
+	cr_assert(WIFEXITED(c.status), "child killed by signal %d; it said: %s",
+		  WIFSIGNALED(c.status) ? WTERMSIG(c.status) : 0, c.out);
+	cr_assert_eq(WEXITSTATUS(c.status), 0, "it said: %s", c.out);
+	const char *first = strstr(c.out, "io_uring_enter failed: EBADR");
+	cr_assert(first, "it said: %s", c.out);
+	cr_assert_null(strstr(first + 1, "io_uring_enter failed"), "said once: %s", c.out);
 }
 
 /* The echo example under a filter refusing io_uring_setup. */
