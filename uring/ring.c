@@ -365,9 +365,9 @@ static void report_error(const char *call, int err, const char *hint)
 /*
  * io_uring_enter failed with something other than a signal or a full
  * queue: -ENOMEM, a seccomp filter installed after start-up... Said on
- * stderr once per errno in a row (-EBADR once); the loop retries after a pause doubling
- * from 1 ms to 100 ms, so a lasting refusal costs no CPU and a passing one
- * heals. SQEs not yet taken stay in the queue for the retry.
+ * stderr once per errno in a row (-EBADR once); the loop retries after a
+ * pause doubling from 1 ms to 100 ms, so a lasting refusal costs no CPU
+ * and a passing one heals. SQEs not yet taken stay in the queue.
  * -EBADR: the kernel dropped CQEs it had no memory to keep (the
  * operations they belonged to never finish), and from then on fails every
  * wait at once, after running the completions' task work; enters that do
