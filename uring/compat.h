@@ -12,7 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Opcodes past the end of 2.3's enum. */
+/* Opcodes past the end of 2.3's enum (Linux 6.7). The ring uses the
+ * futex ones only when its probe found them (AFE_URING_FUTEX). */
 #define AFE_IORING_OP_READ_MULTISHOT 49
 #define AFE_IORING_OP_WAITID 50
 #define AFE_IORING_OP_FUTEX_WAIT 51

@@ -14,12 +14,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../pool/worker.h"
 #include "afe/io.h"
+#include "afe/runtime.h"
 #include "compat.h"
+#include "features.h"
 #include "io_internal.h"
 #include "sleeps.h"
 
@@ -44,11 +48,13 @@ _Static_assert(_Alignof(struct afe_io) >= 8, "three tag bits in an operation's a
 
 struct afe_ring {
 	_Atomic(struct afe_io_request *) requests; /* pushed by any thread */
-	_Atomic uint32_t doorbell;		   /* futex word */
+	_Atomic uint32_t doorbell;		   /* futex word (AFE_URING_FUTEX) */
+	int bell_fd;				   /* else an eventfd, or -1 */
 	_Atomic bool sleeping;			   /* the ring thread may be asleep */
 	_Atomic bool stopping;
 	pthread_t thread;
 	unsigned entries, cq_entries;
+	unsigned features; /* AFE_URING_*, set before the ring thread runs */
 	sem_t started;
 	int start_error;
 
@@ -59,6 +65,13 @@ struct afe_ring {
 	struct afe_io_request *backlog, **backlog_tail; /* waiting for SQ room */
 	uint64_t cqes_due;				 /* all operations' */
 	bool doorbell_armed, cancel_all_sent;
+	uint64_t bell_count; /* where the doorbell's eventfd read lands */
+	/* Without AFE_URING_CANCEL_ANY: operations in flight, those the stop
+	 * has not cancelled yet and those it has. */
+	struct afe_io *in_flight, *stop_cancelled;
+	int enter_error;	 /* of the last io_uring_enter, if it failed */
+	unsigned enter_failures; /* in a row */
+	bool cqes_dropped;	 /* -EBADR was said: once for the ring's life */
 };
 
 /* ---- requests ---------------------------------------------------------- */
@@ -69,6 +82,10 @@ static void ring_doorbell(struct afe_ring *r)
 	 * or we see it asleep (see the store before its final check). */
 	if (!atomic_load(&r->sleeping) || !atomic_exchange(&r->sleeping, false))
 		return;
+	if (r->bell_fd >= 0) {
+		eventfd_write(r->bell_fd, 1); /* cannot fail below 2^64 - 1 */
+		return;
+	}
 	atomic_fetch_add(&r->doorbell, 1);
 	syscall(SYS_futex, &r->doorbell, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
@@ -121,6 +138,32 @@ static void take_requests(struct afe_ring *r)
 		r->backlog_tail = &(*r->backlog_tail)->next;
 }
 
+/* ---- operations in flight (without AFE_URING_CANCEL_ANY) ---------------- */
+
+static void list_add(struct afe_io **head, struct afe_io *io)
+{
+	io->ring_next = *head;
+	if (*head)
+		(*head)->ring_pprev = &io->ring_next;
+	io->ring_pprev = head;
+	*head = io;
+}
+
+/* Unlinks io from whichever list holds it. */
+static void list_remove(struct afe_io *io)
+{
+	*io->ring_pprev = io->ring_next;
+	if (io->ring_next)
+		io->ring_next->ring_pprev = io->ring_pprev;
+	io->ring_next = NULL;
+	io->ring_pprev = NULL;
+}
+
+static bool tracks_in_flight(const struct afe_ring *r)
+{
+	return !(r->features & AFE_URING_CANCEL_ANY);
+}
+
 /* ---- completions --------------------------------------------------------- */
 
 static void *tagged(const void *p, enum cqe_tag tag)
@@ -150,6 +193,8 @@ static void handle_cqe(struct afe_ring *r, const struct io_uring_cqe *cqe)
 	else if (tag == TAG_LINK_TIMEOUT)
 		io->timeout_res = cqe->res;
 	if (--io->cqes_due == 0) {
+		if (tracks_in_flight(r))
+			list_remove(io);
 		io->completed = true;
 		afe__io_finish(io); /* or, when its cancel request arrives */
 	}
@@ -202,6 +247,40 @@ static struct io_uring_sqe *next_sqe(struct afe_ring *r)
 	return sqe;
 }
 
+/* An operation the kernel's io_uring (or the mask) lacks: the futex ones
+ * without AFE_URING_FUTEX. */
+static bool unsupported(const struct afe_ring *r, const unsigned char *sqe)
+{
+	unsigned opcode = ((const struct io_uring_sqe *)(const void *)sqe)->opcode;
+	return !(r->features & AFE_URING_FUTEX) &&
+	       (opcode == AFE_IORING_OP_FUTEX_WAIT || opcode == AFE_IORING_OP_FUTEX_WAKE ||
+		opcode == AFE_IORING_OP_FUTEX_WAITV);
+}
+
+/* Finishes io at once with err, and the operation linked to it. */
+static void finish_now(struct afe_io *io, int err)
+{
+	if (io->linked)
+		io->linked->res = err;
+	io->res = err;
+	io->completed = true;
+	afe__io_finish(io);
+}
+
+/* Queues the cancels of io, each matched by user_data: cancels is 2 for a
+ * linked pair, else 1. The caller checked the room. */
+static void queue_cancels(struct afe_ring *r, struct afe_io *io, unsigned cancels)
+{
+	static const enum cqe_tag targets[] = {TAG_OP, TAG_SECOND};
+	for (unsigned i = 0; i < cancels; i++) {
+		struct io_uring_sqe *sqe = next_sqe(r);
+		io_uring_prep_cancel(sqe, tagged(io, targets[i]), 0);
+		io_uring_sqe_set_data(sqe, tagged(io, TAG_CANCEL));
+	}
+	io->cqes_due = (uint8_t)(io->cqes_due + cancels);
+	r->cqes_due += cancels;
+}
+
 /* Turns one request into SQEs, or finishes it at once. Returns false when
  * the submission queue has no room for it. */
 static bool issue(struct afe_ring *r, struct afe_io_request *req)
@@ -219,23 +298,16 @@ static bool issue(struct afe_ring *r, struct afe_io_request *req)
 		if (io->completed) {
 			afe__io_finish(io);
 		} else if (send) {
-			static const enum cqe_tag targets[] = {TAG_OP, TAG_SECOND};
-			for (unsigned i = 0; i < cancels; i++) {
-				struct io_uring_sqe *sqe = next_sqe(r);
-				io_uring_prep_cancel(sqe, tagged(io, targets[i]), 0);
-				io_uring_sqe_set_data(sqe, tagged(io, TAG_CANCEL));
-			}
-			io->cqes_due = (uint8_t)(io->cqes_due + cancels);
-			r->cqes_due += cancels;
+			queue_cancels(r, io, cancels);
 		}
 		return true;
 	}
 	if (atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
-		if (io->linked)
-			io->linked->res = -ESHUTDOWN;
-		io->res = -ESHUTDOWN;
-		io->completed = true;
-		afe__io_finish(io);
+		finish_now(io, -ESHUTDOWN);
+		return true;
+	}
+	if (unsupported(r, io->sqe) || (io->linked && unsupported(r, io->linked->sqe))) {
+		finish_now(io, -EOPNOTSUPP);
 		return true;
 	}
 	unsigned need = 1 + io->has_timeout + (io->linked != NULL);
@@ -258,6 +330,8 @@ static bool issue(struct afe_ring *r, struct afe_io_request *req)
 	}
 	io->cqes_due = (uint8_t)need;
 	r->cqes_due += need;
+	if (tracks_in_flight(r))
+		list_add(&r->in_flight, io);
 	return true;
 }
 
@@ -284,9 +358,10 @@ static void issue_backlog(struct afe_ring *r)
 	}
 }
 
-/* Makes sure a FUTEX_WAIT on the doorbell is armed, so a request pushed
- * while we sleep wakes us. Returns false when it could not be queued (the
- * submission queue full even after submitting): then we must not sleep. */
+/* Makes sure a wait on the doorbell is armed (a FUTEX_WAIT, or a read of
+ * its eventfd), so a request pushed while we sleep wakes us. Returns false
+ * when it could not be queued (the submission queue full even after
+ * submitting): then we must not sleep. */
 static bool arm_doorbell(struct afe_ring *r)
 {
 	if (r->doorbell_armed)
@@ -296,16 +371,62 @@ static bool arm_doorbell(struct afe_ring *r)
 	if (io_uring_sq_space_left(&r->uring) < 1)
 		return false;
 	struct io_uring_sqe *sqe = next_sqe(r);
-	afe_prep_futex_wait(sqe, (const uint32_t *)&r->doorbell,
-			    atomic_load(&r->doorbell), AFE_FUTEX2_PRIVATE);
+	if (r->bell_fd >= 0)
+		io_uring_prep_read(sqe, r->bell_fd, &r->bell_count, sizeof(r->bell_count),
+				   (uint64_t)-1);
+	else
+		afe_prep_futex_wait(sqe, (const uint32_t *)&r->doorbell,
+				    atomic_load(&r->doorbell), AFE_FUTEX2_PRIVATE);
 	io_uring_sqe_set_data(sqe, tagged(NULL, TAG_DOORBELL));
 	r->doorbell_armed = true;
 	return true;
 }
 
+/* "afe: CALL failed: EPERM (Operation not permitted)", and the hint. */
+static void report_error(const char *call, int err, const char *hint)
+{
+	const char *name = strerrorname_np(-err);
+	fprintf(stderr, "afe: %s failed: %s (%s)%s%s\n", call, name ? name : "unknown errno",
+		strerror(-err), hint ? "; " : "", hint ? hint : "");
+}
+
+/* The longest pause between retries of a refused io_uring_enter. */
+#define ENTER_RETRY_MAX_NS 100000000L
+
+/*
+ * io_uring_enter failed with something other than a signal or a full
+ * queue: -ENOMEM, a seccomp filter installed after start-up... Said on
+ * stderr once per errno in a row (-EBADR once); the loop retries after a
+ * pause doubling from 1 ms to 100 ms, so a lasting refusal costs no CPU
+ * and a passing one heals. SQEs not yet taken stay in the queue.
+ * -EBADR: the kernel dropped CQEs it had no memory to keep (the
+ * operations they belonged to never finish), and from then on fails every
+ * wait at once, after running the completions' task work; enters that do
+ * not wait still work. So the ring thread polls: it reaps and retries
+ * every 1 ms.
+ */
+static void enter_failed(struct afe_ring *r, int err)
+{
+	bool said = err == -EBADR ? r->cqes_dropped : err == r->enter_error;
+	if (!said)
+		report_error("io_uring_enter", err,
+			     err == -EBADR ? "the kernel dropped completions; operations "
+					     "waiting for them will not finish; polling every 1 ms"
+					   : "retrying");
+	r->enter_error = err;
+	r->cqes_dropped |= err == -EBADR;
+	unsigned shift = err == -EBADR ? 0 : r->enter_failures < 7 ? r->enter_failures : 7;
+	long ns = 1000000L << shift;
+	struct timespec pause = {.tv_sec = 0,
+				 .tv_nsec = ns < ENTER_RETRY_MAX_NS ? ns : ENTER_RETRY_MAX_NS};
+	nanosleep(&pause, NULL);
+	r->enter_failures++;
+}
+
 /* Submits and, when wait is true, sleeps until a CQE arrives. Transient
  * errors are retried by the loop; -EBUSY (completions pending in the
- * overflow list) is resolved by the reap that follows. */
+ * overflow list) is resolved by the reap that follows; any other error
+ * is retried after a pause (enter_failed). */
 static void enter(struct afe_ring *r, bool wait)
 {
 	struct __kernel_timespec ts;
@@ -319,15 +440,43 @@ static void enter(struct afe_ring *r, bool wait)
 	else
 		err = io_uring_submit_and_wait(&r->uring, 1);
 	if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY && err != -ETIME) {
-		fprintf(stderr, "afe: io_uring_enter failed: %s\n", strerror(-err));
-		abort();
+		/* A refused wait may have left SQEs unsent: send them and take
+		 * what completed without waiting, which may still work. */
+		if (wait)
+			io_uring_submit_and_get_events(&r->uring);
+		enter_failed(r, err);
+		return;
 	}
+	r->enter_error = 0;
+	r->enter_failures = 0;
+}
+
+/* Before 5.19: a cancel for each operation in flight, as far as the
+ * submission queue has room; the loop comes back for the rest. */
+static void cancel_each(struct afe_ring *r)
+{
+	while (r->in_flight) {
+		struct afe_io *io = r->in_flight;
+		unsigned cancels = io->linked ? 2 : 1;
+		if (io_uring_sq_space_left(&r->uring) < cancels)
+			return;
+		queue_cancels(r, io, cancels);
+		list_remove(io);
+		list_add(&r->stop_cancelled, io);
+	}
+	r->cancel_all_sent = true;
 }
 
 static void cancel_everything(struct afe_ring *r)
 {
 	afe__sleeps_close(&r->sleeps);
-	if (r->cancel_all_sent || io_uring_sq_space_left(&r->uring) < 1)
+	if (r->cancel_all_sent)
+		return;
+	if (tracks_in_flight(r)) {
+		cancel_each(r);
+		return;
+	}
+	if (io_uring_sq_space_left(&r->uring) < 1)
 		return;
 	struct io_uring_sqe *sqe = next_sqe(r);
 	io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
@@ -399,19 +548,27 @@ static const struct {
 	{IORING_OP_POLL_ADD, "POLL_ADD"},
 	{IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT"},
 	{IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
-	{AFE_IORING_OP_FUTEX_WAIT, "FUTEX_WAIT (Linux 6.7)"},
-	{AFE_IORING_OP_FUTEX_WAKE, "FUTEX_WAKE (Linux 6.7)"},
 };
 
-/* Checks the kernel supports every opcode AFE uses. */
-static int probe(struct afe_ring *r)
+/* Checks the kernel supports every opcode AFE needs, and adds the
+ * optional ones it has to r->features, unless newer than cap (a version,
+ * features.h). */
+static int probe(struct afe_ring *r, unsigned cap)
 {
-	struct io_uring_probe *p = io_uring_get_probe_ring(&r->uring);
+	/* Room for every opcode a probe can report (its op count is a u8). */
+	size_t size = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
+	struct io_uring_probe *p = calloc(1, size);
 	if (!p) {
-		fprintf(stderr, "afe: cannot probe io_uring opcodes (kernel older than 5.6)\n");
-		return -ENOSYS;
+		report_error("allocating the io_uring probe", -ENOMEM, NULL);
+		return -ENOMEM;
 	}
-	int err = 0;
+	int err = io_uring_register_probe(&r->uring, p, 256);
+	if (err < 0) {
+		report_error("io_uring_register(IORING_REGISTER_PROBE)", err,
+			     err == -EINVAL ? "a kernel older than 5.6 has no probe" : NULL);
+		free(p);
+		return err;
+	}
 	for (size_t i = 0; i < sizeof(required_ops) / sizeof(required_ops[0]); i++) {
 		if (!io_uring_opcode_supported(p, required_ops[i].opcode)) {
 			fprintf(stderr, "afe: this kernel's io_uring lacks %s\n",
@@ -419,32 +576,122 @@ static int probe(struct afe_ring *r)
 			err = -ENOSYS;
 		}
 	}
-	io_uring_free_probe(p);
+	if (cap >= AFE_LINUX(6, 7) && io_uring_opcode_supported(p, AFE_IORING_OP_FUTEX_WAIT) &&
+	    io_uring_opcode_supported(p, AFE_IORING_OP_FUTEX_WAKE))
+		r->features |= AFE_URING_FUTEX;
+	free(p);
+	return err;
+}
+
+/* Without ring futex waits, the doorbell is an eventfd the ring thread
+ * reads through its ring. Returns 0 or -errno. */
+static int open_bell(struct afe_ring *r)
+{
+	if (r->features & AFE_URING_FUTEX)
+		return 0;
+	r->bell_fd = eventfd(0, EFD_CLOEXEC);
+	if (r->bell_fd < 0) {
+		int err = -errno;
+		report_error("eventfd", err, NULL);
+		return err;
+	}
+	return 0;
+}
+
+/* Submits a NOP and waits for it, so that a kernel or filter refusing
+ * io_uring_enter fails start-up rather than the ring thread later. */
+static int check_enter(struct afe_ring *r)
+{
+	struct io_uring_sqe *sqe = next_sqe(r); /* the queue is empty */
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data(sqe, NULL);
+	int err;
+	do
+		err = io_uring_submit_and_wait(&r->uring, 1);
+	while (err == -EINTR);
+	if (err < 0) {
+		report_error("io_uring_enter", err, NULL);
+		return err;
+	}
+	struct io_uring_cqe *cqe;
+	if (io_uring_peek_cqe(&r->uring, &cqe) == 0)
+		io_uring_cqe_seen(&r->uring, cqe);
+	return 0;
+}
+
+/* Why io_uring_setup may have failed, beyond its errno. */
+static const char *setup_hint(int err)
+{
+	switch (err) {
+	case -EPERM:
+		return "io_uring disabled (sysctl kernel.io_uring_disabled) or refused by a "
+		       "seccomp filter";
+	case -ENOSYS:
+		return "io_uring is not in this kernel, or a filter hides it";
+	case -EINVAL:
+		return "refused even without setup flags: a filter, or ring sizes this kernel "
+		       "refuses";
+	default:
+		return NULL;
+	}
+}
+
+/* The ring's setup flags, newest first: each is tried when the mask
+ * allows it and the one before was refused with -EINVAL (a flag this
+ * kernel lacks). This thread is the only submitter with any of them; they
+ * let the kernel run completions' task work when we enter, rather than
+ * interrupt us for it (COOP_TASKRUN), and batch it (DEFER_TASKRUN). */
+static const struct {
+	unsigned flags, since, feature;
+} setups[] = {
+	{IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, AFE_LINUX(6, 1),
+	 AFE_URING_DEFER_TASKRUN},
+	{IORING_SETUP_COOP_TASKRUN, AFE_LINUX(5, 19), AFE_URING_COOP_TASKRUN},
+	{0, 0, 0},
+};
+
+/* Creates the ring with the newest flags the kernel takes (setups). */
+static int create_ring(struct afe_ring *r, unsigned cap)
+{
+	int err = -EINVAL;
+	for (size_t i = 0; i < sizeof(setups) / sizeof(setups[0]) && err == -EINVAL; i++) {
+		if (setups[i].since > cap)
+			continue;
+		struct io_uring_params params;
+		memset(&params, 0, sizeof(params));
+		params.flags = setups[i].flags | IORING_SETUP_CQSIZE;
+		params.cq_entries = r->cq_entries		     ? r->cq_entries
+				    : r->entries * 2 > MIN_CQ_ENTRIES ? r->entries * 2
+								      : MIN_CQ_ENTRIES;
+		err = io_uring_queue_init_params(r->entries, &r->uring, &params);
+		if (err == 0)
+			r->features |= setups[i].feature;
+	}
+	if (err < 0)
+		report_error("io_uring_setup", err, setup_hint(err));
 	return err;
 }
 
 static int setup(struct afe_ring *r)
 {
-	struct io_uring_params params;
-	memset(&params, 0, sizeof(params));
-	/* This thread is the only issuer; completions run when it enters. */
-	params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-		       IORING_SETUP_CQSIZE;
-	params.cq_entries = r->cq_entries	   ? r->cq_entries
-			    : r->entries * 2 > MIN_CQ_ENTRIES ? r->entries * 2
-							      : MIN_CQ_ENTRIES;
-	int err = io_uring_queue_init_params(r->entries, &r->uring, &params);
-	if (err < 0) {
-		const char *why = err == -EPERM	   ? "not permitted (kernel.io_uring_disabled, or seccomp)"
-				  : err == -ENOSYS ? "not in this kernel"
-				  : err == -EINVAL ? "the kernel is older than 6.1"
-						   : strerror(-err);
-		fprintf(stderr, "afe: cannot set up io_uring: %s\n", why);
-		return err;
-	}
-	err = probe(r);
+	unsigned cap = afe__features_cap();
+	int err = create_ring(r, cap);
 	if (err < 0)
+		return err;
+	/* What no probe shows: from the kernel's version. */
+	unsigned version = afe__kernel_version();
+	if (version >= AFE_LINUX(5, 19) && cap >= AFE_LINUX(5, 19))
+		r->features |= AFE_URING_MULTISHOT_ACCEPT | AFE_URING_CANCEL_ANY;
+	err = probe(r, cap);
+	if (err == 0)
+		err = open_bell(r);
+	if (err == 0)
+		err = check_enter(r);
+	if (err < 0) {
 		io_uring_queue_exit(&r->uring);
+		if (r->bell_fd >= 0)
+			close(r->bell_fd);
+	}
 	return err;
 }
 
@@ -483,7 +730,7 @@ static void *ring_main(void *arg)
 	close_requests(r);
 	afe_defer_wakes_flush();
 	io_uring_queue_exit(&r->uring);
-	return NULL;
+	return NULL; /* the eventfd stays open for late doorbells: see afe_ring_free */
 }
 
 int afe_ring_start(struct afe_ring **out, unsigned entries, unsigned cq_entries)
@@ -494,6 +741,7 @@ int afe_ring_start(struct afe_ring **out, unsigned entries, unsigned cq_entries)
 	r->entries = entries;
 	r->cq_entries = cq_entries;
 	r->backlog_tail = &r->backlog;
+	r->bell_fd = -1;
 	afe__sleeps_init(&r->sleeps);
 	sem_init(&r->started, 0, 0);
 	int err = -pthread_create(&r->thread, NULL, ring_main, r);
@@ -526,6 +774,10 @@ void afe_ring_free(struct afe_ring *r)
 {
 	if (!r)
 		return;
+	/* Closed only now: afe_ring_stop and afe_ring_wake may ring it after
+	 * the ring thread ended, and a closed fd number may be reused. */
+	if (r->bell_fd >= 0)
+		close(r->bell_fd);
 	sem_destroy(&r->started);
 	afe__sleeps_destroy(&r->sleeps);
 	free(r);
@@ -534,6 +786,11 @@ void afe_ring_free(struct afe_ring *r)
 struct afe_sleeps *afe_ring_sleeps(struct afe_ring *r)
 {
 	return &r->sleeps;
+}
+
+unsigned afe_ring_features(const struct afe_ring *r)
+{
+	return r->features;
 }
 
 void afe_ring_wake(struct afe_ring *r)

@@ -3,12 +3,13 @@
  * The runtime's io_uring and the thread that owns it.
  *
  * One thread (the ring thread) is the ring's only issuer: it creates the
- * ring with SINGLE_ISSUER | DEFER_TASKRUN, submits every SQE and reaps
- * every CQE. Workers hand it requests through a lock-free stack and ring
+ * ring with SINGLE_ISSUER | DEFER_TASKRUN (before Linux 6.1: COOP_TASKRUN,
+ * before 5.19 neither), submits every SQE and reaps every CQE. Workers hand it requests through a lock-free stack and ring
  * a doorbell: a futex word the ring thread watches with a FUTEX_WAIT armed
- * in its own ring, so it sleeps in one io_uring_enter whether it waits for
- * completions or for new requests, and a worker makes the wake syscall
- * only when the ring thread is asleep. Requests are never dropped: when
+ * in its own ring (Linux 6.7; before, a read of an eventfd), so it sleeps
+ * in one io_uring_enter whether it waits for completions or for new
+ * requests, and a worker makes the wake syscall only when the ring thread
+ * is asleep. Requests are never dropped: when
  * the submission queue is full they wait for the next round.
  *
  * Measured against the other shape (issue 3): a plain ring (no
@@ -61,9 +62,11 @@ struct afe_ring;
 struct afe_io;
 
 /* Starts the ring thread with a ring of `entries` SQEs and cq_entries CQEs
- * (0: MIN_CQ_ENTRIES or twice entries, whichever is more). Returns 0, or a
- * negative errno with a message on stderr saying why io_uring cannot be
- * used (not compiled in, disabled by sysctl or seccomp, kernel too old). */
+ * (0: MIN_CQ_ENTRIES or twice entries, whichever is more), and checks the
+ * ring works by submitting a NOP. Returns 0, or the negative errno of the
+ * call that failed (io_uring_setup, io_uring_register, io_uring_enter;
+ * -ENOSYS for a missing opcode, -ENOMEM), with a message on stderr naming
+ * the call and the errno. */
 int afe_ring_start(struct afe_ring **out, unsigned entries, unsigned cq_entries);
 
 /* Cancels every operation in flight, waits for their completions (their
@@ -86,6 +89,9 @@ bool afe_ring_cancel(struct afe_ring *ring, struct afe_io *io);
 
 /* The runtime's sleeps (sleeps.h), which the ring thread advances. */
 struct afe_sleeps *afe_ring_sleeps(struct afe_ring *ring);
+
+/* The facilities the ring uses (AFE_URING_*, afe/runtime.h). */
+unsigned afe_ring_features(const struct afe_ring *ring);
 
 /* Wakes the ring thread if it is asleep: a sleep became due earlier than
  * the time it sleeps until. */

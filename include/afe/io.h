@@ -68,6 +68,9 @@ struct afe_io {
 	void (*on_more)(struct afe_io *io, int32_t res);
 	struct afe_io_timespec timeout;
 	struct afe_io *linked; /* afe_io_link: the operation that follows */
+	/* Ring thread, before Linux 5.19 (no cancel matching everything):
+	 * the list of operations in flight its stop cancels one by one. */
+	struct afe_io *ring_next, **ring_pprev;
 	/* The prepared struct io_uring_sqe. */
 	_Alignas(8) unsigned char sqe[64];
 };
@@ -131,7 +134,9 @@ AFE_EXPORT void afe_io_shutdown_init(struct afe_io *io, int fd, int how);
  * at once when it no longer holds expected (re-check what you wait for),
  * -ECANCELED when cancelled. Wakes can be spurious: re-check after any.
  * afe_io_futex_wake_init: wakes up to nr waiters; result how many woke.
- * word must be 4-byte aligned (else -EINVAL).
+ * word must be 4-byte aligned (else -EINVAL). Both fail with -EOPNOTSUPP
+ * on a runtime without AFE_URING_FUTEX (afe_runtime_uring_features: an
+ * older kernel, or $AFE_URING_FEATURES below 6.7).
  */
 #define AFE_FUTEX_SHARED 0u
 #define AFE_FUTEX_PRIVATE 128u /* FUTEX2_PRIVATE */

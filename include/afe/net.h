@@ -58,6 +58,9 @@ AFE_EXPORT void afe_send_all_init(struct afe_send_all *s, int fd, const void *bu
  * (-ECONNABORTED, -EMFILE, ...) are passed on; awaiting again re-arms.
  * A stream that ended with an error holds no memory; one that is still
  * armed must be stopped (afe_accept_stream_stop, or cancelled).
+ * Without multishot accept (before Linux 5.19, see the README) the stream
+ * arms one accept at a time; after each it takes what else waits in the
+ * backlog with accept4(2), so it makes listen_fd non-blocking.
  */
 #define AFE_ACCEPT_BACKLOG 65536
 

@@ -65,8 +65,10 @@ AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
  * asynchronous signal (see afe/signal.h); the caller's mask is unchanged. Returns 0 and stores the
  * runtime in *out, or -EINVAL (workers above 1024, ring_entries of 1 or
  * above 32768, cq_entries below ring_entries or above 65536, null out), -ENOMEM, the -errno of a failed thread creation, or
- * the error of an io_uring this kernel cannot provide (-ENOSYS, -EPERM,
- * with the reason on stderr).
+ * the -errno of the io_uring call that failed (io_uring_setup,
+ * io_uring_register, or the io_uring_enter of a start-up NOP: -EPERM when
+ * a sysctl or seccomp filter refuses it; -ENOSYS without io_uring or a
+ * needed opcode), with the call and the errno named on stderr.
  */
 AFE_EXPORT int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config *config);
 
@@ -121,6 +123,28 @@ AFE_EXPORT unsigned afe_runtime_workers(const struct afe_runtime *rt);
 /* How long rt's idle workers search before parking, in microseconds, with
  * AFE_SPIN_AUTO resolved (50 or 0); 0 for a null rt. */
 AFE_EXPORT unsigned afe_runtime_spin_us(const struct afe_runtime *rt);
+
+/*
+ * The io_uring facilities rt uses, decided once when it started: each one
+ * the kernel has, unless it is newer than the kernel version in
+ * $AFE_URING_FEATURES (AFE_URING_FEATURES=5.15 makes a new kernel behave
+ * as 5.15 would). Without a facility the runtime takes the older path
+ * named beside it (the README has the table). 0 for a null rt.
+ */
+#define AFE_URING_FUTEX (1u << 0) /* FUTEX_WAIT/WAKE operations (Linux 6.7): the ring
+				     thread's doorbell; else an eventfd read, and
+				     afe_io_futex_{wait,wake} fail with -EOPNOTSUPP */
+#define AFE_URING_DEFER_TASKRUN (1u << 1) /* SINGLE_ISSUER | DEFER_TASKRUN (6.1);
+					     else COOP_TASKRUN, else neither */
+#define AFE_URING_COOP_TASKRUN (1u << 2)  /* COOP_TASKRUN (5.19), taken only
+					     without DEFER_TASKRUN */
+#define AFE_URING_MULTISHOT_ACCEPT (1u << 3) /* one accept, many connections (5.19);
+						else afe_accept_stream re-arms a
+						single accept per connection */
+#define AFE_URING_CANCEL_ANY (1u << 4) /* one cancel for every operation at
+					  destroy (5.19); else one per
+					  operation in flight */
+AFE_EXPORT unsigned afe_runtime_uring_features(const struct afe_runtime *rt);
 
 /* Counters since start, summed over workers; cheap enough to leave on. */
 struct afe_metrics {

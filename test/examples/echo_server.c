@@ -28,6 +28,10 @@ static int app_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct app *self = afe_container_of(f, struct app, base);
 	AFE_ASYNC_BEGIN(f, cx);
+	/* Said once the runtime runs: a runtime that cannot start says so
+	 * (afe_main_run) and nothing listens. */
+	printf("echo_server: listening on 127.0.0.1:%d\n", afe_tcp_local_port(self->listen_fd));
+	fflush(stdout);
 	/* Serve until the server fails or shutdown is asked for; the loser
 	 * is cancelled (for the server: no more accepts). */
 	afe_token_wait_init(&self->stop, self->shutdown);
@@ -57,8 +61,6 @@ static int app_init(struct app *app, int argc, char **argv)
 		fprintf(stderr, "echo_server: cannot listen on port %ld: %s\n", port, strerror(-fd));
 		return 1;
 	}
-	printf("echo_server: listening on 127.0.0.1:%d\n", afe_tcp_local_port(fd));
-	fflush(stdout);
 	struct afe_tcp_server_config config = {
 		.listen_fd = fd,
 		.max_conns = 1000,

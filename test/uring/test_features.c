@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/* The io_uring facilities a runtime picks at start-up, and the
+ * AFE_URING_FEATURES mask that makes a new kernel play an old one. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/utsname.h>
+
+#include "io_helpers.h"
+
+/* What a runtime started under AFE_URING_FEATURES=mask (NULL: unset)
+ * uses; it runs a NOP and a sleep to show it works on those paths. */
+static unsigned features_under(const char *mask)
+{
+	if (mask)
+		cr_assert_eq(setenv("AFE_URING_FEATURES", mask, 1), 0);
+	else
+		cr_assert_eq(unsetenv("AFE_URING_FEATURES"), 0);
+	struct afe_runtime *rt = test_runtime(2);
+	unsigned features = afe_runtime_uring_features(rt);
+	struct afe_io io;
+	afe_io_nop_init(&io);
+	cr_assert_eq(run_io(rt, &io), 0);
+	struct afe_sleep nap;
+	afe_sleep_init(&nap, 2 * 1000000u);
+	cr_assert_eq(test_block_on(rt, &nap), 0);
+	test_runtime_destroy(rt);
+	return features;
+}
+
+/* The running kernel is at least major.minor. */
+static bool kernel_at_least(unsigned major, unsigned minor)
+{
+	struct utsname u;
+	unsigned have_major = 0, have_minor = 0;
+	cr_assert_eq(uname(&u), 0);
+	cr_assert_eq(sscanf(u.release, "%u.%u", &have_major, &have_minor), 2);
+	return have_major > major || (have_major == major && have_minor >= minor);
+}
+
+Test(features, a_new_kernel_gives_every_facility)
+{
+	if (!kernel_at_least(6, 7))
+		cr_skip_test("the kernel predates 6.7");
+	cr_assert_eq(features_under(NULL),
+		     AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | AFE_URING_MULTISHOT_ACCEPT |
+			     AFE_URING_CANCEL_ANY);
+}
+
+Test(features, the_mask_5_15_takes_them_all_away)
+{
+	cr_assert_eq(features_under("5.15"), 0u);
+}
+
+Test(features, the_mask_keeps_what_is_not_newer)
+{
+	if (!kernel_at_least(6, 7))
+		cr_skip_test("the kernel predates 6.7");
+	const unsigned since_5_19 = AFE_URING_MULTISHOT_ACCEPT | AFE_URING_CANCEL_ANY;
+	cr_assert_eq(features_under("6.7"), AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | since_5_19);
+	cr_assert_eq(features_under("6.6"), AFE_URING_DEFER_TASKRUN | since_5_19);
+	cr_assert_eq(features_under("6.1"), AFE_URING_DEFER_TASKRUN | since_5_19);
+	cr_assert_eq(features_under("6.0"), AFE_URING_COOP_TASKRUN | since_5_19);
+	cr_assert_eq(features_under("5.19"), AFE_URING_COOP_TASKRUN | since_5_19);
+	cr_assert_eq(features_under("5.18"), 0u);
+}
+
+Test(features, a_malformed_mask_is_ignored)
+{
+	unsigned all = features_under(NULL);
+	cr_assert_eq(features_under("five"), all);
+	cr_assert_eq(features_under("5"), all);
+	cr_assert_eq(features_under("5.15x"), all);
+}
+
+Test(features, a_null_runtime_has_none)
+{
+	cr_assert_eq(afe_runtime_uring_features(NULL), 0u);
+}
