@@ -14,6 +14,8 @@
 #include "afe/mutex.h"
 #include "afe/semaphore.h"
 #include "afe/notify.h"
+#include "afe/rwlock.h"
+#include "afe/barrier.h"
 #include "afe/io.h"
 #include "afe/sleep.h"
 #include "afe/net.h"
