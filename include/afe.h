@@ -16,6 +16,8 @@
 #include "afe/notify.h"
 #include "afe/rwlock.h"
 #include "afe/barrier.h"
+#include "afe/broadcast.h"
+#include "afe/watch_chan.h"
 #include "afe/io.h"
 #include "afe/sleep.h"
 #include "afe/net.h"

@@ -154,7 +154,9 @@ static int wait_poll(struct afe_future *f, struct afe_context *cx)
 	}
 	struct afe_waker stale = {0};
 	afe_spin_lock(&b->lock);
-	/* Under the lock the state holds still. */
+	/* Relaxed: others change a linked state only under the lock we
+	 * hold (its unlock/lock pair orders them before this load), and the
+	 * unlocked changes are our own. */
 	bool linked = atomic_load_explicit(&bw->wait.state, memory_order_relaxed) ==
 		      AFE_WAIT_LINKED;
 	unsigned state = afe_waiter_poll_locked(&b->waiters, &bw->wait, cx, &stale);
