@@ -20,10 +20,11 @@
  * In a select a wait counts as arrived while it waits; when its
  * generation fills, the barrier claims its select. A wait whose select
  * another branch won meanwhile is withdrawn and not counted: a losing
- * barrier branch never arrived. Should another branch win in the very
- * instant the generation fills, that wait is dropped as well and the
- * others, their selects already committed to the barrier, wait on for a
- * replacing arrival.
+ * barrier branch never arrived. Should another branch of one of those
+ * selects win while the barrier claims them (a race, but a common one
+ * when selects churn), that wait is dropped as well and the others, their
+ * selects already committed to the barrier, wait on for a replacing
+ * arrival.
  *
  * All functions may be called from any thread, inside or outside tasks.
  */
