@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * When a channel, mutex, semaphore or notify may be
+ * When a channel, mutex, semaphore, notify, read-write lock, barrier,
+ * broadcast or watch channel may be
  * destroyed and freed (include/afe/waiter.h): a future that another party
  * detached (a select's losing branch) or completed does not lock the
  * primitive again on the poll that finishes it, and a call that wakes
@@ -245,5 +246,114 @@ Test(lifetime, the_task_notify_all_woke_last_may_free_the_notify, .timeout = 15)
 	lo.lock = &n.lock;
 	int woken = afe_notify_all(&n);
 	cr_assert_eq(woken, WAITERS);
+	last_one_check(&lo, &hw);
+}
+
+/* The read-write lock, the barrier, the broadcast and the watch channel:
+ * the same guarantee. */
+static int destroy_rwlock(void *obj)
+{
+	for (int i = 0; i < WAITERS; i++) /* the woken readers hold it */
+		cr_assert_eq(afe_rwlock_read_unlock(obj), 0);
+	return afe_rwlock_destroy(obj);
+}
+static int destroy_barrier(void *obj) { return afe_barrier_destroy(obj); }
+static int destroy_bcast(void *obj) { return afe_bcast_destroy(obj); }
+static int destroy_wchan(void *obj) { return afe_wchan_destroy(obj); }
+
+Test(lifetime, the_task_write_unlock_woke_last_may_free_the_rwlock, .timeout = 15)
+{
+	struct last_one lo;
+	struct hook_waker hw;
+	struct afe_context cx;
+	last_one_setup(&lo, &hw, &cx);
+	struct afe_rwlock rw;
+	afe_rwlock_init(&rw);
+	cr_assert_eq(afe_rwlock_try_write(&rw), 0);
+	struct afe_rwlock_read r[WAITERS];
+	for (int i = 0; i < WAITERS; i++) {
+		afe_rwlock_read_init(&r[i], &rw);
+		lo.waiters[i] = &r[i].base;
+		cr_assert_eq(POLL(&r[i], &cx), AFE_PENDING);
+	}
+	lo.destroy = destroy_rwlock;
+	lo.obj = &rw;
+	lo.lock = &rw.lock;
+	cr_assert_eq(afe_rwlock_write_unlock(&rw), 0);
+	last_one_check(&lo, &hw);
+}
+
+Test(lifetime, the_task_a_barrier_leader_woke_last_may_free_the_barrier, .timeout = 15)
+{
+	struct last_one lo;
+	struct hook_waker hw;
+	struct afe_context cx;
+	last_one_setup(&lo, &hw, &cx);
+	struct afe_barrier b;
+	cr_assert_eq(afe_barrier_init(&b, WAITERS + 1), 0);
+	struct afe_barrier_wait w[WAITERS], leader;
+	for (int i = 0; i < WAITERS; i++) {
+		afe_barrier_wait_init(&w[i], &b);
+		lo.waiters[i] = &w[i].base;
+		cr_assert_eq(POLL(&w[i], &cx), AFE_PENDING);
+	}
+	lo.destroy = destroy_barrier;
+	lo.obj = &b;
+	lo.lock = &b.lock;
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context lcx = counting_context(&cw, false);
+	afe_barrier_wait_init(&leader, &b);
+	cr_assert_eq(POLL(&leader, &lcx), AFE_READY);
+	cr_assert_eq(leader.base.result, 1);
+	last_one_check(&lo, &hw);
+}
+
+Test(lifetime, the_task_a_broadcast_send_woke_last_may_free_the_channel, .timeout = 15)
+{
+	struct last_one lo;
+	struct hook_waker hw;
+	struct afe_context cx;
+	last_one_setup(&lo, &hw, &cx);
+	struct afe_bcast b;
+	cr_assert_eq(afe_bcast_init(&b, sizeof(int), 2), 0);
+	struct afe_bcast_rx rx[WAITERS];
+	struct afe_bcast_recv r[WAITERS];
+	int out[WAITERS], v = 1;
+	for (int i = 0; i < WAITERS; i++) {
+		afe_bcast_subscribe(&b, &rx[i]);
+		afe_bcast_recv_init(&r[i], &rx[i], &out[i]);
+		lo.waiters[i] = &r[i].base;
+		cr_assert_eq(POLL(&r[i], &cx), AFE_PENDING);
+	}
+	lo.destroy = destroy_bcast;
+	lo.obj = &b;
+	lo.lock = &b.lock;
+	cr_assert_eq(afe_bcast_send(&b, &v), 0);
+	last_one_check(&lo, &hw);
+}
+
+Test(lifetime, the_task_a_watch_send_woke_last_may_free_the_channel, .timeout = 15)
+{
+	struct last_one lo;
+	struct hook_waker hw;
+	struct afe_context cx;
+	last_one_setup(&lo, &hw, &cx);
+	struct afe_wchan w;
+	int v = 0;
+	cr_assert_eq(afe_wchan_init(&w, sizeof(int), &v), 0);
+	struct afe_wchan_rx rx[WAITERS];
+	struct afe_wchan_changed c[WAITERS];
+	for (int i = 0; i < WAITERS; i++) {
+		afe_wchan_subscribe(&w, &rx[i]);
+		afe_wchan_changed_init(&c[i], &rx[i], NULL);
+		lo.waiters[i] = &c[i].base;
+		cr_assert_eq(POLL(&c[i], &cx), AFE_PENDING);
+	}
+	lo.destroy = destroy_wchan;
+	lo.obj = &w;
+	lo.lock = &w.lock;
+	v = 1;
+	cr_assert_eq(afe_wchan_send(&w, &v), 0);
 	last_one_check(&lo, &hw);
 }
