@@ -4,7 +4,8 @@
  * keeps changing what it wants (frames, room, both) between two wakers
  * ringing for each. Every event is answered before its waker makes the
  * next, so a lost wake leaves the sleeper waiting with work pending; the
- * sleeper's futex waits time out after a second and the test fails. As a
+ * sleeper's futex waits time out after 5 s and the test fails (a lost
+ * wake never comes; 1 s once timed out a waker a loaded machine starved). As a
  * watch does, the sleeper flags itself AFE_IPC_ASLEEP before each futex
  * wait, and some rounds first watch the word without the flag for a
  * while, as a searching worker does: wakers skip the syscall then.
@@ -113,8 +114,8 @@ Test(ipc_bell, a_sleeper_changing_what_it_wants_never_misses_a_wake)
 			continue;
 		}
 		atomic_fetch_or(&b.bell.wants, AFE_IPC_ASLEEP);
-		struct timespec second = {.tv_sec = 1};
-		long r = syscall(SYS_futex, &b.bell.word, FUTEX_WAIT, word, &second, NULL, 0);
+		struct timespec patience = {.tv_sec = 5};
+		long r = syscall(SYS_futex, &b.bell.word, FUTEX_WAIT, word, &patience, NULL, 0);
 		afe_ipc_bell_unwant(&b.bell, round);
 		if (r < 0 && errno == ETIMEDOUT) {
 			atomic_store(&b.lost, true);
