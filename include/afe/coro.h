@@ -62,6 +62,8 @@ struct afe_chan;
 struct afe_mutex;
 struct afe_semaphore;
 struct afe_token;
+struct afe_ipc_call;
+struct msghdr;
 
 /* A coroutine's body: its return value is the task's result. */
 typedef intptr_t afe_coro_fn(void *arg);
@@ -152,6 +154,22 @@ AFE_EXPORT int afe_co_mutex_lock(struct afe_mutex *m);
 AFE_EXPORT int afe_co_sem_acquire(struct afe_semaphore *s, size_t n);
 /* Until t is cancelled: 0, or -ECANCELED when the coroutine is. */
 AFE_EXPORT int afe_co_token_wait(struct afe_token *t);
+
+/* Awaits a cross-process call armed by an AFE_IPC_FN helper (afe/ipc.h):
+ * 0 once answered (read it with NAME_result), or the call's -errno. */
+AFE_EXPORT int afe_co_ipc_call(struct afe_ipc_call *call);
+
+/* sendto/recvfrom and the raw message and shutdown operations (afe/io.h,
+ * afe/socket.h), awaited: the byte count (0 for shutdown) or -errno. The
+ * recvfrom's sender is in *from (fromlen in/out, as recvfrom(2)); msg
+ * and what it points to must not be on a shared stack. */
+AFE_EXPORT ssize_t afe_co_sendto(int fd, const void *buf, size_t len, int flags,
+				 const struct sockaddr *to, unsigned tolen);
+AFE_EXPORT ssize_t afe_co_recvfrom(int fd, void *buf, size_t len, int flags,
+				   struct sockaddr *from, unsigned *fromlen);
+AFE_EXPORT ssize_t afe_co_sendmsg(int fd, const struct msghdr *msg, int flags);
+AFE_EXPORT ssize_t afe_co_recvmsg(int fd, struct msghdr *msg, int flags);
+AFE_EXPORT int afe_co_shutdown(int fd, int how);
 
 /* Runs fn(arg) on the blocking pool (afe/blocking.h) and returns its
  * result; -ECANCELED if the coroutine is cancelled meanwhile (a job that

@@ -2,7 +2,9 @@
 /* The blocking-style calls of afe/coro.h: each inits a future in the
  * coroutine's slot (see coro_internal.h) and awaits it. */
 #include <afe/coro.h>
+#include <afe/ipc.h>
 #include <limits.h>
+#include <string.h>
 
 #include "coro_internal.h"
 
@@ -131,6 +133,56 @@ int afe_co_token_wait(struct afe_token *t)
 	SLOT_OR_RETURN(s, NULL, 0);
 	afe_token_wait_init(&s->token, t);
 	return (int)afe_co_await(&s->token.base);
+}
+
+int afe_co_ipc_call(struct afe_ipc_call *call)
+{
+	SLOT_OR_RETURN(s, call, sizeof(*call));
+	(void)s; /* the call is the caller's future */
+	return (int)afe_co_await(&call->base);
+}
+
+ssize_t afe_co_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to,
+		      unsigned tolen)
+{
+	SLOT_OR_RETURN(s, buf, len);
+	afe_sendto_init(&s->sendto, fd, buf, ring_len(len), flags, to, tolen); /* copies to */
+	return (ssize_t)afe_co_await(&s->sendto.io.base);
+}
+
+ssize_t afe_co_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from,
+			unsigned *fromlen)
+{
+	SLOT_OR_RETURN(s, buf, len);
+	afe_recvfrom_init(&s->recvfrom, fd, buf, ring_len(len), flags);
+	ssize_t got = (ssize_t)afe_co_await(&s->recvfrom.io.base);
+	if (got >= 0 && from && fromlen) { /* copied out after: may be on the stack */
+		unsigned n = s->recvfrom.msg.msg_namelen;
+		memcpy(from, &s->recvfrom.from, n < *fromlen ? n : *fromlen);
+		*fromlen = n;
+	}
+	return got;
+}
+
+ssize_t afe_co_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	SLOT_OR_RETURN(s, msg, sizeof(*msg));
+	afe_io_sendmsg_init(&s->io, fd, msg, flags);
+	return (ssize_t)afe_co_await(&s->io.base);
+}
+
+ssize_t afe_co_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	SLOT_OR_RETURN(s, msg, sizeof(*msg));
+	afe_io_recvmsg_init(&s->io, fd, msg, flags);
+	return (ssize_t)afe_co_await(&s->io.base);
+}
+
+int afe_co_shutdown(int fd, int how)
+{
+	SLOT_OR_RETURN(s, NULL, 0);
+	afe_io_shutdown_init(&s->io, fd, how);
+	return (int)afe_co_await(&s->io.base);
 }
 
 intptr_t afe_co_blocking(intptr_t (*fn)(void *arg), void *arg)

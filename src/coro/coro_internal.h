@@ -9,6 +9,7 @@
 #include <afe/io.h>
 #include <afe/mutex.h>
 #include <afe/net.h>
+#include <afe/socket.h>
 #include <afe/semaphore.h>
 #include <afe/sleep.h>
 #include <afe/token.h>
@@ -31,6 +32,8 @@ union afe__co_slot {
 	struct afe_sem_acquire acquire;
 	struct afe_token_wait token;
 	struct afe_blocking job;
+	struct afe_sendto sendto;
+	struct afe_recvfrom recvfrom;
 	struct {
 		struct afe_select select;
 		struct afe_token_wait token;

@@ -415,3 +415,46 @@ Test(coro, a_shared_stack_of_another_size_gets_einval)
 	struct afe_coro c;
 	cr_assert_eq(afe_coro_init(&c, returns_zero, NULL, &odd), -EINVAL);
 }
+
+/* ---- sockets --------------------------------------------------------------- */
+
+/* Answers one datagram to its sender, then half-closes a stream. */
+static intptr_t udp_echo_once(void *arg)
+{
+	int *fds = arg;
+	char buf[32];
+	struct sockaddr_storage from;
+	unsigned fromlen = sizeof(from);
+	ssize_t n = afe_co_recvfrom(fds[0], buf, sizeof(buf), 0, (struct sockaddr *)&from, &fromlen);
+	if (n <= 0 || afe_co_sendto(fds[0], buf, (size_t)n, 0, (struct sockaddr *)&from, fromlen) != n)
+		return -1;
+	return afe_co_shutdown(fds[1], SHUT_WR);
+}
+
+Test(coro, a_coroutine_answers_a_datagram_and_half_closes_a_stream)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	int fds[2] = {afe_udp_bind(NULL, 0), -1}, sv[2];
+	cr_assert_geq(fds[0], 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	fds[1] = sv[0];
+	struct afe_join_handle h;
+	cr_assert_eq(afe_coro_spawn(rt, udp_echo_once, fds, &h, NULL), 0);
+	int client = afe_udp_bind(NULL, 0);
+	struct sockaddr_storage to;
+	socklen_t tolen;
+	cr_assert_eq(afe_sockaddr_ip(NULL, (uint16_t)afe_tcp_local_port(fds[0]), &to, &tolen), 0);
+	cr_assert_eq(sendto(client, "hey", 3, 0, (struct sockaddr *)&to, tolen), 3);
+	char back[8];
+	cr_assert_eq(recv(client, back, sizeof(back), 0), 3);
+	cr_assert_eq(memcmp(back, "hey", 3), 0);
+	cr_assert_eq(recv(sv[1], back, sizeof(back), 0), 0, "half-closed");
+	struct afe_join join;
+	afe_join_init(&join, &h);
+	cr_assert_eq(test_block_on(rt, &join), 0);
+	close(client);
+	close(fds[0]);
+	close(sv[0]);
+	close(sv[1]);
+	test_runtime_destroy(rt);
+}

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/* Calls ipc_consumer's add and greet from a coroutine, blocking-style: a
+ * plain C function with locals. Waits up to 5 s for the consumer to come
+ * up; exits 0 when both answers were right.
+ *   coro_ipc_client [NAME]      (default afe-calc) */
+#include <afe.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ipc_calc.h"
+
+static intptr_t client(void *arg)
+{
+	const char *name = arg;
+	struct afe_ipc_producer *p = NULL;
+	int err = -ECONNREFUSED;
+	for (int tries = 0; err == -ECONNREFUSED && tries < 50; tries++)
+		if ((err = afe_ipc_producer_connect(&p, NULL, name, NULL)) == -ECONNREFUSED)
+			afe_co_sleep(100 * 1000000u); /* not served yet */
+	if (err < 0)
+		return fprintf(stderr, "coro_ipc_client: %s: %s\n", name, strerror(-err)), 1;
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	int64_t sum = 0;
+	afe_ipc_str text = NULL;
+	int ok = add(&call, 1, 2, 3) == 0 && afe_co_ipc_call(&call) == 0 &&
+		 add_result(&call, &sum) == 0 && sum == 6;
+	printf("add(1, 2, 3) = %lld\n", (long long)sum);
+	ok = ok && greet(&call, "world", 2) == 0 && afe_co_ipc_call(&call) == 0 &&
+	     greet_result(&call, &text) == 0 && !strcmp(text, "hello, world hello, world");
+	printf("greet(\"world\", 2) = \"%s\"\n", text ? text : "");
+	afe_ipc_call_release(&call);
+	afe_ipc_producer_close(p);
+	return ok ? 0 : 2;
+}
+
+static int app_init(struct afe_coro *app, int argc, char **argv)
+{
+	return afe_coro_init(app, client, argc > 1 ? argv[1] : "afe-calc", NULL);
+}
+
+AFE_MAIN(struct afe_coro, app_init)
