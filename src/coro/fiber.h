@@ -10,7 +10,7 @@
  * assembly because it is ported to every architecture Debian builds and
  * kept up to date with their ABIs (x86-64 shadow stacks, aarch64 BTI);
  * over ucontext because swapcontext makes a sigprocmask syscall per
- * switch.
+ * switch (about 50 times the cost: README, Dependencies).
  *
  * Stacks are mmap'ed with a PROT_NONE guard page below them: an overflow
  * faults there, and a SIGSEGV handler on an alternate signal stack says
