@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * afe_bench WORKLOAD [--name=value ...]: the workloads of shared/BENCH.md,
+ * afe_bench WORKLOAD [--name=value ...]: the workloads of bench/README.md,
  * one JSON line each. `afe_bench all` runs every workload at its defaults,
  * except the servers (echo), whose load and figures come from a client.
  */

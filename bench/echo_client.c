@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * echo_client: the common load client of the `echo` workload
- * (shared/BENCH.md), the same for every server it measures. Plain C and
+ * (bench/README.md), the same for every server it measures. Plain C and
  * epoll, no AFE. `conns` connections each send a `size`-byte message, wait
  * until all of it has come back, check it byte for byte, and go again, `n`
  * measured round trips in all (after `warmup` unmeasured ones). Prints the

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * echo_uv: the server side of the `echo` workload (shared/BENCH.md) on
+ * echo_uv: the server side of the `echo` workload (bench/README.md) on
  * libuv, for comparison with `afe_bench echo`. One loop on one thread;
  * every accepted connection gets TCP_NODELAY and has what it sends written
  * straight back. Load and figures come from bench/echo_client.

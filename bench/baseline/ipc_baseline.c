@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * ipc_baseline: the `ipc_call` and `ipc_call_pipelined` workloads
- * (shared/BENCH.md) without any call layer: the floors that
+ * (bench/README.md) without any call layer: the floors that
  * `afe_bench ipc_call` is compared with. A producer process calls
  * add(a, b, c) in a consumer process it forks: `n` calls one after the other
  * (latency per call), then `n` calls with `inflight` outstanding. Every

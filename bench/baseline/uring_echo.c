@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * uring_echo: the server side of the `echo` workload (shared/BENCH.md) as a
+ * uring_echo: the server side of the `echo` workload (bench/README.md) as a
  * bare liburing loop on one thread, with no executor: the floor of CPU per
  * message that an io_uring echo server can reach, beside which AFE's
  * overhead (and Tokio's and libuv's figures) can be read. Load and figures

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * uring_file_read: the `file_read` workload (shared/BENCH.md) as a bare
+ * uring_file_read: the `file_read` workload (bench/README.md) as a bare
  * liburing loop on one thread, with no executor: the floor that
  * `afe_bench file_read` is compared with. `depth` reads of `bs` bytes at
  * random 4 KiB-aligned offsets of a `size_mb` MiB file stay in flight until
