@@ -71,6 +71,17 @@ static inline unsigned char *ring_item(_Atomic uint64_t *seq)
 	return (unsigned char *)seq + sizeof(uint64_t);
 }
 
+/* Copies an item: memcpy, inlined for the usual sizes (a word or two). */
+static inline void ring_copy(void *dst, const void *src, size_t size)
+{
+	if (size == sizeof(uint64_t))
+		memcpy(dst, src, sizeof(uint64_t));
+	else if (size == 2 * sizeof(uint64_t))
+		memcpy(dst, src, 2 * sizeof(uint64_t));
+	else
+		memcpy(dst, src, size);
+}
+
 /* Allocates the cells of a ring of ch->capacity items of ch->item_size
  * bytes. Returns 0 or -ENOMEM. */
 static inline int ring_init(struct afe_chan *ch)
@@ -119,7 +130,7 @@ static inline enum ring_outcome ring_push(struct afe_chan *ch, const void *item)
 		if (atomic_compare_exchange_weak_explicit(&ch->ring_tail, &word, word + RING_ONE,
 							  memory_order_relaxed,
 							  memory_order_relaxed)) {
-			memcpy(ring_item(seq), item, ch->item_size);
+			ring_copy(ring_item(seq), item, ch->item_size);
 			/* Release: pairs with the acquire load of the pop of pos. */
 			atomic_store_explicit(seq, 2 * pos + 1, memory_order_release);
 			return word & RING_WAITED ? RING_OK_WAITED : RING_OK;
@@ -152,7 +163,7 @@ static inline enum ring_outcome ring_pop(struct afe_chan *ch, void *out)
 		if (atomic_compare_exchange_weak_explicit(&ch->ring_head, &word, word + RING_ONE,
 							  memory_order_relaxed,
 							  memory_order_relaxed)) {
-			memcpy(out, ring_item(seq), ch->item_size);
+			ring_copy(out, ring_item(seq), ch->item_size);
 			/* Release: pairs with the acquire load of the push one
 			 * lap later (ring_push, ring_has_room). */
 			atomic_store_explicit(seq, 2 * (pos + ch->capacity), memory_order_release);
@@ -196,6 +207,14 @@ static inline void ring_unmark_waited(_Atomic uint64_t *end)
 		atomic_fetch_and_explicit(end, ~RING_WAITED, memory_order_relaxed);
 }
 
+/* An end's position, as of now (any thread). */
+static inline uint64_t ring_pos(const _Atomic uint64_t *end)
+{
+	/* Relaxed: a count for reporting, or the closed tail read under the
+	 * lock (it no longer moves). */
+	return atomic_load_explicit(end, memory_order_relaxed) >> RING_SHIFT;
+}
+
 /* True when the frozen tail at pos has a free cell. */
 static inline bool ring_has_room(const struct afe_chan *ch, uint64_t pos)
 {
@@ -208,6 +227,29 @@ static inline bool ring_has_item(const struct afe_chan *ch, uint64_t pos)
 {
 	/* Acquire: pairs with the push's release store that published it. */
 	return atomic_load_explicit(ring_seq(ch, pos), memory_order_acquire) == 2 * pos + 1;
+}
+
+/*
+ * Under the lock, before freezing: false when the head (tail) has no item
+ * (room) now, exactly as a freeze would have found it; true when it may
+ * have one. A freeze sends lock-free ops to the lock: it is worth it only
+ * when there may be something to move. A cell's seq only grows: one past
+ * what the position wants means the end moved on meanwhile (maybe).
+ */
+static inline bool ring_peek_item(const struct afe_chan *ch)
+{
+	uint64_t pos = ring_pos(&ch->ring_head);
+	/* Acquire: as in ring_has_item. */
+	return (int64_t)(atomic_load_explicit(ring_seq(ch, pos), memory_order_acquire) -
+			 (2 * pos + 1)) >= 0;
+}
+
+static inline bool ring_peek_room(const struct afe_chan *ch)
+{
+	uint64_t pos = ring_pos(&ch->ring_tail);
+	/* Acquire: as in ring_has_room. */
+	return (int64_t)(atomic_load_explicit(ring_seq(ch, pos), memory_order_acquire) -
+			 2 * pos) >= 0;
 }
 
 /* Waits until ready(ch, pos): for an op at the other end that already
@@ -250,7 +292,7 @@ static inline void ring_settle_tail(struct afe_chan *ch, uint64_t pos)
 static inline void ring_put_frozen(struct afe_chan *ch, uint64_t pos, const void *item)
 {
 	_Atomic uint64_t *seq = ring_seq(ch, pos);
-	memcpy(ring_item(seq), item, ch->item_size);
+	ring_copy(ring_item(seq), item, ch->item_size);
 	/* Release: pairs with the acquire load of the pop of pos. */
 	atomic_store_explicit(seq, 2 * pos + 1, memory_order_release);
 	ring_thaw(&ch->ring_tail, pos + 1);
@@ -260,7 +302,7 @@ static inline void ring_put_frozen(struct afe_chan *ch, uint64_t pos, const void
 static inline void ring_take_frozen(struct afe_chan *ch, uint64_t pos, void *out)
 {
 	_Atomic uint64_t *seq = ring_seq(ch, pos);
-	memcpy(out, ring_item(seq), ch->item_size);
+	ring_copy(out, ring_item(seq), ch->item_size);
 	/* Release: pairs with the acquire load of the push one lap later. */
 	atomic_store_explicit(seq, 2 * (pos + ch->capacity), memory_order_release);
 	ring_thaw(&ch->ring_head, pos + 1);
@@ -279,14 +321,6 @@ static inline bool ring_is_closed(const struct afe_chan *ch)
 {
 	/* Acquire: pairs with the release in ring_close. */
 	return atomic_load_explicit(&ch->ring_tail, memory_order_acquire) & RING_CLOSED;
-}
-
-/* An end's position, as of now (any thread). */
-static inline uint64_t ring_pos(const _Atomic uint64_t *end)
-{
-	/* Relaxed: a count for reporting, or the closed tail read under the
-	 * lock (it no longer moves). */
-	return atomic_load_explicit(end, memory_order_relaxed) >> RING_SHIFT;
 }
 
 #endif /* AFE_SRC_CHAN_RING_H */

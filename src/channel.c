@@ -307,7 +307,7 @@ static void ring_unlock(struct afe_chan *ch)
  * waker in *wake). */
 static bool serve_receiver(struct afe_chan *ch, struct afe_waker *wake)
 {
-	if (afe_waitq_empty(&ch->receivers))
+	if (afe_waitq_empty(&ch->receivers) || !(ch->closed || ring_peek_item(ch)))
 		return false;
 	uint64_t pos = ring_freeze(&ch->ring_head);
 	bool item = ring_has_item(ch, pos);
@@ -337,6 +337,8 @@ static bool serve_sender(struct afe_chan *ch, struct afe_waker *wake)
 			afe_waiter_complete(&ch->senders, w, -EPIPE, wake);
 		return w != NULL;
 	}
+	if (!ring_peek_room(ch))
+		return false;
 	uint64_t pos = ring_freeze(&ch->ring_tail);
 	struct afe_waiter *w =
 		ring_has_room(ch, pos) ? afe_waitq_claim_first(&ch->senders, NULL) : NULL;
@@ -400,6 +402,8 @@ static enum op_outcome ring_try_locked(struct afe_chan *ch, const void *item, vo
 		*result = -EPIPE;
 		return OP_DONE;
 	}
+	if (!linked && !(item ? ring_peek_room(ch) : ch->closed || ring_peek_item(ch)))
+		return OP_WAIT; /* spares the freeze */
 	_Atomic uint64_t *end = item ? &ch->ring_tail : &ch->ring_head;
 	uint64_t pos = ring_freeze(end);
 	if (linked && item)
