@@ -9,7 +9,8 @@
  * stall (no item received for STALL_MS while some are still owed). The
  * channel stays open until every item has arrived, so that no close
  * rescues a lost waiter either. Then tasks on both sides, and the
- * threads, all at once. Every item must be received exactly once.
+ * threads, all at once. Every item must be received exactly once, and
+ * each receiver must see each sender's items in the order they were sent.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -33,6 +34,7 @@
 #endif
 
 #define TASKS 12 /* waiting producers or consumers */
+#define MAX_PRODUCERS (TASKS + THREADS)
 #define THREADS 2 /* producers or consumers doing try_send, try_recv */
 #define STALL_MS 5000
 
@@ -40,11 +42,22 @@ struct boundary {
 	struct afe_chan ch;
 	size_t n;
 	_Atomic unsigned char *received;
+	uint64_t share;	     /* items per producer: item / share is its producer */
 	atomic_size_t total; /* items received, for the stall watch */
+	atomic_int out_of_order;
 };
 
-static void take(struct boundary *b, uint64_t item)
+/* What one receiver saw last of each producer (item + 1; 0: nothing). */
+struct seen {
+	uint64_t last[MAX_PRODUCERS];
+};
+
+static void take(struct boundary *b, struct seen *seen, uint64_t item)
 {
+	uint64_t *last = &seen->last[item / b->share];
+	if (item + 1 <= *last)
+		atomic_fetch_add(&b->out_of_order, 1);
+	*last = item + 1;
 	/* Relaxed: counts, read after the joins (or for the watch only). */
 	atomic_fetch_add_explicit(&b->received[item], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&b->total, 1, memory_order_relaxed);
@@ -79,6 +92,7 @@ struct consumer {
 	struct afe_future base;
 	struct boundary *b;
 	uint64_t item;
+	struct seen seen;
 	struct afe_chan_recv recv;
 };
 
@@ -91,7 +105,7 @@ static int consumer_poll(struct afe_future *f, struct afe_context *cx)
 		AFE_AWAIT(&c->recv.base);
 		if (c->recv.base.result)
 			break;
-		take(c->b, c->item);
+		take(c->b, &c->seen, c->item);
 	}
 	AFE_RETURN(c->recv.base.result == -EPIPE ? 0 : c->recv.base.result);
 	AFE_ASYNC_END;
@@ -126,10 +140,11 @@ static void *raw_consume(void *arg)
 {
 	struct boundary *b = arg;
 	uint64_t item;
+	struct seen seen = {{0}};
 	int err;
 	while ((err = afe_chan_try_recv(&b->ch, &item)) != -EPIPE) {
 		if (err == 0)
-			take(b, item);
+			take(b, &seen, item);
 		else
 			sched_yield();
 	}
@@ -170,7 +185,7 @@ static void run(struct afe_runtime *rt, size_t capacity, int ptasks, int ctasks,
 {
 	int producers = ptasks + pthreads;
 	uint64_t share = ITEMS / producers;
-	struct boundary b = {.n = (size_t)(share * producers)};
+	struct boundary b = {.n = (size_t)(share * producers), .share = share};
 	cr_assert_eq(afe_chan_init(&b.ch, sizeof(uint64_t), capacity), 0);
 	b.received = calloc(b.n, 1);
 	cr_assert(b.received);
@@ -213,6 +228,7 @@ static void run(struct afe_runtime *rt, size_t capacity, int ptasks, int ctasks,
 	for (int i = 0; i < pthreads; i++)
 		cr_assert_eq(rp[i].result, 0);
 
+	cr_assert_eq(atomic_load(&b.out_of_order), 0, "%s: a sender's items out of order", what);
 	for (size_t i = 0; i < b.n; i++)
 		cr_assert_eq(atomic_load(&b.received[i]), 1, "%s: item %zu received %u times",
 			     what, i, (unsigned)atomic_load(&b.received[i]));
