@@ -446,6 +446,8 @@ static enum op_outcome wait_ring(struct afe_chan *ch, struct afe_waitq *q, struc
 		*stale = w->waker;
 		w->waker.vtable = NULL;
 		w->race = NULL;
+		/* Relaxed: nobody else saw it linked (we held the lock
+		 * throughout); as in afe_waiter_poll_locked. */
 		atomic_store_explicit(&w->state, AFE_WAIT_IDLE, memory_order_relaxed);
 	}
 	return o;
