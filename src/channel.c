@@ -2,24 +2,43 @@
 /*
  * The channel: a ring of items and two waiter lists behind one spinlock.
  *
+ * A bounded channel's ring is lock-free (chan_ring.h): a send that finds
+ * room and a receive that finds an item, outside a select, take no lock.
+ * The lock guards the waiter lists, and whoever holds it may freeze an
+ * end of the ring to decide before it moves it. Unbounded and rendezvous
+ * channels do everything under the lock (their ring grows, or there is
+ * none), as the bounded ones did before.
+ *
  * Invariants (under the lock):
  * - receivers wait only while the ring is empty, senders only while it is
  *   full (for a rendezvous channel, always: it has no ring), so at most
- *   one list holds live waiters, except for branches of one select.
+ *   one list holds live waiters, except for branches of one select, and
+ *   for the moment between a lock-free op and its serving them (below).
  * - an item moves at most once: from a sender (its future's item, or the
- *   caller of try_send) to the ring or straight into a waiting receiver's
- *   buffer; and from the ring to a receiver. A receive that frees a slot
- *   of a full ring refills it from the first waiting sender, so senders
- *   are served in order and the woken sender finds its send done.
+ *   caller of try_send) to the ring or (unbounded, rendezvous) straight
+ *   into a waiting receiver's buffer; and from the ring to a receiver. A
+ *   receive that frees a slot of a full ring refills it from the first
+ *   waiting sender, so senders are served in order and the woken sender
+ *   finds its send done. A bounded send always goes through the ring:
+ *   then the first waiting receiver gets the oldest item, so each
+ *   sender's items stay in order.
+ * - bounded: a waiter links itself and then marks its end of the ring
+ *   (chan_ring.h); a lock-free op whose CAS reads the mark takes the lock
+ *   afterwards and serves the waiters (serve_and_unlock), and so does
+ *   every locked op before it unlocks. Nobody waits on a ring that could
+ *   serve it.
  * - an operation that is a select's branch claims the select's race before
  *   it changes anything; if it cannot, it changes nothing (see waitq.h).
- *   A send or receive that claimed it to pair with a waiting party that
- *   then turned out gone (its own select decided meanwhile) and that
- *   would now wait gives the claim back (afe_race_unclaim): a select is
- *   never committed to an operation that has not happened.
+ *   Bounded: it never takes the lock-free path, and claims with the end
+ *   it needs frozen, once it saw room (an item) there. Unbounded and
+ *   rendezvous: a send or receive that claimed it to pair with a waiting
+ *   party that then turned out gone (its own select decided meanwhile)
+ *   and that would now wait gives the claim back (afe_race_unclaim): a
+ *   select is never committed to an operation that has not happened.
  * - once closed, no item moves from a waiting sender: close completes
  *   every one of them with -EPIPE, even while it has the lock released
- *   to wake a batch.
+ *   to wake a batch. A bounded ring refuses pushes from then on; a
+ *   receiver gets -EPIPE only once every push that got in is popped.
  * - an unbounded ring grows into memory allocated with the lock released
  *   (struct grow); only the copy of the items is done under it, amortised
  *   O(1) per item.
@@ -29,6 +48,7 @@
 
 #include "afe/channel.h"
 #include "../pool/spinlock.h"
+#include "chan_ring.h"
 #include "waitq.h"
 
 enum op_outcome { OP_DONE, OP_WAIT, OP_LOST, OP_GROW };
@@ -54,7 +74,7 @@ static struct afe_chan_recv *recv_of(struct afe_waiter *w)
 
 /* ---- the ring (under the lock) ------------------------------------------ */
 
-static unsigned char *slot(struct afe_chan *ch, size_t i)
+static unsigned char *buf_slot(struct afe_chan *ch, size_t i)
 {
 	size_t at = ch->head + i;
 	if (at >= ch->slots)
@@ -62,13 +82,13 @@ static unsigned char *slot(struct afe_chan *ch, size_t i)
 	return ch->buf + at * ch->item_size;
 }
 
-static void ring_put(struct afe_chan *ch, const void *item)
+static void buf_put(struct afe_chan *ch, const void *item)
 {
-	memcpy(slot(ch, ch->len), item, ch->item_size);
+	memcpy(buf_slot(ch, ch->len), item, ch->item_size);
 	ch->len++;
 }
 
-static void ring_take(struct afe_chan *ch, void *out)
+static void buf_take(struct afe_chan *ch, void *out)
 {
 	memcpy(out, ch->buf + ch->head * ch->item_size, ch->item_size);
 	if (++ch->head == ch->slots)
@@ -78,7 +98,7 @@ static void ring_take(struct afe_chan *ch, void *out)
 
 /* Unbounded channels: doubles the ring into g->buf, keeping the items in
  * order. -EAGAIN: allocate g->want slots first (with the lock released). */
-static int ring_grow(struct afe_chan *ch, struct grow *g)
+static int buf_grow(struct afe_chan *ch, struct grow *g)
 {
 	size_t slots = ch->slots ? ch->slots * 2 : 16;
 	if (slots < ch->slots || slots > SIZE_MAX / ch->item_size)
@@ -152,13 +172,13 @@ static enum op_outcome send_try(struct afe_chan *ch, const void *item, struct af
 		 * (op_locked then gives back the claim). */
 	}
 	if (ch->len < ch->capacity) {
-		int err = ch->len == ch->slots ? ring_grow(ch, g) : 0;
+		int err = ch->len == ch->slots ? buf_grow(ch, g) : 0;
 		if (err == -EAGAIN)
 			return OP_GROW;
 		if (!afe_race_claim(race, index))
 			return OP_LOST;
 		if (err == 0)
-			ring_put(ch, item);
+			buf_put(ch, item);
 		*result = err;
 		return OP_DONE;
 	}
@@ -172,13 +192,13 @@ static enum op_outcome recv_try(struct afe_chan *ch, void *out, struct afe_race 
 	if (ch->len) {
 		if (!afe_race_claim(race, index))
 			return OP_LOST;
-		ring_take(ch, out);
+		buf_take(ch, out);
 		/* A slot is free: the first waiting sender's item takes it
 		 * (not once closed: close fails every waiting sender). */
 		if (AFE_UNLIKELY(!afe_waitq_empty(&ch->senders)) && !ch->closed) {
 			struct afe_waiter *w = afe_waitq_claim_first(&ch->senders, NULL);
 			if (w) {
-				ring_put(ch, send_of(w)->item);
+				buf_put(ch, send_of(w)->item);
 				afe_waiter_complete(&ch->senders, w, 0, wake);
 			}
 		}
@@ -226,12 +246,12 @@ static enum op_outcome op_locked(struct afe_chan *ch, const void *item, void *ou
 	return o;
 }
 
-/* Closes a locked channel, completes every waiter, and unlocks it. Wakers
- * are woken in batches with the lock released; no new waiter can arrive
- * meanwhile, since the channel is closed, and no waiting sender delivers
- * (recv_try). After the last batch's wakes the channel is not touched: a
- * woken task may free it. */
-static void close_and_unlock(struct afe_chan *ch)
+/* Closes an unbounded or rendezvous channel (locked), completes every
+ * waiter, and unlocks it. Wakers are woken in batches with the lock
+ * released; no new waiter can arrive meanwhile, since the channel is
+ * closed, and no waiting sender delivers (recv_try). After the last
+ * batch's wakes the channel is not touched: a woken task may free it. */
+static void close_locked_and_unlock(struct afe_chan *ch)
 {
 	struct afe_wake_batch batch = {0};
 	ch->closed = true;
@@ -248,7 +268,7 @@ static void close_and_unlock(struct afe_chan *ch)
 		if ((w = afe_waitq_claim_first(&ch->receivers, NULL))) {
 			int result = -EPIPE;
 			if (ch->len) { /* only a select's branches get here */
-				ring_take(ch, recv_of(w)->out);
+				buf_take(ch, recv_of(w)->out);
 				result = 0;
 			}
 			afe_waiter_complete(&ch->receivers, w, result, &wake);
@@ -261,6 +281,250 @@ static void close_and_unlock(struct afe_chan *ch)
 	}
 	afe_spin_unlock(&ch->lock);
 	afe_wake_batch_run(&batch);
+}
+
+/* ---- bounded channels: the ring, with waiters only at its ends ------------- */
+
+static bool is_ring(const struct afe_chan *ch)
+{
+	return ch->capacity && ch->capacity != AFE_CHAN_UNBOUNDED;
+}
+
+/* Unlocks a bounded channel, first unmarking an end nobody waits at
+ * any more (the marks are set by wait_ring). */
+static void ring_unlock(struct afe_chan *ch)
+{
+	if (afe_waitq_empty(&ch->receivers))
+		ring_unmark_waited(&ch->ring_tail);
+	if (afe_waitq_empty(&ch->senders))
+		ring_unmark_waited(&ch->ring_head);
+	afe_spin_unlock(&ch->lock);
+}
+
+/* Under the lock: gives the ring's oldest item to the first waiting
+ * receiver that wins its race, or -EPIPE once the channel is closed and
+ * no push is left to publish. True when a receiver was completed (its
+ * waker in *wake). */
+static bool serve_receiver(struct afe_chan *ch, struct afe_waker *wake)
+{
+	if (afe_waitq_empty(&ch->receivers) || !(ch->closed || ring_peek_item(ch)))
+		return false;
+	uint64_t pos = ring_freeze(&ch->ring_head);
+	bool item = ring_has_item(ch, pos);
+	bool drained = !item && ch->closed && pos == ring_pos(&ch->ring_tail);
+	struct afe_waiter *w =
+		item || drained ? afe_waitq_claim_first(&ch->receivers, NULL) : NULL;
+	if (w && item)
+		ring_take_frozen(ch, pos, recv_of(w)->out);
+	else
+		ring_thaw(&ch->ring_head, pos);
+	if (!w)
+		return false;
+	afe_waiter_complete(&ch->receivers, w, item ? 0 : -EPIPE, wake);
+	return true;
+}
+
+/* Under the lock: moves the item of the first waiting sender that wins
+ * its race into a free cell, or fails it with -EPIPE once closed. True
+ * when a sender was completed (its waker in *wake). */
+static bool serve_sender(struct afe_chan *ch, struct afe_waker *wake)
+{
+	if (afe_waitq_empty(&ch->senders))
+		return false;
+	if (ch->closed) {
+		struct afe_waiter *w = afe_waitq_claim_first(&ch->senders, NULL);
+		if (w)
+			afe_waiter_complete(&ch->senders, w, -EPIPE, wake);
+		return w != NULL;
+	}
+	if (!ring_peek_room(ch))
+		return false;
+	uint64_t pos = ring_freeze(&ch->ring_tail);
+	struct afe_waiter *w =
+		ring_has_room(ch, pos) ? afe_waitq_claim_first(&ch->senders, NULL) : NULL;
+	if (!w) {
+		ring_thaw(&ch->ring_tail, pos);
+		return false;
+	}
+	ring_put_frozen(ch, pos, send_of(w)->item);
+	afe_waiter_complete(&ch->senders, w, 0, wake);
+	return true;
+}
+
+/* Under the lock: serves waiters while the ring lets it, then unlocks and
+ * wakes them, in batches with the lock released between them. After the
+ * last batch's wakes the channel is not touched: a woken task may free it
+ * (the lock is taken again only while waiters are linked). */
+static void serve_and_unlock(struct afe_chan *ch)
+{
+	struct afe_wake_batch batch = {0};
+	for (;;) {
+		struct afe_waker wake;
+		while (!afe_wake_batch_full(&batch) &&
+		       (serve_receiver(ch, &wake) || serve_sender(ch, &wake)))
+			afe_wake_batch_add(&batch, wake);
+		if (!afe_wake_batch_full(&batch) ||
+		    (afe_waitq_empty(&ch->receivers) && afe_waitq_empty(&ch->senders)))
+			break;
+		ring_unlock(ch);
+		afe_wake_batch_run(&batch);
+		afe_spin_lock(&ch->lock);
+	}
+	ring_unlock(ch);
+	afe_wake_batch_run(&batch);
+}
+
+/* Without the lock, after a lock-free push or pop: serves the waiters of
+ * the other end when its CAS read them marked (RING_OK_WAITED). */
+static void after_op(struct afe_chan *ch, enum ring_outcome r)
+{
+	if (r == RING_OK_WAITED) {
+		afe_spin_lock(&ch->lock);
+		serve_and_unlock(ch);
+	}
+}
+
+/*
+ * Under the lock: one try to send item (item NULL: receive into out) for
+ * race's branch index (race NULL: not a select's branch), the race
+ * claimed only once the op can happen. OP_DONE with *result set, OP_WAIT
+ * (the ring is full or empty) or OP_LOST (another branch won); nothing
+ * changed unless OP_DONE. linked: the caller waits in the list of its
+ * end, which gets marked; then OP_WAIT is final (see chan_ring.h).
+ */
+static enum op_outcome ring_try_locked(struct afe_chan *ch, const void *item, void *out,
+				       struct afe_race *race, intptr_t index, bool linked,
+				       int *result)
+{
+	if (item && ch->closed) {
+		if (!afe_race_claim(race, index))
+			return OP_LOST;
+		*result = -EPIPE;
+		return OP_DONE;
+	}
+	if (!linked && !(item ? ring_peek_room(ch) : ch->closed || ring_peek_item(ch)))
+		return OP_WAIT; /* spares the freeze */
+	_Atomic uint64_t *end = item ? &ch->ring_tail : &ch->ring_head;
+	uint64_t pos = ring_freeze(end);
+	if (linked && item)
+		ring_settle_tail(ch, pos);
+	else if (linked)
+		ring_settle_head(ch, pos);
+	bool ready = item ? ring_has_room(ch, pos) : ring_has_item(ch, pos);
+	if (ready && afe_race_claim(race, index)) {
+		if (item)
+			ring_put_frozen(ch, pos, item);
+		else
+			ring_take_frozen(ch, pos, out);
+		*result = 0;
+		return OP_DONE;
+	}
+	ring_thaw(end, pos);
+	if (ready)
+		return OP_LOST;
+	if (!item && ch->closed && pos == ring_pos(&ch->ring_tail)) { /* drained for good */
+		if (!afe_race_claim(race, index))
+			return OP_LOST;
+		*result = -EPIPE;
+		return OP_DONE;
+	}
+	return OP_WAIT;
+}
+
+/* Under the lock: links w to wait in q for its op, then tries once more,
+ * marking the ring (ring_try_locked). Returns that try's outcome; unless
+ * OP_WAIT, w is idle again with its waker in *stale. */
+static enum op_outcome wait_ring(struct afe_chan *ch, struct afe_waitq *q, struct afe_waiter *w,
+				 const struct afe_context *cx, struct afe_race *race,
+				 const void *item, void *out, int *result, struct afe_waker *stale)
+{
+	afe_waiter_link(q, w, cx, race);
+	enum op_outcome o =
+		ring_try_locked(ch, item, out, race, race ? race->index : 0, true, result);
+	if (o != OP_WAIT) {
+		afe__waitq_unlink(q, w);
+		*stale = w->waker;
+		w->waker.vtable = NULL;
+		w->race = NULL;
+		/* Relaxed: nobody else saw it linked (we held the lock
+		 * throughout); as in afe_waiter_poll_locked. */
+		atomic_store_explicit(&w->state, AFE_WAIT_IDLE, memory_order_relaxed);
+	}
+	return o;
+}
+
+/* op_poll for a bounded channel, after the settle (linked: the waiter
+ * may still be): lock-free when the ring has room (an item) and the op is
+ * no select's branch; otherwise as for the others, under the lock. */
+static int ring_poll(struct afe_future *f, struct afe_context *cx, struct afe_chan *ch,
+		     struct afe_waiter *wait, const void *item, void *out, bool linked)
+{
+	struct afe_race *race = afe_race_of(cx, f);
+	if (!race && !linked) {
+		enum ring_outcome r = item ? ring_push(ch, item) : ring_pop(ch, out);
+		if (r == RING_OK || r == RING_OK_WAITED) {
+			after_op(ch, r);
+			f->result = 0;
+			return AFE_READY;
+		}
+	}
+	struct afe_waitq *q = item ? &ch->senders : &ch->receivers;
+	struct afe_waker stale = {0}, unlinked = {0};
+	int ready = AFE_READY;
+	afe_spin_lock(&ch->lock);
+	unsigned state = afe_waiter_poll_locked(q, wait, cx, &stale);
+	if (state == AFE_WAIT_DONE) {
+		f->result = wait->value;
+	} else if (state == AFE_WAIT_LINKED) {
+		ready = AFE_PENDING;
+	} else if (cx->cancel) {
+		f->result = -ECANCELED;
+	} else {
+		int result = 0;
+		intptr_t index = race ? race->index : 0;
+		enum op_outcome o = ring_try_locked(ch, item, out, race, index, false, &result);
+		if (o == OP_WAIT)
+			o = wait_ring(ch, q, wait, cx, race, item, out, &result, &unlinked);
+		if (o == OP_DONE)
+			f->result = result;
+		else
+			ready = AFE_PENDING; /* OP_LOST: another branch won; it decides */
+	}
+	serve_and_unlock(ch);
+	afe_waker_drop(&stale);
+	afe_waker_drop(&unlinked);
+	return ready;
+}
+
+/* try_send and try_recv for a bounded channel (item NULL: receive). */
+static int ring_try_op(struct afe_chan *ch, const void *item, void *out)
+{
+	enum ring_outcome r = item ? ring_push(ch, item) : ring_pop(ch, out);
+	if (r == RING_OK || r == RING_OK_WAITED) {
+		after_op(ch, r);
+		return 0;
+	}
+	if (r == RING_NONE && (item || !ring_is_closed(ch)))
+		return -EAGAIN;
+	int result = -EAGAIN;
+	afe_spin_lock(&ch->lock);
+	ring_try_locked(ch, item, out, NULL, 0, false, &result); /* OP_WAIT leaves -EAGAIN */
+	serve_and_unlock(ch);
+	return result;
+}
+
+/* Closes a locked channel, completes every waiter, and unlocks it. A
+ * bounded one's ring refuses pushes from now on; its waiting receivers
+ * still take what is buffered or being published (serve_receiver). */
+static void close_and_unlock(struct afe_chan *ch)
+{
+	if (!is_ring(ch)) {
+		close_locked_and_unlock(ch);
+		return;
+	}
+	ch->closed = true;
+	ring_close(ch);
+	serve_and_unlock(ch);
 }
 
 /* ---- the public functions -------------------------------------------------- */
@@ -278,15 +542,8 @@ int afe_chan_init(struct afe_chan *ch, size_t item_size, size_t capacity)
 	afe_waitq_init(&ch->senders);
 	afe_waitq_init(&ch->receivers);
 	ch->sender_handles = ch->receiver_handles = 1;
-	if (capacity && capacity != AFE_CHAN_UNBOUNDED) {
-		if (capacity > SIZE_MAX / item_size)
-			return -ENOMEM;
-		ch->buf = malloc(capacity * item_size);
-		if (!ch->buf)
-			return -ENOMEM;
-		ch->slots = capacity;
-	}
-	return 0;
+	ch->cells = NULL;
+	return is_ring(ch) ? ring_init(ch) : 0;
 }
 
 int afe_chan_destroy(struct afe_chan *ch)
@@ -297,8 +554,10 @@ int afe_chan_destroy(struct afe_chan *ch)
 	bool busy = !afe_waitq_empty(&ch->senders) || !afe_waitq_empty(&ch->receivers);
 	if (!busy) {
 		free(ch->buf);
-		ch->buf = NULL;
+		free(ch->cells);
+		ch->buf = ch->cells = NULL;
 		ch->slots = ch->len = ch->head = 0;
+		ch->capacity = 0; /* what is left behaves as a closed, empty channel */
 		ch->closed = true;
 	}
 	afe_spin_unlock(&ch->lock);
@@ -332,6 +591,10 @@ size_t afe_chan_len(struct afe_chan *ch)
 {
 	if (!ch)
 		return 0;
+	if (is_ring(ch)) { /* head first: tail is not behind it then */
+		uint64_t head = ring_pos(&ch->ring_head), tail = ring_pos(&ch->ring_tail);
+		return tail - head < ch->capacity ? (size_t)(tail - head) : ch->capacity;
+	}
 	afe_spin_lock(&ch->lock);
 	size_t len = ch->len;
 	afe_spin_unlock(&ch->lock);
@@ -386,6 +649,8 @@ int afe_chan_try_send(struct afe_chan *ch, const void *item)
 {
 	if (!ch || !item)
 		return -EINVAL;
+	if (is_ring(ch))
+		return ring_try_op(ch, item, NULL);
 	struct afe_waker wake = {0};
 	struct grow g = {0};
 	int result = -EAGAIN;
@@ -405,6 +670,8 @@ int afe_chan_try_recv(struct afe_chan *ch, void *out)
 {
 	if (!ch || !out)
 		return -EINVAL;
+	if (is_ring(ch))
+		return ring_try_op(ch, NULL, out);
 	struct afe_waker wake = {0};
 	int result = -EAGAIN;
 	afe_spin_lock(&ch->lock);
@@ -434,6 +701,8 @@ static int op_poll(struct afe_future *f, struct afe_context *cx, struct afe_chan
 		f->result = -ECANCELED; /* not waiting: the channel is not touched */
 		return AFE_READY;
 	}
+	if (is_ring(ch))
+		return ring_poll(f, cx, ch, wait, item, out, state == AFE_WAIT_LINKED);
 	struct afe_waitq *q = item ? &ch->senders : &ch->receivers;
 	struct afe_waker wake = {0}, stale = {0};
 	struct grow g = {0};

@@ -10,7 +10,14 @@
  * Send and receive are futures; try_send and try_recv never wait. Waiting
  * futures are linked into the channel through their own storage, first
  * come first served, so waiting allocates nothing. An item goes straight
- * from a waiting sender to a waiting receiver when it can.
+ * from a waiting sender to a waiting receiver when it can (bounded: into
+ * the ring, and out to the first waiting receiver). Each sender's items
+ * arrive in the order it sent them.
+ *
+ * A bounded channel's ring is lock-free: a send that finds room and a
+ * receive that finds an item take no lock, unless they are a select's
+ * branch; the waiter lists are consulted only when it is full or empty.
+ * Unbounded and rendezvous channels take a spinlock for every operation.
  *
  * Closing wakes every waiter: waiting senders fail with -EPIPE (their item
  * is not delivered), receivers take what is still buffered and then get
@@ -38,6 +45,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common.h"
 #include "future.h"
@@ -45,11 +53,23 @@
 
 #define AFE_CHAN_UNBOUNDED SIZE_MAX
 
+#define AFE_CHAN_LINE 64 /* keeps each hot word of a channel on a line of its own */
+
 struct afe_chan {
+	/* A bounded channel's ring (capacity > 0, not unbounded): lock-free
+	 * while it has room or items; see src/chan_ring.h. */
+	_Atomic uint64_t ring_tail; /* next push's position, and flags */
+	char pad_tail[AFE_CHAN_LINE - sizeof(uint64_t)];
+	_Atomic uint64_t ring_head; /* next pop's position, and a flag */
+	char pad_head[AFE_CHAN_LINE - sizeof(uint64_t)];
+	unsigned char *cells;	     /* capacity cells of cell_size bytes */
+	size_t cell_size, ring_mask; /* ring_mask: capacity - 1 for a power of two, else 0 */
+	size_t item_size, capacity;
+	char pad_conf[AFE_CHAN_LINE - sizeof(void *) - 4 * sizeof(size_t)];
+
 	atomic_flag lock; /* guards every field below */
 	bool closed;
-	size_t item_size, capacity;
-	size_t head, len, slots; /* the ring: first item, items, room */
+	size_t head, len, slots; /* unbounded channels: first item, items, room */
 	unsigned char *buf;
 	struct afe_waitq senders, receivers;
 	size_t sender_handles, receiver_handles;
@@ -106,8 +126,9 @@ AFE_EXPORT int afe_chan_try_send(struct afe_chan *ch, const void *item);
 
 /*
  * Receives one item into out without waiting. Returns 0, -EAGAIN when
- * there is none yet, -EPIPE when the channel is closed and drained,
- * -EINVAL for a null argument.
+ * there is none yet (also once closed, while a send that got in before
+ * the close still copies its item), -EPIPE when the channel is closed and
+ * drained, -EINVAL for a null argument.
  */
 AFE_EXPORT int afe_chan_try_recv(struct afe_chan *ch, void *out);
 

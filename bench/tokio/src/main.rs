@@ -383,11 +383,88 @@ fn echo(a: &Args) {
     rt.shutdown_background();
 }
 
+/// channel_mpmc: `producers` tasks send the numbers 1..n (each its own
+/// share) through one async-channel of capacity `cap` to `consumers` tasks,
+/// which receive until the channel closes (the last sender dropped). Every
+/// item received exactly once: checked by count and sum.
+fn channel_mpmc(a: &Args) {
+    a.check(&["n", "threads", "producers", "consumers", "cap"]);
+    let n = a.get("n", 10_000_000);
+    let threads = a.get("threads", 2);
+    let producers = a.get("producers", 4);
+    let consumers = a.get("consumers", 4);
+    let cap = a.get("cap", 1024);
+    if producers < 1 || consumers < 1 || cap < 1 {
+        fail("channel_mpmc", "needs a producer, a consumer and a capacity".into());
+    }
+    let rt = runtime("channel_mpmc", threads);
+    let start = Instant::now();
+    let (count, sum) = rt.block_on(async move {
+        tokio::spawn(async move {
+            let (tx, rx) = async_channel::bounded::<u64>(cap as usize);
+            let mut receivers = Vec::new();
+            for _ in 0..consumers {
+                let rx = rx.clone();
+                receivers.push(tokio::spawn(async move {
+                    let (mut count, mut sum) = (0u64, 0u64);
+                    while let Ok(v) = rx.recv().await {
+                        count += 1;
+                        sum += v;
+                    }
+                    (count, sum)
+                }));
+            }
+            drop(rx);
+            let share = n as u64 / producers as u64;
+            let mut first = 1u64;
+            let mut senders = Vec::new();
+            for p in 0..producers {
+                let last = if p == producers - 1 { n as u64 } else { first + share - 1 };
+                let tx = tx.clone();
+                senders.push(tokio::spawn(async move {
+                    for v in first..=last {
+                        if tx.send(v).await.is_err() {
+                            break;
+                        }
+                    }
+                }));
+                first = last + 1;
+            }
+            drop(tx);
+            for s in senders {
+                s.await.unwrap();
+            }
+            let (mut count, mut sum) = (0u64, 0u64);
+            for r in receivers {
+                let (c, s) = r.await.unwrap();
+                count += c;
+                sum += s;
+            }
+            (count, sum)
+        })
+        .await
+        .unwrap_or_else(|e| fail("channel_mpmc", format!("root: {}", e)))
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    drop(rt);
+    let want = n as u64 * (n as u64 + 1) / 2;
+    if count != n as u64 || sum != want {
+        fail(
+            "channel_mpmc",
+            format!("{} items with sum {}, want {} with sum {}", count, sum, n, want),
+        );
+    }
+    println!(
+        "{{\"workload\":\"channel_mpmc\",\"impl\":\"tokio\",\"threads\":{},\"n\":{},\"seconds\":{:.6},\"ops_per_s\":{:.0},\"producers\":{},\"consumers\":{},\"cap\":{},\"peak_rss_kb\":{}}}",
+        threads, n, seconds, n as f64 / seconds, producers, consumers, cap, peak_rss_kb()
+    );
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let usage = || -> ! {
         eprintln!(
-            "usage: tokio_bench WORKLOAD [--name=value ...]\nworkloads: all spawn_join yield ping_pong timers echo"
+            "usage: tokio_bench WORKLOAD [--name=value ...]\nworkloads: all spawn_join yield ping_pong channel_mpmc timers echo"
         );
         exit(2);
     };
@@ -401,12 +478,14 @@ fn main() {
             spawn_join(&none);
             yield_workload(&none);
             ping_pong(&none);
+            channel_mpmc(&none);
             timers(&none);
         }
         "spawn_join" => spawn_join(&args),
         "yield" => yield_workload(&args),
         "ping_pong" => ping_pong(&args),
         "timers" => timers(&args),
+        "channel_mpmc" => channel_mpmc(&args),
         "echo" => echo(&args),
         _ => usage(),
     }
