@@ -300,6 +300,14 @@ void afe_join_handle_drop(struct afe_join_handle *handle)
 		task_dealloc(t);
 }
 
+int afe_join_handle_abort(struct afe_join_handle *handle)
+{
+	if (!handle || !handle->task)
+		return -EINVAL;
+	request_cancel(handle->task);
+	return 0;
+}
+
 bool afe_join_handle_is_finished(const struct afe_join_handle *handle)
 {
 	if (!handle || !handle->task)

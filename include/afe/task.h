@@ -59,6 +59,16 @@ AFE_EXPORT int afe_spawn_child_raw(struct afe_runtime *rt, const void *obj, size
  */
 AFE_EXPORT void afe_join_handle_drop(struct afe_join_handle *handle);
 
+/*
+ * Asks the task to stop at its next suspension, like the cancel future,
+ * but does not wait: the handle stays filled, so join it (or drop it) as
+ * usual; the join then gives what the cancelled future returned (by
+ * convention -ECANCELED), or the real output if the task had already
+ * finished. Asking twice, or after the task finished, changes nothing.
+ * Callable from any thread. Returns 0, or -EINVAL for an empty handle.
+ */
+AFE_EXPORT int afe_join_handle_abort(struct afe_join_handle *handle);
+
 /* True when the task has finished (completed or cancelled). */
 AFE_EXPORT bool afe_join_handle_is_finished(const struct afe_join_handle *handle);
 

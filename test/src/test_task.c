@@ -329,3 +329,59 @@ Test(task, cancelled_join_of_a_child_waits_for_the_child)
 	cr_assert_eq(atomic_load(&child_wound_down), 1);
 	test_runtime_destroy(rt);
 }
+
+/* Abort asks for the cancel and returns at once; the handle still joins. */
+Test(task, abort_requests_a_cancel_and_the_handle_still_joins)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	atomic_store(&cleanups, 0);
+	struct guarded g;
+	afe_future_init(&g.base, guarded_poll);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &g, &h), 0);
+	cr_assert_eq(afe_join_handle_abort(&h), 0);
+	cr_assert_not_null(h.task, "abort keeps the handle");
+	cr_assert_eq(afe_join_handle_abort(&h), 0, "asking twice is harmless");
+	struct afe_join j;
+	cr_assert_eq(afe_join_init(&j, &h), 0);
+	cr_assert_eq(test_block_on(rt, &j), -ECANCELED);
+	cr_assert_eq(atomic_load(&cleanups), 1, "the cleanup ran once");
+	test_runtime_destroy(rt);
+}
+
+Test(task, abort_of_a_finished_task_keeps_its_output)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_ready r;
+	afe_ready_init(&r, 5);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &r, &h), 0);
+	cr_assert_eq(afe_runtime_wait_idle(rt, -1), 0);
+	cr_assert_eq(afe_join_handle_abort(&h), 0);
+	struct afe_join j;
+	cr_assert_eq(afe_join_init(&j, &h), 0);
+	cr_assert_eq(test_block_on(rt, &j), 5);
+	struct afe_join_handle empty = {0};
+	cr_assert_eq(afe_join_handle_abort(&empty), -EINVAL);
+	cr_assert_eq(afe_join_handle_abort(NULL), -EINVAL);
+	test_runtime_destroy(rt);
+}
+
+/* An aborted task whose handle is then dropped still winds down: abort
+ * works on a handle about to be detached too. */
+Test(task, abort_then_drop_still_cancels)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	atomic_store(&cleanups, 0);
+	for (int i = 0; i < 50; i++) {
+		struct guarded g;
+		afe_future_init(&g.base, guarded_poll);
+		struct afe_join_handle h;
+		cr_assert_eq(afe_spawn(rt, &g, &h), 0);
+		cr_assert_eq(afe_join_handle_abort(&h), 0);
+		afe_join_handle_drop(&h);
+	}
+	cr_assert_eq(afe_runtime_wait_idle(rt, 10000), 0);
+	cr_assert_eq(atomic_load(&cleanups), 50);
+	test_runtime_destroy(rt);
+}
