@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Blocking jobs: results, the thread bound under load, refusing past the
- * queue bound, cancelling queued and running jobs, bad input. */
+ * queue bound, cancelling queued and running jobs, bad input, and
+ * abandonable jobs a timeout leaves running. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Task groups: first error, every result, misuse. */
+/* Task groups and scopes: first error, fail fast, next, spawning while
+ * waiting, scopes ending by waiting or cancelling, misuse. */
 #include "helpers.h"
 
 struct group_run {
