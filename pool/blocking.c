@@ -4,6 +4,7 @@
 #include "blocking.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "../src/runtime_internal.h"
@@ -107,8 +108,11 @@ static void *blocking_thread(void *arg)
 		intptr_t output = job->fn(job->arg);
 		pthread_mutex_lock(&p->lock);
 		struct afe_waker waker = finish_locked(job, output);
+		bool abandoned = job->abandoned; /* then nobody else holds it */
 		pthread_mutex_unlock(&p->lock);
 		wake(&waker);
+		if (abandoned)
+			free(job);
 		pthread_mutex_lock(&p->lock);
 	}
 	p->threads--;
@@ -157,6 +161,58 @@ static void unlink_locked(struct afe_blocking_pool *p, struct afe_blocking *job)
 	p->queued--;
 }
 
+/* What the pool runs for job: a heap copy for an abandonable job (so an
+ * abandoned call has memory of its own), else job itself. Sets job->copy.
+ * Returns NULL when the copy cannot be allocated. */
+static struct afe_blocking *pool_side(struct afe_blocking *job)
+{
+	if (!job->abandonable)
+		return job;
+	struct afe_blocking *copy = malloc(sizeof(*copy));
+	if (!copy)
+		return NULL;
+	afe_blocking_init(copy, job->fn, job->arg);
+	copy->try_only = job->try_only;
+	job->copy = copy;
+	return copy;
+}
+
+/* Frees the heap copy once its future is done with it, and nobody else
+ * holds it (the job finished, or was never queued). */
+static void free_copy(struct afe_blocking *job)
+{
+	free(job->copy);
+	job->copy = NULL;
+}
+
+/* The first poll: queues the job on the current runtime's pool. */
+static int start(struct afe_blocking *job, struct afe_context *cx)
+{
+	struct afe_runtime *rt = afe_runtime_current();
+	if (cx->cancel || !rt) {
+		job->base.result = cx->cancel ? -ECANCELED : -EINVAL;
+		return AFE_READY;
+	}
+	struct afe_blocking *run = pool_side(job);
+	if (!run) {
+		job->base.result = -ENOMEM;
+		return AFE_READY;
+	}
+	job->pool = &rt->blocking;
+	pthread_mutex_lock(&job->pool->lock);
+	afe_waker_clone(&run->waker, cx->waker);
+	int err = enqueue_locked(job->pool, run);
+	pthread_mutex_unlock(&job->pool->lock);
+	if (err == 0)
+		return AFE_PENDING;
+	afe_waker_drop(&run->waker);
+	free_copy(job);
+	job->state = JOB_DONE;
+	job->output = err;
+	job->base.result = err;
+	return err == -ESHUTDOWN ? afe__give_way(cx) : AFE_READY;
+}
+
 static int blocking_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_blocking *job = afe_container_of(f, struct afe_blocking, base);
@@ -164,43 +220,40 @@ static int blocking_poll(struct afe_future *f, struct afe_context *cx)
 		f->result = -EINVAL;
 		return AFE_READY;
 	}
-	/* Only the poller sets pool, so this read needs no lock (state is
-	 * written by blocking threads once the job is queued). */
-	if (!job->pool) {
-		struct afe_runtime *rt = afe_runtime_current();
-		if (cx->cancel || !rt) {
-			f->result = cx->cancel ? -ECANCELED : -EINVAL;
-			return AFE_READY;
-		}
-		job->pool = &rt->blocking;
-		pthread_mutex_lock(&job->pool->lock);
-		afe_waker_clone(&job->waker, cx->waker);
-		int err = enqueue_locked(job->pool, job);
-		pthread_mutex_unlock(&job->pool->lock);
-		if (err == 0)
-			return AFE_PENDING;
-		afe_waker_drop(&job->waker);
-		job->state = JOB_DONE;
-		job->output = err;
-		f->result = err;
-		return err == -ESHUTDOWN ? afe__give_way(cx) : AFE_READY;
-	}
+	/* Only the poller sets pool and copy, so these reads need no lock
+	 * (state is written by blocking threads once the job is queued). */
+	if (!job->pool)
+		return start(job, cx);
 	struct afe_blocking_pool *p = job->pool;
+	struct afe_blocking *run = job->copy ? job->copy : job;
 	pthread_mutex_lock(&p->lock);
-	if (job->state == JOB_QUEUED && cx->cancel) {
-		unlink_locked(p, job);
-		struct afe_waker stale = finish_locked(job, -ECANCELED);
+	if (run->state == JOB_QUEUED && cx->cancel) {
+		unlink_locked(p, run);
+		struct afe_waker stale = finish_locked(run, -ECANCELED);
 		pthread_mutex_unlock(&p->lock);
 		afe_waker_drop(&stale);
+		free_copy(job);
 		f->result = -ECANCELED;
 		return AFE_READY;
 	}
-	if (job->state == JOB_DONE) {
+	if (run->state == JOB_DONE) {
 		pthread_mutex_unlock(&p->lock);
-		f->result = cx->cancel ? -ECANCELED : job->output;
+		f->result = cx->cancel ? -ECANCELED : run->output;
+		free_copy(job);
 		return AFE_READY;
 	}
-	afe_waker_register(&job->waker, cx);
+	if (cx->cancel && job->copy) {
+		/* Running: leave it to its thread, which frees the copy. */
+		run->abandoned = true;
+		struct afe_waker stale = run->waker;
+		run->waker.vtable = NULL;
+		pthread_mutex_unlock(&p->lock);
+		afe_waker_drop(&stale);
+		job->copy = NULL;
+		f->result = -ECANCELED;
+		return AFE_READY;
+	}
+	afe_waker_register(&run->waker, cx);
 	pthread_mutex_unlock(&p->lock);
 	return AFE_PENDING;
 }
@@ -211,6 +264,9 @@ void afe_blocking_init(struct afe_blocking *job, afe_blocking_fn *fn, void *arg)
 	job->fn = fn;
 	job->arg = arg;
 	job->try_only = false;
+	job->abandonable = false;
+	job->abandoned = false;
+	job->copy = NULL;
 	job->next = NULL;
 	job->pool = NULL;
 	job->state = JOB_NEW;
@@ -223,6 +279,12 @@ void afe_try_blocking_init(struct afe_blocking *job, afe_blocking_fn *fn, void *
 {
 	afe_blocking_init(job, fn, arg);
 	job->try_only = true;
+}
+
+void afe_blocking_init_abandonable(struct afe_blocking *job, afe_blocking_fn *fn, void *arg)
+{
+	afe_blocking_init(job, fn, arg);
+	job->abandonable = true;
 }
 
 void afe_blocking_pool_shutdown(struct afe_blocking_pool *p)

@@ -180,15 +180,52 @@ void afe__task_run(struct afe_task *t, struct afe_worker *w)
 
 /* ---- spawning ------------------------------------------------------------ */
 
+/* Where a task's extra (if it has one) starts, for a future of size
+ * bytes; the allocation ends right after it. */
+static size_t extra_offset(size_t size)
+{
+	size_t end = AFE_TASK_HEADER_SIZE + size;
+	size_t align = _Alignof(struct afe_task_extra);
+	return (end + align - 1) & ~(align - 1);
+}
+
+static struct afe_task_extra *extra_of(struct afe_task *t)
+{
+	return (struct afe_task_extra *)(void *)((char *)t + t->alloc_size -
+						 sizeof(struct afe_task_extra));
+}
+
+/* t's extra, or NULL for a task spawned without options. The bit never
+ * changes after spawn, so a relaxed load suffices. */
+static struct afe_task_extra *find_extra(struct afe_task *t)
+{
+	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	return (s & AFE_TASK_HAS_EXTRA) ? extra_of(t) : NULL;
+}
+
+static void init_extra(struct afe_task *t, const char *name)
+{
+	struct afe_task_extra *x = extra_of(t);
+	x->local = NULL;
+	x->name[0] = 0;
+	if (name) {
+		strncpy(x->name, name, sizeof(x->name) - 1);
+		x->name[sizeof(x->name) - 1] = 0;
+	}
+}
+
 static int spawn_task(struct afe_runtime *rt, struct afe_worker *w, bool external,
 		      const void *obj, size_t size, const struct afe_future *base,
-		      struct afe_join_handle *handle, bool cancel_on_drop)
+		      struct afe_join_handle *handle, bool cancel_on_drop,
+		      const struct afe_spawn_options *opts)
 {
 	const char *start = obj, *b = (const char *)base;
-	struct afe_task *t = afe_task_alloc(AFE_TASK_HEADER_SIZE + size);
+	size_t total = opts ? extra_offset(size) + sizeof(struct afe_task_extra)
+			    : AFE_TASK_HEADER_SIZE + size;
+	struct afe_task *t = afe_task_alloc(total);
 	if (!t)
 		return -ENOMEM;
-	t->alloc_size = (uint32_t)(AFE_TASK_HEADER_SIZE + size);
+	t->alloc_size = (uint32_t)total;
 	char *storage = (char *)t + AFE_TASK_HEADER_SIZE;
 	memcpy(storage, obj, size);
 	t->next = NULL;
@@ -197,6 +234,10 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker *w, bool externa
 	t->join_waker.vtable = NULL;
 	t->join_waker.data = NULL;
 	uint64_t state = AFE_TASK_NOTIFIED + AFE_TASK_REF_ONE; /* the queue's */
+	if (opts) {
+		init_extra(t, opts->name);
+		state |= AFE_TASK_HAS_EXTRA;
+	}
 	if (handle) {
 		state += AFE_TASK_JOIN_INTEREST + AFE_TASK_REF_ONE;
 		handle->task = t;
@@ -213,7 +254,7 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker *w, bool externa
 
 static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 		 const struct afe_future *base, struct afe_join_handle *handle,
-		 bool cancel_on_drop)
+		 bool cancel_on_drop, const struct afe_spawn_options *opts)
 {
 	if (handle) {
 		handle->task = NULL;
@@ -226,7 +267,8 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 	const char *start = obj, *b = (const char *)base;
 	if (b < start || size < sizeof(*base) || (size_t)(b - start) > size - sizeof(*base))
 		return -EINVAL;
-	if (size > UINT32_MAX - AFE_TASK_HEADER_SIZE) /* alloc_size is 32 bits */
+	/* alloc_size is 32 bits */
+	if (size > UINT32_MAX - AFE_TASK_HEADER_SIZE - 2 * sizeof(struct afe_task_extra))
 		return -ENOMEM;
 	/* A spawn from outside the workers announces itself before it checks
 	 * closed, so destroy (which sets closed, then waits for these to
@@ -239,7 +281,7 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 	if (atomic_load(&rt->closed))
 		err = -ESHUTDOWN;
 	else
-		err = spawn_task(rt, w, external, obj, size, base, handle, cancel_on_drop);
+		err = spawn_task(rt, w, external, obj, size, base, handle, cancel_on_drop, opts);
 	if (external)
 		atomic_fetch_sub(&rt->external_spawns_in_flight, 1);
 	return err;
@@ -248,7 +290,7 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 int afe_spawn_raw(struct afe_runtime *rt, const void *obj, size_t size,
 		  const struct afe_future *base, struct afe_join_handle *handle)
 {
-	return spawn(rt, obj, size, base, handle, false);
+	return spawn(rt, obj, size, base, handle, false, NULL);
 }
 
 int afe_spawn_child_raw(struct afe_runtime *rt, const void *obj, size_t size,
@@ -256,7 +298,52 @@ int afe_spawn_child_raw(struct afe_runtime *rt, const void *obj, size_t size,
 {
 	if (!handle)
 		return -EINVAL; /* a child without a handle could never be cancelled */
-	return spawn(rt, obj, size, base, handle, true);
+	return spawn(rt, obj, size, base, handle, true, NULL);
+}
+
+int afe_spawn_with_raw(struct afe_runtime *rt, const void *obj, size_t size,
+		       const struct afe_future *base, struct afe_join_handle *handle,
+		       const struct afe_spawn_options *opts)
+{
+	if (!opts || (opts->child && !handle)) {
+		if (handle)
+			*handle = (struct afe_join_handle){0};
+		return -EINVAL;
+	}
+	return spawn(rt, obj, size, base, handle, opts->child, opts);
+}
+
+/* ---- names and task-local storage ------------------------------------ */
+
+static const char *name_of(struct afe_task *t)
+{
+	struct afe_task_extra *x = t ? find_extra(t) : NULL;
+	return x && x->name[0] ? x->name : NULL;
+}
+
+const char *afe_task_name(const struct afe_join_handle *handle)
+{
+	return handle ? name_of(handle->task) : NULL;
+}
+
+const char *afe_task_current_name(const struct afe_context *cx)
+{
+	return cx ? name_of(cx->task) : NULL;
+}
+
+int afe_task_local_set(const struct afe_context *cx, void *value)
+{
+	struct afe_task_extra *x = cx && cx->task ? find_extra(cx->task) : NULL;
+	if (!x)
+		return -EINVAL;
+	x->local = value;
+	return 0;
+}
+
+void *afe_task_local_get(const struct afe_context *cx)
+{
+	struct afe_task_extra *x = cx && cx->task ? find_extra(cx->task) : NULL;
+	return x ? x->local : NULL;
 }
 
 /* ---- handles ------------------------------------------------------------- */
@@ -298,6 +385,14 @@ void afe_join_handle_drop(struct afe_join_handle *handle)
 							 memory_order_relaxed));
 	if (afe__task_refs(ns) == 0)
 		task_dealloc(t);
+}
+
+int afe_join_handle_abort(struct afe_join_handle *handle)
+{
+	if (!handle || !handle->task)
+		return -EINVAL;
+	request_cancel(handle->task);
+	return 0;
 }
 
 bool afe_join_handle_is_finished(const struct afe_join_handle *handle)

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "afe/future.h"
+#include "afe/task.h"
 
 #define AFE_TASK_RUNNING (UINT64_C(1) << 0)
 #define AFE_TASK_NOTIFIED (UINT64_C(1) << 1)
@@ -37,6 +38,8 @@
 #define AFE_TASK_CANCELLED (UINT64_C(1) << 3)
 #define AFE_TASK_JOIN_INTEREST (UINT64_C(1) << 4)
 #define AFE_TASK_JOIN_WAKER (UINT64_C(1) << 5)
+/* Set at spawn, never changed: struct afe_task_extra ends the allocation. */
+#define AFE_TASK_HAS_EXTRA (UINT64_C(1) << 6)
 #define AFE_TASK_REF_SHIFT 16
 #define AFE_TASK_REF_ONE (UINT64_C(1) << AFE_TASK_REF_SHIFT)
 
@@ -52,6 +55,17 @@ struct afe_task {
 	 * is the future's result, read once the task is complete. */
 	uint32_t future_offset; /* of the future's base, after the header */
 	uint32_t alloc_size;	/* header and future: for afe_task_free */
+};
+
+/*
+ * What a task spawned with options (afe_spawn_with) carries at the end of
+ * its allocation, so plain tasks stay small. name is written before the
+ * spawn publishes the task and never again; local is read and written
+ * only by the task's own polls, which the state word orders.
+ */
+struct afe_task_extra {
+	void *local;
+	char name[AFE_TASK_NAME_MAX];
 };
 
 /* Polls t once on worker w; t was taken from a run queue (NOTIFIED).

@@ -211,4 +211,26 @@ AFE_EXPORT int afe__main_init_failed(int status);
 				    NULL);                                           \
 	}
 
+/*
+ * AFE_MAIN_CONFIG(struct app, app_init, app_config): AFE_MAIN with a
+ * runtime config. After app_init succeeded, app_config(&config, &app)
+ * receives the defaults (afe_runtime_config_default) to change: workers,
+ * exit_mode, grace_ms and the rest, perhaps from what app_init parsed.
+ * app_config returns nothing.
+ */
+#define AFE_MAIN_CONFIG(type, init_fn, config_fn)                                    \
+	int main(int argc, char **argv)                                              \
+	{                                                                            \
+		static type afe__root;                                               \
+		afe__main_prepare();                                                 \
+		int afe__status = (init_fn)(&afe__root, argc, argv);                 \
+		if (afe__status != 0)                                                \
+			return afe__main_init_failed(afe__status);                   \
+		struct afe_runtime_config afe__config;                               \
+		afe_runtime_config_default(&afe__config);                            \
+		(config_fn)(&afe__config, &afe__root);                               \
+		return afe_main_run(&afe__root, sizeof(afe__root), &afe__root.base, \
+				    &afe__config);                                   \
+	}
+
 #endif /* AFE_RUNTIME_H */

@@ -52,12 +52,61 @@ AFE_EXPORT int afe_spawn_child_raw(struct afe_runtime *rt, const void *obj, size
 				   const struct afe_future *base,
 				   struct afe_join_handle *handle);
 
+/* Longest task name kept, with its terminating NUL. */
+#define AFE_TASK_NAME_MAX 32
+
+/* How afe_spawn_with spawns. A task spawned with options also has a
+ * task-local slot (afe_task_local_set); a plain task has none. */
+struct afe_spawn_options {
+	const char *name; /* copied (cut to AFE_TASK_NAME_MAX - 1 bytes); NULL: none */
+	bool child;	  /* the handle cancels the task when dropped (needs one) */
+};
+
+/*
+ * Spawns like afe_spawn_raw (or afe_spawn_child_raw when opts->child),
+ * with a name and a task-local slot; the task is AFE_TASK_NAME_MAX + 8
+ * bytes larger. Same returns, and -EINVAL for null opts.
+ */
+AFE_EXPORT int afe_spawn_with_raw(struct afe_runtime *rt, const void *obj, size_t size,
+				  const struct afe_future *base, struct afe_join_handle *handle,
+				  const struct afe_spawn_options *opts);
+#define afe_spawn_with(rt, fut, handle, opts) \
+	afe_spawn_with_raw((rt), (fut), sizeof(*(fut)), &(fut)->base, (handle), (opts))
+
+/* The name the task of handle was spawned with; NULL for an empty handle
+ * or a task without a name. Valid while the handle holds the task. */
+AFE_EXPORT const char *afe_task_name(const struct afe_join_handle *handle);
+
+/* The name of the task being polled with cx; NULL outside a task or for a
+ * task without a name. Valid during the poll. */
+AFE_EXPORT const char *afe_task_current_name(const struct afe_context *cx);
+
+/*
+ * Task-local storage: one pointer per task, read and written by the
+ * task's own polls through their context. It starts as NULL; the task
+ * owns what it points to (free it in the task's cleanup: nothing frees it
+ * for you). Set returns 0, or -EINVAL outside a task or in a task spawned
+ * without options (which has no slot). Get returns the value, or NULL.
+ */
+AFE_EXPORT int afe_task_local_set(const struct afe_context *cx, void *value);
+AFE_EXPORT void *afe_task_local_get(const struct afe_context *cx);
+
 /*
  * Drops the handle and empties it. A plain handle detaches the task (it
  * runs to completion); a child handle requests its cancellation.
  * An empty handle is left as it is.
  */
 AFE_EXPORT void afe_join_handle_drop(struct afe_join_handle *handle);
+
+/*
+ * Asks the task to stop at its next suspension, like the cancel future,
+ * but does not wait: the handle stays filled, so join it (or drop it) as
+ * usual; the join then gives what the cancelled future returned (by
+ * convention -ECANCELED), or the real output if the task had already
+ * finished. Asking twice, or after the task finished, changes nothing.
+ * Callable from any thread. Returns 0, or -EINVAL for an empty handle.
+ */
+AFE_EXPORT int afe_join_handle_abort(struct afe_join_handle *handle);
 
 /* True when the task has finished (completed or cancelled). */
 AFE_EXPORT bool afe_join_handle_is_finished(const struct afe_join_handle *handle);

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Blocking jobs: results, the thread bound under load, refusing past the
- * queue bound, cancelling queued and running jobs, bad input. */
+ * queue bound, cancelling queued and running jobs, bad input, and
+ * abandonable jobs a timeout leaves running. */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -215,5 +218,150 @@ Test(blocking, a_job_cannot_destroy_its_own_runtime)
 	struct afe_runtime *rt = test_runtime(2);
 	struct await_job a = await_job_of(destroy_from_here, rt, false);
 	cr_assert_eq(test_block_on(rt, &a), -EINVAL, "it would wait for itself");
+	test_runtime_destroy(rt);
+}
+
+/* ---- abandonable jobs ------------------------------------------------ */
+
+/* A job that blocks until its gate opens (at most 10 s), then counts its
+ * return. Its state is static: it outlives the future, as documented. */
+static atomic_bool slow_gate;
+static atomic_int slow_entered, slow_returned;
+
+static intptr_t slow_job(void *arg)
+{
+	atomic_fetch_add(&slow_entered, 1);
+	for (int i = 0; i < 100000 && !atomic_load(&slow_gate); i++)
+		usleep(100);
+	atomic_fetch_add(&slow_returned, 1);
+	return (intptr_t)arg;
+}
+
+static void slow_reset(void)
+{
+	atomic_store(&slow_gate, false);
+	atomic_store(&slow_entered, 0);
+	atomic_store(&slow_returned, 0);
+}
+
+/* afe_timeout over a blocking job (abandonable or not) started on a
+ * blocking thread; records when the timeout completed. */
+struct timed_job {
+	struct afe_future base;
+	struct afe_blocking job;
+	struct afe_timeout limit;
+	uint64_t ns, *elapsed;
+	int *returned_at_timeout;
+};
+
+static int timed_job_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct timed_job *self = afe_container_of(f, struct timed_job, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	*self->elapsed = afe_now_ns();
+	afe_timeout_init(&self->limit, &self->job.base, self->ns);
+	AFE_AWAIT(&self->limit.base);
+	*self->elapsed = afe_now_ns() - *self->elapsed;
+	*self->returned_at_timeout = atomic_load(&slow_returned);
+	AFE_RETURN(self->limit.base.result);
+	AFE_ASYNC_END;
+}
+
+static struct timed_job timed_job_make(bool abandonable, uint64_t ns, uint64_t *elapsed,
+				       int *returned)
+{
+	struct timed_job t = {.ns = ns, .elapsed = elapsed, .returned_at_timeout = returned};
+	afe_future_init(&t.base, timed_job_poll);
+	if (abandonable)
+		afe_blocking_init_abandonable(&t.job, slow_job, (void *)5);
+	else
+		afe_blocking_init(&t.job, slow_job, (void *)5);
+	return t;
+}
+
+/* Opens slow_gate after 300 ms, from a thread of its own. */
+static void *open_gate_later(void *arg)
+{
+	(void)arg;
+	usleep(300000);
+	atomic_store(&slow_gate, true);
+	return NULL;
+}
+
+Test(blocking, timeout_abandons_a_running_abandonable_job_at_the_deadline, .timeout = 30)
+{
+	struct afe_runtime *rt = runtime_with_blocking(2, 16);
+	slow_reset();
+	pthread_t opener;
+	cr_assert_eq(pthread_create(&opener, NULL, open_gate_later, NULL), 0);
+	uint64_t elapsed = 0;
+	int returned = -1;
+	struct timed_job t = timed_job_make(true, 50 * 1000000ull, &elapsed, &returned);
+	cr_assert_eq(test_block_on(rt, &t), -ETIMEDOUT);
+	fprintf(stderr, "abandonable: timeout after %llu ms, job returned: %d\n",
+		(unsigned long long)(elapsed / 1000000), returned);
+	cr_assert_eq(returned, 0, "the timeout did not wait for the job");
+	cr_assert_lt(elapsed, 250 * 1000000ull, "at the deadline, not at the gate");
+	/* Destroy waits for the abandoned call, which frees its copy. */
+	test_runtime_destroy(rt);
+	cr_assert_eq(atomic_load(&slow_returned), 1);
+	pthread_join(opener, NULL);
+}
+
+/* The default job still waits for the running call: the timeout returns
+ * only after the function did. */
+Test(blocking, timeout_over_a_plain_job_waits_for_it, .timeout = 30)
+{
+	struct afe_runtime *rt = runtime_with_blocking(2, 16);
+	slow_reset();
+	pthread_t opener;
+	cr_assert_eq(pthread_create(&opener, NULL, open_gate_later, NULL), 0);
+	uint64_t elapsed = 0;
+	int returned = -1;
+	struct timed_job t = timed_job_make(false, 50 * 1000000ull, &elapsed, &returned);
+	cr_assert_eq(test_block_on(rt, &t), -ETIMEDOUT);
+	cr_assert_eq(returned, 1);
+	cr_assert_geq(elapsed, 250 * 1000000ull);
+	pthread_join(opener, NULL);
+	test_runtime_destroy(rt);
+}
+
+Test(blocking, abandonable_job_that_finishes_gives_its_result, .timeout = 30)
+{
+	struct afe_runtime *rt = runtime_with_blocking(2, 16);
+	slow_reset();
+	atomic_store(&slow_gate, true);
+	uint64_t elapsed = 0;
+	int returned = -1;
+	struct timed_job t = timed_job_make(true, 10000 * 1000000ull, &elapsed, &returned);
+	cr_assert_eq(test_block_on(rt, &t), 5);
+	cr_assert_eq(returned, 1);
+	test_runtime_destroy(rt);
+}
+
+/* Cancelled while queued behind a busy thread, an abandonable job is
+ * removed and never runs. */
+Test(blocking, abandonable_job_cancelled_while_queued_never_runs, .timeout = 30)
+{
+	struct afe_runtime *rt = runtime_with_blocking(1, 16);
+	slow_reset();
+	atomic_store(&gate_open, false);
+	atomic_store(&gate_entered, 0);
+	atomic_store(&never_ran, 0);
+	struct afe_join_handle busy, queued;
+	struct await_job a = await_job_of(gated_job, (void *)1, false);
+	cr_assert_eq(afe_spawn(rt, &a, &busy), 0);
+	wait_entered(1);
+	afe_blocking_init_abandonable(&a.job, must_not_run, NULL);
+	cr_assert_eq(afe_spawn(rt, &a, &queued), 0);
+	usleep(20000);
+	struct afe_cancel c;
+	cr_assert_eq(afe_cancel_init(&c, &queued), 0);
+	cr_assert_eq(test_block_on(rt, &c), -ECANCELED);
+	atomic_store(&gate_open, true);
+	struct afe_join j;
+	afe_join_init(&j, &busy);
+	cr_assert_eq(test_block_on(rt, &j), 1);
+	cr_assert_eq(atomic_load(&never_ran), 0);
 	test_runtime_destroy(rt);
 }

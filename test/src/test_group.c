@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Task groups: first error, every result, misuse. */
+/* Task groups and scopes: first error, fail fast, next, spawning while
+ * waiting, scopes ending by waiting or cancelling, misuse. */
 #include "helpers.h"
 
 struct group_run {
@@ -101,7 +102,7 @@ static int gated_group_poll(struct afe_future *f, struct afe_context *cx)
 			return f->result = -1000, AFE_READY;
 	}
 	if (afe_future_poll(afe_group_wait(&self->g), cx) == AFE_PENDING) {
-		if (!self->opened && afe_future_is_done(&self->g.joins[2].base)) {
+		if (!self->opened && afe_future_is_done(&self->g.slots[2].join.base)) {
 			self->opened = true;
 			afe_oneshot_send(&self->gate, 0);
 		}
@@ -176,5 +177,417 @@ Test(group, cancelled_wait_waits_for_the_tasks_to_wind_down)
 	intptr_t cancelled = test_spawn_then_cancel(rt, &owner, &owner_started);
 	cr_assert_eq(cancelled, -ECANCELED);
 	cr_assert_eq(atomic_load(&wound_down), 3);
+	test_runtime_destroy(rt);
+}
+
+/* ---- fail fast --------------------------------------------------------- */
+
+/* A group of one task failing with -EIO after a few yields and `slow`
+ * tasks that yield until cancelled, then take 100 yields to wind down. */
+struct fail_fast_run {
+	struct afe_future base;
+	struct afe_group g;
+	int slow;
+	atomic_int *wound_down;
+	int wound_at_return;
+	intptr_t results[4];
+};
+static struct fail_fast_run *fail_fast_seen;
+
+static int fail_fast_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct fail_fast_run *self = afe_container_of(f, struct fail_fast_run, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_group_init_fail_fast(&self->g, NULL);
+	for (int i = 0; i < self->slow; i++) {
+		struct slow_to_stop s = slow_to_stop_make(self->wound_down);
+		afe_group_spawn(&self->g, &s);
+	}
+	struct yielder fails = yielder_make(3, -EIO);
+	afe_group_spawn(&self->g, &fails);
+	AFE_AWAIT(afe_group_wait(&self->g));
+	self->wound_at_return = atomic_load(self->wound_down);
+	for (int i = 0; i <= self->slow; i++)
+		self->results[i] = afe_group_result(&self->g, (size_t)i);
+	struct yielder late = yielder_make(0, 0);
+	self->results[3] = afe_group_spawn(&self->g, &late);
+	*fail_fast_seen = *self;
+	AFE_RETURN(self->g.base.result);
+	AFE_CLEANUP;
+	afe_group_destroy(&self->g);
+	AFE_ASYNC_END;
+}
+
+Test(group, fail_fast_returns_the_first_error_after_the_others_wound_down, .timeout = 30)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	atomic_int wound = 0;
+	struct fail_fast_run seen, run = {.slow = 3, .wound_down = &wound};
+	fail_fast_seen = &seen;
+	afe_future_init(&run.base, fail_fast_poll);
+	cr_assert_eq(test_block_on(rt, &run), -EIO);
+	cr_assert_eq(seen.wound_at_return, 3, "the wait awaited the cancelled tasks");
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(seen.results[i], -ECANCELED);
+	cr_assert_eq(seen.results[3], -EBUSY, "no spawns once the wait completed");
+	test_runtime_destroy(rt);
+}
+
+/* Every task fails: the group reports one of their errors, every task
+ * finished, and fail fast refuses a spawn once it has cancelled. */
+struct all_fail_run {
+	struct afe_future base;
+	struct afe_group g;
+	bool fail_fast;
+	intptr_t results[8];
+	int late_spawn;
+};
+static struct all_fail_run *all_fail_seen;
+
+static int all_fail_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct all_fail_run *self = afe_container_of(f, struct all_fail_run, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	if (self->fail_fast)
+		afe_group_init_fail_fast(&self->g, NULL);
+	else
+		afe_group_init(&self->g, NULL);
+	for (int i = 0; i < 8; i++) {
+		struct yielder y = yielder_make(i % 3, -(intptr_t)(100 + i));
+		afe_group_spawn(&self->g, &y);
+	}
+	AFE_AWAIT(afe_group_wait(&self->g));
+	for (size_t i = 0; i < 8; i++)
+		self->results[i] = afe_group_result(&self->g, i);
+	*all_fail_seen = *self;
+	AFE_RETURN(self->g.base.result);
+	AFE_CLEANUP;
+	afe_group_destroy(&self->g);
+	AFE_ASYNC_END;
+}
+
+static void check_all_fail(bool fail_fast)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct all_fail_run seen, run = {.fail_fast = fail_fast};
+	all_fail_seen = &seen;
+	afe_future_init(&run.base, all_fail_poll);
+	intptr_t r = test_block_on(rt, &run);
+	cr_assert(r <= -100 && r >= -107, "an error of a task: %ld", (long)r);
+	bool found = false;
+	for (int i = 0; i < 8; i++) {
+		cr_assert(seen.results[i] == -(100 + i) || seen.results[i] == -ECANCELED,
+			  "task %d: %ld", i, (long)seen.results[i]);
+		found |= seen.results[i] == r;
+	}
+	cr_assert(found, "the reported error is a task's result");
+	test_runtime_destroy(rt);
+}
+
+Test(group, every_task_fails_plain)
+{
+	check_all_fail(false);
+}
+
+Test(group, every_task_fails_fail_fast)
+{
+	check_all_fail(true);
+}
+
+/* ---- next, and spawning while waiting ---------------------------------- */
+
+/* Reports tasks as they finish; after the first report spawns one more,
+ * which must be reported too; ends at -ENOENT. */
+struct next_run {
+	struct afe_future base;
+	struct afe_group g;
+	struct afe_group_next next;
+	int reported[8], count, spawned_late;
+	intptr_t results[8], end;
+};
+static struct next_run *next_seen;
+
+static int next_run_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct next_run *self = afe_container_of(f, struct next_run, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_group_init(&self->g, NULL);
+	for (int i = 0; i < 4; i++) {
+		struct yielder y = yielder_make((4 - i) * 3, i == 2 ? -EIO : 10 + i);
+		afe_group_spawn(&self->g, &y);
+	}
+	for (;;) {
+		afe_group_next_init(&self->next, &self->g);
+		AFE_AWAIT(&self->next.base);
+		if (self->next.base.result < 0)
+			break;
+		self->reported[self->count] = (int)self->next.base.result;
+		self->results[self->count++] = afe_group_result(&self->g, (size_t)self->next.base.result);
+		if (self->count == 1) {
+			struct yielder y = yielder_make(2, 14);
+			self->spawned_late = afe_group_spawn(&self->g, &y);
+		}
+	}
+	self->end = self->next.base.result;
+	*next_seen = *self;
+	AFE_CLEANUP;
+	afe_group_destroy(&self->g);
+	AFE_ASYNC_END;
+}
+
+Test(group, next_reports_each_task_once_as_it_finishes)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct next_run seen = {0}, run = {0};
+	next_seen = &seen;
+	afe_future_init(&run.base, next_run_poll);
+	test_block_on(rt, &run);
+	cr_assert_eq(seen.end, -ENOENT);
+	cr_assert_eq(seen.count, 5);
+	cr_assert_eq(seen.spawned_late, 4, "spawned between nexts");
+	int times[5] = {0};
+	for (int k = 0; k < 5; k++) {
+		int i = seen.reported[k];
+		cr_assert(i >= 0 && i < 5);
+		times[i]++;
+		cr_assert_eq(seen.results[k], i == 2 ? -EIO : 10 + i);
+	}
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(times[i], 1, "task %d reported %d times", i, times[i]);
+	test_runtime_destroy(rt);
+}
+
+Test(group, next_on_an_empty_group_and_cancelled_next)
+{
+	struct afe_group g;
+	afe_group_init(&g, NULL);
+	struct afe_group_next n;
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	afe_group_next_init(&n, &g);
+	cr_assert_eq(afe_future_poll(&n.base, &cx), AFE_READY);
+	cr_assert_eq(n.base.result, -ENOENT);
+	cx.cancel = true;
+	afe_group_next_init(&n, &g);
+	cr_assert_eq(afe_future_poll(&n.base, &cx), AFE_READY);
+	cr_assert_eq(n.base.result, -ECANCELED);
+	afe_group_destroy(&g);
+}
+
+/* The wait is pending when a second task, which fails, is spawned: the
+ * wait awaits it too and reports its error. */
+struct late_spawn_run {
+	struct afe_future base;
+	struct afe_group g;
+	int second;
+};
+static int late_spawn_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct late_spawn_run *self = afe_container_of(f, struct late_spawn_run, base);
+	if (self->g.count == 0) {
+		afe_group_init(&self->g, NULL);
+		struct yielder y = yielder_make(20, 1);
+		afe_group_spawn(&self->g, &y);
+	}
+	if (afe_future_poll(afe_group_wait(&self->g), cx) == AFE_PENDING) {
+		if (self->g.count == 1) {
+			struct yielder y = yielder_make(0, -EPIPE);
+			self->second = afe_group_spawn(&self->g, &y);
+		}
+		return AFE_PENDING;
+	}
+	f->result = self->second == 1 ? self->g.base.result : -1000;
+	afe_group_destroy(&self->g);
+	return AFE_READY;
+}
+
+Test(group, spawn_while_the_wait_is_pending_joins_the_wait)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct late_spawn_run run = {0};
+	afe_future_init(&run.base, late_spawn_poll);
+	cr_assert_eq(test_block_on(rt, &run), -EPIPE);
+	test_runtime_destroy(rt);
+}
+
+/* ---- scopes -------------------------------------------------------------- */
+
+/* A child reading one byte from a pipe nobody writes to: it waits on I/O
+ * until cancelled, then counts its cleanup. */
+struct pipe_reader {
+	struct afe_future base;
+	struct afe_io io;
+	int fd;
+	char byte;
+	atomic_int *cleaned;
+};
+static int pipe_reader_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct pipe_reader *self = afe_container_of(f, struct pipe_reader, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_io_read_init(&self->io, self->fd, &self->byte, 1, -1);
+	AFE_AWAIT(&self->io.base);
+	AFE_RETURN(self->io.base.result);
+	AFE_CLEANUP;
+	atomic_fetch_add(self->cleaned, 1);
+	AFE_ASYNC_END;
+}
+
+/* Owns a scope of `readers` pipe readers and `quick` quick children, and
+ * awaits its end, also from its cleanup section. */
+struct scope_owner {
+	struct afe_future base;
+	struct afe_scope scope;
+	enum afe_scope_mode mode;
+	int readers, quick, fd;
+	bool cancel_first;
+	atomic_int *cleaned, *started;
+	intptr_t end, cleanup_end, results[8];
+	int late_spawn;
+};
+static struct scope_owner *scope_seen;
+
+static int scope_owner_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct scope_owner *self = afe_container_of(f, struct scope_owner, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_scope_init(&self->scope, NULL, self->mode);
+	for (int i = 0; i < self->readers; i++) {
+		struct pipe_reader r = {.fd = self->fd, .cleaned = self->cleaned};
+		afe_future_init(&r.base, pipe_reader_poll);
+		afe_scope_spawn(&self->scope, &r);
+	}
+	for (int i = 0; i < self->quick; i++) {
+		struct yielder y = yielder_make(i, i);
+		afe_scope_spawn(&self->scope, &y);
+	}
+	if (self->cancel_first)
+		afe_scope_cancel(&self->scope);
+	atomic_store(self->started, 1);
+	AFE_AWAIT_INTO(self->end, afe_scope_end(&self->scope));
+	AFE_CLEANUP;
+	AFE_AWAIT_INTO(self->cleanup_end, afe_scope_end(&self->scope));
+	for (size_t i = 0; i < afe_group_size(&self->scope.group) && i < 8; i++)
+		self->results[i] = afe_group_result(&self->scope.group, i);
+	struct yielder late = yielder_make(0, 0);
+	self->late_spawn = afe_scope_spawn(&self->scope, &late);
+	if (scope_seen)
+		*scope_seen = *self;
+	afe_scope_destroy(&self->scope);
+	AFE_ASYNC_END;
+}
+
+static struct scope_owner scope_owner_make(enum afe_scope_mode mode, int readers, int quick,
+					   int fd, atomic_int *cleaned, atomic_int *started)
+{
+	struct scope_owner o = {.mode = mode, .readers = readers, .quick = quick, .fd = fd,
+				.cleaned = cleaned, .started = started};
+	afe_future_init(&o.base, scope_owner_poll);
+	return o;
+}
+
+Test(scope, wait_mode_end_waits_for_every_child, .timeout = 30)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	atomic_int cleaned = 0, started = 0;
+	struct scope_owner seen, o = scope_owner_make(AFE_SCOPE_WAIT, 0, 6, -1, &cleaned, &started);
+	scope_seen = &seen;
+	cr_assert_eq(test_block_on(rt, &o), 0);
+	cr_assert_eq(seen.end, 0);
+	cr_assert_eq(seen.late_spawn, -EBUSY, "no spawn once the end completed");
+	for (size_t i = 0; i < 6; i++)
+		cr_assert_eq(seen.results[i], (intptr_t)i);
+	test_runtime_destroy(rt);
+}
+
+Test(scope, cancel_mode_end_cancels_children_waiting_on_io, .timeout = 30)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	atomic_int cleaned = 0, started = 0;
+	struct scope_owner seen,
+		o = scope_owner_make(AFE_SCOPE_CANCEL, 3, 2, p[0], &cleaned, &started);
+	scope_seen = &seen;
+	uint64_t t0 = afe_now_ns();
+	cr_assert_eq(test_block_on(rt, &o), 0, "cancelled children are no error");
+	cr_assert_lt(afe_now_ns() - t0, 5000000000ull);
+	cr_assert_eq(atomic_load(&cleaned), 3, "every reader wound down before the end");
+	cr_assert_eq(seen.results[0], -ECANCELED);
+	cr_assert(seen.results[4] == 1 || seen.results[4] == -ECANCELED);
+	close(p[0]);
+	close(p[1]);
+	test_runtime_destroy(rt);
+}
+
+/* The owner of a waiting scope is cancelled while its children wait on
+ * I/O: the end cancels them and returns once they wound down. */
+Test(scope, owner_cancelled_while_children_wait_on_io, .timeout = 30)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	atomic_int cleaned = 0, started = 0;
+	struct scope_owner o = scope_owner_make(AFE_SCOPE_WAIT, 4, 1, p[0], &cleaned, &started);
+	scope_seen = NULL;
+	intptr_t r = test_spawn_then_cancel(rt, &o, &started);
+	cr_assert_eq(r, -ECANCELED);
+	cr_assert_eq(atomic_load(&cleaned), 4, "no child outlived the scope");
+	cr_assert_eq(afe_runtime_wait_idle(rt, 0), 0);
+	close(p[0]);
+	close(p[1]);
+	test_runtime_destroy(rt);
+}
+
+Test(scope, cancel_then_end_and_refused_spawn, .timeout = 30)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	atomic_int cleaned = 0, started = 0;
+	struct scope_owner seen,
+		o = scope_owner_make(AFE_SCOPE_WAIT, 2, 0, p[0], &cleaned, &started);
+	o.cancel_first = true;
+	scope_seen = &seen;
+	cr_assert_eq(test_block_on(rt, &o), 0);
+	cr_assert_eq(atomic_load(&cleaned), 2);
+	cr_assert_eq(seen.results[0], -ECANCELED);
+	close(p[0]);
+	close(p[1]);
+	test_runtime_destroy(rt);
+}
+
+/* Destroying a scope before its end cancels what still runs and says how
+ * many children that was. */
+Test(scope, destroy_before_the_end_cancels_and_counts, .timeout = 30)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	atomic_int cleaned = 0;
+	struct afe_scope s;
+	afe_scope_init(&s, rt, AFE_SCOPE_WAIT);
+	for (int i = 0; i < 3; i++) {
+		struct pipe_reader r = {.fd = p[0], .cleaned = &cleaned};
+		afe_future_init(&r.base, pipe_reader_poll);
+		cr_assert_eq(afe_scope_spawn(&s, &r), i);
+	}
+	afe_scope_cancel(&s);
+	struct yielder y = yielder_make(0, 0);
+	cr_assert_eq(afe_scope_spawn(&s, &y), -ECANCELED, "no spawn once cancelled");
+	cr_assert_leq(afe_scope_destroy(&s), 3);
+	afe_scope_init(&s, rt, AFE_SCOPE_WAIT);
+	for (int i = 0; i < 3; i++) {
+		struct pipe_reader r = {.fd = p[0], .cleaned = &cleaned};
+		afe_future_init(&r.base, pipe_reader_poll);
+		cr_assert_eq(afe_scope_spawn(&s, &r), i);
+	}
+	cr_assert_eq(afe_scope_destroy(&s), 3);
+	cr_assert_eq(afe_scope_destroy(NULL), 0);
+	cr_assert_eq(afe_runtime_wait_idle(rt, 10000), 0);
+	cr_assert_eq(atomic_load(&cleaned), 6);
+	close(p[0]);
+	close(p[1]);
 	test_runtime_destroy(rt);
 }

@@ -2,6 +2,7 @@
 /* Spawning, joining, detaching and cancelling tasks. */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -327,5 +328,171 @@ Test(task, cancelled_join_of_a_child_waits_for_the_child)
 	intptr_t cancelled = test_spawn_then_cancel(rt, &p, &child_spawned);
 	cr_assert_eq(cancelled, -ECANCELED, "cancel gave %ld", (long)cancelled);
 	cr_assert_eq(atomic_load(&child_wound_down), 1);
+	test_runtime_destroy(rt);
+}
+
+/* Abort asks for the cancel and returns at once; the handle still joins. */
+Test(task, abort_requests_a_cancel_and_the_handle_still_joins)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	atomic_store(&cleanups, 0);
+	struct guarded g;
+	afe_future_init(&g.base, guarded_poll);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &g, &h), 0);
+	cr_assert_eq(afe_join_handle_abort(&h), 0);
+	cr_assert_not_null(h.task, "abort keeps the handle");
+	cr_assert_eq(afe_join_handle_abort(&h), 0, "asking twice is harmless");
+	struct afe_join j;
+	cr_assert_eq(afe_join_init(&j, &h), 0);
+	cr_assert_eq(test_block_on(rt, &j), -ECANCELED);
+	cr_assert_eq(atomic_load(&cleanups), 1, "the cleanup ran once");
+	test_runtime_destroy(rt);
+}
+
+Test(task, abort_of_a_finished_task_keeps_its_output)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_ready r;
+	afe_ready_init(&r, 5);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &r, &h), 0);
+	cr_assert_eq(afe_runtime_wait_idle(rt, -1), 0);
+	cr_assert_eq(afe_join_handle_abort(&h), 0);
+	struct afe_join j;
+	cr_assert_eq(afe_join_init(&j, &h), 0);
+	cr_assert_eq(test_block_on(rt, &j), 5);
+	struct afe_join_handle empty = {0};
+	cr_assert_eq(afe_join_handle_abort(&empty), -EINVAL);
+	cr_assert_eq(afe_join_handle_abort(NULL), -EINVAL);
+	test_runtime_destroy(rt);
+}
+
+/* An aborted task whose handle is then dropped still winds down: abort
+ * works on a handle about to be detached too. */
+Test(task, abort_then_drop_still_cancels)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	atomic_store(&cleanups, 0);
+	for (int i = 0; i < 50; i++) {
+		struct guarded g;
+		afe_future_init(&g.base, guarded_poll);
+		struct afe_join_handle h;
+		cr_assert_eq(afe_spawn(rt, &g, &h), 0);
+		cr_assert_eq(afe_join_handle_abort(&h), 0);
+		afe_join_handle_drop(&h);
+	}
+	cr_assert_eq(afe_runtime_wait_idle(rt, 10000), 0);
+	cr_assert_eq(atomic_load(&cleanups), 50);
+	test_runtime_destroy(rt);
+}
+
+/* ---- names and task-local storage ------------------------------------ */
+
+/* Reads its own name, sets and reads its local slot across a yield. */
+struct named {
+	struct afe_future base;
+	char seen_name[AFE_TASK_NAME_MAX];
+	int local_value, set_err;
+	void *local_after_yield;
+	bool had_name;
+};
+static struct named *named_seen;
+
+static int named_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct named *self = afe_container_of(f, struct named, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	const char *name = afe_task_current_name(cx);
+	self->had_name = name != NULL;
+	if (name)
+		strcpy(self->seen_name, name);
+	self->set_err = afe_task_local_set(cx, &self->local_value);
+	AFE_YIELD();
+	self->local_after_yield = afe_task_local_get(cx);
+	if (named_seen)
+		*named_seen = *self;
+	AFE_RETURN(self->local_after_yield == &self->local_value ? 1 : 0);
+	AFE_ASYNC_END;
+}
+
+Test(task, a_name_given_at_spawn_is_read_by_handle_and_by_the_task)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct named seen = {0}, n = {0};
+	afe_future_init(&n.base, named_poll);
+	named_seen = &seen;
+	char name[16];
+	strcpy(name, "conn-7");
+	struct afe_spawn_options opts = {.name = name};
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn_with(rt, &n, &h, &opts), 0);
+	memset(name, 'x', sizeof(name) - 1); /* the name was copied */
+	cr_assert(afe_task_name(&h) && strcmp(afe_task_name(&h), "conn-7") == 0);
+	struct afe_join j;
+	cr_assert_eq(afe_join_init(&j, &h), 0);
+	cr_assert_eq(test_block_on(rt, &j), 1, "the local slot kept its value across a yield");
+	cr_assert(seen.had_name && strcmp(seen.seen_name, "conn-7") == 0);
+	cr_assert_eq(seen.set_err, 0);
+	test_runtime_destroy(rt);
+}
+
+Test(task, a_long_name_is_cut_and_options_can_make_a_child)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	atomic_store(&cleanups, 0);
+	char longname[100];
+	memset(longname, 'n', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = 0;
+	struct guarded g;
+	afe_future_init(&g.base, guarded_poll);
+	struct afe_spawn_options opts = {.name = longname, .child = true};
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn_with(rt, &g, &h, &opts), 0);
+	cr_assert_eq(strlen(afe_task_name(&h)), AFE_TASK_NAME_MAX - 1);
+	cr_assert(h.cancel_on_drop);
+	afe_join_handle_drop(&h); /* a child: dropping cancels it */
+	cr_assert_eq(afe_runtime_wait_idle(rt, 10000), 0);
+	cr_assert_eq(atomic_load(&cleanups), 1);
+	cr_assert_eq(afe_spawn_with(rt, &g, NULL, &opts), -EINVAL, "a child needs a handle");
+	cr_assert_eq(afe_spawn_with(rt, &g, &h, NULL), -EINVAL);
+	cr_assert_null(h.task);
+	test_runtime_destroy(rt);
+}
+
+/* A plain task, and a task spawned with options but no name: no name;
+ * only the latter has a local slot. Outside a task: nothing. */
+Test(task, plain_tasks_have_no_name_and_no_local_slot)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct named seen = {0}, n = {0};
+	afe_future_init(&n.base, named_poll);
+	named_seen = &seen;
+	cr_assert_eq(test_block_on(rt, &n), 0);
+	cr_assert_not(seen.had_name);
+	cr_assert_eq(seen.set_err, -EINVAL);
+	cr_assert_null(seen.local_after_yield);
+
+	struct afe_spawn_options unnamed = {0};
+	struct afe_join_handle h;
+	struct named m = {0};
+	afe_future_init(&m.base, named_poll);
+	cr_assert_eq(afe_spawn_with(rt, &m, &h, &unnamed), 0);
+	cr_assert_null(afe_task_name(&h));
+	struct afe_join j;
+	cr_assert_eq(afe_join_init(&j, &h), 0);
+	cr_assert_eq(test_block_on(rt, &j), 1);
+	cr_assert_not(seen.had_name);
+
+	struct afe_join_handle empty = {0};
+	cr_assert_null(afe_task_name(&empty));
+	cr_assert_null(afe_task_name(NULL));
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	cr_assert_null(afe_task_current_name(&cx));
+	cr_assert_null(afe_task_current_name(NULL));
+	cr_assert_eq(afe_task_local_set(&cx, &cw), -EINVAL);
+	cr_assert_null(afe_task_local_get(&cx));
 	test_runtime_destroy(rt);
 }
