@@ -665,3 +665,59 @@ Test(fs, buf_reader_cancelled_read_keeps_what_arrived)
 	close(p[1]);
 	test_runtime_destroy(rt);
 }
+
+/* Polls f as a cancelled parent would. */
+static int poll_cancelled(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_context cancel = *cx;
+	cancel.cancel = true;
+	return afe_future_poll(f, &cancel);
+}
+
+/* Starts a read, lets its data arrive, cancels it only then, and reads
+ * again (under a time limit: data lost would never come). */
+struct completed_cancel_op {
+	struct afe_future base;
+	struct afe_buf_reader in;
+	struct afe_sleep nap;
+	struct afe_timeout limit;
+	int wfd;
+	intptr_t *cancelled; /* the cancelled read's result */
+};
+
+static int completed_cancel_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct completed_cancel_op *self = afe_container_of(f, struct completed_cancel_op, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	if (afe_future_poll(afe_buf_reader_read_until(&self->in, '\n'), cx) != AFE_PENDING)
+		AFE_RETURN(-EALREADY);
+	if (write(self->wfd, "x\n", 2) != 2)
+		AFE_RETURN(-EIO);
+	afe_sleep_init(&self->nap, 100000000u); /* the read completes meanwhile */
+	AFE_AWAIT(&self->nap.base);
+	while (poll_cancelled(&self->in.base, cx) == AFE_PENDING)
+		AFE_YIELD();
+	*self->cancelled = self->in.base.result;
+	afe_timeout_init(&self->limit, afe_buf_reader_read_until(&self->in, '\n'), 1000000000u);
+	AFE_AWAIT(&self->limit.base);
+	AFE_RETURN(self->limit.base.result);
+	AFE_ASYNC_END;
+}
+
+Test(fs, buf_reader_read_cancelled_after_its_data_came_keeps_it)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	char buf[8];
+	intptr_t cancelled = 0;
+	struct completed_cancel_op run = {.wfd = p[1], .cancelled = &cancelled};
+	afe_future_init(&run.base, completed_cancel_poll);
+	afe_buf_reader_init(&run.in, p[0], buf, sizeof(buf));
+	cr_assert_eq(test_block_on(rt, &run), 2, "the record the cancelled read brought");
+	cr_assert_eq(cancelled, -ECANCELED);
+	cr_assert_eq(memcmp(buf, "x\n", 2), 0);
+	close(p[0]);
+	close(p[1]);
+	test_runtime_destroy(rt);
+}
