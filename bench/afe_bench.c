@@ -20,6 +20,7 @@ static const struct {
 	{"channel_mpmc", workload_channel_mpmc, false},
 	{"timers", workload_timers, false},
 	{"file_read", workload_file_read, false},
+	{"sendfile", workload_sendfile, false},
 	{"ipc_call", workload_ipc_call, false},
 	{"coro_spawn_join", workload_coro_spawn_join, false},
 	{"coro_yield", workload_coro_yield, false},

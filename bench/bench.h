@@ -53,6 +53,7 @@ int workload_channel_mpmc(const struct bench_args *a);
 int workload_timers(const struct bench_args *a);
 int workload_echo(const struct bench_args *a);
 int workload_file_read(const struct bench_args *a);
+int workload_sendfile(const struct bench_args *a);
 int workload_ipc_call(const struct bench_args *a);
 int workload_coro_spawn_join(const struct bench_args *a);
 int workload_coro_yield(const struct bench_args *a);

@@ -23,6 +23,7 @@
 #include "afe/net.h"
 #include "afe/socket.h"
 #include "afe/blocking.h"
+#include "afe/fs.h"
 #include "afe/timeout.h"
 #include "afe/token.h"
 #include "afe/signal.h"

@@ -19,6 +19,8 @@
 #define AFE_IORING_OP_FUTEX_WAIT 51
 #define AFE_IORING_OP_FUTEX_WAKE 52
 #define AFE_IORING_OP_FUTEX_WAITV 53
+/* Linux 6.9; used only when the probe found it (AFE_URING_FTRUNCATE). */
+#define AFE_IORING_OP_FTRUNCATE 55
 
 /* futex2 flags: the word's size, and process-private. */
 #define AFE_FUTEX2_SIZE_U32 2u
@@ -52,6 +54,16 @@ static inline void afe_prep_futex_wake(struct io_uring_sqe *sqe, const uint32_t 
 {
 	afe_prep_futex_wait(sqe, addr, nr, futex2_flags);
 	sqe->opcode = AFE_IORING_OP_FUTEX_WAKE;
+}
+
+/* ftruncate(2) through the ring: fd's file gets length bytes. The SQE:
+ * fd, off = length; every other field 0. */
+static inline void afe_prep_ftruncate(struct io_uring_sqe *sqe, int fd, int64_t length)
+{
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = AFE_IORING_OP_FTRUNCATE;
+	sqe->fd = fd;
+	sqe->off = (uint64_t)length;
 }
 
 #endif /* AFE_URING_COMPAT_H */

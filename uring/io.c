@@ -285,3 +285,57 @@ int afe_io_link(struct afe_io *io, struct afe_io *then)
 	then->submitted = true; /* it goes to the ring with io */
 	return 0;
 }
+
+/* ---- files ----------------------------------------------------------------- */
+
+void afe_io_statx_init(struct afe_io *io, int dirfd, const char *path, int flags,
+		       unsigned mask, struct statx *out)
+{
+	io_init(io);
+	io_uring_prep_statx(sqe_of(io), dirfd, path, flags, mask, out);
+}
+
+void afe_io_unlinkat_init(struct afe_io *io, int dirfd, const char *path, int flags)
+{
+	io_init(io);
+	io_uring_prep_unlinkat(sqe_of(io), dirfd, path, flags);
+}
+
+void afe_io_renameat_init(struct afe_io *io, int old_dirfd, const char *old_path,
+			  int new_dirfd, const char *new_path, unsigned flags)
+{
+	io_init(io);
+	io_uring_prep_renameat(sqe_of(io), old_dirfd, old_path, new_dirfd, new_path, flags);
+}
+
+void afe_io_mkdirat_init(struct afe_io *io, int dirfd, const char *path, unsigned mode)
+{
+	io_init(io);
+	io_uring_prep_mkdirat(sqe_of(io), dirfd, path, (mode_t)mode);
+}
+
+void afe_io_fallocate_init(struct afe_io *io, int fd, int mode, int64_t offset, int64_t len)
+{
+	io_init(io);
+	io_uring_prep_fallocate(sqe_of(io), fd, mode, (off_t)offset, (off_t)len);
+}
+
+void afe_io_splice_init(struct afe_io *io, int fd_in, int64_t off_in, int fd_out,
+			int64_t off_out, unsigned len, unsigned flags)
+{
+	io_init(io);
+	io_uring_prep_splice(sqe_of(io), fd_in, off_in < 0 ? -1 : off_in, fd_out,
+			     off_out < 0 ? -1 : off_out, len, flags & ~SPLICE_F_FD_IN_FIXED);
+}
+
+void afe_io_tee_init(struct afe_io *io, int fd_in, int fd_out, unsigned len, unsigned flags)
+{
+	io_init(io);
+	io_uring_prep_tee(sqe_of(io), fd_in, fd_out, len, flags & ~SPLICE_F_FD_IN_FIXED);
+}
+
+void afe__io_ftruncate_init(struct afe_io *io, int fd, int64_t length)
+{
+	io_init(io);
+	afe_prep_ftruncate(sqe_of(io), fd, length);
+}

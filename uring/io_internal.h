@@ -16,4 +16,8 @@
  */
 bool afe__io_finish(struct afe_io *io);
 
+/* IORING_OP_FTRUNCATE (Linux 6.9), for afe_io_ftruncate (fs.c): only on a
+ * runtime with AFE_URING_FTRUNCATE. */
+void afe__io_ftruncate_init(struct afe_io *io, int fd, int64_t length);
+
 #endif /* AFE_URING_IO_INTERNAL_H */

@@ -579,6 +579,8 @@ static int probe(struct afe_ring *r, unsigned cap)
 	if (cap >= AFE_LINUX(6, 7) && io_uring_opcode_supported(p, AFE_IORING_OP_FUTEX_WAIT) &&
 	    io_uring_opcode_supported(p, AFE_IORING_OP_FUTEX_WAKE))
 		r->features |= AFE_URING_FUTEX;
+	if (cap >= AFE_LINUX(6, 9) && io_uring_opcode_supported(p, AFE_IORING_OP_FTRUNCATE))
+		r->features |= AFE_URING_FTRUNCATE;
 	free(p);
 	return err;
 }

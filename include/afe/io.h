@@ -34,6 +34,7 @@ struct afe_runtime;
 struct iovec;
 struct sockaddr;
 struct msghdr;
+struct statx;
 
 /* A request queued for the ring's thread: the operation, or its cancel. */
 struct afe_io_request {
@@ -173,5 +174,51 @@ AFE_EXPORT int afe_io_set_timeout(struct afe_io *io, uint64_t ns);
  * or linked, or one with a timeout (afe_io_set_timeout).
  */
 AFE_EXPORT int afe_io_link(struct afe_io *io, struct afe_io *then);
+
+/*
+ * Files and directories by path (each as its *at(2) call: dirfd is a
+ * directory's fd or AT_FDCWD, relative paths start there). The path
+ * strings and *out belong to the operation until it completes. Results:
+ * 0, or -ENOENT (no such file), -EEXIST (mkdirat: it exists), -ENOTDIR,
+ * -EACCES, -EBADF (a bad dirfd with a relative path), ...
+ *
+ * afe_io_statx_init: statx(2); fills *out with the fields in mask
+ * (STATX_BASIC_STATS, STATX_SIZE, ...); flags are AT_* flags
+ * (AT_SYMLINK_NOFOLLOW; AT_EMPTY_PATH with "" for dirfd itself).
+ * afe_io_unlinkat_init: unlinkat(2); flags 0, or AT_REMOVEDIR for an
+ * empty directory. afe_io_renameat_init: renameat2(2); flags 0 or
+ * RENAME_NOREPLACE, RENAME_EXCHANGE. afe_io_mkdirat_init: mkdirat(2),
+ * mode as for mkdir(2) (less the umask).
+ */
+AFE_EXPORT void afe_io_statx_init(struct afe_io *io, int dirfd, const char *path, int flags,
+				  unsigned mask, struct statx *out);
+AFE_EXPORT void afe_io_unlinkat_init(struct afe_io *io, int dirfd, const char *path, int flags);
+AFE_EXPORT void afe_io_renameat_init(struct afe_io *io, int old_dirfd, const char *old_path,
+				     int new_dirfd, const char *new_path, unsigned flags);
+AFE_EXPORT void afe_io_mkdirat_init(struct afe_io *io, int dirfd, const char *path,
+				    unsigned mode);
+
+/* fallocate(2): mode 0 allocates len bytes at offset (the file grows if
+ * they pass its end), FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE ... do as
+ * there. Result 0, -EBADF, -EINVAL (len <= 0), -EOPNOTSUPP (a mode the
+ * filesystem lacks), -ESPIPE (a pipe or socket), -ENOSPC. (ftruncate:
+ * afe_io_ftruncate in afe/fs.h, which needs no new kernel.) */
+AFE_EXPORT void afe_io_fallocate_init(struct afe_io *io, int fd, int mode, int64_t offset,
+				      int64_t len);
+
+/*
+ * splice(2): moves up to len bytes from fd_in to fd_out, one of which must
+ * be a pipe. The offset of a side that is a file is off_in/off_out, or -1
+ * for its file position (a pipe's must be -1). Result: the bytes moved, 0
+ * at the end of fd_in's data (a file's end, a pipe with no writer), or
+ * -EINVAL (neither side a pipe, an offset on a pipe), -EBADF, ... flags:
+ * SPLICE_F_MOVE, SPLICE_F_MORE, as for splice(2).
+ * tee(2): copies up to len bytes from pipe fd_in to pipe fd_out without
+ * consuming them; result as splice's (-EINVAL when either is no pipe).
+ */
+AFE_EXPORT void afe_io_splice_init(struct afe_io *io, int fd_in, int64_t off_in, int fd_out,
+				   int64_t off_out, unsigned len, unsigned flags);
+AFE_EXPORT void afe_io_tee_init(struct afe_io *io, int fd_in, int fd_out, unsigned len,
+				unsigned flags);
 
 #endif /* AFE_IO_H */

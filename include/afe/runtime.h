@@ -144,6 +144,9 @@ AFE_EXPORT unsigned afe_runtime_spin_us(const struct afe_runtime *rt);
 #define AFE_URING_CANCEL_ANY (1u << 4) /* one cancel for every operation at
 					  destroy (5.19); else one per
 					  operation in flight */
+#define AFE_URING_FTRUNCATE (1u << 5) /* IORING_OP_FTRUNCATE (6.9); else
+					 afe_io_ftruncate runs ftruncate(2)
+					 on the blocking pool */
 AFE_EXPORT unsigned afe_runtime_uring_features(const struct afe_runtime *rt);
 
 /* Counters since start, summed over workers; cheap enough to leave on. */

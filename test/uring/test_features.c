@@ -41,9 +41,10 @@ Test(features, a_new_kernel_gives_every_facility)
 {
 	if (!kernel_at_least(6, 7))
 		cr_skip_test("the kernel predates 6.7");
+	unsigned since_6_9 = kernel_at_least(6, 9) ? AFE_URING_FTRUNCATE : 0u;
 	cr_assert_eq(features_under(NULL),
 		     AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | AFE_URING_MULTISHOT_ACCEPT |
-			     AFE_URING_CANCEL_ANY);
+			     AFE_URING_CANCEL_ANY | since_6_9);
 }
 
 Test(features, the_mask_5_15_takes_them_all_away)
@@ -56,6 +57,10 @@ Test(features, the_mask_keeps_what_is_not_newer)
 	if (!kernel_at_least(6, 7))
 		cr_skip_test("the kernel predates 6.7");
 	const unsigned since_5_19 = AFE_URING_MULTISHOT_ACCEPT | AFE_URING_CANCEL_ANY;
+	if (kernel_at_least(6, 9))
+		cr_assert_eq(features_under("6.9"), AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN |
+							    since_5_19 | AFE_URING_FTRUNCATE);
+	cr_assert_eq(features_under("6.8"), AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | since_5_19);
 	cr_assert_eq(features_under("6.7"), AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | since_5_19);
 	cr_assert_eq(features_under("6.6"), AFE_URING_DEFER_TASKRUN | since_5_19);
 	cr_assert_eq(features_under("6.1"), AFE_URING_DEFER_TASKRUN | since_5_19);
