@@ -163,9 +163,7 @@ static void reader_ended(struct reader *self, intptr_t err)
 		fprintf(stderr, "afe: signal reader stopped: %s\n", strerror((int)-err));
 	}
 	pthread_mutex_unlock(&hub.lock);
-	/* Pairs with the add after the spawn; a momentary -1 only overcounts
-	 * the runtime's live tasks. */
-	atomic_fetch_sub(&self->rt->system_tasks, 1);
+	afe__system_task_done(self->rt);
 }
 
 /* Reads and dispatches what the signalfd holds (it does not block). */
@@ -213,8 +211,7 @@ static void ensure_reader_locked(void)
 	for (struct afe_runtime *rt = hub.runtimes; rt; rt = rt->signals_next) {
 		struct reader r = {.rt = rt};
 		afe_future_init(&r.base, reader_poll);
-		if (afe_spawn(rt, &r, NULL) == 0) {
-			atomic_fetch_add(&rt->system_tasks, 1);
+		if (afe__spawn_system(rt, &r, NULL, false) == 0) {
 			hub.reader_rt = rt;
 			return;
 		}

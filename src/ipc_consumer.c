@@ -780,7 +780,7 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	}
 	afe_notify_all(&c->work);
 	afe_notify_all(&c->room);
-	atomic_fetch_sub(&c->rt->system_tasks, 1);
+	afe__system_task_done(c->rt);
 	consumer_unref(c);
 	AFE_ASYNC_END;
 }
@@ -836,9 +836,7 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 	atomic_init(&c->refs, 2); /* the user, the pump */
 	struct pump pump = {.c = c};
 	afe_future_init(&pump.base, pump_poll);
-	atomic_fetch_add(&rt->system_tasks, 1);
-	if ((err = afe_spawn(rt, &pump, NULL)) < 0) {
-		atomic_fetch_sub(&rt->system_tasks, 1);
+	if ((err = afe__spawn_system(rt, &pump, NULL, false)) < 0) {
 		atomic_store(&c->refs, 1);
 		afe_ipc_consumer_destroy(c);
 		return err;

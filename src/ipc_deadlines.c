@@ -120,7 +120,7 @@ static int sweeper_poll(struct afe_future *f, struct afe_context *cx)
 	p->sweep_at = 0; /* no call wakes a sweeper that is gone */
 	pthread_mutex_unlock(&p->lock);
 	afe_waker_drop(&stale);
-	atomic_fetch_sub(&p->rt->system_tasks, 1);
+	afe__system_task_done(p->rt);
 	afe_ipc_producer_unref(p);
 	f->result = 0;
 	return AFE_READY;
@@ -132,12 +132,9 @@ int afe_ipc_deadlines_start(struct afe_ipc_producer *p)
 	afe_future_init(&s.base, sweeper_poll);
 	p->sweep_at = UINT64_MAX;
 	afe_ipc_producer_ref(p);
-	atomic_fetch_add(&p->rt->system_tasks, 1);
-	int err = afe_spawn_child(p->rt, &s, &p->deadlines);
-	if (err < 0) {
-		atomic_fetch_sub(&p->rt->system_tasks, 1);
+	int err = afe__spawn_system(p->rt, &s, &p->deadlines, true);
+	if (err < 0)
 		afe_ipc_producer_unref(p);
-	}
 	return err;
 }
 

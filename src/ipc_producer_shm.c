@@ -177,7 +177,7 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	atomic_store(&p->gone, true);
 	afe_ipc_producer_fail_all(p, afe_ipc_producer_gone_error(p));
 	leave_entry(p);
-	atomic_fetch_sub(&p->rt->system_tasks, 1);
+	afe__system_task_done(p->rt);
 	afe_ipc_producer_unref(p);
 	AFE_ASYNC_END;
 }
@@ -246,10 +246,8 @@ static int start_tasks(struct afe_ipc_producer *p)
 	struct pump pump = {.p = p};
 	afe_future_init(&pump.base, pump_poll);
 	atomic_fetch_add(&p->refs, 2); /* the pump, the watcher */
-	atomic_fetch_add(&p->rt->system_tasks, 1);
-	int err = afe_spawn(p->rt, &pump, NULL);
+	int err = afe__spawn_system(p->rt, &pump, NULL, false);
 	if (err < 0) {
-		atomic_fetch_sub(&p->rt->system_tasks, 1);
 		atomic_fetch_sub(&p->refs, 2);
 		leave_entry(p);
 		return err;

@@ -37,7 +37,7 @@ static int watcher_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_CLEANUP;
 	if (self->close_pidfd)
 		close(self->pidfd);
-	atomic_fetch_sub(&self->rt->system_tasks, 1);
+	afe__system_task_done(self->rt);
 	self->release(self->owner);
 	AFE_ASYNC_END;
 }
@@ -49,10 +49,8 @@ int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, bool close_pidfd, _Ato
 	struct watcher w = {.rt = rt, .pidfd = pidfd, .close_pidfd = close_pidfd, .died = died,
 			    .bell = bell, .kick = kick, .release = release, .owner = owner};
 	afe_future_init(&w.base, watcher_poll);
-	atomic_fetch_add(&rt->system_tasks, 1);
-	int err = afe_spawn_child(rt, &w, handle);
+	int err = afe__spawn_system(rt, &w, handle, true);
 	if (err < 0) {
-		atomic_fetch_sub(&rt->system_tasks, 1);
 		if (close_pidfd)
 			close(pidfd);
 		release(owner);

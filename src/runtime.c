@@ -232,6 +232,23 @@ uint64_t afe__runtime_live_tasks(const struct afe_runtime *rt)
 	return spawned > finished ? spawned - finished : 0;
 }
 
+int afe__spawn_system_raw(struct afe_runtime *rt, const void *obj, size_t size,
+			  const struct afe_future *base, struct afe_join_handle *handle, bool child)
+{
+	int err = child ? afe_spawn_child_raw(rt, obj, size, base, handle)
+			: afe_spawn_raw(rt, obj, size, base, handle);
+	if (err == 0) /* relaxed: a count, read by polls that tolerate a lag */
+		atomic_fetch_add_explicit(&rt->system_tasks, 1, memory_order_relaxed);
+	return err;
+}
+
+void afe__system_task_done(struct afe_runtime *rt)
+{
+	/* Release: pairs with destroy's acquire in let_system_tasks_finish,
+	 * which may free what the task used once it sees the count at 0. */
+	atomic_fetch_sub_explicit(&rt->system_tasks, 1, memory_order_release);
+}
+
 #define SYSTEM_TASKS_WAIT_MS 2000u
 
 static bool is_own_worker(const struct afe_runtime *rt)
@@ -275,7 +292,8 @@ static void let_woken_tasks_finish(struct afe_runtime *rt)
 static void let_system_tasks_finish(struct afe_runtime *rt)
 {
 	uint64_t deadline = afe_now_ns() + SYSTEM_TASKS_WAIT_MS * 1000000u;
-	while (atomic_load(&rt->system_tasks) > 0 && afe_now_ns() < deadline) {
+	while (atomic_load_explicit(&rt->system_tasks, memory_order_acquire) > 0 &&
+	       afe_now_ns() < deadline) {
 		struct timespec ms = {.tv_sec = 0, .tv_nsec = 1000000};
 		nanosleep(&ms, NULL);
 	}

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "afe/runtime.h"
+#include "afe/task.h"
 #include "../pool/blocking.h"
 #include "../pool/idle.h"
 #include "../pool/inject_queue.h"
@@ -49,8 +50,9 @@ struct afe_runtime {
 	_Atomic bool shutdown; /* the workers exit */
 	/* Counters of work that happens outside the workers. */
 	_Atomic uint64_t external_spawned, injected, dropped;
-	/* The library's own tasks (the signal reader), left out of the live
-	 * count that exits wait on; may dip below 0 for a moment. */
+	/* The library's own tasks (IPC pumps and watchers, the signal
+	 * reader), left out of the live count that exits wait on; see
+	 * afe__spawn_system. May dip below 0 for a moment. */
 	_Atomic int64_t system_tasks;
 	struct afe_runtime *signals_next; /* the signal hub's list */
 };
@@ -72,5 +74,24 @@ static inline int afe__give_way(struct afe_context *cx)
 
 /* Tasks spawned and not yet finished (never undercounts). */
 uint64_t afe__runtime_live_tasks(const struct afe_runtime *rt);
+
+/*
+ * Spawns a task of the library's own (an IPC pump, sweeper or peer
+ * watcher, a signal reader) on rt, as afe_spawn does (afe_spawn_child when
+ * child), and counts it in system_tasks: exits do not wait for it, and
+ * destroy lets it finish. It is counted after its spawn, so that
+ * afe__runtime_live_tasks never takes it for one of the user's tasks
+ * finished (an undercount could end an exit's wait early); if it ends
+ * first, the count dips below 0 for a moment, which only overcounts the
+ * live tasks. The task calls afe__system_task_done(rt) as its last act.
+ * Returns what afe_spawn returns; nothing is counted on an error.
+ */
+int afe__spawn_system_raw(struct afe_runtime *rt, const void *obj, size_t size,
+			  const struct afe_future *base, struct afe_join_handle *handle, bool child);
+#define afe__spawn_system(rt, fut, handle, child) \
+	afe__spawn_system_raw((rt), (fut), sizeof(*(fut)), &(fut)->base, (handle), (child))
+
+/* A system task's last act: uncounts it (see afe__spawn_system). */
+void afe__system_task_done(struct afe_runtime *rt);
 
 #endif /* AFE_RUNTIME_INTERNAL_H */
