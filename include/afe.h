@@ -20,6 +20,8 @@
 #include "afe/watch_chan.h"
 #include "afe/io.h"
 #include "afe/sleep.h"
+#include "afe/interval.h"
+#include "afe/process.h"
 #include "afe/net.h"
 #include "afe/socket.h"
 #include "afe/blocking.h"
