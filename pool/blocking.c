@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "../src/runtime_internal.h"
+#include "../src/core/runtime_internal.h"
 
 enum job_state {
 	JOB_NEW = 0,

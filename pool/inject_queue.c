@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "inject_queue.h"
 
-#include "../src/task_internal.h"
+#include "../src/core/task_internal.h"
 
 void afe_inject_init(struct afe_inject_queue *q)
 {

@@ -9,7 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "../src/runtime_internal.h"
+#include "../src/core/runtime_internal.h"
 #include "worker.h"
 
 enum { STATE_PENDING = 1, STATE_HELD, STATE_RING, STATE_ENDED };

@@ -22,8 +22,8 @@
 #include <time.h>
 
 #include "afe/io.h"
-#include "../src/runtime_internal.h"
-#include "../src/task_internal.h"
+#include "../src/core/runtime_internal.h"
+#include "../src/core/task_internal.h"
 #include "futex.h"
 #include "held_signals.h"
 #include "spinlock.h"

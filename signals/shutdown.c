@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../src/token_internal.h"
+#include "../src/sync/token_internal.h"
 #include "afe/signal.h"
 #include "shutdown.h"
 #include "signals_internal.h"

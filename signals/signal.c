@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../src/runtime_internal.h"
+#include "../src/core/runtime_internal.h"
 #include "afe/io.h"
 #include "afe/signal.h"
 #include "afe/task.h"

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <sys/utsname.h>
 
-#include "../src/runtime_internal.h"
+#include "../src/core/runtime_internal.h"
 #include "ring.h"
 
 /* "6.1.0-13-amd64" -> AFE_LINUX(6, 1); whole is true when nothing may

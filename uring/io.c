@@ -5,7 +5,7 @@
 #include <time.h>
 
 #include "../pool/spinlock.h"
-#include "../src/runtime_internal.h"
+#include "../src/core/runtime_internal.h"
 #include "compat.h"
 #include "io_internal.h"
 #include "ring.h"

@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "../src/runtime_internal.h"
+#include "../src/core/runtime_internal.h"
 #include "afe/sleep.h"
 #include "ring.h"
 #include "sleeps.h"

@@ -57,7 +57,7 @@
 
 struct afe_chan {
 	/* A bounded channel's ring (capacity > 0, not unbounded): lock-free
-	 * while it has room or items; see src/chan_ring.h. */
+	 * while it has room or items; see src/sync/chan_ring.h. */
 	_Atomic uint64_t ring_tail; /* next push's position, and flags */
 	char pad_tail[AFE_CHAN_LINE - sizeof(uint64_t)];
 	_Atomic uint64_t ring_head; /* next pop's position, and a flag */

@@ -37,7 +37,7 @@ struct afe_waiter {
 	struct afe_race *race; /* the select this wait is a branch of, or NULL */
 	intptr_t race_index;
 	intptr_t value;		/* the outcome, once DONE */
-	_Atomic unsigned state; /* idle, linked, done, detached (src/waitq.h) */
+	_Atomic unsigned state; /* idle, linked, done, detached (src/sync/waitq.h) */
 };
 
 /* A FIFO of waiters. */

@@ -16,7 +16,7 @@
 #include <sched.h>
 #include <time.h>
 
-#include "src/ipc_bell.h"
+#include "src/ipc/ipc_bell.h"
 
 #define EVENTS 300000u
 

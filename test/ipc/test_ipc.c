@@ -9,7 +9,7 @@
 #include <sys/resource.h>
 
 #include "ipc_helpers.h"
-#include "src/ipc_shm.h"
+#include "src/ipc/ipc_shm.h"
 
 Test(ipc, connecting_to_a_name_nobody_serves_is_refused)
 {

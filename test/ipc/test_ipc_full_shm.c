@@ -18,7 +18,7 @@
 #include <sys/mount.h>
 
 #include "ipc_helpers.h"
-#include "src/ipc_shm.h"
+#include "src/ipc/ipc_shm.h"
 
 enum { PRODUCERS = 4, CANNOT_MOUNT = 77 };
 

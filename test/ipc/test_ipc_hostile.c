@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 
 #include "ipc_helpers.h"
-#include "src/ipc_shm.h"
+#include "src/ipc/ipc_shm.h"
 
 /* ---- the child's tools ------------------------------------------------------- */
 

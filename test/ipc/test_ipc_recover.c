@@ -11,7 +11,7 @@
 #include <stdlib.h>
 
 #include "ipc_helpers.h"
-#include "src/ipc_shm.h"
+#include "src/ipc/ipc_shm.h"
 
 static uint64_t now_ms(void)
 {

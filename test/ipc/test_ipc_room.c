@@ -4,7 +4,7 @@
  *
  * A producer's request ring holds 128 requests (AFE_IPC_RING_SLOTS), its
  * reply ring 128 replies. A task that finds the ring it writes full waits
- * for room (afe_ipc_wait, src/ipc_internal.h): its side's pump wants room
+ * for room (afe_ipc_wait, src/ipc/ipc_internal.h): its side's pump wants room
  * on its bell, the other process rings it when it frees slots, and the
  * pump wakes the waiters. Here the rings fill and empty again and again,
  * so that a lost wake shows: as calls that time out, as counts that do not

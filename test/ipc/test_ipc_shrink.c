@@ -18,7 +18,7 @@
 #include "../examples/ipc_calc_server.h"
 #include "ipc_helpers.h"
 #include "pool/watch.h"
-#include "src/ipc_shm.h"
+#include "src/ipc/ipc_shm.h"
 
 /* Shrinks the object of name to nothing; 0 or -errno (for children). */
 static int shrink(const char *name)

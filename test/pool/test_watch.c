@@ -12,7 +12,7 @@
 
 #include "helpers.h"
 #include "pool/watch.h"
-#include "src/runtime_internal.h"
+#include "src/core/runtime_internal.h"
 
 static void word_wake(_Atomic uint32_t *word)
 {

@@ -10,7 +10,7 @@
  * and stays below n between calls.
  */
 #include "afe/barrier.h"
-#include "../pool/spinlock.h"
+#include "../../pool/spinlock.h"
 #include "waitq.h"
 
 int afe_barrier_init(struct afe_barrier *b, size_t n)

@@ -40,8 +40,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "../pool/held_signals.h"
-#include "../pool/watch.h"
+#include "../../pool/held_signals.h"
+#include "../../pool/watch.h"
 
 #define AFE_IPC_WANT_FRAME 1u /* a frame pushed toward the sleeper */
 #define AFE_IPC_WANT_ROOM 2u  /* a slot freed in a ring the sleeper writes */

@@ -12,7 +12,7 @@
 
 #include "helpers.h"
 #include "uring/io_helpers.h"
-#include "src/runtime_internal.h"
+#include "src/core/runtime_internal.h"
 
 Test(runtime, config_defaults_and_env)
 {

@@ -47,7 +47,7 @@
 #include <sys/mman.h>
 
 #include "ipc_internal.h"
-#include "runtime_internal.h"
+#include "../core/runtime_internal.h"
 
 struct peer {
 	pthread_mutex_t lock; /* guards everything below, and the rings' use */

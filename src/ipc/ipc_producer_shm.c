@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "ipc_producer.h"
-#include "runtime_internal.h"
+#include "../core/runtime_internal.h"
 
 static void ref_producer(void *p)
 {

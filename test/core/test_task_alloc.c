@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "helpers.h"
-#include "src/task_alloc.h"
+#include "src/core/task_alloc.h"
 
 #define BLOCKS 10000
 

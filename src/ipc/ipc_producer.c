@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "ipc_producer.h"
-#include "runtime_internal.h"
+#include "../core/runtime_internal.h"
 
 _Thread_local unsigned char afe_ipc_scratch[AFE_IPC_MAX_PAYLOAD];
 _Thread_local struct afe_ipc_writer afe_ipc_scratch_writer;

@@ -7,7 +7,7 @@
  * calls before it); epochs never decrease along the queue.
  */
 #include "afe/notify.h"
-#include "../pool/spinlock.h"
+#include "../../pool/spinlock.h"
 #include "waitq.h"
 
 enum { NOTIFIED_ONE = 1, NOTIFIED_ALL = 2 };

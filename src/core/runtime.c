@@ -12,7 +12,7 @@
 #include "afe/io.h"
 #include "afe/signal.h"
 #include "afe/task.h"
-#include "../signals/signals_internal.h"
+#include "../../signals/signals_internal.h"
 #include "runtime_internal.h"
 #include "task_internal.h"
 #include "thread_parker.h"

@@ -7,7 +7,7 @@
  * waits, so it never overtakes.
  */
 #include "afe/semaphore.h"
-#include "../pool/spinlock.h"
+#include "../../pool/spinlock.h"
 #include "waitq.h"
 
 static size_t wanted(struct afe_waiter *w)

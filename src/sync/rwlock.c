@@ -9,7 +9,7 @@
  * waiting writer wait for it.
  */
 #include "afe/rwlock.h"
-#include "../pool/spinlock.h"
+#include "../../pool/spinlock.h"
 #include "waitq.h"
 
 enum { WANTS_READ = 1, WANTS_WRITE = 2 };

@@ -47,7 +47,7 @@
 #include <string.h>
 
 #include "afe/channel.h"
-#include "../pool/spinlock.h"
+#include "../../pool/spinlock.h"
 #include "chan_ring.h"
 #include "waitq.h"
 

@@ -23,7 +23,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "../pool/spinlock.h"
+#include "../../pool/spinlock.h"
 #include "token_internal.h"
 #include "waitq.h"
 

@@ -4,7 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "../pool/futex.h"
+#include "../../pool/futex.h"
 
 struct afe_thread_parker {
 	_Atomic uint32_t refs;

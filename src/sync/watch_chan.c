@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "afe/watch_chan.h"
-#include "../pool/spinlock.h"
+#include "../../pool/spinlock.h"
 #include "waitq.h"
 
 enum { SERVED = 0, CLOSED = 1 };

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "afe/broadcast.h"
-#include "../pool/spinlock.h"
+#include "../../pool/spinlock.h"
 #include "waitq.h"
 
 enum { SERVED = 0, CLOSED = 1 };

@@ -17,7 +17,7 @@
 #include <errno.h>
 
 #include "ipc_producer.h"
-#include "runtime_internal.h"
+#include "../core/runtime_internal.h"
 
 struct sweeper {
 	struct afe_future base;

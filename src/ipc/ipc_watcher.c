@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "ipc_internal.h"
-#include "runtime_internal.h"
+#include "../core/runtime_internal.h"
 
 struct watcher {
 	struct afe_future base;

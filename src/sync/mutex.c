@@ -6,7 +6,7 @@
  * select's branch, still open) without clearing locked, so nobody barges.
  */
 #include "afe/mutex.h"
-#include "../pool/spinlock.h"
+#include "../../pool/spinlock.h"
 #include "waitq.h"
 
 void afe_mutex_init(struct afe_mutex *m)

@@ -4,7 +4,7 @@
  * oneshot after the receiver could have seen the value. */
 #include "afe/oneshot.h"
 
-#include "../pool/spinlock.h"
+#include "../../pool/spinlock.h"
 #include "waitq.h"
 
 enum { EMPTY, SENT, SENDER_CLOSED, RECEIVER_CLOSED, TAKEN };

@@ -9,12 +9,12 @@
 
 #include "afe/runtime.h"
 #include "afe/task.h"
-#include "../pool/blocking.h"
-#include "../pool/idle.h"
-#include "../pool/inject_queue.h"
-#include "../pool/watch.h"
-#include "../pool/worker.h"
-#include "../uring/ring.h"
+#include "../../pool/blocking.h"
+#include "../../pool/idle.h"
+#include "../../pool/inject_queue.h"
+#include "../../pool/watch.h"
+#include "../../pool/worker.h"
+#include "../../uring/ring.h"
 
 #define AFE_DEFAULT_RING_ENTRIES 256
 #define AFE_DEFAULT_BLOCKING_THREADS 64

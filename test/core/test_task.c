@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "src/runtime_internal.h"
+#include "src/core/runtime_internal.h"
 
 Test(task, spawn_and_join_returns_the_result)
 {

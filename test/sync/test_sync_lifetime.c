@@ -136,7 +136,7 @@ Test(lifetime, detached_branches_do_not_touch_destroyed_locks_permits_notifies_t
 
 /* ---- the last task woken frees the primitive ---------------------------- */
 
-/* Exactly one full wake batch (AFE_WAKE_BATCH in src/waitq.h). */
+/* Exactly one full wake batch (AFE_WAKE_BATCH in src/sync/waitq.h). */
 #define WAITERS 16
 
 /* What the task woken last does: polls every waiter (all finished), then

@@ -47,7 +47,7 @@
 #include <string.h>
 
 #include "afe/channel.h"
-#include "../pool/spinlock.h"
+#include "../../pool/spinlock.h"
 
 #define RING_FROZEN ((uint64_t)1)
 #define RING_WAITED ((uint64_t)2)
