@@ -25,12 +25,6 @@ static unsigned ring_len(size_t len)
 	return len > UINT_MAX ? UINT_MAX : (unsigned)len;
 }
 
-int afe_co_yield(void)
-{
-	SLOT_OR_RETURN(s, NULL, 0);
-	afe_yield_now_init(&s->yield);
-	return (int)afe_co_await(&s->yield.base);
-}
 
 int afe_co_sleep(uint64_t ns)
 {

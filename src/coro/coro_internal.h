@@ -24,7 +24,6 @@
 union afe__co_slot {
 	struct afe_io io;
 	struct afe_sleep sleep;
-	struct afe_yield_now yield;
 	struct afe_send_all send_all;
 	struct afe_chan_send chan_send;
 	struct afe_chan_recv chan_recv;

@@ -458,3 +458,24 @@ Test(coro, a_coroutine_answers_a_datagram_and_half_closes_a_stream)
 	close(sv[1]);
 	test_runtime_destroy(rt);
 }
+
+static atomic_bool yielding;
+
+static intptr_t yield_until_cancelled(void *arg)
+{
+	(void)arg;
+	atomic_store(&yielding, true);
+	int err;
+	while ((err = afe_co_yield()) == 0)
+		;
+	return err == -ECANCELED && afe_co_yield() == -ECANCELED ? 7 : -1;
+}
+
+Test(coro, a_yielding_coroutine_sees_its_cancel)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_coro c;
+	afe_coro_init(&c, yield_until_cancelled, NULL, NULL);
+	cr_assert_eq(test_spawn_then_cancel(rt, &c, &yielding), 7);
+	test_runtime_destroy(rt);
+}
