@@ -88,20 +88,24 @@ struct afe_coro_opts {
 	bool shared_stack;
 };
 
-struct afe__coro;
+/* The bytes of a coroutine's control block (private), kept in its future
+ * and so in its task: spawning allocates nothing more than a task. */
+#define AFE__CORO_STORAGE 640u
 
 /* A coroutine as a future: to spawn, to afe_block_on from plain code, to
  * await from another future, or as AFE_MAIN's root. Its stack is made at
  * its first poll (which then fails with -ENOMEM or -EINVAL if it cannot
- * be); a coroutine future never polled holds nothing. Poll it to its
- * end: one dropped half-way keeps its stack. */
+ * be); a coroutine future never polled holds nothing, and may be copied
+ * until then (as spawn does), never after. Poll it to its end: one
+ * dropped half-way keeps its stack. */
 struct afe_coro {
 	struct afe_future base;
 	afe_coro_fn *fn;
 	void *arg;
 	size_t stack_size;
 	bool shared_stack;
-	struct afe__coro *co; /* private: made at the first poll */
+	bool made; /* private: the control block below is set up */
+	_Alignas(16) unsigned char storage[AFE__CORO_STORAGE]; /* private */
 };
 
 /* Makes c a coroutine future running fn(arg). opts may be NULL. Returns 0,

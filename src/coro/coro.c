@@ -19,7 +19,7 @@
 #include <afe/coro.h>
 
 #include <errno.h>
-#include <stdlib.h>
+#include <string.h>
 
 #include "coro_internal.h"
 #include "fiber.h"
@@ -37,6 +37,15 @@ struct afe__coro {
 	union afe__co_slot slot;
 };
 
+_Static_assert(sizeof(struct afe__coro) <= AFE__CORO_STORAGE &&
+		       _Alignof(struct afe__coro) <= 16,
+	       "struct afe_coro's storage holds the control block");
+
+static struct afe__coro *coro_of(struct afe_coro *c)
+{
+	return (struct afe__coro *)(void *)c->storage;
+}
+
 /* The coroutine running on this thread, if any. Read by a coroutine only
  * before it suspends: after, it may be on another thread. */
 static _Thread_local struct afe__coro *current;
@@ -49,27 +58,26 @@ static void coro_main(struct afe__fiber *f)
 	afe__fiber_exit(f);
 }
 
+/* Sets up c's control block and makes its stack. It holds no pointer to
+ * itself until its first run, so c may still be copied (spawn does). */
 static int coro_make(struct afe_coro *c)
 {
-	struct afe__coro *co = calloc(1, sizeof(*co));
-	if (!co)
-		return -ENOMEM;
+	struct afe__coro *co = coro_of(c);
+	memset(co, 0, sizeof(*co));
 	int err = c->shared_stack ? afe__fiber_init_shared(&co->fiber, coro_main)
 				  : afe__fiber_init(&co->fiber, c->stack_size, coro_main);
-	if (err < 0) {
-		free(co);
+	if (err < 0)
 		return err;
-	}
 	co->fn = c->fn;
 	co->arg = c->arg;
-	c->co = co;
+	c->made = true;
 	return 0;
 }
 
-static void coro_free(struct afe__coro *co)
+static void coro_free(struct afe_coro *c)
 {
-	afe__fiber_destroy(&co->fiber);
-	free(co);
+	afe__fiber_destroy(&coro_of(c)->fiber);
+	c->made = false;
 }
 
 /* False when the coroutine's shared stack is busy (see fiber.h). */
@@ -87,14 +95,14 @@ static bool enter(struct afe__coro *co, struct afe_context *cx)
 static int coro_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_coro *c = afe_container_of(f, struct afe_coro, base);
-	if (!c->co) {
+	if (!c->made) {
 		int err = c->fn ? coro_make(c) : -EINVAL;
 		if (err < 0) {
 			f->result = err;
 			return AFE_READY;
 		}
 	}
-	struct afe__coro *co = c->co;
+	struct afe__coro *co = coro_of(c);
 	if (cx->cancel)
 		co->cancelled = true;
 	if (co->awaiting) {
@@ -110,8 +118,7 @@ static int coro_poll(struct afe_future *f, struct afe_context *cx)
 	if (!co->finished)
 		return AFE_PENDING;
 	f->result = co->ret;
-	coro_free(co);
-	c->co = NULL;
+	coro_free(c);
 	return AFE_READY;
 }
 
@@ -123,7 +130,7 @@ int afe_coro_init(struct afe_coro *c, afe_coro_fn *fn, void *arg,
 	c->arg = arg;
 	c->stack_size = opts && opts->stack_size ? opts->stack_size : AFE_CORO_STACK_DEFAULT;
 	c->shared_stack = opts && opts->shared_stack;
-	c->co = NULL;
+	c->made = false;
 	if (fn && c->stack_size >= AFE_CORO_STACK_MIN &&
 	    (!c->shared_stack || c->stack_size == AFE_CORO_STACK_DEFAULT))
 		return 0;
@@ -138,9 +145,9 @@ int afe_coro_spawn(struct afe_runtime *rt, afe_coro_fn *fn, void *arg,
 	int err = afe_coro_init(&c, fn, arg, opts);
 	if (err < 0 || (err = coro_make(&c)) < 0)
 		return err;
-	err = afe_spawn(rt, &c, handle); /* the task's copy owns c.co */
+	err = afe_spawn(rt, &c, handle); /* the task's copy owns the stack */
 	if (err < 0)
-		coro_free(c.co);
+		coro_free(&c);
 	return err;
 }
 

@@ -223,7 +223,9 @@ struct afe__shared_stack {
 
 static struct afe__shared_stack shared_stacks[AFE__SHARED_STACKS];
 static pthread_once_t shared_once = PTHREAD_ONCE_INIT;
-static atomic_uint next_shared; /* round robin; relaxed: any spread will do */
+/* Round robin per thread (a shared counter's cache line would bounce
+ * between the workers at every spawn), each thread starting elsewhere. */
+static _Thread_local unsigned next_shared;
 
 static void map_shared_stacks(void)
 {
@@ -322,7 +324,9 @@ int afe__fiber_init_shared(struct afe__fiber *f, void (*entry)(struct afe__fiber
 		return afe__fiber_init(f, AFE__FIBER_DEFAULT_STACK, entry);
 	pthread_once(&handler_once, install_handler);
 	pthread_once(&shared_once, map_shared_stacks);
-	unsigned i = atomic_fetch_add_explicit(&next_shared, 1, memory_order_relaxed);
+	if (!next_shared)
+		next_shared = (unsigned)((uintptr_t)&next_shared >> 12) | 1u;
+	unsigned i = next_shared++;
 	struct afe__shared_stack *s = &shared_stacks[i % AFE__SHARED_STACKS];
 	if (!s->lo)
 		return -ENOMEM;
