@@ -37,6 +37,15 @@ enum afe_exit_mode {
  * fine: requests wait for room in order, oldest first. */
 #define AFE_MIN_CQ_ENTRIES 64
 
+/* The I/O backend a runtime runs on (README, "Kernels"). */
+enum afe_backend {
+	AFE_BACKEND_AUTO = 0, /* config: io_uring, unless $AFE_BACKEND says
+				 "epoll" */
+	AFE_BACKEND_URING,    /* io_uring */
+	AFE_BACKEND_EPOLL,    /* epoll, non-blocking calls and the ring thread
+				 (see afe/io.h for what differs) */
+};
+
 struct afe_runtime_config {
 	unsigned workers;	    /* worker threads; 0: online CPUs (or $AFE_WORKERS) */
 	unsigned spin_us;	    /* how long an idle worker searches (its queues, and
@@ -51,6 +60,7 @@ struct afe_runtime_config {
 				       AFE_MIN_CQ_ENTRIES (smaller is raised) */
 	unsigned blocking_threads;  /* most threads for blocking jobs; 0: 64 */
 	unsigned blocking_queue;    /* jobs waiting past which try-jobs are refused; 0: 1024 */
+	enum afe_backend backend;   /* AFE_BACKEND_AUTO: see there */
 };
 
 /* Fills c with the defaults: workers from $AFE_WORKERS or the online CPUs,
@@ -145,6 +155,10 @@ AFE_EXPORT unsigned afe_runtime_spin_us(const struct afe_runtime *rt);
 					  destroy (5.19); else one per
 					  operation in flight */
 AFE_EXPORT unsigned afe_runtime_uring_features(const struct afe_runtime *rt);
+
+/* The backend rt runs on: AFE_BACKEND_URING or AFE_BACKEND_EPOLL (its
+ * features are then 0); AFE_BACKEND_AUTO for a null rt. */
+AFE_EXPORT enum afe_backend afe_runtime_backend(const struct afe_runtime *rt);
 
 /* Counters since start, summed over workers; cheap enough to leave on. */
 struct afe_metrics {
