@@ -51,6 +51,7 @@ void afe_runtime_config_default(struct afe_runtime_config *config)
 	config->blocking_threads = AFE_DEFAULT_BLOCKING_THREADS;
 	config->blocking_queue = AFE_DEFAULT_BLOCKING_QUEUE;
 	config->backend = AFE_BACKEND_AUTO;
+	config->quiet_fallback = false;
 }
 
 /* Frees everything but the struct itself and its injection queue, which
@@ -205,7 +206,8 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 	/* After the workers: see ring.c on private futex waits. */
 	struct afe_ring_options ring = {.entries = entries,
 					.cq_entries = rt->config.cq_entries,
-					.backend = (int)rt->config.backend};
+					.backend = (int)rt->config.backend,
+					.quiet_fallback = rt->config.quiet_fallback};
 	int err = afe_ring_start(&rt->ring, &ring);
 	if (err < 0) {
 		stop_workers(rt, rt->num_workers);

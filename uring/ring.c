@@ -138,11 +138,73 @@ static void close_requests(struct afe_ring *r)
 
 /* ---- start and stop ------------------------------------------------------ */
 
+/* The backend o asks for, or $AFE_BACKEND ("epoll", "io_uring") picks;
+ * NULL: io_uring, falling back to epoll (setup_auto). */
+static const struct afe_ring_backend *chosen_backend(const struct afe_ring_options *o)
+{
+	if (o->backend == AFE_BACKEND_EPOLL)
+		return &afe__backend_epoll;
+	if (o->backend == AFE_BACKEND_URING)
+		return &afe__backend_uring;
+	const char *env = getenv("AFE_BACKEND");
+	if (env && strcmp(env, "epoll") == 0)
+		return &afe__backend_epoll;
+	if (env && strcmp(env, "io_uring") == 0)
+		return &afe__backend_uring;
+	if (env)
+		fprintf(stderr, "afe: ignoring AFE_BACKEND=%s (want epoll or io_uring)\n", env);
+	return NULL;
+}
+
+/* Why io_uring could not be set up, for the fallback's notice. */
+static const char *refusal(int err)
+{
+	switch (err) {
+	case -EPERM:
+		return "io_uring not permitted (seccomp? sysctl kernel.io_uring_disabled?)";
+	case -ENOSYS:
+		return "io_uring not in this kernel, or an opcode AFE needs missing";
+	default:
+		return "io_uring_setup out of memory (RLIMIT_MEMLOCK?)";
+	}
+}
+
+/* The SQ size of the retry after -ENOMEM: the kernel may lack the memory
+ * (or, before Linux 5.12, the locked-memory allowance) for the first. */
+#define SMALL_RING_ENTRIES 64u
+
+/*
+ * io_uring, and epoll when io_uring is refused (-EPERM), absent (-ENOSYS)
+ * or short of memory (-ENOMEM, again with a small ring): said in one line
+ * on stderr unless o->quiet_fallback. Other errors fail the start.
+ */
+static int setup_auto(struct afe_ring *r)
+{
+	r->backend = &afe__backend_uring;
+	int err = r->backend->setup(r, true);
+	if (err == -ENOMEM && r->options.entries > SMALL_RING_ENTRIES) {
+		r->options.entries = SMALL_RING_ENTRIES;
+		r->options.cq_entries = 2 * SMALL_RING_ENTRIES;
+		err = r->backend->setup(r, true);
+	}
+	if (err != -EPERM && err != -ENOSYS && err != -ENOMEM)
+		return err;
+	if (r->bell_fd >= 0) { /* the io_uring setup's, before it failed */
+		close(r->bell_fd);
+		r->bell_fd = -1;
+	}
+	r->features = 0;
+	r->backend = &afe__backend_epoll;
+	if (!r->options.quiet_fallback)
+		fprintf(stderr, "afe: %s; using epoll\n", refusal(err));
+	return r->backend->setup(r, false);
+}
+
 static void *ring_main(void *arg)
 {
 	struct afe_ring *r = arg;
 	pthread_setname_np(pthread_self(), "afe-ring");
-	r->start_error = r->backend->setup(r, false);
+	r->start_error = r->backend ? r->backend->setup(r, false) : setup_auto(r);
 	sem_post(&r->started);
 	if (r->start_error)
 		return NULL;
@@ -164,21 +226,6 @@ static void free_ring(struct afe_ring *r)
 	sem_destroy(&r->started);
 	afe__sleeps_destroy(&r->sleeps);
 	free(r);
-}
-
-/* The backend o asks for, or $AFE_BACKEND ("epoll", "io_uring") picks. */
-static const struct afe_ring_backend *chosen_backend(const struct afe_ring_options *o)
-{
-	if (o->backend == AFE_BACKEND_EPOLL)
-		return &afe__backend_epoll;
-	if (o->backend == AFE_BACKEND_URING)
-		return &afe__backend_uring;
-	const char *env = getenv("AFE_BACKEND");
-	if (env && strcmp(env, "epoll") == 0)
-		return &afe__backend_epoll;
-	if (env && strcmp(env, "io_uring") != 0)
-		fprintf(stderr, "afe: ignoring AFE_BACKEND=%s (want epoll or io_uring)\n", env);
-	return &afe__backend_uring;
 }
 
 int afe_ring_start(struct afe_ring **out, const struct afe_ring_options *o)

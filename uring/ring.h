@@ -68,10 +68,12 @@ struct afe_ring_options {
 	unsigned entries;    /* submission queue size */
 	unsigned cq_entries; /* 0: MIN_CQ_ENTRIES or twice entries, whichever is more */
 	int backend;	     /* enum afe_backend; AUTO: see afe/runtime.h */
+	bool quiet_fallback; /* no line on stderr when falling back to epoll */
 };
 
 /* Starts the ring thread on o->backend (AUTO: $AFE_BACKEND, else
- * io_uring): with io_uring, a ring of o->entries SQEs and o->cq_entries
+ * io_uring, falling back to epoll when io_uring_setup is refused with
+ * -EPERM, -ENOSYS or -ENOMEM, see setup_auto in ring.c): with io_uring, a ring of o->entries SQEs and o->cq_entries
  * CQEs, checked by submitting a NOP. Returns 0, or the negative errno of
  * the call that failed (io_uring_setup, io_uring_register,
  * io_uring_enter; -ENOSYS for a missing opcode, -ENOMEM; with epoll,

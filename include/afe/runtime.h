@@ -6,6 +6,7 @@
 #ifndef AFE_RUNTIME_H
 #define AFE_RUNTIME_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common.h"
@@ -39,8 +40,12 @@ enum afe_exit_mode {
 
 /* The I/O backend a runtime runs on (README, "Kernels"). */
 enum afe_backend {
-	AFE_BACKEND_AUTO = 0, /* config: io_uring, unless $AFE_BACKEND says
-				 "epoll" */
+	AFE_BACKEND_AUTO = 0, /* config: $AFE_BACKEND ("epoll", "io_uring"),
+				 else io_uring, and epoll when io_uring is
+				 refused (EPERM: seccomp, sysctl), absent
+				 (ENOSYS, or an opcode missing) or short of
+				 memory (ENOMEM, also with a small ring),
+				 said in one line on stderr */
 	AFE_BACKEND_URING,    /* io_uring */
 	AFE_BACKEND_EPOLL,    /* epoll, non-blocking calls and the ring thread
 				 (see afe/io.h for what differs) */
@@ -61,12 +66,13 @@ struct afe_runtime_config {
 	unsigned blocking_threads;  /* most threads for blocking jobs; 0: 64 */
 	unsigned blocking_queue;    /* jobs waiting past which try-jobs are refused; 0: 1024 */
 	enum afe_backend backend;   /* AFE_BACKEND_AUTO: see there */
+	bool quiet_fallback;	    /* no line on stderr when AUTO falls back to epoll */
 };
 
 /* Fills c with the defaults: workers from $AFE_WORKERS or the online CPUs,
  * spin_us AFE_SPIN_AUTO, grace_ms from $AFE_GRACE_MS or 1000,
  * AFE_EXIT_GRACE, ring_entries 256, cq_entries 0, blocking_threads 64,
- * blocking_queue 1024. */
+ * blocking_queue 1024, backend AFE_BACKEND_AUTO, quiet_fallback false. */
 AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
 
 /*
@@ -78,7 +84,10 @@ AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
  * the -errno of the io_uring call that failed (io_uring_setup,
  * io_uring_register, or the io_uring_enter of a start-up NOP: -EPERM when
  * a sysctl or seccomp filter refuses it; -ENOSYS without io_uring or a
- * needed opcode), with the call and the errno named on stderr.
+ * needed opcode), with the call and the errno named on stderr. With
+ * backend AFE_BACKEND_AUTO those three (and -ENOMEM) fall back to epoll
+ * instead; with AFE_BACKEND_EPOLL, the -errno of epoll_create1 or eventfd;
+ * -EINVAL for a backend that is none of the three.
  */
 AFE_EXPORT int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config *config);
 
