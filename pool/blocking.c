@@ -157,6 +157,17 @@ static void unlink_locked(struct afe_blocking_pool *p, struct afe_blocking *job)
 	p->queued--;
 }
 
+int afe_blocking_pool_queue(struct afe_blocking_pool *p, struct afe_blocking *job,
+			    const struct afe_waker *waker)
+{
+	pthread_mutex_lock(&p->lock);
+	job->pool = p;
+	job->waker = *waker;
+	int err = enqueue_locked(p, job);
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
 static int blocking_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_blocking *job = afe_container_of(f, struct afe_blocking, base);

@@ -207,7 +207,8 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 	struct afe_ring_options ring = {.entries = entries,
 					.cq_entries = rt->config.cq_entries,
 					.backend = (int)rt->config.backend,
-					.quiet_fallback = rt->config.quiet_fallback};
+					.quiet_fallback = rt->config.quiet_fallback,
+					.pool = &rt->blocking};
 	int err = afe_ring_start(&rt->ring, &ring);
 	if (err < 0) {
 		stop_workers(rt, rt->num_workers);

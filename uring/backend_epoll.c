@@ -10,15 +10,19 @@
  *   again. Every fd that operations wait on is registered once, level
  *   triggered, for the union of what they wait for; several operations
  *   may wait on one fd (a read and a write at once), oldest first.
- * - Regular files, block devices and directories (fstat), openat, fsync:
- *   run on the ring thread, which is what epoll cannot wait for.
+ * - Regular files, block devices and directories (fstat), openat, fsync,
+ *   which epoll cannot wait for: a job each on the runtime's blocking pool
+ *   (as libuv does), whose end the job's waker hands back through a
+ *   lock-free stack and the doorbell. Such an operation cannot be
+ *   withdrawn: its cancel and its timeout wait for the job, and its result
+ *   is the job's.
  * - Per-operation timeouts: a min-heap of deadlines, the epoll_wait
  *   timeout the earlier of its top and the runtime's timer wheel.
  * - Cancel: the operation leaves its fd's list and ends -ECANCELED.
  * - io_uring futex waits and wakes: -EOPNOTSUPP, as before Linux 6.7.
  *
- * Everything here runs on the ring thread; the operation's fields are its
- * own from the submit request on. Fields of struct afe_io this backend
+ * Everything here but the jobs' calls and their wakers runs on the ring
+ * thread; the operation's fields are its own from the submit request on. Fields of struct afe_io this backend
  * gives its own meaning: ring_next/ring_pprev link the operations waiting
  * on one fd; cqes_due is 1 while the second of a linked pair runs; the
  * timeout's tv_sec holds the deadline (monotonic ns) and tv_nsec the
@@ -41,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../pool/blocking.h"
 #include "../pool/worker.h"
 #include "backend.h"
 #include "compat.h"
@@ -55,8 +60,17 @@ struct fd_waiters {
 	uint32_t registered; /* the events epoll watches; 0: not registered */
 };
 
+/* A file operation on the blocking pool. */
+struct file_job {
+	struct afe_blocking job;
+	struct afe_io *io;
+	struct afe_epoll *e;
+	struct file_job *next_done; /* in e->done */
+};
+
 struct afe_epoll {
 	struct afe_ring *ring;
+	_Atomic(struct file_job *) done; /* pushed by the jobs' wakers */
 	int epfd;
 	struct fd_waiters **fds; /* indexed by fd; each allocated when first used */
 	size_t nfds;
@@ -292,7 +306,10 @@ static bool is_write(const struct io_uring_sqe *sqe)
 	return sqe->opcode == IORING_OP_WRITE || sqe->opcode == IORING_OP_WRITEV;
 }
 
-/* A read or write of a file epoll cannot wait for: done here. */
+/* attempt's answer for a call epoll cannot wait for: a job for the pool. */
+#define TO_POOL INT_MIN
+
+/* A read or write of a file epoll cannot wait for, on a blocking thread. */
 static int file_rw(const struct io_uring_sqe *sqe, const struct iovec *iov, int count)
 {
 	off_t off = sqe->off == (uint64_t)-1 ? -1 : (off_t)sqe->off;
@@ -350,7 +367,7 @@ static int rw(const struct io_uring_sqe *sqe, uint32_t ready)
 	if (S_ISSOCK(st.st_mode))
 		return socket_rw(sqe, iov, count);
 	if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode))
-		return file_rw(sqe, iov, count);
+		return TO_POOL;
 	return stream_rw(sqe, iov, count, ready);
 }
 
@@ -397,7 +414,8 @@ static int connect_now(const struct io_uring_sqe *sqe, uint32_t ready)
 }
 
 /* One try of the operation sqe, with the events epoll reported for its
- * fd (0 on the first try). Returns its result, or -EAGAIN to wait. */
+ * fd (0 on the first try). Returns its result, -EAGAIN to wait, or
+ * TO_POOL. */
 static int attempt(const struct io_uring_sqe *sqe, uint32_t ready)
 {
 	void *addr = (void *)(uintptr_t)sqe->addr;
@@ -428,16 +446,63 @@ static int attempt(const struct io_uring_sqe *sqe, uint32_t ready)
 		return got ? (int)got : -EAGAIN;
 	}
 	case IORING_OP_OPENAT:
-		return result(openat(sqe->fd, addr, (int)sqe->open_flags, (mode_t)sqe->len));
 	case IORING_OP_FSYNC:
-		return result(sqe->fsync_flags & IORING_FSYNC_DATASYNC ? fdatasync(sqe->fd)
-								       : fsync(sqe->fd));
+		return TO_POOL;
 	case IORING_OP_SHUTDOWN:
 		return result(shutdown(sqe->fd, (int)sqe->len));
 	default: /* the futex operations */
 		return -EOPNOTSUPP;
 	}
 }
+
+/* A file operation, on a blocking thread: what TO_POOL sent there. */
+static intptr_t file_call(void *arg)
+{
+	struct file_job *fj = arg;
+	const struct io_uring_sqe *sqe = sqe_of(fj->io);
+	void *addr = (void *)(uintptr_t)sqe->addr;
+	struct iovec one;
+	const struct iovec *iov;
+	int count;
+	switch (sqe->opcode) {
+	case IORING_OP_OPENAT:
+		return result(openat(sqe->fd, addr, (int)sqe->open_flags, (mode_t)sqe->len));
+	case IORING_OP_FSYNC:
+		return result(sqe->fsync_flags & IORING_FSYNC_DATASYNC ? fdatasync(sqe->fd)
+								       : fsync(sqe->fd));
+	default:
+		rw_iov(sqe, &one, &iov, &count);
+		return file_rw(sqe, iov, count);
+	}
+}
+
+/* The job's waker, called once from the blocking thread when it is done:
+ * hands the job back to the ring thread. */
+static void job_done(void *data)
+{
+	struct file_job *fj = data;
+	struct afe_epoll *e = fj->e;
+	/* Read first: once pushed, the ring thread may finish, stop and free
+	 * e. The ring outlives this call: the runtime shuts the pool down,
+	 * waiting for its threads, before it frees the ring. */
+	struct afe_ring *ring = e->ring;
+	struct file_job *head = atomic_load_explicit(&e->done, memory_order_relaxed);
+	do
+		fj->next_done = head;
+	/* Seq_cst: pairs with the ring thread's exchange in take_done (the
+	 * job's output travels with it) and, as push_request's does in
+	 * ring.c, with its check after setting sleeping. */
+	while (!atomic_compare_exchange_weak_explicit(&e->done, &head, fj, memory_order_seq_cst,
+						      memory_order_relaxed));
+	afe_ring_wake(ring);
+}
+
+static void job_keep(void *data)
+{
+	(void)data; /* the pool moves the waker, never copies it */
+}
+
+static const struct afe_waker_vtable job_waker = {job_keep, job_done, job_done, job_keep};
 
 /* ---- operations ---------------------------------------------------------- */
 
@@ -512,15 +577,64 @@ static int close_fd(struct afe_epoll *e, int fd)
 	return result(close(fd));
 }
 
-/* Tries io's current operation; it completes or waits. */
+/*
+ * Runs io's current operation as a job on the blocking pool. It cannot be
+ * withdrawn from there, so its timeout is dropped (has_timeout is the ring
+ * thread's once submitted): the job's end completes it.
+ */
+static void to_pool(struct afe_epoll *e, struct afe_io *io)
+{
+	if (io->has_timeout) {
+		heap_remove(e, io);
+		io->has_timeout = false;
+	}
+	struct file_job *fj = malloc(sizeof(*fj));
+	if (!fj) {
+		complete(e, io, -ENOMEM);
+		return;
+	}
+	fj->io = io;
+	fj->e = e;
+	afe_blocking_init(&fj->job, file_call, fj);
+	struct afe_waker waker = {.vtable = &job_waker, .data = fj};
+	int err = afe_blocking_pool_queue(e->ring->options.pool, &fj->job, &waker);
+	if (err < 0) {
+		free(fj);
+		complete(e, io, err);
+	}
+}
+
+/* What to do after a try of io's operation that gave res. */
+static void settle(struct afe_epoll *e, struct afe_io *io, int res)
+{
+	if (res == -EAGAIN)
+		wait_on(e, io);
+	else if (res == TO_POOL)
+		to_pool(e, io);
+	else
+		complete(e, io, res);
+}
+
+/* Tries io's current operation; it completes, waits, or goes to the pool. */
 static void advance(struct afe_epoll *e, struct afe_io *io, uint32_t ready)
 {
 	const struct io_uring_sqe *sqe = sqe_of(io);
-	int res = sqe->opcode == IORING_OP_CLOSE ? close_fd(e, sqe->fd) : attempt(sqe, ready);
-	if (res == -EAGAIN)
-		wait_on(e, io);
-	else
+	settle(e, io, sqe->opcode == IORING_OP_CLOSE ? close_fd(e, sqe->fd) : attempt(sqe, ready));
+}
+
+/* Completes the operations whose jobs ended. */
+static void take_done(struct afe_epoll *e)
+{
+	/* Seq_cst: pairs with job_done's push. */
+	struct file_job *fj = atomic_exchange_explicit(&e->done, NULL, memory_order_seq_cst);
+	while (fj) {
+		struct file_job *next = fj->next_done;
+		struct afe_io *io = fj->io;
+		int res = (int)fj->job.output;
+		free(fj);
 		complete(e, io, res);
+		fj = next;
+	}
 }
 
 static void start(struct afe_epoll *e, struct afe_io *io)
@@ -542,14 +656,14 @@ static void start(struct afe_epoll *e, struct afe_io *io)
 	advance(e, io, 0);
 }
 
-/* The poller's cancel request. Every operation not completed waits on
- * its fd: this backend makes its calls on this thread. */
+/* The poller's cancel request. An operation not completed waits on its
+ * fd, or runs on the pool (not waiting): then its job's end finishes it. */
 static void take_cancel(struct afe_epoll *e, struct afe_io *io)
 {
 	io->cancel_taken = true;
 	if (io->completed)
 		afe__io_finish(io);
-	else
+	else if (io->ring_pprev)
 		withdraw(e, io, -ECANCELED);
 }
 
@@ -587,7 +701,7 @@ static void handle_ready(struct afe_epoll *e, int fd, uint32_t revents)
 			int res = attempt(sqe, revents);
 			if (res != -EAGAIN) {
 				unlink_waiter(e, io);
-				complete(e, io, res);
+				settle(e, io, res);
 				again = true;
 				break;
 			}
@@ -611,7 +725,8 @@ static void expire_timeouts(struct afe_epoll *e)
 	}
 }
 
-/* Stopping: every operation waiting ends -ECANCELED. */
+/* Stopping: every operation waiting ends -ECANCELED; those on the pool
+ * end with their jobs. */
 static void cancel_everything(struct afe_epoll *e)
 {
 	for (size_t fd = 0; fd < e->nfds; fd++)
@@ -661,6 +776,7 @@ static void run(struct afe_ring *r)
 	for (;;) {
 		afe__ring_take_requests(r);
 		issue_backlog(e);
+		take_done(e);
 		afe__sleeps_expire(&r->sleeps);
 		expire_timeouts(e);
 		bool stopping = atomic_load_explicit(&r->stopping, memory_order_acquire);
@@ -673,7 +789,8 @@ static void run(struct afe_ring *r)
 		/* Seq_cst store, then the final check: pairs with
 		 * ring_doorbell (ring.c). */
 		atomic_store(&r->sleeping, true);
-		bool woken = atomic_load(&r->requests) || (!stopping && atomic_load(&r->stopping));
+		bool woken = atomic_load(&r->requests) || atomic_load(&e->done) ||
+			     (!stopping && atomic_load(&r->stopping));
 		int timeout = woken ? 0 : wait_ms(e);
 		afe_defer_wakes_flush(); /* the tasks woken this round */
 		int n = epoll_wait(e->epfd, events, MAX_EVENTS, timeout);

@@ -62,6 +62,7 @@
 
 struct afe_ring;
 struct afe_io;
+struct afe_blocking_pool;
 
 /* How the ring starts (from the runtime's config). */
 struct afe_ring_options {
@@ -69,6 +70,7 @@ struct afe_ring_options {
 	unsigned cq_entries; /* 0: MIN_CQ_ENTRIES or twice entries, whichever is more */
 	int backend;	     /* enum afe_backend; AUTO: see afe/runtime.h */
 	bool quiet_fallback; /* no line on stderr when falling back to epoll */
+	struct afe_blocking_pool *pool; /* the epoll backend's file operations run there */
 };
 
 /* Starts the ring thread on o->backend (AUTO: $AFE_BACKEND, else

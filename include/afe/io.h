@@ -21,11 +21,11 @@
  * ended: the first gives way, see afe_runtime_destroy).
  *
  * On the epoll backend (afe_runtime_backend, afe/runtime.h) the ring
- * thread makes the calls itself: on sockets, pipes and other pollable fds
- * without blocking, once epoll says the fd is ready; on regular files,
- * block devices and directories, and for openat and fsync, directly on
- * that thread (io_uring would not wait either). The results are the same
- * as with io_uring, with these differences:
+ * thread makes the calls itself on sockets, pipes and other pollable fds,
+ * without blocking, once epoll says the fd is ready; reads and writes of
+ * regular files, block devices and directories, openat and fsync run as
+ * jobs on the runtime's blocking pool (afe/blocking.h). The results are
+ * the same as with io_uring, with these differences:
  * - A write to a pipe or socket may be partial (a count below len), as
  *   write(2) on a non-blocking fd is; io_uring waits for all of it.
  * - afe_io_close ends the operations waiting on its fd with -EBADF
@@ -37,7 +37,12 @@
  *   file the kernel cannot read with RWF_NOWAIT, is made once the fd polls
  *   ready: another process taking the data first blocks the ring thread.
  * - The futex operations fail with -EOPNOTSUPP, as before Linux 6.7.
- * Cancel and per-operation timeouts keep their meaning on both backends.
+ * - A file operation on the blocking pool cannot be withdrawn: cancelling
+ *   it, or its timeout, waits for the call to return, and its result is
+ *   the call's (a cancel of an io_uring file read in progress may also
+ *   find it too late to stop).
+ * Otherwise cancel (-ECANCELED) and per-operation timeouts (-ETIMEDOUT)
+ * keep their meaning on both backends.
  */
 #ifndef AFE_IO_H
 #define AFE_IO_H

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* Choosing the I/O backend, and what only the epoll backend does: several
  * operations waiting on one fd, a close ending the operations waiting on
- * its fd, futex operations refused. (The other I/O tests run again on
+ * its fd, futex operations refused, file calls on the blocking pool. (The other I/O tests run again on
  * epoll: the *_epoll tests.) */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,7 +67,7 @@ static void fill(int fd)
 
 static void pause_ms(long ms)
 {
-	struct timespec ts = {.tv_sec = 0, .tv_nsec = ms * 1000000L};
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L};
 	nanosleep(&ts, NULL);
 }
 
@@ -167,5 +169,55 @@ Test(epoll, a_blocking_connect_to_a_silent_address_times_out_without_blocking_th
 	close(fd);
 	close(listener);
 	unlink(addr.sun_path);
+	test_runtime_destroy(rt);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Opens the FIFO at arg for writing after 1 s, which ends a blocked
+ * open for reading; returns the fd. */
+static void *open_writer_later(void *arg)
+{
+	pause_ms(1000);
+	return (void *)(intptr_t)open(arg, O_WRONLY | O_CLOEXEC);
+}
+
+Test(epoll, a_file_call_that_blocks_leaves_the_ring_thread_free, .timeout = 20)
+{
+	struct afe_runtime *rt = runtime_on(AFE_BACKEND_EPOLL);
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/afe-test-fifo-%d", getpid());
+	unlink(path);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	pthread_t writer;
+	cr_assert_eq(pthread_create(&writer, NULL, open_writer_later, path), 0);
+	/* An open for reading blocks until the writer comes. */
+	struct one_op opening;
+	afe_io_openat_init(&opening.io, AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	opening = one_op_of(&opening.io);
+	struct afe_join_handle handle;
+	cr_assert_eq(afe_spawn(rt, &opening, &handle), 0);
+	pause_ms(50);
+	uint64_t start = now_ms();
+	struct afe_io nop;
+	afe_io_nop_init(&nop);
+	cr_assert_eq(run_io(rt, &nop), 0);
+	uint64_t took = now_ms() - start;
+	cr_assert_lt(took, 500u, "a NOP waited %llu ms behind the open",
+		     (unsigned long long)took);
+	struct afe_join join;
+	cr_assert_eq(afe_join_init(&join, &handle), 0);
+	intptr_t fd = test_block_on(rt, &join);
+	cr_assert_geq(fd, 0, "the open: %d", (int)fd);
+	void *wfd;
+	pthread_join(writer, &wfd);
+	close((int)fd);
+	close((int)(intptr_t)wfd);
+	unlink(path);
 	test_runtime_destroy(rt);
 }
