@@ -19,7 +19,11 @@
  * - Per-operation timeouts: a min-heap of deadlines, the epoll_wait
  *   timeout the earlier of its top and the runtime's timer wheel.
  * - Cancel: the operation leaves its fd's list and ends -ECANCELED.
- * - io_uring futex waits and wakes: -EOPNOTSUPP, as before Linux 6.7.
+ * - Futex waits: epoll cannot wait for a futex, so the ring thread looks
+ *   at the words waited on every round, and rounds come at least every
+ *   millisecond while any is waited on (a wake is seen as the word's
+ *   change, which every user of these waits makes before waking).
+ *   Futex wakes: the system call, at once.
  *
  * Everything here but the jobs' calls and their wakers runs on the ring
  * thread; the operation's fields are its own from the submit request on. Fields of struct afe_io this backend
@@ -32,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +78,7 @@ struct afe_epoll {
 	_Atomic(struct file_job *) done; /* pushed by the jobs' wakers */
 	int epfd;
 	struct fd_waiters **fds; /* indexed by fd; each allocated when first used */
+	struct fd_waiters futexes; /* the futex waits */
 	size_t nfds;
 	struct afe_io **timed; /* a min-heap by deadline */
 	size_t ntimed, timed_cap;
@@ -237,10 +243,27 @@ static int update_interest(struct afe_epoll *e, int fd)
 	return 0;
 }
 
-/* Appends io to the waiters of its fd; -ENOMEM, or 0. */
+static bool is_futex_wait(const struct io_uring_sqe *sqe)
+{
+	return sqe->opcode == AFE_IORING_OP_FUTEX_WAIT;
+}
+
+/* Whether the word a futex wait watches no longer holds the value. The
+ * word may be in memory another process shares: it is only compared. */
+static bool word_moved(const struct io_uring_sqe *sqe)
+{
+	const _Atomic uint32_t *word = (const _Atomic uint32_t *)(uintptr_t)sqe->addr;
+	/* Acquire: pairs with the release (or stronger) store the waker made
+	 * before its wake, so the woken task sees what came before. */
+	return atomic_load_explicit(word, memory_order_acquire) != (uint32_t)sqe->addr2;
+}
+
+/* Appends io to the waiters of its fd (or to the futex waits); -ENOMEM,
+ * or 0. */
 static int link_waiter(struct afe_epoll *e, struct afe_io *io)
 {
-	struct fd_waiters *w = slot(e, sqe_of(io)->fd);
+	const struct io_uring_sqe *sqe = sqe_of(io);
+	struct fd_waiters *w = is_futex_wait(sqe) ? &e->futexes : slot(e, sqe->fd);
 	if (!w)
 		return -ENOMEM;
 	io->ring_next = NULL;
@@ -252,7 +275,8 @@ static int link_waiter(struct afe_epoll *e, struct afe_io *io)
 
 static void unlink_waiter(struct afe_epoll *e, struct afe_io *io)
 {
-	struct fd_waiters *w = e->fds[sqe_of(io)->fd];
+	const struct io_uring_sqe *sqe = sqe_of(io);
+	struct fd_waiters *w = is_futex_wait(sqe) ? &e->futexes : e->fds[sqe->fd];
 	*io->ring_pprev = io->ring_next;
 	if (io->ring_next)
 		io->ring_next->ring_pprev = io->ring_pprev;
@@ -262,6 +286,15 @@ static void unlink_waiter(struct afe_epoll *e, struct afe_io *io)
 				  : afe_container_of(io->ring_pprev, struct afe_io, ring_next);
 	io->ring_next = NULL;
 	io->ring_pprev = NULL;
+}
+
+/* Takes io out of the waiters, and its fd's registration along. */
+static void unwait(struct afe_epoll *e, struct afe_io *io)
+{
+	const struct io_uring_sqe *sqe = sqe_of(io);
+	unlink_waiter(e, io);
+	if (!is_futex_wait(sqe))
+		update_interest(e, sqe->fd);
 }
 
 /* ---- the calls ----------------------------------------------------------- */
@@ -450,7 +483,11 @@ static int attempt(const struct io_uring_sqe *sqe, uint32_t ready)
 		return TO_POOL;
 	case IORING_OP_SHUTDOWN:
 		return result(shutdown(sqe->fd, (int)sqe->len));
-	default: /* the futex operations */
+	case AFE_IORING_OP_FUTEX_WAKE:
+		return result(syscall(SYS_futex, addr,
+				      sqe->fd & AFE_FUTEX2_PRIVATE ? FUTEX_WAKE_PRIVATE : FUTEX_WAKE,
+				      (int)sqe->addr2, NULL, NULL, 0));
+	default: /* FUTEX_WAITV, which AFE does not submit */
 		return -EOPNOTSUPP;
 	}
 }
@@ -541,12 +578,10 @@ static void complete(struct afe_epoll *e, struct afe_io *io, int res)
 	finish(e, io);
 }
 
-/* Takes io out of its fd's waiters and ends it with err. */
+/* Takes io out of the waiters and ends it with err. */
 static void withdraw(struct afe_epoll *e, struct afe_io *io, int err)
 {
-	int fd = sqe_of(io)->fd;
-	unlink_waiter(e, io);
-	update_interest(e, fd);
+	unwait(e, io);
 	complete(e, io, err);
 }
 
@@ -615,10 +650,27 @@ static void settle(struct afe_epoll *e, struct afe_io *io, int res)
 		complete(e, io, res);
 }
 
+/* A futex wait: -EINVAL for a misaligned word and -EAGAIN at once when
+ * the word no longer holds the value, as io_uring's; else it waits for
+ * check_futexes. */
+static void futex_wait(struct afe_epoll *e, struct afe_io *io)
+{
+	if (sqe_of(io)->addr % sizeof(uint32_t))
+		complete(e, io, -EINVAL); /* a misaligned word, as the kernel says */
+	else if (word_moved(sqe_of(io)))
+		complete(e, io, -EAGAIN);
+	else
+		link_waiter(e, io); /* cannot fail: no memory to find */
+}
+
 /* Tries io's current operation; it completes, waits, or goes to the pool. */
 static void advance(struct afe_epoll *e, struct afe_io *io, uint32_t ready)
 {
 	const struct io_uring_sqe *sqe = sqe_of(io);
+	if (is_futex_wait(sqe)) {
+		futex_wait(e, io);
+		return;
+	}
 	settle(e, io, sqe->opcode == IORING_OP_CLOSE ? close_fd(e, sqe->fd) : attempt(sqe, ready));
 }
 
@@ -716,9 +768,7 @@ static void expire_timeouts(struct afe_epoll *e)
 	uint64_t now = now_ns();
 	while (e->ntimed && deadline_of(e->timed[0]) <= now) {
 		struct afe_io *io = e->timed[0];
-		int fd = sqe_of(io)->fd;
-		unlink_waiter(e, io);
-		update_interest(e, fd);
+		unwait(e, io);
 		io->res = -ECANCELED;
 		io->timeout_res = -ETIME;
 		finish(e, io);
@@ -732,6 +782,20 @@ static void cancel_everything(struct afe_epoll *e)
 	for (size_t fd = 0; fd < e->nfds; fd++)
 		while (e->fds[fd] && e->fds[fd]->head)
 			withdraw(e, e->fds[fd]->head, -ECANCELED);
+	while (e->futexes.head)
+		withdraw(e, e->futexes.head, -ECANCELED);
+}
+
+/* Ends the futex waits whose words changed: woken, result 0. */
+static void check_futexes(struct afe_epoll *e)
+{
+	for (struct afe_io *io = e->futexes.head, *next; io; io = next) {
+		next = io->ring_next;
+		if (word_moved(sqe_of(io))) {
+			unlink_waiter(e, io);
+			complete(e, io, 0); /* a pair's second may start, not in this list */
+		}
+	}
 }
 
 /* ---- the loop ------------------------------------------------------------ */
@@ -751,6 +815,8 @@ static int wait_ms(struct afe_epoll *e)
 		uint64_t left = at > now ? at - now : 0;
 		wait = left < wait ? left : wait;
 	}
+	if (e->futexes.head)
+		wait = wait < 1000000u ? wait : 1000000u; /* see check_futexes */
 	if (wait == UINT64_MAX)
 		return -1;
 	uint64_t ms = (wait + 999999u) / 1000000u;
@@ -777,6 +843,7 @@ static void run(struct afe_ring *r)
 		afe__ring_take_requests(r);
 		issue_backlog(e);
 		take_done(e);
+		check_futexes(e);
 		afe__sleeps_expire(&r->sleeps);
 		expire_timeouts(e);
 		bool stopping = atomic_load_explicit(&r->stopping, memory_order_acquire);

@@ -36,7 +36,11 @@
  *   An accept on a blocking listening socket, or a read of a blocking
  *   file the kernel cannot read with RWF_NOWAIT, is made once the fd polls
  *   ready: another process taking the data first blocks the ring thread.
- * - The futex operations fail with -EOPNOTSUPP, as before Linux 6.7.
+ * - A futex wait ends (0) when its word no longer holds the value, which
+ *   the ring thread checks every round, at least every millisecond while
+ *   any futex wait is pending; it is not in the kernel's queue, so a wake
+ *   that leaves the word as it was neither ends it nor counts it (the
+ *   futex wake is the system call, counting the kernel's waiters only).
  * - A file operation on the blocking pool cannot be withdrawn: cancelling
  *   it, or its timeout, waits for the call to return, and its result is
  *   the call's (a cancel of an io_uring file read in progress may also
