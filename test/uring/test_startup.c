@@ -3,8 +3,8 @@
  * Start-up and run-time failures of the io_uring calls, made by seccomp
  * filters in child processes: on the io_uring backend, create fails with
  * the errno of the call that failed and says which call it was; by
- * default, it falls back to epoll with a one-line notice, and the demo
- * and the echo example work there; a refused io_uring_enter at run time
+ * default, it falls back to epoll with a one-line notice, and the demo,
+ * the echo example and a cross-process call pair work there; a refused io_uring_enter at run time
  * does not abort. Skipped where seccomp filters cannot be installed.
  */
 #define _GNU_SOURCE
@@ -430,6 +430,36 @@ Test(fallback, the_demo_runs_on_epoll)
 	expect_exit_0(&c);
 	cr_assert(strstr(c.out, NOTICE_EPERM), "it said: %s", c.out);
 	cr_assert(strstr(c.out, "joined 7 tasks, sum 91"), "it said: %s", c.out);
+}
+
+/* The example consumer and producer under a filter refusing
+ * io_uring_setup (inherited by both): the producer's calls, answered. */
+static int ipc_pair_denied(void *arg)
+{
+	(void)arg;
+	struct deny rule = {SYS_io_uring_setup, EPERM};
+	int err = deny_syscalls(&rule, 1, false);
+	if (err < 0) {
+		fprintf(stderr, "%s", strerror(-err));
+		return NO_SECCOMP;
+	}
+	char script[1024];
+	snprintf(script, sizeof(script),
+		 "%s afe-fallback-%d & c=$!; st=1; for i in $(seq 50); do "
+		 "%s afe-fallback-%d && { st=0; break; }; sleep 0.1; done; "
+		 "kill -INT $c; wait $c; exit $st",
+		 IPC_CONSUMER, getpid(), IPC_PRODUCER, getpid());
+	execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+	return 127;
+}
+
+Test(fallback, an_ipc_call_pair_runs_on_epoll)
+{
+	struct child c;
+	run_child(&c, ipc_pair_denied, NULL);
+	expect_exit_0(&c);
+	cr_assert(strstr(c.out, NOTICE_EPERM), "it said: %s", c.out);
+	cr_assert(strstr(c.out, "add(1, 2, 3) = 6"), "it said: %s", c.out);
 }
 
 /* Reads from fd until want bytes came or 5 s passed; returns the count. */
