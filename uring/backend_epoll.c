@@ -26,9 +26,10 @@
  *   Futex wakes: the system call, at once.
  *
  * Everything here but the jobs' calls and their wakers runs on the ring
- * thread; the operation's fields are its own from the submit request on. Fields of struct afe_io this backend
- * gives its own meaning: ring_next/ring_pprev link the operations waiting
- * on one fd; cqes_due is 1 while the second of a linked pair runs; the
+ * thread; the operation's fields are its own from the submit request on.
+ * Fields of struct afe_io this backend gives its own meaning:
+ * ring_next/ring_pprev link the operations waiting on one fd (or the
+ * futex waits); cqes_due is 1 while the second of a linked pair runs; the
  * timeout's tv_sec holds the deadline (monotonic ns) and tv_nsec the
  * operation's index in the heap, once started.
  */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Choosing the I/O backend, and what only the epoll backend does: several
  * operations waiting on one fd, a close ending the operations waiting on
- * its fd, futex waits watching the word, file calls on the blocking pool. (The other I/O tests run again on
- * epoll: the *_epoll tests.) */
+ * its fd, futex waits watching the word, file calls on the blocking pool.
+ * (The other I/O tests run again on epoll: the *_epoll tests.) */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
