@@ -124,6 +124,7 @@ static void run_child(struct child *c, int (*fn)(void *), void *arg)
 		dup2(fds[1], STDOUT_FILENO);
 		dup2(fds[1], STDERR_FILENO);
 		close(fds[1]);
+		unsetenv("AFE_BACKEND"); /* the default's choice is what is tested */
 		int status = fn(arg);
 		fflush(NULL);
 		_exit(status);
@@ -231,6 +232,7 @@ static int enter_fails_later(void *arg)
 	struct afe_runtime_config config;
 	afe_runtime_config_default(&config);
 	config.workers = 1;
+	config.backend = AFE_BACKEND_URING;
 	struct afe_runtime *rt;
 	if (afe_runtime_create(&rt, &config) != 0)
 		return 2;
@@ -273,6 +275,7 @@ static int waits_fail_later(void *arg)
 	struct afe_runtime_config config;
 	afe_runtime_config_default(&config);
 	config.workers = 1;
+	config.backend = AFE_BACKEND_URING;
 	struct afe_runtime *rt;
 	if (afe_runtime_create(&rt, &config) != 0)
 		return 2;
@@ -511,6 +514,7 @@ Test(fallback, the_echo_example_serves_over_epoll_byte_for_byte)
 		dup2(fds[1], STDOUT_FILENO);
 		dup2(fds[1], STDERR_FILENO);
 		close(fds[1]);
+		unsetenv("AFE_BACKEND");
 		_exit(echo_server_denied(NULL));
 	}
 	close(fds[1]);
