@@ -524,6 +524,7 @@ static void job_done(void *data)
 	 * e. The ring outlives this call: the runtime shuts the pool down,
 	 * waiting for its threads, before it frees the ring. */
 	struct afe_ring *ring = e->ring;
+	/* Relaxed: only a guess for the exchange below, which orders. */
 	struct file_job *head = atomic_load_explicit(&e->done, memory_order_relaxed);
 	do
 		fj->next_done = head;
@@ -723,6 +724,8 @@ static void take_cancel(struct afe_epoll *e, struct afe_io *io)
 static void issue_backlog(struct afe_epoll *e)
 {
 	struct afe_ring *r = e->ring;
+	/* Relaxed: only whether to refuse; a stop seen late is seen next
+	 * round, where run's acquire load orders what came before it. */
 	bool stopping = atomic_load_explicit(&r->stopping, memory_order_relaxed);
 	while (r->backlog) {
 		struct afe_io_request *req = r->backlog;
@@ -847,6 +850,7 @@ static void run(struct afe_ring *r)
 		check_futexes(e);
 		afe__sleeps_expire(&r->sleeps);
 		expire_timeouts(e);
+		/* Acquire: pairs with afe_ring_stop's store (ring.c). */
 		bool stopping = atomic_load_explicit(&r->stopping, memory_order_acquire);
 		if (stopping) {
 			cancel_everything(e);
@@ -854,8 +858,9 @@ static void run(struct afe_ring *r)
 			if (e->in_flight == 0)
 				return;
 		}
-		/* Seq_cst store, then the final check: pairs with
-		 * ring_doorbell (ring.c). */
+		/* Seq_cst store, then the final check of requests, finished
+		 * jobs and the stop: pairs with ring_doorbell (ring.c), which
+		 * push_request and job_done call after their pushes. */
 		atomic_store(&r->sleeping, true);
 		bool woken = atomic_load(&r->requests) || atomic_load(&e->done) ||
 			     (!stopping && atomic_load(&r->stopping));
