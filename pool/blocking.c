@@ -161,6 +161,17 @@ static void unlink_locked(struct afe_blocking_pool *p, struct afe_blocking *job)
 	p->queued--;
 }
 
+int afe_blocking_pool_queue(struct afe_blocking_pool *p, struct afe_blocking *job,
+			    const struct afe_waker *waker)
+{
+	pthread_mutex_lock(&p->lock);
+	job->pool = p;
+	job->waker = *waker;
+	int err = enqueue_locked(p, job);
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
 /* What the pool runs for job: a heap copy for an abandonable job (so an
  * abandoned call has memory of its own), else job itself. Sets job->copy.
  * Returns NULL when the copy cannot be allocated. */

@@ -33,6 +33,13 @@ void afe_blocking_pool_shutdown(struct afe_blocking_pool *p);
 
 void afe_blocking_pool_destroy(struct afe_blocking_pool *p);
 
+/* Queues job (set up with afe_blocking_init, never polled) on p for a
+ * caller that is not a task: waker is woken from the blocking thread once
+ * the job is done, its result then in job->output. Returns 0, or
+ * -ESHUTDOWN (or a failed thread creation's -errno) with nothing queued. */
+int afe_blocking_pool_queue(struct afe_blocking_pool *p, struct afe_blocking *job,
+			    const struct afe_waker *waker);
+
 /* True on one of p's threads (which must not shut p down: it would wait
  * for itself). */
 bool afe_blocking_pool_is_current(const struct afe_blocking_pool *p);

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds and runs every test four ways: gcc and clang builds with warnings as
-# errors, a ThreadSanitizer build and an AddressSanitizer+UBSan build.
+# errors, a ThreadSanitizer build and an AddressSanitizer+UBSan build; then
+# the gcc and ThreadSanitizer suites again on the epoll backend.
 # Installs what it needs first. Build trees: build/, build-clang/,
 # build-tsan/, build-asan/.
 set -eu
@@ -20,4 +21,10 @@ run_suite build
 run_suite build-clang -DCMAKE_C_COMPILER=clang
 run_suite build-tsan -DAFE_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug
 run_suite build-asan -DAFE_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug
+# The whole suite again on the epoll backend (README, "The epoll backend"),
+# in the gcc and ThreadSanitizer builds.
+for dir in build build-tsan; do
+	echo "=== $dir: AFE_BACKEND=epoll"
+	(cd "$dir" && AFE_BACKEND=epoll ctest --output-on-failure)
+done
 echo "=== all test suites passed"

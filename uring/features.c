@@ -48,3 +48,8 @@ unsigned afe_runtime_uring_features(const struct afe_runtime *rt)
 {
 	return rt ? afe_ring_features(rt->ring) : 0;
 }
+
+enum afe_backend afe_runtime_backend(const struct afe_runtime *rt)
+{
+	return rt ? (enum afe_backend)afe_ring_backend(rt->ring) : AFE_BACKEND_AUTO;
+}

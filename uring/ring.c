@@ -1,85 +1,33 @@
 /* SPDX-License-Identifier: MIT */
-/* The ring thread: see ring.h. Every operation's CQEs are counted, and the
- * operation goes back to its poller (afe__io_finish) once the last one
- * arrived and any cancel request the poller sent was taken. */
-#define _GNU_SOURCE /* pthread_setname_np */
+/* The ring thread's common part (backend.h): requests, the doorbell, the
+ * thread, start and stop. The backend does the rest. */
+#define _GNU_SOURCE /* pthread_setname_np, strerrorname_np */
 #include "ring.h"
 
 #include <errno.h>
 #include <linux/futex.h>
-#include <pthread.h>
-#include <semaphore.h>
-#include <stdatomic.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../pool/worker.h"
-#include "afe/io.h"
 #include "afe/runtime.h"
-#include "compat.h"
-#include "features.h"
+#include "backend.h"
 #include "io_internal.h"
-#include "sleeps.h"
-
-/* The low bits of user_data tell which of an operation's CQEs this is. */
-enum cqe_tag {
-	TAG_OP = 0,
-	TAG_LINK_TIMEOUT = 1,
-	TAG_CANCEL = 2,
-	TAG_DOORBELL = 3, /* user_data == TAG_DOORBELL: the doorbell's wait */
-	TAG_SECOND = 4,	  /* the second operation of a linked pair */
-	TAG_MASK = 7,	  /* struct afe_io is 8-byte aligned */
-};
-
-_Static_assert(_Alignof(struct afe_io) >= 8, "three tag bits in an operation's address");
 
 /* The request stack's head once the ring thread has ended. */
 #define REQUESTS_CLOSED ((struct afe_io_request *)(uintptr_t)1)
-
-/* A completion queue deep enough that bursts rarely overflow (the kernel
- * keeps overflowed CQEs, but slowly). */
-#define MIN_CQ_ENTRIES 16384u
-
-struct afe_ring {
-	_Atomic(struct afe_io_request *) requests; /* pushed by any thread */
-	_Atomic uint32_t doorbell;		   /* futex word (AFE_URING_FUTEX) */
-	int bell_fd;				   /* else an eventfd, or -1 */
-	_Atomic bool sleeping;			   /* the ring thread may be asleep */
-	_Atomic bool stopping;
-	pthread_t thread;
-	unsigned entries, cq_entries;
-	unsigned features; /* AFE_URING_*, set before the ring thread runs */
-	sem_t started;
-	int start_error;
-
-	struct afe_sleeps sleeps;
-
-	/* Ring thread only. */
-	struct io_uring uring;
-	struct afe_io_request *backlog, **backlog_tail; /* waiting for SQ room */
-	uint64_t cqes_due;				 /* all operations' */
-	bool doorbell_armed, cancel_all_sent;
-	uint64_t bell_count; /* where the doorbell's eventfd read lands */
-	/* Without AFE_URING_CANCEL_ANY: operations in flight, those the stop
-	 * has not cancelled yet and those it has. */
-	struct afe_io *in_flight, *stop_cancelled;
-	int enter_error;	 /* of the last io_uring_enter, if it failed */
-	unsigned enter_failures; /* in a row */
-	bool cqes_dropped;	 /* -EBADR was said: once for the ring's life */
-};
 
 /* ---- requests ---------------------------------------------------------- */
 
 static void ring_doorbell(struct afe_ring *r)
 {
 	/* Seq_cst: either the ring thread sees our request before it sleeps,
-	 * or we see it asleep (see the store before its final check). */
+	 * or we see it asleep (see the store before its final check, in
+	 * each backend's loop). */
 	if (!atomic_load(&r->sleeping) || !atomic_exchange(&r->sleeping, false))
 		return;
 	if (r->bell_fd >= 0) {
@@ -121,9 +69,9 @@ bool afe_ring_cancel(struct afe_ring *r, struct afe_io *io)
 	return push_request(r, &io->cancel);
 }
 
-/* Moves the pushed requests, oldest first, to the end of the backlog. */
-static void take_requests(struct afe_ring *r)
+void afe__ring_take_requests(struct afe_ring *r)
 {
+	/* Acquire: pairs with push_request's exchange. */
 	struct afe_io_request *stack = atomic_exchange_explicit(&r->requests, NULL,
 								memory_order_acquire);
 	struct afe_io_request *fifo = NULL;
@@ -138,127 +86,7 @@ static void take_requests(struct afe_ring *r)
 		r->backlog_tail = &(*r->backlog_tail)->next;
 }
 
-/* ---- operations in flight (without AFE_URING_CANCEL_ANY) ---------------- */
-
-static void list_add(struct afe_io **head, struct afe_io *io)
-{
-	io->ring_next = *head;
-	if (*head)
-		(*head)->ring_pprev = &io->ring_next;
-	io->ring_pprev = head;
-	*head = io;
-}
-
-/* Unlinks io from whichever list holds it. */
-static void list_remove(struct afe_io *io)
-{
-	*io->ring_pprev = io->ring_next;
-	if (io->ring_next)
-		io->ring_next->ring_pprev = io->ring_pprev;
-	io->ring_next = NULL;
-	io->ring_pprev = NULL;
-}
-
-static bool tracks_in_flight(const struct afe_ring *r)
-{
-	return !(r->features & AFE_URING_CANCEL_ANY);
-}
-
-/* ---- completions --------------------------------------------------------- */
-
-static void *tagged(const void *p, enum cqe_tag tag)
-{
-	return (void *)((uintptr_t)p | (uintptr_t)tag);
-}
-
-static void handle_cqe(struct afe_ring *r, const struct io_uring_cqe *cqe)
-{
-	enum cqe_tag tag = (enum cqe_tag)(cqe->user_data & TAG_MASK);
-	struct afe_io *io = (struct afe_io *)(uintptr_t)(cqe->user_data & ~(uint64_t)TAG_MASK);
-	if (tag == TAG_DOORBELL) {
-		r->doorbell_armed = false;
-		return;
-	}
-	if (tag == TAG_OP && (cqe->flags & IORING_CQE_F_MORE) && io->on_more) {
-		io->on_more(io, cqe->res); /* a multishot result; more to come */
-		return;
-	}
-	r->cqes_due--;
-	if (!io)
-		return; /* the stop's cancel-everything */
-	if (tag == TAG_OP)
-		io->res = cqe->res;
-	else if (tag == TAG_SECOND)
-		io->linked->res = cqe->res;
-	else if (tag == TAG_LINK_TIMEOUT)
-		io->timeout_res = cqe->res;
-	if (--io->cqes_due == 0) {
-		if (tracks_in_flight(r))
-			list_remove(io);
-		io->completed = true;
-		afe__io_finish(io); /* or, when its cancel request arrives */
-	}
-}
-
-/* Handles the CQEs in the completion queue; returns how many. */
-static unsigned reap_queue(struct afe_ring *r)
-{
-	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0;
-	io_uring_for_each_cqe(&r->uring, head, cqe)
-	{
-		handle_cqe(r, cqe);
-		seen++;
-	}
-	io_uring_cq_advance(&r->uring, seen);
-	return seen;
-}
-
-/*
- * Reaps the completion queue, then the kernel's overflow list: with more
- * completions pending than the queue holds, the kernel keeps the rest in
- * a FIFO list and moves a queue's worth in per enter, so reaping one
- * queue per round left a new completion behind every older one, a few a
- * round (issue 23). Bounded by the CQEs the operations in flight owe and
- * a queue's worth of multishot ones (the kernel ends a multishot
- * operation rather than overflow it).
- */
-static void reap(struct afe_ring *r)
-{
-	uint64_t budget = r->cqes_due + r->uring.cq.ring_entries;
-	uint64_t seen = reap_queue(r);
-	while (io_uring_cq_has_overflow(&r->uring) && seen < budget) {
-		if (io_uring_get_events(&r->uring) < 0)
-			return; /* -EINTR and the like: the next round goes on */
-		unsigned n = reap_queue(r);
-		if (n == 0)
-			return;
-		seen += n;
-	}
-}
-
-/* ---- submissions --------------------------------------------------------- */
-
-static struct io_uring_sqe *next_sqe(struct afe_ring *r)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
-	if (!sqe)
-		abort(); /* the caller checked the room */
-	return sqe;
-}
-
-/* An operation the kernel's io_uring (or the mask) lacks: the futex ones
- * without AFE_URING_FUTEX. */
-static bool unsupported(const struct afe_ring *r, const unsigned char *sqe)
-{
-	unsigned opcode = ((const struct io_uring_sqe *)(const void *)sqe)->opcode;
-	return !(r->features & AFE_URING_FUTEX) &&
-	       (opcode == AFE_IORING_OP_FUTEX_WAIT || opcode == AFE_IORING_OP_FUTEX_WAKE ||
-		opcode == AFE_IORING_OP_FUTEX_WAITV);
-}
-
-/* Finishes io at once with err, and the operation linked to it. */
-static void finish_now(struct afe_io *io, int err)
+void afe__ring_finish_now(struct afe_io *io, int err)
 {
 	if (io->linked)
 		io->linked->res = err;
@@ -267,434 +95,23 @@ static void finish_now(struct afe_io *io, int err)
 	afe__io_finish(io);
 }
 
-/* Queues the cancels of io, each matched by user_data: cancels is 2 for a
- * linked pair, else 1. The caller checked the room. */
-static void queue_cancels(struct afe_ring *r, struct afe_io *io, unsigned cancels)
-{
-	static const enum cqe_tag targets[] = {TAG_OP, TAG_SECOND};
-	for (unsigned i = 0; i < cancels; i++) {
-		struct io_uring_sqe *sqe = next_sqe(r);
-		io_uring_prep_cancel(sqe, tagged(io, targets[i]), 0);
-		io_uring_sqe_set_data(sqe, tagged(io, TAG_CANCEL));
-	}
-	io->cqes_due = (uint8_t)(io->cqes_due + cancels);
-	r->cqes_due += cancels;
-}
-
-/* Turns one request into SQEs, or finishes it at once. Returns false when
- * the submission queue has no room for it. */
-static bool issue(struct afe_ring *r, struct afe_io_request *req)
+void afe__ring_refuse(struct afe_io_request *req)
 {
 	struct afe_io *io = req->io;
-	if (req == &io->cancel) {
-		/* Taken only once it cannot be refused for room: a completion
-		 * that arrives meanwhile must leave io to this request. */
-		bool send = !io->completed &&
-			    !atomic_load_explicit(&r->stopping, memory_order_relaxed);
-		unsigned cancels = io->linked ? 2 : 1; /* a pair: each by its user_data */
-		if (send && io_uring_sq_space_left(&r->uring) < cancels)
-			return false;
-		io->cancel_taken = true;
-		if (io->completed) {
-			afe__io_finish(io);
-		} else if (send) {
-			queue_cancels(r, io, cancels);
-		}
-		return true;
+	if (req == &io->submit) {
+		afe__ring_finish_now(io, -ESHUTDOWN);
+		return;
 	}
-	if (atomic_load_explicit(&r->stopping, memory_order_relaxed)) {
-		finish_now(io, -ESHUTDOWN);
-		return true;
-	}
-	if (unsupported(r, io->sqe) || (io->linked && unsupported(r, io->linked->sqe))) {
-		finish_now(io, -EOPNOTSUPP);
-		return true;
-	}
-	unsigned need = 1 + io->has_timeout + (io->linked != NULL);
-	if (io_uring_sq_space_left(&r->uring) < need)
-		return false;
-	struct io_uring_sqe *sqe = next_sqe(r);
-	memcpy(sqe, io->sqe, sizeof(*sqe));
-	io_uring_sqe_set_data(sqe, tagged(io, TAG_OP));
-	if (io->linked) { /* afe_io_link refuses timeouts on a pair */
-		sqe->flags |= IOSQE_IO_LINK;
-		struct io_uring_sqe *second = next_sqe(r);
-		memcpy(second, io->linked->sqe, sizeof(*second));
-		io_uring_sqe_set_data(second, tagged(io, TAG_SECOND));
-	}
-	if (io->has_timeout) {
-		sqe->flags |= IOSQE_IO_LINK;
-		struct io_uring_sqe *link = next_sqe(r);
-		io_uring_prep_link_timeout(link, (struct __kernel_timespec *)&io->timeout, 0);
-		io_uring_sqe_set_data(link, tagged(io, TAG_LINK_TIMEOUT));
-	}
-	io->cqes_due = (uint8_t)need;
-	r->cqes_due += need;
-	if (tracks_in_flight(r))
-		list_add(&r->in_flight, io);
-	return true;
+	io->cancel_taken = true;
+	if (io->completed)
+		afe__io_finish(io);
 }
 
-/* Issues backlog requests while the submission queue has room. */
-static void issue_backlog(struct afe_ring *r)
-{
-	while (r->backlog) {
-		struct afe_io_request *req = r->backlog;
-		struct afe_io_request *next = req->next;
-		if (!issue(r, req)) {
-			/* Full: submit what we have, reap what that completed
-			 * (a full completion queue would end multishot
-			 * operations, such as the accept stream, and overflow),
-			 * and try once more. */
-			if (io_uring_submit(&r->uring) <= 0)
-				return;
-			reap(r);
-			if (!issue(r, req))
-				return;
-		}
-		r->backlog = next;
-		if (!next)
-			r->backlog_tail = &r->backlog;
-	}
-}
-
-/* Makes sure a wait on the doorbell is armed (a FUTEX_WAIT, or a read of
- * its eventfd), so a request pushed while we sleep wakes us. Returns false
- * when it could not be queued (the submission queue full even after
- * submitting): then we must not sleep. */
-static bool arm_doorbell(struct afe_ring *r)
-{
-	if (r->doorbell_armed)
-		return true;
-	if (io_uring_sq_space_left(&r->uring) < 1 && io_uring_submit(&r->uring) < 0)
-		return false;
-	if (io_uring_sq_space_left(&r->uring) < 1)
-		return false;
-	struct io_uring_sqe *sqe = next_sqe(r);
-	if (r->bell_fd >= 0)
-		io_uring_prep_read(sqe, r->bell_fd, &r->bell_count, sizeof(r->bell_count),
-				   (uint64_t)-1);
-	else
-		afe_prep_futex_wait(sqe, (const uint32_t *)&r->doorbell,
-				    atomic_load(&r->doorbell), AFE_FUTEX2_PRIVATE);
-	io_uring_sqe_set_data(sqe, tagged(NULL, TAG_DOORBELL));
-	r->doorbell_armed = true;
-	return true;
-}
-
-/* "afe: CALL failed: EPERM (Operation not permitted)", and the hint. */
-static void report_error(const char *call, int err, const char *hint)
+void afe__ring_report_error(const char *call, int err, const char *hint)
 {
 	const char *name = strerrorname_np(-err);
 	fprintf(stderr, "afe: %s failed: %s (%s)%s%s\n", call, name ? name : "unknown errno",
 		strerror(-err), hint ? "; " : "", hint ? hint : "");
-}
-
-/* The longest pause between retries of a refused io_uring_enter. */
-#define ENTER_RETRY_MAX_NS 100000000L
-
-/*
- * io_uring_enter failed with something other than a signal or a full
- * queue: -ENOMEM, a seccomp filter installed after start-up... Said on
- * stderr once per errno in a row (-EBADR once); the loop retries after a
- * pause doubling from 1 ms to 100 ms, so a lasting refusal costs no CPU
- * and a passing one heals. SQEs not yet taken stay in the queue.
- * -EBADR: the kernel dropped CQEs it had no memory to keep (the
- * operations they belonged to never finish), and from then on fails every
- * wait at once, after running the completions' task work; enters that do
- * not wait still work. So the ring thread polls: it reaps and retries
- * every 1 ms.
- */
-static void enter_failed(struct afe_ring *r, int err)
-{
-	bool said = err == -EBADR ? r->cqes_dropped : err == r->enter_error;
-	if (!said)
-		report_error("io_uring_enter", err,
-			     err == -EBADR ? "the kernel dropped completions; operations "
-					     "waiting for them will not finish; polling every 1 ms"
-					   : "retrying");
-	r->enter_error = err;
-	r->cqes_dropped |= err == -EBADR;
-	unsigned shift = err == -EBADR ? 0 : r->enter_failures < 7 ? r->enter_failures : 7;
-	long ns = 1000000L << shift;
-	struct timespec pause = {.tv_sec = 0,
-				 .tv_nsec = ns < ENTER_RETRY_MAX_NS ? ns : ENTER_RETRY_MAX_NS};
-	nanosleep(&pause, NULL);
-	r->enter_failures++;
-}
-
-/* Submits and, when wait is true, sleeps until a CQE arrives. Transient
- * errors are retried by the loop; -EBUSY (completions pending in the
- * overflow list) is resolved by the reap that follows; any other error
- * is retried after a pause (enter_failed). */
-static void enter(struct afe_ring *r, bool wait)
-{
-	struct __kernel_timespec ts;
-	struct io_uring_cqe *cqe;
-	int err;
-	afe_defer_wakes_flush(); /* the tasks woken since the last enter */
-	if (!wait)
-		err = io_uring_submit_and_get_events(&r->uring);
-	else if (afe__sleeps_plan_wait(&r->sleeps, &ts))
-		err = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, &ts, NULL);
-	else
-		err = io_uring_submit_and_wait(&r->uring, 1);
-	if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY && err != -ETIME) {
-		/* A refused wait may have left SQEs unsent: send them and take
-		 * what completed without waiting, which may still work. */
-		if (wait)
-			io_uring_submit_and_get_events(&r->uring);
-		enter_failed(r, err);
-		return;
-	}
-	r->enter_error = 0;
-	r->enter_failures = 0;
-}
-
-/* Before 5.19: a cancel for each operation in flight, as far as the
- * submission queue has room; the loop comes back for the rest. */
-static void cancel_each(struct afe_ring *r)
-{
-	while (r->in_flight) {
-		struct afe_io *io = r->in_flight;
-		unsigned cancels = io->linked ? 2 : 1;
-		if (io_uring_sq_space_left(&r->uring) < cancels)
-			return;
-		queue_cancels(r, io, cancels);
-		list_remove(io);
-		list_add(&r->stop_cancelled, io);
-	}
-	r->cancel_all_sent = true;
-}
-
-static void cancel_everything(struct afe_ring *r)
-{
-	afe__sleeps_close(&r->sleeps);
-	if (r->cancel_all_sent)
-		return;
-	if (tracks_in_flight(r)) {
-		cancel_each(r);
-		return;
-	}
-	if (io_uring_sq_space_left(&r->uring) < 1)
-		return;
-	struct io_uring_sqe *sqe = next_sqe(r);
-	io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
-	io_uring_sqe_set_data(sqe, tagged(NULL, TAG_CANCEL));
-	r->cqes_due++;
-	r->cancel_all_sent = true;
-}
-
-static void run(struct afe_ring *r)
-{
-	for (;;) {
-		take_requests(r);
-		issue_backlog(r);
-		reap(r);
-		afe__sleeps_expire(&r->sleeps);
-		bool stopping = atomic_load_explicit(&r->stopping, memory_order_acquire);
-		if (stopping) {
-			cancel_everything(r);
-			if (r->cqes_due == 0 && !r->backlog)
-				return;
-			if (!r->cancel_all_sent) { /* no SQ room: submit, retry */
-				enter(r, false);
-				continue;
-			}
-		}
-		if (r->backlog || atomic_load(&r->requests)) {
-			enter(r, false);
-			continue;
-		}
-		if (!stopping && !arm_doorbell(r)) {
-			enter(r, false);
-			continue;
-		}
-		/* Seq_cst store, then the final check: pairs with ring_doorbell.
-		 * A stop that came since we read stopping rang the doorbell,
-		 * perhaps before arm_doorbell read it: the wait armed then
-		 * would never end, so look at stopping again. */
-		atomic_store(&r->sleeping, true);
-		if (atomic_load(&r->requests) || (!stopping && atomic_load(&r->stopping)) ||
-		    (stopping && r->cqes_due == 0)) {
-			atomic_store(&r->sleeping, false);
-			enter(r, false);
-			continue;
-		}
-		enter(r, true);
-		atomic_store(&r->sleeping, false);
-		afe__sleeps_awake(&r->sleeps);
-	}
-}
-
-/* ---- start and stop ------------------------------------------------------ */
-
-static const struct {
-	int opcode;
-	const char *name;
-} required_ops[] = {
-	{IORING_OP_NOP, "NOP"},
-	{IORING_OP_READ, "READ"},
-	{IORING_OP_WRITE, "WRITE"},
-	{IORING_OP_READV, "READV"},
-	{IORING_OP_WRITEV, "WRITEV"},
-	{IORING_OP_RECV, "RECV"},
-	{IORING_OP_SEND, "SEND"},
-	{IORING_OP_ACCEPT, "ACCEPT"},
-	{IORING_OP_CONNECT, "CONNECT"},
-	{IORING_OP_CLOSE, "CLOSE"},
-	{IORING_OP_OPENAT, "OPENAT"},
-	{IORING_OP_FSYNC, "FSYNC"},
-	{IORING_OP_POLL_ADD, "POLL_ADD"},
-	{IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT"},
-	{IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
-};
-
-/* Checks the kernel supports every opcode AFE needs, and adds the
- * optional ones it has to r->features, unless newer than cap (a version,
- * features.h). */
-static int probe(struct afe_ring *r, unsigned cap)
-{
-	/* Room for every opcode a probe can report (its op count is a u8). */
-	size_t size = sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op);
-	struct io_uring_probe *p = calloc(1, size);
-	if (!p) {
-		report_error("allocating the io_uring probe", -ENOMEM, NULL);
-		return -ENOMEM;
-	}
-	int err = io_uring_register_probe(&r->uring, p, 256);
-	if (err < 0) {
-		report_error("io_uring_register(IORING_REGISTER_PROBE)", err,
-			     err == -EINVAL ? "a kernel older than 5.6 has no probe" : NULL);
-		free(p);
-		return err;
-	}
-	for (size_t i = 0; i < sizeof(required_ops) / sizeof(required_ops[0]); i++) {
-		if (!io_uring_opcode_supported(p, required_ops[i].opcode)) {
-			fprintf(stderr, "afe: this kernel's io_uring lacks %s\n",
-				required_ops[i].name);
-			err = -ENOSYS;
-		}
-	}
-	if (cap >= AFE_LINUX(6, 7) && io_uring_opcode_supported(p, AFE_IORING_OP_FUTEX_WAIT) &&
-	    io_uring_opcode_supported(p, AFE_IORING_OP_FUTEX_WAKE))
-		r->features |= AFE_URING_FUTEX;
-	if (cap >= AFE_LINUX(6, 9) && io_uring_opcode_supported(p, AFE_IORING_OP_FTRUNCATE))
-		r->features |= AFE_URING_FTRUNCATE;
-	free(p);
-	return err;
-}
-
-/* Without ring futex waits, the doorbell is an eventfd the ring thread
- * reads through its ring. Returns 0 or -errno. */
-static int open_bell(struct afe_ring *r)
-{
-	if (r->features & AFE_URING_FUTEX)
-		return 0;
-	r->bell_fd = eventfd(0, EFD_CLOEXEC);
-	if (r->bell_fd < 0) {
-		int err = -errno;
-		report_error("eventfd", err, NULL);
-		return err;
-	}
-	return 0;
-}
-
-/* Submits a NOP and waits for it, so that a kernel or filter refusing
- * io_uring_enter fails start-up rather than the ring thread later. */
-static int check_enter(struct afe_ring *r)
-{
-	struct io_uring_sqe *sqe = next_sqe(r); /* the queue is empty */
-	io_uring_prep_nop(sqe);
-	io_uring_sqe_set_data(sqe, NULL);
-	int err;
-	do
-		err = io_uring_submit_and_wait(&r->uring, 1);
-	while (err == -EINTR);
-	if (err < 0) {
-		report_error("io_uring_enter", err, NULL);
-		return err;
-	}
-	struct io_uring_cqe *cqe;
-	if (io_uring_peek_cqe(&r->uring, &cqe) == 0)
-		io_uring_cqe_seen(&r->uring, cqe);
-	return 0;
-}
-
-/* Why io_uring_setup may have failed, beyond its errno. */
-static const char *setup_hint(int err)
-{
-	switch (err) {
-	case -EPERM:
-		return "io_uring disabled (sysctl kernel.io_uring_disabled) or refused by a "
-		       "seccomp filter";
-	case -ENOSYS:
-		return "io_uring is not in this kernel, or a filter hides it";
-	case -EINVAL:
-		return "refused even without setup flags: a filter, or ring sizes this kernel "
-		       "refuses";
-	default:
-		return NULL;
-	}
-}
-
-/* The ring's setup flags, newest first: each is tried when the mask
- * allows it and the one before was refused with -EINVAL (a flag this
- * kernel lacks). This thread is the only submitter with any of them; they
- * let the kernel run completions' task work when we enter, rather than
- * interrupt us for it (COOP_TASKRUN), and batch it (DEFER_TASKRUN). */
-static const struct {
-	unsigned flags, since, feature;
-} setups[] = {
-	{IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, AFE_LINUX(6, 1),
-	 AFE_URING_DEFER_TASKRUN},
-	{IORING_SETUP_COOP_TASKRUN, AFE_LINUX(5, 19), AFE_URING_COOP_TASKRUN},
-	{0, 0, 0},
-};
-
-/* Creates the ring with the newest flags the kernel takes (setups). */
-static int create_ring(struct afe_ring *r, unsigned cap)
-{
-	int err = -EINVAL;
-	for (size_t i = 0; i < sizeof(setups) / sizeof(setups[0]) && err == -EINVAL; i++) {
-		if (setups[i].since > cap)
-			continue;
-		struct io_uring_params params;
-		memset(&params, 0, sizeof(params));
-		params.flags = setups[i].flags | IORING_SETUP_CQSIZE;
-		params.cq_entries = r->cq_entries		     ? r->cq_entries
-				    : r->entries * 2 > MIN_CQ_ENTRIES ? r->entries * 2
-								      : MIN_CQ_ENTRIES;
-		err = io_uring_queue_init_params(r->entries, &r->uring, &params);
-		if (err == 0)
-			r->features |= setups[i].feature;
-	}
-	if (err < 0)
-		report_error("io_uring_setup", err, setup_hint(err));
-	return err;
-}
-
-static int setup(struct afe_ring *r)
-{
-	unsigned cap = afe__features_cap();
-	int err = create_ring(r, cap);
-	if (err < 0)
-		return err;
-	/* What no probe shows: from the kernel's version. */
-	unsigned version = afe__kernel_version();
-	if (version >= AFE_LINUX(5, 19) && cap >= AFE_LINUX(5, 19))
-		r->features |= AFE_URING_MULTISHOT_ACCEPT | AFE_URING_CANCEL_ANY;
-	err = probe(r, cap);
-	if (err == 0)
-		err = open_bell(r);
-	if (err == 0)
-		err = check_enter(r);
-	if (err < 0) {
-		io_uring_queue_exit(&r->uring);
-		if (r->bell_fd >= 0)
-			close(r->bell_fd);
-	}
-	return err;
 }
 
 /*
@@ -706,11 +123,11 @@ static int setup(struct afe_ring *r)
 static void close_requests(struct afe_ring *r)
 {
 	for (;;) {
-		take_requests(r);
+		afe__ring_take_requests(r);
 		while (r->backlog) {
 			struct afe_io_request *req = r->backlog;
 			r->backlog = req->next;
-			issue(r, req); /* stopping: finishes with -ESHUTDOWN */
+			afe__ring_refuse(req);
 		}
 		r->backlog_tail = &r->backlog;
 		struct afe_io_request *empty = NULL;
@@ -719,29 +136,105 @@ static void close_requests(struct afe_ring *r)
 	}
 }
 
+/* ---- start and stop ------------------------------------------------------ */
+
+/* The backend o asks for, or $AFE_BACKEND ("epoll", "io_uring") picks;
+ * NULL: io_uring, falling back to epoll (setup_auto). */
+static const struct afe_ring_backend *chosen_backend(const struct afe_ring_options *o)
+{
+	if (o->backend == AFE_BACKEND_EPOLL)
+		return &afe__backend_epoll;
+	if (o->backend == AFE_BACKEND_URING)
+		return &afe__backend_uring;
+	const char *env = getenv("AFE_BACKEND");
+	if (env && strcmp(env, "epoll") == 0)
+		return &afe__backend_epoll;
+	if (env && strcmp(env, "io_uring") == 0)
+		return &afe__backend_uring;
+	if (env)
+		fprintf(stderr, "afe: ignoring AFE_BACKEND=%s (want epoll or io_uring)\n", env);
+	return NULL;
+}
+
+/* Why io_uring could not be set up, for the fallback's notice. */
+static const char *refusal(int err)
+{
+	switch (err) {
+	case -EPERM:
+		return "io_uring not permitted (seccomp? sysctl kernel.io_uring_disabled?)";
+	case -ENOSYS:
+		return "io_uring not in this kernel, or an opcode AFE needs missing";
+	default:
+		return "io_uring_setup out of memory (RLIMIT_MEMLOCK?)";
+	}
+}
+
+/* The SQ size of the retry after -ENOMEM: the kernel may lack the memory
+ * (or, before Linux 5.12, the locked-memory allowance) for the first. */
+#define SMALL_RING_ENTRIES 64u
+
+/*
+ * io_uring, and epoll when io_uring is refused (-EPERM), absent (-ENOSYS)
+ * or short of memory (-ENOMEM, again with a small ring): said in one line
+ * on stderr unless o->quiet_fallback. Other errors fail the start.
+ */
+static int setup_auto(struct afe_ring *r)
+{
+	r->backend = &afe__backend_uring;
+	int err = r->backend->setup(r, true);
+	if (err == -ENOMEM && r->options.entries > SMALL_RING_ENTRIES) {
+		r->options.entries = SMALL_RING_ENTRIES;
+		r->options.cq_entries = 2 * SMALL_RING_ENTRIES;
+		err = r->backend->setup(r, true);
+	}
+	if (err != -EPERM && err != -ENOSYS && err != -ENOMEM)
+		return err;
+	if (r->bell_fd >= 0) { /* the io_uring setup's, before it failed */
+		close(r->bell_fd);
+		r->bell_fd = -1;
+	}
+	r->features = 0;
+	r->backend = &afe__backend_epoll;
+	if (!r->options.quiet_fallback)
+		fprintf(stderr, "afe: %s; using epoll\n", refusal(err));
+	return r->backend->setup(r, false);
+}
+
 static void *ring_main(void *arg)
 {
 	struct afe_ring *r = arg;
 	pthread_setname_np(pthread_self(), "afe-ring");
-	r->start_error = setup(r);
+	r->start_error = r->backend ? r->backend->setup(r, false) : setup_auto(r);
 	sem_post(&r->started);
 	if (r->start_error)
 		return NULL;
 	afe_defer_wakes_begin(); /* a reap's wakes go to the workers together */
-	run(r);
+	r->backend->run(r);
 	close_requests(r);
 	afe_defer_wakes_flush();
-	io_uring_queue_exit(&r->uring);
+	r->backend->teardown(r);
 	return NULL; /* the eventfd stays open for late doorbells: see afe_ring_free */
 }
 
-int afe_ring_start(struct afe_ring **out, unsigned entries, unsigned cq_entries)
+/* Frees what afe_ring_start allocated. */
+static void free_ring(struct afe_ring *r)
+{
+	/* Closed only now: afe_ring_stop and afe_ring_wake may ring it after
+	 * the ring thread ended, and a closed fd number may be reused. */
+	if (r->bell_fd >= 0)
+		close(r->bell_fd);
+	sem_destroy(&r->started);
+	afe__sleeps_destroy(&r->sleeps);
+	free(r);
+}
+
+int afe_ring_start(struct afe_ring **out, const struct afe_ring_options *o)
 {
 	struct afe_ring *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	r->entries = entries;
-	r->cq_entries = cq_entries;
+	r->options = *o;
+	r->backend = chosen_backend(o);
 	r->backlog_tail = &r->backlog;
 	r->bell_fd = -1;
 	afe__sleeps_init(&r->sleeps);
@@ -755,9 +248,7 @@ int afe_ring_start(struct afe_ring **out, unsigned entries, unsigned cq_entries)
 			pthread_join(r->thread, NULL);
 	}
 	if (err) {
-		sem_destroy(&r->started);
-		afe__sleeps_destroy(&r->sleeps);
-		free(r);
+		free_ring(r);
 		return err;
 	}
 	*out = r;
@@ -774,20 +265,18 @@ void afe_ring_stop(struct afe_ring *r)
 
 void afe_ring_free(struct afe_ring *r)
 {
-	if (!r)
-		return;
-	/* Closed only now: afe_ring_stop and afe_ring_wake may ring it after
-	 * the ring thread ended, and a closed fd number may be reused. */
-	if (r->bell_fd >= 0)
-		close(r->bell_fd);
-	sem_destroy(&r->started);
-	afe__sleeps_destroy(&r->sleeps);
-	free(r);
+	if (r)
+		free_ring(r);
 }
 
 struct afe_sleeps *afe_ring_sleeps(struct afe_ring *r)
 {
 	return &r->sleeps;
+}
+
+int afe_ring_backend(const struct afe_ring *r)
+{
+	return r->backend == &afe__backend_epoll ? AFE_BACKEND_EPOLL : AFE_BACKEND_URING;
 }
 
 unsigned afe_ring_features(const struct afe_ring *r)

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The runtime's io_uring and the thread that owns it.
+ * The runtime's io_uring and the thread that owns it. (backend.h: the
+ * common part of that thread, ring.c, and its backends; what follows is
+ * the io_uring one, backend_uring.c.)
  *
  * One thread (the ring thread) is the ring's only issuer: it creates the
  * ring with SINGLE_ISSUER | DEFER_TASKRUN (before Linux 6.1: COOP_TASKRUN,
@@ -60,14 +62,26 @@
 
 struct afe_ring;
 struct afe_io;
+struct afe_blocking_pool;
 
-/* Starts the ring thread with a ring of `entries` SQEs and cq_entries CQEs
- * (0: MIN_CQ_ENTRIES or twice entries, whichever is more), and checks the
- * ring works by submitting a NOP. Returns 0, or the negative errno of the
- * call that failed (io_uring_setup, io_uring_register, io_uring_enter;
- * -ENOSYS for a missing opcode, -ENOMEM), with a message on stderr naming
- * the call and the errno. */
-int afe_ring_start(struct afe_ring **out, unsigned entries, unsigned cq_entries);
+/* How the ring starts (from the runtime's config). */
+struct afe_ring_options {
+	unsigned entries;    /* submission queue size */
+	unsigned cq_entries; /* 0: MIN_CQ_ENTRIES or twice entries, whichever is more */
+	int backend;	     /* enum afe_backend; AUTO: see afe/runtime.h */
+	bool quiet_fallback; /* no line on stderr when falling back to epoll */
+	struct afe_blocking_pool *pool; /* the epoll backend's file operations run there */
+};
+
+/* Starts the ring thread on o->backend (AUTO: $AFE_BACKEND, else
+ * io_uring, falling back to epoll when io_uring_setup is refused with
+ * -EPERM, -ENOSYS or -ENOMEM, see setup_auto in ring.c): with io_uring, a ring of o->entries SQEs and o->cq_entries
+ * CQEs, checked by submitting a NOP. Returns 0, or the negative errno of
+ * the call that failed (io_uring_setup, io_uring_register,
+ * io_uring_enter; -ENOSYS for a missing opcode, -ENOMEM; with epoll,
+ * epoll_create1 or eventfd), with a message on stderr naming the call and
+ * the errno. */
+int afe_ring_start(struct afe_ring **out, const struct afe_ring_options *o);
 
 /* Cancels every operation in flight, waits for their completions (their
  * tasks are woken with the results), and ends the ring thread. Operations
@@ -89,6 +103,9 @@ bool afe_ring_cancel(struct afe_ring *ring, struct afe_io *io);
 
 /* The runtime's sleeps (sleeps.h), which the ring thread advances. */
 struct afe_sleeps *afe_ring_sleeps(struct afe_ring *ring);
+
+/* The backend the ring runs on: AFE_BACKEND_URING or _EPOLL. */
+int afe_ring_backend(const struct afe_ring *ring);
 
 /* The facilities the ring uses (AFE_URING_*, afe/runtime.h). */
 unsigned afe_ring_features(const struct afe_ring *ring);

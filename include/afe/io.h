@@ -19,6 +19,35 @@
  * Polling outside a runtime's task gives -EINVAL; after the runtime began
  * shutting down, -ESHUTDOWN (at the second poll when the ring thread has
  * ended: the first gives way, see afe_runtime_destroy).
+ *
+ * On the epoll backend (afe_runtime_backend, afe/runtime.h) the ring
+ * thread makes the calls itself on sockets, pipes and other pollable fds,
+ * without blocking, once epoll says the fd is ready; reads and writes of
+ * regular files, block devices and directories, openat, fsync, statx,
+ * unlinkat, renameat, mkdirat, fallocate, splice and tee run as jobs on
+ * the runtime's blocking pool (afe/blocking.h). The results are
+ * the same as with io_uring, with these differences:
+ * - A write to a pipe or socket may be partial (a count below len), as
+ *   write(2) on a non-blocking fd is; io_uring waits for all of it.
+ * - afe_io_close ends the operations waiting on its fd with -EBADF
+ *   (io_uring lets them wait on the closed file). Close an fd some
+ *   operation waits on in any other way and that operation waits until
+ *   cancelled or timed out.
+ * - A connect on a blocking socket makes it non-blocking for the call.
+ *   An accept on a blocking listening socket, or a read of a blocking
+ *   file the kernel cannot read with RWF_NOWAIT, is made once the fd polls
+ *   ready: another process taking the data first blocks the ring thread.
+ * - A futex wait ends (0) when its word no longer holds the value, which
+ *   the ring thread checks every round, at least every millisecond while
+ *   any futex wait is pending; it is not in the kernel's queue, so a wake
+ *   that leaves the word as it was neither ends it nor counts it (the
+ *   futex wake is the system call, counting the kernel's waiters only).
+ * - A file operation on the blocking pool cannot be withdrawn: cancelling
+ *   it, or its timeout, waits for the call to return, and its result is
+ *   the call's (a cancel of an io_uring file read in progress may also
+ *   find it too late to stop).
+ * Otherwise cancel (-ECANCELED) and per-operation timeouts (-ETIMEDOUT)
+ * keep their meaning on both backends.
  */
 #ifndef AFE_IO_H
 #define AFE_IO_H

@@ -6,6 +6,7 @@
 #ifndef AFE_RUNTIME_H
 #define AFE_RUNTIME_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common.h"
@@ -37,6 +38,19 @@ enum afe_exit_mode {
  * fine: requests wait for room in order, oldest first. */
 #define AFE_MIN_CQ_ENTRIES 64
 
+/* The I/O backend a runtime runs on (README, "Kernels"). */
+enum afe_backend {
+	AFE_BACKEND_AUTO = 0, /* config: $AFE_BACKEND ("epoll", "io_uring"),
+				 else io_uring, and epoll when io_uring is
+				 refused (EPERM: seccomp, sysctl), absent
+				 (ENOSYS, or an opcode missing) or short of
+				 memory (ENOMEM, also with a small ring),
+				 said in one line on stderr */
+	AFE_BACKEND_URING,    /* io_uring */
+	AFE_BACKEND_EPOLL,    /* epoll, non-blocking calls and the ring thread
+				 (see afe/io.h for what differs) */
+};
+
 struct afe_runtime_config {
 	unsigned workers;	    /* worker threads; 0: online CPUs (or $AFE_WORKERS) */
 	unsigned spin_us;	    /* how long an idle worker searches (its queues, and
@@ -51,12 +65,14 @@ struct afe_runtime_config {
 				       AFE_MIN_CQ_ENTRIES (smaller is raised) */
 	unsigned blocking_threads;  /* most threads for blocking jobs; 0: 64 */
 	unsigned blocking_queue;    /* jobs waiting past which try-jobs are refused; 0: 1024 */
+	enum afe_backend backend;   /* AFE_BACKEND_AUTO: see there */
+	bool quiet_fallback;	    /* no line on stderr when AUTO falls back to epoll */
 };
 
 /* Fills c with the defaults: workers from $AFE_WORKERS or the online CPUs,
  * spin_us AFE_SPIN_AUTO, grace_ms from $AFE_GRACE_MS or 1000,
  * AFE_EXIT_GRACE, ring_entries 256, cq_entries 0, blocking_threads 64,
- * blocking_queue 1024. */
+ * blocking_queue 1024, backend AFE_BACKEND_AUTO, quiet_fallback false. */
 AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
 
 /*
@@ -68,7 +84,10 @@ AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
  * the -errno of the io_uring call that failed (io_uring_setup,
  * io_uring_register, or the io_uring_enter of a start-up NOP: -EPERM when
  * a sysctl or seccomp filter refuses it; -ENOSYS without io_uring or a
- * needed opcode), with the call and the errno named on stderr.
+ * needed opcode), with the call and the errno named on stderr. With
+ * backend AFE_BACKEND_AUTO those three (and -ENOMEM) fall back to epoll
+ * instead; with AFE_BACKEND_EPOLL, the -errno of epoll_create1 or eventfd;
+ * -EINVAL for a backend that is none of the three.
  */
 AFE_EXPORT int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config *config);
 
@@ -148,6 +167,10 @@ AFE_EXPORT unsigned afe_runtime_spin_us(const struct afe_runtime *rt);
 					 afe_io_ftruncate runs ftruncate(2)
 					 on the blocking pool */
 AFE_EXPORT unsigned afe_runtime_uring_features(const struct afe_runtime *rt);
+
+/* The backend rt runs on: AFE_BACKEND_URING or AFE_BACKEND_EPOLL (its
+ * features are then 0); AFE_BACKEND_AUTO for a null rt. */
+AFE_EXPORT enum afe_backend afe_runtime_backend(const struct afe_runtime *rt);
 
 /* Counters since start, summed over workers; cheap enough to leave on. */
 struct afe_metrics {

@@ -50,6 +50,8 @@ void afe_runtime_config_default(struct afe_runtime_config *config)
 	config->cq_entries = 0;
 	config->blocking_threads = AFE_DEFAULT_BLOCKING_THREADS;
 	config->blocking_queue = AFE_DEFAULT_BLOCKING_QUEUE;
+	config->backend = AFE_BACKEND_AUTO;
+	config->quiet_fallback = false;
 }
 
 /* Frees everything but the struct itself and its injection queue, which
@@ -133,6 +135,7 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 	unsigned entries = config->ring_entries ? config->ring_entries : AFE_DEFAULT_RING_ENTRIES;
 	if (config->workers > AFE_MAX_WORKERS || entries > AFE_MAX_RING_ENTRIES ||
 	    entries == 1 || /* an op with a timeout takes 2 entries */
+	    (unsigned)config->backend > AFE_BACKEND_EPOLL ||
 	    (config->cq_entries && (config->cq_entries < entries ||
 				    config->cq_entries > AFE_MAX_CQ_ENTRIES)))
 		return -EINVAL;
@@ -201,7 +204,12 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 		pthread_setname_np(rt->workers[i]->thread, name);
 	}
 	/* After the workers: see ring.c on private futex waits. */
-	int err = afe_ring_start(&rt->ring, entries, rt->config.cq_entries);
+	struct afe_ring_options ring = {.entries = entries,
+					.cq_entries = rt->config.cq_entries,
+					.backend = (int)rt->config.backend,
+					.quiet_fallback = rt->config.quiet_fallback,
+					.pool = &rt->blocking};
+	int err = afe_ring_start(&rt->ring, &ring);
 	if (err < 0) {
 		stop_workers(rt, rt->num_workers);
 		free_runtime(rt);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Start-up and run-time failures of the io_uring calls, made by seccomp
- * filters in child processes: create fails with the errno of the call
- * that failed and says which call it was; a refused io_uring_enter at run
- * time does not abort. Skipped where seccomp filters cannot be installed.
+ * filters in child processes: on the io_uring backend, create fails with
+ * the errno of the call that failed and says which call it was; by
+ * default, it falls back to epoll with a one-line notice, and the demo,
+ * the echo example and a cross-process call pair work there; a refused io_uring_enter at run time
+ * does not abort. Skipped where seccomp filters cannot be installed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -120,6 +124,7 @@ static void run_child(struct child *c, int (*fn)(void *), void *arg)
 		dup2(fds[1], STDOUT_FILENO);
 		dup2(fds[1], STDERR_FILENO);
 		close(fds[1]);
+		unsetenv("AFE_BACKEND"); /* the default's choice is what is tested */
 		int status = fn(arg);
 		fflush(NULL);
 		_exit(status);
@@ -163,6 +168,7 @@ static int create_denied(void *arg)
 	struct afe_runtime_config config;
 	afe_runtime_config_default(&config);
 	config.workers = 1;
+	config.backend = AFE_BACKEND_URING; /* the default would fall back */
 	struct afe_runtime *rt;
 	err = afe_runtime_create(&rt, &config);
 	if (err == 0) {
@@ -226,6 +232,7 @@ static int enter_fails_later(void *arg)
 	struct afe_runtime_config config;
 	afe_runtime_config_default(&config);
 	config.workers = 1;
+	config.backend = AFE_BACKEND_URING;
 	struct afe_runtime *rt;
 	if (afe_runtime_create(&rt, &config) != 0)
 		return 2;
@@ -268,6 +275,7 @@ static int waits_fail_later(void *arg)
 	struct afe_runtime_config config;
 	afe_runtime_config_default(&config);
 	config.workers = 1;
+	config.backend = AFE_BACKEND_URING;
 	struct afe_runtime *rt;
 	if (afe_runtime_create(&rt, &config) != 0)
 		return 2;
@@ -317,12 +325,234 @@ static int echo_server_denied(void *arg)
 	return 127;
 }
 
-Test(startup, echo_server_does_not_listen_without_a_runtime)
+/* The notice the fallback gives, in full. */
+#define NOTICE_EPERM "afe: io_uring not permitted (seccomp? sysctl kernel.io_uring_disabled?); using epoll\n"
+
+/* Installs rule, then runs a NOP and a sleep on a runtime with the default
+ * backend, quiet or not. Exits 0 when they worked over epoll. */
+static int runs_on_epoll(const struct deny *rule, bool quiet)
+{
+	int err = deny_syscalls(rule, 1, false);
+	if (err < 0) {
+		fprintf(stderr, "%s", strerror(-err));
+		return NO_SECCOMP;
+	}
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 1;
+	config.quiet_fallback = quiet;
+	struct afe_runtime *rt;
+	err = afe_runtime_create(&rt, &config);
+	if (err != 0)
+		return 2;
+	if (afe_runtime_backend(rt) != AFE_BACKEND_EPOLL)
+		return 3;
+	struct one_op op;
+	afe_io_nop_init(&op.io);
+	afe_future_init(&op.base, one_op_poll);
+	intptr_t result = -1;
+	if (afe_block_on(rt, &op, &result) != 0 || result != 0)
+		return 4;
+	struct afe_sleep nap;
+	afe_sleep_init(&nap, 5 * 1000000u);
+	if (afe_block_on(rt, &nap, NULL) != 0)
+		return 5;
+	return afe_runtime_destroy(rt) == 0 ? 0 : 6;
+}
+
+static int setup_eperm_on_epoll(void *arg)
+{
+	(void)arg;
+	struct deny rule = {SYS_io_uring_setup, EPERM};
+	return runs_on_epoll(&rule, false);
+}
+
+static int setup_enosys_on_epoll_quietly(void *arg)
+{
+	(void)arg;
+	struct deny rule = {SYS_io_uring_setup, ENOSYS};
+	return runs_on_epoll(&rule, true);
+}
+
+static int enter_eperm_on_epoll(void *arg)
+{
+	(void)arg;
+	struct deny rule = {SYS_io_uring_enter, EPERM};
+	return runs_on_epoll(&rule, false);
+}
+
+static void expect_exit_0(const struct child *c)
+{
+	cr_assert(WIFEXITED(c->status), "child killed by signal %d; it said: %s",
+		  WIFSIGNALED(c->status) ? WTERMSIG(c->status) : 0, c->out);
+	cr_assert_eq(WEXITSTATUS(c->status), 0, "exited %d; it said: %s",
+		     WEXITSTATUS(c->status), c->out);
+}
+
+Test(fallback, setup_refused_runs_on_epoll_with_one_line_said)
 {
 	struct child c;
-	run_child(&c, echo_server_denied, NULL);
-	cr_assert(WIFEXITED(c.status), "it said: %s", c.out);
-	cr_assert_eq(WEXITSTATUS(c.status), 1, "it said: %s", c.out);
-	cr_assert_null(strstr(c.out, "listening"), "it said: %s", c.out);
-	cr_assert(strstr(c.out, "io_uring_setup failed: EPERM"), "it said: %s", c.out);
+	run_child(&c, setup_eperm_on_epoll, NULL);
+	expect_exit_0(&c);
+	cr_assert_eq(strcmp(c.out, NOTICE_EPERM), 0, "it said: %s", c.out);
 }
+
+Test(fallback, no_io_uring_runs_on_epoll_and_quiet_says_nothing)
+{
+	struct child c;
+	run_child(&c, setup_enosys_on_epoll_quietly, NULL);
+	expect_exit_0(&c);
+	cr_assert_eq(c.out[0], '\0', "it said: %s", c.out);
+}
+
+Test(fallback, enter_refused_at_start_runs_on_epoll)
+{
+	struct child c;
+	run_child(&c, enter_eperm_on_epoll, NULL);
+	expect_exit_0(&c);
+	cr_assert(strstr(c.out, "using epoll"), "it said: %s", c.out);
+}
+
+static int demo_denied(void *arg)
+{
+	(void)arg;
+	struct deny rule = {SYS_io_uring_setup, EPERM};
+	int err = deny_syscalls(&rule, 1, false);
+	if (err < 0) {
+		fprintf(stderr, "%s", strerror(-err));
+		return NO_SECCOMP;
+	}
+	execl(HELLO_MAIN, HELLO_MAIN, "7", (char *)NULL);
+	return 127;
+}
+
+Test(fallback, the_demo_runs_on_epoll)
+{
+	struct child c;
+	run_child(&c, demo_denied, NULL);
+	expect_exit_0(&c);
+	cr_assert(strstr(c.out, NOTICE_EPERM), "it said: %s", c.out);
+	cr_assert(strstr(c.out, "joined 7 tasks, sum 91"), "it said: %s", c.out);
+}
+
+/* The example consumer and producer under a filter refusing
+ * io_uring_setup (inherited by both): the producer's calls, answered. */
+static int ipc_pair_denied(void *arg)
+{
+	(void)arg;
+	struct deny rule = {SYS_io_uring_setup, EPERM};
+	int err = deny_syscalls(&rule, 1, false);
+	if (err < 0) {
+		fprintf(stderr, "%s", strerror(-err));
+		return NO_SECCOMP;
+	}
+	char script[1024];
+	snprintf(script, sizeof(script),
+		 "%s afe-fallback-%d & c=$!; st=1; for i in $(seq 50); do "
+		 "%s afe-fallback-%d && { st=0; break; }; sleep 0.1; done; "
+		 "kill -INT $c; wait $c; exit $st",
+		 IPC_CONSUMER, getpid(), IPC_PRODUCER, getpid());
+	execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+	return 127;
+}
+
+Test(fallback, an_ipc_call_pair_runs_on_epoll)
+{
+	struct child c;
+	run_child(&c, ipc_pair_denied, NULL);
+	expect_exit_0(&c);
+	cr_assert(strstr(c.out, NOTICE_EPERM), "it said: %s", c.out);
+	cr_assert(strstr(c.out, "add(1, 2, 3) = 6"), "it said: %s", c.out);
+}
+
+/* Reads from fd until want bytes came or 5 s passed; returns the count. */
+static size_t read_for(int fd, char *buf, size_t want)
+{
+	size_t got = 0;
+	while (got < want) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 5000) <= 0)
+			break;
+		ssize_t n = read(fd, buf + got, want - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	return got;
+}
+
+/* Sends len bytes of msg to 127.0.0.1:port and reads the echo into back.
+ * Returns the bytes echoed. */
+static size_t echo_through(int port, const char *msg, char *back, size_t len)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+				   .sin_port = htons((uint16_t)port),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	size_t sent = 0, got = 0;
+	while (sent < len) { /* in chunks, reading between: no deadlock */
+		size_t chunk = len - sent < 4096 ? len - sent : 4096;
+		cr_assert_eq(write(fd, msg + sent, chunk), (ssize_t)chunk);
+		sent += chunk;
+		got += read_for(fd, back + got, sent - got);
+	}
+	close(fd);
+	return got;
+}
+
+Test(fallback, the_echo_example_serves_over_epoll_byte_for_byte)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		dup2(fds[1], STDOUT_FILENO);
+		dup2(fds[1], STDERR_FILENO);
+		close(fds[1]);
+		unsetenv("AFE_BACKEND");
+		_exit(echo_server_denied(NULL));
+	}
+	close(fds[1]);
+	char said[512] = {0};
+	size_t n = 0;
+	const char *line = NULL;
+	while (!line && n < sizeof(said) - 1) {
+		struct pollfd p = {.fd = fds[0], .events = POLLIN};
+		if (poll(&p, 1, 5000) <= 0)
+			break;
+		ssize_t r = read(fds[0], said + n, sizeof(said) - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		line = strstr(said, "listening on 127.0.0.1:");
+	}
+	int port = 0;
+	if (line)
+		port = atoi(strchr(line, ':') + 1);
+	if (!line) {
+		kill(pid, SIGKILL);
+		int status;
+		waitpid(pid, &status, 0);
+		close(fds[0]);
+		if (WIFEXITED(status) && WEXITSTATUS(status) == NO_SECCOMP)
+			cr_skip_test("seccomp filters unavailable: %s", said);
+		cr_assert(false, "no port; it said: %s", said);
+	}
+	cr_assert(strstr(said, NOTICE_EPERM), "it said: %s", said);
+	static char msg[100000], back[100000];
+	for (size_t i = 0; i < sizeof(msg); i++)
+		msg[i] = (char)(i * 7 + i / 251);
+	size_t got = echo_through(port, msg, back, sizeof(msg));
+	kill(pid, SIGTERM);
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	close(fds[0]);
+	cr_assert_eq(got, sizeof(msg));
+	cr_assert_eq(memcmp(msg, back, sizeof(msg)), 0, "echoed byte for byte");
+}
+
