@@ -18,28 +18,16 @@
 #include "../pool/spinlock.h"
 #include "compat.h"
 #include "afe/runtime.h"
+#include "afe/socket.h"
 #include "afe/task.h"
 
 int afe_tcp_listen(const char *host, uint16_t port, int backlog)
 {
 	struct sockaddr_storage addr;
 	socklen_t len;
-	memset(&addr, 0, sizeof(addr));
-	struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
-	if (!host)
-		host = "127.0.0.1";
-	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-		v4->sin_family = AF_INET;
-		v4->sin_port = htons(port);
-		len = sizeof(*v4);
-	} else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		v6->sin6_port = htons(port);
-		len = sizeof(*v6);
-	} else {
-		return -EINVAL;
-	}
+	int err = afe_sockaddr_ip(host, port, &addr, &len);
+	if (err < 0)
+		return err;
 	int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -47,7 +35,7 @@ int afe_tcp_listen(const char *host, uint16_t port, int backlog)
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(fd, (struct sockaddr *)&addr, len) < 0 ||
 	    listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
-		int err = -errno;
+		err = -errno;
 		close(fd);
 		return err;
 	}
