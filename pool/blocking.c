@@ -16,7 +16,8 @@ enum job_state {
 	JOB_DONE,
 };
 
-int afe_blocking_pool_init(struct afe_blocking_pool *p, unsigned max_threads, unsigned max_queue)
+int afe_blocking_pool_init(struct afe_blocking_pool *p, const char *thread_name,
+			   unsigned max_threads, unsigned max_queue)
 {
 	pthread_condattr_t attr;
 	if (pthread_condattr_init(&attr) != 0)
@@ -34,6 +35,7 @@ int afe_blocking_pool_init(struct afe_blocking_pool *p, unsigned max_threads, un
 	p->max_threads = max_threads;
 	p->max_queue = max_queue;
 	p->shutdown = false;
+	p->thread_name = thread_name;
 	return 0;
 }
 
@@ -99,7 +101,7 @@ bool afe_blocking_pool_is_current(const struct afe_blocking_pool *p)
 static void *blocking_thread(void *arg)
 {
 	struct afe_blocking_pool *p = arg;
-	pthread_setname_np(pthread_self(), "afe-blocking");
+	pthread_setname_np(pthread_self(), p->thread_name);
 	current_pool = p;
 	pthread_mutex_lock(&p->lock);
 	struct afe_blocking *job;
@@ -200,7 +202,8 @@ static void free_copy(struct afe_blocking *job)
 static int start(struct afe_blocking *job, struct afe_context *cx)
 {
 	struct afe_runtime *rt = afe_runtime_current();
-	if (cx->cancel || !rt) {
+	struct afe_blocking_pool *pool = job->target ? job->target : rt ? &rt->blocking : NULL;
+	if (cx->cancel || !pool) {
 		job->base.result = cx->cancel ? -ECANCELED : -EINVAL;
 		return AFE_READY;
 	}
@@ -209,7 +212,7 @@ static int start(struct afe_blocking *job, struct afe_context *cx)
 		job->base.result = -ENOMEM;
 		return AFE_READY;
 	}
-	job->pool = &rt->blocking;
+	job->pool = pool;
 	pthread_mutex_lock(&job->pool->lock);
 	afe_waker_clone(&run->waker, cx->waker);
 	int err = enqueue_locked(job->pool, run);
@@ -280,6 +283,7 @@ void afe_blocking_init(struct afe_blocking *job, afe_blocking_fn *fn, void *arg)
 	job->copy = NULL;
 	job->next = NULL;
 	job->pool = NULL;
+	job->target = NULL;
 	job->state = JOB_NEW;
 	job->output = 0;
 	job->waker.vtable = NULL;
@@ -296,6 +300,13 @@ void afe_blocking_init_abandonable(struct afe_blocking *job, afe_blocking_fn *fn
 {
 	afe_blocking_init(job, fn, arg);
 	job->abandonable = true;
+}
+
+void afe__blocking_init_on(struct afe_blocking *job, struct afe_blocking_pool *pool,
+			   afe_blocking_fn *fn, void *arg)
+{
+	afe_blocking_init(job, fn, arg);
+	job->target = pool;
 }
 
 void afe_blocking_pool_shutdown(struct afe_blocking_pool *p)

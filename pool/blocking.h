@@ -23,9 +23,12 @@ struct afe_blocking_pool {
 	unsigned queued, threads, idle;
 	unsigned max_threads, max_queue;
 	bool shutdown;
+	const char *thread_name; /* for top -H, gdb and perf */
 };
 
-int afe_blocking_pool_init(struct afe_blocking_pool *p, unsigned max_threads, unsigned max_queue);
+/* thread_name: a literal of at most 15 characters. 0 or -errno. */
+int afe_blocking_pool_init(struct afe_blocking_pool *p, const char *thread_name,
+			   unsigned max_threads, unsigned max_queue);
 
 /* Fails the jobs still queued with -ESHUTDOWN (waking their tasks), refuses
  * new ones, and waits for running jobs to return and the threads to end. */
@@ -39,6 +42,11 @@ void afe_blocking_pool_destroy(struct afe_blocking_pool *p);
  * -ESHUTDOWN (or a failed thread creation's -errno) with nothing queued. */
 int afe_blocking_pool_queue(struct afe_blocking_pool *p, struct afe_blocking *job,
 			    const struct afe_waker *waker);
+
+/* A job that runs on pool rather than on its runtime's blocking pool (the
+ * watches' futex threads). */
+void afe__blocking_init_on(struct afe_blocking *job, struct afe_blocking_pool *pool,
+			   afe_blocking_fn *fn, void *arg);
 
 /* True on one of p's threads (which must not shut p down: it would wait
  * for itself). */

@@ -5,14 +5,25 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "afe/runtime.h"
 
 #include "../src/core/runtime_internal.h"
 #include "worker.h"
 
 enum { STATE_PENDING = 1, STATE_HELD, STATE_RING, STATE_ENDED };
+
+/* Where a futex thread sleeping for a watch stands (its sleeper field). */
+enum { THREAD_NOT_YET, THREAD_IN, THREAD_OUT };
+
+/* The futex threads: at most this many asleep at once; further watches
+ * wait their turn (a word that changes meanwhile is seen by the value
+ * check of the sleep that follows). */
+#define AFE_WATCH_MAX_THREADS 1024u
 
 /* Where the watch's task stands (the task's own field, no lock). */
 enum { PHASE_NEW, PHASE_LISTED, PHASE_RING, PHASE_DONE };
@@ -101,6 +112,93 @@ static void flag_sleep(const struct afe_watch *w)
 		atomic_fetch_or(w->sleep_flags, w->sleep_bit);
 }
 
+static long futex_op(const _Atomic uint32_t *word, int op, uint32_t value, unsigned flags)
+{
+	if (flags & AFE_FUTEX_PRIVATE)
+		op |= FUTEX_PRIVATE_FLAG;
+	return syscall(SYS_futex, word, op, value, NULL, NULL, 0);
+}
+
+/* What a futex thread runs for w: one FUTEX_WAIT on its word. 0 (a wake,
+ * the word differed, a signal: look again) or -errno. */
+static intptr_t sleep_on_word(void *arg)
+{
+	struct afe_watch *w = arg;
+	/* Seq_cst store, then load: pairs with interrupt_thread_sleep's store
+	 * of interrupted then load of sleeper. Either we see interrupted and
+	 * do not sleep, or it sees THREAD_IN and wakes the word. */
+	atomic_store(&w->sleeper, THREAD_IN);
+	intptr_t r = 0;
+	if (!atomic_load(&w->interrupted) && futex_op(w->word, FUTEX_WAIT, w->value, w->flags) < 0 &&
+	    errno != EAGAIN && errno != EINTR)
+		r = -errno;
+	atomic_store(&w->sleeper, THREAD_OUT); /* seq_cst: read by the same loop */
+	return r;
+}
+
+/* Gets w's futex thread out of its sleep (w is listed on a thread). A
+ * thread between its look at interrupted and its sleep is not there to be
+ * woken yet: the wake is repeated until it has left, a few instructions'
+ * wait (a yield each). Its pool completes the job, which wakes the task.
+ *
+ * A wake the kernel refuses with EFAULT found no page behind the word: a
+ * shared object another process shrank. Reading the word then faults in
+ * this thread, and the owner's guard grows the object back and wakes its
+ * words (src/ipc/ipc_guard.h), so the next wake finds the sleeper. */
+static void interrupt_thread_sleep(struct afe_watch *w)
+{
+	atomic_store(&w->interrupted, true); /* seq_cst: see sleep_on_word */
+	while (atomic_load(&w->sleeper) == THREAD_IN) {
+		if (futex_op(w->word, FUTEX_WAKE, INT32_MAX, w->flags) < 0 && errno == EFAULT)
+			(void)atomic_load_explicit(w->word, memory_order_relaxed); /* the fault only */
+		if (atomic_load(&w->sleeper) == THREAD_IN)
+			sched_yield();
+	}
+}
+
+/* Whether w's kernel sleep is a futex thread's: the ring (or epoll) of
+ * its runtime cannot wait on a futex. */
+static bool needs_thread(const struct afe_runtime *rt)
+{
+	return !(afe_runtime_uring_features(rt) & AFE_URING_FUTEX);
+}
+
+/* Hands w's kernel sleep to a futex thread, with the lock held: queues
+ * its job, polled with cx, and lists it on the threads (so that close can
+ * get the thread out). Returns 1 when the sleep is under way, else the
+ * end it met at once (-ESHUTDOWN after close, -ENOMEM, -ECANCELED). */
+static int start_thread_sleep_locked(struct afe_watches *ws, struct afe_watch *w,
+				     struct afe_context *cx)
+{
+	w->on_thread = true;
+	if (ws->closed)
+		return -ESHUTDOWN;
+	atomic_init(&w->sleeper, THREAD_NOT_YET);
+	atomic_init(&w->interrupted, false);
+	afe__blocking_init_on(&w->thread_sleep, &ws->threads, sleep_on_word, w);
+	if (afe_future_poll(&w->thread_sleep.base, cx) == AFE_READY)
+		return (int)w->thread_sleep.base.result;
+	w->prev = NULL;
+	w->next = ws->on_threads;
+	if (ws->on_threads)
+		ws->on_threads->prev = w;
+	ws->on_threads = w;
+	return 1;
+}
+
+/* Unlists w from the threads once its job ended. */
+static void end_thread_sleep(struct afe_watches *ws, struct afe_watch *w)
+{
+	pthread_mutex_lock(&ws->lock);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		ws->on_threads = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	pthread_mutex_unlock(&ws->lock);
+}
+
 static int watch_done(struct afe_watch *w, int32_t result)
 {
 	w->base.resume = PHASE_DONE;
@@ -158,6 +256,18 @@ static int watch_listed_poll(struct afe_watch *w, struct afe_context *cx)
 	return AFE_READY; /* not an end: the caller polls the ring's wait */
 }
 
+/* The poll of a watch whose kernel sleep is a futex thread's. */
+static int thread_sleep_poll(struct afe_watch *w, struct afe_context *cx)
+{
+	struct afe_future *job = &w->thread_sleep.base;
+	if (cx->cancel)
+		interrupt_thread_sleep(w);
+	if (afe_future_poll(job, cx) == AFE_PENDING)
+		return AFE_PENDING;
+	end_thread_sleep(&w->rt->watches, w);
+	return watch_done(w, (int32_t)job->result);
+}
+
 static int watch_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_watch *w = afe_container_of(f, struct afe_watch, base);
@@ -170,11 +280,22 @@ static int watch_poll(struct afe_future *f, struct afe_context *cx)
 		}
 		f->resume = PHASE_RING;
 		flag_sleep(w);
-		afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
+		struct afe_worker *worker = afe_worker_current();
+		if (worker && needs_thread(worker->rt)) {
+			w->rt = worker->rt;
+			pthread_mutex_lock(&w->rt->watches.lock);
+			int started = start_thread_sleep_locked(&w->rt->watches, w, cx);
+			pthread_mutex_unlock(&w->rt->watches.lock);
+			return started == 1 ? AFE_PENDING : watch_done(w, started);
+		} else {
+			afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
+		}
 	}
 	if (f->resume == PHASE_LISTED && watch_listed_poll(w, cx) == AFE_PENDING)
 		return AFE_PENDING;
 	if (f->resume == PHASE_RING) {
+		if (w->on_thread)
+			return thread_sleep_poll(w, cx);
 		if (afe_future_poll(&w->io.base, cx) == AFE_PENDING)
 			return AFE_PENDING;
 		int32_t r = (int32_t)w->io.base.result;
@@ -190,21 +311,27 @@ static long futex_waitv(struct futex_waitv *vec, unsigned n)
 	return syscall(SYS_futex_waitv, vec, n, 0, NULL, CLOCK_MONOTONIC);
 }
 
-void afe_watches_init(struct afe_watches *ws)
+int afe_watches_init(struct afe_watches *ws, bool with_waitv)
 {
 	memset(ws, 0, sizeof(*ws));
+	int err = afe_blocking_pool_init(&ws->threads, "afe-futex", AFE_WATCH_MAX_THREADS, 0);
+	if (err < 0)
+		return err;
 	pthread_mutex_init(&ws->lock, NULL);
 	/* The probe: a word that differs from the value given must give
-	 * EAGAIN; an older kernel (before 5.16) says ENOSYS, and every
-	 * watch then goes through the ring. */
+	 * EAGAIN; an older kernel (before 5.16) says ENOSYS, as does a
+	 * valgrind that does not know the call, and every watch then goes
+	 * to the kernel (the ring, or a futex thread) at once. */
 	uint32_t word = 1;
 	struct futex_waitv probe = {.val = 0, .uaddr = (uintptr_t)&word,
 				    .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG};
-	ws->usable = futex_waitv(&probe, 1) < 0 && errno == EAGAIN;
+	ws->usable = with_waitv && futex_waitv(&probe, 1) < 0 && errno == EAGAIN;
+	return 0;
 }
 
 void afe_watches_destroy(struct afe_watches *ws)
 {
+	afe_blocking_pool_destroy(&ws->threads);
 	pthread_mutex_destroy(&ws->lock);
 }
 
@@ -221,8 +348,13 @@ void afe_watches_close(struct afe_watches *ws)
 			pthread_mutex_lock(&ws->lock);
 		}
 	}
+	/* The futex threads' sleeps end (0: their tasks look again, and find
+	 * the watches closed); none starts after closed. */
+	for (struct afe_watch *w = ws->on_threads; w; w = w->next)
+		interrupt_thread_sleep(w);
 	pthread_mutex_unlock(&ws->lock);
 	wake_batch(&b);
+	afe_blocking_pool_shutdown(&ws->threads);
 }
 
 /* Submits w's futex wait to the ring for its task: the ring's completion
@@ -233,9 +365,20 @@ static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct 
 	unlink_watch(ws, w);
 	w->state = STATE_RING;
 	flag_sleep(w);
-	afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
 	struct afe_context cx = {.waker = &w->waker};
-	if (afe_future_poll(&w->io.base, &cx) == AFE_READY) {
+	int ready;
+	if (needs_thread(w->rt)) {
+		int started = start_thread_sleep_locked(ws, w, &cx);
+		ready = started == 1 ? AFE_PENDING : AFE_READY;
+		if (ready == AFE_READY) {
+			w->state = STATE_ENDED; /* the task takes the end from here */
+			w->result = started;
+		}
+	} else {
+		afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
+		ready = afe_future_poll(&w->io.base, &cx);
+	}
+	if (ready == AFE_READY) {
 		b->wakers[b->n++] = w->waker; /* ended at once: the task looks */
 		w->waker.vtable = NULL;
 	} else {

@@ -21,6 +21,17 @@
  * that plus one poll. A watched word that changed before anybody slept on
  * it is seen by the value check of whoever sleeps next, so no wake is
  * lost in the hand-offs.
+ *
+ * The ring's FUTEX_WAIT needs Linux 6.7, and the epoll backend has none
+ * (futex_waitv, for parked workers, needs 5.16). Without it, a watch
+ * that goes to the kernel goes to a futex thread instead: one of a pool
+ * the watches own, which sleeps in FUTEX_WAIT on the word and wakes the
+ * task when it returns. Its cost: one thread (started on demand, kept 10 s
+ * idle) for each watch asleep there at the same time, so one per IPC
+ * endpoint asleep on a busy runtime, never one per pending call; and the
+ * same two thread wakes per fire as the ring's. A cancel gets the thread
+ * out of its sleep with a wake of the word, which other sleepers on it
+ * may see as a spurious wake.
  */
 #ifndef AFE_POOL_WATCH_H
 #define AFE_POOL_WATCH_H
@@ -32,6 +43,7 @@
 
 #include "afe/future.h"
 #include "afe/io.h"
+#include "blocking.h"
 
 struct afe_runtime;
 struct futex_waitv;
@@ -55,8 +67,14 @@ struct afe_watch {
 	_Atomic uint32_t *sleep_flags; /* afe_watch_flag_sleep */
 	uint32_t sleep_bit;
 	struct afe_waker waker;
-	struct afe_watch *prev, *next; /* listed while PENDING or HELD */
-	struct afe_io io;	       /* RING */
+	struct afe_watch *prev, *next; /* listed while PENDING, HELD or on a thread */
+	bool on_thread;		       /* RING: the sleep is a futex thread's */
+	_Atomic uint8_t sleeper;       /* where that thread stands: THREAD_* in watch.c */
+	_Atomic bool interrupted;      /* that thread must leave its sleep */
+	union {
+		struct afe_io io;		  /* RING, through the ring */
+		struct afe_blocking thread_sleep; /* RING, on a futex thread */
+	};
 };
 
 /* The runtime's watches. */
@@ -66,6 +84,8 @@ struct afe_watches {
 	_Atomic uint32_t pending; /* how many are PENDING */
 	bool usable;		  /* the kernel has futex_waitv */
 	bool closed;
+	struct afe_watch *on_threads; /* watches asleep on futex threads */
+	struct afe_blocking_pool threads; /* the futex threads */
 };
 
 /*
@@ -91,10 +111,14 @@ void afe_watch_flag_sleep(struct afe_watch *w, _Atomic uint32_t *flags, uint32_t
 
 /* ---- for the runtime and its workers ---------------------------------------- */
 
-void afe_watches_init(struct afe_watches *ws);
+/* With_waitv false keeps parked workers off futex_waitv (a kernel before
+ * 5.16, or one masked as such). 0 or -errno. */
+int afe_watches_init(struct afe_watches *ws, bool with_waitv);
 void afe_watches_destroy(struct afe_watches *ws);
 
-/* Ends every listed watch with -ESHUTDOWN; later ones go to the ring. */
+/* Ends every listed watch with -ESHUTDOWN, gets the futex threads out of
+ * their sleeps and waits for them to end; later watches go to the ring,
+ * or end with -ESHUTDOWN where they would go to a futex thread. */
 void afe_watches_close(struct afe_watches *ws);
 
 /* Whether some watch waits for a worker to hold it or hand it on. */

@@ -2,6 +2,7 @@
 /* The kernel version and the $AFE_URING_FEATURES mask: see features.h. */
 #include "features.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/utsname.h>
@@ -36,9 +37,13 @@ unsigned afe__features_cap(void)
 	if (!env)
 		return ~0u;
 	unsigned cap = parse_version(env, true);
+	/* Said once: the runtime and its ring both ask. */
+	static atomic_flag said = ATOMIC_FLAG_INIT;
 	if (cap == 0) {
-		fprintf(stderr, "afe: ignoring AFE_URING_FEATURES=%s (want a kernel version: 5.15)\n",
-			env);
+		if (!atomic_flag_test_and_set_explicit(&said, memory_order_relaxed)) /* a flag */
+			fprintf(stderr,
+				"afe: ignoring AFE_URING_FEATURES=%s (want a kernel version: 5.15)\n",
+				env);
 		return ~0u;
 	}
 	return cap;

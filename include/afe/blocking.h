@@ -46,6 +46,7 @@ struct afe_blocking {
 	struct afe_blocking *copy; /* abandonable: what the pool runs, on the heap */
 	struct afe_blocking *next;
 	struct afe_blocking_pool *pool;
+	struct afe_blocking_pool *target; /* the pool to queue on; NULL: the runtime's */
 	int state;
 	intptr_t output;
 	struct afe_waker waker;

@@ -13,6 +13,7 @@
 #include "afe/signal.h"
 #include "afe/task.h"
 #include "../../signals/signals_internal.h"
+#include "../../uring/features.h"
 #include "runtime_internal.h"
 #include "task_internal.h"
 #include "thread_parker.h"
@@ -161,12 +162,18 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 								: AFE_DEFAULT_BLOCKING_THREADS;
 	unsigned blocking_queue = rt->config.blocking_queue ? rt->config.blocking_queue
 							    : AFE_DEFAULT_BLOCKING_QUEUE;
-	if (afe_blocking_pool_init(&rt->blocking, blocking_threads, blocking_queue) < 0) {
+	if (afe_blocking_pool_init(&rt->blocking, "afe-blocking", blocking_threads,
+				   blocking_queue) < 0) {
+		free(rt);
+		return -ENOMEM;
+	}
+	/* futex_waitv came with 5.16: a mask below it keeps workers off it. */
+	if (afe_watches_init(&rt->watches, afe__features_cap() >= AFE_LINUX(5, 16)) < 0) {
+		afe_blocking_pool_destroy(&rt->blocking);
 		free(rt);
 		return -ENOMEM;
 	}
 	afe_inject_init(&rt->inject);
-	afe_watches_init(&rt->watches);
 	rt->workers = calloc(rt->num_workers, sizeof(*rt->workers));
 	if (!rt->workers || afe_idle_init(&rt->idle, rt->num_workers) < 0) {
 		free(rt->workers);

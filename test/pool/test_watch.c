@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Watches: a task waiting for a futex word, slept on by a parked worker
- * or handed to the ring while the workers are busy. Ping-pong with a
+ * or handed to the ring while the workers are busy, or to a futex thread
+ * where neither may wait. Ping-pong with a
  * plain thread hunts lost wakes on both paths.
  */
 #include <criterion/criterion.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -63,6 +65,54 @@ static struct afe_runtime *quiet_runtime(unsigned workers)
 	return runtime_spinning(workers, 0); /* park at once: a parked worker holds the watch */
 }
 
+/* Parked workers hold watches only with futex_waitv (5.16; not under
+ * AFE_URING_FEATURES=5.15). */
+static void skip_without_waitv(struct afe_runtime *rt)
+{
+	if (rt->watches.usable)
+		return;
+	test_runtime_destroy(rt);
+	cr_skip_test("no futex_waitv here: parked workers do not hold watches");
+}
+
+/* A runtime whose watches all sleep on futex threads: no worker holds
+ * them (as without futex_waitv) and its backend cannot wait on a futex
+ * (epoll here; io_uring before 6.7 likewise). */
+static struct afe_runtime *futex_thread_runtime(unsigned workers)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = workers;
+	config.spin_us = 0;
+	config.backend = AFE_BACKEND_EPOLL;
+	config.quiet_fallback = true;
+	struct afe_runtime *rt = NULL;
+	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+	rt->watches.usable = false; /* before any task: spawning publishes it */
+	return rt;
+}
+
+/* The futex threads asleep for rt's watches, and the threads alive. */
+static unsigned watches_on_threads(struct afe_runtime *rt, unsigned *threads)
+{
+	unsigned n = 0;
+	pthread_mutex_lock(&rt->watches.lock);
+	for (struct afe_watch *w = rt->watches.on_threads; w; w = w->next)
+		n++;
+	pthread_mutex_unlock(&rt->watches.lock);
+	pthread_mutex_lock(&rt->watches.threads.lock);
+	*threads = rt->watches.threads.threads;
+	pthread_mutex_unlock(&rt->watches.threads.lock);
+	return n;
+}
+
+static uint64_t process_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 Test(watch, a_word_that_already_changed_ends_the_watch_at_once)
 {
 	struct afe_runtime *rt = quiet_runtime(1);
@@ -94,7 +144,7 @@ static void *change_later(void *arg)
 Test(watch, a_parked_worker_wakes_the_task_when_the_word_is_woken)
 {
 	struct afe_runtime *rt = quiet_runtime(1);
-	cr_assert(rt->watches.usable, "futex_waitv on this kernel");
+	skip_without_waitv(rt);
 	static _Atomic uint32_t word = 0;
 	static _Atomic bool started = false;
 	struct changer c = {&word, &started};
@@ -142,6 +192,7 @@ static bool flagged_soon(_Atomic uint32_t *flags)
 Test(watch, a_worker_that_gets_busy_hands_its_watch_to_the_ring)
 {
 	struct afe_runtime *rt = quiet_runtime(1);
+	skip_without_waitv(rt);
 	static _Atomic uint32_t word = 0, flags = 0;
 	static _Atomic bool started = false, running = false;
 	struct watch_once w = {.word = &word, .value = 0, .started = &started,
@@ -265,6 +316,84 @@ Test(watch, destroying_the_runtime_ends_a_waiting_watch)
 	afe_join_handle_drop(&h);
 }
 
+/* ---- without a kernel that lets the ring or a worker wait: futex threads -- */
+
+/* The watch sleeps on a futex thread, which uses no CPU while it waits
+ * (no polling of the word), and wakes the task when the word is woken. */
+Test(watch_thread, a_watch_sleeps_on_a_futex_thread_until_its_word_is_woken)
+{
+	struct afe_runtime *rt = futex_thread_runtime(1);
+	static _Atomic uint32_t word = 0;
+	static _Atomic bool started = false;
+	struct watch_once w = {.word = &word, .value = 0, .started = &started};
+	afe_future_init(&w.base, watch_once_poll);
+	struct afe_join_handle watcher;
+	cr_assert_eq(afe_spawn(rt, &w, &watcher), 0);
+	while (!atomic_load(&started))
+		sched_yield();
+	usleep(20 * 1000); /* the thread is asleep */
+	unsigned threads = 0;
+	cr_assert_eq(watches_on_threads(rt, &threads), 1);
+	cr_assert_eq(threads, 1);
+	/* Half a second asleep: a thread that polled the word, or a task
+	 * that looped on an error, would take most of it. */
+	uint64_t cpu = process_cpu_ns();
+	usleep(500 * 1000);
+	cpu = process_cpu_ns() - cpu;
+	atomic_fetch_add(&word, 1);
+	word_wake(&word);
+	struct afe_join j;
+	afe_join_init(&j, &watcher);
+	cr_assert_eq(test_block_on(rt, &j), 0);
+	cr_assert_eq(watches_on_threads(rt, &threads), 0, "the ended watch is unlisted");
+	test_runtime_destroy(rt);
+	cr_assert_lt(cpu, 100 * 1000000ull, "%.1f ms of CPU in 500 ms asleep", (double)cpu / 1e6);
+}
+
+/* A cancel gets the thread out of its sleep (the word never changes),
+ * many times over, so some cancels meet the thread between its look at
+ * the cancel and its sleep. */
+Test(watch_thread, cancelling_a_watch_on_a_futex_thread_gets_the_thread_out)
+{
+	struct afe_runtime *rt = futex_thread_runtime(2);
+	static _Atomic uint32_t word = 0;
+	for (int i = 0; i < 500; i++) {
+		static _Atomic bool started;
+		atomic_store(&started, false);
+		struct watch_once w = {.word = &word, .value = 0, .started = &started};
+		afe_future_init(&w.base, watch_once_poll);
+		intptr_t r = test_spawn_then_cancel(rt, &w, &started);
+		cr_assert_eq(r, -ECANCELED, "round %d: %d", i, (int)r);
+	}
+	unsigned threads = 0;
+	cr_assert_eq(watches_on_threads(rt, &threads), 0);
+	test_runtime_destroy(rt);
+}
+
+Test(watch_thread, destroying_the_runtime_gets_the_futex_threads_out)
+{
+	enum { N = 8 };
+	struct afe_runtime *rt = futex_thread_runtime(2);
+	static _Atomic uint32_t words[N];
+	static _Atomic bool started[N];
+	struct afe_join_handle handles[N];
+	for (unsigned i = 0; i < N; i++) {
+		struct watch_once w = {.word = &words[i], .value = 0, .started = &started[i]};
+		afe_future_init(&w.base, watch_once_poll);
+		cr_assert_eq(afe_spawn(rt, &w, &handles[i]), 0);
+	}
+	for (unsigned i = 0; i < N; i++)
+		while (!atomic_load(&started[i]))
+			sched_yield();
+	usleep(20 * 1000);
+	unsigned threads = 0;
+	cr_assert_eq(watches_on_threads(rt, &threads), N);
+	cr_assert_eq(threads, N, "one thread per sleeping watch");
+	cr_assert_eq(afe_runtime_destroy(rt), 0, "the sleeps ended, and their tasks with them");
+	for (unsigned i = 0; i < N; i++)
+		afe_join_handle_drop(&handles[i]);
+}
+
 /* ---- ping-pong: a task and a thread, each waking the other ----------------- */
 
 #define ROUNDS 200000u
@@ -348,9 +477,8 @@ static int churn_poll(struct afe_future *f, struct afe_context *cx)
 }
 
 /* Returns how many pongs skipped the wake syscall. */
-static uint64_t ping_pong(unsigned workers, unsigned spin_us, bool with_churn, bool flagged)
+static uint64_t ping_pong_on(struct afe_runtime *rt, bool with_churn, bool flagged)
 {
-	struct afe_runtime *rt = runtime_spinning(workers, spin_us);
 	static struct pong_words pw;
 	atomic_store(&pw.ping, 0);
 	atomic_store(&pw.pong, 0);
@@ -381,6 +509,11 @@ static uint64_t ping_pong(unsigned workers, unsigned spin_us, bool with_churn, b
 	return atomic_load(&pw.skipped);
 }
 
+static uint64_t ping_pong(unsigned workers, unsigned spin_us, bool with_churn, bool flagged)
+{
+	return ping_pong_on(runtime_spinning(workers, spin_us), with_churn, flagged);
+}
+
 Test(watch_stress, ping_pong_with_a_thread_on_one_parking_worker, .timeout = 120)
 {
 	ping_pong(1, 0, false, false);
@@ -408,4 +541,11 @@ Test(watch_stress, flagged_ping_pong_on_a_spinning_worker, .timeout = 120)
 Test(watch_stress, flagged_ping_pong_while_another_task_keeps_workers_busy, .timeout = 120)
 {
 	ping_pong(2, 0, true, true);
+}
+
+/* Every pong through a futex thread: a wake lost between the thread and
+ * the task hangs the pinger. */
+Test(watch_stress, flagged_ping_pong_through_futex_threads, .timeout = 120)
+{
+	ping_pong_on(futex_thread_runtime(2), true, true);
 }
