@@ -45,7 +45,8 @@ enum afe_backend {
 				 refused (EPERM: seccomp, sysctl), absent
 				 (ENOSYS, or an opcode missing) or short of
 				 memory (ENOMEM, also with a small ring),
-				 said in one line on stderr */
+				 or under valgrind (which does not model
+				 io_uring), said in one line on stderr */
 	AFE_BACKEND_URING,    /* io_uring */
 	AFE_BACKEND_EPOLL,    /* epoll, non-blocking calls and the ring thread
 				 (see afe/io.h for what differs) */
