@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds and runs every test four ways: gcc and clang builds with warnings as
 # errors, a ThreadSanitizer build and an AddressSanitizer+UBSan build; then
-# the gcc and ThreadSanitizer suites again on the epoll backend.
+# the gcc and ThreadSanitizer suites again on the epoll backend and on the
+# paths of a 5.15 kernel.
 # Installs what it needs first. Build trees: build/, build-clang/,
 # build-tsan/, build-asan/.
 set -eu
@@ -22,9 +23,12 @@ run_suite build-clang -DCMAKE_C_COMPILER=clang
 run_suite build-tsan -DAFE_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug
 run_suite build-asan -DAFE_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug
 # The whole suite again on the epoll backend (README, "The epoll backend"),
-# in the gcc and ThreadSanitizer builds.
+# and on the paths of a 5.15 kernel (README, "Kernels"), in the gcc and
+# ThreadSanitizer builds.
 for dir in build build-tsan; do
 	echo "=== $dir: AFE_BACKEND=epoll"
 	(cd "$dir" && AFE_BACKEND=epoll ctest --output-on-failure)
+	echo "=== $dir: AFE_URING_FEATURES=5.15"
+	(cd "$dir" && AFE_URING_FEATURES=5.15 ctest --output-on-failure)
 done
 echo "=== all test suites passed"
