@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The read-write lock: a writer flag, a reader count and one FIFO of read
- * and write futures behind a spinlock. A linked waiter's value says which
- * it is (WANTS_READ, WANTS_WRITE) until it is completed.
+ * and write futures behind a spinlock. A waiter's value says which hold
+ * it wants (WANTS_READ, WANTS_WRITE) while linked, and which it was handed
+ * once completed (what a cancelled future gives back).
  * Invariant, restored before every unlock by grant_locked: the first live
  * waiter cannot be let in now (or there is none). A newcomer takes the
  * lock only when nobody waits, so it never overtakes; readers behind a
@@ -13,6 +14,11 @@
 #include "waitq.h"
 
 enum { WANTS_READ = 1, WANTS_WRITE = 2 };
+
+static intptr_t hold_of(bool write)
+{
+	return write ? WANTS_WRITE : WANTS_READ;
+}
 
 static bool can_take(const struct afe_rwlock *rw, bool write)
 {
@@ -61,7 +67,7 @@ static void grant_locked(struct afe_rwlock *rw, struct afe_wake_batch *batch)
 		}
 		take(rw, write);
 		struct afe_waker wake;
-		afe_waiter_complete(&rw->waiters, w, 0, &wake);
+		afe_waiter_complete(&rw->waiters, w, hold_of(write), &wake);
 		afe_wake_batch_add(batch, wake);
 	}
 }
@@ -143,74 +149,80 @@ int afe_rwlock_write_unlock(struct afe_rwlock *rw)
 	return unlock(rw, true);
 }
 
-/* The poll of both futures; write says which hold it wants. */
-static int acquire_poll(struct afe_future *f, struct afe_context *cx, struct afe_rwlock *rw,
-			struct afe_waiter *wait, bool write)
+static unsigned try_or_link(struct afe_rwlock *rw, struct afe_waiter *w,
+			    const struct afe_context *cx, struct afe_race *race,
+			    intptr_t *value, struct afe_wake_batch *batch, bool write)
 {
-	if (!rw) {
-		f->result = -EINVAL;
-		return AFE_READY;
+	grant_locked(rw, batch); /* only lost races can leave work */
+	if (!afe_waitq_empty(&rw->waiters) || !can_take(rw, write)) {
+		afe_waiter_link(&rw->waiters, w, cx, race);
+		w->value = hold_of(write);
+		return AFE_WAIT_LINKED;
 	}
-	intptr_t value;
-	unsigned settled = afe_waiter_settle(wait, &value);
-	bool granted = settled == AFE_WAIT_DONE;
-	if (granted && !cx->cancel) {
-		f->result = 0;
-		return AFE_READY;
-	}
-	if (!granted && settled != AFE_WAIT_LINKED && cx->cancel) {
-		f->result = -ECANCELED; /* not waiting: the lock is not touched */
-		return AFE_READY;
-	}
-	struct afe_waker stale = {0};
-	struct afe_wake_batch batch = {0};
-	int ready = AFE_READY;
-	afe_spin_lock(&rw->lock);
-	if (!granted) {
-		unsigned state = afe_waiter_poll_locked(&rw->waiters, wait, cx, &stale);
-		granted = state == AFE_WAIT_DONE;
-		if (state == AFE_WAIT_LINKED) {
-			ready = AFE_PENDING;
-		} else if (state == AFE_WAIT_IDLE && !cx->cancel) {
-			struct afe_race *race = afe_race_of(cx, f);
-			grant_locked(rw, &batch); /* only lost races can leave work */
-			if (!afe_waitq_empty(&rw->waiters) || !can_take(rw, write)) {
-				afe_waiter_link(&rw->waiters, wait, cx, race);
-				wait->value = write ? WANTS_WRITE : WANTS_READ;
-				ready = AFE_PENDING;
-			} else if (afe_race_claim(race, race ? race->index : 0)) {
-				take(rw, write);
-				granted = true;
-			} else {
-				ready = AFE_PENDING; /* another branch of our select won */
-			}
-		}
-	}
-	if (ready == AFE_READY)
-		f->result = granted ? 0 : -ECANCELED;
-	if (granted && cx->cancel) {
-		/* Handed the lock, but cancelled before we could report it. */
-		f->result = -ECANCELED;
-		give_back(rw, write);
-	}
-	/* A waiter that left (cancelled, or gave back) may let others in. */
-	grant_locked(rw, &batch);
-	afe_spin_unlock(&rw->lock);
-	afe_wake_batch_run(&batch);
-	afe_waker_drop(&stale);
-	return ready;
+	if (!afe_race_claim(race, race ? race->index : 0))
+		return AFE_WAIT_IDLE;
+	take(rw, write);
+	*value = hold_of(write);
+	return AFE_WAIT_DONE;
 }
+
+static unsigned read_try_or_link(void *arg, struct afe_waiter *w, const struct afe_context *cx,
+				 struct afe_race *race, intptr_t *value,
+				 struct afe_wake_batch *batch)
+{
+	return try_or_link(arg, w, cx, race, value, batch, false);
+}
+
+static unsigned write_try_or_link(void *arg, struct afe_waiter *w, const struct afe_context *cx,
+				  struct afe_race *race, intptr_t *value,
+				  struct afe_wake_batch *batch)
+{
+	return try_or_link(arg, w, cx, race, value, batch, true);
+}
+
+/* Handed the lock, but cancelled before we could report it. */
+static void hold_give_back(void *arg, intptr_t value, struct afe_wake_batch *batch)
+{
+	(void)batch;
+	give_back(arg, value == WANTS_WRITE);
+}
+
+/* A waiter that left (cancelled, or gave back) may let others in. */
+static void hold_serve(void *arg, struct afe_wake_batch *batch)
+{
+	grant_locked(arg, batch);
+}
+
+static const struct afe_wait_ops read_ops = {
+	.try_or_link = read_try_or_link,
+	.give_back = hold_give_back,
+	.serve = hold_serve,
+};
+
+static const struct afe_wait_ops write_ops = {
+	.try_or_link = write_try_or_link,
+	.give_back = hold_give_back,
+	.serve = hold_serve,
+};
 
 static int read_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_rwlock_read *r = afe_container_of(f, struct afe_rwlock_read, base);
-	return acquire_poll(f, cx, r->rw, &r->wait, false);
+	if (!r->rw) {
+		f->result = -EINVAL;
+		return AFE_READY;
+	}
+	return afe_wait_poll(f, cx, &r->wait, &r->rw->lock, &r->rw->waiters, &read_ops, r->rw);
 }
 
 static int write_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_rwlock_write *w = afe_container_of(f, struct afe_rwlock_write, base);
-	return acquire_poll(f, cx, w->rw, &w->wait, true);
+	if (!w->rw) {
+		f->result = -EINVAL;
+		return AFE_READY;
+	}
+	return afe_wait_poll(f, cx, &w->wait, &w->rw->lock, &w->rw->waiters, &write_ops, w->rw);
 }
 
 void afe_rwlock_read_init(struct afe_rwlock_read *r, struct afe_rwlock *rw)
