@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Waiter lists shared by the channel, mutex, semaphore, notify and cancel
- * token: intrusive FIFOs of struct afe_waiter, each guarded by its
- * primitive's spinlock.
+ * Waiter lists shared by the channel, mutex, semaphore, notify, rwlock,
+ * barrier, broadcast and watch channel: intrusive FIFOs of struct
+ * afe_waiter, each guarded by its primitive's spinlock; and the poll their
+ * waiting futures share (afe_wait_poll; the barrier's and the cancel
+ * token's waits differ, see theirs).
  *
  * A waiter's life:
  *   IDLE ---(its own poll registers it, under the lock)---> LINKED
