@@ -149,80 +149,73 @@ int afe_rwlock_write_unlock(struct afe_rwlock *rw)
 	return unlock(rw, true);
 }
 
-static unsigned try_or_link(struct afe_rwlock *rw, struct afe_waiter *w,
-			    const struct afe_context *cx, struct afe_race *race,
-			    intptr_t *value, struct afe_wake_batch *batch, bool write)
+/* A poll of either future: afe_wait_poll's arg. */
+struct wish {
+	struct afe_rwlock *rw;
+	bool write;
+};
+
+static unsigned wish_try_or_link(void *arg, struct afe_waiter *w, const struct afe_context *cx,
+				 struct afe_race *race, intptr_t *value,
+				 struct afe_wake_batch *batch)
 {
-	grant_locked(rw, batch); /* only lost races can leave work */
-	if (!afe_waitq_empty(&rw->waiters) || !can_take(rw, write)) {
-		afe_waiter_link(&rw->waiters, w, cx, race);
-		w->value = hold_of(write);
+	struct wish *h = arg;
+	grant_locked(h->rw, batch); /* only lost races can leave work */
+	if (!afe_waitq_empty(&h->rw->waiters) || !can_take(h->rw, h->write)) {
+		afe_waiter_link(&h->rw->waiters, w, cx, race);
+		w->value = hold_of(h->write);
 		return AFE_WAIT_LINKED;
 	}
 	if (!afe_race_claim(race, race ? race->index : 0))
 		return AFE_WAIT_IDLE;
-	take(rw, write);
-	*value = hold_of(write);
+	take(h->rw, h->write);
+	*value = hold_of(h->write);
 	return AFE_WAIT_DONE;
 }
 
-static unsigned read_try_or_link(void *arg, struct afe_waiter *w, const struct afe_context *cx,
-				 struct afe_race *race, intptr_t *value,
-				 struct afe_wake_batch *batch)
-{
-	return try_or_link(arg, w, cx, race, value, batch, false);
-}
-
-static unsigned write_try_or_link(void *arg, struct afe_waiter *w, const struct afe_context *cx,
-				  struct afe_race *race, intptr_t *value,
-				  struct afe_wake_batch *batch)
-{
-	return try_or_link(arg, w, cx, race, value, batch, true);
-}
-
 /* Handed the lock, but cancelled before we could report it. */
-static void hold_give_back(void *arg, intptr_t value, struct afe_wake_batch *batch)
+static void wish_give_back(void *arg, intptr_t value, struct afe_wake_batch *batch)
 {
+	struct wish *h = arg;
 	(void)batch;
-	give_back(arg, value == WANTS_WRITE);
+	give_back(h->rw, value == WANTS_WRITE);
 }
 
 /* A waiter that left (cancelled, or gave back) may let others in. */
-static void hold_serve(void *arg, struct afe_wake_batch *batch)
+static void wish_serve(void *arg, struct afe_wake_batch *batch)
 {
-	grant_locked(arg, batch);
+	struct wish *h = arg;
+	grant_locked(h->rw, batch);
 }
 
-static const struct afe_wait_ops read_ops = {
-	.try_or_link = read_try_or_link,
-	.give_back = hold_give_back,
-	.serve = hold_serve,
+static const struct afe_wait_ops wish_ops = {
+	.try_or_link = wish_try_or_link,
+	.give_back = wish_give_back,
+	.serve = wish_serve,
 };
 
-static const struct afe_wait_ops write_ops = {
-	.try_or_link = write_try_or_link,
-	.give_back = hold_give_back,
-	.serve = hold_serve,
-};
+/* The poll of both futures; write says which hold it wants. */
+static int acquire_poll(struct afe_future *f, struct afe_context *cx, struct afe_rwlock *rw,
+			struct afe_waiter *wait, bool write)
+{
+	if (!rw) {
+		f->result = -EINVAL;
+		return AFE_READY;
+	}
+	struct wish h = {.rw = rw, .write = write};
+	return afe_wait_poll(f, cx, wait, &rw->lock, &rw->waiters, &wish_ops, &h);
+}
 
 static int read_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_rwlock_read *r = afe_container_of(f, struct afe_rwlock_read, base);
-	if (!r->rw) {
-		f->result = -EINVAL;
-		return AFE_READY;
-	}
-	return afe_wait_poll(f, cx, &r->wait, &r->rw->lock, &r->rw->waiters, &read_ops, r->rw);
+	return acquire_poll(f, cx, r->rw, &r->wait, false);
 }
 
 static int write_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_rwlock_write *w = afe_container_of(f, struct afe_rwlock_write, base);
-	if (!w->rw) {
-		f->result = -EINVAL;
-		return AFE_READY;
-	}
-	return afe_wait_poll(f, cx, &w->wait, &w->rw->lock, &w->rw->waiters, &write_ops, w->rw);
+	return acquire_poll(f, cx, w->rw, &w->wait, true);
 }
 
 void afe_rwlock_read_init(struct afe_rwlock_read *r, struct afe_rwlock *rw)
