@@ -15,35 +15,25 @@ static size_t wanted(struct afe_waiter *w)
 	return afe_container_of(w, struct afe_sem_acquire, wait)->n;
 }
 
-/* Grants free permits to the waiters in order, collecting their wakers
- * (flushing a full batch with the spinlock briefly released, only when
- * another waiter is to be granted: never after the last one's wake). */
+static bool can_grant(void *arg, struct afe_waiter *w)
+{
+	struct afe_semaphore *s = arg;
+	return wanted(w) <= s->permits;
+}
+
+/* The completion's value is the permits granted. */
+static intptr_t grant(void *arg, struct afe_waiter *w)
+{
+	struct afe_semaphore *s = arg;
+	size_t n = wanted(w);
+	s->permits -= n;
+	return (intptr_t)n;
+}
+
+/* Grants free permits to the waiters in order. */
 static void grant_locked(struct afe_semaphore *s, struct afe_wake_batch *batch)
 {
-	struct afe_waiter *w;
-	while ((w = s->waiters.head)) {
-		if (!afe_waiter_alive(w)) {
-			afe_waiter_detach(&s->waiters, w);
-			continue;
-		}
-		size_t n = wanted(w);
-		if (n > s->permits)
-			return;
-		if (afe_wake_batch_full(batch)) {
-			afe_spin_unlock(&s->lock);
-			afe_wake_batch_run(batch);
-			afe_spin_lock(&s->lock);
-			continue;
-		}
-		if (!afe_race_claim(w->race, w->race_index)) {
-			afe_waiter_detach(&s->waiters, w);
-			continue;
-		}
-		s->permits -= n;
-		struct afe_waker wake;
-		afe_waiter_complete(&s->waiters, w, (intptr_t)n, &wake); /* the permits */
-		afe_wake_batch_add(batch, wake);
-	}
+	afe_waitq_grant_in_order(&s->waiters, &s->lock, batch, can_grant, grant, s);
 }
 
 static void grant_and_unlock(struct afe_semaphore *s)

@@ -323,6 +323,44 @@ static inline void afe_waker_wake_if_set(struct afe_waker *w)
 }
 
 /*
+ * Under *lock, the lock of q's primitive: lets in the waiters at the head
+ * of q in order while the first live one can go (can_go), each getting
+ * what take(arg, w) takes for it, which returns the completion's value.
+ * Waiters that lost their race are detached on the way. Wakers go to
+ * batch; a full batch is woken with the lock briefly released only when
+ * one more waiter is to be let in: never after the last one's wake.
+ */
+static inline void afe_waitq_grant_in_order(struct afe_waitq *q, atomic_flag *lock,
+					    struct afe_wake_batch *batch,
+					    bool (*can_go)(void *arg, struct afe_waiter *w),
+					    intptr_t (*take)(void *arg, struct afe_waiter *w),
+					    void *arg)
+{
+	struct afe_waiter *w;
+	while ((w = q->head)) {
+		if (!afe_waiter_alive(w)) {
+			afe_waiter_detach(q, w);
+			continue;
+		}
+		if (!can_go(arg, w))
+			return;
+		if (afe_wake_batch_full(batch)) {
+			afe_spin_unlock(lock);
+			afe_wake_batch_run(batch);
+			afe_spin_lock(lock);
+			continue;
+		}
+		if (!afe_race_claim(w->race, w->race_index)) {
+			afe_waiter_detach(q, w);
+			continue;
+		}
+		struct afe_waker wake;
+		afe_waiter_complete(q, w, take(arg, w), &wake);
+		afe_wake_batch_add(batch, wake);
+	}
+}
+
+/*
  * What a primitive does in afe_wait_poll, the poll its waiting futures
  * share. Every function gets the arg given to afe_wait_poll; those called
  * under the lock collect the wakers of waiters they complete in batch, to
