@@ -41,35 +41,22 @@ static void give_back(struct afe_rwlock *rw, bool write)
 		rw->readers--;
 }
 
-/* Lets in the waiters at the head that can go now, in order, collecting
- * their wakers (a full batch is woken with the spinlock briefly released,
- * only when one more waiter is to be let in). */
+static bool can_let_in(void *arg, struct afe_waiter *w)
+{
+	return can_take(arg, w->value == WANTS_WRITE);
+}
+
+/* The completion's value is the hold taken (what the waiter wanted). */
+static intptr_t let_in(void *arg, struct afe_waiter *w)
+{
+	take(arg, w->value == WANTS_WRITE);
+	return w->value;
+}
+
+/* Lets in the waiters at the head that can go now, in order. */
 static void grant_locked(struct afe_rwlock *rw, struct afe_wake_batch *batch)
 {
-	struct afe_waiter *w;
-	while ((w = rw->waiters.head)) {
-		if (!afe_waiter_alive(w)) {
-			afe_waiter_detach(&rw->waiters, w);
-			continue;
-		}
-		bool write = w->value == WANTS_WRITE;
-		if (!can_take(rw, write))
-			return;
-		if (afe_wake_batch_full(batch)) {
-			afe_spin_unlock(&rw->lock);
-			afe_wake_batch_run(batch);
-			afe_spin_lock(&rw->lock);
-			continue;
-		}
-		if (!afe_race_claim(w->race, w->race_index)) {
-			afe_waiter_detach(&rw->waiters, w);
-			continue;
-		}
-		take(rw, write);
-		struct afe_waker wake;
-		afe_waiter_complete(&rw->waiters, w, hold_of(write), &wake);
-		afe_wake_batch_add(batch, wake);
-	}
+	afe_waitq_grant_in_order(&rw->waiters, &rw->lock, batch, can_let_in, let_in, rw);
 }
 
 static void grant_and_unlock(struct afe_rwlock *rw)
