@@ -377,7 +377,9 @@ struct afe_wait_ops {
 	 * the race only once it can happen. Returns
 	 *   AFE_WAIT_DONE:   done; the completion's value in *value
 	 *   AFE_WAIT_LINKED: w must wait, and is linked (afe_waiter_link)
-	 *   AFE_WAIT_IDLE:   another branch of the select won; nothing done */
+	 *   AFE_WAIT_IDLE:   another branch of the select won; nothing done
+	 * It and serve may release the lock for a while (to wake a full
+	 * batch, to allocate) but hold it again when they return. */
 	unsigned (*try_or_link)(void *arg, struct afe_waiter *w, const struct afe_context *cx,
 				struct afe_race *race, intptr_t *value,
 				struct afe_wake_batch *batch);
@@ -391,7 +393,7 @@ struct afe_wait_ops {
 	 * (chan_ring.h), for an idle waiter that is no select's branch.
 	 * True when done, the result in *value; false: try under the lock. */
 	bool (*try_unlocked)(void *arg, intptr_t *value);
-	bool reports_value;
+	bool reports_value; /* the value is the result, even when cancelled */
 };
 
 /* What a completion with value reports. */
