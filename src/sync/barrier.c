@@ -137,6 +137,10 @@ static int arrive_and_unlock(struct afe_barrier *b, struct afe_barrier_wait *bw,
 	return 0;
 }
 
+/* Not afe_wait_poll (waitq.h): a wait is counted, not granted. A waiter
+ * that leaves must uncount itself, which only a poll that unlinked it
+ * knows; the last to arrive releases everyone and reports 1; and it may
+ * have to give back its select's claim and wait after all. */
 static int wait_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_barrier_wait *bw = afe_container_of(f, struct afe_barrier_wait, base);

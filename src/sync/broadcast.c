@@ -16,8 +16,6 @@
 #include "../../pool/spinlock.h"
 #include "waitq.h"
 
-enum { SERVED = 0, CLOSED = 1 };
-
 static struct afe_bcast_recv *recv_of(struct afe_waiter *w)
 {
 	return afe_container_of(w, struct afe_bcast_recv, wait);
@@ -87,19 +85,19 @@ static uint64_t take_locked(struct afe_bcast *b, struct afe_bcast_rx *rx, void *
 
 /* Under the lock: serves the linked waiter at the head, which is due (it
  * has an item, or the channel is closed): an item if it has one and wins
- * its race (detached if it lost), else CLOSED. */
+ * its race (detached if it lost), else -EPIPE. */
 static void serve_head_locked(struct afe_bcast *b, struct afe_wake_batch *batch)
 {
 	struct afe_waiter *w = b->waiters.head;
 	struct afe_bcast_recv *r = recv_of(w);
-	intptr_t outcome = CLOSED;
+	intptr_t outcome = -EPIPE;
 	if (has_item(b, r->rx)) {
 		if (!afe_race_claim(w->race, w->race_index)) {
 			afe_waiter_detach(&b->waiters, w);
 			return;
 		}
 		r->missed = take_locked(b, r->rx, r->out);
-		outcome = SERVED;
+		outcome = 0;
 	}
 	struct afe_waker wake;
 	afe_waiter_complete(&b->waiters, w, outcome, &wake);
@@ -173,6 +171,34 @@ int afe_bcast_try_recv(struct afe_bcast_rx *rx, void *out, uint64_t *missed)
 	return err;
 }
 
+static unsigned recv_try_or_link(void *arg, struct afe_waiter *w, const struct afe_context *cx,
+				 struct afe_race *race, intptr_t *value,
+				 struct afe_wake_batch *batch)
+{
+	struct afe_bcast_recv *r = arg;
+	struct afe_bcast *b = r->rx->chan;
+	(void)batch;
+	if (has_item(b, r->rx)) {
+		if (!afe_race_claim(race, race ? race->index : 0))
+			return AFE_WAIT_IDLE;
+		r->missed = take_locked(b, r->rx, r->out);
+		*value = 0;
+		return AFE_WAIT_DONE;
+	}
+	if (b->closed) {
+		*value = -EPIPE;
+		return AFE_WAIT_DONE;
+	}
+	afe_waiter_link(&b->waiters, w, cx, race);
+	return AFE_WAIT_LINKED;
+}
+
+/* Served before a cancel could stop it: the poll reports what happened. */
+static const struct afe_wait_ops recv_ops = {
+	.try_or_link = recv_try_or_link,
+	.reports_value = true,
+};
+
 static int recv_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_bcast_recv *r = afe_container_of(f, struct afe_bcast_recv, base);
@@ -181,44 +207,7 @@ static int recv_poll(struct afe_future *f, struct afe_context *cx)
 		return AFE_READY;
 	}
 	struct afe_bcast *b = r->rx->chan;
-	intptr_t value;
-	unsigned settled = afe_waiter_settle(&r->wait, &value);
-	if (settled == AFE_WAIT_DONE) {
-		/* Served before a cancel could stop it: report what happened. */
-		f->result = value == SERVED ? 0 : -EPIPE;
-		return AFE_READY;
-	}
-	if (settled != AFE_WAIT_LINKED && cx->cancel) {
-		f->result = -ECANCELED; /* not waiting: the channel is not touched */
-		return AFE_READY;
-	}
-	struct afe_waker stale = {0};
-	int ready = AFE_READY;
-	afe_spin_lock(&b->lock);
-	unsigned state = afe_waiter_poll_locked(&b->waiters, &r->wait, cx, &stale);
-	struct afe_race *race = afe_race_of(cx, f);
-	if (state == AFE_WAIT_DONE) {
-		f->result = r->wait.value == SERVED ? 0 : -EPIPE;
-	} else if (state == AFE_WAIT_LINKED) {
-		ready = AFE_PENDING;
-	} else if (cx->cancel) {
-		f->result = -ECANCELED;
-	} else if (has_item(b, r->rx)) {
-		if (afe_race_claim(race, race ? race->index : 0)) {
-			r->missed = take_locked(b, r->rx, r->out);
-			f->result = 0;
-		} else {
-			ready = AFE_PENDING; /* another branch of our select won */
-		}
-	} else if (b->closed) {
-		f->result = -EPIPE;
-	} else {
-		afe_waiter_link(&b->waiters, &r->wait, cx, race);
-		ready = AFE_PENDING;
-	}
-	afe_spin_unlock(&b->lock);
-	afe_waker_drop(&stale);
-	return ready;
+	return afe_wait_poll(f, cx, &r->wait, &b->lock, &b->waiters, &recv_ops, r);
 }
 
 void afe_bcast_recv_init(struct afe_bcast_recv *r, struct afe_bcast_rx *rx, void *out)

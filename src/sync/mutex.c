@@ -9,6 +9,8 @@
 #include "../../pool/spinlock.h"
 #include "waitq.h"
 
+enum { HANDED = 1 }; /* a completion's value: the lock (see afe_wait_ops) */
+
 void afe_mutex_init(struct afe_mutex *m)
 {
 	atomic_flag_clear(&m->lock);
@@ -37,32 +39,61 @@ int afe_mutex_try_lock(struct afe_mutex *m)
 	return err;
 }
 
-/* With the spinlock held and the mutex locked: passes it to the first
- * waiter or frees it, then unlocks the spinlock and wakes that waiter. */
-static void release_and_unlock(struct afe_mutex *m)
+/* Under the spinlock, the mutex locked: passes it to the first waiter
+ * (its waker to *wake) or frees it. */
+static void hand_over_locked(struct afe_mutex *m, struct afe_waker *wake)
 {
-	struct afe_waker wake = {0};
 	struct afe_waiter *w = afe_waitq_claim_first(&m->waiters, NULL);
 	if (w)
-		afe_waiter_complete(&m->waiters, w, 0, &wake);
+		afe_waiter_complete(&m->waiters, w, HANDED, wake);
 	else
 		m->locked = false;
-	afe_spin_unlock(&m->lock);
-	afe_waker_wake_if_set(&wake);
 }
 
 int afe_mutex_unlock(struct afe_mutex *m)
 {
 	if (!m)
 		return -EINVAL;
+	struct afe_waker wake = {0};
 	afe_spin_lock(&m->lock);
-	if (!m->locked) {
-		afe_spin_unlock(&m->lock);
-		return -EPERM;
-	}
-	release_and_unlock(m);
-	return 0;
+	bool held = m->locked;
+	if (held)
+		hand_over_locked(m, &wake);
+	afe_spin_unlock(&m->lock);
+	afe_waker_wake_if_set(&wake);
+	return held ? 0 : -EPERM;
 }
+
+static unsigned lock_try_or_link(void *arg, struct afe_waiter *w, const struct afe_context *cx,
+				 struct afe_race *race, intptr_t *value,
+				 struct afe_wake_batch *batch)
+{
+	struct afe_mutex *m = arg;
+	(void)batch;
+	if (m->locked) {
+		afe_waiter_link(&m->waiters, w, cx, race);
+		return AFE_WAIT_LINKED;
+	}
+	if (!afe_race_claim(race, race ? race->index : 0))
+		return AFE_WAIT_IDLE;
+	m->locked = true;
+	*value = HANDED;
+	return AFE_WAIT_DONE;
+}
+
+/* Handed the lock, but cancelled before we could report it. */
+static void lock_give_back(void *arg, intptr_t value, struct afe_wake_batch *batch)
+{
+	struct afe_waker wake = {0};
+	(void)value;
+	hand_over_locked(arg, &wake);
+	afe_wake_batch_add(batch, wake);
+}
+
+static const struct afe_wait_ops lock_ops = {
+	.try_or_link = lock_try_or_link,
+	.give_back = lock_give_back,
+};
 
 static int lock_poll(struct afe_future *f, struct afe_context *cx)
 {
@@ -72,49 +103,7 @@ static int lock_poll(struct afe_future *f, struct afe_context *cx)
 		f->result = -EINVAL;
 		return AFE_READY;
 	}
-	intptr_t value;
-	unsigned settled = afe_waiter_settle(&l->wait, &value);
-	bool granted = settled == AFE_WAIT_DONE;
-	if (granted && !cx->cancel) {
-		f->result = 0;
-		return AFE_READY;
-	}
-	if (!granted && settled != AFE_WAIT_LINKED && cx->cancel) {
-		f->result = -ECANCELED; /* not waiting: the mutex is not touched */
-		return AFE_READY;
-	}
-	struct afe_waker stale = {0};
-	int ready = AFE_READY;
-	afe_spin_lock(&m->lock);
-	if (!granted) {
-		unsigned state = afe_waiter_poll_locked(&m->waiters, &l->wait, cx, &stale);
-		granted = state == AFE_WAIT_DONE;
-		if (state == AFE_WAIT_LINKED) {
-			ready = AFE_PENDING;
-		} else if (state == AFE_WAIT_IDLE && !cx->cancel) {
-			struct afe_race *race = afe_race_of(cx, f);
-			if (m->locked) {
-				afe_waiter_link(&m->waiters, &l->wait, cx, race);
-				ready = AFE_PENDING;
-			} else if (afe_race_claim(race, race ? race->index : 0)) {
-				m->locked = true;
-				granted = true;
-			} else {
-				ready = AFE_PENDING; /* another branch of our select won */
-			}
-		}
-	}
-	if (ready == AFE_READY)
-		f->result = granted ? 0 : -ECANCELED;
-	if (granted && cx->cancel) {
-		/* Handed the lock, but cancelled before we could report it. */
-		f->result = -ECANCELED;
-		release_and_unlock(m);
-	} else {
-		afe_spin_unlock(&m->lock);
-	}
-	afe_waker_drop(&stale);
-	return ready;
+	return afe_wait_poll(f, cx, &l->wait, &m->lock, &m->waiters, &lock_ops, m);
 }
 
 void afe_mutex_lock_init(struct afe_mutex_lock *l, struct afe_mutex *m)

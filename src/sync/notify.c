@@ -10,7 +10,8 @@
 #include "../../pool/spinlock.h"
 #include "waitq.h"
 
-enum { NOTIFIED_ONE = 1, NOTIFIED_ALL = 2 };
+/* A completion's value: a notify_all hands over nothing (see afe_wait_ops). */
+enum { NOTIFIED_ALL = 0, NOTIFIED_ONE = 1 };
 
 void afe_notify_init(struct afe_notify *n)
 {
@@ -30,18 +31,15 @@ int afe_notify_destroy(struct afe_notify *n)
 	return err;
 }
 
-/* With the spinlock held: notifies one waiter or stores the permit;
- * unlocks. Returns 1 when a waiter was woken. */
-static int notify_one_and_unlock(struct afe_notify *n)
+/* With the spinlock held: notifies one waiter (its waker to *wake) or
+ * stores the permit. Returns 1 when a waiter was notified. */
+static int notify_one_locked(struct afe_notify *n, struct afe_waker *wake)
 {
-	struct afe_waker wake = {0};
 	struct afe_waiter *w = afe_waitq_claim_first(&n->waiters, NULL);
 	if (w)
-		afe_waiter_complete(&n->waiters, w, NOTIFIED_ONE, &wake);
+		afe_waiter_complete(&n->waiters, w, NOTIFIED_ONE, wake);
 	else
 		n->permit = true;
-	afe_spin_unlock(&n->lock);
-	afe_waker_wake_if_set(&wake);
 	return w != NULL;
 }
 
@@ -49,8 +47,12 @@ int afe_notify_one(struct afe_notify *n)
 {
 	if (!n)
 		return -EINVAL;
+	struct afe_waker wake = {0};
 	afe_spin_lock(&n->lock);
-	return notify_one_and_unlock(n);
+	int woken = notify_one_locked(n, &wake);
+	afe_spin_unlock(&n->lock);
+	afe_waker_wake_if_set(&wake);
+	return woken;
 }
 
 int afe_notify_all(struct afe_notify *n)
@@ -88,6 +90,39 @@ int afe_notify_all(struct afe_notify *n)
 	return woken;
 }
 
+static unsigned notified_try_or_link(void *arg, struct afe_waiter *w,
+				     const struct afe_context *cx, struct afe_race *race,
+				     intptr_t *value, struct afe_wake_batch *batch)
+{
+	struct afe_notify *n = arg;
+	(void)batch;
+	if (!n->permit) {
+		afe_waiter_link(&n->waiters, w, cx, race);
+		w->value = (intptr_t)n->epoch;
+		return AFE_WAIT_LINKED;
+	}
+	if (!afe_race_claim(race, race ? race->index : 0))
+		return AFE_WAIT_IDLE;
+	n->permit = false;
+	*value = NOTIFIED_ONE;
+	return AFE_WAIT_DONE;
+}
+
+/* Notified by notify_one (or the permit), but cancelled before we could
+ * report it: pass it on. */
+static void notified_give_back(void *arg, intptr_t value, struct afe_wake_batch *batch)
+{
+	struct afe_waker wake = {0};
+	(void)value;
+	notify_one_locked(arg, &wake);
+	afe_wake_batch_add(batch, wake);
+}
+
+static const struct afe_wait_ops notified_ops = {
+	.try_or_link = notified_try_or_link,
+	.give_back = notified_give_back,
+};
+
 static int notified_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_notified *nd = afe_container_of(f, struct afe_notified, base);
@@ -96,55 +131,7 @@ static int notified_poll(struct afe_future *f, struct afe_context *cx)
 		f->result = -EINVAL;
 		return AFE_READY;
 	}
-	intptr_t value = 0;
-	unsigned settled = afe_waiter_settle(&nd->wait, &value);
-	bool notified = settled == AFE_WAIT_DONE;
-	if (notified && (!cx->cancel || value != NOTIFIED_ONE)) {
-		/* Cancelled after a notify_all: nothing to pass on. */
-		f->result = cx->cancel ? -ECANCELED : 0;
-		return AFE_READY;
-	}
-	if (!notified && settled != AFE_WAIT_LINKED && cx->cancel) {
-		f->result = -ECANCELED; /* not waiting: the notify is not touched */
-		return AFE_READY;
-	}
-	struct afe_waker stale = {0};
-	int ready = AFE_READY;
-	afe_spin_lock(&n->lock);
-	if (!notified) {
-		unsigned state = afe_waiter_poll_locked(&n->waiters, &nd->wait, cx, &stale);
-		notified = state == AFE_WAIT_DONE;
-		value = nd->wait.value;
-		if (state == AFE_WAIT_LINKED) {
-			ready = AFE_PENDING;
-		} else if (state == AFE_WAIT_IDLE && !cx->cancel) {
-			struct afe_race *race = afe_race_of(cx, f);
-			if (!n->permit) {
-				afe_waiter_link(&n->waiters, &nd->wait, cx, race);
-				nd->wait.value = (intptr_t)n->epoch;
-				ready = AFE_PENDING;
-			} else if (afe_race_claim(race, race ? race->index : 0)) {
-				n->permit = false;
-				notified = true;
-				value = NOTIFIED_ONE;
-			} else {
-				ready = AFE_PENDING; /* another branch of our select won */
-			}
-		}
-	}
-	if (ready == AFE_READY)
-		f->result = notified ? 0 : -ECANCELED;
-	if (notified && cx->cancel) {
-		f->result = -ECANCELED;
-		if (value == NOTIFIED_ONE) {
-			notify_one_and_unlock(n); /* pass it on */
-			afe_waker_drop(&stale);
-			return ready;
-		}
-	}
-	afe_spin_unlock(&n->lock);
-	afe_waker_drop(&stale);
-	return ready;
+	return afe_wait_poll(f, cx, &nd->wait, &n->lock, &n->waiters, &notified_ops, n);
 }
 
 void afe_notified_init(struct afe_notified *w, struct afe_notify *n)

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The read-write lock: a writer flag, a reader count and one FIFO of read
- * and write futures behind a spinlock. A linked waiter's value says which
- * it is (WANTS_READ, WANTS_WRITE) until it is completed.
+ * and write futures behind a spinlock. A waiter's value says which hold
+ * it wants (WANTS_READ, WANTS_WRITE) while linked, and which it was handed
+ * once completed (what a cancelled future gives back).
  * Invariant, restored before every unlock by grant_locked: the first live
  * waiter cannot be let in now (or there is none). A newcomer takes the
  * lock only when nobody waits, so it never overtakes; readers behind a
@@ -13,6 +14,11 @@
 #include "waitq.h"
 
 enum { WANTS_READ = 1, WANTS_WRITE = 2 };
+
+static intptr_t hold_of(bool write)
+{
+	return write ? WANTS_WRITE : WANTS_READ;
+}
 
 static bool can_take(const struct afe_rwlock *rw, bool write)
 {
@@ -35,35 +41,22 @@ static void give_back(struct afe_rwlock *rw, bool write)
 		rw->readers--;
 }
 
-/* Lets in the waiters at the head that can go now, in order, collecting
- * their wakers (a full batch is woken with the spinlock briefly released,
- * only when one more waiter is to be let in). */
+static bool can_let_in(void *arg, struct afe_waiter *w)
+{
+	return can_take(arg, w->value == WANTS_WRITE);
+}
+
+/* The completion's value is the hold taken (what the waiter wanted). */
+static intptr_t let_in(void *arg, struct afe_waiter *w)
+{
+	take(arg, w->value == WANTS_WRITE);
+	return w->value;
+}
+
+/* Lets in the waiters at the head that can go now, in order. */
 static void grant_locked(struct afe_rwlock *rw, struct afe_wake_batch *batch)
 {
-	struct afe_waiter *w;
-	while ((w = rw->waiters.head)) {
-		if (!afe_waiter_alive(w)) {
-			afe_waiter_detach(&rw->waiters, w);
-			continue;
-		}
-		bool write = w->value == WANTS_WRITE;
-		if (!can_take(rw, write))
-			return;
-		if (afe_wake_batch_full(batch)) {
-			afe_spin_unlock(&rw->lock);
-			afe_wake_batch_run(batch);
-			afe_spin_lock(&rw->lock);
-			continue;
-		}
-		if (!afe_race_claim(w->race, w->race_index)) {
-			afe_waiter_detach(&rw->waiters, w);
-			continue;
-		}
-		take(rw, write);
-		struct afe_waker wake;
-		afe_waiter_complete(&rw->waiters, w, 0, &wake);
-		afe_wake_batch_add(batch, wake);
-	}
+	afe_waitq_grant_in_order(&rw->waiters, &rw->lock, batch, can_let_in, let_in, rw);
 }
 
 static void grant_and_unlock(struct afe_rwlock *rw)
@@ -143,6 +136,51 @@ int afe_rwlock_write_unlock(struct afe_rwlock *rw)
 	return unlock(rw, true);
 }
 
+/* A poll of either future: afe_wait_poll's arg. */
+struct wish {
+	struct afe_rwlock *rw;
+	bool write;
+};
+
+static unsigned wish_try_or_link(void *arg, struct afe_waiter *w, const struct afe_context *cx,
+				 struct afe_race *race, intptr_t *value,
+				 struct afe_wake_batch *batch)
+{
+	struct wish *h = arg;
+	grant_locked(h->rw, batch); /* only lost races can leave work */
+	if (!afe_waitq_empty(&h->rw->waiters) || !can_take(h->rw, h->write)) {
+		afe_waiter_link(&h->rw->waiters, w, cx, race);
+		w->value = hold_of(h->write);
+		return AFE_WAIT_LINKED;
+	}
+	if (!afe_race_claim(race, race ? race->index : 0))
+		return AFE_WAIT_IDLE;
+	take(h->rw, h->write);
+	*value = hold_of(h->write);
+	return AFE_WAIT_DONE;
+}
+
+/* Handed the lock, but cancelled before we could report it. */
+static void wish_give_back(void *arg, intptr_t value, struct afe_wake_batch *batch)
+{
+	struct wish *h = arg;
+	(void)batch;
+	give_back(h->rw, value == WANTS_WRITE);
+}
+
+/* A waiter that left (cancelled, or gave back) may let others in. */
+static void wish_serve(void *arg, struct afe_wake_batch *batch)
+{
+	struct wish *h = arg;
+	grant_locked(h->rw, batch);
+}
+
+static const struct afe_wait_ops wish_ops = {
+	.try_or_link = wish_try_or_link,
+	.give_back = wish_give_back,
+	.serve = wish_serve,
+};
+
 /* The poll of both futures; write says which hold it wants. */
 static int acquire_poll(struct afe_future *f, struct afe_context *cx, struct afe_rwlock *rw,
 			struct afe_waiter *wait, bool write)
@@ -151,54 +189,8 @@ static int acquire_poll(struct afe_future *f, struct afe_context *cx, struct afe
 		f->result = -EINVAL;
 		return AFE_READY;
 	}
-	intptr_t value;
-	unsigned settled = afe_waiter_settle(wait, &value);
-	bool granted = settled == AFE_WAIT_DONE;
-	if (granted && !cx->cancel) {
-		f->result = 0;
-		return AFE_READY;
-	}
-	if (!granted && settled != AFE_WAIT_LINKED && cx->cancel) {
-		f->result = -ECANCELED; /* not waiting: the lock is not touched */
-		return AFE_READY;
-	}
-	struct afe_waker stale = {0};
-	struct afe_wake_batch batch = {0};
-	int ready = AFE_READY;
-	afe_spin_lock(&rw->lock);
-	if (!granted) {
-		unsigned state = afe_waiter_poll_locked(&rw->waiters, wait, cx, &stale);
-		granted = state == AFE_WAIT_DONE;
-		if (state == AFE_WAIT_LINKED) {
-			ready = AFE_PENDING;
-		} else if (state == AFE_WAIT_IDLE && !cx->cancel) {
-			struct afe_race *race = afe_race_of(cx, f);
-			grant_locked(rw, &batch); /* only lost races can leave work */
-			if (!afe_waitq_empty(&rw->waiters) || !can_take(rw, write)) {
-				afe_waiter_link(&rw->waiters, wait, cx, race);
-				wait->value = write ? WANTS_WRITE : WANTS_READ;
-				ready = AFE_PENDING;
-			} else if (afe_race_claim(race, race ? race->index : 0)) {
-				take(rw, write);
-				granted = true;
-			} else {
-				ready = AFE_PENDING; /* another branch of our select won */
-			}
-		}
-	}
-	if (ready == AFE_READY)
-		f->result = granted ? 0 : -ECANCELED;
-	if (granted && cx->cancel) {
-		/* Handed the lock, but cancelled before we could report it. */
-		f->result = -ECANCELED;
-		give_back(rw, write);
-	}
-	/* A waiter that left (cancelled, or gave back) may let others in. */
-	grant_locked(rw, &batch);
-	afe_spin_unlock(&rw->lock);
-	afe_wake_batch_run(&batch);
-	afe_waker_drop(&stale);
-	return ready;
+	struct wish h = {.rw = rw, .write = write};
+	return afe_wait_poll(f, cx, wait, &rw->lock, &rw->waiters, &wish_ops, &h);
 }
 
 static int read_poll(struct afe_future *f, struct afe_context *cx)

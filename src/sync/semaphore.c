@@ -15,35 +15,25 @@ static size_t wanted(struct afe_waiter *w)
 	return afe_container_of(w, struct afe_sem_acquire, wait)->n;
 }
 
-/* Grants free permits to the waiters in order, collecting their wakers
- * (flushing a full batch with the spinlock briefly released, only when
- * another waiter is to be granted: never after the last one's wake). */
+static bool can_grant(void *arg, struct afe_waiter *w)
+{
+	struct afe_semaphore *s = arg;
+	return wanted(w) <= s->permits;
+}
+
+/* The completion's value is the permits granted. */
+static intptr_t grant(void *arg, struct afe_waiter *w)
+{
+	struct afe_semaphore *s = arg;
+	size_t n = wanted(w);
+	s->permits -= n;
+	return (intptr_t)n;
+}
+
+/* Grants free permits to the waiters in order. */
 static void grant_locked(struct afe_semaphore *s, struct afe_wake_batch *batch)
 {
-	struct afe_waiter *w;
-	while ((w = s->waiters.head)) {
-		if (!afe_waiter_alive(w)) {
-			afe_waiter_detach(&s->waiters, w);
-			continue;
-		}
-		size_t n = wanted(w);
-		if (n > s->permits)
-			return;
-		if (afe_wake_batch_full(batch)) {
-			afe_spin_unlock(&s->lock);
-			afe_wake_batch_run(batch);
-			afe_spin_lock(&s->lock);
-			continue;
-		}
-		if (!afe_race_claim(w->race, w->race_index)) {
-			afe_waiter_detach(&s->waiters, w);
-			continue;
-		}
-		s->permits -= n;
-		struct afe_waker wake;
-		afe_waiter_complete(&s->waiters, w, 0, &wake);
-		afe_wake_batch_add(batch, wake);
-	}
+	afe_waitq_grant_in_order(&s->waiters, &s->lock, batch, can_grant, grant, s);
 }
 
 static void grant_and_unlock(struct afe_semaphore *s)
@@ -112,6 +102,47 @@ size_t afe_sem_available(struct afe_semaphore *s)
 	return n;
 }
 
+static unsigned acquire_try_or_link(void *arg, struct afe_waiter *w,
+				    const struct afe_context *cx, struct afe_race *race,
+				    intptr_t *value, struct afe_wake_batch *batch)
+{
+	struct afe_semaphore *s = arg;
+	size_t n = wanted(w);
+	grant_locked(s, batch); /* only a lost race can leave work */
+	if (!afe_waitq_empty(&s->waiters) || s->permits < n) {
+		afe_waiter_link(&s->waiters, w, cx, race);
+		return AFE_WAIT_LINKED;
+	}
+	if (!afe_race_claim(race, race ? race->index : 0))
+		return AFE_WAIT_IDLE;
+	s->permits -= n;
+	*value = (intptr_t)n;
+	return AFE_WAIT_DONE;
+}
+
+/* Granted permits, but cancelled before we could report it. Releases
+ * meanwhile may have filled the count: it saturates (as afe_sem_release
+ * would refuse more than SIZE_MAX). */
+static void acquire_give_back(void *arg, intptr_t value, struct afe_wake_batch *batch)
+{
+	struct afe_semaphore *s = arg;
+	size_t n = (size_t)value;
+	(void)batch;
+	s->permits = n > SIZE_MAX - s->permits ? SIZE_MAX : s->permits + n;
+}
+
+/* A waiter that left (cancelled, or gave back) may let others in. */
+static void acquire_serve(void *arg, struct afe_wake_batch *batch)
+{
+	grant_locked(arg, batch);
+}
+
+static const struct afe_wait_ops acquire_ops = {
+	.try_or_link = acquire_try_or_link,
+	.give_back = acquire_give_back,
+	.serve = acquire_serve,
+};
+
 static int acquire_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_sem_acquire *a = afe_container_of(f, struct afe_sem_acquire, base);
@@ -120,55 +151,7 @@ static int acquire_poll(struct afe_future *f, struct afe_context *cx)
 		f->result = -EINVAL;
 		return AFE_READY;
 	}
-	intptr_t value;
-	unsigned settled = afe_waiter_settle(&a->wait, &value);
-	bool granted = settled == AFE_WAIT_DONE;
-	if (granted && !cx->cancel) {
-		f->result = 0;
-		return AFE_READY;
-	}
-	if (!granted && settled != AFE_WAIT_LINKED && cx->cancel) {
-		f->result = -ECANCELED; /* not waiting: the semaphore is not touched */
-		return AFE_READY;
-	}
-	struct afe_waker stale = {0};
-	struct afe_wake_batch batch = {0};
-	int ready = AFE_READY;
-	afe_spin_lock(&s->lock);
-	if (!granted) {
-		unsigned state = afe_waiter_poll_locked(&s->waiters, &a->wait, cx, &stale);
-		granted = state == AFE_WAIT_DONE;
-		if (state == AFE_WAIT_LINKED) {
-			ready = AFE_PENDING;
-		} else if (state == AFE_WAIT_IDLE && !cx->cancel) {
-			struct afe_race *race = afe_race_of(cx, f);
-			grant_locked(s, &batch); /* only a lost race can leave work */
-			if (!afe_waitq_empty(&s->waiters) || s->permits < a->n) {
-				afe_waiter_link(&s->waiters, &a->wait, cx, race);
-				ready = AFE_PENDING;
-			} else if (afe_race_claim(race, race ? race->index : 0)) {
-				s->permits -= a->n;
-				granted = true;
-			} else {
-				ready = AFE_PENDING; /* another branch of our select won */
-			}
-		}
-	}
-	if (ready == AFE_READY)
-		f->result = granted ? 0 : -ECANCELED;
-	if (granted && cx->cancel) {
-		/* Granted, but cancelled before we could report it: give back.
-		 * Releases meanwhile may have filled the count: it saturates
-		 * (as afe_sem_release would refuse more than SIZE_MAX). */
-		f->result = -ECANCELED;
-		s->permits = a->n > SIZE_MAX - s->permits ? SIZE_MAX : s->permits + a->n;
-	}
-	/* A waiter that left (cancelled, or gave back) may let others in. */
-	grant_locked(s, &batch);
-	afe_spin_unlock(&s->lock);
-	afe_wake_batch_run(&batch);
-	afe_waker_drop(&stale);
-	return ready;
+	return afe_wait_poll(f, cx, &a->wait, &s->lock, &s->waiters, &acquire_ops, s);
 }
 
 void afe_sem_acquire_init(struct afe_sem_acquire *a, struct afe_semaphore *s, size_t n)

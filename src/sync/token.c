@@ -227,6 +227,11 @@ bool afe_token_is_cancelled(const struct afe_token *t)
 
 /* ---- the wait future -------------------------------------------------- */
 
+/* Not afe_wait_poll (waitq.h): nothing is handed to a wait, so nothing is
+ * completed, detached or given back; the outcome is the token's own
+ * cancelled flag, read under its lock, which the wait may always take
+ * since it holds a reference; and the list it links into is shared with
+ * callbacks. */
 static int wait_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_token_wait *w = afe_container_of(f, struct afe_token_wait, base);

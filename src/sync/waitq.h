@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Waiter lists shared by the channel, mutex, semaphore, notify and cancel
- * token: intrusive FIFOs of struct afe_waiter, each guarded by its
- * primitive's spinlock.
+ * Waiter lists shared by the channel, mutex, semaphore, notify, rwlock,
+ * barrier, broadcast and watch channel: intrusive FIFOs of struct
+ * afe_waiter, each guarded by its primitive's spinlock; and the poll their
+ * waiting futures share (afe_wait_poll; the barrier's and the cancel
+ * token's waits differ, see theirs).
  *
  * A waiter's life:
  *   IDLE ---(its own poll registers it, under the lock)---> LINKED
@@ -41,9 +43,11 @@
 #ifndef AFE_SRC_WAITQ_H
 #define AFE_SRC_WAITQ_H
 
+#include <errno.h>
 #include <stdbool.h>
 
 #include "afe/waiter.h"
+#include "../../pool/spinlock.h"
 
 enum { AFE_WAIT_IDLE, AFE_WAIT_LINKED, AFE_WAIT_DONE, AFE_WAIT_DETACHED };
 
@@ -316,6 +320,156 @@ static inline void afe_waker_wake_if_set(struct afe_waker *w)
 {
 	if (afe_waker_is_set(w))
 		afe_waker_wake(w);
+}
+
+/*
+ * Under *lock, the lock of q's primitive: lets in the waiters at the head
+ * of q in order while the first live one can go (can_go), each getting
+ * what take(arg, w) takes for it, which returns the completion's value.
+ * Waiters that lost their race are detached on the way. Wakers go to
+ * batch; a full batch is woken with the lock briefly released only when
+ * one more waiter is to be let in: never after the last one's wake.
+ */
+static inline void afe_waitq_grant_in_order(struct afe_waitq *q, atomic_flag *lock,
+					    struct afe_wake_batch *batch,
+					    bool (*can_go)(void *arg, struct afe_waiter *w),
+					    intptr_t (*take)(void *arg, struct afe_waiter *w),
+					    void *arg)
+{
+	struct afe_waiter *w;
+	while ((w = q->head)) {
+		if (!afe_waiter_alive(w)) {
+			afe_waiter_detach(q, w);
+			continue;
+		}
+		if (!can_go(arg, w))
+			return;
+		if (afe_wake_batch_full(batch)) {
+			afe_spin_unlock(lock);
+			afe_wake_batch_run(batch);
+			afe_spin_lock(lock);
+			continue;
+		}
+		if (!afe_race_claim(w->race, w->race_index)) {
+			afe_waiter_detach(q, w);
+			continue;
+		}
+		struct afe_waker wake;
+		afe_waiter_complete(q, w, take(arg, w), &wake);
+		afe_wake_batch_add(batch, wake);
+	}
+}
+
+/*
+ * What a primitive does in afe_wait_poll, the poll its waiting futures
+ * share. Every function gets the arg given to afe_wait_poll; those called
+ * under the lock collect the wakers of waiters they complete in batch, to
+ * be woken after the unlock. Two kinds of completion:
+ * - a grant (mutex, semaphore, rwlock, notify): its value is what it
+ *   handed over, 0 for nothing; it reports 0, or, when the poll is
+ *   cancelled, -ECANCELED after giving back a nonzero value;
+ * - with reports_value (channels): an item moved and cannot move back;
+ *   the value is the result, reported even when the poll is cancelled.
+ */
+struct afe_wait_ops {
+	/* Under the lock, for an idle waiter w whose poll is not cancelled:
+	 * tries the operation for race (NULL: no select's branch), claiming
+	 * the race only once it can happen. Returns
+	 *   AFE_WAIT_DONE:   done; the completion's value in *value
+	 *   AFE_WAIT_LINKED: w must wait, and is linked (afe_waiter_link)
+	 *   AFE_WAIT_IDLE:   another branch of the select won; nothing done
+	 * It and serve may release the lock for a while (to wake a full
+	 * batch, to allocate) but hold it again when they return. */
+	unsigned (*try_or_link)(void *arg, struct afe_waiter *w, const struct afe_context *cx,
+				struct afe_race *race, intptr_t *value,
+				struct afe_wake_batch *batch);
+	/* Under the lock: gives back a grant's nonzero value (the lock,
+	 * permits, a notify_one) that a cancelled poll cannot report. */
+	void (*give_back)(void *arg, intptr_t value, struct afe_wake_batch *batch);
+	/* Under the lock, last (optional): lets in the waiters that this
+	 * poll made room for (it left, or gave back). */
+	void (*serve)(void *arg, struct afe_wake_batch *batch);
+	/* Without the lock (optional): the bounded channel's lock-free ring
+	 * (chan_ring.h), for an idle waiter that is no select's branch.
+	 * True when done, the result in *value; false: try under the lock. */
+	bool (*try_unlocked)(void *arg, intptr_t *value);
+	bool reports_value; /* the value is the result, even when cancelled */
+};
+
+/* What a completion with value reports. */
+static inline intptr_t afe__wait_result(const struct afe_wait_ops *ops,
+					const struct afe_context *cx, intptr_t value)
+{
+	if (ops->reports_value)
+		return value;
+	return cx->cancel ? -ECANCELED : 0;
+}
+
+/* True when a cancelled poll must give back what a completion with value
+ * handed it: then it needs the primitive alive, and its lock. */
+static inline bool afe__wait_owes(const struct afe_wait_ops *ops,
+				  const struct afe_context *cx, intptr_t value)
+{
+	return cx->cancel && !ops->reports_value && value != 0;
+}
+
+/*
+ * The poll of a future waiting with w in q, a list of the primitive
+ * guarded by lock; ops (called with arg) says what the primitive does.
+ * Settles w without the lock (afe_waiter_settle): completed, detached or
+ * idle and cancelled, it finishes without touching the primitive, unless
+ * a grant is owed back. Otherwise, under the lock: a linked waiter
+ * refreshes its waker or (cancelled) leaves; an idle one tries or links
+ * (ops->try_or_link); a cancelled grant is given back. Wakes and drops
+ * wakers only after the unlock, and then touches nothing of the
+ * primitive. Returns AFE_READY (f->result set) or AFE_PENDING.
+ */
+static inline int afe_wait_poll(struct afe_future *f, struct afe_context *cx,
+				struct afe_waiter *w, atomic_flag *lock, struct afe_waitq *q,
+				const struct afe_wait_ops *ops, void *arg)
+{
+	intptr_t value = 0;
+	unsigned state = afe_waiter_settle(w, &value);
+	if (state == AFE_WAIT_DONE && !afe__wait_owes(ops, cx, value)) {
+		f->result = afe__wait_result(ops, cx, value);
+		return AFE_READY;
+	}
+	if (state != AFE_WAIT_DONE && state != AFE_WAIT_LINKED) {
+		if (cx->cancel) {
+			f->result = -ECANCELED; /* not waiting: the primitive is not touched */
+			return AFE_READY;
+		}
+		if (ops->try_unlocked && !afe_race_of(cx, f) && ops->try_unlocked(arg, &value)) {
+			f->result = value;
+			return AFE_READY;
+		}
+	}
+	struct afe_waker stale = {0};
+	struct afe_wake_batch batch;
+	batch.n = 0; /* the wakers are written as they are added */
+	afe_spin_lock(lock);
+	if (state != AFE_WAIT_DONE) {
+		state = afe_waiter_poll_locked(q, w, cx, &stale);
+		value = w->value;
+		if (state == AFE_WAIT_IDLE && !cx->cancel)
+			state = ops->try_or_link(arg, w, cx, afe_race_of(cx, f), &value, &batch);
+	}
+	int ready = AFE_READY;
+	if (state == AFE_WAIT_DONE) {
+		f->result = afe__wait_result(ops, cx, value);
+		if (afe__wait_owes(ops, cx, value))
+			ops->give_back(arg, value, &batch);
+	} else if (state == AFE_WAIT_IDLE && cx->cancel) {
+		f->result = -ECANCELED;
+	} else {
+		ready = AFE_PENDING; /* linked, or another branch of the select won */
+	}
+	if (ops->serve)
+		ops->serve(arg, &batch);
+	afe_spin_unlock(lock);
+	afe_wake_batch_run(&batch);
+	afe_waker_drop(&stale);
+	return ready;
 }
 
 #endif /* AFE_SRC_WAITQ_H */

@@ -14,8 +14,6 @@
 #include "../../pool/spinlock.h"
 #include "waitq.h"
 
-enum { SERVED = 0, CLOSED = 1 };
-
 static struct afe_wchan_changed *changed_of(struct afe_waiter *w)
 {
 	return afe_container_of(w, struct afe_wchan_changed, wait);
@@ -62,19 +60,19 @@ static void take_locked(struct afe_wchan *w, struct afe_wchan_rx *rx, void *out)
 
 /* Under the lock: serves the linked waiter at the head, which is due (it
  * has not seen the value, or the channel is closed): the value if it has
- * not seen it and wins its race (detached if it lost), else CLOSED. */
+ * not seen it and wins its race (detached if it lost), else -EPIPE. */
 static void serve_head_locked(struct afe_wchan *w, struct afe_wake_batch *batch)
 {
 	struct afe_waiter *wt = w->waiters.head;
 	struct afe_wchan_changed *c = changed_of(wt);
-	intptr_t outcome = CLOSED;
+	intptr_t outcome = -EPIPE;
 	if (c->rx->seen != w->version) {
 		if (!afe_race_claim(wt->race, wt->race_index)) {
 			afe_waiter_detach(&w->waiters, wt);
 			return;
 		}
 		take_locked(w, c->rx, c->out);
-		outcome = SERVED;
+		outcome = 0;
 	}
 	struct afe_waker wake;
 	afe_waiter_complete(&w->waiters, wt, outcome, &wake);
@@ -185,6 +183,34 @@ int afe_wchan_has_changed(struct afe_wchan_rx *rx)
 	return r;
 }
 
+static unsigned changed_try_or_link(void *arg, struct afe_waiter *wt,
+				    const struct afe_context *cx, struct afe_race *race,
+				    intptr_t *value, struct afe_wake_batch *batch)
+{
+	struct afe_wchan_changed *c = arg;
+	struct afe_wchan *w = c->rx->chan;
+	(void)batch;
+	if (c->rx->seen != w->version) {
+		if (!afe_race_claim(race, race ? race->index : 0))
+			return AFE_WAIT_IDLE;
+		take_locked(w, c->rx, c->out);
+		*value = 0;
+		return AFE_WAIT_DONE;
+	}
+	if (w->closed) {
+		*value = -EPIPE;
+		return AFE_WAIT_DONE;
+	}
+	afe_waiter_link(&w->waiters, wt, cx, race);
+	return AFE_WAIT_LINKED;
+}
+
+/* Served before a cancel could stop it: the poll reports what happened. */
+static const struct afe_wait_ops changed_ops = {
+	.try_or_link = changed_try_or_link,
+	.reports_value = true,
+};
+
 static int changed_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_wchan_changed *c = afe_container_of(f, struct afe_wchan_changed, base);
@@ -193,44 +219,7 @@ static int changed_poll(struct afe_future *f, struct afe_context *cx)
 		return AFE_READY;
 	}
 	struct afe_wchan *w = c->rx->chan;
-	intptr_t value;
-	unsigned settled = afe_waiter_settle(&c->wait, &value);
-	if (settled == AFE_WAIT_DONE) {
-		/* Served before a cancel could stop it: report what happened. */
-		f->result = value == SERVED ? 0 : -EPIPE;
-		return AFE_READY;
-	}
-	if (settled != AFE_WAIT_LINKED && cx->cancel) {
-		f->result = -ECANCELED; /* not waiting: the channel is not touched */
-		return AFE_READY;
-	}
-	struct afe_waker stale = {0};
-	int ready = AFE_READY;
-	afe_spin_lock(&w->lock);
-	unsigned state = afe_waiter_poll_locked(&w->waiters, &c->wait, cx, &stale);
-	struct afe_race *race = afe_race_of(cx, f);
-	if (state == AFE_WAIT_DONE) {
-		f->result = c->wait.value == SERVED ? 0 : -EPIPE;
-	} else if (state == AFE_WAIT_LINKED) {
-		ready = AFE_PENDING;
-	} else if (cx->cancel) {
-		f->result = -ECANCELED;
-	} else if (c->rx->seen != w->version) {
-		if (afe_race_claim(race, race ? race->index : 0)) {
-			take_locked(w, c->rx, c->out);
-			f->result = 0;
-		} else {
-			ready = AFE_PENDING; /* another branch of our select won */
-		}
-	} else if (w->closed) {
-		f->result = -EPIPE;
-	} else {
-		afe_waiter_link(&w->waiters, &c->wait, cx, race);
-		ready = AFE_PENDING;
-	}
-	afe_spin_unlock(&w->lock);
-	afe_waker_drop(&stale);
-	return ready;
+	return afe_wait_poll(f, cx, &c->wait, &w->lock, &w->waiters, &changed_ops, c);
 }
 
 void afe_wchan_changed_init(struct afe_wchan_changed *c, struct afe_wchan_rx *rx, void *out)

@@ -359,6 +359,30 @@ static void *commit_canceller(void *arg)
 	}
 }
 
+static pthread_t canceller_start(void)
+{
+	atomic_init(&commit.go, 0);
+	atomic_init(&commit.done, 0);
+	atomic_init(&commit.delay, 0);
+	pthread_t b;
+	cr_assert_eq(pthread_create(&b, NULL, commit_canceller, NULL), 0);
+	return b;
+}
+
+/* Has the canceller cancel commit.t2 now, after a spin of delay. */
+static void canceller_go(int delay)
+{
+	atomic_store(&commit.delay, delay);
+	atomic_store(&commit.done, 0);
+	atomic_store(&commit.go, 1);
+}
+
+static void canceller_stop(pthread_t b)
+{
+	atomic_store(&commit.go, -1);
+	pthread_join(b, NULL);
+}
+
 static double seconds_now(void)
 {
 	struct timespec ts;
@@ -379,11 +403,7 @@ Test(select, a_send_branch_never_commits_to_a_send_that_did_not_happen, .timeout
 	counting_waker_init(&cw);
 	struct afe_context cx = counting_context(&cw, false);
 	struct afe_context cancel = counting_context(&cw, true);
-	atomic_init(&commit.go, 0);
-	atomic_init(&commit.done, 0);
-	atomic_init(&commit.delay, 0);
-	pthread_t b;
-	cr_assert_eq(pthread_create(&b, NULL, commit_canceller, NULL), 0);
+	pthread_t b = canceller_start();
 	double end = seconds_now() + budget_s;
 	long iters = 0, pending = 0, delivered = 0;
 	for (; iters < max_iters && (iters % 1024 || seconds_now() < end); iters++) {
@@ -409,9 +429,7 @@ Test(select, a_send_branch_never_commits_to_a_send_that_did_not_happen, .timeout
 		struct afe_select s1;
 		afe_select_init(&s1, b1, 2);
 
-		atomic_store(&commit.delay, (int)(iters % 64));
-		atomic_store(&commit.done, 0);
-		atomic_store(&commit.go, 1);
+		canceller_go((int)(iters % 64));
 		int p1 = POLL(&s1, &cx);
 		while (!atomic_load(&commit.done))
 			;
@@ -438,12 +456,69 @@ Test(select, a_send_branch_never_commits_to_a_send_that_did_not_happen, .timeout
 		afe_token_release(t1);
 		afe_token_release(commit.t2);
 	}
-	atomic_store(&commit.go, -1);
-	pthread_join(b, NULL);
+	canceller_stop(b);
 	cr_assert_eq(atomic_load(&cw.refs), 0);
 	if (getenv("AFE_TEST_VERBOSE"))
 		fprintf(stderr, "%ld iterations: %ld pending, %ld delivered\n", iters, pending,
 			delivered);
+}
+
+/*
+ * Two threads: S = select{token t2, receive on a bounded channel holding
+ * an item} while t2 fires on the other thread. The receive, a select's
+ * branch, takes the item only by claiming S's race (never on the ring's
+ * lock-free path), so when t2 wins the item stays in the channel.
+ */
+Test(select, a_bounded_receive_branch_takes_no_item_when_another_branch_won, .timeout = 120)
+{
+#ifdef SANITIZED
+	const long max_iters = 100000;
+	const double budget_s = 3;
+#else
+	const long max_iters = 500000; /* a branch on the lock-free path failed within 10000 */
+	const double budget_s = 3;
+#endif
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	pthread_t b = canceller_start();
+	double end = seconds_now() + budget_s;
+	long iters = 0, token_won = 0;
+	for (; iters < max_iters && (iters % 1024 || seconds_now() < end); iters++) {
+		struct afe_chan ch;
+		cr_assert_eq(afe_chan_init(&ch, sizeof(int), 1), 0);
+		cr_assert_eq(afe_token_new(&commit.t2), 0);
+		int in = 42, out = 0;
+		cr_assert_eq(afe_chan_try_send(&ch, &in), 0);
+		struct afe_token_wait tw;
+		struct afe_chan_recv r;
+		afe_token_wait_init(&tw, commit.t2);
+		afe_chan_recv_init(&r, &ch, &out);
+		struct afe_future *branches[] = {&tw.base, &r.base};
+		struct afe_select s;
+		afe_select_init(&s, branches, 2);
+
+		canceller_go((int)(iters % 64));
+		while (POLL(&s, &cx) != AFE_READY)
+			;
+		while (!atomic_load(&commit.done))
+			;
+		if (s.base.result == 0) {
+			token_won++;
+			cr_assert_eq(afe_chan_len(&ch), 1,
+				     "iteration %ld: the token won, yet the item is gone", iters);
+		} else {
+			cr_assert_eq(s.base.result, 1);
+			cr_assert_eq(out, 42);
+			cr_assert_eq(afe_chan_len(&ch), 0);
+		}
+		cr_assert_eq(afe_chan_destroy(&ch), 0);
+		afe_token_release(commit.t2);
+	}
+	canceller_stop(b);
+	cr_assert_eq(atomic_load(&cw.refs), 0);
+	if (getenv("AFE_TEST_VERBOSE"))
+		fprintf(stderr, "%ld iterations: the token won %ld\n", iters, token_won);
 }
 
 /* In a task: a receive on a channel nobody sends on, raced against a sleep

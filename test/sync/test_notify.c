@@ -104,7 +104,7 @@ Test(notify, overlapping_notify_all_calls_wake_every_waiter)
 	cr_assert_eq(afe_notify_destroy(&o.n), 0);
 }
 
-Test(notify, a_cancelled_notification_is_passed_on)
+Test(notify, a_cancelled_notification_is_passed_on, .timeout = 15)
 {
 	struct counting_waker a, b;
 	counting_waker_init(&a);
@@ -132,6 +132,26 @@ Test(notify, a_cancelled_notification_is_passed_on)
 	cr_assert_eq(wa.base.result, -ECANCELED);
 	cr_assert_eq(afe_notify_one(&n), 0, "nobody waits any more");
 	cr_assert_eq(atomic_load(&a.refs), 0);
+
+	/* One woken by notify_all has nothing to pass on: cancelled, it wakes
+	 * nobody and does not lock the notify (held meanwhile, standing for
+	 * freed memory: a lock would hang until the timeout). */
+	afe_notified_init(&wa, &n);
+	afe_notified_init(&wb, &n);
+	cr_assert_eq(POLL(&wa, &ca), AFE_READY, "takes the permit stored above");
+	afe_notified_init(&wa, &n);
+	cr_assert_eq(POLL(&wa, &ca), AFE_PENDING);
+	cr_assert_eq(afe_notify_all(&n), 1);
+	cr_assert_eq(POLL(&wb, &cb), AFE_PENDING, "notify_all left no permit");
+	cr_assert_not(atomic_flag_test_and_set(&n.lock), "the lock was free");
+	cr_assert_eq(POLL(&wa, &cancel_a), AFE_READY);
+	cr_assert_eq(wa.base.result, -ECANCELED);
+	atomic_flag_clear(&n.lock);
+	cr_assert_eq(atomic_load(&b.wakes), 1, "nothing was passed on to b");
+	struct afe_context cancel_b = counting_context(&b, true);
+	cr_assert_eq(POLL(&wb, &cancel_b), AFE_READY);
+	cr_assert_eq(atomic_load(&a.refs), 0);
+	cr_assert_eq(atomic_load(&b.refs), 0);
 	cr_assert_eq(afe_notify_destroy(&n), 0);
 }
 

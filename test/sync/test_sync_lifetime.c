@@ -134,6 +134,85 @@ Test(lifetime, detached_branches_do_not_touch_destroyed_locks_permits_notifies_t
 	afe_token_release(winner);
 }
 
+/* ---- completed waits --------------------------------------------------------- */
+
+/* A wait completed by another party finishes without locking the
+ * primitive again: the call that completed it may have been its last use
+ * (the mutex and the rwlock, now held by the waits, stand in with their
+ * locks held; the others are destroyed first). */
+Test(lifetime, completed_waits_do_not_touch_destroyed_primitives, .timeout = 15)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct afe_mutex m;
+	struct afe_semaphore sem;
+	struct afe_rwlock rw;
+	struct afe_notify n;
+	struct afe_chan ch;
+	struct afe_bcast b;
+	struct afe_wchan wc;
+	struct afe_bcast_rx brx;
+	struct afe_wchan_rx wrx;
+	afe_mutex_init(&m);
+	afe_sem_init(&sem, 0);
+	afe_rwlock_init(&rw);
+	afe_notify_init(&n);
+	cr_assert_eq(afe_chan_init(&ch, sizeof(int), 0), 0);
+	cr_assert_eq(afe_bcast_init(&b, sizeof(int), 2), 0);
+	cr_assert_eq(afe_wchan_init(&wc, sizeof(int), NULL), 0);
+	cr_assert_eq(afe_bcast_subscribe(&b, &brx), 0);
+	cr_assert_eq(afe_wchan_subscribe(&wc, &wrx), 0);
+	cr_assert_eq(afe_mutex_try_lock(&m), 0);
+	cr_assert_eq(afe_rwlock_try_write(&rw), 0);
+	int chan_out = 0, bcast_out = 0, wchan_out = 0, v = 5;
+	struct afe_mutex_lock l;
+	struct afe_sem_acquire a;
+	struct afe_rwlock_read rd;
+	struct afe_notified nd;
+	struct afe_chan_recv r;
+	struct afe_bcast_recv br;
+	struct afe_wchan_changed wch;
+	afe_mutex_lock_init(&l, &m);
+	afe_sem_acquire_init(&a, &sem, 1);
+	afe_rwlock_read_init(&rd, &rw);
+	afe_notified_init(&nd, &n);
+	afe_chan_recv_init(&r, &ch, &chan_out);
+	afe_bcast_recv_init(&br, &brx, &bcast_out);
+	afe_wchan_changed_init(&wch, &wrx, &wchan_out);
+	struct afe_future *waits[] = {&l.base, &a.base, &rd.base, &nd.base,
+				      &r.base, &br.base, &wch.base};
+	for (size_t i = 0; i < 7; i++)
+		cr_assert_eq(afe_future_poll(waits[i], &cx), AFE_PENDING, "wait %zu", i);
+	cr_assert_eq(afe_mutex_unlock(&m), 0);
+	cr_assert_eq(afe_sem_release(&sem, 1), 0);
+	cr_assert_eq(afe_rwlock_write_unlock(&rw), 0);
+	cr_assert_eq(afe_notify_one(&n), 1);
+	cr_assert_eq(afe_chan_try_send(&ch, &v), 0);
+	cr_assert_eq(afe_bcast_send(&b, &v), 0);
+	cr_assert_eq(afe_wchan_send(&wc, &v), 0);
+	cr_assert_eq(afe_sem_destroy(&sem), 0);
+	cr_assert_eq(afe_notify_destroy(&n), 0);
+	cr_assert_eq(afe_chan_destroy(&ch), 0);
+	cr_assert_eq(afe_bcast_destroy(&b), 0);
+	cr_assert_eq(afe_wchan_destroy(&wc), 0);
+	hold_forever(&m.lock);
+	hold_forever(&sem.lock);
+	hold_forever(&rw.lock);
+	hold_forever(&n.lock);
+	hold_forever(&ch.lock);
+	hold_forever(&b.lock);
+	hold_forever(&wc.lock);
+	for (size_t i = 0; i < 7; i++) {
+		cr_assert_eq(afe_future_poll(waits[i], &cx), AFE_READY, "wait %zu", i);
+		cr_assert_eq(waits[i]->result, 0, "wait %zu", i);
+	}
+	cr_assert_eq(chan_out, 5);
+	cr_assert_eq(bcast_out, 5);
+	cr_assert_eq(wchan_out, 5);
+	cr_assert_eq(atomic_load(&cw.refs), 0);
+}
+
 /* ---- the last task woken frees the primitive ---------------------------- */
 
 /* Exactly one full wake batch (AFE_WAKE_BATCH in src/sync/waitq.h). */
