@@ -3,8 +3,8 @@
  * Waiter lists shared by the channel, mutex, semaphore, notify, rwlock,
  * barrier, broadcast and watch channel: intrusive FIFOs of struct
  * afe_waiter, each guarded by its primitive's spinlock; and the poll their
- * waiting futures share (afe_wait_poll; the barrier's and the cancel
- * token's waits differ, see theirs).
+ * waiting futures share (afe_wait_poll; the channel's, the barrier's
+ * and the cancel token's waits differ, see theirs).
  *
  * A waiter's life:
  *   IDLE ---(its own poll registers it, under the lock)---> LINKED
@@ -368,7 +368,7 @@ static inline void afe_waitq_grant_in_order(struct afe_waitq *q, atomic_flag *lo
  * - a grant (mutex, semaphore, rwlock, notify): its value is what it
  *   handed over, 0 for nothing; it reports 0, or, when the poll is
  *   cancelled, -ECANCELED after giving back a nonzero value;
- * - with reports_value (channels): an item moved and cannot move back;
+ * - with reports_value (broadcast, watch channel): an item moved and cannot move back;
  *   the value is the result, reported even when the poll is cancelled.
  */
 struct afe_wait_ops {
@@ -389,10 +389,6 @@ struct afe_wait_ops {
 	/* Under the lock, last (optional): lets in the waiters that this
 	 * poll made room for (it left, or gave back). */
 	void (*serve)(void *arg, struct afe_wake_batch *batch);
-	/* Without the lock (optional): the bounded channel's lock-free ring
-	 * (chan_ring.h), for an idle waiter that is no select's branch.
-	 * True when done, the result in *value; false: try under the lock. */
-	bool (*try_unlocked)(void *arg, intptr_t *value);
 	bool reports_value; /* the value is the result, even when cancelled */
 };
 
@@ -434,15 +430,9 @@ static inline int afe_wait_poll(struct afe_future *f, struct afe_context *cx,
 		f->result = afe__wait_result(ops, cx, value);
 		return AFE_READY;
 	}
-	if (state != AFE_WAIT_DONE && state != AFE_WAIT_LINKED) {
-		if (cx->cancel) {
-			f->result = -ECANCELED; /* not waiting: the primitive is not touched */
-			return AFE_READY;
-		}
-		if (ops->try_unlocked && !afe_race_of(cx, f) && ops->try_unlocked(arg, &value)) {
-			f->result = value;
-			return AFE_READY;
-		}
+	if (state != AFE_WAIT_DONE && state != AFE_WAIT_LINKED && cx->cancel) {
+		f->result = -ECANCELED; /* not waiting: the primitive is not touched */
+		return AFE_READY;
 	}
 	struct afe_waker stale = {0};
 	struct afe_wake_batch batch;
