@@ -1,0 +1,59 @@
+#!/bin/sh
+# echo_sweep.sh: the echo workload at 1, 4, 16, 64 and 512 connections
+# (issue "Speed"), one JSON line per point and server: AFE, Tokio
+# (bench/tokio), libuv (bench/baseline/echo_uv) and a bare liburing loop
+# (bench/baseline/uring_echo), interleaved point by point so that each
+# point's figures come from the same minutes. Each line is echo_client's,
+# with the server's CPU time per message (server_cpu_us_per_msg).
+#
+#   sh bench/echo_sweep.sh                  # every point, every server
+#   CONNS="1 64" ROUNDS=3 sh bench/echo_sweep.sh
+#
+# Environment: CONNS (the points), N (round trips per point, default
+# 200000; 20000 at one connection, where a round trip is tens of µs),
+# ROUNDS (default 1), SIZE (default 64), BUILD (a Release build tree,
+# default build-rel: configured and built here when missing), PORT (the
+# first of four ports, default 7100). A server whose program is missing
+# is left out with a line on stderr (libuv needs libuv1-dev; Tokio needs
+# sh bench/tokio/build.sh). Run it on a quiet machine: see bench/README.md.
+set -eu
+cd "$(dirname "$0")/.."
+conns_list=${CONNS:-"1 4 16 64 512"}
+rounds=${ROUNDS:-1}
+size=${SIZE:-64}
+build=${BUILD:-build-rel}
+port=${PORT:-7100}
+
+if [ ! -x "$build/bench/afe_bench" ] || [ ! -x "$build/bench/echo_client" ]; then
+	cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAFE_BUILD_TESTS=OFF >/dev/null
+	cmake --build "$build" -j "$(nproc)" >/dev/null
+fi
+tokio=bench/tokio/target/release/tokio_bench
+libuv=$build/bench/baseline/echo_uv
+bare=$build/bench/baseline/uring_echo
+for prog in "$tokio" "$libuv" "$bare"; do
+	[ -x "$prog" ] || echo "echo_sweep: $prog missing, left out" >&2
+done
+
+# point IMPL THREADS PORT CONNS N COMMAND...: one server, one JSON line.
+point() {
+	impl=$1 threads=$2 p=$3 c=$4 n=$5
+	shift 5
+	[ -x "$1" ] || return 0
+	SERVER_THREADS=$threads ECHO_CLIENT=$build/bench/echo_client \
+		ECHO_FLAGS="--conns=$c --n=$n --size=$size --warmup=$((n / 10))" \
+		sh bench/run_echo.sh "$p" "$impl" "$@" --port="$p"
+}
+
+r=0
+while [ "$r" -lt "$rounds" ]; do
+	for c in $conns_list; do
+		n=${N:-200000}
+		[ "$c" -eq 1 ] && [ -z "${N:-}" ] && n=20000
+		point afe 2 "$port" "$c" "$n" "$build/bench/afe_bench" echo
+		point tokio 2 $((port + 1)) "$c" "$n" "$tokio" echo
+		point libuv 1 $((port + 2)) "$c" "$n" "$libuv"
+		point uring-bare 1 $((port + 3)) "$c" "$n" "$bare"
+	done
+	r=$((r + 1))
+done
