@@ -1,17 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * TCP helpers over the ring: a listening socket, sending a whole buffer,
- * and a server loop that runs each accepted connection as its own task.
+ * TCP helpers over the ring: a listening socket, a connect by name or
+ * address, sending a whole buffer, and a server loop that runs each
+ * accepted connection as its own task.
  */
 #ifndef AFE_NET_H
 #define AFE_NET_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
+#include "blocking.h"
 #include "common.h"
 #include "future.h"
 #include "io.h"
+
+struct addrinfo;
 
 /*
  * Opens a TCP socket listening on host:port (an IPv4 or IPv6 literal;
@@ -24,6 +29,36 @@ AFE_EXPORT int afe_tcp_listen(const char *host, uint16_t port, int backlog);
 
 /* The local port of a bound socket, or a negative errno. */
 AFE_EXPORT int afe_tcp_local_port(int fd);
+
+/*
+ * Connects to host:port over TCP. An IPv4 or IPv6 literal (NULL:
+ * 127.0.0.1) is used as it is; any other name is resolved with
+ * getaddrinfo(3) on the runtime's blocking pool, and the addresses it
+ * gives are tried in its order (so "localhost" tries ::1, then 127.0.0.1)
+ * until one connects, each connect through the ring. Await c->base: the
+ * connected socket's fd (close-on-exec, TCP_NODELAY set), which the caller
+ * then owns and closes; or -errno: the last address's connect error
+ * (-ECONNREFUSED, -ENETUNREACH, ...), -ENOENT for a name that does not
+ * resolve, -EAGAIN for a resolver that failed for now (no DNS server
+ * answered), -EINVAL for a name longer than 255 bytes or port 0,
+ * -ECANCELED when cancelled (no fd is left open). A cancel during the
+ * name's resolution waits for getaddrinfo to return (it cannot be
+ * interrupted; the resolver's own timeouts bound it); wrap the future in
+ * afe_timeout to bound the whole connect.
+ */
+struct afe_tcp_connect {
+	struct afe_future base;
+	char host[256];
+	uint16_t port;
+	int fd;		/* the socket being connected, or -1 */
+	int last_error; /* of the addresses tried so far */
+	struct sockaddr_storage literal; /* host's address when it is a literal */
+	socklen_t literal_len;
+	struct addrinfo *addrs, *next; /* the resolved names */
+	struct afe_blocking resolve;
+	struct afe_io io;
+};
+AFE_EXPORT void afe_tcp_connect_init(struct afe_tcp_connect *c, const char *host, uint16_t port);
 
 /* Sends all len bytes of buf on fd, in as many sends as it takes. Result:
  * len, or the first error (-EPIPE, -ECONNRESET, ...). Sends use
