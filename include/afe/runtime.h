@@ -226,17 +226,7 @@ AFE_EXPORT int afe__main_init_failed(int status);
  * a signal arriving from then on, even before the runtime started, fires
  * it once the runtime runs.
  */
-#define AFE_MAIN(type, init_fn)                                                      \
-	int main(int argc, char **argv)                                              \
-	{                                                                            \
-		static type afe__root;                                               \
-		afe__main_prepare();                                                 \
-		int afe__status = (init_fn)(&afe__root, argc, argv);                 \
-		if (afe__status != 0)                                                \
-			return afe__main_init_failed(afe__status);                   \
-		return afe_main_run(&afe__root, sizeof(afe__root), &afe__root.base, \
-				    NULL);                                           \
-	}
+#define AFE_MAIN(type, init_fn) afe__main(type, init_fn, afe__main_keep_defaults)
 
 /*
  * AFE_MAIN_CONFIG(struct app, app_init, app_config): AFE_MAIN with a
@@ -245,7 +235,10 @@ AFE_EXPORT int afe__main_init_failed(int status);
  * exit_mode, grace_ms and the rest, perhaps from what app_init parsed.
  * app_config returns nothing.
  */
-#define AFE_MAIN_CONFIG(type, init_fn, config_fn)                                    \
+#define AFE_MAIN_CONFIG(type, init_fn, config_fn) afe__main(type, init_fn, config_fn)
+
+/* The main() both define; AFE_MAIN's is AFE_MAIN_CONFIG's with the defaults. */
+#define afe__main(type, init_fn, config_fn)                                          \
 	int main(int argc, char **argv)                                              \
 	{                                                                            \
 		static type afe__root;                                               \
@@ -259,5 +252,12 @@ AFE_EXPORT int afe__main_init_failed(int status);
 		return afe_main_run(&afe__root, sizeof(afe__root), &afe__root.base, \
 				    &afe__config);                                   \
 	}
+
+/* AFE_MAIN's app_config: changes nothing. */
+static inline void afe__main_keep_defaults(struct afe_runtime_config *config, const void *root)
+{
+	(void)config;
+	(void)root;
+}
 
 #endif /* AFE_RUNTIME_H */

@@ -2,6 +2,7 @@
 /* Fibers: stacks, switches and the overflow report. See fiber.h. */
 #define _GNU_SOURCE
 #include "fiber.h"
+#include "../../pool/fault_pass_on.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -120,22 +121,6 @@ static _Thread_local bool has_alt_stack;
 static pthread_key_t alt_stack_key;
 static struct sigaction previous_segv;
 
-static void pass_on(int sig, siginfo_t *info, void *context)
-{
-	if (previous_segv.sa_flags & SA_SIGINFO) {
-		previous_segv.sa_sigaction(sig, info, context);
-		return;
-	}
-	if (previous_segv.sa_handler != SIG_DFL && previous_segv.sa_handler != SIG_IGN) {
-		previous_segv.sa_handler(sig);
-		return;
-	}
-	/* The default action: the access runs again and kills us. */
-	signal(sig, SIG_DFL);
-	if (info->si_code <= 0)
-		raise(sig);
-}
-
 /* Formats n in decimal into buf (async-signal-safe); returns its length. */
 static size_t decimal(char *buf, size_t n)
 {
@@ -163,7 +148,7 @@ static void on_segv(int sig, siginfo_t *info, void *context)
 		signal(sig, SIG_DFL); /* the access faults again, and kills us */
 		return;
 	}
-	pass_on(sig, info, context);
+	afe_fault_pass_on(&previous_segv, sig, info, context);
 }
 
 static void alt_stack_free(void *stack)

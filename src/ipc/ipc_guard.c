@@ -2,6 +2,7 @@
 /* The SIGBUS guard of shared mappings: see ipc_guard.h. */
 #define _GNU_SOURCE
 #include "ipc_guard.h"
+#include "../../pool/fault_pass_on.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -36,27 +37,6 @@ static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER; /* adds, removes 
 static bool installed;
 static struct sigaction previous; /* written once, before any slot is used */
 static long page_size;            /* likewise */
-
-/* A fault we do not own: handled as it would have been without us. */
-static void pass_on(int sig, siginfo_t *info, void *context)
-{
-	if (previous.sa_flags & SA_SIGINFO) {
-		previous.sa_sigaction(sig, info, context);
-		return;
-	}
-	if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
-		previous.sa_handler(sig);
-		return;
-	}
-	/* The default action: the faulting access runs again and kills us
-	 * as SIGBUS always did; a SIGBUS sent by kill() is sent again. */
-	struct sigaction dfl;
-	memset(&dfl, 0, sizeof(dfl));
-	dfl.sa_handler = SIG_DFL;
-	sigaction(sig, &dfl, NULL);
-	if (info->si_code <= 0)
-		raise(sig);
-}
 
 /* The fault at `at` in g's mapping: an access past the object's end (it
  * was shrunk), or to a page the filesystem cannot supply (a size-limited
@@ -101,7 +81,7 @@ static void on_sigbus(int sig, siginfo_t *info, void *context)
 			}
 		}
 	}
-	pass_on(sig, info, context);
+	afe_fault_pass_on(&previous, sig, info, context);
 }
 
 static int install(void)

@@ -2,6 +2,7 @@
 /* Stackful coroutines: spawn, await, cancel, stacks, and bad input. */
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -344,6 +345,68 @@ Test(coro, a_stack_overflow_is_reported_and_kills)
 	cr_assert(WIFSIGNALED(status), "status %#x, said: %s", status, said);
 	cr_assert_not_null(strstr(said, "afe: coroutine stack overflow, 32768-byte stack"),
 			   "said: %s", said);
+}
+
+/* Runs a coroutine (which installs the overflow report's SIGSEGV handler),
+ * then writes to a page it may not: a fault on no coroutine's stack. */
+static void fault_after_a_coroutine(void)
+{
+	struct afe_runtime *rt;
+	if (afe_runtime_create(&rt, NULL) < 0)
+		_exit(2);
+	struct afe_coro c;
+	afe_coro_init(&c, returns_zero, NULL, NULL);
+	intptr_t r;
+	if (afe_block_on(rt, &c, &r) < 0 || afe_runtime_destroy(rt) != 0)
+		_exit(2);
+	volatile char *page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED)
+		_exit(2);
+	page[0] = 1;
+}
+
+enum { PASSED_ON = 42 };
+
+static void exit_passed_on(int sig, siginfo_t *info, void *context)
+{
+	(void)sig;
+	(void)info;
+	(void)context;
+	_exit(PASSED_ON);
+}
+
+static void fault_with_a_handler_before(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = exit_passed_on;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, NULL) < 0)
+		_exit(2);
+	fault_after_a_coroutine();
+}
+
+Test(coro, a_fault_off_every_coroutine_stack_goes_to_the_handler_before)
+{
+	char said[4096];
+	int status = test_child_stderr(fault_with_a_handler_before, said, sizeof(said));
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == PASSED_ON, "status %#x, said: %s",
+		  status, said);
+}
+
+Test(coro, a_fault_off_every_coroutine_stack_still_kills)
+{
+	char said[4096];
+	int status = test_child_stderr(fault_after_a_coroutine, said, sizeof(said));
+	cr_assert_null(strstr(said, "stack overflow"), "said: %s", said);
+	/* A sanitizer's handler before ours reports and exits; else the
+	 * default action kills. */
+	if (WIFSIGNALED(status))
+		cr_assert_eq(WTERMSIG(status), SIGSEGV);
+	else
+		cr_assert(WEXITSTATUS(status) != 3 && strstr(said, "SEGV"), "status %#x, said: %s",
+			  status, said);
 }
 
 /* ---- shared stacks --------------------------------------------------------- */
