@@ -287,9 +287,8 @@ static int watch_poll(struct afe_future *f, struct afe_context *cx)
 			int started = start_thread_sleep_locked(&w->rt->watches, w, cx);
 			pthread_mutex_unlock(&w->rt->watches.lock);
 			return started == 1 ? AFE_PENDING : watch_done(w, started);
-		} else {
-			afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
 		}
+		afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
 	}
 	if (f->resume == PHASE_LISTED && watch_listed_poll(w, cx) == AFE_PENDING)
 		return AFE_PENDING;
