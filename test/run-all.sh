@@ -24,11 +24,13 @@ run_suite build-tsan -DAFE_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug
 run_suite build-asan -DAFE_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug
 # The whole suite again on the epoll backend (README, "The epoll backend"),
 # and on the paths of a 5.15 kernel (README, "Kernels"), in the gcc and
-# ThreadSanitizer builds.
+# ThreadSanitizer builds. The *_epoll, *_5.15 and *_5.19 entries, which
+# run a few tests in those modes within the plain passes, are left out:
+# there they would repeat what the pass runs anyway.
 for dir in build build-tsan; do
-	echo "=== $dir: AFE_BACKEND=epoll"
-	(cd "$dir" && AFE_BACKEND=epoll ctest --output-on-failure)
-	echo "=== $dir: AFE_URING_FEATURES=5.15"
-	(cd "$dir" && AFE_URING_FEATURES=5.15 ctest --output-on-failure)
+	for mode in AFE_BACKEND=epoll AFE_URING_FEATURES=5.15; do
+		echo "=== $dir: $mode"
+		(cd "$dir" && env "$mode" ctest --output-on-failure -E '_(epoll|5[.]15|5[.]19)$')
+	done
 done
 echo "=== all test suites passed"
