@@ -149,6 +149,9 @@ AFE_EXPORT ssize_t afe_co_send(int fd, const void *buf, size_t len, int flags);
 AFE_EXPORT int afe_co_send_all(int fd, const void *buf, size_t len);
 AFE_EXPORT int afe_co_accept(int fd, struct sockaddr *addr, unsigned *addrlen, int flags);
 AFE_EXPORT int afe_co_connect(int fd, const struct sockaddr *addr, unsigned addrlen);
+/* Connects to host:port by literal or name (afe_tcp_connect): the
+ * connected fd, or -errno (-ENOMEM when its future cannot be had). */
+AFE_EXPORT int afe_co_tcp_connect(const char *host, uint16_t port);
 AFE_EXPORT int afe_co_close(int fd);
 
 /* Sync primitives, awaited (see their headers): 0 or -errno. */

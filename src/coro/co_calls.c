@@ -3,7 +3,9 @@
  * coroutine's slot (see coro_internal.h) and awaits it. */
 #include <afe/coro.h>
 #include <afe/ipc.h>
+#include <afe/net.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "coro_internal.h"
@@ -83,6 +85,21 @@ int afe_co_connect(int fd, const struct sockaddr *addr, unsigned addrlen)
 	SLOT_OR_RETURN(s, addr, addrlen); /* the kernel may read it late */
 	afe_io_connect_init(&s->io, fd, addr, addrlen);
 	return (int)afe_co_await(&s->io.base);
+}
+
+int afe_co_tcp_connect(const char *host, uint16_t port)
+{
+	if (!afe__co_slot())
+		return -EPERM;
+	/* On the heap, not in the slot: it is several times the slot's size,
+	 * which every coroutine pays for, and a connect can afford a malloc. */
+	struct afe_tcp_connect *c = malloc(sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	afe_tcp_connect_init(c, host, port); /* copies host */
+	int fd = (int)afe_co_await(&c->base);
+	free(c);
+	return fd;
 }
 
 int afe_co_close(int fd)

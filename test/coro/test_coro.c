@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "afe/net.h"
 #include "helpers.h"
 
 /* ---- running and awaiting ------------------------------------------------ */
@@ -77,6 +78,39 @@ static intptr_t echo_once(void *arg)
 	if (n <= 0)
 		return n;
 	return afe_co_send_all(fd, buf, (size_t)n) == 0 ? n : -1;
+}
+
+/* Connects to 127.0.0.1:port (arg), sends "hi": the connected fd, or
+ * -errno. */
+static intptr_t connect_and_greet(void *arg)
+{
+	int fd = afe_co_tcp_connect("127.0.0.1", (uint16_t)(intptr_t)arg);
+	if (fd < 0)
+		return fd;
+	return afe_co_send_all(fd, "hi", 2) == 0 ? fd : -EIO;
+}
+
+Test(coro, a_coroutine_connects_by_address)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int listen_fd = afe_tcp_listen("127.0.0.1", 0, 0);
+	int port = afe_tcp_local_port(listen_fd);
+	struct afe_coro c;
+	afe_coro_init(&c, connect_and_greet, (void *)(intptr_t)port, NULL);
+	intptr_t fd = test_block_on(rt, &c);
+	cr_assert_geq(fd, 0, "connect: %d", (int)fd);
+	int peer = accept(listen_fd, NULL, NULL);
+	char got[2];
+	cr_assert_eq(read(peer, got, 2), 2);
+	cr_assert_eq(memcmp(got, "hi", 2), 0);
+	close(peer);
+	close((int)fd);
+	close(listen_fd);
+	/* Nobody listens now: refused. Outside a coroutine: -EPERM. */
+	afe_coro_init(&c, connect_and_greet, (void *)(intptr_t)port, NULL);
+	cr_assert_eq(test_block_on(rt, &c), -ECONNREFUSED);
+	cr_assert_eq(afe_co_tcp_connect("127.0.0.1", (uint16_t)port), -EPERM);
+	test_runtime_destroy(rt);
 }
 
 Test(coro, a_coroutine_serves_a_socket)
