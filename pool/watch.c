@@ -34,23 +34,35 @@ struct wake_batch {
 	unsigned n;
 };
 
-static void link_watch(struct afe_watches *ws, struct afe_watch *w)
+/* The two lists of watches (the listed ones, those on futex threads),
+ * with the lock held. */
+static void push_front(struct afe_watch **head, struct afe_watch *w)
 {
 	w->prev = NULL;
-	w->next = ws->head;
-	if (ws->head)
-		ws->head->prev = w;
-	ws->head = w;
+	w->next = *head;
+	if (*head)
+		(*head)->prev = w;
+	*head = w;
 }
 
-static void unlink_watch(struct afe_watches *ws, struct afe_watch *w)
+static void take_out(struct afe_watch **head, struct afe_watch *w)
 {
 	if (w->prev)
 		w->prev->next = w->next;
 	else
-		ws->head = w->next;
+		*head = w->next;
 	if (w->next)
 		w->next->prev = w->prev;
+}
+
+static void link_watch(struct afe_watches *ws, struct afe_watch *w)
+{
+	push_front(&ws->head, w);
+}
+
+static void unlink_watch(struct afe_watches *ws, struct afe_watch *w)
+{
+	take_out(&ws->head, w);
 	if (w->state == STATE_PENDING)
 		atomic_fetch_sub_explicit(&ws->pending, 1, memory_order_relaxed);
 }
@@ -178,11 +190,7 @@ static int start_thread_sleep_locked(struct afe_watches *ws, struct afe_watch *w
 	afe__blocking_init_on(&w->thread_sleep, &ws->threads, sleep_on_word, w);
 	if (afe_future_poll(&w->thread_sleep.base, cx) == AFE_READY)
 		return (int)w->thread_sleep.base.result;
-	w->prev = NULL;
-	w->next = ws->on_threads;
-	if (ws->on_threads)
-		ws->on_threads->prev = w;
-	ws->on_threads = w;
+	push_front(&ws->on_threads, w);
 	return 1;
 }
 
@@ -190,12 +198,7 @@ static int start_thread_sleep_locked(struct afe_watches *ws, struct afe_watch *w
 static void end_thread_sleep(struct afe_watches *ws, struct afe_watch *w)
 {
 	pthread_mutex_lock(&ws->lock);
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		ws->on_threads = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
+	take_out(&ws->on_threads, w);
 	pthread_mutex_unlock(&ws->lock);
 }
 

@@ -6,10 +6,24 @@
 
 #include <afe.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* The entries of directory path but . and .. (the fds of /proc/self/fd,
+ * the threads of /proc/self/task). */
+static inline int test_dir_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	cr_assert_not_null(d, "%s", path);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
 
 static inline struct afe_runtime *test_runtime(unsigned workers)
 {

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Blocking calls (afe_ipc_call_wait) from threads outside any runtime,
  * against the example consumer in a child process. */
-#include <dirent.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +16,7 @@ static uint64_t ms_since(uint64_t start_ns)
 /* The threads of this process. */
 static int thread_count(void)
 {
-	DIR *d = opendir("/proc/self/task");
-	cr_assert_not_null(d);
-	int n = 0;
-	for (struct dirent *e; (e = readdir(d));)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
+	return test_dir_entries("/proc/self/task");
 }
 
 /* The thread count once it came down to want (2 s at most): a thread that
