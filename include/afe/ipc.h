@@ -148,7 +148,9 @@ AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *
  * no room for this producer's rings: 1 MiB each; it is reserved at
  * connect), -EMFILE (this process maps 256 objects already), -ENOMEM,
  * the errno of shm_open/mmap/
- * pidfd_open, or that of afe_runtime_create for a runtime of its own.
+ * pidfd_open (but for ENOSYS and EPERM, which mean pidfds are missing: the
+ * consumer's pid is then looked at every 250 ms, and its death seen within
+ * that), or that of afe_runtime_create for a runtime of its own.
  * A consumer that another process shrinks the object under ends this
  * producer's calls with -EPIPE (see afe_ipc_consumer_serve).
  */
