@@ -279,7 +279,10 @@ AFE_EXPORT void afe_ipc_consumer_config_default(struct afe_ipc_consumer_config *
  * Serves name to producers of this process, and (unless
  * config->in_process_only) to other processes through its shared-memory
  * object (mode 0600). A dead consumer's object under the same name is
- * replaced, so a restarted consumer serves again. Returns 0, or -EINVAL,
+ * replaced, so a restarted consumer serves again. A producer of another
+ * process that dies is dropped (counted in peers_gone): seen through a
+ * pidfd at once, or where pidfds are missing (pidfd_open refused with
+ * ENOSYS or EPERM) by a look at its pid every 250 ms. Returns 0, or -EINVAL,
  * -EADDRINUSE (a live consumer, or one of this process, serves name),
  * -ENOSPC (/dev/shm is full: the object's header, a few pages, is
  * reserved here; each producer reserves its own rings when it connects),

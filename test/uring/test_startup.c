@@ -715,3 +715,64 @@ Test(nopidfd, a_producer_sees_its_consumer_killed)
 	run_child(&c, producer_sees_the_consumer_die_without_pidfds, NULL);
 	expect_exit_0(&c);
 }
+
+/* A consumer of this process, and a producer in a child (forked before any
+ * runtime, it makes its own) that connects, says so, and is then killed
+ * and left a zombie: the consumer must drop it (peers_gone). Exits 0 when
+ * it did within 5 s. */
+static int consumer_sees_a_producer_die_without_pidfds(void *arg)
+{
+	(void)arg;
+	if (deny_pidfds(ENOSYS))
+		return NO_SECCOMP;
+	char name[64];
+	snprintf(name, sizeof(name), "afe-nopidfd-peer-%d", getpid());
+	int go[2], connected[2];
+	if (pipe(go) || pipe(connected))
+		return 2;
+	pid_t producer = fork();
+	if (producer == 0) {
+		char c;
+		if (read(go[0], &c, 1) != 1)
+			_exit(1);
+		struct afe_ipc_producer *p;
+		int err = afe_ipc_producer_connect(&p, NULL, name, NULL);
+		c = (char)-err;
+		if (write(connected[1], &c, 1) != 1)
+			_exit(1);
+		pause(); /* until killed */
+		_exit(1);
+	}
+	struct afe_runtime *rt;
+	if (afe_runtime_create(&rt, NULL) != 0)
+		return 3;
+	struct afe_ipc_consumer *c;
+	int err = afe_ipc_consumer_serve(&c, rt, name, NULL);
+	char said = 1;
+	if (err == 0 && (write(go[1], &said, 1) != 1 || read(connected[0], &said, 1) != 1))
+		said = 1;
+	if (err || said) {
+		fprintf(stderr, "serve: %s, connect: %s\n", strerror(-err), strerror(said));
+		kill(producer, SIGKILL);
+		waitpid(producer, NULL, 0);
+		return 4;
+	}
+	kill(producer, SIGKILL);
+	struct afe_ipc_stats st = {0};
+	for (int i = 0; i < 500 && st.peers_gone == 0; i++) {
+		usleep(10 * 1000);
+		afe_ipc_consumer_stats(c, &st);
+	}
+	waitpid(producer, NULL, 0);
+	afe_ipc_consumer_close(c);
+	if (afe_runtime_destroy(rt) != 0)
+		return 5;
+	return st.peers_gone == 1 ? 0 : 6;
+}
+
+Test(nopidfd, a_consumer_sees_its_producer_killed)
+{
+	struct child c;
+	run_child(&c, consumer_sees_a_producer_die_without_pidfds, NULL);
+	expect_exit_0(&c);
+}
