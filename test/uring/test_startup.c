@@ -15,6 +15,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -598,13 +599,27 @@ Test(nopidfd, the_child_process_example_reads_and_reaps_its_child)
 	}
 }
 
+/* Sends signal 0 to the child until that fails, all along its kill, wait
+ * and reaping: the last answer must be -ESRCH (reaped), never another
+ * error, nor a signal to a process that took its pid. */
+static void *probe_child(void *arg)
+{
+	struct afe_process *p = arg;
+	intptr_t err;
+	while ((err = afe_process_kill(p, 0)) == 0)
+		;
+	return (void *)err;
+}
+
 /* Spawns `sleep 10`: a wait cut short by a timeout leaves it running (and
- * waitable), a kill ends it, a wait reaps it, a later kill finds it gone.
- * Exits 0 when all did. */
+ * waitable), a kill ends it, a wait reaps it, a later kill finds it gone;
+ * a thread probes it all along. With only pidfd_send_signal refused (arg
+ * true), the kills go by pid beside a pidfd. Exits 0 when all did. */
 static int kills_a_sleep_without_pidfds(void *arg)
 {
-	(void)arg;
-	if (deny_pidfds(ENOSYS))
+	bool only_send_signal = *(const bool *)arg;
+	const struct deny send_signal = {SYS_pidfd_send_signal, ENOSYS};
+	if (only_send_signal ? deny_syscalls(&send_signal, 1, false) != 0 : deny_pidfds(ENOSYS) != 0)
 		return NO_SECCOMP;
 	struct afe_runtime *rt;
 	if (afe_runtime_create(&rt, NULL) != 0)
@@ -623,6 +638,11 @@ static int kills_a_sleep_without_pidfds(void *arg)
 	intptr_t result = 0;
 	if (afe_block_on(rt, &limited, &result) != 0 || result != -ETIMEDOUT)
 		return 4;
+	if ((p.pidfd >= 0) != only_send_signal)
+		return 10;
+	pthread_t prober;
+	if (pthread_create(&prober, NULL, probe_child, &p) != 0)
+		return 11;
 	if ((err = afe_process_kill(&p, SIGKILL)) != 0) {
 		fprintf(stderr, "kill: %s\n", strerror(-err));
 		return 5;
@@ -630,6 +650,11 @@ static int kills_a_sleep_without_pidfds(void *arg)
 	afe_process_wait_init(&w, &p);
 	if (afe_block_on(rt, &w, &result) != 0 || result != 128 + SIGKILL || !p.status.signaled)
 		return 6;
+	void *probed;
+	if (pthread_join(prober, &probed) != 0 || (intptr_t)probed != -ESRCH) {
+		fprintf(stderr, "the probe ended with %d\n", (int)(intptr_t)probed);
+		return 12;
+	}
 	if (afe_process_kill(&p, SIGKILL) != -ESRCH)
 		return 7;
 	afe_process_close(&p);
@@ -640,9 +665,12 @@ static int kills_a_sleep_without_pidfds(void *arg)
 
 Test(nopidfd, a_kill_ends_a_child_and_its_wait_reaps_it)
 {
-	struct child c;
-	run_child(&c, kills_a_sleep_without_pidfds, NULL);
-	expect_exit_0(&c);
+	const bool only_send_signal[2] = {false, true};
+	for (int i = 0; i < 2; i++) {
+		struct child c;
+		run_child(&c, kills_a_sleep_without_pidfds, (void *)&only_send_signal[i]);
+		expect_exit_0(&c);
+	}
 }
 
 /* The example consumer and producer, both without pidfds. */
