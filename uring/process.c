@@ -280,10 +280,14 @@ static int kill_by_pid(struct afe_process *p, int signo)
 	/* seq_cst: pairs with reap_child's flag then look at the count. */
 	unsigned guard = atomic_fetch_add_explicit(&p->pid_guard, 1, memory_order_seq_cst);
 	int err = 0;
+	sigset_t valid;
+	sigemptyset(&valid);
 	if (guard & PID_REAPED)
 		err = -ESRCH;
 	else if (!(guard & PID_ENDED) && kill(p->pid, signo) < 0)
 		err = -errno;
+	else if ((guard & PID_ENDED) && signo && sigaddset(&valid, signo) < 0)
+		err = -EINVAL; /* what kill() would have said */
 	/* else ended, not yet reaped: a signal to it would change nothing */
 	atomic_fetch_sub_explicit(&p->pid_guard, 1, memory_order_seq_cst); /* reap_child waits */
 	return err;

@@ -99,8 +99,7 @@ struct afe_process {
  * (not executable), -EMFILE, -ENOMEM, -EAGAIN (too many processes),
  * or what pidfd_open(2) fails with other than ENOSYS and EPERM (which
  * mean it is missing; the child is then killed and reaped). Unless p is
- * NULL, a failed spawn
- * leaves p with pidfd and the pipe ends at -1.
+ * NULL, a failed spawn leaves p with pidfd and the pipe ends at -1.
  */
 AFE_EXPORT int afe_process_spawn(struct afe_process *p, const char *path, char *const argv[],
 				 char *const envp[], const struct afe_process_opts *opts);
@@ -121,17 +120,18 @@ struct afe_process_wait {
  * Errors: -ECANCELED when cancelled (the child is left running; wait
  * again later), -ECHILD when someone else reaped it, -EBADF for a p
  * closed or whose spawn failed, and the poll's errors (-ESHUTDOWN, -EINVAL
- * outside a runtime, see afe/io.h; without pidfds, the nap's, the same). One wait per child at a time; p must
- * outlive the wait.
+ * outside a runtime, see afe/io.h; without pidfds, the nap's, the same).
+ * One wait per child at a time; p must outlive the wait.
  */
 AFE_EXPORT void afe_process_wait_init(struct afe_process_wait *w, struct afe_process *p);
 
 /*
  * Sends signal signo to p's child through its pidfd (without pidfds, to
- * its pid while it is not reaped): never to a process that reused its pid. Callable from any thread, also while a wait is
- * under way. Returns 0 (also for a child that ended but was not reaped
- * yet), -ESRCH once it was reaped, -EINVAL for a bad signal, -EBADF for a
- * p closed or whose spawn failed, -EPERM.
+ * its pid while it is not reaped): never to a process that reused its
+ * pid. Callable from any thread, also while a wait is under way.
+ * Returns 0 (also for a child that ended but was not reaped yet), -ESRCH
+ * once it was reaped, -EINVAL for a bad signal, -EBADF for a p closed or
+ * whose spawn failed, -EPERM.
  */
 AFE_EXPORT int afe_process_kill(struct afe_process *p, int signo);
 
