@@ -719,22 +719,20 @@ static int producer_sees_the_consumer_die_without_pidfds(void *arg)
 		if (err == -ECONNREFUSED)
 			usleep(20 * 1000);
 	}
-	if (err) {
-		fprintf(stderr, "connect: %s\n", strerror(-err));
-		kill(consumer, SIGKILL);
-		waitpid(consumer, NULL, 0);
-		return 2;
-	}
 	kill(consumer, SIGKILL);
 	bool gone = false;
-	for (int i = 0; i < 500 && !(gone = afe_ipc_producer_is_gone(p)); i++)
-		usleep(10 * 1000);
-	afe_ipc_producer_close(p);
+	if (err)
+		fprintf(stderr, "connect: %s\n", strerror(-err));
+	else
+		for (int i = 0; i < 500 && !(gone = afe_ipc_producer_is_gone(p)); i++)
+			usleep(10 * 1000);
+	if (!err)
+		afe_ipc_producer_close(p);
 	waitpid(consumer, NULL, 0);
 	char path[80];
 	snprintf(path, sizeof(path), "/%s", name);
 	shm_unlink(path); /* the killed consumer's */
-	return gone ? 0 : 3;
+	return err ? 2 : gone ? 0 : 3;
 }
 
 Test(nopidfd, a_producer_sees_its_consumer_killed)
@@ -783,6 +781,8 @@ static int consumer_sees_a_producer_die_without_pidfds(void *arg)
 		fprintf(stderr, "serve: %s, connect: %s\n", strerror(-err), strerror(said));
 		kill(producer, SIGKILL);
 		waitpid(producer, NULL, 0);
+		if (!err)
+			afe_ipc_consumer_close(c);
 		return 4;
 	}
 	kill(producer, SIGKILL);
