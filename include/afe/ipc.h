@@ -148,7 +148,9 @@ AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *
  * no room for this producer's rings: 1 MiB each; it is reserved at
  * connect), -EMFILE (this process maps 256 objects already), -ENOMEM,
  * the errno of shm_open/mmap/
- * pidfd_open, or that of afe_runtime_create for a runtime of its own.
+ * pidfd_open (but for ENOSYS and EPERM, which mean pidfds are missing: the
+ * consumer's pid is then looked at every 250 ms, and its death seen within
+ * that), or that of afe_runtime_create for a runtime of its own.
  * A consumer that another process shrinks the object under ends this
  * producer's calls with -EPIPE (see afe_ipc_consumer_serve).
  */
@@ -277,7 +279,10 @@ AFE_EXPORT void afe_ipc_consumer_config_default(struct afe_ipc_consumer_config *
  * Serves name to producers of this process, and (unless
  * config->in_process_only) to other processes through its shared-memory
  * object (mode 0600). A dead consumer's object under the same name is
- * replaced, so a restarted consumer serves again. Returns 0, or -EINVAL,
+ * replaced, so a restarted consumer serves again. A producer of another
+ * process that dies is dropped (counted in peers_gone): seen through a
+ * pidfd at once, or where pidfds are missing (pidfd_open refused with
+ * ENOSYS or EPERM) by a look at its pid every 250 ms. Returns 0, or -EINVAL,
  * -EADDRINUSE (a live consumer, or one of this process, serves name),
  * -ENOSPC (/dev/shm is full: the object's header, a few pages, is
  * reserved here; each producer reserves its own rings when it connects),

@@ -29,16 +29,26 @@
  * waitpid(-1, ...) would take its status (the wait then fails with
  * -ECHILD). A child never waited for stays a zombie after it exits, until
  * this process ends: kill it and wait, then close.
+ *
+ * Without pidfds (pidfd_open(2) refused with ENOSYS: a kernel before 5.3,
+ * valgrind 3.19; or with EPERM: a seccomp filter), the child is named by
+ * its pid, which stays its own until it is reaped (we are its parent).
+ * The results are the same; what differs: pidfd is -1; the wait looks
+ * again after naps from 1 ms growing to 64 ms, so it may end up to 64 ms
+ * after the child; and afe_process_kill sends kill(2) to the pid, never
+ * once the child was reaped (then -ESRCH, as with a pidfd).
  */
 #ifndef AFE_PROCESS_H
 #define AFE_PROCESS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
 #include "common.h"
 #include "future.h"
 #include "io.h"
+#include "sleep.h"
 
 /* What a child's stdin, stdout or stderr is. */
 enum afe_stdio {
@@ -64,7 +74,7 @@ struct afe_process_status {
  * the library's. */
 struct afe_process {
 	pid_t pid;
-	int pidfd;
+	int pidfd; /* -1 without pidfds */
 	/* The parent's ends of AFE_STDIO_PIPE pipes (close-on-exec, blocking
 	 * mode, for afe_io_read/afe_io_write and afe_co_read/afe_co_write),
 	 * else -1. afe_process_close closes those still here: to keep one,
@@ -72,6 +82,10 @@ struct afe_process {
 	int stdin_fd, stdout_fd, stderr_fd;
 	bool reaped;
 	struct afe_process_status status; /* once reaped */
+	/* Without pidfds: the child is named by pid; kills by pid under way,
+	 * and whether reaping began (see uring/process.c). */
+	bool by_pid;
+	_Atomic unsigned pid_guard;
 };
 
 /*
@@ -79,13 +93,13 @@ struct afe_process {
  * (NULL: this process's environment). A path without a slash is looked
  * up in PATH, as execvp does. opts may be NULL: all three inherited. On
  * success p describes the child (and owns a pidfd and the pipe ends:
- * afe_process_close releases them).
+ * afe_process_close releases them; without pidfds, no pidfd: see above).
  * Returns 0, or -errno with nothing left behind: -EINVAL (a NULL p, path
  * or argv, an unknown stdio mode), -ENOENT (no such program), -EACCES
  * (not executable), -EMFILE, -ENOMEM, -EAGAIN (too many processes),
- * or what pidfd_open(2) refuses with (-ENOSYS before Linux 5.3; the
- * child is then killed and reaped). Unless p is NULL, a failed spawn
- * leaves p with pidfd and the pipe ends at -1.
+ * or what pidfd_open(2) fails with other than ENOSYS and EPERM (which
+ * mean it is missing; the child is then killed and reaped). Unless p is
+ * NULL, a failed spawn leaves p with pidfd and the pipe ends at -1.
  */
 AFE_EXPORT int afe_process_spawn(struct afe_process *p, const char *path, char *const argv[],
 				 char *const envp[], const struct afe_process_opts *opts);
@@ -95,6 +109,8 @@ struct afe_process_wait {
 	struct afe_future base;
 	struct afe_process *p;
 	struct afe_io poll;
+	struct afe_sleep nap; /* without pidfds, between two looks */
+	uint64_t nap_ns;
 };
 
 /*
@@ -104,17 +120,18 @@ struct afe_process_wait {
  * Errors: -ECANCELED when cancelled (the child is left running; wait
  * again later), -ECHILD when someone else reaped it, -EBADF for a p
  * closed or whose spawn failed, and the poll's errors (-ESHUTDOWN, -EINVAL
- * outside a runtime, see afe/io.h). One wait per child at a time; p must
- * outlive the wait.
+ * outside a runtime, see afe/io.h; without pidfds, the nap's, the same).
+ * One wait per child at a time; p must outlive the wait.
  */
 AFE_EXPORT void afe_process_wait_init(struct afe_process_wait *w, struct afe_process *p);
 
 /*
- * Sends signal signo to p's child through its pidfd: never to a process
- * that reused its pid. Callable from any thread, also while a wait is
- * under way. Returns 0 (also for a child that ended but was not reaped
- * yet), -ESRCH once it was reaped, -EINVAL for a bad signal, -EBADF for a
- * p closed or whose spawn failed, -EPERM.
+ * Sends signal signo to p's child through its pidfd (without pidfds, to
+ * its pid while it is not reaped): never to a process that reused its
+ * pid. Callable from any thread, also while a wait is under way.
+ * Returns 0 (also for a child that ended but was not reaped yet), -ESRCH
+ * once it was reaped, -EINVAL for a bad signal, -EBADF for a p closed or
+ * whose spawn failed, -EPERM.
  */
 AFE_EXPORT int afe_process_kill(struct afe_process *p, int signo);
 

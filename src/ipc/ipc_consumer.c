@@ -9,7 +9,8 @@
  * only while some receiver is idle, and wakes one receiver when frames
  * come (a receiver that finds more than it takes wakes the next). The pump
  * also adopts producers that connect, and drops those that disconnect or
- * die (a watcher task per producer waits on its pidfd).
+ * die (a watcher task per producer waits on its pidfd, or without pidfds
+ * looks at its pid every AFE_IPC_PEER_RECHECK_NS).
  *
  * Each producer has a lock (private to this process) taken around every
  * ring access, so that dropping a producer never races a reply to it; a
@@ -52,7 +53,7 @@
 struct peer {
 	pthread_mutex_t lock; /* guards everything below, and the rings' use */
 	bool live;
-	bool watched; /* a watcher waits on its pidfd (the pump's field) */
+	bool watched; /* a watcher watches its process (the pump's field) */
 	/* The claim the pump last saw in the entry while it was not live, and
 	 * when (this process's clock): see free_abandoned. The pump's. */
 	uint32_t claim;
@@ -166,17 +167,20 @@ static void drop_peer(struct afe_ipc_consumer *c, unsigned i)
 	}
 }
 
-/* Watches peer's process through pidfd (the watcher closes it): its death
- * rings our bell. With pidfd an error (out of fds, or of memory), the peer
- * is served unwatched, and sync_peers tries again. From the pump. */
-static void watch_peer(struct afe_ipc_consumer *c, struct peer *peer, int pidfd)
+/* Watches peer's process, pid, through pidfd (the watcher closes it), or
+ * by pid where pidfds are missing: its death rings our bell. With pidfd
+ * another error (out of fds, or of memory), the peer is served unwatched,
+ * and sync_peers tries again. From the pump. */
+static void watch_peer(struct afe_ipc_consumer *c, struct peer *peer, int pidfd, pid_t pid)
 {
 	peer->watched = false;
-	if (pidfd < 0)
+	if (afe_ipc_pidfd_missing(pidfd))
+		pidfd = -1;
+	else if (pidfd < 0)
 		return;
 	atomic_fetch_add(&c->refs, 1);
-	if (afe_ipc_watch_peer(c->rt, pidfd, true, &peer->died, NULL, &c->kick, unref_consumer, c,
-			       &peer->watcher) < 0)
+	if (afe_ipc_watch_peer(c->rt, pidfd, pid, true, &peer->died, NULL, &c->kick, unref_consumer,
+			       c, &peer->watcher) < 0)
 		memset(&peer->watcher, 0, sizeof(peer->watcher));
 	else
 		peer->watched = true;
@@ -187,7 +191,8 @@ static void adopt_peer(struct afe_ipc_consumer *c, unsigned i, uint32_t gen)
 {
 	struct afe_ipc_entry *e = &c->hdr->entries[i];
 	struct peer *peer = &c->peers[i];
-	int pidfd = afe_ipc_pidfd_open(atomic_load(&e->pid));
+	pid_t pid = atomic_load(&e->pid);
+	int pidfd = afe_ipc_pidfd_open(pid);
 	if (pidfd == -ESRCH) {
 		/* It died before we saw it: free its entry. */
 		uint32_t live = AFE_IPC_ENTRY_LIVE;
@@ -203,17 +208,18 @@ static void adopt_peer(struct afe_ipc_consumer *c, unsigned i, uint32_t gen)
 	peer->live = true;
 	atomic_fetch_or(&c->live_peers, 1u << i);
 	pthread_mutex_unlock(&peer->lock);
-	watch_peer(c, peer, pidfd);
+	watch_peer(c, peer, pidfd, pid);
 }
 
 /* A peer adopted without a watcher: its pidfd again, or its death. */
 static void watch_again(struct afe_ipc_consumer *c, unsigned i)
 {
-	int pidfd = afe_ipc_pidfd_open(atomic_load(&c->hdr->entries[i].pid));
+	pid_t pid = atomic_load(&c->hdr->entries[i].pid);
+	int pidfd = afe_ipc_pidfd_open(pid);
 	if (pidfd == -ESRCH)
 		atomic_store(&c->peers[i].died, true);
 	else
-		watch_peer(c, &c->peers[i], pidfd);
+		watch_peer(c, &c->peers[i], pidfd, pid);
 }
 
 /* How often the pump looks whether the claimer of an entry still runs
@@ -231,6 +237,8 @@ static void watch_again(struct afe_ipc_consumer *c, unsigned i)
 static bool process_runs(pid_t pid)
 {
 	int fd = afe_ipc_pidfd_open(pid);
+	if (afe_ipc_pidfd_missing(fd))
+		return !afe_ipc_process_ended(pid, 0);
 	if (fd < 0)
 		return fd != -ESRCH && fd != -EINVAL;
 	struct pollfd exited = {.fd = fd, .events = POLLIN};

@@ -4,8 +4,8 @@
  * this producer's request ring in the consumer's object; a pump task takes
  * the replies off its reply ring and hands them to the call layer, and
  * sleeps on the producer's bell with a watch when there are none; a
- * watcher task waits on a pidfd of the consumer and ends every call with
- * -EPIPE when it dies.
+ * watcher task waits on a pidfd of the consumer (without pidfds, looks at
+ * its pid now and then) and ends every call with -EPIPE when it dies.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -252,8 +252,8 @@ static int start_tasks(struct afe_ipc_producer *p)
 		leave_entry(p);
 		return err;
 	}
-	err = afe_ipc_watch_peer(p->rt, p->consumer_pidfd, false, &p->gone, &p->entry->bell, NULL,
-				 unref_producer, p, &p->watcher);
+	err = afe_ipc_watch_peer(p->rt, p->consumer_pidfd, p->hdr->consumer_pid, false, &p->gone,
+				 &p->entry->bell, NULL, unref_producer, p, &p->watcher);
 	if (err < 0) { /* the pump ends, and leaves the entry */
 		atomic_store(&p->closed, true);
 		afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY);
@@ -295,7 +295,8 @@ static void shm_close(struct afe_ipc_producer *p)
 
 static void shm_free(struct afe_ipc_producer *p)
 {
-	close(p->consumer_pidfd);
+	if (p->consumer_pidfd >= 0)
+		close(p->consumer_pidfd);
 	afe_ipc_shm_unmap(p->hdr);
 }
 
@@ -314,13 +315,20 @@ int afe_ipc_shm_connect(struct afe_ipc_producer *p, const char *name)
 	if (err < 0)
 		return err;
 	int pidfd = afe_ipc_pidfd_open(h->consumer_pid);
-	if (pidfd < 0) {
+	if (afe_ipc_pidfd_missing(pidfd)) { /* the watcher looks at its pid */
+		err = afe_ipc_process_ended(h->consumer_pid, 0) ? -ESRCH : 0;
+		pidfd = -1;
+	} else if (pidfd < 0) {
+		err = pidfd;
+	}
+	if (err < 0) {
 		afe_ipc_shm_unmap(h);
-		return pidfd == -ESRCH ? -ECONNREFUSED : pidfd;
+		return err == -ESRCH ? -ECONNREFUSED : err;
 	}
 	unsigned index;
 	if ((err = claim_entry(h, &p->entry, &index, &p->gen)) < 0) {
-		close(pidfd);
+		if (pidfd >= 0)
+			close(pidfd);
 		afe_ipc_shm_unmap(h);
 		return err;
 	}

@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -38,9 +40,65 @@ int afe_ipc_pidfd_open(pid_t pid)
 	return fd < 0 ? -errno : fd;
 }
 
+bool afe_ipc_pidfd_missing(int err)
+{
+	return err == -ENOSYS || err == -EPERM;
+}
+
+/* Reads process pid's state letter and start time from /proc/<pid>/stat:
+ * 0, -ESRCH (no such process, or no /proc), or -errno. */
+static int read_proc_stat(pid_t pid, char *state, uint64_t *start)
+{
+	char path[32], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	int err = n < 0 ? -errno : 0;
+	close(fd);
+	if (err) /* -ESRCH: it went meanwhile */
+		return err;
+	buf[n] = '\0';
+	/* "pid (comm) state ..." where comm may hold ')' and spaces: the
+	 * fields start after the last ')'. start time is the 22nd field. */
+	char *at = strrchr(buf, ')');
+	if (!at || at[1] != ' ' || !at[2])
+		return -EPROTO;
+	at += 2; /* field 3 */
+	*state = *at;
+	for (int field = 3; field < 22 && at; field++)
+		if ((at = strchr(at, ' ')))
+			at++;
+	*start = at ? strtoull(at, NULL, 10) : 0;
+	return 0;
+}
+
+uint64_t afe_ipc_process_start(pid_t pid)
+{
+	char state;
+	uint64_t start;
+	return read_proc_stat(pid, &state, &start) == 0 ? start : 0;
+}
+
+bool afe_ipc_process_ended(pid_t pid, uint64_t start)
+{
+	if (pid <= 0)
+		return true;
+	char state;
+	uint64_t now_start;
+	int err = read_proc_stat(pid, &state, &now_start);
+	if (err == 0) /* Z: a zombie; X: dead, being reaped */
+		return state == 'Z' || state == 'X' || (start && now_start != start);
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Whether process pid lives (through a pidfd, a zombie does too). */
 static bool process_alive(pid_t pid)
 {
 	int fd = afe_ipc_pidfd_open(pid);
+	if (afe_ipc_pidfd_missing(fd))
+		return !afe_ipc_process_ended(pid, 0);
 	if (fd < 0)
 		return false;
 	close(fd);

@@ -132,4 +132,20 @@ uint32_t afe_ipc_shm_repairs(const struct afe_ipc_header *h);
 /* Opens a pidfd on pid: >= 0, or -errno (-ESRCH: it is gone). */
 int afe_ipc_pidfd_open(pid_t pid);
 
+/* Whether err, from afe_ipc_pidfd_open, says pidfds are missing: -ENOSYS
+ * (a kernel before 5.3, valgrind 3.19) or -EPERM (a seccomp filter:
+ * pidfd_open has no EPERM of its own). A peer is then watched by pid. */
+bool afe_ipc_pidfd_missing(int err);
+
+/* Without pidfds: when process pid started (field 22 of /proc/<pid>/stat,
+ * clock ticks since boot), to tell it from a later process given its pid;
+ * 0 when /proc cannot say. */
+uint64_t afe_ipc_process_start(pid_t pid);
+
+/* Without pidfds: whether process pid ended (gone, or a zombie), or its
+ * pid names another process than the one that started at start (0: not
+ * known). From /proc; without it, kill(pid, 0), which takes a zombie, or
+ * a process that reused the pid, for the one that runs. */
+bool afe_ipc_process_ended(pid_t pid, uint64_t start);
+
 #endif /* AFE_IPC_SHM_H */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The task each side runs to learn, through a pidfd, that its peer
- * process died: see afe_ipc_watch_peer in ipc_internal.h. */
+/* The task each side runs to learn, through a pidfd or, without pidfds,
+ * by looking at its pid now and then, that its peer process died: see
+ * afe_ipc_watch_peer in ipc_internal.h. */
 #define _GNU_SOURCE
 #include <poll.h>
 #include <unistd.h>
@@ -11,47 +12,67 @@
 struct watcher {
 	struct afe_future base;
 	struct afe_runtime *rt;
-	int pidfd;
+	int pidfd; /* -1: watched by pid */
 	bool close_pidfd;
+	pid_t pid;
+	uint64_t start; /* pid's start time (afe_ipc_process_start), or 0 */
 	_Atomic bool *died;
 	struct afe_ipc_bell *bell;
 	struct afe_notify *kick;
 	void (*release)(void *owner);
 	void *owner;
 	struct afe_io poll;
+	struct afe_sleep nap; /* by pid: until the next look */
 };
+
+static void report_death(struct watcher *self)
+{
+	atomic_store(self->died, true);
+	if (self->kick)
+		afe_notify_one(self->kick);
+	else
+		afe_ipc_bell_ring(self->bell, AFE_IPC_WANT_ANY);
+}
 
 static int watcher_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct watcher *self = afe_container_of(f, struct watcher, base);
 	AFE_ASYNC_BEGIN(f, cx);
-	afe_io_poll_init(&self->poll, self->pidfd, POLLIN);
-	AFE_AWAIT(&self->poll.base);
-	if (self->poll.base.result > 0) {
-		atomic_store(self->died, true);
-		if (self->kick)
-			afe_notify_one(self->kick);
-		else
-			afe_ipc_bell_ring(self->bell, AFE_IPC_WANT_ANY);
+	if (self->pidfd >= 0) {
+		afe_io_poll_init(&self->poll, self->pidfd, POLLIN);
+		AFE_AWAIT(&self->poll.base);
+		if (self->poll.base.result > 0)
+			report_death(self);
+	} else {
+		do {
+			afe_sleep_init(&self->nap, AFE_IPC_PEER_RECHECK_NS);
+			AFE_AWAIT(&self->nap.base);
+		} while (self->nap.base.result == 0 &&
+			 !afe_ipc_process_ended(self->pid, self->start));
+		if (self->nap.base.result == 0)
+			report_death(self);
 	}
 	AFE_CLEANUP;
-	if (self->close_pidfd)
+	if (self->close_pidfd && self->pidfd >= 0)
 		close(self->pidfd);
 	afe__system_task_done(self->rt);
 	self->release(self->owner);
 	AFE_ASYNC_END;
 }
 
-int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, bool close_pidfd, _Atomic bool *died,
-		       struct afe_ipc_bell *bell, struct afe_notify *kick,
+int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, pid_t pid, bool close_pidfd,
+		       _Atomic bool *died, struct afe_ipc_bell *bell, struct afe_notify *kick,
 		       void (*release)(void *owner), void *owner, struct afe_join_handle *handle)
 {
-	struct watcher w = {.rt = rt, .pidfd = pidfd, .close_pidfd = close_pidfd, .died = died,
-			    .bell = bell, .kick = kick, .release = release, .owner = owner};
+	struct watcher w = {.rt = rt, .pidfd = pidfd, .close_pidfd = close_pidfd, .pid = pid,
+			    .died = died, .bell = bell, .kick = kick, .release = release,
+			    .owner = owner};
+	if (pidfd < 0)
+		w.start = afe_ipc_process_start(pid);
 	afe_future_init(&w.base, watcher_poll);
 	int err = afe__spawn_system(rt, &w, handle, true);
 	if (err < 0) {
-		if (close_pidfd)
+		if (close_pidfd && pidfd >= 0)
 			close(pidfd);
 		release(owner);
 	}

@@ -5,7 +5,9 @@
  * the errno of the call that failed and says which call it was; by
  * default, it falls back to epoll with a one-line notice, and the demo,
  * the echo example and a cross-process call pair work there; a refused io_uring_enter at run time
- * does not abort. Skipped where seccomp filters cannot be installed.
+ * does not abort. And without pidfds (pidfd_open refused): the child
+ * process example, a kill, and IPC with its peer's death seen. Skipped
+ * where seccomp filters cannot be installed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,12 +15,14 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -556,3 +560,247 @@ Test(fallback, the_echo_example_serves_over_epoll_byte_for_byte)
 	cr_assert_eq(memcmp(msg, back, sizeof(msg)), 0, "echoed byte for byte");
 }
 
+
+/* ---- without pidfds --------------------------------------------------------
+ * pidfd_open and pidfd_send_signal refused (ENOSYS: valgrind 3.19, a kernel
+ * before 5.3; EPERM: a sandbox's seccomp filter): child processes and IPC
+ * peers are then watched by pid. */
+
+/* Refuses the pidfd calls with err in this process and those it starts.
+ * 0, or NO_SECCOMP (said on stderr). */
+static int deny_pidfds(int err)
+{
+	const struct deny rules[2] = {{SYS_pidfd_open, err}, {SYS_pidfd_send_signal, err}};
+	int denied = deny_syscalls(rules, 2, false);
+	if (denied < 0) {
+		fprintf(stderr, "%s", strerror(-denied));
+		return NO_SECCOMP;
+	}
+	return 0;
+}
+
+static int child_process_example_without_pidfds(void *arg)
+{
+	if (deny_pidfds(*(const int *)arg))
+		return NO_SECCOMP;
+	execl(CHILD_PROCESS, CHILD_PROCESS, (char *)NULL);
+	return 127;
+}
+
+Test(nopidfd, the_child_process_example_reads_and_reaps_its_child)
+{
+	const int errs[2] = {ENOSYS, EPERM};
+	for (int i = 0; i < 2; i++) {
+		struct child c;
+		run_child(&c, child_process_example_without_pidfds, (void *)&errs[i]);
+		expect_exit_0(&c);
+		cr_assert_eq(strcmp(c.out, "child said: hi\nchild exited with status 3\n"), 0,
+			     "refused with %s, it said: %s", strerror(errs[i]), c.out);
+	}
+}
+
+/* Sends signal 0 to the child until that fails, all along its kill, wait
+ * and reaping: the last answer must be -ESRCH (reaped), never another
+ * error, nor a signal to a process that took its pid. */
+static void *probe_child(void *arg)
+{
+	struct afe_process *p = arg;
+	intptr_t err;
+	while ((err = afe_process_kill(p, 0)) == 0)
+		;
+	return (void *)err;
+}
+
+/* Spawns `sleep 10`: a wait cut short by a timeout leaves it running (and
+ * waitable), a kill ends it, a wait reaps it, a later kill finds it gone;
+ * a thread probes it all along. With only pidfd_send_signal refused (arg
+ * true), the kills go by pid beside a pidfd. Exits 0 when all did. */
+static int kills_a_sleep_without_pidfds(void *arg)
+{
+	bool only_send_signal = *(const bool *)arg;
+	const struct deny send_signal = {SYS_pidfd_send_signal, ENOSYS};
+	if (only_send_signal ? deny_syscalls(&send_signal, 1, false) != 0 : deny_pidfds(ENOSYS) != 0)
+		return NO_SECCOMP;
+	struct afe_runtime *rt;
+	if (afe_runtime_create(&rt, NULL) != 0)
+		return 2;
+	static struct afe_process p;
+	char *argv[] = {"sleep", "10", NULL};
+	int err = afe_process_spawn(&p, "sleep", argv, NULL, NULL);
+	if (err) {
+		fprintf(stderr, "spawn: %s\n", strerror(-err));
+		return 3;
+	}
+	struct afe_process_wait w;
+	afe_process_wait_init(&w, &p);
+	struct afe_timeout limited;
+	afe_timeout_init(&limited, &w.base, 50 * 1000000ull);
+	intptr_t result = 0;
+	if (afe_block_on(rt, &limited, &result) != 0 || result != -ETIMEDOUT)
+		return 4;
+	if ((p.pidfd >= 0) != only_send_signal)
+		return 10;
+	pthread_t prober;
+	if (pthread_create(&prober, NULL, probe_child, &p) != 0)
+		return 11;
+	if ((err = afe_process_kill(&p, SIGKILL)) != 0) {
+		fprintf(stderr, "kill: %s\n", strerror(-err));
+		return 5;
+	}
+	afe_process_wait_init(&w, &p);
+	if (afe_block_on(rt, &w, &result) != 0 || result != 128 + SIGKILL || !p.status.signaled)
+		return 6;
+	void *probed;
+	if (pthread_join(prober, &probed) != 0 || (intptr_t)probed != -ESRCH) {
+		fprintf(stderr, "the probe ended with %d\n", (int)(intptr_t)probed);
+		return 12;
+	}
+	if (afe_process_kill(&p, SIGKILL) != -ESRCH)
+		return 7;
+	afe_process_close(&p);
+	if (afe_process_kill(&p, SIGKILL) != -EBADF)
+		return 8;
+	return afe_runtime_destroy(rt) == 0 ? 0 : 9;
+}
+
+Test(nopidfd, a_kill_ends_a_child_and_its_wait_reaps_it)
+{
+	const bool only_send_signal[2] = {false, true};
+	for (int i = 0; i < 2; i++) {
+		struct child c;
+		run_child(&c, kills_a_sleep_without_pidfds, (void *)&only_send_signal[i]);
+		expect_exit_0(&c);
+	}
+}
+
+/* The example consumer and producer, both without pidfds. */
+static int ipc_pair_without_pidfds(void *arg)
+{
+	(void)arg;
+	if (deny_pidfds(ENOSYS))
+		return NO_SECCOMP;
+	char script[1024];
+	snprintf(script, sizeof(script),
+		 "%s afe-nopidfd-%d & c=$!; st=1; for i in $(seq 50); do "
+		 "%s afe-nopidfd-%d && { st=0; break; }; sleep 0.1; done; "
+		 "kill -INT $c; wait $c; exit $st",
+		 IPC_CONSUMER, getpid(), IPC_PRODUCER, getpid());
+	execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+	return 127;
+}
+
+Test(nopidfd, an_ipc_call_pair_runs)
+{
+	struct child c;
+	run_child(&c, ipc_pair_without_pidfds, NULL);
+	expect_exit_0(&c);
+	cr_assert(strstr(c.out, "add(1, 2, 3) = 6"), "it said: %s", c.out);
+}
+
+/* A producer of this process connected to the example consumer, which is
+ * then killed and left a zombie (not reaped): the producer must find it
+ * gone (its calls then fail with -EPIPE). Exits 0 when it did within 5 s. */
+static int producer_sees_the_consumer_die_without_pidfds(void *arg)
+{
+	(void)arg;
+	if (deny_pidfds(ENOSYS))
+		return NO_SECCOMP;
+	char name[64];
+	snprintf(name, sizeof(name), "afe-nopidfd-gone-%d", getpid());
+	pid_t consumer = fork();
+	if (consumer == 0) {
+		execl(IPC_CONSUMER, IPC_CONSUMER, name, (char *)NULL);
+		_exit(127);
+	}
+	struct afe_ipc_producer *p = NULL;
+	int err = -ECONNREFUSED;
+	for (int tries = 0; err == -ECONNREFUSED && tries < 250; tries++) {
+		err = afe_ipc_producer_connect(&p, NULL, name, NULL);
+		if (err == -ECONNREFUSED)
+			usleep(20 * 1000);
+	}
+	kill(consumer, SIGKILL);
+	bool gone = false;
+	if (err)
+		fprintf(stderr, "connect: %s\n", strerror(-err));
+	else
+		for (int i = 0; i < 500 && !(gone = afe_ipc_producer_is_gone(p)); i++)
+			usleep(10 * 1000);
+	if (!err)
+		afe_ipc_producer_close(p);
+	waitpid(consumer, NULL, 0);
+	char path[80];
+	snprintf(path, sizeof(path), "/%s", name);
+	shm_unlink(path); /* the killed consumer's */
+	return err ? 2 : gone ? 0 : 3;
+}
+
+Test(nopidfd, a_producer_sees_its_consumer_killed)
+{
+	struct child c;
+	run_child(&c, producer_sees_the_consumer_die_without_pidfds, NULL);
+	expect_exit_0(&c);
+}
+
+/* A consumer of this process, and a producer in a child (forked before any
+ * runtime, it makes its own) that connects, says so, and is then killed
+ * and left a zombie: the consumer must drop it (peers_gone). Exits 0 when
+ * it did within 5 s. */
+static int consumer_sees_a_producer_die_without_pidfds(void *arg)
+{
+	(void)arg;
+	if (deny_pidfds(ENOSYS))
+		return NO_SECCOMP;
+	char name[64];
+	snprintf(name, sizeof(name), "afe-nopidfd-peer-%d", getpid());
+	int go[2], connected[2];
+	if (pipe(go) || pipe(connected))
+		return 2;
+	pid_t producer = fork();
+	if (producer == 0) {
+		char c;
+		if (read(go[0], &c, 1) != 1)
+			_exit(1);
+		struct afe_ipc_producer *p;
+		int err = afe_ipc_producer_connect(&p, NULL, name, NULL);
+		c = (char)-err;
+		if (write(connected[1], &c, 1) != 1)
+			_exit(1);
+		pause(); /* until killed */
+		_exit(1);
+	}
+	struct afe_runtime *rt;
+	if (afe_runtime_create(&rt, NULL) != 0)
+		return 3;
+	struct afe_ipc_consumer *c;
+	int err = afe_ipc_consumer_serve(&c, rt, name, NULL);
+	char said = 1;
+	if (err == 0 && (write(go[1], &said, 1) != 1 || read(connected[0], &said, 1) != 1))
+		said = 1;
+	if (err || said) {
+		fprintf(stderr, "serve: %s, connect: %s\n", strerror(-err), strerror(said));
+		kill(producer, SIGKILL);
+		waitpid(producer, NULL, 0);
+		if (!err)
+			afe_ipc_consumer_close(c);
+		return 4;
+	}
+	kill(producer, SIGKILL);
+	struct afe_ipc_stats st = {0};
+	for (int i = 0; i < 500 && st.peers_gone == 0; i++) {
+		usleep(10 * 1000);
+		afe_ipc_consumer_stats(c, &st);
+	}
+	waitpid(producer, NULL, 0);
+	afe_ipc_consumer_close(c);
+	if (afe_runtime_destroy(rt) != 0)
+		return 5;
+	return st.peers_gone == 1 ? 0 : 6;
+}
+
+Test(nopidfd, a_consumer_sees_its_producer_killed)
+{
+	struct child c;
+	run_child(&c, consumer_sees_a_producer_die_without_pidfds, NULL);
+	expect_exit_0(&c);
+}
