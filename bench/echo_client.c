@@ -450,10 +450,10 @@ int main(int argc, char **argv)
 		p99 = (size_t)n - 1;
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	printf("{\"workload\":\"echo\",\"impl\":\"%s\",\"threads\":%ld,\"n\":%ld,"
-	       "\"seconds\":%.6f,\"ops_per_s\":%.0f,\"p50_us\":%.3f,\"p99_us\":%.3f,"
-	       "\"max_us\":%.3f",
-	       impl, server_threads, n, seconds, seconds > 0 ? (double)n / seconds : 0.0,
+	printf("{\"workload\":\"echo\",\"impl\":\"%s\",\"threads\":%ld,\"conns\":%ld,"
+	       "\"n\":%ld,\"seconds\":%.6f,\"ops_per_s\":%.0f,\"p50_us\":%.3f,"
+	       "\"p99_us\":%.3f,\"max_us\":%.3f",
+	       impl, server_threads, conns, n, seconds, seconds > 0 ? (double)n / seconds : 0.0,
 	       (double)samples[n / 2] / 1e3, (double)samples[p99] / 1e3,
 	       (double)samples[n - 1] / 1e3);
 	if (server_pid) {
