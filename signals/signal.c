@@ -166,11 +166,16 @@ static void reader_ended(struct reader *self, intptr_t err)
 	afe__system_task_done(self->rt);
 }
 
-/* Reads and dispatches what the signalfd holds (it does not block). */
+/* Reads and dispatches what the signalfd holds (it does not block). The
+ * read holds hub.lock: set_mask_locked re-masks the same descriptor, and a
+ * read beside that re-mask is a race by ThreadSanitizer's account of
+ * descriptors (signalfd on a live fd counts as its close and reopen). */
 static void read_pending(struct reader *self)
 {
 	for (;;) {
+		pthread_mutex_lock(&hub.lock);
 		ssize_t n = read(atomic_load(&hub.fd), self->info, sizeof(self->info));
+		pthread_mutex_unlock(&hub.lock);
 		if (n <= 0)
 			return; /* EAGAIN: another reader took them */
 		for (size_t i = 0; i < (size_t)n / sizeof(self->info[0]); i++)
