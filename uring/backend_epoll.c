@@ -447,10 +447,50 @@ static int connect_now(const struct io_uring_sqe *sqe, uint32_t ready)
 	return -err;
 }
 
-/* One try of the operation sqe, with the events epoll reported for its
- * fd (0 on the first try). Returns its result, -EAGAIN to wait, or
+/* The bytes io's current operation moved so far, kept in its own res
+ * until it completes (a recv or send with MSG_WAITALL; see stream_call). */
+static int32_t *moved_of(struct afe_io *io)
+{
+	return io->cqes_due ? &io->linked->res : &io->res;
+}
+
+/*
+ * recv(2) or send(2). With MSG_WAITALL, as io_uring does it: a short
+ * transfer waits for the rest (*moved counts what went before), and the
+ * result is the whole, or what moved before the stream ended or failed.
+ * Without it (or on a non-blocking call, where MSG_WAITALL means nothing
+ * else), one call.
+ */
+static int stream_call(const struct io_uring_sqe *sqe, int32_t *moved)
+{
+	char *addr = (char *)(uintptr_t)sqe->addr;
+	int flags = (int)sqe->msg_flags | MSG_DONTWAIT;
+	bool all = flags & MSG_WAITALL;
+	uint32_t done = all ? (uint32_t)*moved : 0;
+	for (;;) {
+		ssize_t n = sqe->opcode == IORING_OP_SEND
+				    ? send(sqe->fd, addr + done, sqe->len - done, flags | MSG_NOSIGNAL)
+				    : recv(sqe->fd, addr + done, sqe->len - done, flags);
+		if (n > 0) {
+			done += (uint32_t)n;
+			if (all && done < sqe->len)
+				continue;
+			return (int)done;
+		}
+		if (n < 0 && errno == EAGAIN && all) {
+			*moved = (int32_t)done;
+			return done < sqe->len ? -EAGAIN : (int)done;
+		}
+		if (n < 0 && (errno == EAGAIN || done == 0))
+			return -errno;
+		return (int)done; /* the end of the stream, or an error after some */
+	}
+}
+
+/* One try of io's current operation sqe, with the events epoll reported
+ * for its fd (0 on the first try). Returns its result, -EAGAIN to wait, or
  * TO_POOL. */
-static int attempt(const struct io_uring_sqe *sqe, uint32_t ready)
+static int attempt(struct afe_io *io, const struct io_uring_sqe *sqe, uint32_t ready)
 {
 	void *addr = (void *)(uintptr_t)sqe->addr;
 	switch (sqe->opcode) {
@@ -462,10 +502,8 @@ static int attempt(const struct io_uring_sqe *sqe, uint32_t ready)
 	case IORING_OP_WRITEV:
 		return rw(sqe, ready);
 	case IORING_OP_RECV:
-		return result(recv(sqe->fd, addr, sqe->len, (int)sqe->msg_flags | MSG_DONTWAIT));
 	case IORING_OP_SEND:
-		return result(send(sqe->fd, addr, sqe->len,
-				   (int)sqe->msg_flags | MSG_DONTWAIT | MSG_NOSIGNAL));
+		return stream_call(sqe, moved_of(io));
 	case IORING_OP_RECVMSG:
 		return result(recvmsg(sqe->fd, addr, (int)sqe->msg_flags | MSG_DONTWAIT));
 	case IORING_OP_SENDMSG:
@@ -709,7 +747,9 @@ static void advance(struct afe_epoll *e, struct afe_io *io, uint32_t ready)
 		futex_wait(e, io);
 		return;
 	}
-	settle(e, io, sqe->opcode == IORING_OP_CLOSE ? close_fd(e, sqe->fd) : attempt(sqe, ready));
+	*moved_of(io) = 0;
+	settle(e, io,
+	       sqe->opcode == IORING_OP_CLOSE ? close_fd(e, sqe->fd) : attempt(io, sqe, ready));
 }
 
 /* Completes the operations whose jobs ended. */
@@ -790,7 +830,7 @@ static void handle_ready(struct afe_epoll *e, int fd, uint32_t revents)
 			const struct io_uring_sqe *sqe = sqe_of(io);
 			if (!(revents & (wanted(sqe) | ALWAYS)))
 				continue;
-			int res = attempt(sqe, revents);
+			int res = attempt(io, sqe, revents);
 			if (res != -EAGAIN) {
 				unlink_waiter(e, io);
 				settle(e, io, res);

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,8 +89,8 @@ static int client_poll(struct afe_future *f, struct afe_context *cx)
 			c->out[i] = (unsigned char)(i * 7 + (size_t)c->round + (size_t)c->port);
 		afe_send_all_init(&c->send, c->fd, c->out, c->size);
 		AFE_AWAIT(&c->send.base);
-		if (c->send.base.result != (intptr_t)c->size)
-			AFE_RETURN(-1000);
+		if (c->send.base.result != (intptr_t)c->size) /* -errno, or short */
+			AFE_RETURN(c->send.base.result < 0 ? c->send.base.result : -1000);
 		for (c->got = 0; c->got < c->size;) {
 			afe_io_recv_init(&c->io, c->fd, c->in + c->got, (unsigned)(c->size - c->got), 0);
 			AFE_AWAIT(&c->io.base);
@@ -145,7 +146,8 @@ Test(net, large_messages_go_through_in_partial_reads_and_writes, .timeout = 300)
 	for (int i = 0; i < 4; i++) {
 		struct afe_join j;
 		afe_join_init(&j, &handles[i]);
-		cr_assert_eq(test_block_on(rt, &j), 0);
+		intptr_t r = test_block_on(rt, &j);
+		cr_assert_eq(r, 0, "client %d ended with %ld", i, (long)r);
 	}
 	stop_server(rt, &ts);
 	test_runtime_destroy(rt);
@@ -525,5 +527,65 @@ Test(net, accept_and_connect_operations)
 	struct client refused = {.port = c.port, .fd = -1, .rounds = 0};
 	afe_future_init(&refused.base, client_poll);
 	cr_assert_eq(test_block_on(rt, &refused), -ECONNREFUSED);
+	test_runtime_destroy(rt);
+}
+
+/* The other end of a stream socket pair, on its own thread: reads (or
+ * writes) `size` bytes in small pieces with pauses, so the operation under
+ * test finds the socket full (or empty) many times. */
+struct slow_peer {
+	int fd;
+	size_t size, moved;
+	bool writes;
+};
+
+static void *slow_peer_main(void *arg)
+{
+	struct slow_peer *p = arg;
+	char piece[4096];
+	memset(piece, 'x', sizeof(piece));
+	while (p->moved < p->size) {
+		size_t want = p->size - p->moved < sizeof(piece) ? p->size - p->moved : sizeof(piece);
+		ssize_t n = p->writes ? write(p->fd, piece, want) : read(p->fd, piece, want);
+		if (n <= 0)
+			break;
+		p->moved += (size_t)n;
+		if (p->moved % (64 * 1024) < (size_t)n)
+			usleep(1000);
+	}
+	return NULL;
+}
+
+/* MSG_WAITALL: a send or recv larger than the socket holds ends only
+ * when all of it went, in one result, as io_uring does it (the epoll
+ * backend goes on after each short call). */
+Test(net, msg_waitall_moves_the_whole_buffer_in_one_operation)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	enum { SIZE = 1 << 20 };
+	char *buf = calloc(1, SIZE);
+	cr_assert(buf);
+	for (int writes = 0; writes < 2; writes++) {
+		int sv[2];
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+		int small = 16 * 1024;
+		setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+		setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+		struct slow_peer peer = {.fd = sv[1], .size = SIZE, .writes = writes};
+		pthread_t thread;
+		cr_assert_eq(pthread_create(&thread, NULL, slow_peer_main, &peer), 0);
+		struct afe_io io;
+		if (writes) /* the peer writes: we receive */
+			afe_io_recv_init(&io, sv[0], buf, SIZE, MSG_WAITALL);
+		else
+			afe_io_send_init(&io, sv[0], buf, SIZE, MSG_WAITALL | MSG_NOSIGNAL);
+		intptr_t r = run_io(rt, &io);
+		cr_assert_eq(r, SIZE, "%s ended with %ld", writes ? "recv" : "send", (long)r);
+		pthread_join(thread, NULL);
+		cr_assert_eq(peer.moved, (size_t)SIZE);
+		close(sv[0]);
+		close(sv[1]);
+	}
+	free(buf);
 	test_runtime_destroy(rt);
 }
