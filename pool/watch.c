@@ -213,6 +213,9 @@ static int watch_done(struct afe_watch *w, int32_t result)
  * go through the ring instead. */
 static bool watch_list(struct afe_watch *w, const struct afe_context *cx)
 {
+	/* Only a worker lists: it holds what it listed when it parks. A task
+	 * the ring thread polls (afe_defer_wakes_deliver) goes through the
+	 * ring, or a futex thread, as no parked worker would hold its word. */
 	struct afe_worker *worker = afe_worker_current();
 	if (!worker || !worker->rt->watches.usable)
 		return false;
@@ -283,9 +286,9 @@ static int watch_poll(struct afe_future *f, struct afe_context *cx)
 		}
 		f->resume = PHASE_RING;
 		flag_sleep(w);
-		struct afe_worker *worker = afe_worker_current();
-		if (worker && needs_thread(worker->rt)) {
-			w->rt = worker->rt;
+		struct afe_runtime *rt = afe_runtime_current();
+		if (rt && needs_thread(rt)) {
+			w->rt = rt;
 			pthread_mutex_lock(&w->rt->watches.lock);
 			int started = start_thread_sleep_locked(&w->rt->watches, w, cx);
 			pthread_mutex_unlock(&w->rt->watches.lock);

@@ -39,9 +39,13 @@ struct afe_worker *afe_worker_current(void)
 	return current_worker;
 }
 
+/* The runtime whose woken tasks this thread (the ring thread) is running
+ * itself, between two reaps (see afe_defer_wakes_deliver); else NULL. */
+static _Thread_local struct afe_runtime *running_inline;
+
 struct afe_runtime *afe_runtime_current(void)
 {
-	return current_worker ? current_worker->rt : NULL;
+	return current_worker ? current_worker->rt : running_inline;
 }
 
 static bool shutting_down(const struct afe_runtime *rt)
@@ -104,16 +108,10 @@ void afe_defer_wakes_begin(void)
 	deferred.active = true;
 }
 
-void afe_defer_wakes_flush(void)
+/* Hands the n tasks first..last of rt to the workers. */
+static void hand_to_workers(struct afe_runtime *rt, struct afe_task *t, struct afe_task *last,
+			    uint32_t n)
 {
-	struct afe_runtime *rt = deferred.rt;
-	struct afe_task *t = deferred.first, *last = deferred.last;
-	uint32_t n = deferred.n;
-	deferred.rt = NULL;
-	deferred.first = deferred.last = NULL;
-	deferred.n = 0;
-	if (!n)
-		return;
 	if (!afe_inject_push_list(&rt->inject, t, last, n)) {
 		while (t) { /* the runtime was destroyed: they will never run */
 			struct afe_task *next = t->next;
@@ -125,6 +123,79 @@ void afe_defer_wakes_flush(void)
 	atomic_fetch_add_explicit(&rt->injected, n, memory_order_relaxed);
 	/* One worker: once it finds work it wakes another (see search). */
 	notify_parked(rt);
+}
+
+/* Takes this thread's held-back wakes: their runtime, or NULL if none. */
+static struct afe_runtime *take_deferred(struct afe_task **first, struct afe_task **last,
+					 uint32_t *n)
+{
+	struct afe_runtime *rt = deferred.rt;
+	*first = deferred.first;
+	*last = deferred.last;
+	*n = deferred.n;
+	deferred.rt = NULL;
+	deferred.first = deferred.last = NULL;
+	deferred.n = 0;
+	return *n ? rt : NULL;
+}
+
+void afe_defer_wakes_flush(void)
+{
+	struct afe_task *first, *last;
+	uint32_t n;
+	struct afe_runtime *rt = take_deferred(&first, &last, &n);
+	if (rt)
+		hand_to_workers(rt, first, last, n);
+}
+
+/*
+ * Whether the ring thread runs a reap's woken tasks itself: when they are
+ * few and every worker is parked, waking a worker would cost a thread
+ * wake-up each way (its futex wake, then the doorbell of the I/O it
+ * submits) where running here costs none. At most AFE_INLINE_MAX_TASKS per
+ * reap, and no more once AFE_INLINE_MAX_NS have gone: the ring reaps
+ * nothing while it polls. Not once destroy has begun (closed): the ring is
+ * stopping and the workers wind the tasks down.
+ */
+#define AFE_INLINE_MAX_TASKS 64
+#define AFE_INLINE_MAX_NS 50000
+
+static bool may_run_inline(struct afe_runtime *rt, uint32_t n)
+{
+	/* Acquire pairs with destroy's store of closed. */
+	return n <= AFE_INLINE_MAX_TASKS && !atomic_load_explicit(&rt->closed, memory_order_acquire) &&
+	       afe_idle_all_parked(&rt->idle);
+}
+
+bool afe_defer_wakes_deliver(void)
+{
+	struct afe_task *t, *last;
+	uint32_t n;
+	struct afe_runtime *rt = take_deferred(&t, &last, &n);
+	if (!rt)
+		return false;
+	if (!may_run_inline(rt, n)) {
+		hand_to_workers(rt, t, last, n);
+		return false;
+	}
+	running_inline = rt;
+	uint64_t deadline = afe_now_ns() + AFE_INLINE_MAX_NS;
+	/* Counted, not followed to NULL: the last task's next is stale. */
+	while (n) {
+		struct afe_task *next = t->next;
+		afe__task_run(t, &rt->inline_counters);
+		t = next;
+		if (--n && afe_now_ns() >= deadline) {
+			hand_to_workers(rt, t, last, n);
+			break;
+		}
+	}
+	running_inline = NULL;
+	/* What those polls woke (a task they handed a message to, or one
+	 * that yielded) goes to the workers: a chain of wakes never stays on
+	 * the ring thread. */
+	afe_defer_wakes_flush();
+	return true;
 }
 
 /* Holds t back until the next flush. */
@@ -231,7 +302,7 @@ static struct afe_task *next_task(struct afe_worker *w)
 static void run(struct afe_worker *w, struct afe_task *t)
 {
 	for (unsigned lifo_polls = 0;; lifo_polls++) {
-		afe__task_run(t, w);
+		afe__task_run(t, &w->counters);
 		t = w->lifo;
 		if (!t)
 			return;

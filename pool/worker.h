@@ -77,4 +77,11 @@ void afe_schedule(struct afe_runtime *rt, struct afe_task *t, enum afe_schedule_
 void afe_defer_wakes_begin(void);
 void afe_defer_wakes_flush(void);
 
+/* Like afe_defer_wakes_flush, but when the held-back tasks are few and
+ * every worker is parked, polls them here instead, once each (see
+ * worker.c). Returns true when it polled any: the I/O they submitted then
+ * waits in the ring's requests, so the caller takes those before it
+ * sleeps. */
+bool afe_defer_wakes_deliver(void);
+
 #endif /* AFE_POOL_WORKER_H */

@@ -926,6 +926,8 @@ static void run(struct afe_ring *r)
 		check_futexes(e);
 		afe__sleeps_expire(&r->sleeps);
 		expire_timeouts(e);
+		if (afe_defer_wakes_deliver())
+			continue; /* polled here: take what they submitted */
 		/* Acquire: pairs with afe_ring_stop's store (ring.c). */
 		bool stopping = atomic_load_explicit(&r->stopping, memory_order_acquire);
 		if (stopping) {

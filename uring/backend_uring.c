@@ -17,6 +17,7 @@
 #include "../pool/worker.h"
 #include "afe/io.h"
 #include "afe/runtime.h"
+#include "afe/sleep.h"
 #include "backend.h"
 #include "compat.h"
 #include "features.h"
@@ -35,6 +36,9 @@ enum cqe_tag {
 
 _Static_assert(_Alignof(struct afe_io) >= 8, "three tag bits in an operation's address");
 
+/* How often the stop cancels everything again (see cancel_everything). */
+#define CANCEL_AGAIN_NS 100000000L
+
 /* A completion queue deep enough that bursts rarely overflow (the kernel
  * keeps overflowed CQEs, but slowly). */
 #define MIN_CQ_ENTRIES 16384u
@@ -45,6 +49,7 @@ struct afe_uring {
 	struct io_uring uring;
 	uint64_t cqes_due; /* all operations' */
 	bool doorbell_armed, cancel_all_sent;
+	uint64_t cancel_all_at; /* when the stop's cancel of everything went */
 	uint64_t bell_count; /* where the doorbell's eventfd read lands */
 	/* Without AFE_URING_CANCEL_ANY: operations in flight, those the stop
 	 * has not cancelled yet and those it has. */
@@ -331,9 +336,13 @@ static void enter(struct afe_uring *r, bool wait)
 	struct io_uring_cqe *cqe;
 	int err;
 	afe_defer_wakes_flush(); /* the tasks woken since the last enter */
-	if (!wait)
+	if (!wait) {
 		err = io_uring_submit_and_get_events(&r->uring);
-	else if (afe__sleeps_plan_wait(&r->ring->sleeps, &ts))
+	} else if (r->cancel_all_sent && !tracks_in_flight(r)) {
+		/* Stopping: look again after a while (see cancel_everything). */
+		ts = (struct __kernel_timespec){.tv_sec = 0, .tv_nsec = CANCEL_AGAIN_NS};
+		err = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, &ts, NULL);
+	} else if (afe__sleeps_plan_wait(&r->ring->sleeps, &ts))
 		err = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, &ts, NULL);
 	else
 		err = io_uring_submit_and_wait(&r->uring, 1);
@@ -365,9 +374,19 @@ static void cancel_each(struct afe_uring *r)
 	r->cancel_all_sent = true;
 }
 
+/*
+ * The stop: cancels every operation in flight. With one cancel matching
+ * everything (5.19), sent again every CANCEL_AGAIN_NS while completions
+ * are still due: an operation the kernel was re-arming (a poll that fired
+ * and found nothing, say) when the cancel went by may have been missed by
+ * it, and the stop would wait for it for ever.
+ */
 static void cancel_everything(struct afe_uring *r)
 {
 	afe__sleeps_close(&r->ring->sleeps);
+	if (r->cancel_all_sent && !tracks_in_flight(r) &&
+	    afe_now_ns() - r->cancel_all_at >= CANCEL_AGAIN_NS)
+		r->cancel_all_sent = false;
 	if (r->cancel_all_sent)
 		return;
 	if (tracks_in_flight(r)) {
@@ -381,6 +400,7 @@ static void cancel_everything(struct afe_uring *r)
 	io_uring_sqe_set_data(sqe, tagged(NULL, TAG_CANCEL));
 	r->cqes_due++;
 	r->cancel_all_sent = true;
+	r->cancel_all_at = afe_now_ns();
 }
 
 static void run(struct afe_uring *r)
@@ -390,6 +410,8 @@ static void run(struct afe_uring *r)
 		issue_backlog(r);
 		reap(r);
 		afe__sleeps_expire(&r->ring->sleeps);
+		if (afe_defer_wakes_deliver())
+			continue; /* polled here: take what they submitted */
 		bool stopping = atomic_load_explicit(&r->ring->stopping, memory_order_acquire);
 		if (stopping) {
 			cancel_everything(r);

@@ -231,7 +231,8 @@ uint64_t afe__runtime_live_tasks(const struct afe_runtime *rt)
 	/* Finished counts first, then spawned: every task counted finished was
 	 * spawned before (acquire chains through the queues), so the
 	 * difference never undercounts. */
-	uint64_t finished = atomic_load_explicit(&rt->dropped, memory_order_acquire);
+	uint64_t finished = atomic_load_explicit(&rt->dropped, memory_order_acquire) +
+			    atomic_load_explicit(&rt->inline_counters.finished, memory_order_acquire);
 	for (uint32_t i = 0; i < rt->num_workers; i++)
 		finished += atomic_load_explicit(&rt->workers[i]->counters.finished,
 						 memory_order_acquire);
@@ -391,6 +392,8 @@ int afe_runtime_metrics(const struct afe_runtime *rt, struct afe_metrics *m)
 	m->spawned = atomic_load_explicit(&rt->external_spawned, memory_order_acquire);
 	m->completed = atomic_load_explicit(&rt->dropped, memory_order_acquire);
 	m->injected = atomic_load_explicit(&rt->injected, memory_order_relaxed);
+	m->completed += atomic_load_explicit(&rt->inline_counters.completed, memory_order_acquire);
+	m->polled = atomic_load_explicit(&rt->inline_counters.polled, memory_order_acquire);
 	for (uint32_t i = 0; i < rt->num_workers; i++) {
 		const struct afe_worker_counters *c = &rt->workers[i]->counters;
 		m->spawned += atomic_load_explicit(&c->spawned, memory_order_acquire);

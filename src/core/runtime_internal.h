@@ -14,6 +14,7 @@
 #include "../../pool/inject_queue.h"
 #include "../../pool/watch.h"
 #include "../../pool/worker.h"
+#include "../../pool/worker.h"
 #include "../../uring/ring.h"
 
 #define AFE_DEFAULT_RING_ENTRIES 256
@@ -50,6 +51,9 @@ struct afe_runtime {
 	_Atomic bool shutdown; /* the workers exit */
 	/* Counters of work that happens outside the workers. */
 	_Atomic uint64_t external_spawned, injected, dropped;
+	/* The tasks the ring thread polls itself (afe_defer_wakes_deliver);
+	 * written by the ring thread only. */
+	_Alignas(AFE_CACHE_LINE) struct afe_worker_counters inline_counters;
 	/* The library's own tasks (IPC pumps and watchers, the signal
 	 * reader), left out of the live count that exits wait on; see
 	 * afe__spawn_system. May dip below 0 for a moment. */

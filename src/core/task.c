@@ -115,11 +115,11 @@ static const struct afe_waker_vtable task_waker_vtable = {
 
 /* ---- running ----------------------------------------------------------- */
 
-static void complete(struct afe_task *t, struct afe_worker *w)
+static void complete(struct afe_task *t, struct afe_worker_counters *counters)
 {
 	/* Counted before COMPLETE is published, so whoever sees the task
 	 * complete also sees the count. */
-	afe_counter_add(&w->counters.completed, 1);
+	afe_counter_add(&counters->completed, 1);
 	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
 	uint64_t ns;
 	do {
@@ -128,13 +128,13 @@ static void complete(struct afe_task *t, struct afe_worker *w)
 		 * makes the joiner's waker write visible to us. */
 	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acq_rel,
 							 memory_order_relaxed));
-	afe_counter_add(&w->counters.finished, 1);
+	afe_counter_add(&counters->finished, 1);
 	if ((s & AFE_TASK_JOIN_INTEREST) && (s & AFE_TASK_JOIN_WAKER))
 		afe_waker_wake_by_ref(&t->join_waker);
 	afe__task_release(t); /* the queue's reference */
 }
 
-void afe__task_run(struct afe_task *t, struct afe_worker *w)
+void afe__task_run(struct afe_task *t, struct afe_worker_counters *counters)
 {
 	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
 	uint64_t ns;
@@ -156,9 +156,9 @@ void afe__task_run(struct afe_task *t, struct afe_worker *w)
 		.task = t,
 		.cancel = (ns & AFE_TASK_CANCELLED) != 0,
 	};
-	afe_counter_add(&w->counters.polled, 1);
+	afe_counter_add(&counters->polled, 1);
 	if (afe_future_poll(future_of(t), &cx) == AFE_READY) {
-		complete(t, w);
+		complete(t, counters);
 		return;
 	}
 

@@ -44,7 +44,7 @@
 #define AFE_TASK_REF_ONE (UINT64_C(1) << AFE_TASK_REF_SHIFT)
 
 struct afe_runtime;
-struct afe_worker;
+struct afe_worker_counters;
 
 struct afe_task {
 	_Atomic uint64_t state;
@@ -68,9 +68,10 @@ struct afe_task_extra {
 	char name[AFE_TASK_NAME_MAX];
 };
 
-/* Polls t once on worker w; t was taken from a run queue (NOTIFIED).
- * Queues it again on w if it was woken while running. */
-void afe__task_run(struct afe_task *t, struct afe_worker *w);
+/* Polls t once, counting it in counters (its worker's, or the ring
+ * thread's); t was taken from a run queue (NOTIFIED). Queues it again if
+ * it was woken while running. */
+void afe__task_run(struct afe_task *t, struct afe_worker_counters *counters);
 
 /* Releases one reference; frees the task when it was the last. */
 void afe__task_release(struct afe_task *t);
