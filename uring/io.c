@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Operation futures: preparing SQEs, polling, cancelling. */
+#define _GNU_SOURCE /* preadv2, pwritev2, RWF_NOWAIT */
 #include <errno.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "../pool/spinlock.h"
@@ -85,6 +87,35 @@ bool afe__io_finish(struct afe_io *io)
 	return true;
 }
 
+/*
+ * A read or write of a file at an offset, tried here first with RWF_NOWAIT:
+ * when the pages are cached (a read) or the write needs no wait, it is
+ * done in one system call on this thread, where the ring would cost a
+ * round trip through the ring thread (1.3 us against pread's 0.8 for a
+ * cached 4 KiB read; pool/HANDOFF.md). A read counts only when whole: a
+ * short one has changed nothing and goes to the ring, which reads a file
+ * whole. A write counts from its first byte (it has changed the file), as
+ * a short write from the ring would. Anything else (EAGAIN: not cached;
+ * ESPIPE: not a file; EOPNOTSUPP) goes to the ring. Not for linked or
+ * timed operations, or at the file position (-1), whose order the ring
+ * keeps.
+ */
+static bool done_without_the_ring(struct afe_io *io)
+{
+	const struct io_uring_sqe *sqe = sqe_of(io);
+	bool read = sqe->opcode == IORING_OP_READ;
+	if ((!read && sqe->opcode != IORING_OP_WRITE) || sqe->off == (uint64_t)-1 || sqe->flags ||
+	    sqe->rw_flags || io->linked || io->follows || io->has_timeout || sqe->len == 0)
+		return false;
+	struct iovec iov = {.iov_base = (void *)(uintptr_t)sqe->addr, .iov_len = sqe->len};
+	ssize_t n = read ? preadv2(sqe->fd, &iov, 1, (off_t)sqe->off, RWF_NOWAIT)
+			 : pwritev2(sqe->fd, &iov, 1, (off_t)sqe->off, RWF_NOWAIT);
+	if (read ? n != (ssize_t)sqe->len : n <= 0)
+		return false;
+	io->base.result = n;
+	return true;
+}
+
 static int first_poll(struct afe_io *io, struct afe_context *cx)
 {
 	struct afe_runtime *rt = afe_runtime_current();
@@ -95,8 +126,12 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 		return AFE_READY;
 	}
 	io->rt = rt;
-	afe_waker_clone(&io->waker, cx->waker);
 	io->submitted = true;
+	if (done_without_the_ring(io)) {
+		io->done = true; /* the ring never saw io: no lock needed */
+		return AFE_READY;
+	}
+	afe_waker_clone(&io->waker, cx->waker);
 	int err = afe_ring_submit(rt->ring, io);
 	if (err < 0) { /* -ESHUTDOWN: the ring thread has ended */
 		afe_waker_drop(&io->waker);

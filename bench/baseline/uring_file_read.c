@@ -7,7 +7,12 @@
  * `n` have completed; every read is checked.
  *
  *   uring_file_read [--bs=4096] [--depth=64] [--n=262144] [--size_mb=1024]
- *                   [--path=/tmp/afe_file_read.dat]
+ *                   [--path=/tmp/afe_file_read.dat] [--warm=1] [--pread=1]
+ *
+ * --warm=1 reads the whole file once instead of dropping its pages
+ * ("cache":"warm"); --pread=1 (depth 1 only) reads with pread(2) in a
+ * plain loop instead of the ring: the floor of one read at a time
+ * ("impl":"pread").
  *
  * The file is the one afe_bench uses: every 4 KiB block is filled with the
  * low byte of its block number and begins with its own byte offset as a
@@ -187,9 +192,49 @@ static void queue_read(struct io_uring *ring, int fd, struct slot *s, size_t bs,
 	io_uring_sqe_set_data(sqe, s);
 }
 
+/* Reads the whole file once (--warm=1), so its pages are in the cache. */
+static void read_whole(int fd, uint64_t size)
+{
+	enum { CHUNK_READ = 1 << 20 };
+	char *chunk = malloc(CHUNK_READ);
+	if (!chunk)
+		fail("out of memory");
+	for (uint64_t off = 0; off < size; off += CHUNK_READ)
+		if (pread(fd, chunk, CHUNK_READ, (off_t)off) <= 0)
+			fail("read: %s", strerror(errno));
+	free(chunk);
+}
+
+/* --pread=1: the n reads one after the other with pread(2), checked as
+ * the ring's are; prints the JSON line. */
+static void pread_loop(int fd, size_t bs, long n, uint64_t blocks, const char *cache)
+{
+	unsigned char *buf = aligned_alloc(BLOCK, bs);
+	if (!buf)
+		fail("out of memory");
+	uint64_t start = now_ns();
+	for (long i = 0; i < n; i++) {
+		uint64_t offset = next_random() % blocks * BLOCK;
+		ssize_t got = pread(fd, buf, bs, (off_t)offset);
+		if (got != (ssize_t)bs)
+			fail("read at %llu: %zd of %zu bytes (%s)", (unsigned long long)offset, got,
+			     bs, got < 0 ? strerror(errno) : "short");
+		if (!block_ok(buf, offset, bs))
+			fail("wrong data read at %llu", (unsigned long long)offset);
+	}
+	double seconds = (double)(now_ns() - start) / 1e9;
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("{\"workload\":\"file_read\",\"impl\":\"pread\",\"threads\":1,\"n\":%ld,"
+	       "\"seconds\":%.6f,\"ops_per_s\":%.0f%s,\"peak_rss_kb\":%ld}\n",
+	       n, seconds, seconds > 0 ? (double)n / seconds : 0.0, cache, ru.ru_maxrss);
+	fflush(stdout);
+	free(buf);
+}
+
 int main(int argc, char **argv)
 {
-	long bs = 4096, depth = 64, n = 262144, size_mb = 1024;
+	long bs = 4096, depth = 64, n = 262144, size_mb = 1024, warm = 0, use_pread = 0;
 	const char *path = "/tmp/afe_file_read.dat";
 	for (int i = 1; i < argc; i++) {
 		const char *v;
@@ -203,18 +248,22 @@ int main(int argc, char **argv)
 			size_mb = parse_number("size_mb", v);
 		else if ((v = value_of(argv[i], "path")))
 			path = v;
+		else if ((v = value_of(argv[i], "warm")))
+			warm = parse_number("warm", v);
+		else if ((v = value_of(argv[i], "pread")))
+			use_pread = parse_number("pread", v);
 		else {
 			fprintf(stderr, "uring_file_read: unknown flag '%s' (flags: --bs --depth --n "
-					"--size_mb --path)\n",
+					"--size_mb --path --warm --pread)\n",
 				argv[i]);
 			return 2;
 		}
 	}
 	uint64_t size = (uint64_t)size_mb << 20;
 	if (bs < (long)BLOCK || bs % BLOCK || bs > (1L << 30) || depth < 1 || depth > 32768 ||
-	    n < 1 || size_mb < 1 || size < (uint64_t)bs) {
+	    n < 1 || size_mb < 1 || size < (uint64_t)bs || (use_pread && depth != 1)) {
 		fprintf(stderr, "uring_file_read: bs must be a multiple of 4096 within the file; "
-				"1 <= depth <= 32768; n, size_mb positive\n");
+				"1 <= depth <= 32768 (1 with --pread=1); n, size_mb positive\n");
 		return 2;
 	}
 
@@ -227,12 +276,21 @@ int main(int argc, char **argv)
 	}
 	if (fsync(fd) < 0)
 		fail("fsync %s: %s", path, strerror(errno));
-	int err = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	int err = warm ? 0 : posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 	if (!err)
 		err = posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
 	if (err)
 		fail("posix_fadvise: %s", strerror(err));
-	bool cold = resident(fd, size) < 0.01;
+	if (warm)
+		read_whole(fd, size);
+	double in_cache = resident(fd, size);
+	const char *cache = in_cache < 0.01 ? ",\"cache\":\"cold\"" : in_cache > 0.99 ? ",\"cache\":\"warm\"" : "";
+	uint64_t blocks = (size - (uint64_t)bs) / BLOCK + 1; /* where a read may start */
+	if (use_pread) {
+		pread_loop(fd, (size_t)bs, n, blocks, cache);
+		close(fd);
+		return 0;
+	}
 
 	struct io_uring ring;
 	err = io_uring_queue_init((unsigned)depth, &ring, 0);
@@ -244,7 +302,6 @@ int main(int argc, char **argv)
 	for (long i = 0; i < depth; i++)
 		if (!(slots[i].buf = aligned_alloc(BLOCK, (size_t)bs)))
 			fail("out of memory");
-	uint64_t blocks = (size - (uint64_t)bs) / BLOCK + 1; /* where a read may start */
 
 	uint64_t start = now_ns();
 	long issued = 0, done = 0;
@@ -282,8 +339,7 @@ int main(int argc, char **argv)
 	getrusage(RUSAGE_SELF, &ru);
 	printf("{\"workload\":\"file_read\",\"impl\":\"liburing_raw\",\"threads\":1,\"n\":%ld,"
 	       "\"seconds\":%.6f,\"ops_per_s\":%.0f%s,\"peak_rss_kb\":%ld}\n",
-	       n, seconds, seconds > 0 ? (double)n / seconds : 0.0,
-	       cold ? ",\"cache\":\"cold\"" : "", ru.ru_maxrss);
+	       n, seconds, seconds > 0 ? (double)n / seconds : 0.0, cache, ru.ru_maxrss);
 	fflush(stdout);
 
 	io_uring_queue_exit(&ring);

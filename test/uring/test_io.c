@@ -139,3 +139,70 @@ Test(io, bad_timeout_calls_and_ring_sizes_are_refused)
 	cr_assert_eq(afe_runtime_create(&rt, &config), -EINVAL);
 	cr_assert_null(rt);
 }
+
+/* Polls a read once and, if it is pending, to its end: its result, and
+ * whether its first poll ended it. */
+struct read_once {
+	struct afe_future base;
+	struct afe_io io;
+	bool *ready_at_first_poll; /* the test's: the future runs as a copy */
+	int polls;
+};
+
+static int read_once_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct read_once *self = afe_container_of(f, struct read_once, base);
+	int ready = afe_future_poll(&self->io.base, cx);
+	if (self->polls++ == 0)
+		*self->ready_at_first_poll = ready == AFE_READY;
+	if (ready == AFE_PENDING)
+		return AFE_PENDING;
+	f->result = self->io.base.result;
+	return AFE_READY;
+}
+
+/* A read of a file at an offset whose pages are cached is done at its
+ * first poll with RWF_NOWAIT, without the ring; one whose pages are not,
+ * or that would come short (the end of the file), goes through the ring
+ * and gives the same result. */
+Test(io, a_cached_file_read_ends_at_its_first_poll_and_others_go_through_the_ring)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	char path[] = "/tmp/afe-test-cached-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	static char data[16384], buf[16384];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (char)(i * 13);
+	cr_assert_eq(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+
+	bool first;
+	struct read_once r = {.ready_at_first_poll = &first};
+	afe_future_init(&r.base, read_once_poll);
+	afe_io_read_init(&r.io, fd, buf, 4096, 4096);
+	cr_assert_eq(test_block_on(rt, &r), 4096);
+	cr_assert(first, "a cached read is done without the ring");
+	cr_assert_eq(memcmp(buf, data + 4096, 4096), 0);
+
+	/* Short: 96 bytes left at the end. */
+	r = (struct read_once){.ready_at_first_poll = &first};
+	afe_future_init(&r.base, read_once_poll);
+	afe_io_read_init(&r.io, fd, buf, 4096, sizeof(data) - 96);
+	cr_assert_eq(test_block_on(rt, &r), 96);
+	cr_assert_not(first, "a short read went to the ring");
+	cr_assert_eq(memcmp(buf, data + sizeof(data) - 96, 96), 0);
+
+	/* Not cached: written back, then its pages dropped. */
+	cr_assert_eq(fsync(fd), 0);
+	cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	r = (struct read_once){.ready_at_first_poll = &first};
+	afe_future_init(&r.base, read_once_poll);
+	memset(buf, 0, sizeof(buf));
+	afe_io_read_init(&r.io, fd, buf, 8192, 8192);
+	cr_assert_eq(test_block_on(rt, &r), 8192);
+	cr_assert_not(first, "an uncached read went to the ring");
+	cr_assert_eq(memcmp(buf, data + 8192, 8192), 0);
+	close(fd);
+	test_runtime_destroy(rt);
+}
