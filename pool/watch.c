@@ -13,6 +13,7 @@
 #include "afe/runtime.h"
 
 #include "../src/core/runtime_internal.h"
+#include "futex.h"
 #include "worker.h"
 
 enum { STATE_PENDING = 1, STATE_HELD, STATE_RING, STATE_ENDED };
@@ -124,11 +125,9 @@ static void flag_sleep(const struct afe_watch *w)
 		atomic_fetch_or(w->sleep_flags, w->sleep_bit);
 }
 
-static long futex_op(const _Atomic uint32_t *word, int op, uint32_t value, unsigned flags)
+static bool is_shared(const struct afe_watch *w)
 {
-	if (flags & AFE_FUTEX_PRIVATE)
-		op |= FUTEX_PRIVATE_FLAG;
-	return syscall(SYS_futex, word, op, value, NULL, NULL, 0);
+	return !(w->flags & AFE_FUTEX_PRIVATE);
 }
 
 /* What a futex thread runs for w: one FUTEX_WAIT on its word. 0 (a wake,
@@ -140,10 +139,11 @@ static intptr_t sleep_on_word(void *arg)
 	 * of interrupted then load of sleeper. Either we see interrupted and
 	 * do not sleep, or it sees THREAD_IN and wakes the word. */
 	atomic_store(&w->sleeper, THREAD_IN);
-	intptr_t r = 0;
-	if (!atomic_load(&w->interrupted) && futex_op(w->word, FUTEX_WAIT, w->value, w->flags) < 0 &&
-	    errno != EAGAIN && errno != EINTR)
-		r = -errno;
+	int r = 0;
+	if (!atomic_load(&w->interrupted))
+		r = afe_futex_wait_on(w->word, w->value, NULL, is_shared(w));
+	if (r == -EAGAIN || r == -EINTR)
+		r = 0;
 	atomic_store(&w->sleeper, THREAD_OUT); /* seq_cst: read by the same loop */
 	return r;
 }
@@ -161,7 +161,7 @@ static void interrupt_thread_sleep(struct afe_watch *w)
 {
 	atomic_store(&w->interrupted, true); /* seq_cst: see sleep_on_word */
 	while (atomic_load(&w->sleeper) == THREAD_IN) {
-		if (futex_op(w->word, FUTEX_WAKE, INT32_MAX, w->flags) < 0 && errno == EFAULT)
+		if (afe_futex_wake_on(w->word, INT32_MAX, is_shared(w)) == -EFAULT)
 			(void)atomic_load_explicit(w->word, memory_order_relaxed); /* the fault only */
 		if (atomic_load(&w->sleeper) == THREAD_IN)
 			sched_yield();

@@ -35,6 +35,19 @@ static inline struct afe_runtime *test_runtime(unsigned workers)
 	return rt;
 }
 
+/* A runtime whose idle workers search spin_us before they park (0: park
+ * at once, so a test finds them parked). */
+static inline struct afe_runtime *test_runtime_spinning(unsigned workers, unsigned spin_us)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = workers;
+	config.spin_us = spin_us;
+	struct afe_runtime *rt = NULL;
+	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+	return rt;
+}
+
 static inline void test_runtime_destroy(struct afe_runtime *rt)
 {
 	cr_assert_eq(afe_runtime_destroy(rt), 0, "tasks left behind at destroy");

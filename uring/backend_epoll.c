@@ -37,7 +37,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +51,7 @@
 #include <unistd.h>
 
 #include "../pool/blocking.h"
+#include "../pool/futex.h"
 #include "../pool/worker.h"
 #include "backend.h"
 #include "compat.h"
@@ -530,9 +530,7 @@ static int attempt(struct afe_io *io, const struct io_uring_sqe *sqe, uint32_t r
 	case IORING_OP_SHUTDOWN:
 		return result(shutdown(sqe->fd, (int)sqe->len));
 	case AFE_IORING_OP_FUTEX_WAKE:
-		return result(syscall(SYS_futex, addr,
-				      sqe->fd & AFE_FUTEX2_PRIVATE ? FUTEX_WAKE_PRIVATE : FUTEX_WAKE,
-				      (int)sqe->addr2, NULL, NULL, 0));
+		return afe_futex_wake_on(addr, (int)sqe->addr2, !(sqe->fd & AFE_FUTEX2_PRIVATE));
 	default: /* FUTEX_WAITV, which AFE does not submit */
 		return -EOPNOTSUPP;
 	}

@@ -5,14 +5,13 @@
 #include "ring.h"
 
 #include <errno.h>
-#include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "../pool/futex.h"
 #include "../pool/worker.h"
 #include "afe/runtime.h"
 #include "backend.h"
@@ -35,7 +34,7 @@ static void ring_doorbell(struct afe_ring *r)
 		return;
 	}
 	atomic_fetch_add(&r->doorbell, 1);
-	syscall(SYS_futex, &r->doorbell, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	afe_futex_wake(&r->doorbell, 1);
 }
 
 /* Pushes req; false once the ring thread has ended. */

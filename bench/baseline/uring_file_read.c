@@ -192,6 +192,18 @@ static void queue_read(struct io_uring *ring, int fd, struct slot *s, size_t bs,
 	io_uring_sqe_set_data(sqe, s);
 }
 
+/* Prints the workload's JSON line for n reads timed from start (ns). */
+static void report(const char *impl, long n, uint64_t start, const char *cache)
+{
+	double seconds = (double)(now_ns() - start) / 1e9;
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("{\"workload\":\"file_read\",\"impl\":\"%s\",\"threads\":1,\"n\":%ld,"
+	       "\"seconds\":%.6f,\"ops_per_s\":%.0f%s,\"peak_rss_kb\":%ld}\n",
+	       impl, n, seconds, seconds > 0 ? (double)n / seconds : 0.0, cache, ru.ru_maxrss);
+	fflush(stdout);
+}
+
 /* Reads the whole file once (--warm=1), so its pages are in the cache. */
 static void read_whole(int fd, uint64_t size)
 {
@@ -222,13 +234,7 @@ static void pread_loop(int fd, size_t bs, long n, uint64_t blocks, const char *c
 		if (!block_ok(buf, offset, bs))
 			fail("wrong data read at %llu", (unsigned long long)offset);
 	}
-	double seconds = (double)(now_ns() - start) / 1e9;
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	printf("{\"workload\":\"file_read\",\"impl\":\"pread\",\"threads\":1,\"n\":%ld,"
-	       "\"seconds\":%.6f,\"ops_per_s\":%.0f%s,\"peak_rss_kb\":%ld}\n",
-	       n, seconds, seconds > 0 ? (double)n / seconds : 0.0, cache, ru.ru_maxrss);
-	fflush(stdout);
+	report("pread", n, start, cache);
 	free(buf);
 }
 
@@ -333,14 +339,7 @@ int main(int argc, char **argv)
 		}
 		io_uring_cq_advance(&ring, seen);
 	}
-	double seconds = (double)(now_ns() - start) / 1e9;
-
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	printf("{\"workload\":\"file_read\",\"impl\":\"liburing_raw\",\"threads\":1,\"n\":%ld,"
-	       "\"seconds\":%.6f,\"ops_per_s\":%.0f%s,\"peak_rss_kb\":%ld}\n",
-	       n, seconds, seconds > 0 ? (double)n / seconds : 0.0, cache, ru.ru_maxrss);
-	fflush(stdout);
+	report("liburing_raw", n, start, cache);
 
 	io_uring_queue_exit(&ring);
 	for (long i = 0; i < depth; i++)

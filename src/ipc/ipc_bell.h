@@ -34,12 +34,12 @@
 #define AFE_IPC_BELL_H
 
 #include <limits.h>
-#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "../../pool/futex.h"
 #include "../../pool/held_signals.h"
 #include "../../pool/watch.h"
 
@@ -109,7 +109,7 @@ static inline int afe_ipc_bell_ring(struct afe_ipc_bell *b, uint32_t what)
 	 * cancelled may sit on the word a moment longer, and must not take
 	 * the only wake. */
 	if ((wants & AFE_IPC_ASLEEP) || (atomic_load(&b->wants) & AFE_IPC_ASLEEP))
-		syscall(SYS_futex, &b->word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+		afe_futex_wake_on(&b->word, INT_MAX, true);
 	return 1;
 }
 
@@ -148,7 +148,7 @@ static inline void afe_ipc_bell_wake_wiped(struct afe_ipc_bell *b, int fd, long 
 					    uint32_t word)
 {
 	syscall(SYS_pwrite64, (long)fd, &word, sizeof(word), offset);
-	syscall(SYS_futex, &b->word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	afe_futex_wake_on(&b->word, INT_MAX, true);
 }
 
 /* How many task polls a ring is held back when the peer sleeps. */

@@ -17,17 +17,6 @@
 
 #define ROUNDS 20
 
-static struct afe_runtime *parking_runtime(unsigned workers)
-{
-	struct afe_runtime_config config;
-	afe_runtime_config_default(&config);
-	config.workers = workers;
-	config.spin_us = 0; /* park at once */
-	struct afe_runtime *rt = NULL;
-	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
-	return rt;
-}
-
 /* Runs the future f (of size bytes, copied) as a task and returns its
  * result: afe_block_on would poll it on this thread. */
 static intptr_t join_spawned(struct afe_runtime *rt, struct afe_future *f, size_t size)
@@ -76,7 +65,7 @@ static int napper_poll(struct afe_future *f, struct afe_context *cx)
 
 Test(inline_run, a_task_woken_while_every_worker_sleeps_runs_on_the_ring_thread)
 {
-	struct afe_runtime *rt = parking_runtime(1);
+	struct afe_runtime *rt = test_runtime_spinning(1, 0);
 	struct nap_counts counts = {0};
 	struct napper n = {.rt = rt, .counts = &counts};
 	afe_future_init(&n.base, napper_poll);
@@ -144,7 +133,7 @@ static int waiter_task_poll(struct afe_future *f, struct afe_context *cx)
 
 Test(inline_run, what_a_task_polled_on_the_ring_thread_wakes_runs_on_a_worker)
 {
-	struct afe_runtime *rt = parking_runtime(2);
+	struct afe_runtime *rt = test_runtime_spinning(2, 0);
 	struct pair p = {0};
 	afe_notify_init(&p.to_waiter);
 	afe_notify_init(&p.to_waker);
@@ -192,7 +181,7 @@ static int busy_after_poll(struct afe_future *f, struct afe_context *cx)
 
 Test(inline_run, a_batch_past_the_budget_goes_on_to_the_workers)
 {
-	struct afe_runtime *rt = parking_runtime(2);
+	struct afe_runtime *rt = test_runtime_spinning(2, 0);
 	int rounds_with_ring = 0;
 	for (int round = 0; round < ROUNDS; round++) {
 		_Atomic int on_ring = 0;

@@ -48,21 +48,9 @@ static int watch_once_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_END;
 }
 
-/* A runtime whose idle workers search spin_us before they park. */
-static struct afe_runtime *runtime_spinning(unsigned workers, unsigned spin_us)
-{
-	struct afe_runtime_config config;
-	afe_runtime_config_default(&config);
-	config.workers = workers;
-	config.spin_us = spin_us;
-	struct afe_runtime *rt = NULL;
-	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
-	return rt;
-}
-
 static struct afe_runtime *quiet_runtime(unsigned workers)
 {
-	return runtime_spinning(workers, 0); /* park at once: a parked worker holds the watch */
+	return test_runtime_spinning(workers, 0); /* park at once: a parked worker holds the watch */
 }
 
 /* Parked workers hold watches only with futex_waitv (5.16; not under
@@ -511,7 +499,7 @@ static uint64_t ping_pong_on(struct afe_runtime *rt, bool with_churn, bool flagg
 
 static uint64_t ping_pong(unsigned workers, unsigned spin_us, bool with_churn, bool flagged)
 {
-	return ping_pong_on(runtime_spinning(workers, spin_us), with_churn, flagged);
+	return ping_pong_on(test_runtime_spinning(workers, spin_us), with_churn, flagged);
 }
 
 Test(watch_stress, ping_pong_with_a_thread_on_one_parking_worker, .timeout = 120)
