@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "../src/core/runtime_internal.h"
+#include "../src/core/runtime_internal.h" /* afe__give_way */
+#include "pool.h"
 
 enum job_state {
 	JOB_NEW = 0,
@@ -201,8 +202,10 @@ static void free_copy(struct afe_blocking *job)
 /* The first poll: queues the job on the current runtime's pool. */
 static int start(struct afe_blocking *job, struct afe_context *cx)
 {
-	struct afe_runtime *rt = afe_runtime_current();
-	struct afe_blocking_pool *pool = job->target ? job->target : rt ? &rt->blocking : NULL;
+	struct afe_pool *owner = afe_pool_current();
+	struct afe_blocking_pool *pool = job->target	? job->target
+					 : owner	? afe_pool_blocking(owner)
+							: NULL;
 	if (cx->cancel || !pool) {
 		job->base.result = cx->cancel ? -ECANCELED : -EINVAL;
 		return AFE_READY;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "inject_queue.h"
 
-#include "../src/core/task_internal.h"
+#include "runnable.h"
 
 void afe_inject_init(struct afe_inject_queue *q)
 {
@@ -23,8 +23,8 @@ void afe_inject_destroy(struct afe_inject_queue *q)
 	pthread_mutex_destroy(&q->lock);
 }
 
-bool afe_inject_push_list(struct afe_inject_queue *q, struct afe_task *first,
-			  struct afe_task *last, uint32_t n)
+bool afe_inject_push_list(struct afe_inject_queue *q, struct afe_runnable *first,
+			  struct afe_runnable *last, uint32_t n)
 {
 	last->next = NULL;
 	pthread_mutex_lock(&q->lock);
@@ -45,7 +45,7 @@ bool afe_inject_push_list(struct afe_inject_queue *q, struct afe_task *first,
 	return true;
 }
 
-uint32_t afe_inject_pop_batch(struct afe_inject_queue *q, struct afe_task **out, uint32_t max)
+uint32_t afe_inject_pop_batch(struct afe_inject_queue *q, struct afe_runnable **out, uint32_t max)
 {
 	if (afe_inject_len(q) == 0)
 		return 0;

@@ -24,12 +24,12 @@
 #define AFE_RQ_MASK (AFE_RQ_CAP - 1)
 #define AFE_CACHE_LINE 64
 
-struct afe_task;
+struct afe_runnable;
 
 struct afe_run_queue {
 	_Alignas(AFE_CACHE_LINE) _Atomic uint32_t head; /* consumers' end */
 	_Alignas(AFE_CACHE_LINE) _Atomic uint32_t tail; /* owner's end */
-	_Atomic(struct afe_task *) slots[AFE_RQ_CAP];
+	_Atomic(struct afe_runnable *) slots[AFE_RQ_CAP];
 };
 
 static inline void afe_rq_init(struct afe_run_queue *q)
@@ -49,7 +49,7 @@ static inline uint32_t afe_rq_len(struct afe_run_queue *q)
 }
 
 /* Owner only. Pushes t; returns false when the ring is full. */
-static inline bool afe_rq_push(struct afe_run_queue *q, struct afe_task *t)
+static inline bool afe_rq_push(struct afe_run_queue *q, struct afe_runnable *t)
 {
 	uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
 	/* Acquire pairs with the release CAS on head by a stealer: its reads
@@ -64,14 +64,14 @@ static inline bool afe_rq_push(struct afe_run_queue *q, struct afe_task *t)
 }
 
 /* Owner only. Pops the oldest task, or NULL when empty. */
-static inline struct afe_task *afe_rq_pop(struct afe_run_queue *q)
+static inline struct afe_runnable *afe_rq_pop(struct afe_run_queue *q)
 {
 	uint32_t head = atomic_load_explicit(&q->head, memory_order_acquire);
 	for (;;) {
 		uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
 		if (head == tail)
 			return NULL;
-		struct afe_task *t =
+		struct afe_runnable *t =
 			atomic_load_explicit(&q->slots[head & AFE_RQ_MASK], memory_order_relaxed);
 		/* Races stealers for the slot; on failure head is reloaded. */
 		if (atomic_compare_exchange_weak_explicit(&q->head, &head, head + 1,
@@ -85,7 +85,7 @@ static inline struct afe_task *afe_rq_pop(struct afe_run_queue *q)
  * Any thread. Takes up to max tasks from the head of q into out[]: half of
  * what q holds, at least one. Returns how many were taken.
  */
-static inline uint32_t afe_rq_take_batch(struct afe_run_queue *q, struct afe_task **out,
+static inline uint32_t afe_rq_take_batch(struct afe_run_queue *q, struct afe_runnable **out,
 					  uint32_t max)
 {
 	uint32_t head = atomic_load_explicit(&q->head, memory_order_acquire);

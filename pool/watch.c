@@ -12,8 +12,8 @@
 
 #include "afe/runtime.h"
 
-#include "../src/core/runtime_internal.h"
 #include "futex.h"
+#include "pool.h"
 #include "worker.h"
 
 enum { STATE_PENDING = 1, STATE_HELD, STATE_RING, STATE_ENDED };
@@ -170,9 +170,9 @@ static void interrupt_thread_sleep(struct afe_watch *w)
 
 /* Whether w's kernel sleep is a futex thread's: the ring (or epoll) of
  * its runtime cannot wait on a futex. */
-static bool needs_thread(const struct afe_runtime *rt)
+static bool needs_thread(const struct afe_pool *p)
 {
-	return !(afe_runtime_uring_features(rt) & AFE_URING_FUTEX);
+	return !(afe_runtime_uring_features(p->owner) & AFE_URING_FUTEX);
 }
 
 /* Hands w's kernel sleep to a futex thread, with the lock held: queues
@@ -217,13 +217,13 @@ static bool watch_list(struct afe_watch *w, const struct afe_context *cx)
 	 * the ring thread polls (afe_defer_wakes_deliver) goes through the
 	 * ring, or a futex thread, as no parked worker would hold its word. */
 	struct afe_worker *worker = afe_worker_current();
-	if (!worker || !worker->rt->watches.usable)
+	if (!worker || !worker->pool->watches.usable)
 		return false;
-	struct afe_watches *ws = &worker->rt->watches;
+	struct afe_watches *ws = &worker->pool->watches;
 	pthread_mutex_lock(&ws->lock);
 	bool listed = !ws->closed;
 	if (listed) {
-		w->rt = worker->rt;
+		w->pool = worker->pool;
 		w->armed_ns = afe_now_ns();
 		w->state = STATE_PENDING;
 		link_watch(ws, w);
@@ -238,7 +238,7 @@ static bool watch_list(struct afe_watch *w, const struct afe_context *cx)
  * (or PHASE_RING set when a worker handed it to the ring). */
 static int watch_listed_poll(struct afe_watch *w, struct afe_context *cx)
 {
-	struct afe_watches *ws = &w->rt->watches;
+	struct afe_watches *ws = &w->pool->watches;
 	pthread_mutex_lock(&ws->lock);
 	uint8_t state = w->state;
 	if (state == STATE_PENDING || state == STATE_HELD) {
@@ -270,7 +270,7 @@ static int thread_sleep_poll(struct afe_watch *w, struct afe_context *cx)
 		interrupt_thread_sleep(w);
 	if (afe_future_poll(job, cx) == AFE_PENDING)
 		return AFE_PENDING;
-	end_thread_sleep(&w->rt->watches, w);
+	end_thread_sleep(&w->pool->watches, w);
 	return watch_done(w, (int32_t)job->result);
 }
 
@@ -286,12 +286,12 @@ static int watch_poll(struct afe_future *f, struct afe_context *cx)
 		}
 		f->resume = PHASE_RING;
 		flag_sleep(w);
-		struct afe_runtime *rt = afe_runtime_current();
-		if (rt && needs_thread(rt)) {
-			w->rt = rt;
-			pthread_mutex_lock(&w->rt->watches.lock);
-			int started = start_thread_sleep_locked(&w->rt->watches, w, cx);
-			pthread_mutex_unlock(&w->rt->watches.lock);
+		struct afe_pool *p = afe_pool_current();
+		if (p && needs_thread(p)) {
+			w->pool = p;
+			pthread_mutex_lock(&w->pool->watches.lock);
+			int started = start_thread_sleep_locked(&w->pool->watches, w, cx);
+			pthread_mutex_unlock(&w->pool->watches.lock);
 			return started == 1 ? AFE_PENDING : watch_done(w, started);
 		}
 		afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
@@ -372,7 +372,7 @@ static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct 
 	flag_sleep(w);
 	struct afe_context cx = {.waker = &w->waker};
 	int ready;
-	if (needs_thread(w->rt)) {
+	if (needs_thread(w->pool)) {
 		int started = start_thread_sleep_locked(ws, w, &cx);
 		ready = started == 1 ? AFE_PENDING : AFE_READY;
 		if (ready == AFE_READY) {

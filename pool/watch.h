@@ -45,7 +45,7 @@
 #include "afe/io.h"
 #include "blocking.h"
 
-struct afe_runtime;
+struct afe_pool;
 struct futex_waitv;
 
 /* The most watches one parked worker sleeps on. */
@@ -56,7 +56,7 @@ struct futex_waitv;
 
 struct afe_watch {
 	struct afe_future base;
-	struct afe_runtime *rt;
+	struct afe_pool *pool; /* whose watches list it */
 	const _Atomic uint32_t *word;
 	uint32_t value;
 	unsigned flags; /* AFE_FUTEX_SHARED or AFE_FUTEX_PRIVATE */

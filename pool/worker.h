@@ -14,8 +14,8 @@
 
 #include "run_queue.h"
 
-struct afe_runtime;
-struct afe_task;
+struct afe_pool;
+struct afe_runnable;
 
 /* Written only by the owning worker (plain store of load + n, release),
  * read by anyone (acquire). */
@@ -37,9 +37,9 @@ static inline void afe_counter_add(_Atomic uint64_t *c, uint64_t n)
 
 struct afe_worker {
 	struct afe_run_queue queue;
-	struct afe_runtime *rt;
+	struct afe_pool *pool;
 	uint32_t index;
-	struct afe_task *lifo; /* woken by the running task: polled next */
+	struct afe_runnable *lifo; /* woken by the running task: polled next */
 	bool searching;
 	uint32_t tick;
 	uint64_t rng;
@@ -54,8 +54,8 @@ struct afe_worker *afe_worker_current(void);
 /* Thread body of a worker. */
 void *afe_worker_main(void *arg);
 
-/* Wakes every worker so it sees the runtime's shutdown flag. */
-void afe_workers_wake_all(struct afe_runtime *rt);
+/* Wakes every worker of p so it sees p's shutdown flag. */
+void afe_workers_wake_all(struct afe_pool *p);
 
 /* How a task came to be queued. */
 enum afe_schedule_kind {
@@ -64,8 +64,8 @@ enum afe_schedule_kind {
 	AFE_SCHED_SPAWN, /* new: behind the others */
 };
 
-/* Queues t (which holds a reference for the queue) on rt. Any thread. */
-void afe_schedule(struct afe_runtime *rt, struct afe_task *t, enum afe_schedule_kind kind);
+/* Queues t (which holds a reference for the queue) on p. Any thread. */
+void afe_schedule(struct afe_pool *p, struct afe_runnable *t, enum afe_schedule_kind kind);
 
 /*
  * For a thread outside the pool that wakes tasks in bursts (the ring

@@ -60,14 +60,7 @@ void afe_runtime_config_default(struct afe_runtime_config *config)
 static void free_runtime_parts(struct afe_runtime *rt)
 {
 	afe_ring_free(rt->ring);
-	afe_blocking_pool_destroy(&rt->blocking);
-	for (uint32_t i = 0; i < rt->num_workers; i++)
-		free(rt->workers[i]);
-	free(rt->workers);
-	rt->workers = NULL;
-	rt->num_workers = 0;
-	afe_idle_destroy(&rt->idle);
-	afe_watches_destroy(&rt->watches);
+	afe_pool_free(&rt->pool);
 	pthread_cond_destroy(&rt->block_on_left);
 	pthread_mutex_destroy(&rt->block_on_lock);
 }
@@ -75,7 +68,7 @@ static void free_runtime_parts(struct afe_runtime *rt)
 static void free_runtime(struct afe_runtime *rt)
 {
 	free_runtime_parts(rt);
-	afe_inject_destroy(&rt->inject);
+	afe_pool_free_queue(&rt->pool);
 	free(rt);
 }
 
@@ -96,15 +89,6 @@ static void keep_orphan(struct afe_runtime *rt)
 		orphans[orphan_count++] = rt;
 	} /* else: unreachable, still never freed; nothing else to do */
 	pthread_mutex_unlock(&orphans_lock);
-}
-
-static void stop_workers(struct afe_runtime *rt, uint32_t started)
-{
-	atomic_store_explicit(&rt->closed, true, memory_order_release);
-	atomic_store_explicit(&rt->shutdown, true, memory_order_release);
-	afe_workers_wake_all(rt);
-	for (uint32_t i = 0; i < started; i++)
-		pthread_join(rt->workers[i]->thread, NULL);
 }
 
 static int create(struct afe_runtime **out, const struct afe_runtime_config *config);
@@ -151,74 +135,42 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 		afe_runtime_config_default(&defaults);
 		rt->config.workers = defaults.workers;
 	}
-	rt->num_workers = rt->config.workers;
 	if (rt->config.cq_entries && rt->config.cq_entries < AFE_MIN_CQ_ENTRIES)
 		rt->config.cq_entries = AFE_MIN_CQ_ENTRIES; /* see runtime.h */
 	if (rt->config.spin_us == AFE_SPIN_AUTO) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-		rt->config.spin_us = cpus > (long)rt->num_workers ? 50 : 0;
+		rt->config.spin_us = cpus > (long)rt->config.workers ? 50 : 0;
 	}
-	unsigned blocking_threads = rt->config.blocking_threads ? rt->config.blocking_threads
-								: AFE_DEFAULT_BLOCKING_THREADS;
-	unsigned blocking_queue = rt->config.blocking_queue ? rt->config.blocking_queue
-							    : AFE_DEFAULT_BLOCKING_QUEUE;
-	if (afe_blocking_pool_init(&rt->blocking, "afe-blocking", blocking_threads,
-				   blocking_queue) < 0) {
+	struct afe_pool_config pool = {
+		.workers = rt->config.workers,
+		.spin_us = rt->config.spin_us,
+		.blocking_threads = rt->config.blocking_threads ? rt->config.blocking_threads
+								: AFE_DEFAULT_BLOCKING_THREADS,
+		.blocking_queue = rt->config.blocking_queue ? rt->config.blocking_queue
+							    : AFE_DEFAULT_BLOCKING_QUEUE,
+		/* futex_waitv came with 5.16: a mask below it keeps workers off it. */
+		.watch_with_waitv = afe__features_cap() >= AFE_LINUX(5, 16),
+	};
+	if (afe_pool_init(&rt->pool, rt, &pool) < 0) {
+		pthread_cond_destroy(&rt->block_on_left);
+		pthread_mutex_destroy(&rt->block_on_lock);
 		free(rt);
 		return -ENOMEM;
 	}
-	/* futex_waitv came with 5.16: a mask below it keeps workers off it. */
-	if (afe_watches_init(&rt->watches, afe__features_cap() >= AFE_LINUX(5, 16)) < 0) {
-		afe_blocking_pool_destroy(&rt->blocking);
-		free(rt);
-		return -ENOMEM;
-	}
-	afe_inject_init(&rt->inject);
-	rt->workers = calloc(rt->num_workers, sizeof(*rt->workers));
-	if (!rt->workers || afe_idle_init(&rt->idle, rt->num_workers) < 0) {
-		free(rt->workers);
-		afe_inject_destroy(&rt->inject);
-		afe_watches_destroy(&rt->watches);
-		afe_blocking_pool_destroy(&rt->blocking);
-		free(rt);
-		return -ENOMEM;
-	}
-	for (uint32_t i = 0; i < rt->num_workers; i++) {
-		struct afe_worker *w = aligned_alloc(AFE_CACHE_LINE, sizeof(*w));
-		if (!w) {
-			free_runtime(rt);
-			return -ENOMEM;
-		}
-		memset(w, 0, sizeof(*w));
-		afe_rq_init(&w->queue);
-		w->rt = rt;
-		w->index = i;
-		w->rng = 0x9e3779b97f4a7c15u * (i + 1);
-		rt->workers[i] = w;
-	}
-	for (uint32_t i = 0; i < rt->num_workers; i++) {
-		int err = pthread_create(&rt->workers[i]->thread, NULL, afe_worker_main,
-					 rt->workers[i]);
-		if (err) {
-			stop_workers(rt, i);
-			free_runtime(rt);
-			return -err;
-		}
-		/* For top -H, gdb and perf; named here, so before create returns. */
-		char name[16]; /* the kernel's limit, with the NUL */
-		snprintf(name, sizeof(name), "afe-worker-%u", /* 4 digits at most */
-			 (unsigned)(i % AFE_MAX_WORKERS));
-		pthread_setname_np(rt->workers[i]->thread, name);
+	int err = afe_pool_start(&rt->pool);
+	if (err < 0) {
+		free_runtime(rt);
+		return err;
 	}
 	/* After the workers: see ring.c on private futex waits. */
 	struct afe_ring_options ring = {.entries = entries,
 					.cq_entries = rt->config.cq_entries,
 					.backend = (int)rt->config.backend,
 					.quiet_fallback = rt->config.quiet_fallback,
-					.pool = &rt->blocking};
-	int err = afe_ring_start(&rt->ring, &ring);
+					.pool = afe_pool_blocking(&rt->pool)};
+	err = afe_ring_start(&rt->ring, &ring);
 	if (err < 0) {
-		stop_workers(rt, rt->num_workers);
+		afe_pool_stop(&rt->pool);
 		free_runtime(rt);
 		return err;
 	}
@@ -232,14 +184,9 @@ uint64_t afe__runtime_live_tasks(const struct afe_runtime *rt)
 	 * spawned before (acquire chains through the queues), so the
 	 * difference never undercounts. */
 	uint64_t finished = atomic_load_explicit(&rt->dropped, memory_order_acquire) +
-			    atomic_load_explicit(&rt->inline_counters.finished, memory_order_acquire);
-	for (uint32_t i = 0; i < rt->num_workers; i++)
-		finished += atomic_load_explicit(&rt->workers[i]->counters.finished,
-						 memory_order_acquire);
-	uint64_t spawned = atomic_load_explicit(&rt->external_spawned, memory_order_acquire);
-	for (uint32_t i = 0; i < rt->num_workers; i++)
-		spawned += atomic_load_explicit(&rt->workers[i]->counters.spawned,
-						memory_order_acquire);
+			    AFE_POOL_SUM(&rt->pool, finished);
+	uint64_t spawned = atomic_load_explicit(&rt->external_spawned, memory_order_acquire) +
+			   AFE_POOL_SUM(&rt->pool, spawned);
 	/* Last: a system task is counted here only after its spawn was
 	 * counted above, and uncounted before it finishes, so leaving them
 	 * out never undercounts the others. */
@@ -267,22 +214,6 @@ void afe__system_task_done(struct afe_runtime *rt)
 
 #define SYSTEM_TASKS_WAIT_MS 2000u
 
-static bool is_own_worker(const struct afe_runtime *rt)
-{
-	return afe_runtime_current() == rt;
-}
-
-/* No runnable task anywhere and every worker parked. Momentary: a wake
- * from outside can change it right after. */
-static bool runtime_quiet(struct afe_runtime *rt)
-{
-	if (afe_inject_len(&rt->inject))
-		return false;
-	for (uint32_t i = 0; i < rt->num_workers; i++)
-		if (afe_rq_len(&rt->workers[i]->queue))
-			return false;
-	return afe_idle_all_parked(&rt->idle);
-}
 
 /* Gives the tasks woken by the ring's stop time to finish: waits while
  * tasks are alive and the runtime is not quiet (seen twice, a millisecond
@@ -293,7 +224,7 @@ static void let_woken_tasks_finish(struct afe_runtime *rt)
 	uint64_t deadline = afe_now_ns() + (uint64_t)rt->config.grace_ms * 1000000u;
 	int quiet_checks = 0;
 	while (afe__runtime_live_tasks(rt) > 0 && afe_now_ns() < deadline) {
-		quiet_checks = runtime_quiet(rt) ? quiet_checks + 1 : 0;
+		quiet_checks = afe_pool_is_quiet(&rt->pool) ? quiet_checks + 1 : 0;
 		if (quiet_checks >= 2)
 			return;
 		struct timespec ms = {.tv_sec = 0, .tv_nsec = 1000000};
@@ -331,40 +262,24 @@ static void release_block_ons(struct afe_runtime *rt)
 
 int afe_runtime_destroy(struct afe_runtime *rt)
 {
-	if (!rt || is_own_worker(rt) || afe_blocking_pool_is_current(&rt->blocking))
+	if (!rt || afe_pool_is_current(&rt->pool))
 		return -EINVAL;
 	afe__signals_detach(rt); /* the signal reader moves to another runtime */
 	atomic_store(&rt->closed, true);
+	afe_pool_close(&rt->pool);
 	/* Operations in flight are cancelled, and blocking jobs not started
 	 * refused, and their tasks woken while the workers still run, so
 	 * those tasks wind down. */
 	afe_ring_stop(rt->ring);
-	afe_watches_close(&rt->watches);
-	afe_blocking_pool_shutdown(&rt->blocking);
+	afe_pool_wind_down(&rt->pool);
 	let_system_tasks_finish(rt);
 	let_woken_tasks_finish(rt);
-	stop_workers(rt, rt->num_workers);
+	afe_pool_stop(&rt->pool);
 	/* Spawns from other threads that began before closed was set. */
 	while (atomic_load(&rt->external_spawns_in_flight))
 		sched_yield();
-	afe_inject_close(&rt->inject);
 	uint64_t left = afe__runtime_live_tasks(rt);
-	/* Release the queues' references. A task someone still holds (a
-	 * handle, a waker) stays allocated; waking it later is refused by the
-	 * closed queue. */
-	struct afe_task *batch[64];
-	uint32_t n;
-	while ((n = afe_inject_pop_batch(&rt->inject, batch, 64)))
-		for (uint32_t i = 0; i < n; i++)
-			afe__task_discard(batch[i]);
-	for (uint32_t i = 0; i < rt->num_workers; i++) {
-		struct afe_worker *w = rt->workers[i];
-		struct afe_task *t;
-		if (w->lifo)
-			afe__task_discard(w->lifo);
-		while ((t = afe_rq_pop(&w->queue)))
-			afe__task_discard(t);
-	}
+	afe_pool_drain(&rt->pool);
 	release_block_ons(rt);
 	/* A system task that did not finish is alive, though not counted. */
 	if (afe__runtime_live_tasks(rt) > 0 || atomic_load(&rt->system_tasks) > 0)
@@ -376,7 +291,7 @@ int afe_runtime_destroy(struct afe_runtime *rt)
 
 unsigned afe_runtime_workers(const struct afe_runtime *rt)
 {
-	return rt ? rt->num_workers : 0;
+	return rt ? rt->config.workers : 0;
 }
 
 unsigned afe_runtime_spin_us(const struct afe_runtime *rt)
@@ -389,20 +304,15 @@ int afe_runtime_metrics(const struct afe_runtime *rt, struct afe_metrics *m)
 	if (!rt || !m)
 		return -EINVAL;
 	memset(m, 0, sizeof(*m));
-	m->spawned = atomic_load_explicit(&rt->external_spawned, memory_order_acquire);
-	m->completed = atomic_load_explicit(&rt->dropped, memory_order_acquire);
-	m->injected = atomic_load_explicit(&rt->injected, memory_order_relaxed);
-	m->completed += atomic_load_explicit(&rt->inline_counters.completed, memory_order_acquire);
-	m->polled = atomic_load_explicit(&rt->inline_counters.polled, memory_order_acquire);
-	for (uint32_t i = 0; i < rt->num_workers; i++) {
-		const struct afe_worker_counters *c = &rt->workers[i]->counters;
-		m->spawned += atomic_load_explicit(&c->spawned, memory_order_acquire);
-		m->completed += atomic_load_explicit(&c->completed, memory_order_acquire);
-		m->polled += atomic_load_explicit(&c->polled, memory_order_acquire);
-		m->stolen += atomic_load_explicit(&c->stolen, memory_order_acquire);
-		m->parks += atomic_load_explicit(&c->parks, memory_order_acquire);
-		m->unparks += atomic_load_explicit(&c->unparks, memory_order_acquire);
-	}
+	m->spawned = atomic_load_explicit(&rt->external_spawned, memory_order_acquire) +
+		     AFE_POOL_SUM(&rt->pool, spawned);
+	m->completed = atomic_load_explicit(&rt->dropped, memory_order_acquire) +
+		       AFE_POOL_SUM(&rt->pool, completed);
+	m->injected = afe_pool_injected(&rt->pool);
+	m->polled = AFE_POOL_SUM(&rt->pool, polled);
+	m->stolen = AFE_POOL_SUM(&rt->pool, stolen);
+	m->parks = AFE_POOL_SUM(&rt->pool, parks);
+	m->unparks = AFE_POOL_SUM(&rt->pool, unparks);
 	return 0;
 }
 

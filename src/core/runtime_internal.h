@@ -9,12 +9,7 @@
 
 #include "afe/runtime.h"
 #include "afe/task.h"
-#include "../../pool/blocking.h"
-#include "../../pool/idle.h"
-#include "../../pool/inject_queue.h"
-#include "../../pool/watch.h"
-#include "../../pool/worker.h"
-#include "../../pool/worker.h"
+#include "../../pool/pool.h"
 #include "../../uring/ring.h"
 
 #define AFE_DEFAULT_RING_ENTRIES 256
@@ -34,13 +29,8 @@ struct afe_block_on_waiter {
 
 struct afe_runtime {
 	struct afe_runtime_config config;
-	uint32_t num_workers;
-	struct afe_worker **workers;
-	struct afe_inject_queue inject;
-	struct afe_idle idle;
-	struct afe_watches watches; /* futex words parked workers sleep on */
+	struct afe_pool pool;  /* the workers and the blocking threads */
 	struct afe_ring *ring; /* the io_uring and its thread */
-	struct afe_blocking_pool blocking;
 	_Atomic bool closed;   /* destroy has begun: no more spawns */
 	_Atomic uint32_t external_spawns_in_flight; /* see spawn() in task.c */
 	/* Threads inside afe_block_on, woken by destroy so none waits on a
@@ -48,12 +38,8 @@ struct afe_runtime {
 	pthread_mutex_t block_on_lock;
 	pthread_cond_t block_on_left;
 	struct afe_block_on_waiter *block_ons;
-	_Atomic bool shutdown; /* the workers exit */
 	/* Counters of work that happens outside the workers. */
-	_Atomic uint64_t external_spawned, injected, dropped;
-	/* The tasks the ring thread polls itself (afe_defer_wakes_deliver);
-	 * written by the ring thread only. */
-	_Alignas(AFE_CACHE_LINE) struct afe_worker_counters inline_counters;
+	_Atomic uint64_t external_spawned, dropped;
 	/* The library's own tasks (IPC pumps and watchers, the signal
 	 * reader), left out of the live count that exits wait on; see
 	 * afe__spawn_system. May dip below 0 for a moment. */

@@ -44,10 +44,15 @@ void afe__task_release(struct afe_task *t)
 		task_dealloc(t);
 }
 
-void afe__task_discard(struct afe_task *t)
+static struct afe_task *task_of(struct afe_runnable *r)
+{
+	return afe_container_of(r, struct afe_task, link);
+}
+
+void afe__runnable_discard(struct afe_runnable *r)
 {
 	/* The queue's reference; the future is never polled again. */
-	afe__task_release(t);
+	afe__task_release(task_of(r));
 }
 
 /* ---- the task's waker ------------------------------------------------ */
@@ -96,14 +101,14 @@ static void waker_wake(void *data)
 {
 	struct afe_task *t = data;
 	if (transition_to_notified(t, true))
-		afe_schedule(t->rt, t, AFE_SCHED_WAKE);
+		afe_schedule(&t->rt->pool, &t->link, AFE_SCHED_WAKE);
 }
 
 static void waker_wake_by_ref(void *data)
 {
 	struct afe_task *t = data;
 	if (transition_to_notified(t, false))
-		afe_schedule(t->rt, t, AFE_SCHED_WAKE);
+		afe_schedule(&t->rt->pool, &t->link, AFE_SCHED_WAKE);
 }
 
 static const struct afe_waker_vtable task_waker_vtable = {
@@ -134,8 +139,9 @@ static void complete(struct afe_task *t, struct afe_worker_counters *counters)
 	afe__task_release(t); /* the queue's reference */
 }
 
-void afe__task_run(struct afe_task *t, struct afe_worker_counters *counters)
+void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *counters)
 {
+	struct afe_task *t = task_of(r);
 	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
 	uint64_t ns;
 	do {
@@ -173,7 +179,7 @@ void afe__task_run(struct afe_task *t, struct afe_worker_counters *counters)
 	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acq_rel,
 							 memory_order_relaxed));
 	if (again)
-		afe_schedule(t->rt, t, AFE_SCHED_YIELD);
+		afe_schedule(&t->rt->pool, &t->link, AFE_SCHED_YIELD);
 	else if (afe__task_refs(ns) == 0)
 		task_dealloc(t);
 }
@@ -214,7 +220,8 @@ static void init_extra(struct afe_task *t, const char *name)
 	}
 }
 
-static int spawn_task(struct afe_runtime *rt, struct afe_worker *w, bool external,
+/* mine: the spawning worker's counters, or NULL from outside the pool. */
+static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 		      const void *obj, size_t size, const struct afe_future *base,
 		      struct afe_join_handle *handle, bool cancel_on_drop,
 		      const struct afe_spawn_options *opts)
@@ -228,7 +235,7 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker *w, bool externa
 	t->alloc_size = (uint32_t)total;
 	char *storage = (char *)t + AFE_TASK_HEADER_SIZE;
 	memcpy(storage, obj, size);
-	t->next = NULL;
+	t->link.next = NULL;
 	t->rt = rt;
 	t->future_offset = (uint32_t)(b - start);
 	t->join_waker.vtable = NULL;
@@ -244,11 +251,11 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker *w, bool externa
 		handle->cancel_on_drop = cancel_on_drop;
 	}
 	atomic_init(&t->state, state);
-	if (external)
-		atomic_fetch_add_explicit(&rt->external_spawned, 1, memory_order_acq_rel);
+	if (mine)
+		afe_counter_add(&mine->spawned, 1);
 	else
-		afe_counter_add(&w->counters.spawned, 1);
-	afe_schedule(rt, t, AFE_SCHED_SPAWN);
+		atomic_fetch_add_explicit(&rt->external_spawned, 1, memory_order_acq_rel);
+	afe_schedule(&rt->pool, &t->link, AFE_SCHED_SPAWN);
 	return 0;
 }
 
@@ -273,15 +280,15 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 	/* A spawn from outside the workers announces itself before it checks
 	 * closed, so destroy (which sets closed, then waits for these to
 	 * drain) never frees the runtime under it. Seq_cst on both sides. */
-	struct afe_worker *w = afe_worker_current();
-	bool external = !(w && w->rt == rt);
+	struct afe_worker_counters *mine = afe_pool_my_counters(&rt->pool);
+	bool external = !mine;
 	if (external)
 		atomic_fetch_add(&rt->external_spawns_in_flight, 1);
 	int err = 0;
 	if (atomic_load(&rt->closed))
 		err = -ESHUTDOWN;
 	else
-		err = spawn_task(rt, w, external, obj, size, base, handle, cancel_on_drop, opts);
+		err = spawn_task(rt, mine, obj, size, base, handle, cancel_on_drop, opts);
 	if (external)
 		atomic_fetch_sub(&rt->external_spawns_in_flight, 1);
 	return err;
@@ -366,7 +373,7 @@ static void request_cancel(struct afe_task *t)
 	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acq_rel,
 							 memory_order_acquire));
 	if (queue)
-		afe_schedule(t->rt, t, AFE_SCHED_WAKE);
+		afe_schedule(&t->rt->pool, &t->link, AFE_SCHED_WAKE);
 }
 
 void afe_join_handle_drop(struct afe_join_handle *handle)

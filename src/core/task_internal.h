@@ -31,6 +31,7 @@
 
 #include "afe/future.h"
 #include "afe/task.h"
+#include "../../pool/runnable.h"
 
 #define AFE_TASK_RUNNING (UINT64_C(1) << 0)
 #define AFE_TASK_NOTIFIED (UINT64_C(1) << 1)
@@ -44,11 +45,10 @@
 #define AFE_TASK_REF_ONE (UINT64_C(1) << AFE_TASK_REF_SHIFT)
 
 struct afe_runtime;
-struct afe_worker_counters;
 
 struct afe_task {
 	_Atomic uint64_t state;
-	struct afe_task *next; /* link in the injection queue */
+	struct afe_runnable link; /* how the pool queues it */
 	struct afe_runtime *rt;
 	struct afe_waker join_waker;
 	/* Kept small: with a 64-byte sleep a task is 112 bytes. The output
@@ -68,16 +68,8 @@ struct afe_task_extra {
 	char name[AFE_TASK_NAME_MAX];
 };
 
-/* Polls t once, counting it in counters (its worker's, or the ring
- * thread's); t was taken from a run queue (NOTIFIED). Queues it again if
- * it was woken while running. */
-void afe__task_run(struct afe_task *t, struct afe_worker_counters *counters);
-
 /* Releases one reference; frees the task when it was the last. */
 void afe__task_release(struct afe_task *t);
-
-/* Frees a task that is still queued while the runtime is destroyed. */
-void afe__task_discard(struct afe_task *t);
 
 static inline uint64_t afe__task_refs(uint64_t state)
 {

@@ -96,7 +96,7 @@ static unsigned threads_use(struct thread_use *u)
  * not. */
 static void assert_idle_uses_no_cpu(struct afe_runtime *rt)
 {
-	for (int ms = 0; !afe_idle_all_parked(&rt->idle); ms++) {
+	for (int ms = 0; !afe_idle_all_parked(&rt->pool.idle); ms++) {
 		cr_assert_lt(ms, 5000, "the workers never all parked");
 		usleep(1000);
 	}

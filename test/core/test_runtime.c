@@ -130,7 +130,7 @@ Test(runtime, an_idle_runtime_parks_every_worker)
 	test_block_on(rt, &y);
 	/* Idle workers search for spin_us (at most 50 us), then sleep on their futex:
 	 * within 5 s, however loaded the machine. */
-	for (int ms = 0; !afe_idle_all_parked(&rt->idle); ms++) {
+	for (int ms = 0; !afe_idle_all_parked(&rt->pool.idle); ms++) {
 		cr_assert_lt(ms, 5000, "the workers never all parked");
 		usleep(1000);
 	}

@@ -267,7 +267,7 @@ struct late_spawner {
 static int late_spawner_poll(struct afe_future *f, struct afe_context *cx)
 {
 	(void)cx;
-	while (!atomic_load(&shutdown_rt->shutdown))
+	while (!atomic_load(&shutdown_rt->pool.shutdown))
 		usleep(100);
 	struct afe_ready r;
 	afe_ready_init(&r, 0);

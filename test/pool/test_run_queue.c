@@ -8,12 +8,12 @@
 
 #include "pool/run_queue.h"
 
-static struct afe_task *fake(uintptr_t i)
+static struct afe_runnable *fake(uintptr_t i)
 {
-	return (struct afe_task *)(i * 16 + 16);
+	return (struct afe_runnable *)(i * 16 + 16);
 }
 
-static uintptr_t unfake(struct afe_task *t)
+static uintptr_t unfake(struct afe_runnable *t)
 {
 	return (uintptr_t)t / 16 - 1;
 }
@@ -38,7 +38,7 @@ Test(run_queue, take_batch_takes_half_from_the_head)
 	afe_rq_init(&q);
 	for (uintptr_t i = 0; i < 10; i++)
 		afe_rq_push(&q, fake(i));
-	struct afe_task *out[AFE_RQ_CAP];
+	struct afe_runnable *out[AFE_RQ_CAP];
 	cr_assert_eq(afe_rq_take_batch(&q, out, AFE_RQ_CAP), 5);
 	for (uintptr_t i = 0; i < 5; i++)
 		cr_assert_eq(unfake(out[i]), i);
@@ -56,7 +56,7 @@ static atomic_bool owner_done;
 /* Checked by the test thread afterwards: Criterion's asserts belong on it. */
 static atomic_uint out_of_range;
 
-static void take(struct afe_task *t)
+static void take(struct afe_runnable *t)
 {
 	uintptr_t i = unfake(t);
 	if (i >= RACE_ITEMS)
@@ -68,7 +68,7 @@ static void take(struct afe_task *t)
 static void *stealer(void *arg)
 {
 	(void)arg;
-	struct afe_task *out[AFE_RQ_CAP / 2];
+	struct afe_runnable *out[AFE_RQ_CAP / 2];
 	for (;;) {
 		bool done = atomic_load(&owner_done);
 		uint32_t n = afe_rq_take_batch(&race_q, out, AFE_RQ_CAP / 2);
@@ -87,12 +87,12 @@ Test(run_queue, owner_and_stealers_take_every_item_once, .timeout = 300)
 		pthread_create(&thieves[i], NULL, stealer, NULL);
 	for (uintptr_t i = 0; i < RACE_ITEMS; i++) {
 		while (!afe_rq_push(&race_q, fake(i))) {
-			struct afe_task *t = afe_rq_pop(&race_q);
+			struct afe_runnable *t = afe_rq_pop(&race_q);
 			if (t)
 				take(t);
 		}
 		if (i % 3 == 0) {
-			struct afe_task *t = afe_rq_pop(&race_q);
+			struct afe_runnable *t = afe_rq_pop(&race_q);
 			if (t)
 				take(t);
 		}
@@ -100,7 +100,7 @@ Test(run_queue, owner_and_stealers_take_every_item_once, .timeout = 300)
 	atomic_store(&owner_done, true);
 	for (int i = 0; i < 3; i++)
 		pthread_join(thieves[i], NULL);
-	struct afe_task *t;
+	struct afe_runnable *t;
 	while ((t = afe_rq_pop(&race_q)))
 		take(t);
 	cr_assert_eq(atomic_load(&out_of_range), 0);

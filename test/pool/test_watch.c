@@ -57,7 +57,7 @@ static struct afe_runtime *quiet_runtime(unsigned workers)
  * AFE_URING_FEATURES=5.15). */
 static void skip_without_waitv(struct afe_runtime *rt)
 {
-	if (rt->watches.usable)
+	if (rt->pool.watches.usable)
 		return;
 	test_runtime_destroy(rt);
 	cr_skip_test("no futex_waitv here: parked workers do not hold watches");
@@ -76,7 +76,7 @@ static struct afe_runtime *futex_thread_runtime(unsigned workers)
 	config.quiet_fallback = true;
 	struct afe_runtime *rt = NULL;
 	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
-	rt->watches.usable = false; /* before any task: spawning publishes it */
+	rt->pool.watches.usable = false; /* before any task: spawning publishes it */
 	return rt;
 }
 
@@ -84,13 +84,13 @@ static struct afe_runtime *futex_thread_runtime(unsigned workers)
 static unsigned watches_on_threads(struct afe_runtime *rt, unsigned *threads)
 {
 	unsigned n = 0;
-	pthread_mutex_lock(&rt->watches.lock);
-	for (struct afe_watch *w = rt->watches.on_threads; w; w = w->next)
+	pthread_mutex_lock(&rt->pool.watches.lock);
+	for (struct afe_watch *w = rt->pool.watches.on_threads; w; w = w->next)
 		n++;
-	pthread_mutex_unlock(&rt->watches.lock);
-	pthread_mutex_lock(&rt->watches.threads.lock);
-	*threads = rt->watches.threads.threads;
-	pthread_mutex_unlock(&rt->watches.threads.lock);
+	pthread_mutex_unlock(&rt->pool.watches.lock);
+	pthread_mutex_lock(&rt->pool.watches.threads.lock);
+	*threads = rt->pool.watches.threads.threads;
+	pthread_mutex_unlock(&rt->pool.watches.threads.lock);
 	return n;
 }
 
@@ -161,9 +161,9 @@ static int busy_poll(struct afe_future *f, struct afe_context *cx)
 	uint64_t deadline = afe_now_ns() + 100000000ull;
 	while (afe_now_ns() < deadline)
 		;
-	pthread_mutex_lock(&self->rt->watches.lock);
-	f->result = self->rt->watches.head == NULL ? 0 : -EBUSY;
-	pthread_mutex_unlock(&self->rt->watches.lock);
+	pthread_mutex_lock(&self->rt->pool.watches.lock);
+	f->result = self->rt->pool.watches.head == NULL ? 0 : -EBUSY;
+	pthread_mutex_unlock(&self->rt->pool.watches.lock);
 	return AFE_READY;
 }
 
@@ -219,7 +219,7 @@ Test(watch, a_worker_that_gets_busy_hands_its_watch_to_the_ring)
 Test(watch, a_watch_that_goes_to_the_ring_at_once_flags_its_sleep)
 {
 	struct afe_runtime *rt = quiet_runtime(1);
-	rt->watches.usable = false; /* before any task: spawning publishes it */
+	rt->pool.watches.usable = false; /* before any task: spawning publishes it */
 	static _Atomic uint32_t word = 0, flags = 0;
 	static _Atomic bool started = false;
 	struct watch_once w = {.word = &word, .value = 0, .started = &started,
