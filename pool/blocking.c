@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "../src/core/runtime_internal.h"
+#include "give_way.h"
 
 enum job_state {
 	JOB_NEW = 0,

@@ -4,7 +4,8 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "../src/core/runtime_internal.h"
+#include "../pool/give_way.h"
+#include "afe/runtime.h"
 #include "afe/sleep.h"
 #include "ring.h"
 #include "sleeps.h"
@@ -162,7 +163,7 @@ static int start(struct afe_sleep *s, struct afe_context *cx)
 	s->base.result = 0;
 	if (deadline <= now)
 		return AFE_READY;
-	struct afe_sleeps *sleeps = afe_ring_sleeps(rt->ring);
+	struct afe_sleeps *sleeps = afe_ring_sleeps(afe__runtime_ring(rt));
 	/* The first tick at or after the deadline: never early. */
 	uint64_t since = deadline - sleeps->start_ns;
 	uint64_t tick = since / NS_PER_TICK + (since % NS_PER_TICK != 0);
@@ -184,7 +185,7 @@ static int start(struct afe_sleep *s, struct afe_context *cx)
 	pthread_mutex_unlock(&sleeps->lock);
 	s->base.resume = PHASE_WAITING;
 	if (ring_sleeps_past_it)
-		afe_ring_wake(rt->ring);
+		afe_ring_wake(afe__runtime_ring(rt));
 	return AFE_PENDING;
 }
 
@@ -199,7 +200,7 @@ static int sleep_poll(struct afe_future *f, struct afe_context *cx)
 	if (s->base.resume != PHASE_WAITING)
 		return start(s, cx);
 	/* Polled on a worker of the runtime whose wheel holds it. */
-	struct afe_sleeps *sleeps = afe_ring_sleeps(afe_runtime_current()->ring);
+	struct afe_sleeps *sleeps = afe_ring_sleeps(afe__runtime_ring(afe_runtime_current()));
 	pthread_mutex_lock(&sleeps->lock);
 	if (!s->timer.pprev) { /* fired: the result is set */
 		pthread_mutex_unlock(&sleeps->lock);

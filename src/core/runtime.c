@@ -374,6 +374,11 @@ int afe_runtime_destroy(struct afe_runtime *rt)
 	return left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
+struct afe_ring *afe__runtime_ring(const struct afe_runtime *rt)
+{
+	return rt->ring;
+}
+
 unsigned afe_runtime_workers(const struct afe_runtime *rt)
 {
 	return rt ? rt->num_workers : 0;
