@@ -21,7 +21,7 @@
 #include <linux/futex.h>
 #include <time.h>
 
-#include "afe/io.h"
+#include "afe/sleep.h" /* afe_now_ns, defined in clock.c */
 #include "../src/core/runtime_internal.h"
 #include "../src/core/task_internal.h"
 #include "futex.h"

@@ -2,7 +2,6 @@
 /* Sleeps (afe/sleep.h) and the wheel they wait in (sleeps.h). */
 #include <errno.h>
 #include <stddef.h>
-#include <time.h>
 
 #include "../pool/give_way.h"
 #include "afe/runtime.h"
@@ -22,13 +21,6 @@ enum sleep_phase {
 
 /* How many wakers the ring thread takes per hold of the lock. */
 #define WAKE_BATCH 64
-
-uint64_t afe_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static struct afe_sleep *sleep_of(struct afe_timer *t)
 {
