@@ -58,7 +58,7 @@ struct afe_runtime {
 	 * reader), left out of the live count that exits wait on; see
 	 * afe__spawn_system. May dip below 0 for a moment. */
 	_Atomic int64_t system_tasks;
-	struct afe_runtime *signals_next; /* the signal hub's list */
+	struct afe_runtime *live_next; /* the live runtimes (live_runtimes.c) */
 };
 
 /* Tasks spawned and not yet finished (never undercounts). */
