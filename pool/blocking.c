@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "../src/core/runtime_internal.h" /* afe__give_way */
+#include "give_way.h"
 #include "pool.h"
 
 enum job_state {

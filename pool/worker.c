@@ -21,7 +21,7 @@
 #include <linux/futex.h>
 #include <time.h>
 
-#include "afe/io.h"
+#include "afe/sleep.h" /* afe_now_ns, defined in clock.c */
 #include "futex.h"
 #include "pool.h"
 #include "runnable.h"

@@ -11,10 +11,14 @@
  *   (sigtimedwait) because a read already waiting is not woken by a
  *   signal that was pending before the change.
  * - At most one reader task is wanted at a time, on hub.reader_rt, one of
- *   the attached runtimes. When that runtime detaches (its destroy has
- *   begun) a new reader starts on another; the old one ends when its
- *   ring stops. Two readers for a moment are harmless: each delivery is
- *   read by one of them.
+ *   the live runtimes (src/core/live_runtimes.h), under the registry's
+ *   lock, not hub.lock: the core calls the hub's hooks with it held. Once
+ *   the signalfd exists, the hub sets those hooks and starts a reader on
+ *   a live runtime, or on the next one created; when the reader's
+ *   runtime stops (its destroy has begun) a new reader starts on
+ *   another, and the old one ends when its ring stops. Two readers for a
+ *   moment are harmless: each delivery is read by one of them. hub.lock
+ *   is never held while the registry's is taken, nor the other way.
  * - A reader is a system task: counted in its runtime's system_tasks, so
  *   waiting for the runtime's tasks (AFE_MAIN's grace) does not wait for
  *   it.
@@ -32,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../src/core/live_runtimes.h"
 #include "../src/core/runtime_internal.h"
 #include "afe/io.h"
 #include "afe/signal.h"
@@ -46,8 +51,8 @@ static struct {
 	sigset_t blocked_by_afe;   /* unblocked again in forked children */
 	unsigned streams_for[_NSIG];
 	struct afe_signal_stream *streams;
-	struct afe_runtime *runtimes;  /* attached, linked by signals_next */
-	struct afe_runtime *reader_rt; /* runs the reader; NULL: none */
+	struct afe_runtime *reader_rt; /* runs the reader; NULL: none. Under the
+					* registry's lock, not this one */
 } hub = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1}; /* zeroed sets are empty */
 
 /* ---- masks and children --------------------------------------------------- */
@@ -68,8 +73,8 @@ static void at_fork_child(void)
 {
 	pthread_sigmask(SIG_UNBLOCK, &hub.blocked_by_afe, NULL);
 	/* The parent's runtimes have no threads here: a runtime the child
-	 * starts must start its own reader. */
-	hub.runtimes = NULL;
+	 * starts must start its own reader. (Written without the registry's
+	 * lock: the child has one thread.) */
 	hub.reader_rt = NULL;
 	pthread_mutex_unlock(&hub.lock);
 }
@@ -119,19 +124,6 @@ static int check_signo(int signo)
 	return 0;
 }
 
-void afe__signals_mask_threads(sigset_t *old)
-{
-	/* Everything but the faults, which must reach the faulting thread,
-	 * SIGABRT, which abort() unblocks anyway, and SIGPROF, which
-	 * profilers sample threads with. */
-	sigset_t all;
-	sigfillset(&all);
-	int keep[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT, SIGPROF};
-	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
-		sigdelset(&all, keep[i]);
-	block_here(&all, old);
-}
-
 int afe_signal_block(int signo)
 {
 	int err = check_signo(signo);
@@ -156,13 +148,13 @@ struct reader {
 
 static void reader_ended(struct reader *self, intptr_t err)
 {
-	pthread_mutex_lock(&hub.lock);
+	afe__runtimes_lock();
 	if (hub.reader_rt == self->rt) {
-		/* Not moved away by detach: it failed on its own. */
+		/* Not moved away by stopping: it failed on its own. */
 		hub.reader_rt = NULL;
 		fprintf(stderr, "afe: signal reader stopped: %s\n", strerror((int)-err));
 	}
-	pthread_mutex_unlock(&hub.lock);
+	afe__runtimes_unlock();
 	afe__system_task_done(self->rt);
 }
 
@@ -207,13 +199,14 @@ static int reader_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_END;
 }
 
-/* Starts a reader on an attached runtime if one is needed and none runs.
- * With hub.lock held. */
+/* Starts a reader on a live runtime, newest first, if one is needed and
+ * none runs. With the registry's lock held. */
 static void ensure_reader_locked(void)
 {
 	if (atomic_load(&hub.fd) < 0 || hub.reader_rt)
 		return;
-	for (struct afe_runtime *rt = hub.runtimes; rt; rt = rt->signals_next) {
+	for (struct afe_runtime *rt = afe__runtime_next_live(NULL); rt;
+	     rt = afe__runtime_next_live(rt)) {
 		struct reader r = {.rt = rt};
 		afe_future_init(&r.base, reader_poll);
 		if (afe__spawn_system(rt, &r, NULL, false) == 0) {
@@ -223,28 +216,33 @@ static void ensure_reader_locked(void)
 	}
 }
 
-void afe__signals_attach(struct afe_runtime *rt)
+static void runtime_started(struct afe_runtime *rt)
 {
-	pthread_mutex_lock(&hub.lock);
-	rt->signals_next = hub.runtimes;
-	hub.runtimes = rt;
+	(void)rt; /* on the list: ensure_reader_locked finds it */
 	ensure_reader_locked();
-	pthread_mutex_unlock(&hub.lock);
 }
 
-void afe__signals_detach(struct afe_runtime *rt)
+static void runtime_stopping(struct afe_runtime *rt)
 {
-	pthread_mutex_lock(&hub.lock);
-	struct afe_runtime **link = &hub.runtimes;
-	while (*link && *link != rt)
-		link = &(*link)->signals_next;
-	if (*link)
-		*link = rt->signals_next;
 	if (hub.reader_rt == rt) {
 		hub.reader_rt = NULL;
-		ensure_reader_locked();
+		ensure_reader_locked(); /* rt has left the list */
 	}
-	pthread_mutex_unlock(&hub.lock);
+}
+
+static const struct afe__runtime_hooks hooks = {
+	.started = runtime_started,
+	.stopping = runtime_stopping,
+};
+
+/* After the signalfd changed: from now on the hub hears of runtimes, and
+ * a reader runs if any runtime is live. Not under hub.lock. */
+static void ensure_reader(void)
+{
+	afe__runtimes_lock();
+	afe__runtime_hooks_set_locked(&hooks);
+	ensure_reader_locked();
+	afe__runtimes_unlock();
 }
 
 /* ---- routing ---------------------------------------------------------------- */
@@ -257,7 +255,6 @@ static int set_mask_locked(const sigset_t *mask)
 		return -errno;
 	atomic_store(&hub.fd, fd);
 	hub.mask = *mask;
-	ensure_reader_locked();
 	return 0;
 }
 
@@ -288,8 +285,10 @@ int afe__signals_route(const sigset_t *add)
 	}
 	int err = any_added ? set_mask_locked(&mask) : 0;
 	pthread_mutex_unlock(&hub.lock);
-	if (err == 0 && any_added)
+	if (err == 0 && any_added) {
+		ensure_reader();
 		drain(&added);
+	}
 	return err;
 }
 
@@ -407,12 +406,15 @@ int afe_signal_stream_close(struct afe_signal_stream *s)
 	s->waker.vtable = NULL;
 	/* The last stream of a signal: stop reading it, so later deliveries
 	 * wait in the kernel, unless the shutdown token reads it. */
+	bool remasked = false;
 	if (--hub.streams_for[s->signo] == 0 && !afe__shutdown_reads(s->signo)) {
 		sigset_t mask = hub.mask;
 		sigdelset(&mask, s->signo);
-		set_mask_locked(&mask); /* shrinking: nothing to drain */
+		remasked = set_mask_locked(&mask) == 0; /* shrinking: nothing to drain */
 	}
 	pthread_mutex_unlock(&hub.lock);
+	if (remasked)
+		ensure_reader(); /* as after any change: restarts one that failed */
 	afe_waker_drop(&stale);
 	return 0;
 }

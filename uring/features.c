@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <sys/utsname.h>
 
-#include "../src/core/runtime_internal.h"
+#include "afe/runtime.h"
 #include "ring.h"
 
 /* "6.1.0-13-amd64" -> AFE_LINUX(6, 1); whole is true when nothing may
@@ -51,10 +51,10 @@ unsigned afe__features_cap(void)
 
 unsigned afe_runtime_uring_features(const struct afe_runtime *rt)
 {
-	return rt ? afe_ring_features(rt->ring) : 0;
+	return rt ? afe_ring_features(afe__runtime_ring(rt)) : 0;
 }
 
 enum afe_backend afe_runtime_backend(const struct afe_runtime *rt)
 {
-	return rt ? (enum afe_backend)afe_ring_backend(rt->ring) : AFE_BACKEND_AUTO;
+	return rt ? (enum afe_backend)afe_ring_backend(afe__runtime_ring(rt)) : AFE_BACKEND_AUTO;
 }

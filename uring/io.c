@@ -6,8 +6,9 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include "../pool/give_way.h"
 #include "../pool/spinlock.h"
-#include "../src/core/runtime_internal.h"
+#include "afe/runtime.h"
 #include "compat.h"
 #include "io_internal.h"
 #include "ring.h"
@@ -132,7 +133,7 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 		return AFE_READY;
 	}
 	afe_waker_clone(&io->waker, cx->waker);
-	int err = afe_ring_submit(rt->ring, io);
+	int err = afe_ring_submit(afe__runtime_ring(rt), io);
 	if (err < 0) { /* -ESHUTDOWN: the ring thread has ended */
 		afe_waker_drop(&io->waker);
 		io->base.result = err;
@@ -160,7 +161,7 @@ static int io_poll(struct afe_future *f, struct afe_context *cx)
 	if (send_cancel)
 		io->cancel_requested = true;
 	afe_spin_unlock(&io->lock);
-	if (send_cancel && !afe_ring_cancel(io->rt->ring, io)) {
+	if (send_cancel && !afe_ring_cancel(afe__runtime_ring(io->rt), io)) {
 		/* The ring thread ended between our check and the push. */
 		io->cancel_taken = true;
 		afe__io_finish(io);

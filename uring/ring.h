@@ -63,6 +63,12 @@
 struct afe_ring;
 struct afe_io;
 struct afe_blocking_pool;
+struct afe_runtime;
+
+/* The ring of rt. Declared here, for the I/O layer, and defined by the
+ * runtime (src/core/runtime.c), which owns the ring: the I/O layer finds
+ * its ring without knowing the runtime's struct. */
+struct afe_ring *afe__runtime_ring(const struct afe_runtime *rt);
 
 /* How the ring starts (from the runtime's config). */
 struct afe_ring_options {

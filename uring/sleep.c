@@ -2,9 +2,9 @@
 /* Sleeps (afe/sleep.h) and the wheel they wait in (sleeps.h). */
 #include <errno.h>
 #include <stddef.h>
-#include <time.h>
 
-#include "../src/core/runtime_internal.h"
+#include "../pool/give_way.h"
+#include "afe/runtime.h"
 #include "afe/sleep.h"
 #include "ring.h"
 #include "sleeps.h"
@@ -21,13 +21,6 @@ enum sleep_phase {
 
 /* How many wakers the ring thread takes per hold of the lock. */
 #define WAKE_BATCH 64
-
-uint64_t afe_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static struct afe_sleep *sleep_of(struct afe_timer *t)
 {
@@ -162,7 +155,7 @@ static int start(struct afe_sleep *s, struct afe_context *cx)
 	s->base.result = 0;
 	if (deadline <= now)
 		return AFE_READY;
-	struct afe_sleeps *sleeps = afe_ring_sleeps(rt->ring);
+	struct afe_sleeps *sleeps = afe_ring_sleeps(afe__runtime_ring(rt));
 	/* The first tick at or after the deadline: never early. */
 	uint64_t since = deadline - sleeps->start_ns;
 	uint64_t tick = since / NS_PER_TICK + (since % NS_PER_TICK != 0);
@@ -184,7 +177,7 @@ static int start(struct afe_sleep *s, struct afe_context *cx)
 	pthread_mutex_unlock(&sleeps->lock);
 	s->base.resume = PHASE_WAITING;
 	if (ring_sleeps_past_it)
-		afe_ring_wake(rt->ring);
+		afe_ring_wake(afe__runtime_ring(rt));
 	return AFE_PENDING;
 }
 
@@ -199,7 +192,7 @@ static int sleep_poll(struct afe_future *f, struct afe_context *cx)
 	if (s->base.resume != PHASE_WAITING)
 		return start(s, cx);
 	/* Polled on a worker of the runtime whose wheel holds it. */
-	struct afe_sleeps *sleeps = afe_ring_sleeps(afe_runtime_current()->ring);
+	struct afe_sleeps *sleeps = afe_ring_sleeps(afe__runtime_ring(afe_runtime_current()));
 	pthread_mutex_lock(&sleeps->lock);
 	if (!s->timer.pprev) { /* fired: the result is set */
 		pthread_mutex_unlock(&sleeps->lock);

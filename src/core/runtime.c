@@ -10,12 +10,12 @@
 #include <unistd.h>
 
 #include "afe/io.h"
-#include "afe/signal.h"
 #include "afe/task.h"
-#include "../../signals/signals_internal.h"
 #include "../../uring/features.h"
+#include "live_runtimes.h"
 #include "runtime_internal.h"
 #include "task_internal.h"
+#include "thread_mask.h"
 #include "thread_parker.h"
 
 #define AFE_MAX_WORKERS 1024
@@ -99,11 +99,11 @@ int afe_runtime_create(struct afe_runtime **out, const struct afe_runtime_config
 	 * asynchronous signal: none ever runs a handler, and signals AFE
 	 * reads stay pending for its signalfd. The caller's mask is kept. */
 	sigset_t old;
-	afe__signals_mask_threads(&old);
+	afe__thread_mask_for_runtime(&old);
 	int err = create(out, config);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err == 0)
-		afe__signals_attach(*out);
+		afe__runtime_went_live(*out); /* the signal hub may start its reader here */
 	return err;
 }
 
@@ -264,7 +264,7 @@ int afe_runtime_destroy(struct afe_runtime *rt)
 {
 	if (!rt || afe_pool_is_current(&rt->pool))
 		return -EINVAL;
-	afe__signals_detach(rt); /* the signal reader moves to another runtime */
+	afe__runtime_leaving(rt); /* the signal reader moves to another runtime */
 	atomic_store(&rt->closed, true);
 	afe_pool_close(&rt->pool);
 	/* Operations in flight are cancelled, and blocking jobs not started
@@ -287,6 +287,11 @@ int afe_runtime_destroy(struct afe_runtime *rt)
 	else
 		free_runtime(rt);
 	return left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+struct afe_ring *afe__runtime_ring(const struct afe_runtime *rt)
+{
+	return rt->ring;
 }
 
 unsigned afe_runtime_workers(const struct afe_runtime *rt)
@@ -390,68 +395,4 @@ int afe_runtime_wait_idle(struct afe_runtime *rt, int timeout_ms)
 		struct timespec ms = {.tv_sec = 0, .tv_nsec = 1000000};
 		nanosleep(&ms, NULL);
 	}
-}
-
-/* The exit status for a result of what ("root future", "init"). */
-static int exit_status(intptr_t result, const char *what)
-{
-	if (result >= 0 && result <= 255)
-		return (int)result;
-	if (result < 0 && result > -4096)
-		fprintf(stderr, "afe: %s failed: %s\n", what, strerror((int)-result));
-	else
-		fprintf(stderr, "afe: %s returned %jd, not an exit status\n", what,
-			(intmax_t)result);
-	return 1;
-}
-
-void afe__main_prepare(void)
-{
-	(void)afe_shutdown_init(); /* idempotent: afe_main_run reports a failure */
-}
-
-int afe__main_init_failed(int status)
-{
-	return exit_status(status, "init");
-}
-
-int afe_main_run(const void *obj, size_t size, const struct afe_future *base,
-		 const struct afe_runtime_config *config)
-{
-	struct afe_runtime_config cfg;
-	if (config)
-		cfg = *config;
-	else
-		afe_runtime_config_default(&cfg);
-	/* SIGINT and SIGTERM go to the shutdown token from here on. */
-	int err = afe_shutdown_init();
-	if (err < 0)
-		fprintf(stderr, "afe: SIGINT and SIGTERM not handled: %s\n", strerror(-err));
-	struct afe_runtime *rt;
-	err = afe_runtime_create(&rt, &cfg);
-	if (err < 0) {
-		fprintf(stderr, "afe: cannot start the runtime: %s\n", strerror(-err));
-		return 1;
-	}
-	intptr_t result = 0;
-	err = afe_block_on_raw(rt, obj, size, base, &result);
-	if (err < 0) {
-		fprintf(stderr, "afe: cannot run the root future: %s\n", strerror(-err));
-		afe_runtime_destroy(rt);
-		return 1;
-	}
-	int status = exit_status(result, "root future");
-	int timeout = cfg.exit_mode == AFE_EXIT_WAIT_ALL ? -1
-		      : cfg.exit_mode == AFE_EXIT_IMMEDIATE ? 0
-							    : (int)cfg.grace_ms;
-	int left = afe_runtime_wait_idle(rt, timeout);
-	if (left > 0) {
-		/* Running tasks cannot be stopped mid-poll: end the process. */
-		if (cfg.exit_mode != AFE_EXIT_IMMEDIATE)
-			fprintf(stderr, "afe: %d task(s) still running at exit\n", left);
-		fflush(NULL);
-		_exit(status);
-	}
-	afe_runtime_destroy(rt);
-	return status;
 }

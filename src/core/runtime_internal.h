@@ -44,23 +44,8 @@ struct afe_runtime {
 	 * reader), left out of the live count that exits wait on; see
 	 * afe__spawn_system. May dip below 0 for a moment. */
 	_Atomic int64_t system_tasks;
-	struct afe_runtime *signals_next; /* the signal hub's list */
+	struct afe_runtime *live_next; /* the live runtimes (live_runtimes.c) */
 };
-
-/*
- * For a future refused at its first poll because the runtime is shutting
- * down (-ESHUTDOWN, already stored): wakes the task and returns pending,
- * so the result is seen at the next poll. A task that loops on such a
- * future and ignores the result then goes back through its worker every
- * round, where destroy stops it when the grace period ends; were the
- * future ready at once, the loop would spin inside one poll and destroy
- * would wait for it for ever (issue 23).
- */
-static inline int afe__give_way(struct afe_context *cx)
-{
-	afe_context_yield(cx);
-	return AFE_PENDING;
-}
 
 /* Tasks spawned and not yet finished (never undercounts). */
 uint64_t afe__runtime_live_tasks(const struct afe_runtime *rt);
