@@ -2,6 +2,8 @@
 /* The task state machine, spawning, and the join and cancel futures.
  * The protocol is described in task_internal.h. */
 #include <assert.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,6 +141,29 @@ static void complete(struct afe_task *t, struct afe_worker_counters *counters)
 	afe__task_release(t); /* the queue's reference */
 }
 
+static const char *name_of(struct afe_task *t);
+
+/*
+ * t's poll returned pending, and nobody holds a waker of it or a handle:
+ * nothing can ever poll it again. Always a bug of the future (a plain
+ * `return 0;`, which reads as pending, where AFE_RETURN was meant; or a
+ * wait that never registered the waker), and a silent hang of whoever
+ * waits for what it does: said on stderr, and fatal in debug builds.
+ */
+static void lost(struct afe_task *t)
+{
+	const char *name = name_of(t);
+	fprintf(stderr,
+		"afe: task \"%s\" (poll function %p) returned pending with no waker kept and no "
+		"handle: nothing can wake it again (a plain `return 0;` where AFE_RETURN was "
+		"meant?)\n",
+		name ? name : "(unnamed)", (void *)(uintptr_t)future_of(t)->poll);
+#ifndef NDEBUG
+	abort();
+#endif
+	task_dealloc(t);
+}
+
 void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *counters)
 {
 	struct afe_task *t = task_of(r);
@@ -181,7 +206,7 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 	if (again)
 		afe_schedule(&t->rt->pool, &t->link, AFE_SCHED_YIELD);
 	else if (afe__task_refs(ns) == 0)
-		task_dealloc(t);
+		lost(t);
 }
 
 /* ---- spawning ------------------------------------------------------------ */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Spawning, joining, detaching and cancelling tasks. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -495,4 +497,60 @@ Test(task, plain_tasks_have_no_name_and_no_local_slot)
 	cr_assert_eq(afe_task_local_set(&cx, &cw), -EINVAL);
 	cr_assert_null(afe_task_local_get(&cx));
 	test_runtime_destroy(rt);
+}
+
+/* A poll that ends with a plain `return 0;` (pending) and keeps no waker,
+ * in a task spawned without a handle: nothing can ever poll it again. */
+static int forgets_its_waker_poll(struct afe_future *f, struct afe_context *cx)
+{
+	(void)f;
+	(void)cx;
+	return 0;
+}
+
+/* In a child (so an abort is survivable): spawns that task with a name,
+ * gives it time to be polled, and exits 0. */
+static void spawn_a_lost_task(void)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct {
+		struct afe_future base;
+	} lost;
+	afe_future_init(&lost.base, forgets_its_waker_poll);
+	struct afe_spawn_options opts = {.name = "forgetful"};
+	if (afe_spawn_with(rt, &lost, NULL, &opts) != 0)
+		_exit(3);
+	struct timespec ms50 = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
+	nanosleep(&ms50, NULL);
+	afe_runtime_destroy(rt);
+	_exit(0);
+}
+
+Test(task, a_task_lost_with_no_waker_and_no_handle_is_reported_by_name)
+{
+	int out[2];
+	cr_assert_eq(pipe(out), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(out[1], STDERR_FILENO);
+		close(out[0]);
+		spawn_a_lost_task();
+	}
+	close(out[1]);
+	char said[1024] = {0};
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof(said) - 1 && (n = read(out[0], said + len, sizeof(said) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(out[0]);
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(strstr(said, "task \"forgetful\"") && strstr(said, "no waker kept"),
+		  "stderr was: %s", said);
+#ifndef NDEBUG
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
+#else
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+#endif
 }
