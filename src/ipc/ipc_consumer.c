@@ -9,7 +9,7 @@
  * only while some receiver is idle, and wakes one receiver when frames
  * come (a receiver that finds more than it takes wakes the next). The pump
  * also adopts producers that connect, and drops those that disconnect or
- * die (a watcher task per producer waits on its pidfd, or without pidfds
+ * die (a peer watch task per producer waits on its pidfd, or without pidfds
  * looks at its pid every AFE_IPC_PEER_RECHECK_NS).
  *
  * Each producer has a lock (private to this process) taken around every
@@ -32,7 +32,7 @@
  * a deadline bounds what any producer can hold, however many tasks.
  *
  * A producer's request ring found spoilt (a sequence number no claim
- * explains: see ipc_ring.h) is owed a reset too, with -EPROTO: the
+ * explains: see ipc_slots.h) is owed a reset too, with -EPROTO: the
  * request in that slot is lost, and the producer ends its calls at once
  * and leaves, rather than wait for their timeouts.
  *
@@ -53,15 +53,15 @@
 struct peer {
 	pthread_mutex_t lock; /* guards everything below, and the rings' use */
 	bool live;
-	bool watched; /* a watcher watches its process (the pump's field) */
+	bool watched; /* a peer watch watches its process (the pump's field) */
 	/* The claim the pump last saw in the entry while it was not live, and
 	 * when (this process's clock): see free_abandoned. The pump's. */
 	uint32_t claim;
 	uint64_t claim_seen_ns, claim_checked_ns;
 	uint32_t gen;
-	struct afe_ipc_ring requests, replies;
-	struct afe_join_handle watcher;
-	_Atomic bool died; /* set by the watcher; the pump drops it */
+	struct afe_ipc_slots requests, replies;
+	struct afe_join_handle peer_watch;
+	_Atomic bool died; /* set by the peer watch; the pump drops it */
 	/* Replies to generation stalled_gen were dropped (reset_status
 	 * -ETIMEDOUT), or its request ring is spoilt (-EPROTO): it is owed a
 	 * reset (while it is still gen) before any other reply. */
@@ -120,7 +120,7 @@ static void consumer_unref(struct afe_ipc_consumer *c)
 	free(c);
 }
 
-void afe_ipc_consumer_unref(struct afe_ipc_consumer *c)
+void afe__ipc_consumer_unref(struct afe_ipc_consumer *c)
 {
 	consumer_unref(c);
 }
@@ -156,7 +156,7 @@ static void drop_peer(struct afe_ipc_consumer *c, unsigned i)
 	pthread_mutex_unlock(&peer->lock);
 	if (!was_live)
 		return;
-	afe_join_handle_drop(&peer->watcher); /* a child handle: cancels it */
+	afe_join_handle_drop(&peer->peer_watch); /* a child handle: cancels it */
 	atomic_fetch_add(&c->peers_gone, 1);
 	/* The entry is free again unless its producer already moved on. */
 	struct afe_ipc_entry *e = &c->hdr->entries[i];
@@ -167,7 +167,7 @@ static void drop_peer(struct afe_ipc_consumer *c, unsigned i)
 	}
 }
 
-/* Watches peer's process, pid, through pidfd (the watcher closes it), or
+/* Watches peer's process, pid, through pidfd (the peer watch closes it), or
  * by pid where pidfds are missing: its death rings our bell. With pidfd
  * another error (out of fds, or of memory), the peer is served unwatched,
  * and sync_peers tries again. From the pump. */
@@ -179,9 +179,9 @@ static void watch_peer(struct afe_ipc_consumer *c, struct peer *peer, int pidfd,
 	else if (pidfd < 0)
 		return;
 	atomic_fetch_add(&c->refs, 1);
-	if (afe_ipc_watch_peer(c->rt, pidfd, pid, true, &peer->died, NULL, &c->kick, unref_consumer,
-			       c, &peer->watcher) < 0)
-		memset(&peer->watcher, 0, sizeof(peer->watcher));
+	if (afe_ipc_peer_watch_start(c->rt, pidfd, pid, true, &peer->died, NULL, &c->kick,
+				     unref_consumer, c, &peer->peer_watch) < 0)
+		memset(&peer->peer_watch, 0, sizeof(peer->peer_watch));
 	else
 		peer->watched = true;
 }
@@ -203,15 +203,15 @@ static void adopt_peer(struct afe_ipc_consumer *c, unsigned i, uint32_t gen)
 	pthread_mutex_lock(&peer->lock);
 	peer->gen = gen;
 	atomic_store(&peer->died, false);
-	afe_ipc_ring_attach(&peer->requests, afe_ipc_requests_of(c->hdr, i), AFE_IPC_RING_SLOTS);
-	afe_ipc_ring_attach(&peer->replies, afe_ipc_replies_of(c->hdr, i), AFE_IPC_RING_SLOTS);
+	afe_ipc_slots_attach(&peer->requests, afe_ipc_requests_of(c->hdr, i), AFE_IPC_RING_SLOTS);
+	afe_ipc_slots_attach(&peer->replies, afe_ipc_replies_of(c->hdr, i), AFE_IPC_RING_SLOTS);
 	peer->live = true;
 	atomic_fetch_or(&c->live_peers, 1u << i);
 	pthread_mutex_unlock(&peer->lock);
 	watch_peer(c, peer, pidfd, pid);
 }
 
-/* A peer adopted without a watcher: its pidfd again, or its death. */
+/* A peer adopted without a peer watch: its pidfd again, or its death. */
 static void watch_again(struct afe_ipc_consumer *c, unsigned i)
 {
 	pid_t pid = atomic_load(&c->hdr->entries[i].pid);
@@ -333,7 +333,7 @@ static bool roster_changed(struct afe_ipc_consumer *c)
 
 /* ---- producers of this process ----------------------------------------------- */
 
-int afe_ipc_consumer_adopt_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p)
+int afe__ipc_consumer_adopt_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p)
 {
 	int err = 0;
 	pthread_mutex_lock(&c->local_lock);
@@ -358,7 +358,7 @@ int afe_ipc_consumer_adopt_local(struct afe_ipc_consumer *c, struct afe_ipc_prod
 	return err;
 }
 
-void afe_ipc_consumer_forget_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p)
+void afe__ipc_consumer_forget_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p)
 {
 	pthread_mutex_lock(&c->local_lock);
 	for (uint32_t i = 0; i < c->n_locals; i++) {
@@ -371,7 +371,7 @@ void afe_ipc_consumer_forget_local(struct afe_ipc_consumer *c, struct afe_ipc_pr
 	pthread_mutex_unlock(&c->local_lock);
 }
 
-void afe_ipc_consumer_request_queued(struct afe_ipc_consumer *c)
+void afe__ipc_consumer_request_queued(struct afe_ipc_consumer *c)
 {
 	/* The queue's lock was released before: a receiver that counted
 	 * itself idle after this load looks at the queue once more. */
@@ -389,7 +389,7 @@ static int take_local(struct afe_ipc_consumer *c, struct afe_ipc_request *req)
 	int err = -EAGAIN;
 	pthread_mutex_lock(&c->local_lock);
 	for (uint32_t k = 0; k < c->n_locals && err; k++)
-		err = afe_ipc_local_take(c->locals[(c->next_local + k) % c->n_locals], req);
+		err = afe_ipc_link_local_take(c->locals[(c->next_local + k) % c->n_locals], req);
 	c->next_local++;
 	pthread_mutex_unlock(&c->local_lock);
 	if (err == 0)
@@ -404,7 +404,7 @@ static bool any_local_request(struct afe_ipc_consumer *c)
 	bool has = false;
 	pthread_mutex_lock(&c->local_lock);
 	for (uint32_t i = 0; i < c->n_locals && !has; i++)
-		has = afe_ipc_local_has_request(c->locals[i]);
+		has = afe_ipc_link_local_has_request(c->locals[i]);
 	pthread_mutex_unlock(&c->local_lock);
 	return has;
 }
@@ -420,11 +420,11 @@ static void fail_locals(struct afe_ipc_consumer *c)
 	c->n_locals = c->locals_cap = 0;
 	atomic_store(&c->has_locals, false);
 	for (uint32_t i = 0; i < n; i++)
-		afe_ipc_producer_ref(gone[i]); /* they may close meanwhile */
+		afe__ipc_producer_ref(gone[i]); /* they may close meanwhile */
 	pthread_mutex_unlock(&c->local_lock);
 	for (uint32_t i = 0; i < n; i++) {
-		afe_ipc_local_consumer_gone(gone[i]);
-		afe_ipc_producer_unref(gone[i]);
+		afe_ipc_link_local_consumer_gone(gone[i]);
+		afe__ipc_producer_unref(gone[i]);
 	}
 	free(gone);
 }
@@ -442,7 +442,7 @@ static bool any_request(struct afe_ipc_consumer *c)
 			continue;
 		struct peer *peer = &c->peers[i];
 		pthread_mutex_lock(&peer->lock);
-		bool has = peer->live && afe_ipc_ring_has_frame(&peer->requests);
+		bool has = peer->live && afe_ipc_slots_has_frame(&peer->requests);
 		pthread_mutex_unlock(&peer->lock);
 		if (has)
 			return true;
@@ -467,7 +467,7 @@ static int push_reset_locked(struct afe_ipc_consumer *c, struct peer *peer)
 {
 	struct afe_ipc_frame reset = {.kind = AFE_IPC_REPLY, .flags = AFE_IPC_F_RESET,
 				      .status = peer->reset_status};
-	int err = afe_ipc_ring_push(&peer->replies, &reset, NULL);
+	int err = afe_ipc_slots_push(&peer->replies, &reset, NULL);
 	if (err != -EAGAIN)
 		unstall_locked(c, peer);
 	return err;
@@ -485,7 +485,7 @@ static int push_reply_locked(struct afe_ipc_consumer *c, struct peer *peer,
 		if (err < 0)
 			return err == -EAGAIN ? status : err;
 	}
-	return afe_ipc_ring_push(&peer->replies, f, payload);
+	return afe_ipc_slots_push(&peer->replies, f, payload);
 }
 
 /* Owes peer i (of generation gen) a reset with status: -ETIMEDOUT once a
@@ -557,9 +557,9 @@ static int send_frame(struct afe_ipc_consumer *c, uint32_t i, uint32_t gen,
 	bool live = peer->live && peer->gen == gen;
 	int err = live ? push_reply_locked(c, peer, f, payload) : -EPIPE;
 	/* Its next request is in: this reply's wake can go with the next. */
-	bool more = live && afe_ipc_ring_has_frame(&peer->requests);
+	bool more = live && afe_ipc_slots_has_frame(&peer->requests);
 	pthread_mutex_unlock(&peer->lock);
-	/* -EPROTO: the ring is spoilt (see ipc_ring.h). The producer's pump,
+	/* -EPROTO: the ring is spoilt (see ipc_slots.h). The producer's pump,
 	 * woken, finds it so too and ends its calls at once. */
 	if (err == 0 || err == -EPROTO)
 		afe_ipc_bell_ring_later(&c->hdr->entries[i].bell, AFE_IPC_WANT_FRAME, more,
@@ -592,7 +592,7 @@ static int take_from_peer(struct afe_ipc_consumer *c, unsigned i, struct afe_ipc
 	for (;;) {
 		f.kind = 0; /* stays 0 unless pop read a frame */
 		pthread_mutex_lock(&peer->lock);
-		int err = peer->live ? afe_ipc_ring_pop(&peer->requests, &f, req->args) : -EAGAIN;
+		int err = peer->live ? afe_ipc_slots_pop(&peer->requests, &f, req->args) : -EAGAIN;
 		uint32_t gen = peer->gen;
 		pthread_mutex_unlock(&peer->lock);
 		if (err == -EAGAIN)
@@ -637,8 +637,8 @@ static int take_from_locals(struct afe_ipc_consumer *c, struct afe_ipc_request *
 			return 0;
 		}
 		atomic_fetch_add(&c->unknown_fn, 1);
-		afe_ipc_local_reply(req->local, req->call_id, -ENOSYS, false, NULL, 0);
-		afe_ipc_producer_unref(req->local);
+		afe_ipc_link_local_reply(req->local, req->call_id, -ENOSYS, false, NULL, 0);
+		afe__ipc_producer_unref(req->local);
 		req->local = NULL;
 		if (++*dropped == AFE_IPC_DROP_BUDGET)
 			return -EBUSY;
@@ -780,7 +780,7 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	}
 	AFE_CLEANUP;
 	atomic_store(&c->closed, true);
-	afe_ipc_local_unregister(c);
+	afe_ipc_link_local_unregister(c);
 	fail_locals(c);
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		drop_peer(c, i);
@@ -812,7 +812,7 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 	pthread_mutex_init(&c->local_lock, NULL); /* adopt may look once registered */
 	int err = afe_ipc_shm_path(c->path, sizeof(c->path), name);
 	if (err == 0)
-		err = afe_ipc_local_register(name, c);
+		err = afe_ipc_link_local_register(name, c);
 	if (err < 0) {
 		pthread_mutex_destroy(&c->local_lock);
 		free(c);
@@ -824,7 +824,7 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 	else if (!(c->hdr = calloc(1, sizeof(*c->hdr))))
 		err = -ENOMEM;
 	if (err < 0) {
-		afe_ipc_local_unregister(c);
+		afe_ipc_link_local_unregister(c);
 		pthread_mutex_destroy(&c->local_lock);
 		free(c);
 		return err;
@@ -861,7 +861,7 @@ void afe_ipc_consumer_close(struct afe_ipc_consumer *c)
 	/* Once: a consumer restarted under the name after this one closed
 	 * owns the name's object now. */
 	if (!atomic_exchange(&c->name_released, true)) {
-		afe_ipc_local_unregister(c);
+		afe_ipc_link_local_unregister(c);
 		if (c->shm)
 			shm_unlink(c->path);
 	}
@@ -975,7 +975,7 @@ struct afe_ipc_writer *afe_ipc_reply_begin(struct afe_ipc_reply *rep, struct afe
 	rep->consumer = req->consumer;
 	rep->local = req->local;
 	if (rep->local && more)
-		afe_ipc_producer_ref(rep->local);
+		afe__ipc_producer_ref(rep->local);
 	else
 		req->local = NULL; /* the final reply takes the request's count over */
 	rep->call_id = req->call_id;
@@ -1019,7 +1019,7 @@ static int reply_finish(struct afe_ipc_reply *rep, const struct afe_context *cx,
 	rep->bytes = rep->bytes_inline;
 	rep->base.result = result;
 	if (rep->local)
-		afe_ipc_producer_unref(rep->local);
+		afe__ipc_producer_unref(rep->local);
 	rep->local = NULL;
 	consumer_unref(c);
 	return AFE_READY;
@@ -1034,8 +1034,8 @@ static int send_reply(struct afe_ipc_consumer *c, const struct afe_ipc_reply *re
 		return send_frame(c, rep->peer, rep->peer_gen, f, rep->bytes);
 	if (!rep->local)
 		return -EPIPE; /* a second final reply: the call ended */
-	return afe_ipc_local_reply(rep->local, f->call_id, f->status, rep->more, rep->bytes,
-				   f->len);
+	return afe_ipc_link_local_reply(rep->local, f->call_id, f->status, rep->more, rep->bytes,
+					f->len);
 }
 
 /* The reply's wait for room: 0 while it may go on, -ETIMEDOUT once it

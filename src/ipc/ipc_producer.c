@@ -24,12 +24,12 @@ _Thread_local struct afe_ipc_writer afe_ipc_scratch_writer;
 
 enum { PHASE_IDLE, PHASE_ARMED, PHASE_SENDING, PHASE_WAITING, PHASE_DONE };
 
-void afe_ipc_producer_ref(struct afe_ipc_producer *p)
+void afe__ipc_producer_ref(struct afe_ipc_producer *p)
 {
 	atomic_fetch_add(&p->refs, 1);
 }
 
-void afe_ipc_producer_unref(struct afe_ipc_producer *p)
+void afe__ipc_producer_unref(struct afe_ipc_producer *p)
 {
 	if (atomic_fetch_sub(&p->refs, 1) != 1)
 		return;
@@ -76,8 +76,8 @@ static struct afe_waker answer_locked(struct afe_ipc_producer *p, struct afe_ipc
 	return w;
 }
 
-struct afe_waker afe_ipc_producer_fail_locked(struct afe_ipc_producer *p,
-					      struct afe_ipc_call *call, int32_t err)
+struct afe_waker afe__ipc_producer_fail_locked(struct afe_ipc_producer *p,
+					       struct afe_ipc_call *call, int32_t err)
 {
 	if (call->on_reply)
 		call->on_reply(call->on_reply_ctx, err, NULL, false);
@@ -101,8 +101,8 @@ static int32_t keep_reply(struct afe_ipc_call *call, const void *bytes, uint32_t
 	return 0;
 }
 
-void afe_ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
-			      bool more, const void *payload, uint32_t len)
+void afe__ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
+			       bool more, const void *payload, uint32_t len)
 {
 	struct afe_waker w = {0};
 	pthread_mutex_lock(&p->lock);
@@ -126,14 +126,14 @@ void afe_ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int3
 	afe_ipc_wake_taken(&w);
 }
 
-void afe_ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err)
+void afe__ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err)
 {
 	for (uint32_t slot = 0; slot < AFE_IPC_MAX_PENDING; slot++) {
 		pthread_mutex_lock(&p->lock);
 		struct afe_ipc_call *call = p->pending[slot];
 		struct afe_waker w = {0};
 		if (call)
-			w = afe_ipc_producer_fail_locked(p, call, err);
+			w = afe__ipc_producer_fail_locked(p, call, err);
 		pthread_mutex_unlock(&p->lock);
 		afe_ipc_wake_taken(&w);
 	}
@@ -199,17 +199,17 @@ int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *
 		return -ENOMEM;
 	int err = afe_ipc_deadlines_start(p);
 	if (err < 0) {
-		afe_ipc_producer_unref(p);
+		afe__ipc_producer_unref(p);
 		return err;
 	}
 	err = -ECONNREFUSED;
 	if (config->transport != AFE_IPC_SHARED_MEMORY)
-		err = afe_ipc_local_connect(p, name);
+		err = afe_ipc_link_local_connect(p, name);
 	if (err == -ECONNREFUSED && config->transport != AFE_IPC_IN_PROCESS)
-		err = afe_ipc_shm_connect(p, name);
+		err = afe_ipc_link_shm_connect(p, name);
 	if (err < 0) {
 		afe_join_handle_drop(&p->deadlines);
-		afe_ipc_producer_unref(p);
+		afe__ipc_producer_unref(p);
 		return err;
 	}
 	*out = p;
@@ -224,7 +224,7 @@ void afe_ipc_producer_close(struct afe_ipc_producer *p)
 	atomic_store(&p->closed, true);
 	p->link->close(p);
 	afe_join_handle_drop(&p->deadlines);
-	afe_ipc_producer_unref(p);
+	afe__ipc_producer_unref(p);
 	if (own)
 		afe_runtime_destroy(own); /* waits for the producer's tasks */
 }
@@ -333,7 +333,7 @@ static int call_start(struct afe_ipc_call *call, const struct afe_context *cx, i
 	 * would be missed by the fail_all that ends the others. */
 	pthread_mutex_lock(&p->lock);
 	int err = atomic_load(&p->closed) ? -EPIPE
-		  : p->link->gone(p)	  ? afe_ipc_producer_gone_error(p)
+		  : p->link->gone(p)	  ? afe__ipc_producer_gone_error(p)
 					  : pending_add(p, call);
 	if (err == 0) {
 		sweeper = afe_ipc_deadline_set(p, call, now);
@@ -383,7 +383,7 @@ static void call_end_early(struct afe_ipc_call *call, int32_t err)
 	struct afe_waker w = {0};
 	pthread_mutex_lock(&p->lock);
 	if (!atomic_load_explicit(&call->answered, memory_order_relaxed))
-		w = afe_ipc_producer_fail_locked(p, call, err);
+		w = afe__ipc_producer_fail_locked(p, call, err);
 	pthread_mutex_unlock(&p->lock);
 	afe_waker_drop(&w);
 }
@@ -455,7 +455,7 @@ done:
 	call->phase = PHASE_DONE;
 	call->on_reply = NULL;
 	f->result = call->status;
-	afe_ipc_producer_unref(call->producer);
+	afe__ipc_producer_unref(call->producer);
 	return AFE_READY;
 }
 

@@ -4,7 +4,7 @@
  * this producer's request ring in the consumer's object; a pump task takes
  * the replies off its reply ring and hands them to the call layer, and
  * sleeps on the producer's bell with a watch when there are none; a
- * watcher task waits on a pidfd of the consumer (without pidfds, looks at
+ * peer watch task waits on a pidfd of the consumer (without pidfds, looks at
  * its pid now and then) and ends every call with -EPIPE when it dies.
  */
 #define _GNU_SOURCE
@@ -16,12 +16,12 @@
 
 static void ref_producer(void *p)
 {
-	afe_ipc_producer_ref(p);
+	afe__ipc_producer_ref(p);
 }
 
 static void unref_producer(void *p)
 {
-	afe_ipc_producer_unref(p);
+	afe__ipc_producer_unref(p);
 }
 
 /* Keeps the producer's mapping alive while a bell ring is held back. */
@@ -48,7 +48,7 @@ static bool consumer_gone(struct afe_ipc_producer *p)
 }
 
 /* A ring of ours holds a sequence number no claim explains (see
- * ipc_ring.h): what went into it may never come out, so every call ends
+ * ipc_slots.h): what went into it may never come out, so every call ends
  * with -EPROTO, now and later, instead of waiting for its timeout. The pump
  * ends the calls and gives the entry back; a new connection gets fresh
  * rings. Rings our bell, for a pump asleep. Unless the entry is no longer
@@ -58,7 +58,7 @@ static void spoil(struct afe_ipc_producer *p)
 {
 	if (consumer_gone(p))
 		return;
-	/* Pairs with the acquire load of afe_ipc_producer_gone_error. */
+	/* Pairs with the acquire load of afe__ipc_producer_gone_error. */
 	atomic_store_explicit(&p->spoilt, true, memory_order_release);
 	/* Pairs with consumer_gone's load: no request goes in after it. */
 	atomic_store_explicit(&p->gone, true, memory_order_seq_cst);
@@ -74,7 +74,7 @@ static void drain(struct afe_ipc_producer *p)
 	unsigned char payload[AFE_IPC_MAX_PAYLOAD];
 	unsigned n = 0;
 	while (entry_ours(p)) {
-		int err = afe_ipc_ring_pop(&p->replies, &f, payload);
+		int err = afe_ipc_slots_pop(&p->replies, &f, payload);
 		if (err == -EAGAIN)
 			break;
 		n++;
@@ -89,10 +89,10 @@ static void drain(struct afe_ipc_producer *p)
 			break;
 		}
 		if (reset)
-			afe_ipc_producer_fail_all(p, f.status); /* replies were dropped */
+			afe__ipc_producer_fail_all(p, f.status); /* replies were dropped */
 		else if (err == 0 && f.kind == AFE_IPC_REPLY)
-			afe_ipc_producer_deliver(p, f.call_id, f.status, f.flags & AFE_IPC_F_MORE,
-						 payload, f.len);
+			afe__ipc_producer_deliver(p, f.call_id, f.status, f.flags & AFE_IPC_F_MORE,
+						  payload, f.len);
 		else
 			atomic_fetch_add(&p->malformed, 1);
 	}
@@ -151,18 +151,18 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 		uint32_t wants = pump_wants(p);
 		self->word = afe_ipc_bell_want(bell, wants, sleeper_name(p));
 		/* Re-check after publishing: see ipc_bell.h. */
-		if (pump_wants(p) != wants || afe_ipc_ring_has_frame(&p->replies) ||
+		if (pump_wants(p) != wants || afe_ipc_slots_has_frame(&p->replies) ||
 		    atomic_load(&p->closed) || consumer_gone(p)) {
 			afe_ipc_bell_unwant(bell, sleeper_name(p));
 			continue;
 		}
-		if ((wants & AFE_IPC_WANT_ROOM) && afe_ipc_ring_has_room(&p->requests)) {
+		if ((wants & AFE_IPC_WANT_ROOM) && afe_ipc_slots_has_room(&p->requests)) {
 			afe_ipc_bell_unwant(bell, sleeper_name(p));
 			afe_notify_all(&p->room);
 			if (!(wants & AFE_IPC_WANT_FRAME))
 				continue;
 			self->word = afe_ipc_bell_want(bell, wants & ~AFE_IPC_WANT_ROOM, sleeper_name(p));
-			if (afe_ipc_ring_has_frame(&p->replies)) {
+			if (afe_ipc_slots_has_frame(&p->replies)) {
 				afe_ipc_bell_unwant(bell, sleeper_name(p));
 				continue;
 			}
@@ -175,10 +175,10 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	}
 	AFE_CLEANUP;
 	atomic_store(&p->gone, true);
-	afe_ipc_producer_fail_all(p, afe_ipc_producer_gone_error(p));
+	afe__ipc_producer_fail_all(p, afe__ipc_producer_gone_error(p));
 	leave_entry(p);
 	afe__system_task_done(p->rt);
-	afe_ipc_producer_unref(p);
+	afe__ipc_producer_unref(p);
 	AFE_ASYNC_END;
 }
 
@@ -207,8 +207,8 @@ static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, uns
 								memory_order_relaxed);
 			return err;
 		}
-		afe_ipc_ring_format(afe_ipc_requests_of(h, i), AFE_IPC_RING_SLOTS);
-		afe_ipc_ring_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
+		afe_ipc_slots_format(afe_ipc_requests_of(h, i), AFE_IPC_RING_SLOTS);
+		afe_ipc_slots_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
 		/* The consumer frees a claim it takes for one a dead process
 		 * left, or one held too long (free_abandoned in ipc_consumer.c):
 		 * freed under us, the entry may be another producer's already;
@@ -245,15 +245,16 @@ static int start_tasks(struct afe_ipc_producer *p)
 {
 	struct pump pump = {.p = p};
 	afe_future_init(&pump.base, pump_poll);
-	atomic_fetch_add(&p->refs, 2); /* the pump, the watcher */
+	atomic_fetch_add(&p->refs, 2); /* the pump, the peer watch */
 	int err = afe__spawn_system(p->rt, &pump, NULL, false);
 	if (err < 0) {
 		atomic_fetch_sub(&p->refs, 2);
 		leave_entry(p);
 		return err;
 	}
-	err = afe_ipc_watch_peer(p->rt, p->consumer_pidfd, p->hdr->consumer_pid, false, &p->gone,
-				 &p->entry->bell, NULL, unref_producer, p, &p->watcher);
+	err = afe_ipc_peer_watch_start(p->rt, p->consumer_pidfd, p->hdr->consumer_pid, false,
+				       &p->gone, &p->entry->bell, NULL, unref_producer, p,
+				       &p->peer_watch);
 	if (err < 0) { /* the pump ends, and leaves the entry */
 		atomic_store(&p->closed, true);
 		afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY);
@@ -273,11 +274,11 @@ static int shm_send(struct afe_ipc_producer *p, const struct afe_ipc_call *call)
 	/* Never once gone: the entry may be given back (leave_entry) and its
 	 * rings be the next producer's. */
 	if (consumer_gone(p))
-		return afe_ipc_producer_gone_error(p);
-	int err = afe_ipc_ring_push(&p->requests, &frame, call->args);
+		return afe__ipc_producer_gone_error(p);
+	int err = afe_ipc_slots_push(&p->requests, &frame, call->args);
 	if (err == -EPROTO) {
 		spoil(p);
-		err = afe_ipc_producer_gone_error(p);
+		err = afe__ipc_producer_gone_error(p);
 	}
 	return err;
 }
@@ -290,7 +291,7 @@ static void shm_sent(struct afe_ipc_producer *p)
 static void shm_close(struct afe_ipc_producer *p)
 {
 	afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY); /* the pump ends, leave_entry */
-	afe_join_handle_drop(&p->watcher); /* a child handle: cancels it */
+	afe_join_handle_drop(&p->peer_watch); /* a child handle: cancels it */
 }
 
 static void shm_free(struct afe_ipc_producer *p)
@@ -308,14 +309,14 @@ static const struct afe_ipc_link_ops shm_link = {
 	.free = shm_free,
 };
 
-int afe_ipc_shm_connect(struct afe_ipc_producer *p, const char *name)
+int afe_ipc_link_shm_connect(struct afe_ipc_producer *p, const char *name)
 {
 	struct afe_ipc_header *h;
 	int err = afe_ipc_shm_open(name, &h);
 	if (err < 0)
 		return err;
 	int pidfd = afe_ipc_pidfd_open(h->consumer_pid);
-	if (afe_ipc_pidfd_missing(pidfd)) { /* the watcher looks at its pid */
+	if (afe_ipc_pidfd_missing(pidfd)) { /* the peer watch looks at its pid */
 		err = afe_ipc_process_ended(h->consumer_pid, 0) ? -ESRCH : 0;
 		pidfd = -1;
 	} else if (pidfd < 0) {
@@ -335,8 +336,8 @@ int afe_ipc_shm_connect(struct afe_ipc_producer *p, const char *name)
 	p->hdr = h;
 	p->consumer_pidfd = pidfd;
 	p->link = &shm_link;
-	afe_ipc_ring_attach(&p->requests, afe_ipc_requests_of(h, index), AFE_IPC_RING_SLOTS);
-	afe_ipc_ring_attach(&p->replies, afe_ipc_replies_of(h, index), AFE_IPC_RING_SLOTS);
+	afe_ipc_slots_attach(&p->requests, afe_ipc_requests_of(h, index), AFE_IPC_RING_SLOTS);
+	afe_ipc_slots_attach(&p->replies, afe_ipc_replies_of(h, index), AFE_IPC_RING_SLOTS);
 	if ((err = start_tasks(p)) < 0)
 		return err; /* the caller frees p, and with it the mapping */
 	/* Tell the consumer a producer came. */
