@@ -58,6 +58,7 @@
 
 #include <sys/mman.h>
 
+#include "ipc_bell_sleep.h"
 #include "ipc_consumer.h"
 #include "../core/runtime_internal.h"
 
@@ -117,46 +118,15 @@ const struct afe_signal_owner afe__ipc_consumer_owner = {ref_consumer,
 struct pump {
 	struct afe_future base;
 	struct afe_ipc_consumer *c;
-	uint32_t word;
 	uint64_t recheck_ns; /* when the pump looks again by itself */
-	struct afe_watch wait; /* on the bell */
 	struct afe_notified kicked;
 	struct afe_sleep nap; /* until recheck_ns */
-	struct afe_future *racers[3];
-	struct afe_select race;
+	struct afe_ipc_bell_sleep sleep;
 };
 
-/* Sets up the pump's sleep: until its bell rings (the word leaves the
- * value it read), its kick, or, over shared memory, its next re-check.
- * The re-check time stays put until it comes, so a busy pump re-arms the
- * same timer and never rings the ring thread to move its deadline. */
-static void arm_sleep(struct pump *self)
+static uint32_t pump_wants(void *pump)
 {
-	struct afe_ipc_consumer *c = self->c;
-	uint64_t now = afe_now_ns();
-	if (now >= self->recheck_ns)
-		self->recheck_ns = now + AFE_IPC_PUMP_RECHECK_NS;
-	afe_ipc_bell_watch(&self->wait, &c->hdr->bell, self->word);
-	afe_notified_init(&self->kicked, &c->kick);
-	afe_sleep_until_init(&self->nap, self->recheck_ns);
-	self->racers[0] = &self->wait.base;
-	self->racers[1] = &self->kicked.base;
-	self->racers[2] = &self->nap.base;
-	/* In-process only, no peer shares the bell: nothing to re-check. */
-	afe_select_init(&self->race, self->racers, c->shm ? 3 : 2);
-}
-
-/* Whether the sleep ended because the pump or its runtime goes away. */
-static bool sleep_ended_for_good(const struct pump *self)
-{
-	if (self->race.base.result < 0)
-		return true;
-	int result = self->racers[self->race.winner]->result;
-	return result == -ECANCELED || result == -ESHUTDOWN;
-}
-
-static uint32_t pump_wants(struct afe_ipc_consumer *c)
-{
+	struct afe_ipc_consumer *c = ((struct pump *)pump)->c;
 	/* stalled_peers: seq_cst, pairs with stall_peer's increment. */
 	return afe_ipc_pump_wants(atomic_load(&c->idle),
 				  atomic_load(&c->room_waiters) +
@@ -164,11 +134,58 @@ static uint32_t pump_wants(struct afe_ipc_consumer *c)
 							       memory_order_seq_cst));
 }
 
+/* After publishing: a producer that connected (or left) just before rang
+ * a bell nobody wanted; a close; a reset sent (it may have more). */
+static bool pump_has_work(void *pump)
+{
+	struct afe_ipc_consumer *c = ((struct pump *)pump)->c;
+	return afe__ipc_consumer_roster_changed(c) || atomic_load(&c->closed) ||
+	       afe__ipc_consumer_send_resets(c);
+}
+
+/* Wakes receivers for what came before we wanted it: they take it, so we
+ * may sleep now; what comes later rings the bell. Likewise the replies
+ * waiting for room. Nothing is met for good: the pump keeps its wants. */
+static uint32_t pump_before_sleep(void *pump, uint32_t wants)
+{
+	struct afe_ipc_consumer *c = ((struct pump *)pump)->c;
+	if ((wants & AFE_IPC_WANT_FRAME) && afe__ipc_consumer_any_request(c))
+		afe_notify_one(&c->work);
+	if (wants & AFE_IPC_WANT_ROOM)
+		afe_notify_all(&c->room);
+	return 0;
+}
+
+/* Besides the bell, the pump's sleep ends at its kick or, over shared
+ * memory, its next re-check. The re-check time stays put until it comes,
+ * so a busy pump re-arms the same timer and never rings the ring thread
+ * to move its deadline. */
+static unsigned pump_also(void *pump, struct afe_future **racers)
+{
+	struct pump *self = pump;
+	struct afe_ipc_consumer *c = self->c;
+	uint64_t now = afe_now_ns();
+	if (now >= self->recheck_ns)
+		self->recheck_ns = now + AFE_IPC_PUMP_RECHECK_NS;
+	afe_notified_init(&self->kicked, &c->kick);
+	afe_sleep_until_init(&self->nap, self->recheck_ns);
+	racers[0] = &self->kicked.base;
+	racers[1] = &self->nap.base;
+	/* In-process only, no peer shares the bell: nothing to re-check. */
+	return c->shm ? 2 : 1;
+}
+
+static const struct afe_ipc_bell_sleep_ops pump_sleep = {
+	.wants = pump_wants,
+	.has_work = pump_has_work,
+	.before_sleep = pump_before_sleep,
+	.also = pump_also,
+};
+
 static int pump_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct pump *self = afe_container_of(f, struct pump, base);
 	struct afe_ipc_consumer *c = self->c;
-	struct afe_ipc_bell *bell = &c->hdr->bell;
 	AFE_ASYNC_BEGIN(f, cx);
 	while (!atomic_load(&c->closed)) {
 		if (c->shm && afe_ipc_shm_check(AFE_IPC_OBJECT_SIZE, c->hdr) < 0) {
@@ -184,23 +201,10 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 			atomic_fetch_add(&c->repairs, 1);
 		}
 		afe__ipc_consumer_sync_peers(c);
-		uint32_t wants = pump_wants(c);
-		self->word = afe_ipc_bell_want(bell, wants, AFE_IPC_CONSUMER_SLEEPER);
-		if (pump_wants(c) != wants || afe__ipc_consumer_roster_changed(c) ||
-		    atomic_load(&c->closed) || afe__ipc_consumer_send_resets(c)) {
-			afe_ipc_bell_unwant(bell, AFE_IPC_CONSUMER_SLEEPER);
-			continue;
-		}
-		/* Wake receivers for what came before we wanted it: they take
-		 * it, so we may sleep now; what comes later rings the bell. */
-		if ((wants & AFE_IPC_WANT_FRAME) && afe__ipc_consumer_any_request(c))
-			afe_notify_one(&c->work);
-		if (wants & AFE_IPC_WANT_ROOM)
-			afe_notify_all(&c->room);
-		arm_sleep(self);
-		AFE_AWAIT(&self->race.base);
-		afe_ipc_bell_unwant(bell, AFE_IPC_CONSUMER_SLEEPER);
-		if (sleep_ended_for_good(self))
+		afe_ipc_bell_sleep_init(&self->sleep, &c->hdr->bell, AFE_IPC_CONSUMER_SLEEPER,
+					&pump_sleep, self);
+		AFE_AWAIT(&self->sleep.base);
+		if (self->sleep.base.result < 0)
 			break;
 	}
 	AFE_CLEANUP;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "ipc_bell_sleep.h"
 #include "ipc_producer.h"
 #include "../core/runtime_internal.h"
 
@@ -127,50 +128,60 @@ static uint32_t sleeper_name(const struct afe_ipc_producer *p)
 struct pump {
 	struct afe_future base;
 	struct afe_ipc_producer *p;
-	uint32_t word;
-	struct afe_watch wait; /* on the bell */
+	struct afe_ipc_bell_sleep sleep;
 };
 
 /* Replies always: wanting them only while calls are pending cost a pump
  * wake and re-arm at the start of every call after an idle spell. */
-static uint32_t pump_wants(struct afe_ipc_producer *p)
+static uint32_t pump_wants(void *pump)
 {
+	struct afe_ipc_producer *p = ((struct pump *)pump)->p;
 	return afe_ipc_pump_wants(1, atomic_load(&p->room_waiters));
 }
+
+static bool pump_has_work(void *pump)
+{
+	struct afe_ipc_producer *p = ((struct pump *)pump)->p;
+	return afe_ipc_slots_has_frame(&p->replies) || atomic_load(&p->closed) ||
+	       consumer_gone(p);
+}
+
+/* Room freed before we wanted it: the calls waiting for room are woken
+ * (on_met) and the pump sleeps without wanting room. */
+static uint32_t pump_before_sleep(void *pump, uint32_t wants)
+{
+	struct afe_ipc_producer *p = ((struct pump *)pump)->p;
+	return (wants & AFE_IPC_WANT_ROOM) && afe_ipc_slots_has_room(&p->requests)
+		       ? AFE_IPC_WANT_ROOM
+		       : 0;
+}
+
+static void pump_on_met(void *pump, uint32_t met)
+{
+	(void)met; /* only ever AFE_IPC_WANT_ROOM */
+	afe_notify_all(&((struct pump *)pump)->p->room);
+}
+
+static const struct afe_ipc_bell_sleep_ops pump_sleep = {
+	.wants = pump_wants,
+	.has_work = pump_has_work,
+	.before_sleep = pump_before_sleep,
+	.on_met = pump_on_met,
+};
 
 static int pump_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct pump *self = afe_container_of(f, struct pump, base);
 	struct afe_ipc_producer *p = self->p;
-	struct afe_ipc_bell *bell = &p->entry->bell;
 	AFE_ASYNC_BEGIN(f, cx);
 	for (;;) {
 		drain(p);
 		if (atomic_load(&p->closed) || consumer_gone(p))
 			break;
-		uint32_t wants = pump_wants(p);
-		self->word = afe_ipc_bell_want(bell, wants, sleeper_name(p));
-		/* Re-check after publishing: see ipc_bell.h. */
-		if (pump_wants(p) != wants || afe_ipc_slots_has_frame(&p->replies) ||
-		    atomic_load(&p->closed) || consumer_gone(p)) {
-			afe_ipc_bell_unwant(bell, sleeper_name(p));
-			continue;
-		}
-		if ((wants & AFE_IPC_WANT_ROOM) && afe_ipc_slots_has_room(&p->requests)) {
-			afe_ipc_bell_unwant(bell, sleeper_name(p));
-			afe_notify_all(&p->room);
-			if (!(wants & AFE_IPC_WANT_FRAME))
-				continue;
-			self->word = afe_ipc_bell_want(bell, wants & ~AFE_IPC_WANT_ROOM, sleeper_name(p));
-			if (afe_ipc_slots_has_frame(&p->replies)) {
-				afe_ipc_bell_unwant(bell, sleeper_name(p));
-				continue;
-			}
-		}
-		afe_ipc_bell_watch(&self->wait, bell, self->word);
-		AFE_AWAIT(&self->wait.base);
-		afe_ipc_bell_unwant(bell, sleeper_name(p));
-		if (self->wait.base.result == -ECANCELED || self->wait.base.result == -ESHUTDOWN)
+		afe_ipc_bell_sleep_init(&self->sleep, &p->entry->bell, sleeper_name(p),
+					&pump_sleep, self);
+		AFE_AWAIT(&self->sleep.base);
+		if (self->sleep.base.result < 0)
 			break;
 	}
 	AFE_CLEANUP;
