@@ -69,6 +69,7 @@ struct afe_ipc_bell_sleep {
  * (-ECANCELED, -ESHUTDOWN, or the select's error): the pump ends.
  */
 void afe_ipc_bell_sleep_init(struct afe_ipc_bell_sleep *s, struct afe_ipc_bell *bell,
-			     uint32_t sleeper, const struct afe_ipc_bell_sleep_ops *ops, void *pump);
+			     uint32_t sleeper, const struct afe_ipc_bell_sleep_ops *ops,
+			     void *pump);
 
 #endif /* AFE_IPC_BELL_SLEEP_H */

@@ -64,7 +64,9 @@
 
 void afe__ipc_consumer_unref(struct afe_ipc_consumer *c)
 {
-	if (atomic_fetch_sub(&c->refs, 1) != 1)
+	/* acq_rel: pairs with every other holder's decrement, so the last
+	 * one sees all they did with c before it frees c. */
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	afe_notify_destroy(&c->work);
 	afe_notify_destroy(&c->room);
@@ -82,7 +84,9 @@ void afe__ipc_consumer_unref(struct afe_ipc_consumer *c)
 
 static void ref_consumer(void *c)
 {
-	atomic_fetch_add(&((struct afe_ipc_consumer *)c)->refs, 1);
+	/* Relaxed: a count taken while the caller holds one; the last
+	 * decrement's acq_rel orders the free. */
+	atomic_fetch_add_explicit(&((struct afe_ipc_consumer *)c)->refs, 1, memory_order_relaxed);
 }
 
 void afe__ipc_consumer_release(void *c)
@@ -127,11 +131,14 @@ struct pump {
 static uint32_t pump_wants(void *pump)
 {
 	struct afe_ipc_consumer *c = ((struct pump *)pump)->c;
-	/* stalled_peers: seq_cst, pairs with stall_peer's increment. */
-	return afe_ipc_pump_wants(atomic_load(&c->idle),
-				  atomic_load(&c->room_waiters) +
-					  atomic_load_explicit(&c->stalled_peers,
-							       memory_order_seq_cst));
+	/* seq_cst, all three, read after publishing wants: pair with
+	 * afe_ipc_wait's increments of idle and room_waiters and with
+	 * stall_peer's of stalled_peers, each followed by a fence and a look
+	 * at wants (Dekker: one of the two sees the other). */
+	return afe_ipc_pump_wants(atomic_load_explicit(&c->idle, memory_order_seq_cst),
+				  atomic_load_explicit(&c->room_waiters, memory_order_seq_cst) +
+				  atomic_load_explicit(&c->stalled_peers,
+						       memory_order_seq_cst));
 }
 
 /* After publishing: a producer that connected (or left) just before rang
@@ -139,7 +146,10 @@ static uint32_t pump_wants(void *pump)
 static bool pump_has_work(void *pump)
 {
 	struct afe_ipc_consumer *c = ((struct pump *)pump)->c;
-	return afe__ipc_consumer_roster_changed(c) || atomic_load(&c->closed) ||
+	/* closed: seq_cst, pairs with afe_ipc_consumer_close's store, then
+	 * its kick; looked at after publishing, as all of the re-check. */
+	return afe__ipc_consumer_roster_changed(c) ||
+	       atomic_load_explicit(&c->closed, memory_order_seq_cst) ||
 	       afe__ipc_consumer_send_resets(c);
 }
 
@@ -187,7 +197,8 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	struct pump *self = afe_container_of(f, struct pump, base);
 	struct afe_ipc_consumer *c = self->c;
 	AFE_ASYNC_BEGIN(f, cx);
-	while (!atomic_load(&c->closed)) {
+	/* seq_cst: pairs with afe_ipc_consumer_close's store. */
+	while (!atomic_load_explicit(&c->closed, memory_order_seq_cst)) {
 		if (c->shm && afe_ipc_shm_check(AFE_IPC_OBJECT_SIZE, c->hdr) < 0) {
 			/* Wiped: another process shrank the object and a guard
 			 * (ours or a producer's, see ipc_guard.h) grew it back,
@@ -198,7 +209,8 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 				c->peers[i].claim = 0;
 			}
 			afe_ipc_shm_write_header(c->hdr);
-			atomic_fetch_add(&c->repairs, 1);
+			/* a count */
+			atomic_fetch_add_explicit(&c->repairs, 1, memory_order_relaxed);
 		}
 		afe__ipc_consumer_sync_peers(c);
 		afe_ipc_bell_sleep_init(&self->sleep, &c->hdr->bell, AFE_IPC_CONSUMER_SLEEPER,
@@ -208,7 +220,8 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 			break;
 	}
 	AFE_CLEANUP;
-	atomic_store(&c->closed, true);
+	/* seq_cst as close's store: read by adopt, receives and replies. */
+	atomic_store_explicit(&c->closed, true, memory_order_seq_cst);
 	afe_ipc_link_local_unregister(c);
 	afe__ipc_consumer_fail_locals(c);
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
@@ -274,11 +287,15 @@ int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt
 	struct pump pump = {.c = c};
 	afe_future_init(&pump.base, pump_poll);
 	if ((err = afe__spawn_system(rt, &pump, NULL, false)) < 0) {
-		atomic_store(&c->refs, 1);
+		/* Relaxed: nobody else holds c yet (the pump never ran, and
+		 * adopt refuses it until ready). */
+		atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
 		afe_ipc_consumer_destroy(c);
 		return err;
 	}
-	atomic_store(&c->ready, true);
+	/* Release: pairs with the acquire load in adopt_local; a producer of
+	 * this process that sees ready finds c set up. */
+	atomic_store_explicit(&c->ready, true, memory_order_release);
 	*out = c;
 	return 0;
 }
@@ -289,12 +306,18 @@ void afe_ipc_consumer_close(struct afe_ipc_consumer *c)
 		return;
 	/* Once: a consumer restarted under the name after this one closed
 	 * owns the name's object now. */
-	if (!atomic_exchange(&c->name_released, true)) {
+	/* Relaxed: only which caller comes first matters; it publishes
+	 * nothing. */
+	if (!atomic_exchange_explicit(&c->name_released, true, memory_order_relaxed)) {
 		afe_ipc_link_local_unregister(c);
 		if (c->shm)
 			shm_unlink(c->path);
 	}
-	atomic_store(&c->closed, true);
+	/* seq_cst: pairs with the pump's look after publishing wants (then
+	 * the kick below), with the receivers' and replies' looks before
+	 * they wait (then the notifies below), and with adopt_local's. A
+	 * flag read in store->load handshakes: not weakened. */
+	atomic_store_explicit(&c->closed, true, memory_order_seq_cst);
 	afe__ipc_consumer_fail_locals(c);
 	afe_notify_one(&c->kick); /* the pump sees closed and ends */
 	afe_notify_all(&c->work);
@@ -312,11 +335,12 @@ void afe_ipc_consumer_destroy(struct afe_ipc_consumer *c)
 void afe_ipc_consumer_stats(const struct afe_ipc_consumer *c, struct afe_ipc_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	out->calls = atomic_load(&c->calls);
-	out->replies = atomic_load(&c->replies);
-	out->malformed = atomic_load(&c->malformed);
-	out->unknown_fn = atomic_load(&c->unknown_fn);
-	out->peers_gone = atomic_load(&c->peers_gone);
-	out->repairs = atomic_load(&c->repairs);
-	out->timeouts = atomic_load_explicit(&c->timeouts, memory_order_relaxed); /* a count */
+	/* Relaxed, all: counts, bumped relaxed; they order nothing. */
+	out->calls = atomic_load_explicit(&c->calls, memory_order_relaxed);
+	out->replies = atomic_load_explicit(&c->replies, memory_order_relaxed);
+	out->malformed = atomic_load_explicit(&c->malformed, memory_order_relaxed);
+	out->unknown_fn = atomic_load_explicit(&c->unknown_fn, memory_order_relaxed);
+	out->peers_gone = atomic_load_explicit(&c->peers_gone, memory_order_relaxed);
+	out->repairs = atomic_load_explicit(&c->repairs, memory_order_relaxed);
+	out->timeouts = atomic_load_explicit(&c->timeouts, memory_order_relaxed);
 }

@@ -185,10 +185,12 @@ static int take_from_peer(struct afe_ipc_consumer *c, unsigned i, struct afe_ipc
 		bool request = err == 0 && f.kind == AFE_IPC_REQUEST;
 		if (!request || !afe__ipc_consumer_serves(c, f.fn)) {
 			if (request) {
-				atomic_fetch_add(&c->unknown_fn, 1);
+				/* a count */
+				atomic_fetch_add_explicit(&c->unknown_fn, 1, memory_order_relaxed);
 				refuse(c, i, gen, f.call_id, f.fn, -ENOSYS);
 			} else {
-				atomic_fetch_add(&c->malformed, 1);
+				/* a count */
+				atomic_fetch_add_explicit(&c->malformed, 1, memory_order_relaxed);
 				if (f.kind == AFE_IPC_REQUEST) /* read, but malformed */
 					refuse(c, i, gen, f.call_id, f.fn, -EPROTO);
 			}
@@ -196,7 +198,7 @@ static int take_from_peer(struct afe_ipc_consumer *c, unsigned i, struct afe_ipc
 				return -EBUSY;
 			continue;
 		}
-		atomic_fetch_add(&c->calls, 1);
+		atomic_fetch_add_explicit(&c->calls, 1, memory_order_relaxed); /* a count */
 		req->fn = f.fn;
 		req->len = f.len;
 		req->streamed = f.flags & AFE_IPC_F_STREAM;
@@ -214,10 +216,10 @@ static int take_from_locals(struct afe_ipc_consumer *c, struct afe_ipc_request *
 {
 	while (afe__ipc_consumer_take_local(c, req) == 0) {
 		if (afe__ipc_consumer_serves(c, req->fn)) {
-			atomic_fetch_add(&c->calls, 1);
+			atomic_fetch_add_explicit(&c->calls, 1, memory_order_relaxed); /* a count */
 			return 0;
 		}
-		atomic_fetch_add(&c->unknown_fn, 1);
+		atomic_fetch_add_explicit(&c->unknown_fn, 1, memory_order_relaxed); /* a count */
 		afe_ipc_link_local_reply(req->local, req->call_id, -ENOSYS, false, NULL, 0);
 		afe__ipc_producer_unref(req->local);
 		req->local = NULL;

@@ -14,7 +14,11 @@ int afe__ipc_consumer_adopt_local(struct afe_ipc_consumer *c, struct afe_ipc_pro
 {
 	int err = 0;
 	pthread_mutex_lock(&c->local_lock);
-	if (!atomic_load(&c->ready) || atomic_load(&c->closed)) {
+	/* ready: acquire, pairs with serve's release store. closed: seq_cst
+	 * as close's store (fail_locals' hold of local_lock after it orders
+	 * it too). */
+	if (!atomic_load_explicit(&c->ready, memory_order_acquire) ||
+	    atomic_load_explicit(&c->closed, memory_order_seq_cst)) {
 		err = -ECONNREFUSED;
 	} else if (c->n_locals == c->locals_cap) {
 		uint32_t cap = c->locals_cap ? 2 * c->locals_cap : 4;
@@ -28,8 +32,11 @@ int afe__ipc_consumer_adopt_local(struct afe_ipc_consumer *c, struct afe_ipc_pro
 	}
 	if (!err) {
 		c->locals[c->n_locals++] = p;
-		atomic_store(&c->has_locals, true);
-		atomic_fetch_add(&c->refs, 1); /* p's, until it is freed */
+		/* seq_cst: see afe__ipc_consumer_take_local. */
+		atomic_store_explicit(&c->has_locals, true, memory_order_seq_cst);
+		/* p's, until it is freed. Relaxed: taken under local_lock
+		 * while c's user holds c (see afe__ipc_consumer_unref). */
+		atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&c->local_lock);
 	return err;
@@ -44,7 +51,8 @@ void afe__ipc_consumer_forget_local(struct afe_ipc_consumer *c, struct afe_ipc_p
 			break;
 		}
 	}
-	atomic_store(&c->has_locals, c->n_locals > 0);
+	/* seq_cst: see afe__ipc_consumer_take_local. */
+	atomic_store_explicit(&c->has_locals, c->n_locals > 0, memory_order_seq_cst);
 	pthread_mutex_unlock(&c->local_lock);
 }
 
@@ -61,7 +69,11 @@ void afe__ipc_consumer_request_queued(struct afe_ipc_consumer *c)
  * starting with a different one each time. 0 or -EAGAIN. */
 int afe__ipc_consumer_take_local(struct afe_ipc_consumer *c, struct afe_ipc_request *req)
 {
-	if (!atomic_load(&c->has_locals))
+	/* A hint, stored under local_lock. seq_cst, as the stores: a
+	 * receiver looks here after counting itself idle (seq_cst, in
+	 * afe_ipc_wait), against a new producer's queue, fence and look at
+	 * idle (request_queued): a store->load handshake, not weakened. */
+	if (!atomic_load_explicit(&c->has_locals, memory_order_seq_cst))
 		return -EAGAIN;
 	int err = -EAGAIN;
 	pthread_mutex_lock(&c->local_lock);
@@ -76,7 +88,8 @@ int afe__ipc_consumer_take_local(struct afe_ipc_consumer *c, struct afe_ipc_requ
 
 bool afe__ipc_consumer_any_local_request(struct afe_ipc_consumer *c)
 {
-	if (!atomic_load(&c->has_locals))
+	/* seq_cst: see afe__ipc_consumer_take_local. */
+	if (!atomic_load_explicit(&c->has_locals, memory_order_seq_cst))
 		return false;
 	bool has = false;
 	pthread_mutex_lock(&c->local_lock);
@@ -95,7 +108,8 @@ void afe__ipc_consumer_fail_locals(struct afe_ipc_consumer *c)
 	uint32_t n = c->n_locals;
 	c->locals = NULL;
 	c->n_locals = c->locals_cap = 0;
-	atomic_store(&c->has_locals, false);
+	/* seq_cst: see afe__ipc_consumer_take_local. */
+	atomic_store_explicit(&c->has_locals, false, memory_order_seq_cst);
 	for (uint32_t i = 0; i < n; i++)
 		afe__ipc_producer_ref(gone[i]); /* they may close meanwhile */
 	pthread_mutex_unlock(&c->local_lock);

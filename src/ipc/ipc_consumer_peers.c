@@ -22,18 +22,27 @@ void afe__ipc_consumer_drop_peer(struct afe_ipc_consumer *c, unsigned i)
 	pthread_mutex_lock(&peer->lock);
 	bool was_live = peer->live;
 	peer->live = false;
-	atomic_fetch_and(&c->live_peers, ~(1u << i));
+	/* seq_cst, as the fetch_or in adopt_peer: the scans' acquire loads
+	 * are hints re-checked under the lock; not weakened. */
+	atomic_fetch_and_explicit(&c->live_peers, ~(1u << i), memory_order_seq_cst);
 	pthread_mutex_unlock(&peer->lock);
 	if (!was_live)
 		return;
 	afe_join_handle_drop(&peer->peer_watch); /* a child handle: cancels it */
-	atomic_fetch_add(&c->peers_gone, 1);
+	atomic_fetch_add_explicit(&c->peers_gone, 1, memory_order_relaxed); /* a count */
 	/* The entry is free again unless its producer already moved on. */
 	struct afe_ipc_entry *e = &c->hdr->entries[i];
-	if (atomic_load(&e->generation) == peer->gen) {
-		uint32_t state = atomic_load(&e->state);
+	/* The entry, in memory the producers share: seq_cst, as every access
+	 * of its state, generation and pid here, pairing with the producer's
+	 * claim and publish (claim_entry) and its leave_entry; a cross-process
+	 * protocol, not weakened. */
+	if (atomic_load_explicit(&e->generation, memory_order_seq_cst) == peer->gen) {
+		uint32_t state = atomic_load_explicit(&e->state, memory_order_seq_cst);
 		if (state == AFE_IPC_ENTRY_LIVE || state == AFE_IPC_ENTRY_GONE)
-			atomic_compare_exchange_strong(&e->state, &state, AFE_IPC_ENTRY_FREE);
+			atomic_compare_exchange_strong_explicit(&e->state, &state,
+								AFE_IPC_ENTRY_FREE,
+								memory_order_seq_cst,
+								memory_order_seq_cst);
 	}
 }
 
@@ -48,7 +57,9 @@ static void watch_peer(struct afe_ipc_consumer *c, struct afe_ipc_peer *peer, in
 		pidfd = -1;
 	else if (pidfd < 0)
 		return;
-	atomic_fetch_add(&c->refs, 1);
+	/* The peer watch's. Relaxed: the pump holds c (see
+	 * afe__ipc_consumer_unref). */
+	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
 	if (afe_ipc_peer_watch_start(c->rt, pidfd, pid, true, &peer->died, NULL, &c->kick,
 				     afe__ipc_consumer_release, c, &peer->peer_watch) < 0)
 		memset(&peer->peer_watch, 0, sizeof(peer->peer_watch));
@@ -61,22 +72,29 @@ static void adopt_peer(struct afe_ipc_consumer *c, unsigned i, uint32_t gen)
 {
 	struct afe_ipc_entry *e = &c->hdr->entries[i];
 	struct afe_ipc_peer *peer = &c->peers[i];
-	pid_t pid = atomic_load(&e->pid);
+	/* The entry: seq_cst, see drop_peer. */
+	pid_t pid = atomic_load_explicit(&e->pid, memory_order_seq_cst);
 	int pidfd = afe_ipc_pidfd_open(pid);
 	if (pidfd == -ESRCH) {
 		/* It died before we saw it: free its entry. */
 		uint32_t live = AFE_IPC_ENTRY_LIVE;
-		if (atomic_load(&e->generation) == gen)
-			atomic_compare_exchange_strong(&e->state, &live, AFE_IPC_ENTRY_FREE);
+		if (atomic_load_explicit(&e->generation, memory_order_seq_cst) == gen)
+			atomic_compare_exchange_strong_explicit(&e->state, &live,
+								AFE_IPC_ENTRY_FREE,
+								memory_order_seq_cst,
+								memory_order_seq_cst);
 		return;
 	}
 	pthread_mutex_lock(&peer->lock);
 	peer->gen = gen;
-	atomic_store(&peer->died, false);
+	/* seq_cst, as the peer watch's store (report_death). */
+	atomic_store_explicit(&peer->died, false, memory_order_seq_cst);
 	afe_ipc_slots_attach(&peer->requests, afe_ipc_requests_of(c->hdr, i), AFE_IPC_RING_SLOTS);
 	afe_ipc_slots_attach(&peer->replies, afe_ipc_replies_of(c->hdr, i), AFE_IPC_RING_SLOTS);
 	peer->live = true;
-	atomic_fetch_or(&c->live_peers, 1u << i);
+	/* seq_cst: pairs with the acquire loads of the scans (take_request,
+	 * any_request), which then lock the peer; not weakened. */
+	atomic_fetch_or_explicit(&c->live_peers, 1u << i, memory_order_seq_cst);
 	pthread_mutex_unlock(&peer->lock);
 	watch_peer(c, peer, pidfd, pid);
 }
@@ -84,10 +102,12 @@ static void adopt_peer(struct afe_ipc_consumer *c, unsigned i, uint32_t gen)
 /* A peer adopted without a peer watch: its pidfd again, or its death. */
 static void watch_again(struct afe_ipc_consumer *c, unsigned i)
 {
-	pid_t pid = atomic_load(&c->hdr->entries[i].pid);
+	/* The entry: seq_cst, see drop_peer. */
+	pid_t pid = atomic_load_explicit(&c->hdr->entries[i].pid, memory_order_seq_cst);
 	int pidfd = afe_ipc_pidfd_open(pid);
 	if (pidfd == -ESRCH)
-		atomic_store(&c->peers[i].died, true);
+		/* seq_cst, as the peer watch's store (report_death). */
+		atomic_store_explicit(&c->peers[i].died, true, memory_order_seq_cst);
 	else
 		watch_peer(c, &c->peers[i], pidfd, pid);
 }
@@ -144,7 +164,9 @@ static void free_abandoned(struct afe_ipc_consumer *c, unsigned i, uint32_t stat
 	/* Unless the state changed since: a claimer that published LIVE
 	 * meanwhile keeps its entry (its CAS from the claim, in claim_entry,
 	 * and this one: one of them fails). */
-	atomic_compare_exchange_strong(&c->hdr->entries[i].state, &state, AFE_IPC_ENTRY_FREE);
+	atomic_compare_exchange_strong_explicit(&c->hdr->entries[i].state, &state,
+						AFE_IPC_ENTRY_FREE, memory_order_seq_cst,
+						memory_order_seq_cst);
 	peer->claim = 0;
 }
 
@@ -156,10 +178,15 @@ void afe__ipc_consumer_sync_peers(struct afe_ipc_consumer *c)
 		struct afe_ipc_peer *peer = &c->peers[i];
 		if (peer->live && !peer->watched)
 			watch_again(c, i);
+		/* state: acquire, pairs with the producer's release CAS to LIVE
+		 * (claim_entry): its rings, pid and generation are in. The
+		 * rest of the entry: seq_cst, see drop_peer. died: seq_cst, as
+		 * the peer watch's store. */
 		uint32_t state = atomic_load_explicit(&e->state, memory_order_acquire);
-		uint32_t gen = atomic_load(&e->generation);
-		bool stale = peer->live && (state != AFE_IPC_ENTRY_LIVE || gen != peer->gen ||
-					    atomic_load(&peer->died));
+		uint32_t gen = atomic_load_explicit(&e->generation, memory_order_seq_cst);
+		bool stale = peer->live &&
+			     (state != AFE_IPC_ENTRY_LIVE || gen != peer->gen ||
+			      atomic_load_explicit(&peer->died, memory_order_seq_cst));
 		if (stale) {
 			afe__ipc_consumer_drop_peer(c, i);
 			/* Look again: what we read is stale now. A producer that
@@ -168,16 +195,21 @@ void afe__ipc_consumer_sync_peers(struct afe_ipc_consumer *c)
 			 * again, it would take replies into its rings, from a
 			 * cursor back at 0, until the next pass dropped it. */
 			state = atomic_load_explicit(&e->state, memory_order_acquire);
-			gen = atomic_load(&e->generation);
+			gen = atomic_load_explicit(&e->generation, memory_order_seq_cst);
 		}
 		if (!afe_ipc_claimer(state))
 			peer->claim = 0; /* a claim seen again later is a new one */
-		if (state == AFE_IPC_ENTRY_LIVE && !peer->live && !atomic_load(&c->closed))
+		/* closed: seq_cst, pairs with afe_ipc_consumer_close's store. */
+		if (state == AFE_IPC_ENTRY_LIVE && !peer->live &&
+		    !atomic_load_explicit(&c->closed, memory_order_seq_cst))
 			adopt_peer(c, i, gen);
 		else if (state == AFE_IPC_ENTRY_GONE && !peer->live)
 			/* A producer that left before we adopted it: it is
 			 * done with the entry (it leaves only then). */
-			atomic_compare_exchange_strong(&e->state, &state, AFE_IPC_ENTRY_FREE);
+			atomic_compare_exchange_strong_explicit(&e->state, &state,
+								AFE_IPC_ENTRY_FREE,
+								memory_order_seq_cst,
+								memory_order_seq_cst);
 		else if (state != AFE_IPC_ENTRY_FREE && state != AFE_IPC_ENTRY_LIVE && !peer->live)
 			free_abandoned(c, i, state);
 	}
@@ -191,10 +223,15 @@ bool afe__ipc_consumer_roster_changed(struct afe_ipc_consumer *c)
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		struct afe_ipc_entry *e = &c->hdr->entries[i];
 		struct afe_ipc_peer *peer = &c->peers[i];
-		uint32_t state = atomic_load(&e->state);
+		/* seq_cst, all: part of the pump's look after publishing its
+		 * wants, against a producer's publish of LIVE (or a peer
+		 * watch's store of died), then its ring or kick. */
+		uint32_t state = atomic_load_explicit(&e->state, memory_order_seq_cst);
 		bool live = state == AFE_IPC_ENTRY_LIVE;
-		if (live != peer->live || (live && atomic_load(&e->generation) != peer->gen) ||
-		    (peer->live && atomic_load(&peer->died)) ||
+		if (live != peer->live ||
+		    (live &&
+		     atomic_load_explicit(&e->generation, memory_order_seq_cst) != peer->gen) ||
+		    (peer->live && atomic_load_explicit(&peer->died, memory_order_seq_cst)) ||
 		    (state == AFE_IPC_ENTRY_GONE && !peer->live)) /* to free */
 			return true;
 	}

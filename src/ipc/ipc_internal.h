@@ -132,7 +132,10 @@ static inline int afe_ipc_wait(bool *waiting, struct afe_notified *n, struct afe
 	if (!*waiting) {
 		*waiting = true;
 		afe_ipc_wait_arm(n, notify, cx);
-		atomic_fetch_add(waiters, 1);
+		/* seq_cst, then rearm's fence and look at wants: pairs with the
+		 * pump's publish of wants, then its fresh look at waiters (its
+		 * pump_wants); one of the two sees the other (Dekker). */
+		atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
 		afe_ipc_bell_rearm(bell, what);
 		return AFE_READY;
 	}
@@ -151,7 +154,10 @@ static inline void afe_ipc_wait_end(bool *waiting, struct afe_notified *n,
 	if (!*waiting)
 		return;
 	afe_ipc_withdraw(&n->base, cx);
-	atomic_fetch_sub(waiters, 1);
+	/* seq_cst as the increment (afe_ipc_wait) it undoes, against the
+	 * pump's seq_cst look at waiters; a count the pump sees late costs it
+	 * one wake, not a lost one. */
+	atomic_fetch_sub_explicit(waiters, 1, memory_order_seq_cst);
 	*waiting = false;
 }
 

@@ -101,7 +101,9 @@ static void local_sent(struct afe_ipc_producer *p)
 
 static bool local_gone(struct afe_ipc_producer *p)
 {
-	return atomic_load(&p->gone);
+	/* seq_cst: pairs with afe_ipc_link_local_consumer_gone's store, as
+	 * on the other link (consumer_gone in ipc_link_shm.c). */
+	return atomic_load_explicit(&p->gone, memory_order_seq_cst);
 }
 
 static void local_close(struct afe_ipc_producer *p)
@@ -178,7 +180,10 @@ bool afe_ipc_link_local_has_request(struct afe_ipc_producer *p)
 int afe_ipc_link_local_reply(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
 			     bool more, const void *bytes, uint32_t len)
 {
-	if (atomic_load(&p->closed) || atomic_load(&p->gone))
+	/* seq_cst, both: pair with afe_ipc_producer_close's store and
+	 * afe_ipc_link_local_consumer_gone's. */
+	if (atomic_load_explicit(&p->closed, memory_order_seq_cst) ||
+	    atomic_load_explicit(&p->gone, memory_order_seq_cst))
 		return -EPIPE; /* as over the ring: nobody takes it any more */
 	afe__ipc_producer_deliver(p, call_id, status, more, bytes, len);
 	return 0;
@@ -186,6 +191,8 @@ int afe_ipc_link_local_reply(struct afe_ipc_producer *p, uint64_t call_id, int32
 
 void afe_ipc_link_local_consumer_gone(struct afe_ipc_producer *p)
 {
-	atomic_store(&p->gone, true);
+	/* seq_cst: pairs with local_gone's load, read under p->lock before
+	 * a call is added (call_start), and with afe_ipc_link_local_reply's. */
+	atomic_store_explicit(&p->gone, true, memory_order_seq_cst);
 	afe__ipc_producer_fail_all(p, -EPIPE);
 }

@@ -40,11 +40,16 @@ static bool entry_ours(struct afe_ipc_producer *p)
  * object was wiped (see ipc_guard.h) and another producer took it. */
 static bool consumer_gone(struct afe_ipc_producer *p)
 {
-	if (atomic_load(&p->gone))
+	/* gone: seq_cst, every access: pairs with spoil's store (no request
+	 * goes in after it, see shm_send under the lock), with the pump's
+	 * and the peer watch's stores, and it is looked at in the pump's
+	 * re-check after publishing wants. Not weakened. */
+	if (atomic_load_explicit(&p->gone, memory_order_seq_cst))
 		return true;
 	if (entry_ours(p))
 		return false;
-	atomic_store(&p->gone, true); /* for good, whatever the entry says later */
+	/* For good, whatever the entry says later. */
+	atomic_store_explicit(&p->gone, true, memory_order_seq_cst);
 	return true;
 }
 
@@ -80,7 +85,8 @@ static void drain(struct afe_ipc_producer *p)
 			break;
 		n++;
 		if (err == -EPROTO) {
-			atomic_fetch_add_explicit(&p->malformed, 1, memory_order_relaxed); /* a count */
+			/* a count */
+			atomic_fetch_add_explicit(&p->malformed, 1, memory_order_relaxed);
 			spoil(p);
 			break;
 		}
@@ -95,7 +101,8 @@ static void drain(struct afe_ipc_producer *p)
 			afe__ipc_producer_deliver(p, f.call_id, f.status, f.flags & AFE_IPC_F_MORE,
 						  payload, f.len);
 		else
-			atomic_fetch_add(&p->malformed, 1);
+			/* a count */
+			atomic_fetch_add_explicit(&p->malformed, 1, memory_order_relaxed);
 	}
 	if (n)
 		afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_ROOM, false, &producer_owner, p);
@@ -110,8 +117,12 @@ static void leave_entry(struct afe_ipc_producer *p)
 {
 	pthread_mutex_lock(&p->lock);
 	uint32_t live = AFE_IPC_ENTRY_LIVE;
-	if (atomic_load(&p->entry->generation) == p->gen) /* still ours */
-		atomic_compare_exchange_strong(&p->entry->state, &live, AFE_IPC_ENTRY_GONE);
+	/* The entry, shared with the consumer: seq_cst, as its accesses
+	 * there (drop_peer, sync_peers); a cross-process protocol, not
+	 * weakened. */
+	if (atomic_load_explicit(&p->entry->generation, memory_order_seq_cst) == p->gen)
+		atomic_compare_exchange_strong_explicit(&p->entry->state, &live, AFE_IPC_ENTRY_GONE,
+							memory_order_seq_cst, memory_order_seq_cst);
 	pthread_mutex_unlock(&p->lock);
 	afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_ANY);
 }
@@ -136,14 +147,18 @@ struct pump {
 static uint32_t pump_wants(void *pump)
 {
 	struct afe_ipc_producer *p = ((struct pump *)pump)->p;
-	return afe_ipc_pump_wants(1, atomic_load(&p->room_waiters));
+	/* seq_cst, read after publishing wants: pairs with afe_ipc_wait's
+	 * increment, then its fence and look at wants (Dekker). */
+	return afe_ipc_pump_wants(1, atomic_load_explicit(&p->room_waiters, memory_order_seq_cst));
 }
 
 static bool pump_has_work(void *pump)
 {
 	struct afe_ipc_producer *p = ((struct pump *)pump)->p;
-	return afe_ipc_slots_has_frame(&p->replies) || atomic_load(&p->closed) ||
-	       consumer_gone(p);
+	/* closed: seq_cst, pairs with afe_ipc_producer_close's store, then
+	 * its ring of our bell (Dekker with our publish of wants). */
+	return afe_ipc_slots_has_frame(&p->replies) ||
+	       atomic_load_explicit(&p->closed, memory_order_seq_cst) || consumer_gone(p);
 }
 
 /* Room freed before we wanted it: the calls waiting for room are woken
@@ -176,7 +191,8 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_BEGIN(f, cx);
 	for (;;) {
 		drain(p);
-		if (atomic_load(&p->closed) || consumer_gone(p))
+		/* seq_cst: pairs with afe_ipc_producer_close's store. */
+		if (atomic_load_explicit(&p->closed, memory_order_seq_cst) || consumer_gone(p))
 			break;
 		afe_ipc_bell_sleep_init(&self->sleep, &p->entry->bell, sleeper_name(p),
 					&pump_sleep, self);
@@ -185,7 +201,8 @@ static int pump_poll(struct afe_future *f, struct afe_context *cx)
 			break;
 	}
 	AFE_CLEANUP;
-	atomic_store(&p->gone, true);
+	/* seq_cst: see consumer_gone. */
+	atomic_store_explicit(&p->gone, true, memory_order_seq_cst);
 	afe__ipc_producer_fail_all(p, afe__ipc_producer_gone_error(p));
 	leave_entry(p);
 	afe__system_task_done(p->rt);
@@ -205,7 +222,13 @@ static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, uns
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		struct afe_ipc_entry *e = &h->entries[i];
 		uint32_t expected = AFE_IPC_ENTRY_FREE;
-		if (!atomic_compare_exchange_strong(&e->state, &expected, claim))
+		/* The entry, shared with the consumer: seq_cst, every access
+		 * below but the final release CAS, pairing with the
+		 * consumer's (drop_peer, sync_peers, free_abandoned); a
+		 * cross-process protocol, not weakened. */
+		if (!atomic_compare_exchange_strong_explicit(&e->state, &expected, claim,
+							     memory_order_seq_cst,
+							     memory_order_seq_cst))
 			continue;
 		int err = afe_ipc_shm_reserve_entry(h, i);
 		if (err < 0) { /* a full /dev/shm: the entry was never used */
@@ -221,20 +244,23 @@ static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, uns
 		afe_ipc_slots_format(afe_ipc_requests_of(h, i), AFE_IPC_RING_SLOTS);
 		afe_ipc_slots_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
 		/* The consumer frees a claim it takes for one a dead process
-		 * left, or one held too long (free_abandoned in ipc_consumer.c):
+		 * left, or one held too long (free_abandoned, ipc_consumer_peers.c):
 		 * freed under us, the entry may be another producer's already;
 		 * leave its pid and generation alone, try the next one. */
-		if (atomic_load(&e->state) != claim)
+		if (atomic_load_explicit(&e->state, memory_order_seq_cst) != claim)
 			continue;
-		atomic_store(&e->bell.wants, 0);
-		atomic_store(&e->pid, getpid());
+		/* A bell word: seq_cst as every access in ipc_bell.h. */
+		atomic_store_explicit(&e->bell.wants, 0, memory_order_seq_cst);
+		atomic_store_explicit(&e->pid, getpid(), memory_order_seq_cst);
 		/* Unique to this claim, not the entry's count plus one: after
 		 * a wipe (see ipc_guard.h) the count starts again at 0, and a
 		 * wiped producer would take a new one's entry for its own. */
 		static _Atomic uint32_t claims;
-		uint32_t g = ((uint32_t)getpid() << 12) ^ atomic_fetch_add(&claims, 1);
-		*gen = g == atomic_load(&e->generation) ? g + 1 : g;
-		atomic_store(&e->generation, *gen);
+		/* Relaxed: only a number no other claim of ours draws. */
+		uint32_t n = atomic_fetch_add_explicit(&claims, 1, memory_order_relaxed);
+		uint32_t g = ((uint32_t)getpid() << 12) ^ n;
+		*gen = g == atomic_load_explicit(&e->generation, memory_order_seq_cst) ? g + 1 : g;
+		atomic_store_explicit(&e->generation, *gen, memory_order_seq_cst);
 		/* Release: pairs with the consumer's acquire load of the state
 		 * in sync_peers (it reads our rings, pid and generation after).
 		 * Fails when the consumer freed the entry under us since. */
@@ -256,10 +282,14 @@ static int start_tasks(struct afe_ipc_producer *p)
 {
 	struct pump pump = {.p = p};
 	afe_future_init(&pump.base, pump_poll);
-	atomic_fetch_add(&p->refs, 2); /* the pump, the peer watch */
+	/* The pump's, the peer watch's. Relaxed: the caller holds p (see
+	 * afe__ipc_producer_unref). */
+	atomic_fetch_add_explicit(&p->refs, 2, memory_order_relaxed);
 	int err = afe__spawn_system(p->rt, &pump, NULL, false);
 	if (err < 0) {
-		atomic_fetch_sub(&p->refs, 2);
+		/* Relaxed: never the last count (the caller's stays), and
+		 * nobody used these two. */
+		atomic_fetch_sub_explicit(&p->refs, 2, memory_order_relaxed);
 		leave_entry(p);
 		return err;
 	}
@@ -267,7 +297,8 @@ static int start_tasks(struct afe_ipc_producer *p)
 				       &p->gone, &p->entry->bell, NULL, unref_producer, p,
 				       &p->peer_watch);
 	if (err < 0) { /* the pump ends, and leaves the entry */
-		atomic_store(&p->closed, true);
+		/* seq_cst: see afe_ipc_producer_close. */
+		atomic_store_explicit(&p->closed, true, memory_order_seq_cst);
 		afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY);
 	}
 	return err;

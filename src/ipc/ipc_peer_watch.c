@@ -28,7 +28,10 @@ struct peer_watch {
 
 static void report_death(struct peer_watch *self)
 {
-	atomic_store(self->died, true);
+	/* seq_cst: pairs with the owner's look at died after the kick or
+	 * the bell below (the consumer's sync_peers and roster_changed, the
+	 * producer's consumer_gone); not weakened. */
+	atomic_store_explicit(self->died, true, memory_order_seq_cst);
 	if (self->kick)
 		afe_notify_one(self->kick);
 	else

@@ -26,12 +26,16 @@ enum { PHASE_IDLE, PHASE_ARMED, PHASE_SENDING, PHASE_WAITING, PHASE_DONE };
 
 void afe__ipc_producer_ref(struct afe_ipc_producer *p)
 {
-	atomic_fetch_add(&p->refs, 1);
+	/* Relaxed: a count taken while the caller holds one; the last
+	 * decrement's acq_rel orders the free. */
+	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
 }
 
 void afe__ipc_producer_unref(struct afe_ipc_producer *p)
 {
-	if (atomic_fetch_sub(&p->refs, 1) != 1)
+	/* acq_rel: pairs with every other holder's decrement, so the last
+	 * one sees all they did with p before it frees p. */
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	if (p->link)
 		p->link->free(p);
@@ -109,7 +113,9 @@ void afe__ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int
 	struct afe_ipc_call *call = p->pending[call_id & AFE_IPC_PENDING_MASK];
 	if (!call || call->id != call_id || (more && !call->on_reply)) {
 		pthread_mutex_unlock(&p->lock);
-		atomic_fetch_add(more && call && call->id == call_id ? &p->malformed : &p->late, 1);
+		bool ours = call && call->id == call_id;
+		atomic_fetch_add_explicit(more && ours ? &p->malformed : &p->late, 1,
+					  memory_order_relaxed); /* a count */
 		return;
 	}
 	if (call->on_reply) {
@@ -122,7 +128,7 @@ void afe__ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int
 	if (!more)
 		w = answer_locked(p, call, status);
 	pthread_mutex_unlock(&p->lock);
-	atomic_fetch_add(&p->n_replies, 1);
+	atomic_fetch_add_explicit(&p->n_replies, 1, memory_order_relaxed); /* a count */
 	afe_ipc_wake_taken(&w);
 }
 
@@ -221,7 +227,10 @@ void afe_ipc_producer_close(struct afe_ipc_producer *p)
 	if (!p)
 		return;
 	struct afe_runtime *own = p->owns_rt ? p->rt : NULL; /* p may be freed below */
-	atomic_store(&p->closed, true);
+	/* seq_cst: pairs with call_start's look under the lock, and with the
+	 * pump's look after publishing wants, against link->close's ring of
+	 * its bell (Dekker); not weakened. */
+	atomic_store_explicit(&p->closed, true, memory_order_seq_cst);
 	p->link->close(p);
 	afe_join_handle_drop(&p->deadlines);
 	afe__ipc_producer_unref(p);
@@ -231,17 +240,19 @@ void afe_ipc_producer_close(struct afe_ipc_producer *p)
 
 bool afe_ipc_producer_is_gone(const struct afe_ipc_producer *p)
 {
-	return atomic_load(&p->gone);
+	/* seq_cst: pairs with the links' stores of gone. */
+	return atomic_load_explicit(&p->gone, memory_order_seq_cst);
 }
 
 void afe_ipc_producer_stats(const struct afe_ipc_producer *p, struct afe_ipc_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	out->calls = atomic_load(&p->n_calls);
-	out->replies = atomic_load(&p->n_replies);
-	out->late_replies = atomic_load(&p->late);
-	out->malformed = atomic_load(&p->malformed);
-	out->timeouts = atomic_load(&p->timeouts);
+	/* Relaxed, all: counts, bumped relaxed; they order nothing. */
+	out->calls = atomic_load_explicit(&p->n_calls, memory_order_relaxed);
+	out->replies = atomic_load_explicit(&p->n_replies, memory_order_relaxed);
+	out->late_replies = atomic_load_explicit(&p->late, memory_order_relaxed);
+	out->malformed = atomic_load_explicit(&p->malformed, memory_order_relaxed);
+	out->timeouts = atomic_load_explicit(&p->timeouts, memory_order_relaxed);
 	out->repairs = p->hdr ? afe_ipc_shm_repairs(p->hdr) : 0;
 }
 
@@ -312,7 +323,7 @@ static int call_send_locked(struct afe_ipc_call *call)
 	struct afe_ipc_producer *p = call->producer;
 	int err = p->link->send(p, call);
 	if (err == 0)
-		atomic_fetch_add(&p->n_calls, 1);
+		atomic_fetch_add_explicit(&p->n_calls, 1, memory_order_relaxed); /* a count */
 	return err;
 }
 
@@ -332,7 +343,8 @@ static int call_start(struct afe_ipc_call *call, const struct afe_context *cx, i
 	/* Looked at under the lock: a call added after the link went away
 	 * would be missed by the fail_all that ends the others. */
 	pthread_mutex_lock(&p->lock);
-	int err = atomic_load(&p->closed) ? -EPIPE
+	/* closed: seq_cst, pairs with afe_ipc_producer_close's store. */
+	int err = atomic_load_explicit(&p->closed, memory_order_seq_cst) ? -EPIPE
 		  : p->link->gone(p)	  ? afe__ipc_producer_gone_error(p)
 					  : pending_add(p, call);
 	if (err == 0) {
@@ -343,7 +355,7 @@ static int call_start(struct afe_ipc_call *call, const struct afe_context *cx, i
 	pthread_mutex_unlock(&p->lock);
 	if (err < 0)
 		return err;
-	atomic_fetch_add(&p->refs, 1);
+	afe__ipc_producer_ref(p); /* the call's, until it ends */
 	if (*sent == 0)
 		call_sent(call);
 	afe_ipc_wake_taken(&sweeper);

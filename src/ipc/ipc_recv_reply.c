@@ -52,7 +52,8 @@ static int recv_poll(struct afe_future *f, struct afe_context *cx)
 	}
 	if (f->resume == 0) {
 		f->resume = 1;
-		atomic_fetch_add(&c->refs, 1);
+		/* Relaxed: the caller holds c (see afe__ipc_consumer_unref). */
+		atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
 	}
 	if (cx->cancel)
 		return recv_finish(req, cx, -ECANCELED);
@@ -63,13 +64,16 @@ static int recv_poll(struct afe_future *f, struct afe_context *cx)
 			return AFE_PENDING;
 		}
 		if (err == 0) {
-			/* More there? Pass the wake on to the next idle receiver. */
-			if (atomic_load(&c->idle) > (req->waiting ? 1u : 0u) &&
-			    afe__ipc_consumer_any_request(c))
+			/* More there? Pass the wake on to the next idle
+			 * receiver. idle: seq_cst as the idle receivers'
+			 * increments (afe_ipc_wait): not weakened. */
+			uint32_t idle = atomic_load_explicit(&c->idle, memory_order_seq_cst);
+			if (idle > (req->waiting ? 1u : 0u) && afe__ipc_consumer_any_request(c))
 				afe_notify_one(&c->work);
 			return recv_finish(req, cx, 0);
 		}
-		if (atomic_load(&c->closed))
+		/* seq_cst: pairs with close's store, then its notify_all. */
+		if (atomic_load_explicit(&c->closed, memory_order_seq_cst))
 			return recv_finish(req, cx, -EPIPE);
 		if (afe_ipc_wait(&req->waiting, &req->work, &c->work, &c->idle, &c->hdr->bell,
 				 AFE_IPC_WANT_FRAME, cx) == AFE_PENDING)
@@ -89,7 +93,9 @@ struct afe_ipc_writer *afe_ipc_reply_begin(struct afe_ipc_reply *rep, struct afe
 	if (!more && req->held)
 		req->held = false; /* the final reply takes the request's count over */
 	else
-		atomic_fetch_add(&req->consumer->refs, 1);
+		/* Relaxed: the request holds the consumer (see
+		 * afe__ipc_consumer_unref). */
+		atomic_fetch_add_explicit(&req->consumer->refs, 1, memory_order_relaxed);
 	rep->consumer = req->consumer;
 	rep->local = req->local;
 	if (rep->local && more)
@@ -199,14 +205,17 @@ static int reply_poll(struct afe_future *f, struct afe_context *cx)
 	for (;;) {
 		int err = send_reply(c, rep, &frame);
 		if (err == 0) {
-			atomic_fetch_add(&c->replies, 1);
+			/* a count */
+			atomic_fetch_add_explicit(&c->replies, 1, memory_order_relaxed);
 			return reply_finish(rep, cx, rep->status == -EMSGSIZE ? -EMSGSIZE : 0);
 		}
 		if (err == -ETIMEDOUT) /* its peer stalled: the reply is dropped */
-			atomic_fetch_add_explicit(&c->timeouts, 1, memory_order_relaxed); /* a count */
+			/* a count */
+			atomic_fetch_add_explicit(&c->timeouts, 1, memory_order_relaxed);
 		if (err != -EAGAIN)
 			return reply_finish(rep, cx, err);
-		if (atomic_load(&c->closed))
+		/* seq_cst: pairs with close's store, then its notify_all. */
+		if (atomic_load_explicit(&c->closed, memory_order_seq_cst))
 			return reply_finish(rep, cx, -EPIPE);
 		err = room_deadline(rep, cx);
 		if (err == -ETIMEDOUT)
