@@ -111,9 +111,10 @@ const struct afe_signal_owner afe__ipc_consumer_owner = {ref_consumer,
  * bytes written, or a producer killed between taking them and its wake):
  * nobody would wake it again. Events of this process wake it through its
  * kick; what only a peer can tell waits at most this long (a claim a
- * dead producer left, see free_abandoned, is seen within it). Idle, each
- * re-check costs a wake of the ring thread (its timer) and of one worker,
- * and one look at the 16 entries: measured on the 2-vCPU test machine (a
+ * dead producer left, see free_abandoned in ipc_consumer_peers.c, is seen
+ * within it). Idle, each re-check costs a wake of the ring thread (its
+ * timer) and of one worker, and one look at the 16 entries: measured on
+ * the 2-vCPU test machine (a
  * consumer serving nothing for 20 s, 2 workers), the process used 9.6 ms
  * of CPU, 0.05% of one CPU, against 0.02 ms without it.
  */

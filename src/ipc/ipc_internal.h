@@ -22,7 +22,7 @@
 int afe_ipc_link_local_register(const char *name, struct afe_ipc_consumer *c);
 void afe_ipc_link_local_unregister(struct afe_ipc_consumer *c);
 
-/* The consumer's side (ipc_consumer.c). adopt: 0, p now counts c and its
+/* The consumer's side (ipc_consumer_locals.c). adopt: 0, p now counts c and its
  * receivers read p's queue; -ECONNREFUSED once c is closed. */
 int afe__ipc_consumer_adopt_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p);
 void afe__ipc_consumer_forget_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p);
