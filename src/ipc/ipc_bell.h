@@ -66,8 +66,14 @@ struct afe_ipc_bell {
  * again). */
 static inline uint32_t afe_ipc_bell_want(struct afe_ipc_bell *b, uint32_t wants, uint32_t sleeper)
 {
-	uint32_t word = atomic_load(&b->word);
-	atomic_store(&b->wants, wants | sleeper << AFE_IPC_SLEEPER_SHIFT);
+	/* seq_cst, both: the load of the word comes before the store of
+	 * wants (pairs with the waker's take of wants, then its bump of the
+	 * word, in afe_ipc_bell_ring), and the store, the fence and the
+	 * caller's re-check against the waker's publish, fence and look at
+	 * wants are a Dekker handshake: one of the two sees the other. */
+	uint32_t word = atomic_load_explicit(&b->word, memory_order_seq_cst);
+	atomic_store_explicit(&b->wants, wants | sleeper << AFE_IPC_SLEEPER_SHIFT,
+			      memory_order_seq_cst);
 	atomic_thread_fence(memory_order_seq_cst);
 	return word;
 }
@@ -99,16 +105,22 @@ static inline int afe_ipc_bell_ring(struct afe_ipc_bell *b, uint32_t what)
 	do {
 		if (!(wants & what))
 			return 0; /* not wanted, or another waker took it */
-	} while (!atomic_compare_exchange_weak(&b->wants, &wants, 0));
+	} while (!atomic_compare_exchange_weak_explicit(&b->wants, &wants, 0, memory_order_seq_cst,
+							memory_order_relaxed));
 	/* The bump comes after the take, so a sleeper whose wants we took
 	 * read the word before it. A sleeper that flags itself asleep after
 	 * the take: either we see its flag below, or its futex sees the
-	 * bump (both sides a seq_cst RMW, then a read of the other word). */
-	atomic_fetch_add(&b->word, 1);
+	 * bump (both sides a seq_cst RMW, then a read of the other word):
+	 * the take above and this bump pair with afe_watch_flag_sleep's RMW
+	 * of wants and its futex's read of the word, and with the sleeper's
+	 * load of the word before its store of wants (afe_ipc_bell_want). */
+	atomic_fetch_add_explicit(&b->word, 1, memory_order_seq_cst);
 	/* All: a bell has one sleeper, but a thread of a watch that was
 	 * cancelled may sit on the word a moment longer, and must not take
 	 * the only wake. */
-	if ((wants & AFE_IPC_ASLEEP) || (atomic_load(&b->wants) & AFE_IPC_ASLEEP))
+	/* seq_cst: the read of the other word after our RMW (see above). */
+	if ((wants & AFE_IPC_ASLEEP) ||
+	    (atomic_load_explicit(&b->wants, memory_order_seq_cst) & AFE_IPC_ASLEEP))
 		afe_futex_wake_on(&b->word, INT_MAX, true);
 	return 1;
 }

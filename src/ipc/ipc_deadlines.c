@@ -46,8 +46,8 @@ static unsigned end_due(struct afe_ipc_producer *p, uint64_t now, uint32_t *from
 				*next = call->deadline;
 			continue;
 		}
-		wakers[n++] = afe_ipc_producer_fail_locked(p, call, -ETIMEDOUT);
-		atomic_fetch_add(&p->timeouts, 1);
+		wakers[n++] = afe__ipc_producer_fail_locked(p, call, -ETIMEDOUT);
+		atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed); /* a count */
 	}
 	return n;
 }
@@ -121,7 +121,7 @@ static int sweeper_poll(struct afe_future *f, struct afe_context *cx)
 	pthread_mutex_unlock(&p->lock);
 	afe_waker_drop(&stale);
 	afe__system_task_done(p->rt);
-	afe_ipc_producer_unref(p);
+	afe__ipc_producer_unref(p);
 	f->result = 0;
 	return AFE_READY;
 }
@@ -131,10 +131,10 @@ int afe_ipc_deadlines_start(struct afe_ipc_producer *p)
 	struct sweeper s = {.p = p};
 	afe_future_init(&s.base, sweeper_poll);
 	p->sweep_at = UINT64_MAX;
-	afe_ipc_producer_ref(p);
+	afe__ipc_producer_ref(p);
 	int err = afe__spawn_system(p->rt, &s, &p->deadlines, true);
 	if (err < 0)
-		afe_ipc_producer_unref(p);
+		afe__ipc_producer_unref(p);
 	return err;
 }
 

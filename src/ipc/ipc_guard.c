@@ -150,5 +150,5 @@ int afe_ipc_guard_fd(const void *addr)
 uint32_t afe_ipc_guard_repairs(const void *addr)
 {
 	struct guarded *g = find(addr);
-	return g ? atomic_load(&g->repairs) : 0;
+	return g ? atomic_load_explicit(&g->repairs, memory_order_relaxed) : 0; /* a count */
 }

@@ -8,29 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ipc_peer_watch.h"
 #include "ipc_shm.h"
-
-/* How often a peer watched without a pidfd is looked at (a read of its
- * /proc/<pid>/stat): its death is seen within this long. */
-#define AFE_IPC_PEER_RECHECK_NS (250 * 1000000ull)
-
-/*
- * Spawns a child task (handle: dropping it cancels the task) that waits
- * on pidfd, or with pidfd -1 (pidfds missing) looks at process pid every
- * AFE_IPC_PEER_RECHECK_NS (afe_ipc_process_ended, with its start time
- * taken now): when the process exits it sets *died and, with kick NULL,
- * rings bell with AFE_IPC_WANT_ANY; else it notifies kick instead (a
- * sleeper that must hear of it whatever a peer wrote into the bell's
- * wants, see afe_ipc_consumer's pump). The task holds a count of its owner, taken by the
- * caller beforehand and given back with release(owner) when it ends (or
- * at once when the spawn fails); with close_pidfd, it closes pidfd then
- * too (only once its wait is over: closed under a wait still being
- * submitted, the number could name another file by then). 0 or the
- * spawn's error.
- */
-int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, pid_t pid, bool close_pidfd,
-		       _Atomic bool *died, struct afe_ipc_bell *bell, struct afe_notify *kick,
-		       void (*release)(void *owner), void *owner, struct afe_join_handle *handle);
 
 /* ---- the in-process link ---------------------------------------------------
  * A producer that connects to a consumer of its own process skips the
@@ -38,30 +17,30 @@ int afe_ipc_watch_peer(struct afe_runtime *rt, int pidfd, pid_t pid, bool close_
  * consumer's receivers copy the arguments straight from the call, and a
  * reply goes straight into the call (or its callback). */
 
-/* The consumers serving in this process, by name (ipc_local.c). register:
+/* The consumers serving in this process, by name (ipc_link_local.c). register:
  * 0, or -EADDRINUSE (one serves name already), -ENOMEM. */
-int afe_ipc_local_register(const char *name, struct afe_ipc_consumer *c);
-void afe_ipc_local_unregister(struct afe_ipc_consumer *c);
+int afe_ipc_link_local_register(const char *name, struct afe_ipc_consumer *c);
+void afe_ipc_link_local_unregister(struct afe_ipc_consumer *c);
 
-/* The consumer's side (ipc_consumer.c). adopt: 0, p now counts c and its
+/* The consumer's side (ipc_consumer_locals.c). adopt: 0, p now counts c and its
  * receivers read p's queue; -ECONNREFUSED once c is closed. */
-int afe_ipc_consumer_adopt_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p);
-void afe_ipc_consumer_forget_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p);
+int afe__ipc_consumer_adopt_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p);
+void afe__ipc_consumer_forget_local(struct afe_ipc_consumer *c, struct afe_ipc_producer *p);
 /* A call was queued for c: wakes an idle receiver. */
-void afe_ipc_consumer_request_queued(struct afe_ipc_consumer *c);
-void afe_ipc_consumer_unref(struct afe_ipc_consumer *c);
+void afe__ipc_consumer_request_queued(struct afe_ipc_consumer *c);
+void afe__ipc_consumer_unref(struct afe_ipc_consumer *c);
 
-/* The producer's side, for the consumer (ipc_local.c). take: 0 with the
+/* The producer's side, for the consumer (ipc_link_local.c). take: 0 with the
  * oldest queued call's request in req (req->local then counts p), or
  * -EAGAIN. reply: delivers to the call, 0 or -EPIPE once p is closed. */
-int afe_ipc_local_take(struct afe_ipc_producer *p, struct afe_ipc_request *req);
-bool afe_ipc_local_has_request(struct afe_ipc_producer *p);
-int afe_ipc_local_reply(struct afe_ipc_producer *p, uint64_t call_id, int32_t status, bool more,
-			const void *bytes, uint32_t len);
+int afe_ipc_link_local_take(struct afe_ipc_producer *p, struct afe_ipc_request *req);
+bool afe_ipc_link_local_has_request(struct afe_ipc_producer *p);
+int afe_ipc_link_local_reply(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
+			     bool more, const void *bytes, uint32_t len);
 /* The consumer closed: p's calls end with -EPIPE, and later ones too. */
-void afe_ipc_local_consumer_gone(struct afe_ipc_producer *p);
-void afe_ipc_producer_ref(struct afe_ipc_producer *p);
-void afe_ipc_producer_unref(struct afe_ipc_producer *p);
+void afe_ipc_link_local_consumer_gone(struct afe_ipc_producer *p);
+void afe__ipc_producer_ref(struct afe_ipc_producer *p);
+void afe__ipc_producer_unref(struct afe_ipc_producer *p);
 
 /* Ends a child future that may be waiting (a sleep, a notified), so that
  * nothing points into it afterwards. Both complete a cancel at once. */
@@ -153,7 +132,10 @@ static inline int afe_ipc_wait(bool *waiting, struct afe_notified *n, struct afe
 	if (!*waiting) {
 		*waiting = true;
 		afe_ipc_wait_arm(n, notify, cx);
-		atomic_fetch_add(waiters, 1);
+		/* seq_cst, then rearm's fence and look at wants: pairs with the
+		 * pump's publish of wants, then its fresh look at waiters (its
+		 * pump_wants); one of the two sees the other (Dekker). */
+		atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
 		afe_ipc_bell_rearm(bell, what);
 		return AFE_READY;
 	}
@@ -172,7 +154,10 @@ static inline void afe_ipc_wait_end(bool *waiting, struct afe_notified *n,
 	if (!*waiting)
 		return;
 	afe_ipc_withdraw(&n->base, cx);
-	atomic_fetch_sub(waiters, 1);
+	/* seq_cst as the increment (afe_ipc_wait) it undoes, against the
+	 * pump's seq_cst look at waiters; a count the pump sees late costs it
+	 * one wake, not a lost one. */
+	atomic_fetch_sub_explicit(waiters, 1, memory_order_seq_cst);
 	*waiting = false;
 }
 

@@ -24,14 +24,18 @@ _Thread_local struct afe_ipc_writer afe_ipc_scratch_writer;
 
 enum { PHASE_IDLE, PHASE_ARMED, PHASE_SENDING, PHASE_WAITING, PHASE_DONE };
 
-void afe_ipc_producer_ref(struct afe_ipc_producer *p)
+void afe__ipc_producer_ref(struct afe_ipc_producer *p)
 {
-	atomic_fetch_add(&p->refs, 1);
+	/* Relaxed: a count taken while the caller holds one; the last
+	 * decrement's acq_rel orders the free. */
+	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
 }
 
-void afe_ipc_producer_unref(struct afe_ipc_producer *p)
+void afe__ipc_producer_unref(struct afe_ipc_producer *p)
 {
-	if (atomic_fetch_sub(&p->refs, 1) != 1)
+	/* acq_rel: pairs with every other holder's decrement, so the last
+	 * one sees all they did with p before it frees p. */
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	if (p->link)
 		p->link->free(p);
@@ -76,8 +80,8 @@ static struct afe_waker answer_locked(struct afe_ipc_producer *p, struct afe_ipc
 	return w;
 }
 
-struct afe_waker afe_ipc_producer_fail_locked(struct afe_ipc_producer *p,
-					      struct afe_ipc_call *call, int32_t err)
+struct afe_waker afe__ipc_producer_fail_locked(struct afe_ipc_producer *p,
+					       struct afe_ipc_call *call, int32_t err)
 {
 	if (call->on_reply)
 		call->on_reply(call->on_reply_ctx, err, NULL, false);
@@ -101,15 +105,17 @@ static int32_t keep_reply(struct afe_ipc_call *call, const void *bytes, uint32_t
 	return 0;
 }
 
-void afe_ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
-			      bool more, const void *payload, uint32_t len)
+void afe__ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
+			       bool more, const void *payload, uint32_t len)
 {
 	struct afe_waker w = {0};
 	pthread_mutex_lock(&p->lock);
 	struct afe_ipc_call *call = p->pending[call_id & AFE_IPC_PENDING_MASK];
 	if (!call || call->id != call_id || (more && !call->on_reply)) {
 		pthread_mutex_unlock(&p->lock);
-		atomic_fetch_add(more && call && call->id == call_id ? &p->malformed : &p->late, 1);
+		bool ours = call && call->id == call_id;
+		atomic_fetch_add_explicit(more && ours ? &p->malformed : &p->late, 1,
+					  memory_order_relaxed); /* a count */
 		return;
 	}
 	if (call->on_reply) {
@@ -122,18 +128,18 @@ void afe_ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int3
 	if (!more)
 		w = answer_locked(p, call, status);
 	pthread_mutex_unlock(&p->lock);
-	atomic_fetch_add(&p->n_replies, 1);
+	atomic_fetch_add_explicit(&p->n_replies, 1, memory_order_relaxed); /* a count */
 	afe_ipc_wake_taken(&w);
 }
 
-void afe_ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err)
+void afe__ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err)
 {
 	for (uint32_t slot = 0; slot < AFE_IPC_MAX_PENDING; slot++) {
 		pthread_mutex_lock(&p->lock);
 		struct afe_ipc_call *call = p->pending[slot];
 		struct afe_waker w = {0};
 		if (call)
-			w = afe_ipc_producer_fail_locked(p, call, err);
+			w = afe__ipc_producer_fail_locked(p, call, err);
 		pthread_mutex_unlock(&p->lock);
 		afe_ipc_wake_taken(&w);
 	}
@@ -199,17 +205,17 @@ int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *
 		return -ENOMEM;
 	int err = afe_ipc_deadlines_start(p);
 	if (err < 0) {
-		afe_ipc_producer_unref(p);
+		afe__ipc_producer_unref(p);
 		return err;
 	}
 	err = -ECONNREFUSED;
 	if (config->transport != AFE_IPC_SHARED_MEMORY)
-		err = afe_ipc_local_connect(p, name);
+		err = afe_ipc_link_local_connect(p, name);
 	if (err == -ECONNREFUSED && config->transport != AFE_IPC_IN_PROCESS)
-		err = afe_ipc_shm_connect(p, name);
+		err = afe_ipc_link_shm_connect(p, name);
 	if (err < 0) {
 		afe_join_handle_drop(&p->deadlines);
-		afe_ipc_producer_unref(p);
+		afe__ipc_producer_unref(p);
 		return err;
 	}
 	*out = p;
@@ -221,27 +227,32 @@ void afe_ipc_producer_close(struct afe_ipc_producer *p)
 	if (!p)
 		return;
 	struct afe_runtime *own = p->owns_rt ? p->rt : NULL; /* p may be freed below */
-	atomic_store(&p->closed, true);
+	/* seq_cst: pairs with call_start's look under the lock, and with the
+	 * pump's look after publishing wants, against link->close's ring of
+	 * its bell (Dekker); not weakened. */
+	atomic_store_explicit(&p->closed, true, memory_order_seq_cst);
 	p->link->close(p);
 	afe_join_handle_drop(&p->deadlines);
-	afe_ipc_producer_unref(p);
+	afe__ipc_producer_unref(p);
 	if (own)
 		afe_runtime_destroy(own); /* waits for the producer's tasks */
 }
 
 bool afe_ipc_producer_is_gone(const struct afe_ipc_producer *p)
 {
-	return atomic_load(&p->gone);
+	/* seq_cst: pairs with the links' stores of gone. */
+	return atomic_load_explicit(&p->gone, memory_order_seq_cst);
 }
 
 void afe_ipc_producer_stats(const struct afe_ipc_producer *p, struct afe_ipc_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	out->calls = atomic_load(&p->n_calls);
-	out->replies = atomic_load(&p->n_replies);
-	out->late_replies = atomic_load(&p->late);
-	out->malformed = atomic_load(&p->malformed);
-	out->timeouts = atomic_load(&p->timeouts);
+	/* Relaxed, all: counts, bumped relaxed; they order nothing. */
+	out->calls = atomic_load_explicit(&p->n_calls, memory_order_relaxed);
+	out->replies = atomic_load_explicit(&p->n_replies, memory_order_relaxed);
+	out->late_replies = atomic_load_explicit(&p->late, memory_order_relaxed);
+	out->malformed = atomic_load_explicit(&p->malformed, memory_order_relaxed);
+	out->timeouts = atomic_load_explicit(&p->timeouts, memory_order_relaxed);
 	out->repairs = p->hdr ? afe_ipc_shm_repairs(p->hdr) : 0;
 }
 
@@ -312,7 +323,7 @@ static int call_send_locked(struct afe_ipc_call *call)
 	struct afe_ipc_producer *p = call->producer;
 	int err = p->link->send(p, call);
 	if (err == 0)
-		atomic_fetch_add(&p->n_calls, 1);
+		atomic_fetch_add_explicit(&p->n_calls, 1, memory_order_relaxed); /* a count */
 	return err;
 }
 
@@ -332,8 +343,9 @@ static int call_start(struct afe_ipc_call *call, const struct afe_context *cx, i
 	/* Looked at under the lock: a call added after the link went away
 	 * would be missed by the fail_all that ends the others. */
 	pthread_mutex_lock(&p->lock);
-	int err = atomic_load(&p->closed) ? -EPIPE
-		  : p->link->gone(p)	  ? afe_ipc_producer_gone_error(p)
+	/* closed: seq_cst, pairs with afe_ipc_producer_close's store. */
+	int err = atomic_load_explicit(&p->closed, memory_order_seq_cst) ? -EPIPE
+		  : p->link->gone(p)	  ? afe__ipc_producer_gone_error(p)
 					  : pending_add(p, call);
 	if (err == 0) {
 		sweeper = afe_ipc_deadline_set(p, call, now);
@@ -343,7 +355,7 @@ static int call_start(struct afe_ipc_call *call, const struct afe_context *cx, i
 	pthread_mutex_unlock(&p->lock);
 	if (err < 0)
 		return err;
-	atomic_fetch_add(&p->refs, 1);
+	afe__ipc_producer_ref(p); /* the call's, until it ends */
 	if (*sent == 0)
 		call_sent(call);
 	afe_ipc_wake_taken(&sweeper);
@@ -383,7 +395,7 @@ static void call_end_early(struct afe_ipc_call *call, int32_t err)
 	struct afe_waker w = {0};
 	pthread_mutex_lock(&p->lock);
 	if (!atomic_load_explicit(&call->answered, memory_order_relaxed))
-		w = afe_ipc_producer_fail_locked(p, call, err);
+		w = afe__ipc_producer_fail_locked(p, call, err);
 	pthread_mutex_unlock(&p->lock);
 	afe_waker_drop(&w);
 }
@@ -455,7 +467,7 @@ done:
 	call->phase = PHASE_DONE;
 	call->on_reply = NULL;
 	f->result = call->status;
-	afe_ipc_producer_unref(call->producer);
+	afe__ipc_producer_unref(call->producer);
 	return AFE_READY;
 }
 

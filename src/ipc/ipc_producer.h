@@ -5,9 +5,9 @@
  * The call layer (ipc_producer.c) keeps the pending table and the calls'
  * results, and ipc_deadlines.c their timeouts; it does not know where
  * requests go. A link does:
- * the shared-memory link (ipc_producer_shm.c: rings in the consumer's object,
- * a pump task for the replies, a pidfd watcher) or the in-process link
- * (ipc_local.c: a queue of call ids the consumer's receivers read, and
+ * the shared-memory link (ipc_link_shm.c: rings in the consumer's object,
+ * a pump task for the replies, a peer watch (pidfd)) or the in-process link
+ * (ipc_link_local.c: a queue of call ids the consumer's receivers read, and
  * replies handed straight to the pending table). Tests drive the same
  * call layer through either.
  */
@@ -65,11 +65,11 @@ struct afe_ipc_producer {
 	struct afe_ipc_header *hdr;
 	struct afe_ipc_entry *entry;
 	uint32_t gen; /* the entry's generation while it is ours */
-	struct afe_ipc_ring requests, replies;
+	struct afe_ipc_slots requests, replies;
 	int consumer_pidfd;
 	_Atomic uint32_t room_waiters;
 	struct afe_notify room;
-	struct afe_join_handle watcher;
+	struct afe_join_handle peer_watch;
 
 	/* The in-process link: the ids of the calls sent, oldest first, for
 	 * the consumer's receivers (under lock). A call that ended meanwhile
@@ -82,14 +82,14 @@ struct afe_ipc_producer {
 /* Hands a reply to the pending call with call_id (its bytes, or the
  * callback), or counts it as late (or malformed: more for a call that
  * takes one reply). */
-void afe_ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
-			      bool more, const void *payload, uint32_t len);
+void afe__ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
+			       bool more, const void *payload, uint32_t len);
 
 /* Ends call with err, which its reply callback (if any) gets too: out of
  * the table, answered, its waker taken. With p->lock held; give the
  * returned waker to afe_ipc_wake_taken after unlocking. */
-struct afe_waker afe_ipc_producer_fail_locked(struct afe_ipc_producer *p,
-					      struct afe_ipc_call *call, int32_t err);
+struct afe_waker afe__ipc_producer_fail_locked(struct afe_ipc_producer *p,
+					       struct afe_ipc_call *call, int32_t err);
 
 /* Wakes a waker taken under the producer's lock, if there was one. */
 static inline void afe_ipc_wake_taken(struct afe_waker *w)
@@ -108,23 +108,23 @@ struct afe_waker afe_ipc_deadline_set(struct afe_ipc_producer *p, struct afe_ipc
 				      uint64_t now);
 
 /* Ends every pending call with err (the consumer is gone, or we close). */
-void afe_ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err);
+void afe__ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err);
 
 /* What a call of p gone ends with: -EPROTO once its link was spoilt, else
  * -EPIPE. Read after seeing gone. */
-static inline int32_t afe_ipc_producer_gone_error(struct afe_ipc_producer *p)
+static inline int32_t afe__ipc_producer_gone_error(struct afe_ipc_producer *p)
 {
 	/* Pairs with the release store of spoilt before gone is set. */
 	return atomic_load_explicit(&p->spoilt, memory_order_acquire) ? -EPROTO : -EPIPE;
 }
 
-/* Links p to the consumer serving name in this process (ipc_local.c): 0,
+/* Links p to the consumer serving name in this process (ipc_link_local.c): 0,
  * or -ECONNREFUSED (none does), -ENOMEM. */
-int afe_ipc_local_connect(struct afe_ipc_producer *p, const char *name);
+int afe_ipc_link_local_connect(struct afe_ipc_producer *p, const char *name);
 
 /* Links p to the consumer serving name through its shared-memory object
- * (ipc_producer_shm.c): 0, or the errors of afe_ipc_producer_connect. On
+ * (ipc_link_shm.c): 0, or the errors of afe_ipc_producer_connect. On
  * failure the caller frees p (unref), which frees what the link set up. */
-int afe_ipc_shm_connect(struct afe_ipc_producer *p, const char *name);
+int afe_ipc_link_shm_connect(struct afe_ipc_producer *p, const char *name);
 
 #endif /* AFE_IPC_PRODUCER_H */

@@ -23,7 +23,7 @@
 #include <sys/types.h>
 
 #include "ipc_bell.h"
-#include "ipc_ring.h"
+#include "ipc_slots.h"
 
 #define AFE_IPC_MAGIC 0x31435049454641ull /* "AFEIPC1" */
 #define AFE_IPC_VERSION 3u /* 3: a CLAIMED entry names its claimer */

@@ -8,9 +8,9 @@
  * holds where the input says nothing (high nibble, repeated):
  *
  *   0  a reader's ring: records laid over its slots, popped with
- *      afe_ipc_ring_pop; each frame that passes is decoded as below;
+ *      afe_ipc_slots_pop; each frame that passes is decoded as below;
  *   1  a writer's ring: records laid over its slots (the peer corrupting
- *      sequence numbers), then frames pushed with afe_ipc_ring_push;
+ *      sequence numbers), then frames pushed with afe_ipc_slots_push;
  *   2  the object's header: an 8-byte object size, then the header's
  *      bytes, checked with afe_ipc_shm_check;
  *   3  a payload alone: an 8-byte script, then the payload, decoded.
@@ -33,7 +33,7 @@
 #include <string.h>
 
 #include "examples/ipc_calc.h"
-#include "ipc_ring.h"
+#include "ipc_slots.h"
 #include "ipc_shm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -260,7 +260,7 @@ static struct afe_ipc_slot *make_ring(struct input *in, uint64_t base, uint8_t f
 	struct afe_ipc_slot *slots = aligned_alloc(64, RING_SLOTS * sizeof(*slots));
 	CHECK(slots);
 	memset(slots, fill, RING_SLOTS * sizeof(*slots));
-	afe_ipc_ring_format(slots, RING_SLOTS);
+	afe_ipc_slots_format(slots, RING_SLOTS);
 	/* As if the ring had turned over base positions already. */
 	for (uint64_t p = base; p != base + RING_SLOTS; p++)
 		atomic_store(&slots[p % RING_SLOTS].seq, p);
@@ -283,8 +283,8 @@ static void fuzz_reader(struct input *in, uint64_t base, uint8_t fill)
 	struct afe_ipc_slot *before = malloc(RING_SLOTS * sizeof(*slots));
 	CHECK(before);
 	memcpy(before, slots, RING_SLOTS * sizeof(*slots));
-	struct afe_ipc_ring r;
-	afe_ipc_ring_attach(&r, slots, RING_SLOTS);
+	struct afe_ipc_slots r;
+	afe_ipc_slots_attach(&r, slots, RING_SLOTS);
 	atomic_store(&r.cursor, base);
 	unsigned char *payload = malloc(AFE_IPC_MAX_PAYLOAD);
 	CHECK(payload);
@@ -293,10 +293,10 @@ static void fuzz_reader(struct input *in, uint64_t base, uint8_t fill)
 	for (taken = 0; taken <= RING_SLOTS; taken++) {
 		uint64_t pos = atomic_load(&r.cursor);
 		struct afe_ipc_slot *slot = &slots[pos % RING_SLOTS];
-		bool has = afe_ipc_ring_has_frame(&r);
+		bool has = afe_ipc_slots_has_frame(&r);
 		memset(payload, 0xee, AFE_IPC_MAX_PAYLOAD);
 		struct afe_ipc_frame f;
-		int err = afe_ipc_ring_pop(&r, &f, payload);
+		int err = afe_ipc_slots_pop(&r, &f, payload);
 		CHECK(err == 0 || err == -EAGAIN || err == -EBADMSG || err == -EPROTO);
 		CHECK(has == (err != -EAGAIN));
 		/* A malformed frame in a slot published as it should be, or a
@@ -335,8 +335,8 @@ static void fuzz_writer(struct input *in, uint64_t base, uint8_t fill)
 	struct afe_ipc_slot *slots = make_ring(in, base, fill);
 	struct afe_ipc_slot *before = malloc(RING_SLOTS * sizeof(*slots));
 	CHECK(before);
-	struct afe_ipc_ring r;
-	afe_ipc_ring_attach(&r, slots, RING_SLOTS);
+	struct afe_ipc_slots r;
+	afe_ipc_slots_attach(&r, slots, RING_SLOTS);
 	atomic_store(&r.cursor, base);
 	static const unsigned char pattern[AFE_IPC_MAX_PAYLOAD] = {1, 2, 3, 4, 5};
 	for (uint32_t k = 0; k < 3 * RING_SLOTS; k++) {
@@ -346,9 +346,9 @@ static void fuzz_writer(struct input *in, uint64_t base, uint8_t fill)
 		struct afe_ipc_frame f = {.call_id = k, .len = len, .fn = (uint16_t)k,
 					  .kind = AFE_IPC_REQUEST};
 		uint64_t pos = atomic_load(&r.cursor);
-		bool room = afe_ipc_ring_has_room(&r);
+		bool room = afe_ipc_slots_has_room(&r);
 		memcpy(before, slots, RING_SLOTS * sizeof(*slots));
-		int err = afe_ipc_ring_push(&r, &f, pattern);
+		int err = afe_ipc_slots_push(&r, &f, pattern);
 		struct afe_ipc_slot *slot = &slots[pos % RING_SLOTS];
 		if (f.len > AFE_IPC_MAX_PAYLOAD) {
 			CHECK(err == -EMSGSIZE && atomic_load(&r.cursor) == pos);

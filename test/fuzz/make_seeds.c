@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "examples/ipc_calc.h"
-#include "ipc_ring.h"
+#include "ipc_slots.h"
 #include "ipc_shm.h"
 
 enum { READER = 0, WRITER = 1, HEADER = 2, PAYLOAD = 3, WRAP = 4 };

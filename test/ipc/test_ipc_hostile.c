@@ -45,11 +45,11 @@ static bool raw_put(struct afe_ipc_slot *slots, uint64_t pos, const struct afe_i
 }
 
 /* Pops the next frame, waiting up to 5 s: 0, -EPROTO, or -EAGAIN. */
-static int pop_waiting(struct afe_ipc_ring *r, struct afe_ipc_frame *f, void *payload)
+static int pop_waiting(struct afe_ipc_slots *r, struct afe_ipc_frame *f, void *payload)
 {
 	int err;
 	uint64_t end = now_ms() + 5000;
-	while ((err = afe_ipc_ring_pop(r, f, payload)) == -EAGAIN && now_ms() < end)
+	while ((err = afe_ipc_slots_pop(r, f, payload)) == -EAGAIN && now_ms() < end)
 		usleep(100);
 	return err;
 }
@@ -107,7 +107,7 @@ static const struct raw_frame bad_requests[] = {
 enum { UNKNOWN_FN = 200, CALL_UNKNOWN = 900, CALL_BAD_ARGS = 1000, CALL_GOOD = 1100 };
 
 /* Claims a producer entry of h the way a producer does (claim_entry in
- * ipc_producer_shm.c) and tells the consumer. Its index, or -1. */
+ * ipc_link_shm.c) and tells the consumer. Its index, or -1. */
 static int claim_like_a_producer(struct afe_ipc_header *h)
 {
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
@@ -115,8 +115,8 @@ static int claim_like_a_producer(struct afe_ipc_header *h)
 		uint32_t expected = AFE_IPC_ENTRY_FREE;
 		if (!atomic_compare_exchange_strong(&e->state, &expected, afe_ipc_claim(getpid())))
 			continue;
-		afe_ipc_ring_format(afe_ipc_requests_of(h, i), AFE_IPC_RING_SLOTS);
-		afe_ipc_ring_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
+		afe_ipc_slots_format(afe_ipc_requests_of(h, i), AFE_IPC_RING_SLOTS);
+		afe_ipc_slots_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
 		atomic_store(&e->bell.wants, 0);
 		atomic_store(&e->pid, getpid());
 		atomic_fetch_add(&e->generation, 1);
@@ -196,11 +196,12 @@ static int hostile_producer(const char *name, int result, int ctl)
 	int i = code ? -1 : claim_like_a_producer(h);
 	if (!code && i < 0)
 		code = 11;
-	struct afe_ipc_ring replies;
+	struct afe_ipc_slots replies;
 	uint64_t pos = 0;
 	if (!code) {
 		struct afe_ipc_slot *requests = afe_ipc_requests_of(h, (unsigned)i);
-		afe_ipc_ring_attach(&replies, afe_ipc_replies_of(h, (unsigned)i), AFE_IPC_RING_SLOTS);
+		afe_ipc_slots_attach(&replies, afe_ipc_replies_of(h, (unsigned)i),
+				     AFE_IPC_RING_SLOTS);
 		unsigned char args[AFE_IPC_MAX_PAYLOAD];
 		struct afe_ipc_writer w;
 		afe_ipc_writer_init(&w, args, sizeof(args));
@@ -417,8 +418,8 @@ static int hostile_consumer(const char *name, int ctl)
 		if (i < 0 && (now_ms() > end || told_to_leave(ctl, 0)))
 			return 31;
 	}
-	struct afe_ipc_ring requests;
-	afe_ipc_ring_attach(&requests, afe_ipc_requests_of(h, (unsigned)i), AFE_IPC_RING_SLOTS);
+	struct afe_ipc_slots requests;
+	afe_ipc_slots_attach(&requests, afe_ipc_requests_of(h, (unsigned)i), AFE_IPC_RING_SLOTS);
 	struct afe_ipc_slot *replies = afe_ipc_replies_of(h, (unsigned)i);
 	uint64_t pos = 0;
 	unsigned char wrong[8], right[8], args[AFE_IPC_MAX_PAYLOAD];
@@ -427,7 +428,7 @@ static int hostile_consumer(const char *name, int ctl)
 	add_encode_ret(&w, 666);
 	while (!told_to_leave(ctl, 1)) {
 		struct afe_ipc_frame f;
-		int err = afe_ipc_ring_pop(&requests, &f, args);
+		int err = afe_ipc_slots_pop(&requests, &f, args);
 		if (err == -EAGAIN)
 			continue;
 		if (err < 0 || f.kind != AFE_IPC_REQUEST)

@@ -4,24 +4,25 @@
  * this producer's request ring in the consumer's object; a pump task takes
  * the replies off its reply ring and hands them to the call layer, and
  * sleeps on the producer's bell with a watch when there are none; a
- * watcher task waits on a pidfd of the consumer (without pidfds, looks at
+ * peer watch task waits on a pidfd of the consumer (without pidfds, looks at
  * its pid now and then) and ends every call with -EPIPE when it dies.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <unistd.h>
 
+#include "ipc_bell_sleep.h"
 #include "ipc_producer.h"
 #include "../core/runtime_internal.h"
 
 static void ref_producer(void *p)
 {
-	afe_ipc_producer_ref(p);
+	afe__ipc_producer_ref(p);
 }
 
 static void unref_producer(void *p)
 {
-	afe_ipc_producer_unref(p);
+	afe__ipc_producer_unref(p);
 }
 
 /* Keeps the producer's mapping alive while a bell ring is held back. */
@@ -39,16 +40,21 @@ static bool entry_ours(struct afe_ipc_producer *p)
  * object was wiped (see ipc_guard.h) and another producer took it. */
 static bool consumer_gone(struct afe_ipc_producer *p)
 {
-	if (atomic_load(&p->gone))
+	/* gone: seq_cst, every access: pairs with spoil's store (no request
+	 * goes in after it, see shm_send under the lock), with the pump's
+	 * and the peer watch's stores, and it is looked at in the pump's
+	 * re-check after publishing wants. Not weakened. */
+	if (atomic_load_explicit(&p->gone, memory_order_seq_cst))
 		return true;
 	if (entry_ours(p))
 		return false;
-	atomic_store(&p->gone, true); /* for good, whatever the entry says later */
+	/* For good, whatever the entry says later. */
+	atomic_store_explicit(&p->gone, true, memory_order_seq_cst);
 	return true;
 }
 
 /* A ring of ours holds a sequence number no claim explains (see
- * ipc_ring.h): what went into it may never come out, so every call ends
+ * ipc_slots.h): what went into it may never come out, so every call ends
  * with -EPROTO, now and later, instead of waiting for its timeout. The pump
  * ends the calls and gives the entry back; a new connection gets fresh
  * rings. Rings our bell, for a pump asleep. Unless the entry is no longer
@@ -58,7 +64,7 @@ static void spoil(struct afe_ipc_producer *p)
 {
 	if (consumer_gone(p))
 		return;
-	/* Pairs with the acquire load of afe_ipc_producer_gone_error. */
+	/* Pairs with the acquire load of afe__ipc_producer_gone_error. */
 	atomic_store_explicit(&p->spoilt, true, memory_order_release);
 	/* Pairs with consumer_gone's load: no request goes in after it. */
 	atomic_store_explicit(&p->gone, true, memory_order_seq_cst);
@@ -74,12 +80,13 @@ static void drain(struct afe_ipc_producer *p)
 	unsigned char payload[AFE_IPC_MAX_PAYLOAD];
 	unsigned n = 0;
 	while (entry_ours(p)) {
-		int err = afe_ipc_ring_pop(&p->replies, &f, payload);
+		int err = afe_ipc_slots_pop(&p->replies, &f, payload);
 		if (err == -EAGAIN)
 			break;
 		n++;
 		if (err == -EPROTO) {
-			atomic_fetch_add_explicit(&p->malformed, 1, memory_order_relaxed); /* a count */
+			/* a count */
+			atomic_fetch_add_explicit(&p->malformed, 1, memory_order_relaxed);
 			spoil(p);
 			break;
 		}
@@ -89,12 +96,13 @@ static void drain(struct afe_ipc_producer *p)
 			break;
 		}
 		if (reset)
-			afe_ipc_producer_fail_all(p, f.status); /* replies were dropped */
+			afe__ipc_producer_fail_all(p, f.status); /* replies were dropped */
 		else if (err == 0 && f.kind == AFE_IPC_REPLY)
-			afe_ipc_producer_deliver(p, f.call_id, f.status, f.flags & AFE_IPC_F_MORE,
-						 payload, f.len);
+			afe__ipc_producer_deliver(p, f.call_id, f.status, f.flags & AFE_IPC_F_MORE,
+						  payload, f.len);
 		else
-			atomic_fetch_add(&p->malformed, 1);
+			/* a count */
+			atomic_fetch_add_explicit(&p->malformed, 1, memory_order_relaxed);
 	}
 	if (n)
 		afe_ipc_bell_ring_later(&p->hdr->bell, AFE_IPC_WANT_ROOM, false, &producer_owner, p);
@@ -109,8 +117,12 @@ static void leave_entry(struct afe_ipc_producer *p)
 {
 	pthread_mutex_lock(&p->lock);
 	uint32_t live = AFE_IPC_ENTRY_LIVE;
-	if (atomic_load(&p->entry->generation) == p->gen) /* still ours */
-		atomic_compare_exchange_strong(&p->entry->state, &live, AFE_IPC_ENTRY_GONE);
+	/* The entry, shared with the consumer: seq_cst, as its accesses
+	 * there (drop_peer, sync_peers); a cross-process protocol, not
+	 * weakened. */
+	if (atomic_load_explicit(&p->entry->generation, memory_order_seq_cst) == p->gen)
+		atomic_compare_exchange_strong_explicit(&p->entry->state, &live, AFE_IPC_ENTRY_GONE,
+							memory_order_seq_cst, memory_order_seq_cst);
 	pthread_mutex_unlock(&p->lock);
 	afe_ipc_bell_ring(&p->hdr->bell, AFE_IPC_WANT_ANY);
 }
@@ -127,58 +139,74 @@ static uint32_t sleeper_name(const struct afe_ipc_producer *p)
 struct pump {
 	struct afe_future base;
 	struct afe_ipc_producer *p;
-	uint32_t word;
-	struct afe_watch wait; /* on the bell */
+	struct afe_ipc_bell_sleep sleep;
 };
 
 /* Replies always: wanting them only while calls are pending cost a pump
  * wake and re-arm at the start of every call after an idle spell. */
-static uint32_t pump_wants(struct afe_ipc_producer *p)
+static uint32_t pump_wants(void *pump)
 {
-	return afe_ipc_pump_wants(1, atomic_load(&p->room_waiters));
+	struct afe_ipc_producer *p = ((struct pump *)pump)->p;
+	/* seq_cst, read after publishing wants: pairs with afe_ipc_wait's
+	 * increment, then its fence and look at wants (Dekker). */
+	return afe_ipc_pump_wants(1, atomic_load_explicit(&p->room_waiters, memory_order_seq_cst));
 }
+
+static bool pump_has_work(void *pump)
+{
+	struct afe_ipc_producer *p = ((struct pump *)pump)->p;
+	/* closed: seq_cst, pairs with afe_ipc_producer_close's store, then
+	 * its ring of our bell (Dekker with our publish of wants). */
+	return afe_ipc_slots_has_frame(&p->replies) ||
+	       atomic_load_explicit(&p->closed, memory_order_seq_cst) || consumer_gone(p);
+}
+
+/* Room freed before we wanted it: the calls waiting for room are woken
+ * (on_met) and the pump sleeps without wanting room. */
+static uint32_t pump_before_sleep(void *pump, uint32_t wants)
+{
+	struct afe_ipc_producer *p = ((struct pump *)pump)->p;
+	return (wants & AFE_IPC_WANT_ROOM) && afe_ipc_slots_has_room(&p->requests)
+		       ? AFE_IPC_WANT_ROOM
+		       : 0;
+}
+
+static void pump_on_met(void *pump, uint32_t met)
+{
+	(void)met; /* only ever AFE_IPC_WANT_ROOM */
+	afe_notify_all(&((struct pump *)pump)->p->room);
+}
+
+static const struct afe_ipc_bell_sleep_ops pump_sleep = {
+	.wants = pump_wants,
+	.has_work = pump_has_work,
+	.before_sleep = pump_before_sleep,
+	.on_met = pump_on_met,
+};
 
 static int pump_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct pump *self = afe_container_of(f, struct pump, base);
 	struct afe_ipc_producer *p = self->p;
-	struct afe_ipc_bell *bell = &p->entry->bell;
 	AFE_ASYNC_BEGIN(f, cx);
 	for (;;) {
 		drain(p);
-		if (atomic_load(&p->closed) || consumer_gone(p))
+		/* seq_cst: pairs with afe_ipc_producer_close's store. */
+		if (atomic_load_explicit(&p->closed, memory_order_seq_cst) || consumer_gone(p))
 			break;
-		uint32_t wants = pump_wants(p);
-		self->word = afe_ipc_bell_want(bell, wants, sleeper_name(p));
-		/* Re-check after publishing: see ipc_bell.h. */
-		if (pump_wants(p) != wants || afe_ipc_ring_has_frame(&p->replies) ||
-		    atomic_load(&p->closed) || consumer_gone(p)) {
-			afe_ipc_bell_unwant(bell, sleeper_name(p));
-			continue;
-		}
-		if ((wants & AFE_IPC_WANT_ROOM) && afe_ipc_ring_has_room(&p->requests)) {
-			afe_ipc_bell_unwant(bell, sleeper_name(p));
-			afe_notify_all(&p->room);
-			if (!(wants & AFE_IPC_WANT_FRAME))
-				continue;
-			self->word = afe_ipc_bell_want(bell, wants & ~AFE_IPC_WANT_ROOM, sleeper_name(p));
-			if (afe_ipc_ring_has_frame(&p->replies)) {
-				afe_ipc_bell_unwant(bell, sleeper_name(p));
-				continue;
-			}
-		}
-		afe_ipc_bell_watch(&self->wait, bell, self->word);
-		AFE_AWAIT(&self->wait.base);
-		afe_ipc_bell_unwant(bell, sleeper_name(p));
-		if (self->wait.base.result == -ECANCELED || self->wait.base.result == -ESHUTDOWN)
+		afe_ipc_bell_sleep_init(&self->sleep, &p->entry->bell, sleeper_name(p),
+					&pump_sleep, self);
+		AFE_AWAIT(&self->sleep.base);
+		if (self->sleep.base.result < 0)
 			break;
 	}
 	AFE_CLEANUP;
-	atomic_store(&p->gone, true);
-	afe_ipc_producer_fail_all(p, afe_ipc_producer_gone_error(p));
+	/* seq_cst: see consumer_gone. */
+	atomic_store_explicit(&p->gone, true, memory_order_seq_cst);
+	afe__ipc_producer_fail_all(p, afe__ipc_producer_gone_error(p));
 	leave_entry(p);
 	afe__system_task_done(p->rt);
-	afe_ipc_producer_unref(p);
+	afe__ipc_producer_unref(p);
 	AFE_ASYNC_END;
 }
 
@@ -194,7 +222,13 @@ static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, uns
 	for (unsigned i = 0; i < AFE_IPC_MAX_PRODUCERS; i++) {
 		struct afe_ipc_entry *e = &h->entries[i];
 		uint32_t expected = AFE_IPC_ENTRY_FREE;
-		if (!atomic_compare_exchange_strong(&e->state, &expected, claim))
+		/* The entry, shared with the consumer: seq_cst, every access
+		 * below but the final release CAS, pairing with the
+		 * consumer's (drop_peer, sync_peers, free_abandoned); a
+		 * cross-process protocol, not weakened. */
+		if (!atomic_compare_exchange_strong_explicit(&e->state, &expected, claim,
+							     memory_order_seq_cst,
+							     memory_order_seq_cst))
 			continue;
 		int err = afe_ipc_shm_reserve_entry(h, i);
 		if (err < 0) { /* a full /dev/shm: the entry was never used */
@@ -207,23 +241,26 @@ static int claim_entry(struct afe_ipc_header *h, struct afe_ipc_entry **out, uns
 								memory_order_relaxed);
 			return err;
 		}
-		afe_ipc_ring_format(afe_ipc_requests_of(h, i), AFE_IPC_RING_SLOTS);
-		afe_ipc_ring_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
+		afe_ipc_slots_format(afe_ipc_requests_of(h, i), AFE_IPC_RING_SLOTS);
+		afe_ipc_slots_format(afe_ipc_replies_of(h, i), AFE_IPC_RING_SLOTS);
 		/* The consumer frees a claim it takes for one a dead process
-		 * left, or one held too long (free_abandoned in ipc_consumer.c):
+		 * left, or one held too long (free_abandoned, ipc_consumer_peers.c):
 		 * freed under us, the entry may be another producer's already;
 		 * leave its pid and generation alone, try the next one. */
-		if (atomic_load(&e->state) != claim)
+		if (atomic_load_explicit(&e->state, memory_order_seq_cst) != claim)
 			continue;
-		atomic_store(&e->bell.wants, 0);
-		atomic_store(&e->pid, getpid());
+		/* A bell word: seq_cst as every access in ipc_bell.h. */
+		atomic_store_explicit(&e->bell.wants, 0, memory_order_seq_cst);
+		atomic_store_explicit(&e->pid, getpid(), memory_order_seq_cst);
 		/* Unique to this claim, not the entry's count plus one: after
 		 * a wipe (see ipc_guard.h) the count starts again at 0, and a
 		 * wiped producer would take a new one's entry for its own. */
 		static _Atomic uint32_t claims;
-		uint32_t g = ((uint32_t)getpid() << 12) ^ atomic_fetch_add(&claims, 1);
-		*gen = g == atomic_load(&e->generation) ? g + 1 : g;
-		atomic_store(&e->generation, *gen);
+		/* Relaxed: only a number no other claim of ours draws. */
+		uint32_t n = atomic_fetch_add_explicit(&claims, 1, memory_order_relaxed);
+		uint32_t g = ((uint32_t)getpid() << 12) ^ n;
+		*gen = g == atomic_load_explicit(&e->generation, memory_order_seq_cst) ? g + 1 : g;
+		atomic_store_explicit(&e->generation, *gen, memory_order_seq_cst);
 		/* Release: pairs with the consumer's acquire load of the state
 		 * in sync_peers (it reads our rings, pid and generation after).
 		 * Fails when the consumer freed the entry under us since. */
@@ -245,17 +282,23 @@ static int start_tasks(struct afe_ipc_producer *p)
 {
 	struct pump pump = {.p = p};
 	afe_future_init(&pump.base, pump_poll);
-	atomic_fetch_add(&p->refs, 2); /* the pump, the watcher */
+	/* The pump's, the peer watch's. Relaxed: the caller holds p (see
+	 * afe__ipc_producer_unref). */
+	atomic_fetch_add_explicit(&p->refs, 2, memory_order_relaxed);
 	int err = afe__spawn_system(p->rt, &pump, NULL, false);
 	if (err < 0) {
-		atomic_fetch_sub(&p->refs, 2);
+		/* Relaxed: never the last count (the caller's stays), and
+		 * nobody used these two. */
+		atomic_fetch_sub_explicit(&p->refs, 2, memory_order_relaxed);
 		leave_entry(p);
 		return err;
 	}
-	err = afe_ipc_watch_peer(p->rt, p->consumer_pidfd, p->hdr->consumer_pid, false, &p->gone,
-				 &p->entry->bell, NULL, unref_producer, p, &p->watcher);
+	err = afe_ipc_peer_watch_start(p->rt, p->consumer_pidfd, p->hdr->consumer_pid, false,
+				       &p->gone, &p->entry->bell, NULL, unref_producer, p,
+				       &p->peer_watch);
 	if (err < 0) { /* the pump ends, and leaves the entry */
-		atomic_store(&p->closed, true);
+		/* seq_cst: see afe_ipc_producer_close. */
+		atomic_store_explicit(&p->closed, true, memory_order_seq_cst);
 		afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY);
 	}
 	return err;
@@ -273,11 +316,11 @@ static int shm_send(struct afe_ipc_producer *p, const struct afe_ipc_call *call)
 	/* Never once gone: the entry may be given back (leave_entry) and its
 	 * rings be the next producer's. */
 	if (consumer_gone(p))
-		return afe_ipc_producer_gone_error(p);
-	int err = afe_ipc_ring_push(&p->requests, &frame, call->args);
+		return afe__ipc_producer_gone_error(p);
+	int err = afe_ipc_slots_push(&p->requests, &frame, call->args);
 	if (err == -EPROTO) {
 		spoil(p);
-		err = afe_ipc_producer_gone_error(p);
+		err = afe__ipc_producer_gone_error(p);
 	}
 	return err;
 }
@@ -290,7 +333,7 @@ static void shm_sent(struct afe_ipc_producer *p)
 static void shm_close(struct afe_ipc_producer *p)
 {
 	afe_ipc_bell_ring(&p->entry->bell, AFE_IPC_WANT_ANY); /* the pump ends, leave_entry */
-	afe_join_handle_drop(&p->watcher); /* a child handle: cancels it */
+	afe_join_handle_drop(&p->peer_watch); /* a child handle: cancels it */
 }
 
 static void shm_free(struct afe_ipc_producer *p)
@@ -308,14 +351,14 @@ static const struct afe_ipc_link_ops shm_link = {
 	.free = shm_free,
 };
 
-int afe_ipc_shm_connect(struct afe_ipc_producer *p, const char *name)
+int afe_ipc_link_shm_connect(struct afe_ipc_producer *p, const char *name)
 {
 	struct afe_ipc_header *h;
 	int err = afe_ipc_shm_open(name, &h);
 	if (err < 0)
 		return err;
 	int pidfd = afe_ipc_pidfd_open(h->consumer_pid);
-	if (afe_ipc_pidfd_missing(pidfd)) { /* the watcher looks at its pid */
+	if (afe_ipc_pidfd_missing(pidfd)) { /* the peer watch looks at its pid */
 		err = afe_ipc_process_ended(h->consumer_pid, 0) ? -ESRCH : 0;
 		pidfd = -1;
 	} else if (pidfd < 0) {
@@ -335,8 +378,8 @@ int afe_ipc_shm_connect(struct afe_ipc_producer *p, const char *name)
 	p->hdr = h;
 	p->consumer_pidfd = pidfd;
 	p->link = &shm_link;
-	afe_ipc_ring_attach(&p->requests, afe_ipc_requests_of(h, index), AFE_IPC_RING_SLOTS);
-	afe_ipc_ring_attach(&p->replies, afe_ipc_replies_of(h, index), AFE_IPC_RING_SLOTS);
+	afe_ipc_slots_attach(&p->requests, afe_ipc_requests_of(h, index), AFE_IPC_RING_SLOTS);
+	afe_ipc_slots_attach(&p->replies, afe_ipc_replies_of(h, index), AFE_IPC_RING_SLOTS);
 	if ((err = start_tasks(p)) < 0)
 		return err; /* the caller frees p, and with it the mapping */
 	/* Tell the consumer a producer came. */

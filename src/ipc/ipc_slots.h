@@ -21,8 +21,8 @@
  * A frame's content (its call id, its payload) is not checked: altered
  * bytes that still form a well-formed frame are delivered as they are.
  */
-#ifndef AFE_IPC_RING_H
-#define AFE_IPC_RING_H
+#ifndef AFE_IPC_SLOTS_H
+#define AFE_IPC_SLOTS_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -40,7 +40,7 @@ struct afe_ipc_slot {
 _Static_assert(sizeof(struct afe_ipc_slot) == AFE_IPC_SLOT_SIZE, "a slot is a page");
 
 /* One process's view of a ring: the shared slots and its own cursor. */
-struct afe_ipc_ring {
+struct afe_ipc_slots {
 	struct afe_ipc_slot *slots;
 	uint32_t mask;
 	_Atomic uint64_t cursor; /* writer: next position to claim; reader: to take */
@@ -48,10 +48,10 @@ struct afe_ipc_ring {
 
 /* Sets the slots' sequence numbers for an empty ring of n (a power of two)
  * slots. Only while no other process uses the ring. */
-void afe_ipc_ring_format(struct afe_ipc_slot *slots, uint32_t n);
+void afe_ipc_slots_format(struct afe_ipc_slot *slots, uint32_t n);
 
 /* A view from position 0 of a ring just formatted. */
-void afe_ipc_ring_attach(struct afe_ipc_ring *r, struct afe_ipc_slot *slots, uint32_t n);
+void afe_ipc_slots_attach(struct afe_ipc_slots *r, struct afe_ipc_slot *slots, uint32_t n);
 
 /*
  * Writes a frame (f->len payload bytes). Thread-safe among the threads of
@@ -59,8 +59,8 @@ void afe_ipc_ring_attach(struct afe_ipc_ring *r, struct afe_ipc_slot *slots, uin
  * f->len is past AFE_IPC_MAX_PAYLOAD; -EPROTO when the reader corrupted the
  * slot's sequence number.
  */
-int afe_ipc_ring_push(struct afe_ipc_ring *r, const struct afe_ipc_frame *f,
-		      const void *payload);
+int afe_ipc_slots_push(struct afe_ipc_slots *r, const struct afe_ipc_frame *f,
+		       const void *payload);
 
 /*
  * Takes the next frame into *f and payload (room for AFE_IPC_MAX_PAYLOAD
@@ -69,11 +69,11 @@ int afe_ipc_ring_push(struct afe_ipc_ring *r, const struct afe_ipc_frame *f,
  * -EPROTO when it held a corrupt sequence number (the ring is spoilt): the
  * slot was dropped either way, and the next call goes on past it.
  */
-int afe_ipc_ring_pop(struct afe_ipc_ring *r, struct afe_ipc_frame *f, void *payload);
+int afe_ipc_slots_pop(struct afe_ipc_slots *r, struct afe_ipc_frame *f, void *payload);
 
 /* Whether a push (writer's view) or a pop (reader's view) would not
  * return -EAGAIN now. */
-bool afe_ipc_ring_has_room(struct afe_ipc_ring *r);
-bool afe_ipc_ring_has_frame(struct afe_ipc_ring *r);
+bool afe_ipc_slots_has_room(struct afe_ipc_slots *r);
+bool afe_ipc_slots_has_frame(struct afe_ipc_slots *r);
 
-#endif /* AFE_IPC_RING_H */
+#endif /* AFE_IPC_SLOTS_H */

@@ -38,7 +38,7 @@ static struct afe_ipc_consumer *find_locked(const char *name)
 	return NULL;
 }
 
-int afe_ipc_local_register(const char *name, struct afe_ipc_consumer *c)
+int afe_ipc_link_local_register(const char *name, struct afe_ipc_consumer *c)
 {
 	int err = 0;
 	pthread_mutex_lock(&registry_lock);
@@ -62,7 +62,7 @@ int afe_ipc_local_register(const char *name, struct afe_ipc_consumer *c)
 	return err;
 }
 
-void afe_ipc_local_unregister(struct afe_ipc_consumer *c)
+void afe_ipc_link_local_unregister(struct afe_ipc_consumer *c)
 {
 	pthread_mutex_lock(&registry_lock);
 	for (size_t i = 0; i < n_registered; i++) {
@@ -96,23 +96,25 @@ static int local_send(struct afe_ipc_producer *p, const struct afe_ipc_call *cal
 
 static void local_sent(struct afe_ipc_producer *p)
 {
-	afe_ipc_consumer_request_queued(p->consumer);
+	afe__ipc_consumer_request_queued(p->consumer);
 }
 
 static bool local_gone(struct afe_ipc_producer *p)
 {
-	return atomic_load(&p->gone);
+	/* seq_cst: pairs with afe_ipc_link_local_consumer_gone's store, as
+	 * on the other link (consumer_gone in ipc_link_shm.c). */
+	return atomic_load_explicit(&p->gone, memory_order_seq_cst);
 }
 
 static void local_close(struct afe_ipc_producer *p)
 {
-	afe_ipc_consumer_forget_local(p->consumer, p);
-	afe_ipc_local_consumer_gone(p);
+	afe__ipc_consumer_forget_local(p->consumer, p);
+	afe_ipc_link_local_consumer_gone(p);
 }
 
 static void local_free(struct afe_ipc_producer *p)
 {
-	afe_ipc_consumer_unref(p->consumer);
+	afe__ipc_consumer_unref(p->consumer);
 	free(p->queue);
 }
 
@@ -124,14 +126,14 @@ static const struct afe_ipc_link_ops local_link = {
 	.free = local_free,
 };
 
-int afe_ipc_local_connect(struct afe_ipc_producer *p, const char *name)
+int afe_ipc_link_local_connect(struct afe_ipc_producer *p, const char *name)
 {
 	if (!(p->queue = malloc(AFE_IPC_MAX_PENDING * sizeof(*p->queue))))
 		return -ENOMEM;
 	int err = -ECONNREFUSED;
 	pthread_mutex_lock(&registry_lock);
 	if ((p->consumer = find_locked(name)))
-		err = afe_ipc_consumer_adopt_local(p->consumer, p);
+		err = afe__ipc_consumer_adopt_local(p->consumer, p);
 	pthread_mutex_unlock(&registry_lock);
 	if (err < 0) {
 		free(p->queue);
@@ -145,7 +147,7 @@ int afe_ipc_local_connect(struct afe_ipc_producer *p, const char *name)
 
 /* ---- the consumer's use of it ----------------------------------------------- */
 
-int afe_ipc_local_take(struct afe_ipc_producer *p, struct afe_ipc_request *req)
+int afe_ipc_link_local_take(struct afe_ipc_producer *p, struct afe_ipc_request *req)
 {
 	pthread_mutex_lock(&p->lock);
 	while (p->queue_head != p->queue_tail) {
@@ -159,7 +161,7 @@ int afe_ipc_local_take(struct afe_ipc_producer *p, struct afe_ipc_request *req)
 		req->streamed = call->on_reply != NULL;
 		req->call_id = id;
 		req->local = p;
-		afe_ipc_producer_ref(p);
+		afe__ipc_producer_ref(p);
 		pthread_mutex_unlock(&p->lock);
 		return 0;
 	}
@@ -167,7 +169,7 @@ int afe_ipc_local_take(struct afe_ipc_producer *p, struct afe_ipc_request *req)
 	return -EAGAIN;
 }
 
-bool afe_ipc_local_has_request(struct afe_ipc_producer *p)
+bool afe_ipc_link_local_has_request(struct afe_ipc_producer *p)
 {
 	pthread_mutex_lock(&p->lock);
 	bool has = p->queue_head != p->queue_tail;
@@ -175,17 +177,22 @@ bool afe_ipc_local_has_request(struct afe_ipc_producer *p)
 	return has;
 }
 
-int afe_ipc_local_reply(struct afe_ipc_producer *p, uint64_t call_id, int32_t status, bool more,
-			const void *bytes, uint32_t len)
+int afe_ipc_link_local_reply(struct afe_ipc_producer *p, uint64_t call_id, int32_t status,
+			     bool more, const void *bytes, uint32_t len)
 {
-	if (atomic_load(&p->closed) || atomic_load(&p->gone))
+	/* seq_cst, both: pair with afe_ipc_producer_close's store and
+	 * afe_ipc_link_local_consumer_gone's. */
+	if (atomic_load_explicit(&p->closed, memory_order_seq_cst) ||
+	    atomic_load_explicit(&p->gone, memory_order_seq_cst))
 		return -EPIPE; /* as over the ring: nobody takes it any more */
-	afe_ipc_producer_deliver(p, call_id, status, more, bytes, len);
+	afe__ipc_producer_deliver(p, call_id, status, more, bytes, len);
 	return 0;
 }
 
-void afe_ipc_local_consumer_gone(struct afe_ipc_producer *p)
+void afe_ipc_link_local_consumer_gone(struct afe_ipc_producer *p)
 {
-	atomic_store(&p->gone, true);
-	afe_ipc_producer_fail_all(p, -EPIPE);
+	/* seq_cst: pairs with local_gone's load, read under p->lock before
+	 * a call is added (call_start), and with afe_ipc_link_local_reply's. */
+	atomic_store_explicit(&p->gone, true, memory_order_seq_cst);
+	afe__ipc_producer_fail_all(p, -EPIPE);
 }

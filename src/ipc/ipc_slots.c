@@ -1,18 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* The shared-memory slot ring: see ipc_ring.h. */
-#include "ipc_ring.h"
+/* The shared-memory slot ring: see ipc_slots.h. */
+#include "ipc_slots.h"
 
 #include <errno.h>
 #include <string.h>
 
-void afe_ipc_ring_format(struct afe_ipc_slot *slots, uint32_t n)
+void afe_ipc_slots_format(struct afe_ipc_slot *slots, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++)
 		atomic_store_explicit(&slots[i].seq, i, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 }
 
-void afe_ipc_ring_attach(struct afe_ipc_ring *r, struct afe_ipc_slot *slots, uint32_t n)
+void afe_ipc_slots_attach(struct afe_ipc_slots *r, struct afe_ipc_slot *slots, uint32_t n)
 {
 	r->slots = slots;
 	r->mask = n - 1;
@@ -42,7 +42,7 @@ static bool plausibly_behind(int64_t diff, uint64_t ahead, uint32_t n)
  * process (or a third) wrote a sequence number of its own: -EPROTO, with
  * *pos set to the slot, claimed, so that a reader can drop it.
  */
-static int claim(struct afe_ipc_ring *r, uint64_t ahead, uint64_t *pos)
+static int claim(struct afe_ipc_slots *r, uint64_t ahead, uint64_t *pos)
 {
 	uint64_t p = atomic_load_explicit(&r->cursor, memory_order_relaxed);
 	for (;;) {
@@ -74,7 +74,7 @@ static int claim(struct afe_ipc_ring *r, uint64_t ahead, uint64_t *pos)
 	}
 }
 
-int afe_ipc_ring_push(struct afe_ipc_ring *r, const struct afe_ipc_frame *f, const void *payload)
+int afe_ipc_slots_push(struct afe_ipc_slots *r, const struct afe_ipc_frame *f, const void *payload)
 {
 	if (f->len > AFE_IPC_MAX_PAYLOAD)
 		return -EMSGSIZE;
@@ -92,7 +92,7 @@ int afe_ipc_ring_push(struct afe_ipc_ring *r, const struct afe_ipc_frame *f, con
 	return 0;
 }
 
-int afe_ipc_ring_pop(struct afe_ipc_ring *r, struct afe_ipc_frame *f, void *payload)
+int afe_ipc_slots_pop(struct afe_ipc_slots *r, struct afe_ipc_frame *f, void *payload)
 {
 	uint64_t pos;
 	int err = claim(r, 1, &pos);
@@ -111,7 +111,7 @@ int afe_ipc_ring_pop(struct afe_ipc_ring *r, struct afe_ipc_frame *f, void *payl
 }
 
 /* Whether a claim at the cursor would not return -EAGAIN. */
-static bool claimable(struct afe_ipc_ring *r, uint64_t ahead)
+static bool claimable(struct afe_ipc_slots *r, uint64_t ahead)
 {
 	uint64_t p = atomic_load_explicit(&r->cursor, memory_order_relaxed);
 	uint64_t seq = atomic_load_explicit(&r->slots[p & r->mask].seq, memory_order_acquire);
@@ -119,12 +119,12 @@ static bool claimable(struct afe_ipc_ring *r, uint64_t ahead)
 	return diff >= 0 || !plausibly_behind(diff, ahead, r->mask + 1);
 }
 
-bool afe_ipc_ring_has_room(struct afe_ipc_ring *r)
+bool afe_ipc_slots_has_room(struct afe_ipc_slots *r)
 {
 	return claimable(r, 0);
 }
 
-bool afe_ipc_ring_has_frame(struct afe_ipc_ring *r)
+bool afe_ipc_slots_has_frame(struct afe_ipc_slots *r)
 {
 	return claimable(r, 1);
 }
