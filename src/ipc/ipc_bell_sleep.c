@@ -23,7 +23,11 @@ static bool publish(struct afe_ipc_bell_sleep *self)
 	afe_ipc_bell_unwant(self->bell, self->sleeper);
 	ops->on_met(self->pump, met);
 	self->word = afe_ipc_bell_want(self->bell, wants & ~met, self->sleeper);
-	if (!ops->has_work(self->pump))
+	/* A waiter for met that armed while the wants were withdrawn saw no
+	 * sleeper to ring. It links, then fences and looks at wants; we
+	 * published, fenced (afe_ipc_bell_want), and look at the waiters:
+	 * one of the two sees the other (Dekker). */
+	if (!ops->has_work(self->pump) && !ops->met_wanted_again(self->pump, met))
 		return true;
 withdraw:
 	afe_ipc_bell_unwant(self->bell, self->sleeper);

@@ -9,7 +9,8 @@
  *   3. hand on, to the pump's local waiters, what came before the wants
  *      were published; wants already met are withdrawn (the producer:
  *      room freed before it wanted room), their waiters woken, and the
- *      rest published anew and looked at again;
+ *      rest published anew and looked at again, a waiter for what was
+ *      met that armed meanwhile included;
  *   4. watch the bell's word (and whatever else wakes the pump) and await;
  *   5. withdraw the wants (afe_ipc_bell_unwant).
  *
@@ -41,6 +42,11 @@ struct afe_ipc_bell_sleep_ops {
 	/* With wants met (see before_sleep), once they are withdrawn: wakes
 	 * their waiters. */
 	void (*on_met)(void *pump, uint32_t met);
+	/* With before_sleep: after on_met and the rest published anew,
+	 * whether a waiter for met is waiting again (one that armed while
+	 * the wants were withdrawn found no sleeper to ring): the sleep then
+	 * ends and the pump looks again, rather than sleep without met. */
+	bool (*met_wanted_again)(void *pump, uint32_t met);
 	/* Optional: arms up to AFE_IPC_BELL_SLEEP_ALSO more futures that end
 	 * the sleep (the consumer's kick and re-check), into racers; returns
 	 * how many. */

@@ -14,6 +14,7 @@
 #include "ipc_bell_sleep.h"
 #include "ipc_producer.h"
 #include "../core/runtime_internal.h"
+#include "../sync/notify_internal.h"
 
 static void ref_producer(void *p)
 {
@@ -177,11 +178,18 @@ static void pump_on_met(void *pump, uint32_t met)
 	afe_notify_all(&((struct pump *)pump)->p->room);
 }
 
+static bool pump_met_wanted_again(void *pump, uint32_t met)
+{
+	(void)met; /* only ever AFE_IPC_WANT_ROOM */
+	return afe__notify_has_waiters(&((struct pump *)pump)->p->room);
+}
+
 static const struct afe_ipc_bell_sleep_ops pump_sleep = {
 	.wants = pump_wants,
 	.has_work = pump_has_work,
 	.before_sleep = pump_before_sleep,
 	.on_met = pump_on_met,
+	.met_wanted_again = pump_met_wanted_again,
 };
 
 static int pump_poll(struct afe_future *f, struct afe_context *cx)

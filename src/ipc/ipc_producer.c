@@ -112,8 +112,10 @@ void afe__ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int
 	pthread_mutex_lock(&p->lock);
 	struct afe_ipc_call *call = p->pending[call_id & AFE_IPC_PENDING_MASK];
 	if (!call || call->id != call_id || (more && !call->on_reply)) {
-		pthread_mutex_unlock(&p->lock);
+		/* Read under the lock: once it is released, the call's
+		 * future may end and its memory go. */
 		bool ours = call && call->id == call_id;
+		pthread_mutex_unlock(&p->lock);
 		atomic_fetch_add_explicit(more && ours ? &p->malformed : &p->late, 1,
 					  memory_order_relaxed); /* a count */
 		return;

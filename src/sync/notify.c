@@ -8,6 +8,7 @@
  */
 #include "afe/notify.h"
 #include "../../pool/spinlock.h"
+#include "notify_internal.h"
 #include "waitq.h"
 
 /* A completion's value: a notify_all hands over nothing (see afe_wait_ops). */
@@ -41,6 +42,14 @@ static int notify_one_locked(struct afe_notify *n, struct afe_waker *wake)
 	else
 		n->permit = true;
 	return w != NULL;
+}
+
+bool afe__notify_has_waiters(struct afe_notify *n)
+{
+	afe_spin_lock(&n->lock);
+	bool some = !afe_waitq_empty(&n->waiters);
+	afe_spin_unlock(&n->lock);
+	return some;
 }
 
 int afe_notify_one(struct afe_notify *n)
