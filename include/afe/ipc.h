@@ -278,16 +278,20 @@ AFE_EXPORT void afe_ipc_consumer_config_default(struct afe_ipc_consumer_config *
 /*
  * Serves name to producers of this process, and (unless
  * config->in_process_only) to other processes through its shared-memory
- * object (mode 0600). A dead consumer's object under the same name is
+ * object (mode 0600), with tasks on rt; a NULL rt on a task or worker
+ * means its runtime, as for afe_spawn (elsewhere -EINVAL: unlike a
+ * producer, a consumer needs tasks to take its requests, so it makes no
+ * runtime of its own). A dead consumer's object under the same name is
  * replaced, so a restarted consumer serves again. A producer of another
  * process that dies is dropped (counted in peers_gone): seen through a
  * pidfd at once, or where pidfds are missing (pidfd_open refused with
- * ENOSYS or EPERM) by a look at its pid every 250 ms. Returns 0, or -EINVAL,
- * -EADDRINUSE (a live consumer, or one of this process, serves name),
- * -ENOSPC (/dev/shm is full: the object's header, a few pages, is
- * reserved here; each producer reserves its own rings when it connects),
- * -EMFILE (this process maps 256 objects already), -ENOMEM, or the errno
- * of shm_open/ftruncate/fallocate/mmap.
+ * ENOSYS or EPERM) by a look at its pid every 250 ms. Returns 0, or
+ * -EINVAL (no runtime, bad name or config, null out), -EADDRINUSE (a live
+ * consumer, or one of this process, serves name), -ENOSPC (/dev/shm is
+ * full: the object's header, a few pages, is reserved here; each producer
+ * reserves its own rings when it connects), -EMFILE (this process maps
+ * 256 objects already), -ENOMEM, or the errno of
+ * shm_open/ftruncate/fallocate/mmap.
  *
  * Any process of the same user can shrink (ftruncate) the object. Instead
  * of dying of SIGBUS at their next access to it, both sides grow it back,
