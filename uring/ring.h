@@ -6,53 +6,20 @@
  *
  * One thread (the ring thread) is the ring's only issuer: it creates the
  * ring with SINGLE_ISSUER | DEFER_TASKRUN (before Linux 6.1: COOP_TASKRUN,
- * before 5.19 neither), submits every SQE and reaps every CQE. Workers hand it requests through a lock-free stack and ring
- * a doorbell: a futex word the ring thread watches with a FUTEX_WAIT armed
- * in its own ring (Linux 6.7; before, a read of an eventfd), so it sleeps
- * in one io_uring_enter whether it waits for completions or for new
- * requests, and a worker makes the wake syscall only when the ring thread
- * is asleep. Requests are never dropped: when
- * the submission queue is full they wait for the next round.
+ * before 5.19 neither), submits every SQE and reaps every CQE. Workers
+ * hand it requests through a lock-free stack and ring a doorbell: a futex
+ * word the ring thread watches with a FUTEX_WAIT armed in its own ring
+ * (Linux 6.7; before, a read of an eventfd), so it sleeps in one
+ * io_uring_enter whether it waits for completions or for new requests,
+ * and a worker makes the wake syscall only when the ring thread is
+ * asleep. Requests are never dropped: when the submission queue is full
+ * they wait for the next round.
  *
- * Measured against the other shape (issue 3): a plain ring (no
- * SINGLE_ISSUER/DEFER_TASKRUN) where workers fill SQEs under a mutex and
- * enter it themselves, this thread only reaping (a; a2 batched a
- * worker's enters until its queue ran dry; built for the measurement, not
- * kept). This shape won every I/O figure, 2 vCPUs, medians of 3-6 A/B
- * rounds: echo server CPU per message 10.2 us against 16.8 (a) and 14.5
- * (a2) with 2 workers, 10.0 against 20.9 and 17.8 with 16; file_read CPU
- * per read 6.6 us against 21.3 and 9.1 (2 workers), 8.7 against 27.2 and
- * 11.1 (16), at 1.2-3x the reads per second. Why: in the shared ring
- * every submitter and every completion's task work (run in the thread
- * that submitted the request, waking it if parked) takes the kernel's
- * uring_lock, where (a) spent a third of its CPU spinning; here one
- * thread does both, batched.
- *
- * Tried and not kept: waiting for completions with a minimum wait
- * (IORING_ENTER_EXT_ARG's min_wait_usec, Linux 6.12: up to 64 CQEs or
- * 30 us once the first is in), used only after a wake that reaped 4 or
- * more. The 64-connection echo server's CPU per message fell from 8.5 to
- * 7.2 us (Tokio 9.1), but with 4 and 16 connections the wait became the
- * round trip: 16 connections served 57 k messages/s instead of 138 k, p50
- * 88 -> 266 us. Load alone does not tell when waiting is free.
- *
- * Also tried and not kept (2 vCPUs, file_read n=700k, echo 64 conns):
- * - Gathering before submitting: after a reap that finished K operations,
- *   spin up to 20-50 us for the K requests their tasks send back, then
- *   submit them in one enter. Enters fell from 36 k to 17-24 k and device
- *   interrupts by a sixth, file_read rose 2-5% (178 k -> 182-188 k), but
- *   the echo server spent 11.6-18.2 us per message instead of 8.8-10.
- * - Spinning up to 5-20 us before sleeping, watching the request stack
- *   and IORING_SQ_TASKRUN (IORING_SETUP_TASKRUN_FLAG): waits fell by
- *   40%, file_read did not change.
- * Where file_read's gap to a raw liburing loop comes from, here: the ring
- * thread is busy 85-100% of the time and spends about twice the raw
- * loop's kernel time per read, over half of it in interrupt delivery and
- * the virtio doorbell (VM exits). Pinning every thread to one CPU
- * (taskset) read 150-230 k/s against 140-175 k/s unpinned, varying from
- * run to run; pinning only the ring thread, or worker N to CPU N, gave
- * nothing that held up. The thread names (afe-ring, afe-worker-N) make
- * such experiments one-liners.
+ * Why one issuer, not workers entering a shared ring: there every
+ * submitter and every completion's task work takes the kernel's
+ * uring_lock; here one thread does both, batched. The figures, and what
+ * was tried and not kept (a minimum wait, gathering, spinning, pinning):
+ * uring/RING.md.
  */
 #ifndef AFE_URING_RING_H
 #define AFE_URING_RING_H

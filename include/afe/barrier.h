@@ -40,6 +40,7 @@
 #include "waiter.h"
 
 struct afe_barrier {
+	/* Private. */
 	atomic_flag lock; /* guards the fields below */
 	size_t n;	  /* parties per generation */
 	size_t arrived;	  /* waiting in the current generation */
@@ -62,6 +63,7 @@ AFE_EXPORT size_t afe_barrier_waiting(struct afe_barrier *b);
  * -ECANCELED, -EINVAL for a null barrier. */
 struct afe_barrier_wait {
 	struct afe_future base;
+	/* Private. */
 	struct afe_barrier *barrier;
 	struct afe_waiter wait;
 };

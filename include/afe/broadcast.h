@@ -37,6 +37,7 @@
 #include "waiter.h"
 
 struct afe_bcast {
+	/* Private. */
 	atomic_flag lock; /* guards the fields below */
 	bool closed;
 	size_t item_size, capacity;
@@ -48,6 +49,7 @@ struct afe_bcast {
 /* A receiver: the channel and the number of the next item it takes
  * (guarded by the channel's lock). */
 struct afe_bcast_rx {
+	/* Private. */
 	struct afe_bcast *chan;
 	uint64_t next;
 };
@@ -94,6 +96,7 @@ struct afe_bcast_recv {
 	struct afe_bcast_rx *rx;
 	void *out;
 	uint64_t missed;
+	/* Private. */
 	struct afe_waiter wait;
 };
 AFE_EXPORT void afe_bcast_recv_init(struct afe_bcast_recv *r, struct afe_bcast_rx *rx,

@@ -56,6 +56,7 @@
 #define AFE_CHAN_LINE 64 /* keeps each hot word of a channel on a line of its own */
 
 struct afe_chan {
+	/* Private. */
 	/* A bounded channel's ring (capacity > 0, not unbounded): lock-free
 	 * while it has room or items; see src/sync/chan_ring.h. */
 	_Atomic uint64_t ring_tail; /* next push's position, and flags */
@@ -141,6 +142,7 @@ AFE_EXPORT int afe_chan_try_recv(struct afe_chan *ch, void *out);
  */
 struct afe_chan_send {
 	struct afe_future base;
+	/* Private. */
 	struct afe_chan *chan;
 	const void *item;
 	struct afe_waiter wait;
@@ -155,6 +157,7 @@ AFE_EXPORT void afe_chan_send_init(struct afe_chan_send *s, struct afe_chan *ch,
  */
 struct afe_chan_recv {
 	struct afe_future base;
+	/* Private. */
 	struct afe_chan *chan;
 	void *out;
 	struct afe_waiter wait;

@@ -28,6 +28,7 @@ AFE_EXPORT void afe_pending_init(struct afe_pending *f);
 /* Pending once (queued behind the other runnable tasks), then ready with 0. */
 struct afe_yield_now {
 	struct afe_future base;
+	/* Private. */
 	bool yielded;
 };
 AFE_EXPORT void afe_yield_now_init(struct afe_yield_now *f);
@@ -78,6 +79,7 @@ struct afe_select {
 	struct afe_future **futures;
 	size_t n;
 	intptr_t winner; /* -1 until one is ready */
+	/* Private. */
 	bool has_default;
 	struct afe_race race;
 };

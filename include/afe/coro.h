@@ -104,8 +104,9 @@ struct afe_coro {
 	void *arg;
 	size_t stack_size;
 	bool shared_stack;
-	bool made; /* private: the control block below is set up */
-	_Alignas(16) unsigned char storage[AFE__CORO_STORAGE]; /* private */
+	/* Private. */
+	bool made; /* the control block below is set up */
+	_Alignas(16) unsigned char storage[AFE__CORO_STORAGE];
 };
 
 /* Makes c a coroutine future running fn(arg). opts may be NULL. Returns 0,

@@ -32,12 +32,14 @@ struct afe_runtime;
 
 /* One task of a group. */
 struct afe_group_slot {
+	/* Private. */
 	struct afe_join join;
 	bool reported; /* afe_group_next has handed it out */
 };
 
 struct afe_group {
 	struct afe_future base; /* the wait future: see afe_group_wait */
+	/* Private. */
 	struct afe_runtime *rt;
 	struct afe_group_slot *slots;
 	size_t count, capacity;
@@ -92,6 +94,7 @@ static inline struct afe_future *afe_group_wait(struct afe_group *g)
  */
 struct afe_group_next {
 	struct afe_future base;
+	/* Private. */
 	struct afe_group *g;
 };
 AFE_EXPORT void afe_group_next_init(struct afe_group_next *next, struct afe_group *g);
@@ -119,6 +122,7 @@ enum afe_scope_mode {
 };
 
 struct afe_scope {
+	/* Private. */
 	struct afe_group group;
 };
 

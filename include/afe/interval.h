@@ -70,6 +70,7 @@ struct afe_interval_tick {
 	 * tick was due; under AFE_INTERVAL_SKIP, the latest of the due
 	 * ticks it stands for. */
 	uint64_t deadline_ns;
+	/* Private. */
 	struct afe_sleep sleep;
 };
 

@@ -67,6 +67,7 @@ struct statx;
 
 /* A request queued for the ring's thread: the operation, or its cancel. */
 struct afe_io_request {
+	/* Private. */
 	struct afe_io_request *next;
 	struct afe_io *io;
 };
@@ -77,9 +78,10 @@ struct afe_io_timespec {
 	long long tv_nsec;
 };
 
-/* One operation. The fields are private to the library. */
+/* One operation. */
 struct afe_io {
 	struct afe_future base;
+	/* Private. */
 	struct afe_io_request submit, cancel;
 	struct afe_runtime *rt;
 	int32_t res, timeout_res;

@@ -196,10 +196,10 @@ typedef void afe_ipc_reply_fn(void *ctx, int status, struct afe_ipc_reader *r, b
  * when the consumer went away, -EPROTO when the producer's rings were found
  * spoilt (see the top), -EMSGSIZE / -EINVAL when the arguments could not
  * be encoded, -EBUSY with AFE_IPC_MAX_PENDING calls in flight, -ECANCELED.
- * Fields are private.
  */
 struct afe_ipc_call {
 	struct afe_future base;
+	/* Private. */
 	struct afe_ipc_producer *producer;
 	afe_ipc_reply_fn *on_reply;
 	void *on_reply_ctx;
@@ -278,16 +278,20 @@ AFE_EXPORT void afe_ipc_consumer_config_default(struct afe_ipc_consumer_config *
 /*
  * Serves name to producers of this process, and (unless
  * config->in_process_only) to other processes through its shared-memory
- * object (mode 0600). A dead consumer's object under the same name is
+ * object (mode 0600), with tasks on rt; a NULL rt on a task or worker
+ * means its runtime, as for afe_spawn (elsewhere -EINVAL: unlike a
+ * producer, a consumer needs tasks to take its requests, so it makes no
+ * runtime of its own). A dead consumer's object under the same name is
  * replaced, so a restarted consumer serves again. A producer of another
  * process that dies is dropped (counted in peers_gone): seen through a
  * pidfd at once, or where pidfds are missing (pidfd_open refused with
- * ENOSYS or EPERM) by a look at its pid every 250 ms. Returns 0, or -EINVAL,
- * -EADDRINUSE (a live consumer, or one of this process, serves name),
- * -ENOSPC (/dev/shm is full: the object's header, a few pages, is
- * reserved here; each producer reserves its own rings when it connects),
- * -EMFILE (this process maps 256 objects already), -ENOMEM, or the errno
- * of shm_open/ftruncate/fallocate/mmap.
+ * ENOSYS or EPERM) by a look at its pid every 250 ms. Returns 0, or
+ * -EINVAL (no runtime, bad name or config, null out), -EADDRINUSE (a live
+ * consumer, or one of this process, serves name), -ENOSPC (/dev/shm is
+ * full: the object's header, a few pages, is reserved here; each producer
+ * reserves its own rings when it connects), -EMFILE (this process maps
+ * 256 objects already), -ENOMEM, or the errno of
+ * shm_open/ftruncate/fallocate/mmap.
  *
  * Any process of the same user can shrink (ftruncate) the object. Instead
  * of dying of SIGBUS at their next access to it, both sides grow it back,
@@ -316,20 +320,23 @@ AFE_EXPORT void afe_ipc_consumer_stats(const struct afe_ipc_consumer *c,
 /*
  * A request: a future, result 0 once a request was taken (fn, args, len
  * are then set), -EPIPE once the consumer was closed, -ECANCELED. Several
- * tasks may wait on one consumer; each request goes to one of them. Fields
- * other than fn, len and args are private.
+ * tasks may wait on one consumer; each request goes to one of them.
  */
 struct afe_ipc_request {
 	struct afe_future base;
+	/* Private. */
 	struct afe_ipc_consumer *consumer;
+	/* Public. */
 	unsigned fn;
 	uint32_t len;
+	/* Private. */
 	bool streamed; /* the caller takes several replies (afe_ipc_reply_more) */
 	uint64_t call_id;
 	uint32_t peer, peer_gen;
 	bool waiting, held;
 	struct afe_ipc_producer *local; /* the caller, when in this process */
 	struct afe_notified work;
+	/* Public. */
 	unsigned char args[AFE_IPC_MAX_PAYLOAD];
 };
 
@@ -348,10 +355,11 @@ AFE_EXPORT void afe_ipc_request_args(const struct afe_ipc_request *req,
  * then), -EPROTO when that ring was found spoilt, -ECANCELED. The request
  * may be reused as soon as the reply is set up. Every request taken must
  * get its final reply (one, or the last of several) set up and awaited:
- * until then it keeps the consumer's memory alive. Fields are private.
+ * until then it keeps the consumer's memory alive.
  */
 struct afe_ipc_reply {
 	struct afe_future base;
+	/* Private. */
 	struct afe_ipc_consumer *consumer;
 	struct afe_ipc_producer *local;
 	uint64_t call_id;

@@ -28,6 +28,7 @@
 #include "waiter.h"
 
 struct afe_mutex {
+	/* Private. */
 	atomic_flag lock; /* guards the fields below */
 	bool locked;
 	struct afe_waitq waiters;
@@ -53,6 +54,7 @@ AFE_EXPORT int afe_mutex_unlock(struct afe_mutex *m);
  * for a null mutex. */
 struct afe_mutex_lock {
 	struct afe_future base;
+	/* Private. */
 	struct afe_mutex *mutex;
 	struct afe_waiter wait;
 };

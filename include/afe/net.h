@@ -50,6 +50,7 @@ struct afe_tcp_connect {
 	struct afe_future base;
 	char host[256];
 	uint16_t port;
+	/* Private. */
 	int fd;		/* the socket being connected, or -1 */
 	int last_error; /* of the addresses tried so far */
 	struct sockaddr_storage literal; /* host's address when it is a literal */
@@ -68,6 +69,7 @@ struct afe_send_all {
 	int fd;
 	const char *buf;
 	size_t len, sent;
+	/* Private. */
 	struct afe_io io;
 };
 AFE_EXPORT void afe_send_all_init(struct afe_send_all *s, int fd, const void *buf, size_t len);
@@ -102,6 +104,7 @@ AFE_EXPORT void afe_send_all_init(struct afe_send_all *s, int fd, const void *bu
 struct afe_accept_stream {
 	struct afe_future base; /* the current "next connection" future */
 	int listen_fd;
+	/* Private. */
 	bool armed; /* the multishot accept is in the ring */
 	struct afe_io accept;
 	atomic_flag lock; /* guards the fds and the waker */
@@ -144,6 +147,7 @@ struct afe_tcp_server_config {
 struct afe_tcp_server {
 	struct afe_future base;
 	struct afe_tcp_server_config config;
+	/* Private. */
 	struct afe_tcp_server_shared *shared; /* from the first poll to the end */
 	void *scratch;			      /* a connection task being built */
 	struct afe_accept_stream incoming;

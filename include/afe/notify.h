@@ -24,6 +24,7 @@
 #include "waiter.h"
 
 struct afe_notify {
+	/* Private. */
 	atomic_flag lock; /* guards the fields below */
 	bool permit;
 	uintptr_t epoch; /* notify_all calls so far */
@@ -51,6 +52,7 @@ AFE_EXPORT int afe_notify_all(struct afe_notify *n);
  * notify. */
 struct afe_notified {
 	struct afe_future base;
+	/* Private. */
 	struct afe_notify *notify;
 	struct afe_waiter wait;
 };

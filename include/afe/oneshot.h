@@ -17,6 +17,7 @@
 #include "future.h"
 
 struct afe_oneshot {
+	/* Private. */
 	atomic_flag lock; /* guards everything below */
 	unsigned char state;
 	intptr_t value;
@@ -50,6 +51,7 @@ AFE_EXPORT int afe_oneshot_close_sender(struct afe_oneshot *o);
  * value is discarded. */
 struct afe_oneshot_recv {
 	struct afe_future base;
+	/* Private. */
 	struct afe_oneshot *oneshot;
 };
 AFE_EXPORT void afe_oneshot_recv_init(struct afe_oneshot_recv *r, struct afe_oneshot *o);

@@ -82,6 +82,7 @@ struct afe_process {
 	int stdin_fd, stdout_fd, stderr_fd;
 	bool reaped;
 	struct afe_process_status status; /* once reaped */
+	/* Private. */
 	/* Without pidfds: the child is named by pid; kills by pid under way,
 	 * and whether reaping began (see uring/process.c). */
 	bool by_pid;
@@ -108,6 +109,7 @@ AFE_EXPORT int afe_process_spawn(struct afe_process *p, const char *path, char *
 struct afe_process_wait {
 	struct afe_future base;
 	struct afe_process *p;
+	/* Private. */
 	struct afe_io poll;
 	struct afe_sleep nap; /* without pidfds, between two looks */
 	uint64_t nap_ns;

@@ -24,18 +24,15 @@ enum afe_exit_mode {
 /* Spin 50 us before parking when the workers leave a CPU free for the
  * ring thread and the rest of the process, else park at once: on a
  * machine the workers fill, a spinning worker takes the CPU the ring
- * thread needs (measured: the echo server used 33% more CPU per message
- * spinning 50 us on 2 CPUs with 2 workers). */
+ * thread needs (figures: uring/RING.md in the source tree). */
 #define AFE_SPIN_AUTO (~0u)
 
 /* The smallest completion queue a runtime uses: a smaller cq_entries is
  * raised to it. The kernel ends a multishot operation, such as the accept
  * stream of afe/net.h, whenever it finds the completion queue full, so a
- * queue that fills every round accepts one connection a round. Measured
- * with 900 busy connections and ring_entries 2, the last of a burst of
- * 200 new ones waited 2 s for its first echo with a 4-entry queue, 26 ms
- * with 64 (10 ms with the default 16384). A small submission queue is
- * fine: requests wait for room in order, oldest first. */
+ * queue that fills every round accepts one connection a round (figures:
+ * uring/RING.md in the source tree). A small submission queue is fine:
+ * requests wait for room in order, oldest first. */
 #define AFE_MIN_CQ_ENTRIES 64
 
 /* The I/O backend a runtime runs on (README, "Kernels"). */

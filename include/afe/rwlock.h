@@ -35,6 +35,7 @@
 #include "waiter.h"
 
 struct afe_rwlock {
+	/* Private. */
 	atomic_flag lock; /* guards the fields below */
 	bool writer;	  /* a writer holds it */
 	size_t readers;	  /* readers holding it */
@@ -70,6 +71,7 @@ AFE_EXPORT int afe_rwlock_write_unlock(struct afe_rwlock *rw);
  * -ECANCELED, -EINVAL for a null lock. */
 struct afe_rwlock_read {
 	struct afe_future base;
+	/* Private. */
 	struct afe_rwlock *rw;
 	struct afe_waiter wait;
 };
@@ -77,6 +79,7 @@ AFE_EXPORT void afe_rwlock_read_init(struct afe_rwlock_read *r, struct afe_rwloc
 
 struct afe_rwlock_write {
 	struct afe_future base;
+	/* Private. */
 	struct afe_rwlock *rw;
 	struct afe_waiter wait;
 };

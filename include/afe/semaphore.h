@@ -23,6 +23,7 @@
 #include "waiter.h"
 
 struct afe_semaphore {
+	/* Private. */
 	atomic_flag lock; /* guards the fields below */
 	size_t permits;
 	struct afe_waitq waiters;
@@ -53,6 +54,7 @@ AFE_EXPORT size_t afe_sem_available(struct afe_semaphore *s);
  * -EINVAL for a null semaphore or n == 0. */
 struct afe_sem_acquire {
 	struct afe_future base;
+	/* Private. */
 	struct afe_semaphore *sem;
 	size_t n;
 	struct afe_waiter wait;

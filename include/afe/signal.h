@@ -72,11 +72,12 @@ AFE_EXPORT int afe_signal_block(int signo);
  * Every delivery read after the stream opened (or pending when it
  * opened) is counted in the stream, and each next completes once per
  * delivery, however late it is awaited. Several streams for one signal
- * each see every delivery. Fields are private to the library.
+ * each see every delivery.
  */
 struct afe_signal_stream {
 	struct afe_future base; /* the current "next delivery" future */
 	int signo;
+	/* Private. */
 	bool open;
 	unsigned pending;	/* deliveries not yet taken */
 	struct afe_waker waker; /* the task awaiting next */

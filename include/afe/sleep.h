@@ -20,12 +20,14 @@
 
 /* A place in the timer wheel; its fields are the runtime's. */
 struct afe_timer {
+	/* Private. */
 	struct afe_timer *next, **pprev;
 	uint64_t when;
 };
 
 struct afe_sleep {
 	struct afe_future base;
+	/* Private. */
 	struct afe_timer timer;
 	struct afe_waker waker;
 };

@@ -23,6 +23,7 @@
 struct afe_runtime;
 
 struct afe_join_handle {
+	/* Private. */
 	struct afe_task *task; /* NULL: empty (never filled, or taken) */
 	bool cancel_on_drop;   /* a child handle: dropping it cancels the task */
 };
@@ -123,6 +124,7 @@ AFE_EXPORT bool afe_join_handle_is_finished(const struct afe_join_handle *handle
  */
 struct afe_join {
 	struct afe_future base;
+	/* Private. */
 	struct afe_join_handle handle;
 	bool cancel_requested;
 };
@@ -140,6 +142,7 @@ AFE_EXPORT int afe_join_init(struct afe_join *join, struct afe_join_handle *hand
  */
 struct afe_cancel {
 	struct afe_future base;
+	/* Private. */
 	struct afe_join_handle handle;
 	bool requested;
 };

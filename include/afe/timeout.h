@@ -22,6 +22,7 @@
 struct afe_timeout {
 	struct afe_future base;
 	struct afe_future *inner;
+	/* Private. */
 	struct afe_sleep sleep;
 	struct afe_future *racers[2];
 	struct afe_select race;

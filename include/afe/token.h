@@ -48,8 +48,9 @@ struct afe_token;
 
 typedef void afe_token_callback_fn(void *arg);
 
-/* A waiter on a token: the link in its list. Private to the library. */
+/* A waiter on a token: the link in its list. */
 struct afe_token_node {
+	/* Private. */
 	struct afe_token_node *prev, *next;
 	struct afe_token *token;     /* held reference; NULL: not registered */
 	struct afe_waker waker;	     /* a wait future's task */
@@ -102,6 +103,7 @@ AFE_EXPORT bool afe_token_is_cancelled(const struct afe_token *t);
  */
 struct afe_token_wait {
 	struct afe_future base;
+	/* Private. */
 	struct afe_token *token;
 	struct afe_token_node node;
 };
@@ -116,6 +118,7 @@ AFE_EXPORT void afe_token_wait_init(struct afe_token_wait *w, struct afe_token *
  * registration holds a reference to t.
  */
 struct afe_token_callback {
+	/* Private. */
 	struct afe_token_node node;
 };
 AFE_EXPORT int afe_token_callback_register(struct afe_token_callback *cb, struct afe_token *t,

@@ -32,6 +32,7 @@
 #include "future.h"
 
 struct afe_waiter {
+	/* Private. */
 	struct afe_waiter *next, *prev;
 	struct afe_waker waker;
 	struct afe_race *race; /* the select this wait is a branch of, or NULL */
@@ -42,6 +43,7 @@ struct afe_waiter {
 
 /* A FIFO of waiters. */
 struct afe_waitq {
+	/* Private. */
 	struct afe_waiter *head, *tail;
 };
 

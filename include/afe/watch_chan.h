@@ -37,6 +37,7 @@
 #include "waiter.h"
 
 struct afe_wchan {
+	/* Private. */
 	atomic_flag lock; /* guards the fields below */
 	bool closed;
 	size_t item_size;
@@ -48,6 +49,7 @@ struct afe_wchan {
 /* A receiver: the channel and the version it saw last (guarded by the
  * channel's lock). */
 struct afe_wchan_rx {
+	/* Private. */
 	struct afe_wchan *chan;
 	uint64_t seen;
 };
@@ -103,6 +105,7 @@ struct afe_wchan_changed {
 	struct afe_future base;
 	struct afe_wchan_rx *rx;
 	void *out;
+	/* Private. */
 	struct afe_waiter wait;
 };
 AFE_EXPORT void afe_wchan_changed_init(struct afe_wchan_changed *c, struct afe_wchan_rx *rx,

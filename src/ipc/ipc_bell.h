@@ -23,12 +23,7 @@
  * A sleeping peer also takes long to wake (tens of microseconds on a VM),
  * so afe_ipc_bell_ring_later holds a ring back only a few polls when the
  * peer sleeps, letting its wake overlap the rest of the burst, and a whole
- * burst when it only watches. Measured (ipc_call, one worker a side on 2
- * vCPUs, medians of 5 runs): with both sides sleeping, 1.34 M pipelined
- * calls/s when every ring was held 32 polls and always made the syscall,
- * 4.57 M now (holding 4 polls whatever the peer does: 3.2-4.1 M, but only
- * 2.3-3.9 M with a 50 us spin, where holding 32 gives 4.7 M); with a 50 us
- * spin, 4.67 M and a 1.45 us sequential p50 before, 4.88 M and 1.17 us now.
+ * burst when it only watches (figures: src/ipc/BELL.md).
  */
 #ifndef AFE_IPC_BELL_H
 #define AFE_IPC_BELL_H

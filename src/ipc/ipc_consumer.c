@@ -247,6 +247,8 @@ void afe_ipc_consumer_config_default(struct afe_ipc_consumer_config *config)
 int afe_ipc_consumer_serve(struct afe_ipc_consumer **out, struct afe_runtime *rt,
 			   const char *name, const struct afe_ipc_consumer_config *config)
 {
+	if (!rt)
+		rt = afe_runtime_current();
 	if (!out || !rt || (config && config->n_functions && !config->functions))
 		return -EINVAL;
 	struct afe_ipc_consumer *c = calloc(1, sizeof(*c));

@@ -362,6 +362,53 @@ Test(ipc_local, a_closed_consumer_ends_in_process_calls_with_epipe_and_its_name_
 	test_runtime_destroy(rt);
 }
 
+/* Serves name with a NULL runtime, from a task: the task's runtime. */
+struct serve_here {
+	struct afe_future base;
+	struct afe_ipc_consumer **out;
+	const char *name;
+	const struct afe_ipc_consumer_config *config;
+};
+
+static int serve_here_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct serve_here *self = afe_container_of(f, struct serve_here, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	AFE_RETURN(afe_ipc_consumer_serve(self->out, NULL, self->name, self->config));
+	AFE_ASYNC_END;
+}
+
+Test(ipc_local, a_consumer_served_with_a_null_runtime_runs_on_the_current_one)
+{
+	const char *name = local_name("null-rt");
+	static const uint8_t functions[] = IPC_CALC_FUNCTIONS;
+	struct afe_ipc_consumer_config config;
+	afe_ipc_consumer_config_default(&config);
+	config.functions = functions;
+	config.n_functions = sizeof(functions);
+	config.in_process_only = true;
+	struct served served = {.rt = test_runtime(2)};
+	cr_assert_eq(afe_ipc_consumer_serve(&served.consumer, NULL, name, &config), -EINVAL,
+		     "no runtime on this thread");
+
+	struct serve_here here = {.out = &served.consumer, .name = name, .config = &config};
+	afe_future_init(&here.base, serve_here_poll);
+	intptr_t err = test_block_on(served.rt, &here);
+	cr_assert_eq(err, 0, "served from a task: %d", (int)err);
+	for (int i = 0; i < SERVERS; i++) {
+		struct calc_server server = calc_server_make(served.consumer);
+		cr_assert_eq(afe_spawn(served.rt, &server, &served.servers[i]), 0);
+	}
+	struct afe_ipc_producer *p = NULL;
+	cr_assert_eq(afe_ipc_producer_connect(&p, served.rt, name, NULL), 0);
+	struct afe_join_handle call;
+	spawn_call(served.rt, p, add_ID, 5, &call);
+	cr_assert_eq(join(served.rt, &call), 0);
+	afe_ipc_producer_close(p);
+	unserve(&served);
+	test_runtime_destroy(served.rt);
+}
+
 Test(ipc_local, a_closed_producer_ends_its_calls_and_the_consumer_serves_others)
 {
 	const char *name = local_name("pclosed");
