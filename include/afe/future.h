@@ -210,7 +210,9 @@ static inline void afe_context_yield(struct afe_context *cx)
  *   aborts with a message at the poll that resumes it).
  * - At most one await or yield per source line.
  * - The awaited child future lives in the parent's struct, so awaiting
- *   allocates nothing; initialise it before each await. The macro
+ *   allocates nothing; initialise it before each await (outside the
+ *   cleanup section, an await of a child already finished aborts in
+ *   debug builds). The macro
  *   argument is evaluated at every poll: pass a plain pointer.
  * - On cancellation the child being awaited is cancelled and awaited
  *   first, then control goes to the cleanup section with result
@@ -225,6 +227,44 @@ static inline void afe_context_yield(struct afe_context *cx)
  * skip its cleanup. */
 AFE_EXPORT _Noreturn void afe__resume_lost(const struct afe_future *f, const char *fn,
 					   const char *file, int line);
+
+/* Aborts, naming the poll function (fn, at file:line) of parent, which
+ * began an AFE_AWAIT of child although child had already finished: awaited
+ * again without being initialised again, it would return its old result at
+ * once, and a loop written that way spins. */
+AFE_EXPORT _Noreturn void afe__await_finished(const struct afe_future *parent,
+					      const struct afe_future *child, const char *fn,
+					      const char *file, int line);
+
+/*
+ * AFE_CHECK_AWAITS: 1 makes every AFE_AWAIT check, as it begins, that its
+ * child has not already finished (see afe__await_finished): one flag test
+ * per await, none per poll of a pending child. The cleanup section is not
+ * checked: it runs after the body returned or was cancelled, so it awaits
+ * what may still run, which the body may have awaited to its end already
+ * (a scope's end, say). Defaults to 1 unless NDEBUG
+ * is defined; define it before including afe headers to choose. It changes
+ * no struct, so code built either way links together.
+ */
+#ifndef AFE_CHECK_AWAITS
+#ifdef NDEBUG
+#define AFE_CHECK_AWAITS 0
+#else
+#define AFE_CHECK_AWAITS 1
+#endif
+#endif
+
+#if AFE_CHECK_AWAITS
+#define AFE__AWAIT_BEGINS(child)                                                   \
+	do {                                                                       \
+		if (afe_future_is_done(child) &&                                   \
+		    !(afe__self->flags & AFE_FUTURE_CLEANING))                     \
+			afe__await_finished(afe__self, (child), __func__, __FILE__, \
+					    __LINE__);                             \
+	} while (0)
+#else
+#define AFE__AWAIT_BEGINS(child) ((void)0)
+#endif
 
 #define AFE__RESUME_CLEANUP (-1)
 #define AFE__RESUME_FINISHED (-2)
@@ -270,10 +310,14 @@ static inline bool afe__should_unwind(const struct afe_future *self, const struc
 			AFE__UNWIND()
 
 /* Awaits child (a struct afe_future *); its result is then child->result.
+ * Outside the cleanup section child must not have finished when the await
+ * begins (checked, see AFE_CHECK_AWAITS): initialise it again before
+ * awaiting it again.
  * Each of these macros is one statement: usable as the body of a loop. */
 #define AFE_AWAIT(child)                                                           \
 	do {                                                                       \
 		afe__self->resume = __LINE__;                                      \
+		AFE__AWAIT_BEGINS(child);                                          \
 		AFE__FALLTHROUGH;                                                  \
 	case __LINE__:                                                             \
 		if (afe__poll_child(afe__self, (child), afe__cx) == AFE_PENDING)   \

@@ -13,3 +13,13 @@ void afe__resume_lost(const struct afe_future *f, const char *fn, const char *fi
 		(const void *)f, fn, file, line, f->resume);
 	abort();
 }
+
+void afe__await_finished(const struct afe_future *parent, const struct afe_future *child,
+			 const char *fn, const char *file, int line)
+{
+	fprintf(stderr,
+		"afe: future %p (%s, %s:%d) awaits future %p, which has already finished: "
+		"initialise it again before each AFE_AWAIT, or it returns its old result at once\n",
+		(const void *)parent, fn, file, line, (const void *)child);
+	abort();
+}
