@@ -193,8 +193,7 @@ static inline void afe_context_yield(struct afe_context *cx)
  *
  *   static int count_down_poll(struct afe_future *f, struct afe_context *cx)
  *   {
- *       struct count_down *self = afe_container_of(f, struct count_down, base);
- *       AFE_ASYNC_BEGIN(f, cx);
+ *       AFE_ASYNC_BEGIN_SELF(struct count_down, self, f, cx);
  *       for (self->i = 3; self->i > 0; self->i--)
  *           AFE_YIELD();
  *       AFE_AWAIT(&self->join.base);
@@ -203,6 +202,9 @@ static inline void afe_context_yield(struct afe_context *cx)
  *       release_things(self);
  *       AFE_ASYNC_END;
  *   }
+ *
+ * AFE_ASYNC_BEGIN_SELF declares `self` and begins the body; a body that
+ * needs no self begins with AFE_ASYNC_BEGIN(f, cx).
  *
  * Caveats (the protothread technique over a switch statement):
  * - Locals do not survive an await or yield: keep state in the struct.
@@ -308,6 +310,19 @@ static inline bool afe__should_unwind(const struct afe_future *self, const struc
 	case 0:                                              \
 		if (afe__should_unwind(afe__self, afe__cx))  \
 			AFE__UNWIND()
+
+/*
+ * AFE_ASYNC_BEGIN for a future of struct type (its struct afe_future
+ * member named base, as everywhere): declares `type *self` pointing at the
+ * future being polled, then begins the body. fut is evaluated once.
+ *     AFE_ASYNC_BEGIN_SELF(struct x, self, f, cx);
+ * is
+ *     struct x *self = afe_container_of(f, struct x, base);
+ *     AFE_ASYNC_BEGIN(&self->base, cx);
+ */
+#define AFE_ASYNC_BEGIN_SELF(type, self, fut, cx)                 \
+	type *self = afe_container_of((fut), type, base);         \
+	AFE_ASYNC_BEGIN(&(self)->base, cx)
 
 /* Awaits child (a struct afe_future *); its result is then child->result.
  * Outside the cleanup section child must not have finished when the await

@@ -264,8 +264,7 @@ struct re_awaiter {
 
 static int re_awaiter_poll(struct afe_future *f, struct afe_context *cx)
 {
-	struct re_awaiter *self = afe_container_of(f, struct re_awaiter, base);
-	AFE_ASYNC_BEGIN(f, cx);
+	AFE_ASYNC_BEGIN_SELF(struct re_awaiter, self, f, cx);
 	for (self->i = 0; self->i < self->times; self->i++) {
 		if (!self->forgets || self->i == 0) {
 			afe_future_init(&self->child.base, child_poll);
@@ -326,8 +325,7 @@ struct cleanup_re_awaiter {
 
 static int cleanup_re_awaiter_poll(struct afe_future *f, struct afe_context *cx)
 {
-	struct cleanup_re_awaiter *self = afe_container_of(f, struct cleanup_re_awaiter, base);
-	AFE_ASYNC_BEGIN(f, cx);
+	AFE_ASYNC_BEGIN_SELF(struct cleanup_re_awaiter, self, f, cx);
 	AFE_AWAIT(&self->child.base);
 	AFE_CLEANUP;
 	AFE_AWAIT(&self->child.base);
