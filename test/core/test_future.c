@@ -2,6 +2,7 @@
 /* The async-function macros and waker helpers, polled by hand. */
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 /* The await checks on in every build, NDEBUG or not. */
 #define AFE_CHECK_AWAITS 1
@@ -343,4 +344,54 @@ Test(future, awaiting_a_finished_child_in_cleanup_is_no_alarm)
 	struct afe_context cx = counting_context(&cw, false);
 	cr_assert_eq(afe_future_poll(&r.base, &cx), AFE_READY);
 	cr_assert_eq(r.base.result, 5);
+}
+
+/* Two tasks await one shared future, which yields forever: the second
+ * task's poll must abort naming the future, not leave two tasks taking
+ * turns with one future's state (each keeping only its own waker). */
+struct shared_yielder {
+	struct afe_future base;
+};
+
+static int shared_yielder_poll(struct afe_future *f, struct afe_context *cx)
+{
+	(void)f;
+	afe_context_yield(cx);
+	return AFE_PENDING;
+}
+
+struct shared_awaiter {
+	struct afe_future base;
+	struct afe_future *shared;
+};
+
+static int shared_awaiter_poll(struct afe_future *f, struct afe_context *cx)
+{
+	AFE_ASYNC_BEGIN_SELF(struct shared_awaiter, self, f, cx);
+	AFE_AWAIT(self->shared);
+	AFE_ASYNC_END;
+}
+
+static void await_one_future_from_two_tasks(void)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	static struct shared_yielder shared;
+	afe_future_init(&shared.base, shared_yielder_poll);
+	struct afe_spawn_options opts = {.name = "second"};
+	struct shared_awaiter a = {.shared = &shared.base};
+	afe_future_init(&a.base, shared_awaiter_poll);
+	if (afe_spawn(rt, &a, NULL) != 0 || afe_spawn_with(rt, &a, NULL, &opts) != 0)
+		_exit(3);
+	struct timespec ms100 = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+	nanosleep(&ms100, NULL);
+	_exit(0); /* both still taking turns */
+}
+
+Test(future, one_future_awaited_by_two_tasks_aborts_naming_it)
+{
+	char said[512];
+	int status = test_child_stderr(await_one_future_from_two_tasks, said, sizeof(said));
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %#x", status);
+	cr_assert_not_null(strstr(said, "shared_awaiter_poll"), "said: %s", said);
+	cr_assert_not_null(strstr(said, "two tasks"), "said: %s", said);
 }
