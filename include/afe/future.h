@@ -39,6 +39,9 @@ typedef int afe_poll_fn(struct afe_future *self, struct afe_context *cx);
 /* Flags of struct afe_future. */
 #define AFE_FUTURE_DONE 1u	   /* returned AFE_READY; polls again are no-ops */
 #define AFE_FUTURE_CLEANING 2u /* an async function is in its cleanup section */
+/* The bits from here up: with AFE_CHECK_AWAITS, a hash (never 0) of the
+ * task that awaits the future; 0 before its first await in a task. */
+#define AFE__FUTURE_AWAITER_SHIFT 8
 
 struct afe_future {
 	afe_poll_fn *poll;
@@ -193,8 +196,7 @@ static inline void afe_context_yield(struct afe_context *cx)
  *
  *   static int count_down_poll(struct afe_future *f, struct afe_context *cx)
  *   {
- *       struct count_down *self = afe_container_of(f, struct count_down, base);
- *       AFE_ASYNC_BEGIN(f, cx);
+ *       AFE_ASYNC_BEGIN_SELF(struct count_down, self, f, cx);
  *       for (self->i = 3; self->i > 0; self->i--)
  *           AFE_YIELD();
  *       AFE_AWAIT(&self->join.base);
@@ -204,13 +206,20 @@ static inline void afe_context_yield(struct afe_context *cx)
  *       AFE_ASYNC_END;
  *   }
  *
+ * AFE_ASYNC_BEGIN_SELF declares `self` and begins the body; a body that
+ * needs no self begins with AFE_ASYNC_BEGIN(f, cx).
+ *
  * Caveats (the protothread technique over a switch statement):
  * - Locals do not survive an await or yield: keep state in the struct.
  * - No await or yield inside a switch statement of your own (the future
  *   aborts with a message at the poll that resumes it).
  * - At most one await or yield per source line.
+ * - A future is awaited by one task at a time (debug builds abort when a
+ *   second task awaits it before it is initialised again).
  * - The awaited child future lives in the parent's struct, so awaiting
- *   allocates nothing; initialise it before each await. The macro
+ *   allocates nothing; initialise it before each await (outside the
+ *   cleanup section, an await of a child already finished aborts in
+ *   debug builds). The macro
  *   argument is evaluated at every poll: pass a plain pointer.
  * - On cancellation the child being awaited is cancelled and awaited
  *   first, then control goes to the cleanup section with result
@@ -225,6 +234,79 @@ static inline void afe_context_yield(struct afe_context *cx)
  * skip its cleanup. */
 AFE_EXPORT _Noreturn void afe__resume_lost(const struct afe_future *f, const char *fn,
 					   const char *file, int line);
+
+/* Aborts, naming the poll function (fn, at file:line) of parent, which
+ * began an AFE_AWAIT of child although child had already finished: awaited
+ * again without being initialised again, it would return its old result at
+ * once, and a loop written that way spins. */
+AFE_EXPORT _Noreturn void afe__await_finished(const struct afe_future *parent,
+					      const struct afe_future *child, const char *fn,
+					      const char *file, int line);
+
+/*
+ * AFE_CHECK_AWAITS: 1 makes AFE_AWAIT check two misuses and abort with a
+ * message naming the awaiting function and line:
+ * - as an await begins, that its child has not already finished (see
+ *   afe__await_finished): one flag test per await. The cleanup section is
+ *   not checked: it runs after the body returned or was cancelled, so it
+ *   awaits what may still run, which the body may have awaited to its end
+ *   already (a scope's end, say);
+ * - at each poll of the child from a task, that no other task awaited it
+ *   since its init (see afe__awaited_by_two_tasks): a hash and a compare.
+ * Defaults to 1 unless NDEBUG is defined; define it before including afe
+ * headers to choose. It changes no struct (the awaiting task's hash lives
+ * in spare bits of flags), so code built either way links together.
+ */
+#ifndef AFE_CHECK_AWAITS
+#ifdef NDEBUG
+#define AFE_CHECK_AWAITS 0
+#else
+#define AFE_CHECK_AWAITS 1
+#endif
+#endif
+
+/* Aborts, naming future f, which the function fn (at file:line) awaits in
+ * the task polled with cx, although another task awaited f since its
+ * init: one future awaited by two tasks at once, each of which would keep
+ * only its own waker and might find the other's result taken. */
+AFE_EXPORT _Noreturn void afe__awaited_by_two_tasks(const struct afe_future *f,
+						    const struct afe_context *cx, const char *fn,
+						    const char *file, int line);
+
+#if AFE_CHECK_AWAITS
+/* Records the task awaiting f in f's spare flag bits, or aborts when
+ * another task did. A hash of the task's address: two tasks may share one
+ * (then the check misses), never a false alarm. */
+static inline void afe__check_awaiter(struct afe_future *f, const struct afe_context *cx,
+				      const char *fn, const char *file, int line)
+{
+	if (!cx->task || (f->flags & AFE_FUTURE_DONE))
+		return; /* polled by a thread, not a task; or fused */
+	unsigned mine = (unsigned)(((uintptr_t)cx->task >> 4) % 0xffffffu) + 1;
+	unsigned seen = f->flags >> AFE__FUTURE_AWAITER_SHIFT;
+	if (seen == 0)
+		f->flags |= mine << AFE__FUTURE_AWAITER_SHIFT;
+	else if (seen != mine)
+		afe__awaited_by_two_tasks(f, cx, fn, file, line);
+}
+
+#define AFE__AWAIT_POLLS(child) \
+	afe__check_awaiter((child), afe__cx, __func__, __FILE__, __LINE__)
+#else
+#define AFE__AWAIT_POLLS(child) ((void)0)
+#endif
+
+#if AFE_CHECK_AWAITS
+#define AFE__AWAIT_BEGINS(child)                                                   \
+	do {                                                                       \
+		if (afe_future_is_done(child) &&                                   \
+		    !(afe__self->flags & AFE_FUTURE_CLEANING))                     \
+			afe__await_finished(afe__self, (child), __func__, __FILE__, \
+					    __LINE__);                             \
+	} while (0)
+#else
+#define AFE__AWAIT_BEGINS(child) ((void)0)
+#endif
 
 #define AFE__RESUME_CLEANUP (-1)
 #define AFE__RESUME_FINISHED (-2)
@@ -269,13 +351,31 @@ static inline bool afe__should_unwind(const struct afe_future *self, const struc
 		if (afe__should_unwind(afe__self, afe__cx))  \
 			AFE__UNWIND()
 
+/*
+ * AFE_ASYNC_BEGIN for a future of struct type (its struct afe_future
+ * member named base, as everywhere): declares `type *self` pointing at the
+ * future being polled, then begins the body. fut is evaluated once.
+ *     AFE_ASYNC_BEGIN_SELF(struct x, self, f, cx);
+ * is
+ *     struct x *self = afe_container_of(f, struct x, base);
+ *     AFE_ASYNC_BEGIN(&self->base, cx);
+ */
+#define AFE_ASYNC_BEGIN_SELF(type, self, fut, cx)                 \
+	type *self = afe_container_of((fut), type, base);         \
+	AFE_ASYNC_BEGIN(&(self)->base, cx)
+
 /* Awaits child (a struct afe_future *); its result is then child->result.
+ * Outside the cleanup section child must not have finished when the await
+ * begins (checked, see AFE_CHECK_AWAITS): initialise it again before
+ * awaiting it again.
  * Each of these macros is one statement: usable as the body of a loop. */
 #define AFE_AWAIT(child)                                                           \
 	do {                                                                       \
 		afe__self->resume = __LINE__;                                      \
+		AFE__AWAIT_BEGINS(child);                                          \
 		AFE__FALLTHROUGH;                                                  \
 	case __LINE__:                                                             \
+		AFE__AWAIT_POLLS(child);                                           \
 		if (afe__poll_child(afe__self, (child), afe__cx) == AFE_PENDING)   \
 			return AFE_PENDING;                                        \
 		if (afe__should_unwind(afe__self, afe__cx))                        \

@@ -9,13 +9,18 @@
  *
  * A join handle is a counted reference to the task. The join and cancel
  * futures take the handle over (the caller's handle is emptied), so using a
- * handle twice gets a clear -EINVAL instead of a double release.
+ * handle twice gets a clear -EINVAL instead of a double release. Do not copy
+ * a handle: a copy used once the original was consumed would touch a task
+ * that may be freed. Debug builds (NDEBUG not defined) catch that copy
+ * wherever a handle is taken, refuse it as an empty handle (-EINVAL) and
+ * say so on stderr; release builds cannot tell it.
  */
 #ifndef AFE_TASK_H
 #define AFE_TASK_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common.h"
 #include "future.h"
@@ -26,6 +31,7 @@ struct afe_join_handle {
 	/* Private. */
 	struct afe_task *task; /* NULL: empty (never filled, or taken) */
 	bool cancel_on_drop;   /* a child handle: dropping it cancels the task */
+	uint32_t stamp;	       /* private: tells the live handle from copies */
 };
 
 /*

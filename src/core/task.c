@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "afe/task.h"
+#include "handle_stamps.h"
 #include "runtime_internal.h"
 #include "task_alloc.h"
 #include "task_internal.h"
@@ -274,6 +275,7 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 		state += AFE_TASK_JOIN_INTEREST + AFE_TASK_REF_ONE;
 		handle->task = t;
 		handle->cancel_on_drop = cancel_on_drop;
+		handle->stamp = afe__handle_stamp_issue(t);
 	}
 	atomic_init(&t->state, state);
 	if (mine)
@@ -288,10 +290,8 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 		 const struct afe_future *base, struct afe_join_handle *handle,
 		 bool cancel_on_drop, const struct afe_spawn_options *opts)
 {
-	if (handle) {
-		handle->task = NULL;
-		handle->cancel_on_drop = false;
-	}
+	if (handle)
+		*handle = (struct afe_join_handle){0};
 	if (!rt)
 		rt = afe_runtime_current();
 	if (!rt || !obj || !base || !base->poll)
@@ -355,7 +355,9 @@ static const char *name_of(struct afe_task *t)
 
 const char *afe_task_name(const struct afe_join_handle *handle)
 {
-	return handle ? name_of(handle->task) : NULL;
+	if (!handle || !handle->task || !afe__handle_stamp_is_live(handle, __func__))
+		return NULL;
+	return name_of(handle->task);
 }
 
 const char *afe_task_current_name(const struct afe_context *cx)
@@ -405,8 +407,13 @@ void afe_join_handle_drop(struct afe_join_handle *handle)
 {
 	if (!handle || !handle->task)
 		return;
+	bool live = afe__handle_stamp_is_live(handle, __func__);
+	if (live)
+		afe__handle_stamp_retire(handle);
 	struct afe_task *t = handle->task;
 	handle->task = NULL;
+	if (!live)
+		return; /* a stale copy: its reference was released already */
 	if (handle->cancel_on_drop)
 		request_cancel(t);
 	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
@@ -421,7 +428,7 @@ void afe_join_handle_drop(struct afe_join_handle *handle)
 
 int afe_join_handle_abort(struct afe_join_handle *handle)
 {
-	if (!handle || !handle->task)
+	if (!handle || !handle->task || !afe__handle_stamp_is_live(handle, __func__))
 		return -EINVAL;
 	request_cancel(handle->task);
 	return 0;
@@ -429,7 +436,7 @@ int afe_join_handle_abort(struct afe_join_handle *handle)
 
 bool afe_join_handle_is_finished(const struct afe_join_handle *handle)
 {
-	if (!handle || !handle->task)
+	if (!handle || !handle->task || !afe__handle_stamp_is_live(handle, __func__))
 		return false;
 	return (atomic_load_explicit(&handle->task->state, memory_order_acquire) &
 		AFE_TASK_COMPLETE) != 0;
@@ -509,12 +516,15 @@ static int join_poll(struct afe_future *f, struct afe_context *cx)
 int afe_join_init(struct afe_join *join, struct afe_join_handle *handle)
 {
 	afe_future_init(&join->base, join_poll);
-	join->handle.task = NULL;
-	join->handle.cancel_on_drop = false;
+	join->handle = (struct afe_join_handle){0};
 	join->cancel_requested = false;
-	if (!handle || !handle->task)
+	if (!handle || !handle->task || !afe__handle_stamp_is_live(handle, __func__)) {
+		if (handle)
+			handle->task = NULL;
 		return -EINVAL;
+	}
 	join->handle = *handle;
+	join->handle.stamp = afe__handle_stamp_issue(handle->task); /* copies go stale */
 	handle->task = NULL;
 	return 0;
 }
@@ -532,12 +542,15 @@ static int cancel_poll(struct afe_future *f, struct afe_context *cx)
 int afe_cancel_init(struct afe_cancel *cancel, struct afe_join_handle *handle)
 {
 	afe_future_init(&cancel->base, cancel_poll);
-	cancel->handle.task = NULL;
-	cancel->handle.cancel_on_drop = false;
+	cancel->handle = (struct afe_join_handle){0};
 	cancel->requested = false;
-	if (!handle || !handle->task)
+	if (!handle || !handle->task || !afe__handle_stamp_is_live(handle, __func__)) {
+		if (handle)
+			handle->task = NULL;
 		return -EINVAL;
+	}
 	cancel->handle = *handle;
+	cancel->handle.stamp = afe__handle_stamp_issue(handle->task); /* copies go stale */
 	handle->task = NULL;
 	return 0;
 }

@@ -2,7 +2,10 @@
 /* The async-function macros and waker helpers, polled by hand. */
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
+/* The await checks on in every build, NDEBUG or not. */
+#define AFE_CHECK_AWAITS 1
 #include "helpers.h"
 
 /* A child that stays pending `pending_polls` times (waking itself each
@@ -132,8 +135,8 @@ static int looper_poll(struct afe_future *f, struct afe_context *cx)
 	for (l->i = 0; l->i < 4; l->i++)
 		AFE_YIELD();
 	afe_future_init(&l->c.base, child_poll);
-	for (l->i = 0; l->i < 3; l->i++)
-		AFE_AWAIT_INTO(l->sum, &l->c.base); /* done after the first: fused */
+	for (l->i = 0; l->i < 3; l->i++, afe_future_init(&l->c.base, child_poll))
+		AFE_AWAIT_INTO(l->sum, &l->c.base);
 	AFE_RETURN(l->sum + l->i);
 	AFE_ASYNC_END;
 }
@@ -249,4 +252,146 @@ Test(future, a_switch_without_an_await_inside_runs_to_its_end)
 	cr_assert_eq(s.cleanups, 1);
 	cr_assert_eq(s.base.poll(&s.base, &cx), AFE_READY);
 	cr_assert_eq(s.cleanups, 1);
+}
+
+/* Awaits its child `times` times, initialising it again before each
+ * await unless `forgets` is set: then the second await would return the
+ * first result at once (a loop waiting for a change would spin). */
+struct re_awaiter {
+	struct afe_future base;
+	struct child child;
+	int i, times, forgets, sum;
+};
+
+static int re_awaiter_poll(struct afe_future *f, struct afe_context *cx)
+{
+	AFE_ASYNC_BEGIN_SELF(struct re_awaiter, self, f, cx);
+	for (self->i = 0; self->i < self->times; self->i++) {
+		if (!self->forgets || self->i == 0) {
+			afe_future_init(&self->child.base, child_poll);
+			self->child.pending_polls = 1;
+		}
+		AFE_AWAIT(&self->child.base);
+		self->sum += (int)self->child.base.result;
+	}
+	AFE_RETURN(self->sum);
+	AFE_ASYNC_END;
+}
+
+static void await_a_finished_child_again(void)
+{
+	struct re_awaiter r = {.times = 3, .forgets = 1};
+	afe_future_init(&r.base, re_awaiter_poll);
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	for (int polls = 0; polls < 10; polls++)
+		if (afe_future_poll(&r.base, &cx) == AFE_READY)
+			_exit(0); /* finished silently with a stale sum */
+	_exit(2);
+}
+
+Test(future, awaiting_a_finished_child_again_aborts_naming_the_parent)
+{
+	char said[512];
+	int status = test_child_stderr(await_a_finished_child_again, said, sizeof(said));
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %#x", status);
+	cr_assert_not_null(strstr(said, "re_awaiter_poll"), "said: %s", said);
+	cr_assert_not_null(strstr(said, "test_future.c:"), "said: %s", said);
+	cr_assert_not_null(strstr(said, "already finished"), "said: %s", said);
+}
+
+/* Initialised again before each await: no false alarm, whether the child
+ * finishes at its first poll or after pending ones. */
+Test(future, awaiting_a_child_initialised_again_each_time_runs_to_its_end)
+{
+	struct re_awaiter r = {.times = 3};
+	afe_future_init(&r.base, re_awaiter_poll);
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	int polls = 0;
+	while (afe_future_poll(&r.base, &cx) == AFE_PENDING)
+		polls++;
+	cr_assert_eq(polls, 3);
+	cr_assert_eq(r.base.result, 15);
+}
+
+/* The cleanup section awaits what may still run: a child the body already
+ * awaited to its end is no alarm there. */
+struct cleanup_re_awaiter {
+	struct afe_future base;
+	struct child child;
+};
+
+static int cleanup_re_awaiter_poll(struct afe_future *f, struct afe_context *cx)
+{
+	AFE_ASYNC_BEGIN_SELF(struct cleanup_re_awaiter, self, f, cx);
+	AFE_AWAIT(&self->child.base);
+	AFE_CLEANUP;
+	AFE_AWAIT(&self->child.base);
+	AFE_RETURN(self->child.base.result);
+	AFE_ASYNC_END;
+}
+
+Test(future, awaiting_a_finished_child_in_cleanup_is_no_alarm)
+{
+	struct cleanup_re_awaiter r = {0};
+	afe_future_init(&r.base, cleanup_re_awaiter_poll);
+	afe_future_init(&r.child.base, child_poll);
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	cr_assert_eq(afe_future_poll(&r.base, &cx), AFE_READY);
+	cr_assert_eq(r.base.result, 5);
+}
+
+/* Two tasks await one shared future, which yields forever: the second
+ * task's poll must abort naming the future, not leave two tasks taking
+ * turns with one future's state (each keeping only its own waker). */
+struct shared_yielder {
+	struct afe_future base;
+};
+
+static int shared_yielder_poll(struct afe_future *f, struct afe_context *cx)
+{
+	(void)f;
+	afe_context_yield(cx);
+	return AFE_PENDING;
+}
+
+struct shared_awaiter {
+	struct afe_future base;
+	struct afe_future *shared;
+};
+
+static int shared_awaiter_poll(struct afe_future *f, struct afe_context *cx)
+{
+	AFE_ASYNC_BEGIN_SELF(struct shared_awaiter, self, f, cx);
+	AFE_AWAIT(self->shared);
+	AFE_ASYNC_END;
+}
+
+static void await_one_future_from_two_tasks(void)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	static struct shared_yielder shared;
+	afe_future_init(&shared.base, shared_yielder_poll);
+	struct afe_spawn_options opts = {.name = "second"};
+	struct shared_awaiter a = {.shared = &shared.base};
+	afe_future_init(&a.base, shared_awaiter_poll);
+	if (afe_spawn(rt, &a, NULL) != 0 || afe_spawn_with(rt, &a, NULL, &opts) != 0)
+		_exit(3);
+	struct timespec ms100 = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+	nanosleep(&ms100, NULL);
+	_exit(0); /* both still taking turns */
+}
+
+Test(future, one_future_awaited_by_two_tasks_aborts_naming_it)
+{
+	char said[512];
+	int status = test_child_stderr(await_one_future_from_two_tasks, said, sizeof(said));
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %#x", status);
+	cr_assert_not_null(strstr(said, "shared_awaiter_poll"), "said: %s", said);
+	cr_assert_not_null(strstr(said, "two tasks"), "said: %s", said);
 }

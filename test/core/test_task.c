@@ -554,3 +554,77 @@ Test(task, a_task_lost_with_no_waker_and_no_handle_is_reported_by_name)
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
 #endif
 }
+
+/* A copy of a handle used after the original was joined (the task freed
+ * meanwhile) or while the original's join holds the task: debug builds
+ * refuse it with -EINVAL and say so, instead of touching freed memory or
+ * releasing the task twice. Run in a child: the old code could crash. */
+static void join_a_copy_after_the_original(void)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_ready r;
+	afe_ready_init(&r, 3);
+	struct afe_join_handle h, copy;
+	if (afe_spawn(rt, &r, &h) != 0)
+		_exit(3);
+	copy = h;
+	struct afe_join j, late;
+	afe_join_init(&j, &h);
+	intptr_t out = 0;
+	if (afe_block_on(rt, &j, &out) != 0 || out != 3)
+		_exit(4);
+	if (afe_join_init(&late, &copy) != -EINVAL)
+		_exit(5);
+	if (afe_block_on(rt, &late, &out) != 0 || out != -EINVAL)
+		_exit(6);
+	afe_join_handle_drop(&copy); /* refused too: no second release */
+	afe_runtime_destroy(rt);
+	_exit(0);
+}
+
+static void join_a_copy_while_the_original_is_joined(void)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_ready r;
+	afe_ready_init(&r, 3);
+	struct afe_join_handle h, copy;
+	if (afe_spawn(rt, &r, &h) != 0)
+		_exit(3);
+	copy = h;
+	struct afe_join j, second;
+	afe_join_init(&j, &h);
+	if (afe_join_init(&second, &copy) != -EINVAL)
+		_exit(5);
+	if (afe_join_handle_abort(&copy) != -EINVAL || afe_join_handle_is_finished(&copy))
+		_exit(6);
+	intptr_t out = 0;
+	if (afe_block_on(rt, &j, &out) != 0 || out != 3)
+		_exit(4);
+	afe_runtime_destroy(rt);
+	_exit(0);
+}
+
+static void expect_a_stale_copy_refused(void (*scenario)(void))
+{
+#ifdef NDEBUG
+	(void)scenario;
+	cr_skip_test("copies of handles are checked in debug builds only");
+#else
+	char said[1024];
+	int status = test_child_stderr(scenario, said, sizeof(said));
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x, said: %s", status,
+		  said);
+	cr_assert_not_null(strstr(said, "afe_join_init"), "said: %s", said);
+	cr_assert_not_null(strstr(said, "copy of a join handle"), "said: %s", said);
+#endif
+}
+
+Test(task, a_copied_handle_joined_after_the_original_is_refused)
+{
+	expect_a_stale_copy_refused(join_a_copy_after_the_original);
+}
+
+Test(task, a_copied_handle_joined_while_the_original_is_joined_is_refused)
+{
+	expect_a_stale_copy_refused(join_a_copy_while_the_original_is_joined);
+}

@@ -25,8 +25,7 @@ struct app {
 
 static int app_poll(struct afe_future *f, struct afe_context *cx)
 {
-	struct app *self = afe_container_of(f, struct app, base);
-	AFE_ASYNC_BEGIN(f, cx);
+	AFE_ASYNC_BEGIN_SELF(struct app, self, f, cx);
 	struct afe_process_opts opts = {.stdout_mode = AFE_STDIO_PIPE};
 	int err = afe_process_spawn(&self->child, self->argv[0], self->argv, NULL, &opts);
 	if (err < 0) {

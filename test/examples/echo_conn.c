@@ -6,8 +6,7 @@
 
 static int echo_conn_poll(struct afe_future *f, struct afe_context *cx)
 {
-	struct echo_conn *self = afe_container_of(f, struct echo_conn, base);
-	AFE_ASYNC_BEGIN(f, cx);
+	AFE_ASYNC_BEGIN_SELF(struct echo_conn, self, f, cx);
 	afe_io_recv_init(&self->recv, self->fd, self->bufs[0], sizeof(self->bufs[0]), 0);
 	AFE_AWAIT(&self->recv.base);
 	/* Send back what came in and, linked to it, receive what comes next:

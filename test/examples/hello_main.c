@@ -18,8 +18,7 @@ struct square {
 
 static int square_poll(struct afe_future *f, struct afe_context *cx)
 {
-	struct square *self = afe_container_of(f, struct square, base);
-	AFE_ASYNC_BEGIN(f, cx);
+	AFE_ASYNC_BEGIN_SELF(struct square, self, f, cx);
 	for (self->round = 0; self->round < 3; self->round++)
 		AFE_YIELD();
 	AFE_RETURN((intptr_t)self->n * self->n);
@@ -40,8 +39,7 @@ struct app {
 
 static int app_poll(struct afe_future *f, struct afe_context *cx)
 {
-	struct app *self = afe_container_of(f, struct app, base);
-	AFE_ASYNC_BEGIN(f, cx);
+	AFE_ASYNC_BEGIN_SELF(struct app, self, f, cx);
 	printf("hello_main: started\n");
 	fflush(stdout);
 	/* Ctrl-C fires the shutdown token: a cheap check between spawns... */
