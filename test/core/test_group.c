@@ -375,11 +375,30 @@ Test(group, next_on_an_empty_group_and_cancelled_next)
 	afe_group_destroy(&g);
 }
 
+/* A child that yields until *open, then returns 1. */
+struct gated {
+	struct afe_future base;
+	atomic_bool *open;
+};
+static int gated_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct gated *self = afe_container_of(f, struct gated, base);
+	if (!atomic_load(self->open)) {
+		afe_context_yield(cx);
+		return AFE_PENDING;
+	}
+	f->result = 1;
+	return AFE_READY;
+}
+
 /* The wait is pending when a second task, which fails, is spawned: the
- * wait awaits it too and reports its error. */
+ * wait awaits it too and reports its error. The first child waits for the
+ * second's spawn: finished before the wait's first poll (a preempted
+ * worker), it left no pending wait to join. */
 struct late_spawn_run {
 	struct afe_future base;
 	struct afe_group g;
+	atomic_bool *open;
 	int second;
 };
 static int late_spawn_poll(struct afe_future *f, struct afe_context *cx)
@@ -387,13 +406,15 @@ static int late_spawn_poll(struct afe_future *f, struct afe_context *cx)
 	struct late_spawn_run *self = afe_container_of(f, struct late_spawn_run, base);
 	if (self->g.count == 0) {
 		afe_group_init(&self->g, NULL);
-		struct yielder y = yielder_make(20, 1);
-		afe_group_spawn(&self->g, &y);
+		struct gated first = {.open = self->open};
+		afe_future_init(&first.base, gated_poll);
+		afe_group_spawn(&self->g, &first);
 	}
 	if (afe_future_poll(afe_group_wait(&self->g), cx) == AFE_PENDING) {
 		if (self->g.count == 1) {
 			struct yielder y = yielder_make(0, -EPIPE);
 			self->second = afe_group_spawn(&self->g, &y);
+			atomic_store(self->open, true);
 		}
 		return AFE_PENDING;
 	}
@@ -405,7 +426,8 @@ static int late_spawn_poll(struct afe_future *f, struct afe_context *cx)
 Test(group, spawn_while_the_wait_is_pending_joins_the_wait)
 {
 	struct afe_runtime *rt = test_runtime(2);
-	struct late_spawn_run run = {0};
+	atomic_bool open = false;
+	struct late_spawn_run run = {.open = &open};
 	afe_future_init(&run.base, late_spawn_poll);
 	cr_assert_eq(test_block_on(rt, &run), -EPIPE);
 	test_runtime_destroy(rt);
