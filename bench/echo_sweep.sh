@@ -13,9 +13,13 @@
 # 200000; 20000 at one connection, where a round trip is tens of µs),
 # ROUNDS (default 1), SIZE (default 64), BUILD (a Release build tree,
 # default build-rel: configured and built here when missing), PORT (the
-# first of four ports, default 7100). A server whose program is missing
+# first of five ports, default 7100: one per server, because a killed
+# io_uring server's listener lingers some 10-30 ms while the kernel tears
+# its ring down). A server whose program is missing
 # is left out with a line on stderr (libuv needs libuv1-dev; Tokio needs
-# sh bench/tokio/build.sh). Run it on a quiet machine: see bench/README.md.
+# sh bench/tokio/build.sh). BACKENDS="uring epoll" adds AFE on its epoll
+# backend ("impl":"afe-epoll", issue "Run where users run"); the default is
+# uring alone. Run it on a quiet machine: see bench/README.md.
 set -eu
 cd "$(dirname "$0")/.."
 conns_list=${CONNS:-"1 4 16 64 512"}
@@ -50,7 +54,18 @@ while [ "$r" -lt "$rounds" ]; do
 	for c in $conns_list; do
 		n=${N:-200000}
 		[ "$c" -eq 1 ] && [ -z "${N:-}" ] && n=20000
-		point afe 2 "$port" "$c" "$n" "$build/bench/afe_bench" echo
+		for backend in ${BACKENDS:-uring}; do
+			case $backend in
+			uring) point afe 2 "$port" "$c" "$n" "$build/bench/afe_bench" echo ;;
+			epoll)
+				AFE_BACKEND=epoll
+				export AFE_BACKEND
+				point afe-epoll 2 $((port + 4)) "$c" "$n" "$build/bench/afe_bench" echo
+				unset AFE_BACKEND
+				;;
+			*) echo "echo_sweep: unknown backend $backend" >&2 && exit 2 ;;
+			esac
+		done
 		point tokio 2 $((port + 1)) "$c" "$n" "$tokio" echo
 		point libuv 1 $((port + 2)) "$c" "$n" "$libuv"
 		point uring-bare 1 $((port + 3)) "$c" "$n" "$bare"
