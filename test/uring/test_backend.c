@@ -125,6 +125,133 @@ Test(epoll, a_close_ends_the_operations_waiting_on_its_fd_with_ebadf)
 	test_runtime_destroy(rt);
 }
 
+/* A receive on fd that waits (nothing sent yet) and then gets "x": leaves
+ * fd's registration in the epoll set, disarmed. */
+static void wait_once_on(struct afe_runtime *rt, int fd, int peer)
+{
+	char in[4];
+	struct one_op waiting;
+	afe_io_recv_init(&waiting.io, fd, in, sizeof(in), 0);
+	waiting = one_op_of(&waiting.io);
+	struct afe_join_handle handle;
+	cr_assert_eq(afe_spawn(rt, &waiting, &handle), 0);
+	pause_ms(20);
+	cr_assert_eq(write(peer, "x", 1), 1);
+	struct afe_join join;
+	cr_assert_eq(afe_join_init(&join, &handle), 0);
+	cr_assert_eq(test_block_on(rt, &join), 1);
+}
+
+/* Receives on fd, sent to through peer only after 50 ms: the receive must
+ * be woken by epoll (its bytes were not there when it began). */
+static void receive_late(struct afe_runtime *rt, int fd, int peer, const char *want)
+{
+	char in[16] = {0};
+	struct one_op late;
+	afe_io_recv_init(&late.io, fd, in, sizeof(in), 0);
+	cr_assert_eq(afe_io_set_timeout(&late.io, 5000000000u), 0); /* a hang: fail */
+	late = one_op_of(&late.io);
+	struct afe_join_handle handle;
+	cr_assert_eq(afe_spawn(rt, &late, &handle), 0);
+	pause_ms(50);
+	cr_assert_eq(write(peer, want, strlen(want)), (ssize_t)strlen(want));
+	struct afe_join join;
+	cr_assert_eq(afe_join_init(&join, &handle), 0);
+	cr_assert_eq(test_block_on(rt, &join), (intptr_t)strlen(want));
+	cr_assert_str_eq(in, want);
+}
+
+/* Registrations are one-shot and left in the set when their waits end
+ * (update_interest): one left behind by a file closed without AFE must not
+ * make AFE think the next file with that number is watched. */
+Test(epoll, an_fd_number_reused_after_a_plain_close_is_watched_again, .timeout = 20)
+{
+	struct afe_runtime *rt = runtime_on(AFE_BACKEND_EPOLL);
+	int a[2], b[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+	wait_once_on(rt, a[0], a[1]);
+	int number = a[0];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0); /* other numbers */
+	cr_assert_eq(close(a[0]), 0); /* the registration goes with the file */
+	cr_assert_eq(dup2(b[0], number), number);
+	close(b[0]);
+	receive_late(rt, number, b[1], "new");
+
+	/* Again with the first file kept open by a copy: its disarmed
+	 * registration stays in the set, under the same number. */
+	int keep = dup(number);
+	cr_assert_geq(keep, 0);
+	int c[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, c), 0);
+	cr_assert_eq(dup2(c[0], number), number);
+	close(c[0]);
+	cr_assert_eq(write(b[1], "old", 3), 3); /* ready, but no longer AFE's */
+	receive_late(rt, number, c[1], "newer");
+	close(number);
+	close(keep);
+	close(a[1]);
+	close(b[1]);
+	close(c[1]);
+	test_runtime_destroy(rt);
+}
+
+/* A wait that ended armed (its timeout came first) takes its registration
+ * out of the set, so the file's later readiness is not reported under a
+ * number that may name another file by then. */
+Test(epoll, a_wait_that_times_out_leaves_no_armed_registration, .timeout = 20)
+{
+	struct afe_runtime *rt = runtime_on(AFE_BACKEND_EPOLL);
+	int a[2], b[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+	wait_once_on(rt, a[0], a[1]);
+	char in[4];
+	struct afe_io timed;
+	afe_io_recv_init(&timed, a[0], in, sizeof(in), 0);
+	cr_assert_eq(afe_io_set_timeout(&timed, 20000000u), 0);
+	cr_assert_eq(run_io(rt, &timed), -ETIMEDOUT);
+	int number = a[0], keep = dup(a[0]);
+	cr_assert_geq(keep, 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+	cr_assert_eq(dup2(b[0], number), number);
+	close(b[0]);
+	receive_late(rt, number, b[1], "b");
+	close(number);
+	close(keep);
+	close(a[1]);
+	close(b[1]);
+	test_runtime_destroy(rt);
+}
+
+/* A receive on a socket waited on before waits for epoll's report rather
+ * than trying first (advance): bytes already there are still reported. */
+Test(epoll, a_receive_whose_bytes_are_already_there_completes, .timeout = 20)
+{
+	struct afe_runtime *rt = runtime_on(AFE_BACKEND_EPOLL);
+	int a[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+	wait_once_on(rt, a[0], a[1]);
+	cr_assert_eq(write(a[1], "here", 4), 4);
+	char in[8] = {0};
+	struct afe_io now;
+	afe_io_recv_init(&now, a[0], in, sizeof(in), 0);
+	cr_assert_eq(run_io(rt, &now), 4);
+	cr_assert_str_eq(in, "here");
+
+	/* The number moved to a regular file: epoll refuses it, and the
+	 * receive is tried as io_uring would: not a socket. */
+	int number = a[0];
+	int file = open("/proc/self/exe", O_RDONLY | O_CLOEXEC); /* another number */
+	cr_assert_geq(file, 0);
+	close(a[0]);
+	cr_assert_eq(dup2(file, number), number);
+	close(file);
+	afe_io_recv_init(&now, number, in, sizeof(in), 0);
+	cr_assert_eq(run_io(rt, &now), -ENOTSOCK);
+	close(number);
+	close(a[1]);
+	test_runtime_destroy(rt);
+}
+
 /* Futex waits end when the word changes (test_futex has the rest): a
  * changed word is -EAGAIN at once, an unchanged one waits (here until
  * its timeout), and a wake makes the system call. */
