@@ -50,10 +50,16 @@ int afe_pool_init(struct afe_pool *p, struct afe_runtime *owner, const struct af
 	return 0;
 }
 
+void afe_pool_close(struct afe_pool *p)
+{
+	/* Release pairs with the acquire in may_run_inline (worker.c). */
+	atomic_store_explicit(&p->closed, true, memory_order_release);
+}
+
 /* Makes the first started workers exit, and joins them. */
 static void stop_started(struct afe_pool *p, uint32_t started)
 {
-	atomic_store_explicit(&p->closed, true, memory_order_release);
+	afe_pool_close(p);
 	/* Release pairs with the workers' acquire in shutting_down. */
 	atomic_store_explicit(&p->shutdown, true, memory_order_release);
 	afe_workers_wake_all(p);
@@ -77,12 +83,6 @@ int afe_pool_start(struct afe_pool *p)
 		pthread_setname_np(p->workers[i]->thread, name);
 	}
 	return 0;
-}
-
-void afe_pool_close(struct afe_pool *p)
-{
-	/* Release pairs with the acquire in may_run_inline (worker.c). */
-	atomic_store_explicit(&p->closed, true, memory_order_release);
 }
 
 void afe_pool_wind_down(struct afe_pool *p)

@@ -528,24 +528,8 @@ static void spawn_a_lost_task(void)
 
 Test(task, a_task_lost_with_no_waker_and_no_handle_is_reported_by_name)
 {
-	int out[2];
-	cr_assert_eq(pipe(out), 0);
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		dup2(out[1], STDERR_FILENO);
-		close(out[0]);
-		spawn_a_lost_task();
-	}
-	close(out[1]);
-	char said[1024] = {0};
-	size_t len = 0;
-	ssize_t n;
-	while (len < sizeof(said) - 1 && (n = read(out[0], said + len, sizeof(said) - 1 - len)) > 0)
-		len += (size_t)n;
-	close(out[0]);
-	int status;
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	char said[1024];
+	int status = test_child_stderr(spawn_a_lost_task, said, sizeof(said));
 	cr_assert(strstr(said, "task \"forgetful\"") && strstr(said, "no waker kept"),
 		  "stderr was: %s", said);
 #ifndef NDEBUG
