@@ -9,7 +9,11 @@
 //! multi-threaded runtime (worker_threads = --threads); the runtime is built
 //! before the clock starts and dropped after it stops.
 
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::process::exit;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,6 +61,15 @@ impl Args {
             }
         }
         fallback
+    }
+
+    /// The text of --name=..., or fallback.
+    fn get_str<'a>(&'a self, name: &str, fallback: &'a str) -> &'a str {
+        let prefix = format!("--{}=", name);
+        self.flags
+            .iter()
+            .find_map(|arg| arg.strip_prefix(&prefix))
+            .unwrap_or(fallback)
     }
 }
 
@@ -108,6 +121,19 @@ fn latency_of(samples_ns: &mut [u64]) -> (f64, f64, f64) {
 
 /// Prints the workload's JSON line.
 fn report(workload: &str, threads: i64, n: i64, seconds: f64, lat: Option<(f64, f64, f64)>) {
+    report_with(workload, threads, n, seconds, lat, None);
+}
+
+/// Prints the workload's JSON line with an extra field (`"name":value`)
+/// before peak_rss_kb, as afe_bench's bench_report_with does.
+fn report_with(
+    workload: &str,
+    threads: i64,
+    n: i64,
+    seconds: f64,
+    lat: Option<(f64, f64, f64)>,
+    extra: Option<&str>,
+) {
     let ops = if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
     let mut line = format!(
         "{{\"workload\":\"{}\",\"impl\":\"tokio\",\"threads\":{},\"n\":{},\"seconds\":{:.6},\"ops_per_s\":{:.0}",
@@ -118,6 +144,10 @@ fn report(workload: &str, threads: i64, n: i64, seconds: f64, lat: Option<(f64, 
             ",\"p50_us\":{:.3},\"p99_us\":{:.3},\"max_us\":{:.3}",
             p50, p99, max
         );
+    }
+    if let Some(extra) = extra {
+        line += ",";
+        line += extra;
     }
     line += &format!(",\"peak_rss_kb\":{}}}", peak_rss_kb());
     println!("{}", line);
@@ -460,11 +490,228 @@ fn channel_mpmc(a: &Args) {
     );
 }
 
+/// Every 4 KiB block of the file_read file begins with its own offset.
+const STAMP_BLOCK: u64 = 4096;
+
+/// True when the file has the size and the stamps (sampled) file_read writes.
+fn file_is_ready(file: &File, size: u64) -> bool {
+    if file.metadata().map_or(true, |m| m.len() != size) {
+        return false;
+    }
+    (0..64u64).all(|i| {
+        let off = (size / STAMP_BLOCK * i / 64) * STAMP_BLOCK;
+        let mut stamp = [0u8; 8];
+        file.read_exact_at(&mut stamp, off).is_ok() && u64::from_ne_bytes(stamp) == off
+    })
+}
+
+/// Writes the file as afe_bench does: each 4 KiB block filled with the low
+/// byte of its block number, its first 8 bytes its own offset (native u64).
+fn make_file(file: &File, size: u64) {
+    const CHUNK: u64 = 1 << 20;
+    let mut chunk = vec![0u8; CHUNK as usize];
+    if file.set_len(0).is_err() {
+        fail("file_read", "cannot make the file".into());
+    }
+    for base in (0..size).step_by(CHUNK as usize) {
+        for off in (0..CHUNK).step_by(STAMP_BLOCK as usize) {
+            let stamp = base + off;
+            let block = &mut chunk[off as usize..(off + STAMP_BLOCK) as usize];
+            block.fill((stamp / STAMP_BLOCK) as u8);
+            block[..8].copy_from_slice(&stamp.to_ne_bytes());
+        }
+        if file.write_all_at(&chunk, base).is_err() {
+            fail("file_read", "cannot write the file".into());
+        }
+    }
+}
+
+/// Fraction of the file's pages resident in the page cache (mincore).
+fn resident_fraction(file: &File, size: u64) -> f64 {
+    // SAFETY: the mapping is only handed to mincore and unmapped here; its
+    // pages are never touched.
+    unsafe {
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            size as usize,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        if map == libc::MAP_FAILED {
+            return 1.0;
+        }
+        let page = libc::sysconf(libc::_SC_PAGESIZE) as u64;
+        let pages = ((size + page - 1) / page) as usize;
+        let mut vec = vec![0u8; pages];
+        let resident = if libc::mincore(map, size as usize, vec.as_mut_ptr()) == 0 {
+            vec.iter().filter(|&&v| v & 1 != 0).count()
+        } else {
+            pages
+        };
+        libc::munmap(map, size as usize);
+        resident as f64 / pages as f64
+    }
+}
+
+/// True when every 4 KiB block of buf carries its offset in the file.
+fn stamps_match(buf: &[u8], offset: u64) -> bool {
+    buf.chunks(STAMP_BLOCK as usize).enumerate().all(|(i, block)| {
+        let stamp = u64::from_ne_bytes(block[..8].try_into().unwrap());
+        stamp == offset + i as u64 * STAMP_BLOCK
+    })
+}
+
+/// What the file_read readers share.
+struct FileShared {
+    file: File,
+    bs: usize,
+    blocks: u64,
+    /// Reads not yet claimed. Relaxed: a bare counter, nothing is published
+    /// through it.
+    left: AtomicI64,
+    /// Reads short or with a wrong stamp. Relaxed: read after every reader
+    /// is joined, and the join orders it.
+    bad: AtomicI64,
+}
+
+/// One file_read reader: claims reads until n are claimed, each of bs bytes
+/// at a random 4 KiB-aligned offset, and checks what it got.
+///
+/// tokio::fs has no positional read (its File would take a seek and a read,
+/// two trips to the blocking pool, and a File per task, as the offset is
+/// the descriptor's), and underneath it runs each std::fs call on the
+/// blocking pool with spawn_blocking; so a reader does what a Tokio user
+/// writes for random reads: FileExt::read_at (pread) in spawn_blocking.
+async fn file_reader(s: Arc<FileShared>, mut rng: u64) {
+    let mut buf = vec![0u8; s.bs];
+    while s.left.fetch_sub(1, Ordering::Relaxed) > 0 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let offset = (rng % s.blocks) * STAMP_BLOCK;
+        let shared = s.clone();
+        let (back, got) = tokio::task::spawn_blocking(move || {
+            let got = shared.file.read_at(&mut buf, offset);
+            (buf, got)
+        })
+        .await
+        .unwrap_or_else(|e| fail("file_read", format!("read task: {}", e)));
+        buf = back;
+        if got.ok() != Some(s.bs) || !stamps_match(&buf, offset) {
+            s.bad.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// file_read: `depth` tasks read random 4 KiB-aligned blocks of `bs` bytes
+/// from a `size_mb` MiB file, n reads in all. The file (afe_bench's, at the
+/// same path unless --path says otherwise) is made before timing, fsync'd,
+/// its pages dropped (or, with --warm=1, the whole file read once instead)
+/// and readahead turned off; every read checks the stamps it covers.
+/// "cache":"cold" when under 1% of the file was resident at the start,
+/// "warm" when over 99%.
+fn file_read(a: &Args) {
+    a.check(&["bs", "depth", "n", "size_mb", "threads", "warm", "path"]);
+    let bs = a.get("bs", 4096);
+    let depth = a.get("depth", 64);
+    let n = a.get("n", 262144);
+    let size_mb = a.get("size_mb", 1024);
+    let threads = a.get("threads", 2);
+    let warm = a.get("warm", 0) != 0;
+    let path = a.get_str("path", "/tmp/afe_file_read.dat");
+    if bs < STAMP_BLOCK as i64
+        || bs % STAMP_BLOCK as i64 != 0
+        || depth < 1
+        || n < 1
+        || size_mb < 1
+        || (size_mb as u64) << 20 < bs as u64
+    {
+        fail(
+            "file_read",
+            "bs must be a multiple of 4096 within the file; depth, n, size_mb positive".into(),
+        );
+    }
+    let size = (size_mb as u64) << 20;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)
+        .unwrap_or_else(|e| fail("file_read", format!("cannot open {}: {}", path, e)));
+    if !file_is_ready(&file, size) {
+        make_file(&file, size);
+    }
+    let fd = file.as_raw_fd();
+    // Synced first: dirty pages would not be dropped.
+    // SAFETY: posix_fadvise only advises the kernel about fd's pages.
+    let dropped = file.sync_all().is_ok()
+        && unsafe {
+            (warm || libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) == 0)
+                && libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_RANDOM) == 0
+        };
+    if !dropped {
+        fail("file_read", "cannot drop the file's pages".into());
+    }
+    if warm {
+        let mut chunk = vec![0u8; 1 << 20];
+        for off in (0..size).step_by(chunk.len()) {
+            if file.read_exact_at(&mut chunk, off).is_err() {
+                fail("file_read", "cannot read the file".into());
+            }
+        }
+    }
+    let resident = resident_fraction(&file, size);
+    let cache = if resident < 0.01 {
+        Some("\"cache\":\"cold\"")
+    } else if resident > 0.99 {
+        Some("\"cache\":\"warm\"")
+    } else {
+        None
+    };
+
+    let shared = Arc::new(FileShared {
+        file,
+        bs: bs as usize,
+        blocks: (size - bs as u64) / STAMP_BLOCK + 1,
+        left: AtomicI64::new(n),
+        bad: AtomicI64::new(0),
+    });
+    let rt = runtime("file_read", threads);
+    let start = Instant::now();
+    let s = shared.clone();
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let readers: Vec<_> = (0..depth as u64)
+                .map(|i| {
+                    let seed = 0x9e3779b97f4a7c15u64.wrapping_mul(i + 1);
+                    tokio::spawn(file_reader(s.clone(), seed))
+                })
+                .collect();
+            for r in readers {
+                r.await.unwrap_or_else(|e| fail("file_read", format!("reader: {}", e)));
+            }
+        })
+        .await
+        .unwrap_or_else(|e| fail("file_read", format!("root: {}", e)))
+    });
+    let seconds = start.elapsed().as_secs_f64();
+
+    let bad = shared.bad.load(Ordering::Relaxed);
+    if bad != 0 {
+        fail("file_read", format!("{} reads were short or had wrong stamps", bad));
+    }
+    drop(rt);
+    report_with("file_read", threads, n, seconds, None, cache);
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let usage = || -> ! {
         eprintln!(
-            "usage: tokio_bench WORKLOAD [--name=value ...]\nworkloads: all spawn_join yield ping_pong channel_mpmc timers echo"
+            "usage: tokio_bench WORKLOAD [--name=value ...]\nworkloads: all spawn_join yield ping_pong channel_mpmc timers echo file_read"
         );
         exit(2);
     };
@@ -480,12 +727,14 @@ fn main() {
             ping_pong(&none);
             channel_mpmc(&none);
             timers(&none);
+            file_read(&none);
         }
         "spawn_join" => spawn_join(&args),
         "yield" => yield_workload(&args),
         "ping_pong" => ping_pong(&args),
         "timers" => timers(&args),
         "channel_mpmc" => channel_mpmc(&args),
+        "file_read" => file_read(&args),
         "echo" => echo(&args),
         _ => usage(),
     }
