@@ -13,13 +13,14 @@
 # 200000; 20000 at one connection, where a round trip is tens of µs),
 # ROUNDS (default 1), SIZE (default 64), BUILD (a Release build tree,
 # default build-rel: configured and built here when missing), PORT (the
-# first of five ports, default 7100: one per server, because a killed
+# first of six ports, default 7100: one per server, because a killed
 # io_uring server's listener lingers some 10-30 ms while the kernel tears
 # its ring down). A server whose program is missing
 # is left out with a line on stderr (libuv needs libuv1-dev; Tokio needs
-# sh bench/tokio/build.sh). BACKENDS="uring epoll" adds AFE on its epoll
-# backend ("impl":"afe-epoll", issue "Run where users run"); the default is
-# uring alone. Run it on a quiet machine: see bench/README.md.
+# sh bench/tokio/build.sh). BACKENDS="uring 5.15 epoll" adds AFE under
+# the 5.15 mask ("impl":"afe-uring-5.15") and on its epoll backend
+# ("afe-epoll"), for issue "Run where users run"; the default is uring
+# alone. Run it on a quiet machine: see bench/README.md.
 set -eu
 cd "$(dirname "$0")/.."
 conns_list=${CONNS:-"1 4 16 64 512"}
@@ -62,6 +63,12 @@ while [ "$r" -lt "$rounds" ]; do
 				export AFE_BACKEND
 				point afe-epoll 2 $((port + 4)) "$c" "$n" "$build/bench/afe_bench" echo
 				unset AFE_BACKEND
+				;;
+			5.15)
+				AFE_URING_FEATURES=5.15
+				export AFE_URING_FEATURES
+				point afe-uring-5.15 2 $((port + 5)) "$c" "$n" "$build/bench/afe_bench" echo
+				unset AFE_URING_FEATURES
 				;;
 			*) echo "echo_sweep: unknown backend $backend" >&2 && exit 2 ;;
 			esac
