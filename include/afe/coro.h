@@ -184,9 +184,10 @@ AFE_EXPORT int afe_co_shutdown(int fd, int how);
  * started cannot be interrupted: the call returns once it did), -EPERM. */
 AFE_EXPORT intptr_t afe_co_blocking(intptr_t (*fn)(void *arg), void *arg);
 
-/* Awaits f until t is cancelled: f's result, or -ECANCELED when t fired
- * first (f withdrawn) or the coroutine was cancelled. For servers that
- * stop on afe_shutdown_token(). */
+/* Awaits f until t is cancelled (afe_token_until): f's result, or
+ * -ECANCELED when t fired first (f withdrawn; not polled at all when t had
+ * already fired) or the coroutine was cancelled; -EINVAL for a null f or
+ * t. For servers that stop on afe_shutdown_token(). */
 AFE_EXPORT intptr_t afe_co_await_until(struct afe_future *f, struct afe_token *t);
 
 #endif /* AFE_CORO_H */

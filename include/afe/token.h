@@ -41,6 +41,7 @@
 
 #include <stdbool.h>
 
+#include "combinators.h"
 #include "common.h"
 #include "future.h"
 
@@ -108,6 +109,31 @@ struct afe_token_wait {
 	struct afe_token_node node;
 };
 AFE_EXPORT void afe_token_wait_init(struct afe_token_wait *w, struct afe_token *t);
+
+/*
+ * Runs inner until t fires: the token-wait-and-select idiom in one future.
+ *
+ *   afe_token_until_init(&self->guarded, afe_shutdown_token(), &self->work.base);
+ *   AFE_AWAIT(&self->guarded.base);   // work's result, or -ECANCELED
+ *
+ * The result is inner's when inner finishes first, or -ECANCELED when t
+ * fires first; inner is then cancelled and awaited before this completes,
+ * so nothing it started is left running (as afe_timeout does with time).
+ * A token already fired at the first poll gives -ECANCELED without
+ * polling inner. A null inner or t gives -EINVAL. inner must stay put
+ * while awaited; t must be alive at the first poll.
+ */
+struct afe_token_until {
+	struct afe_future base;
+	struct afe_future *inner;
+	/* Private. */
+	struct afe_token *token;
+	struct afe_token_wait wait;
+	struct afe_future *racers[2];
+	struct afe_select race;
+};
+AFE_EXPORT void afe_token_until_init(struct afe_token_until *u, struct afe_token *t,
+				     struct afe_future *inner);
 
 /*
  * A callback: fn(arg) runs once when t is cancelled. cb is caller-owned

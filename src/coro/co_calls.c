@@ -206,12 +206,6 @@ intptr_t afe_co_blocking(intptr_t (*fn)(void *arg), void *arg)
 intptr_t afe_co_await_until(struct afe_future *f, struct afe_token *t)
 {
 	SLOT_OR_RETURN(s, f, sizeof(*f));
-	afe_token_wait_init(&s->until.token, t);
-	s->until.branches[0] = f;
-	s->until.branches[1] = &s->until.token.base;
-	afe_select_init(&s->until.select, s->until.branches, 2);
-	intptr_t winner = afe_co_await(&s->until.select.base);
-	if (winner < 0)
-		return winner;
-	return winner == 0 ? f->result : -ECANCELED;
+	afe_token_until_init(&s->until, t, f);
+	return afe_co_await(&s->until.base);
 }

@@ -33,11 +33,7 @@ union afe__co_slot {
 	struct afe_blocking job;
 	struct afe_sendto sendto;
 	struct afe_recvfrom recvfrom;
-	struct {
-		struct afe_select select;
-		struct afe_token_wait token;
-		struct afe_future *branches[2];
-	} until;
+	struct afe_token_until until;
 };
 
 /* The calling coroutine's slot; NULL outside a coroutine. */

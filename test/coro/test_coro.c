@@ -576,3 +576,34 @@ Test(coro, a_yielding_coroutine_sees_its_cancel)
 	cr_assert_eq(test_spawn_then_cancel(rt, &c, &yielding), 7);
 	test_runtime_destroy(rt);
 }
+
+/* Awaits a 10 s sleep until *arg fires: -ECANCELED when it does; and a
+ * 1 ms sleep under it first, which finishes: its 0. */
+static intptr_t sleep_until_fired(void *arg)
+{
+	struct afe_token *t = arg;
+	struct afe_sleep quick, long_one;
+	afe_sleep_init(&quick, 1000000u);
+	intptr_t first = afe_co_await_until(&quick.base, t);
+	if (first != 0)
+		return 100 + first;
+	afe_sleep_init(&long_one, 10000000000u);
+	return afe_co_await_until(&long_one.base, t);
+}
+
+Test(coro, await_until_gives_the_result_or_ecanceled_when_the_token_fires, .timeout = 10)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_token *t;
+	cr_assert_eq(afe_token_new(&t), 0);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_coro_spawn(rt, sleep_until_fired, t, &h, NULL), 0);
+	usleep(20000); /* past the quick sleep, into the long one */
+	cr_assert_eq(afe_token_cancel(t), 0);
+	struct afe_join j;
+	afe_join_init(&j, &h);
+	cr_assert_eq(test_block_on(rt, &j), -ECANCELED);
+	cr_assert_eq(afe_co_await_until(NULL, t), -EPERM); /* not in a coroutine */
+	afe_token_release(t);
+	test_runtime_destroy(rt);
+}

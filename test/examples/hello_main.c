@@ -32,9 +32,7 @@ struct app {
 	struct afe_join_handle *handles;
 	struct afe_token *shutdown;
 	struct afe_join join;
-	struct afe_token_wait stop;
-	struct afe_future *racers[2];
-	struct afe_select race;
+	struct afe_token_until guarded;
 };
 
 static int app_poll(struct afe_future *f, struct afe_context *cx)
@@ -53,17 +51,14 @@ static int app_poll(struct afe_future *f, struct afe_context *cx)
 			AFE_RETURN(err);
 	}
 	self->spawned = self->i;
-	/* ...and each join races a wait on it. */
+	/* ...and each join runs until it fires. */
 	for (self->i = 0; self->i < self->spawned; self->i++) {
 		afe_join_init(&self->join, &self->handles[self->i]);
-		afe_token_wait_init(&self->stop, self->shutdown);
-		self->racers[0] = &self->join.base;
-		self->racers[1] = &self->stop.base;
-		afe_select_init(&self->race, self->racers, 2);
-		AFE_AWAIT(&self->race.base);
-		if (self->race.winner != 0)
+		afe_token_until_init(&self->guarded, self->shutdown, &self->join.base);
+		AFE_AWAIT(&self->guarded.base);
+		if (self->guarded.base.result < 0) /* -ECANCELED: a square is >= 0 */
 			break;
-		self->sum += self->join.base.result;
+		self->sum += self->guarded.base.result;
 	}
 	if (self->i < self->count) {
 		/* The tasks not joined are detached: they finish in the grace

@@ -399,3 +399,87 @@ Test(token, select_drops_a_waiting_future_cleanly)
 	}
 	test_runtime_destroy(rt);
 }
+
+/* Pending until cancelled (then -ECANCELED); counts its polls. It keeps no
+ * waker: the token's wait beside it is what wakes the task. */
+struct counted_pending {
+	struct afe_future base;
+	int polls;
+	bool saw_cancel;
+};
+
+static int counted_pending_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct counted_pending *self = afe_container_of(f, struct counted_pending, base);
+	self->polls++;
+	if (!cx->cancel)
+		return AFE_PENDING;
+	self->saw_cancel = true;
+	f->result = -ECANCELED;
+	return AFE_READY;
+}
+
+Test(token, until_gives_the_inner_result_when_it_finishes_first)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_token *t;
+	cr_assert_eq(afe_token_new(&t), 0);
+	struct afe_ready seven;
+	afe_ready_init(&seven, 7);
+	struct afe_token_until u;
+	afe_token_until_init(&u, t, &seven.base);
+	cr_assert_eq(test_block_on(rt, &u), 7);
+	afe_token_release(t);
+	test_runtime_destroy(rt);
+}
+
+Test(token, until_cancels_and_awaits_the_inner_future_when_the_token_fires)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	struct afe_token *t;
+	cr_assert_eq(afe_token_new(&t), 0);
+	struct counted_pending inner = {0};
+	afe_future_init(&inner.base, counted_pending_poll);
+	struct afe_token_until u;
+	afe_token_until_init(&u, t, &inner.base);
+	pthread_t th;
+	pthread_create(&th, NULL, cancel_from_plain_thread, t);
+	cr_assert_eq(test_block_on(rt, &u), -ECANCELED);
+	pthread_join(th, NULL);
+	cr_assert(inner.saw_cancel, "the inner future was cancelled before the end");
+	cr_assert_geq(inner.polls, 2);
+	afe_token_release(t);
+	test_runtime_destroy(rt);
+}
+
+Test(token, until_on_a_fired_token_never_polls_the_inner_future)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_token *t;
+	cr_assert_eq(afe_token_new(&t), 0);
+	cr_assert_eq(afe_token_cancel(t), 0);
+	struct counted_pending inner = {0};
+	afe_future_init(&inner.base, counted_pending_poll);
+	struct afe_token_until u;
+	afe_token_until_init(&u, t, &inner.base);
+	cr_assert_eq(test_block_on(rt, &u), -ECANCELED);
+	cr_assert_eq(inner.polls, 0);
+	afe_token_release(t);
+	test_runtime_destroy(rt);
+}
+
+Test(token, until_without_a_token_or_an_inner_future_is_einval)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_token *t;
+	cr_assert_eq(afe_token_new(&t), 0);
+	struct afe_ready one;
+	afe_ready_init(&one, 1);
+	struct afe_token_until u;
+	afe_token_until_init(&u, NULL, &one.base);
+	cr_assert_eq(test_block_on(rt, &u), -EINVAL);
+	afe_token_until_init(&u, t, NULL);
+	cr_assert_eq(test_block_on(rt, &u), -EINVAL);
+	afe_token_release(t);
+	test_runtime_destroy(rt);
+}
