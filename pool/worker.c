@@ -25,7 +25,7 @@
 #include "futex.h"
 #include "pool.h"
 #include "runnable.h"
-#include "held_signals.h"
+#include "burst_wakes.h"
 #include "spinlock.h"
 
 #define AFE_LIFO_BUDGET 3
@@ -430,7 +430,7 @@ void *afe_worker_main(void *arg)
 	while (!shutting_down(p)) {
 		struct afe_runnable *t = next_task(w);
 		if (!t) {
-			afe_held_signals_send(); /* a burst of tasks ended */
+			afe_burst_wakes_flush(); /* a burst of tasks ended */
 			if (!w->searching)
 				w->searching = afe_idle_try_start_searching(&p->idle);
 			if (w->searching)
@@ -451,9 +451,9 @@ void *afe_worker_main(void *arg)
 				notify_parked(p);
 		}
 		run(w, t);
-		afe_held_signals_after_poll();
+		afe_burst_wakes_after_poll();
 	}
-	afe_held_signals_send();
+	afe_burst_wakes_flush();
 	current_worker = NULL;
 	return NULL;
 }

@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #include "../../pool/futex.h"
-#include "../../pool/held_signals.h"
+#include "../../pool/burst_wakes.h"
 #include "../../pool/watch.h"
 
 #define AFE_IPC_WANT_FRAME 1u /* a frame pushed toward the sleeper */
@@ -162,11 +162,11 @@ static inline void afe_ipc_bell_wake_wiped(struct afe_ipc_bell *b, int fd, long 
 #define AFE_IPC_HOLD_ASLEEP_POLLS 4u
 
 /* Rings bell with what once this worker has run its burst of tasks (see
- * pool/held_signals.h: one wake of the peer for a burst of frames; more:
+ * pool/burst_wakes.h: one wake of the peer for a burst of frames; more:
  * the caller's burst goes on), or AFE_IPC_HOLD_ASLEEP_POLLS task polls
  * into it when the peer sleeps in the kernel; at once otherwise. owner's
  * ref/unref keep obj, and with it the bell's mapping, alive until then. */
 void afe_ipc_bell_ring_later(struct afe_ipc_bell *bell, uint32_t what, bool more,
-			     const struct afe_signal_owner *owner, void *obj);
+			     const struct afe_burst_wake_owner *owner, void *obj);
 
 #endif /* AFE_IPC_BELL_H */

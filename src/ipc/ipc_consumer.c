@@ -95,7 +95,7 @@ void afe__ipc_consumer_release(void *c)
 }
 
 /* Keeps the consumer's mapping alive while a bell ring is held back. */
-const struct afe_signal_owner afe__ipc_consumer_owner = {ref_consumer,
+const struct afe_burst_wake_owner afe__ipc_consumer_owner = {ref_consumer,
 							  afe__ipc_consumer_release};
 
 /* ---- the consumer's task -------------------------------------------------- */

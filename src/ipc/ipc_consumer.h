@@ -73,7 +73,7 @@ struct afe_ipc_consumer {
  * mapping) alive while a bell ring is held back. ipc_consumer.c. */
 void afe__ipc_consumer_unref(struct afe_ipc_consumer *c);
 void afe__ipc_consumer_release(void *c);
-extern const struct afe_signal_owner afe__ipc_consumer_owner;
+extern const struct afe_burst_wake_owner afe__ipc_consumer_owner;
 
 /* Whether c serves function fn. */
 static inline bool afe__ipc_consumer_serves(const struct afe_ipc_consumer *c, unsigned fn)

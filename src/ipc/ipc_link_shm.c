@@ -27,7 +27,7 @@ static void unref_producer(void *p)
 }
 
 /* Keeps the producer's mapping alive while a bell ring is held back. */
-static const struct afe_signal_owner producer_owner = {ref_producer, unref_producer};
+static const struct afe_burst_wake_owner producer_owner = {ref_producer, unref_producer};
 
 /* Whether the entry is still the one we claimed (LIVE, our generation). */
 static bool entry_ours(struct afe_ipc_producer *p)
