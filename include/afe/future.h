@@ -46,7 +46,8 @@ typedef int afe_poll_fn(struct afe_future *self, struct afe_context *cx);
 struct afe_future {
 	afe_poll_fn *poll;
 	intptr_t result; /* the output, once ready */
-	int resume;	 /* async macros: where to continue (0 = start) */
+	/* Private: the async macros' and the executor's. */
+	int resume; /* where to continue (0 = start) */
 	unsigned flags;
 };
 
@@ -85,7 +86,7 @@ struct afe_waker {
 #define AFE_RACE_OPEN ((intptr_t)-1)
 struct afe_race {
 	_Atomic intptr_t winner;
-	/* Written and read by the select's poll only: */
+	/* Private: written and read by the select's poll only. */
 	const struct afe_future *polling;
 	intptr_t index;
 	bool withdrawing;
