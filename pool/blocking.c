@@ -9,6 +9,7 @@
 
 #include "give_way.h"
 #include "pool.h"
+#include "wake_batch.h"
 
 enum job_state {
 	JOB_NEW = 0,
@@ -50,12 +51,6 @@ static struct afe_waker finish_locked(struct afe_blocking *job, intptr_t output)
 	struct afe_waker waker = job->waker;
 	job->waker.vtable = NULL;
 	return waker;
-}
-
-static void wake(struct afe_waker *waker)
-{
-	if (afe_waker_is_set(waker))
-		afe_waker_wake(waker);
 }
 
 /* Takes the oldest queued job, or NULL. Called with the lock held. */
@@ -113,7 +108,7 @@ static void *blocking_thread(void *arg)
 		struct afe_waker waker = finish_locked(job, output);
 		bool abandoned = job->abandoned; /* then nobody else holds it */
 		pthread_mutex_unlock(&p->lock);
-		wake(&waker);
+		afe_waker_wake_if_set(&waker);
 		if (abandoned)
 			free(job);
 		pthread_mutex_lock(&p->lock);
@@ -320,7 +315,7 @@ void afe_blocking_pool_shutdown(struct afe_blocking_pool *p)
 	while ((job = pop_locked(p))) {
 		struct afe_waker waker = finish_locked(job, -ESHUTDOWN);
 		pthread_mutex_unlock(&p->lock);
-		wake(&waker);
+		afe_waker_wake_if_set(&waker);
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_cond_broadcast(&p->work);

@@ -14,6 +14,7 @@
 
 #include "futex.h"
 #include "pool.h"
+#include "wake_batch.h"
 #include "worker.h"
 
 enum { STATE_PENDING = 1, STATE_HELD, STATE_RING, STATE_ENDED };
@@ -29,11 +30,6 @@ enum { THREAD_NOT_YET, THREAD_IN, THREAD_OUT };
 /* Where the watch's task stands (the task's own field, no lock). */
 enum { PHASE_NEW, PHASE_LISTED, PHASE_RING, PHASE_DONE };
 
-/* Wakers taken under the lock, woken after it. */
-struct wake_batch {
-	struct afe_waker wakers[16];
-	unsigned n;
-};
 
 /* The two lists of watches (the listed ones, those on futex threads),
  * with the lock held. */
@@ -71,27 +67,15 @@ static void unlink_watch(struct afe_watches *ws, struct afe_watch *w)
 /* Unlinks w with its new state and takes its waker into b; the caller
  * flushes b (after unlocking) when it is full. With the lock held. */
 static void end_watch(struct afe_watches *ws, struct afe_watch *w, uint8_t state, int32_t result,
-		      struct wake_batch *b)
+		      struct afe_wake_batch *b)
 {
 	unlink_watch(ws, w);
 	w->state = state;
 	w->result = result;
-	b->wakers[b->n++] = w->waker;
+	afe_wake_batch_add(b, w->waker);
 	w->waker.vtable = NULL;
 }
 
-static bool batch_full(const struct wake_batch *b)
-{
-	return b->n == sizeof(b->wakers) / sizeof(b->wakers[0]);
-}
-
-static void wake_batch(struct wake_batch *b)
-{
-	for (unsigned i = 0; i < b->n; i++)
-		if (afe_waker_is_set(&b->wakers[i]))
-			afe_waker_wake(&b->wakers[i]);
-	b->n = 0;
-}
 
 static bool word_changed(const struct afe_watch *w)
 {
@@ -342,14 +326,14 @@ void afe_watches_destroy(struct afe_watches *ws)
 
 void afe_watches_close(struct afe_watches *ws)
 {
-	struct wake_batch b = {.n = 0};
+	struct afe_wake_batch b = {.n = 0};
 	pthread_mutex_lock(&ws->lock);
 	ws->closed = true;
 	while (ws->head) {
 		end_watch(ws, ws->head, STATE_ENDED, -ESHUTDOWN, &b);
-		if (batch_full(&b)) {
+		if (afe_wake_batch_full(&b)) {
 			pthread_mutex_unlock(&ws->lock);
-			wake_batch(&b);
+			afe_wake_batch_run(&b);
 			pthread_mutex_lock(&ws->lock);
 		}
 	}
@@ -358,14 +342,14 @@ void afe_watches_close(struct afe_watches *ws)
 	for (struct afe_watch *w = ws->on_threads; w; w = w->next)
 		interrupt_thread_sleep(w);
 	pthread_mutex_unlock(&ws->lock);
-	wake_batch(&b);
+	afe_wake_batch_run(&b);
 	afe_blocking_pool_shutdown(&ws->threads);
 }
 
 /* Submits w's futex wait to the ring for its task: the ring's completion
  * wakes the task, which finds the wait under way. With the lock held (the
  * task's next poll takes it, so it never polls the wait at the same time). */
-static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct wake_batch *b)
+static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct afe_wake_batch *b)
 {
 	unlink_watch(ws, w);
 	w->state = STATE_RING;
@@ -384,7 +368,7 @@ static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct 
 		ready = afe_future_poll(&w->io.base, &cx);
 	}
 	if (ready == AFE_READY) {
-		b->wakers[b->n++] = w->waker; /* ended at once: the task looks */
+		afe_wake_batch_add(b, w->waker); /* ended at once: the task looks */
 		w->waker.vtable = NULL;
 	} else {
 		afe_waker_drop(&w->waker); /* the wait holds its own */
@@ -395,11 +379,11 @@ static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct 
  * the ring those armed AFE_WATCH_BUSY_NS ago. Returns how many ended. */
 static unsigned scan_pending(struct afe_watches *ws, bool busy)
 {
-	struct wake_batch b = {.n = 0};
+	struct afe_wake_batch b = {.n = 0};
 	unsigned ended = 0;
 	uint64_t now = busy ? afe_now_ns() : 0;
 	pthread_mutex_lock(&ws->lock);
-	for (struct afe_watch *w = ws->head, *next; w && !batch_full(&b); w = next) {
+	for (struct afe_watch *w = ws->head, *next; w && !afe_wake_batch_full(&b); w = next) {
 		next = w->next;
 		if (w->state != STATE_PENDING)
 			continue;
@@ -411,7 +395,7 @@ static unsigned scan_pending(struct afe_watches *ws, bool busy)
 		}
 	}
 	pthread_mutex_unlock(&ws->lock);
-	wake_batch(&b);
+	afe_wake_batch_run(&b);
 	return ended;
 }
 
@@ -423,7 +407,7 @@ void afe_watches_between_tasks(struct afe_watches *ws)
 unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_waitv *vec,
 			  unsigned max)
 {
-	struct wake_batch b = {.n = 0};
+	struct afe_wake_batch b = {.n = 0};
 	unsigned n = 0;
 	pthread_mutex_lock(&ws->lock);
 	for (struct afe_watch *w = ws->head, *next; w; w = next) {
@@ -433,9 +417,9 @@ unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_
 		if (n == max) {
 			/* No room in our sleep, and perhaps nobody else is
 			 * awake to look at it: the ring watches it. */
-			if (batch_full(&b)) {
+			if (afe_wake_batch_full(&b)) {
 				pthread_mutex_unlock(&ws->lock);
-				wake_batch(&b);
+				afe_wake_batch_run(&b);
 				pthread_mutex_lock(&ws->lock);
 				next = ws->head; /* the list may have changed */
 				continue;
@@ -454,20 +438,20 @@ unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_
 		};
 	}
 	pthread_mutex_unlock(&ws->lock);
-	wake_batch(&b);
+	afe_wake_batch_run(&b);
 	return n;
 }
 
 unsigned afe_watches_release(struct afe_watches *ws, uint32_t worker)
 {
-	struct wake_batch b = {.n = 0};
+	struct afe_wake_batch b = {.n = 0};
 	unsigned ended = 0;
 	pthread_mutex_lock(&ws->lock);
 	for (struct afe_watch *w = ws->head, *next; w; w = next) {
 		next = w->next;
 		if (w->state != STATE_HELD || w->holder != worker)
 			continue;
-		if (word_changed(w) && !batch_full(&b)) {
+		if (word_changed(w) && !afe_wake_batch_full(&b)) {
 			end_watch(ws, w, STATE_ENDED, 0, &b);
 			ended++;
 		} else {
@@ -476,7 +460,7 @@ unsigned afe_watches_release(struct afe_watches *ws, uint32_t worker)
 		}
 	}
 	pthread_mutex_unlock(&ws->lock);
-	wake_batch(&b);
+	afe_wake_batch_run(&b);
 	return ended;
 }
 

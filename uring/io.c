@@ -8,6 +8,7 @@
 
 #include "../pool/give_way.h"
 #include "../pool/spinlock.h"
+#include "../pool/wake_batch.h"
 #include "afe/runtime.h"
 #include "compat.h"
 #include "io_internal.h"
@@ -55,12 +56,6 @@ static struct afe_waker mark_done_locked(struct afe_io *io, intptr_t result)
 	return waker;
 }
 
-static void wake_if_set(struct afe_waker *waker)
-{
-	if (afe_waker_is_set(waker))
-		afe_waker_wake(waker);
-}
-
 /* Publishes the second result of a linked pair, before the first's: the
  * poller may free both once the first is done. */
 static void finish_follower(struct afe_io *then, int32_t res)
@@ -68,7 +63,7 @@ static void finish_follower(struct afe_io *then, int32_t res)
 	afe_spin_lock(&then->lock);
 	struct afe_waker waker = mark_done_locked(then, res);
 	afe_spin_unlock(&then->lock);
-	wake_if_set(&waker);
+	afe_waker_wake_if_set(&waker);
 }
 
 bool afe__io_finish(struct afe_io *io)
@@ -84,7 +79,7 @@ bool afe__io_finish(struct afe_io *io)
 	/* The unlock is our last touch of io: the poller reads done only
 	 * under the lock, so it cannot free io before this. */
 	afe_spin_unlock(&io->lock);
-	wake_if_set(&waker);
+	afe_waker_wake_if_set(&waker);
 	return true;
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../pool/spinlock.h"
+#include "../pool/wake_batch.h"
 #include "compat.h"
 #include "afe/runtime.h"
 #include "afe/socket.h"
@@ -125,8 +126,7 @@ static void accepted(struct afe_io *io, int32_t res)
 		s->fds[(s->head + s->count++) % s->capacity] = res;
 	take_waker_locked(s, &waker);
 	afe_spin_unlock(&s->lock);
-	if (afe_waker_is_set(&waker))
-		afe_waker_wake(&waker);
+	afe_waker_wake_if_set(&waker);
 }
 
 static bool multishot_accept(void)

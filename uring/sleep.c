@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "../pool/give_way.h"
+#include "../pool/wake_batch.h"
 #include "afe/runtime.h"
 #include "afe/sleep.h"
 #include "ring.h"
@@ -18,9 +19,6 @@ enum sleep_phase {
 	PHASE_WAITING = 2,  /* polled: in the wheel or fired (timer.pprev says) */
 	PHASE_REFUSED = 3,  /* polled after the wheel closed: -ESHUTDOWN, given way */
 };
-
-/* How many wakers the ring thread takes per hold of the lock. */
-#define WAKE_BATCH 64
 
 static struct afe_sleep *sleep_of(struct afe_timer *t)
 {
@@ -59,18 +57,16 @@ static void fire(struct afe_timer *t, void *arg)
 static void wake_fired_and_unlock(struct afe_sleeps *s)
 {
 	for (;;) {
-		struct afe_waker wakers[WAKE_BATCH];
-		unsigned n = 0;
-		while (s->fired && n < WAKE_BATCH) {
+		struct afe_wake_batch batch = {.n = 0};
+		while (s->fired && !afe_wake_batch_full(&batch)) {
 			struct afe_sleep *sleep = sleep_of(s->fired);
 			afe_wheel_remove(&s->wheel, &sleep->timer); /* pprev NULL: done */
-			wakers[n++] = sleep->waker;
+			afe_wake_batch_add(&batch, sleep->waker);
 			sleep->waker.vtable = NULL;
 		}
 		bool more = s->fired != NULL;
 		pthread_mutex_unlock(&s->lock);
-		for (unsigned i = 0; i < n; i++)
-			afe_waker_wake(&wakers[i]);
+		afe_wake_batch_run(&batch);
 		if (!more)
 			return;
 		pthread_mutex_lock(&s->lock);

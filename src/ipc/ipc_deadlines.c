@@ -17,6 +17,7 @@
 #include <errno.h>
 
 #include "ipc_producer.h"
+#include "../../pool/wake_batch.h"
 #include "../core/runtime_internal.h"
 
 struct sweeper {
@@ -27,17 +28,14 @@ struct sweeper {
 	struct afe_sleep nap;
 };
 
-#define WAKE_BATCH 32u
-
-/* Ends the calls due at now, WAKE_BATCH at most; from: the slot to look at
- * next, left where the scan stopped. Returns how many ended, with their
- * wakers in wakers; *next: the earliest deadline among the calls looked at
- * and not ended. With p->lock held. */
-static unsigned end_due(struct afe_ipc_producer *p, uint64_t now, uint32_t *from,
-			struct afe_waker wakers[WAKE_BATCH], uint64_t *next)
+/* Ends the calls due at now, a batch at most, their wakers into batch;
+ * from: the slot to look at next, left where the scan stopped; *next: the
+ * earliest deadline among the calls looked at and not ended. With p->lock
+ * held. */
+static void end_due(struct afe_ipc_producer *p, uint64_t now, uint32_t *from,
+		    struct afe_wake_batch *batch, uint64_t *next)
 {
-	unsigned n = 0;
-	for (; *from < p->slots_used && n < WAKE_BATCH; (*from)++) {
+	for (; *from < p->slots_used && !afe_wake_batch_full(batch); (*from)++) {
 		struct afe_ipc_call *call = p->pending[*from];
 		if (!call)
 			continue;
@@ -46,10 +44,9 @@ static unsigned end_due(struct afe_ipc_producer *p, uint64_t now, uint32_t *from
 				*next = call->deadline;
 			continue;
 		}
-		wakers[n++] = afe__ipc_producer_fail_locked(p, call, -ETIMEDOUT);
+		afe_wake_batch_add(batch, afe__ipc_producer_fail_locked(p, call, -ETIMEDOUT));
 		atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed); /* a count */
 	}
-	return n;
 }
 
 /* Ends the calls that are due and returns the earliest deadline left
@@ -60,9 +57,9 @@ static uint64_t sweep(struct afe_ipc_producer *p, const struct afe_context *cx)
 	uint64_t now = afe_now_ns(), next = UINT64_MAX;
 	uint32_t from = 0;
 	for (;;) {
-		struct afe_waker wakers[WAKE_BATCH];
+		struct afe_wake_batch batch = {.n = 0};
 		pthread_mutex_lock(&p->lock);
-		unsigned n = end_due(p, now, &from, wakers, &next);
+		end_due(p, now, &from, &batch, &next);
 		bool done = from >= p->slots_used;
 		if (done) {
 			p->sweep_at = next;
@@ -70,8 +67,7 @@ static uint64_t sweep(struct afe_ipc_producer *p, const struct afe_context *cx)
 				afe_waker_register(&p->sweeper, cx);
 		}
 		pthread_mutex_unlock(&p->lock);
-		for (unsigned i = 0; i < n; i++)
-			afe_ipc_wake_taken(&wakers[i]);
+		afe_wake_batch_run(&batch);
 		if (done)
 			return next;
 	}

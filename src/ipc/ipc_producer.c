@@ -131,7 +131,7 @@ void afe__ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int
 		w = answer_locked(p, call, status);
 	pthread_mutex_unlock(&p->lock);
 	atomic_fetch_add_explicit(&p->n_replies, 1, memory_order_relaxed); /* a count */
-	afe_ipc_wake_taken(&w);
+	afe_waker_wake_if_set(&w);
 }
 
 void afe__ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err)
@@ -143,7 +143,7 @@ void afe__ipc_producer_fail_all(struct afe_ipc_producer *p, int32_t err)
 		if (call)
 			w = afe__ipc_producer_fail_locked(p, call, err);
 		pthread_mutex_unlock(&p->lock);
-		afe_ipc_wake_taken(&w);
+		afe_waker_wake_if_set(&w);
 	}
 	afe_notify_all(&p->room);
 }
@@ -360,7 +360,7 @@ static int call_start(struct afe_ipc_call *call, const struct afe_context *cx, i
 	afe__ipc_producer_ref(p); /* the call's, until it ends */
 	if (*sent == 0)
 		call_sent(call);
-	afe_ipc_wake_taken(&sweeper);
+	afe_waker_wake_if_set(&sweeper);
 	return 0;
 }
 

@@ -17,6 +17,7 @@
 #include <pthread.h>
 
 #include "ipc_internal.h"
+#include "../../pool/wake_batch.h"
 
 #define AFE_IPC_PENDING_MASK (AFE_IPC_MAX_PENDING - 1)
 _Static_assert((AFE_IPC_MAX_PENDING & AFE_IPC_PENDING_MASK) == 0, "a power of two");
@@ -87,16 +88,9 @@ void afe__ipc_producer_deliver(struct afe_ipc_producer *p, uint64_t call_id, int
 
 /* Ends call with err, which its reply callback (if any) gets too: out of
  * the table, answered, its waker taken. With p->lock held; give the
- * returned waker to afe_ipc_wake_taken after unlocking. */
+ * returned waker to afe_waker_wake_if_set after unlocking. */
 struct afe_waker afe__ipc_producer_fail_locked(struct afe_ipc_producer *p,
 					       struct afe_ipc_call *call, int32_t err);
-
-/* Wakes a waker taken under the producer's lock, if there was one. */
-static inline void afe_ipc_wake_taken(struct afe_waker *w)
-{
-	if (afe_waker_is_set(w))
-		afe_waker_wake(w);
-}
 
 /* Starts p's timeout sweeper: 0 or the spawn's error. */
 int afe_ipc_deadlines_start(struct afe_ipc_producer *p);

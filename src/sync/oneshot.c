@@ -35,8 +35,7 @@ static int finish_sending(struct afe_oneshot *o, unsigned char next, intptr_t va
 		o->receiver.vtable = NULL;
 	}
 	afe_spin_unlock(&o->lock);
-	if (afe_waker_is_set(&waker))
-		afe_waker_wake(&waker);
+	afe_waker_wake_if_set(&waker);
 	return err;
 }
 

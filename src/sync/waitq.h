@@ -48,6 +48,7 @@
 
 #include "afe/waiter.h"
 #include "../../pool/spinlock.h"
+#include "../../pool/wake_batch.h"
 
 enum { AFE_WAIT_IDLE, AFE_WAIT_LINKED, AFE_WAIT_DONE, AFE_WAIT_DETACHED };
 
@@ -289,37 +290,6 @@ static inline unsigned afe_waiter_settle(struct afe_waiter *w, intptr_t *value)
 	}
 	atomic_store_explicit(&w->state, AFE_WAIT_IDLE, memory_order_relaxed);
 	return state;
-}
-
-/* Wakers collected under a lock, woken after it. */
-#define AFE_WAKE_BATCH 16
-struct afe_wake_batch {
-	unsigned n;
-	struct afe_waker w[AFE_WAKE_BATCH];
-};
-
-static inline bool afe_wake_batch_full(const struct afe_wake_batch *b)
-{
-	return b->n == AFE_WAKE_BATCH;
-}
-
-static inline void afe_wake_batch_add(struct afe_wake_batch *b, struct afe_waker w)
-{
-	b->w[b->n++] = w;
-}
-
-static inline void afe_wake_batch_run(struct afe_wake_batch *b)
-{
-	for (unsigned i = 0; i < b->n; i++)
-		if (afe_waker_is_set(&b->w[i]))
-			afe_waker_wake(&b->w[i]);
-	b->n = 0;
-}
-
-static inline void afe_waker_wake_if_set(struct afe_waker *w)
-{
-	if (afe_waker_is_set(w))
-		afe_waker_wake(w);
 }
 
 /*
