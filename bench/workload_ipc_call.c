@@ -109,7 +109,7 @@ static int caller_poll(struct afe_future *f, struct afe_context *cx)
 	for (self->i = self->from; self->i < self->from + self->count; self->i++) {
 		if (self->samples)
 			self->start = bench_now_ns();
-		bench_add(&self->call, self->i, 2 * self->i, 3);
+		bench_add_call(&self->call, self->i, 2 * self->i, 3);
 		AFE_AWAIT(&self->call.base);
 		if (self->call.base.result < 0)
 			AFE_RETURN(self->call.base.result);

@@ -13,7 +13,7 @@
  * The producer (in a future's poll; call is a struct afe_ipc_call member):
  *
  *   afe_ipc_call_init(&self->call, producer);        // once
- *   add(&self->call, 1, 2, 3);                        // the arguments
+ *   add_call(&self->call, 1, 2, 3);                   // the arguments
  *   AFE_AWAIT(&self->call.base);                      // 0 or -errno
  *   add_result(&self->call, &self->sum);              // 6
  *
@@ -32,7 +32,7 @@
  *
  *   afe_ipc_producer_connect(&producer, NULL, "afe-calc", NULL);
  *   afe_ipc_call_init(&call, producer);
- *   add(&call, 1, 2, 3);
+ *   add_call(&call, 1, 2, 3);
  *   if (afe_ipc_call_wait(&call) == 0)                // 0 or -errno
  *       add_result(&call, &sum);
  *
@@ -389,18 +389,20 @@ AFE_EXPORT void afe_ipc_reply_error(struct afe_ipc_reply *rep, struct afe_ipc_re
 /*
  * AFE_IPC_FN(name, id, RET, T1, a1, ...) declares a function of the table
  * and generates, besides the codec of afe/ipc_fn.h:
- *   int name(struct afe_ipc_call *call, T1 a1, ...)       arms a call
+ *   int name_call(struct afe_ipc_call *call, T1 a1, ...)  arms a call
  *   int name_result(const struct afe_ipc_call *call, RET *out)
  *   int name_decode(const struct afe_ipc_request *req, struct name_args *out)
  *   int name_reply(struct afe_ipc_reply *rep, const struct afe_ipc_request *req, RET v)
  *   int name_reply_more(...)  the same, for one of several replies
+ * Every generated name has a suffix, so a table may name its functions
+ * read or close without redefining the C library's.
  */
 #define AFE_IPC_FN(name, id, ...)                              \
 	AFE__IPC_EXPAND(AFE__IPC_CODEC, name, id, __VA_ARGS__)   \
 	AFE__IPC_EXPAND(AFE__IPC_CALLS, name, id, __VA_ARGS__)
 
 #define AFE__IPC_CALLS(name, id, RET, k, ...)                                              \
-	static inline AFE__IPC_UNUSED int name(struct afe_ipc_call *call                                   \
+	static inline AFE__IPC_UNUSED int name##_call(struct afe_ipc_call *call                            \
 				       AFE__IPC_PAIRS_##k(AFE__IPC_PARAM, __VA_ARGS__))    \
 	{                                                                                  \
 		name##_encode_args(afe_ipc_call_begin(call, (id))                          \

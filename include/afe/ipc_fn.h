@@ -18,7 +18,7 @@
  *   void name_encode_ret(struct afe_ipc_writer *w, RET v);
  *   int  name_decode_ret(struct afe_ipc_reader *r, RET *out);
  *
- * and the helpers afe/ipc.h describes (name(), name_result, name_decode,
+ * and the helpers afe/ipc.h describes (name_call, name_result, name_decode,
  * name_reply, name_reply_more). Decoding returns 0, or -EPROTO when the
  * bytes do not hold exactly the values.
  */

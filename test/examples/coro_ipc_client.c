@@ -23,10 +23,10 @@ static intptr_t client(void *arg)
 	afe_ipc_call_init(&call, p);
 	int64_t sum = 0;
 	afe_ipc_str text = NULL;
-	int ok = add(&call, 1, 2, 3) == 0 && afe_co_ipc_call(&call) == 0 &&
+	int ok = add_call(&call, 1, 2, 3) == 0 && afe_co_ipc_call(&call) == 0 &&
 		 add_result(&call, &sum) == 0 && sum == 6;
 	printf("add(1, 2, 3) = %lld\n", (long long)sum);
-	ok = ok && greet(&call, "world", 2) == 0 && afe_co_ipc_call(&call) == 0 &&
+	ok = ok && greet_call(&call, "world", 2) == 0 && afe_co_ipc_call(&call) == 0 &&
 	     greet_result(&call, &text) == 0 && !strcmp(text, "hello, world hello, world");
 	printf("greet(\"world\", 2) = \"%s\"\n", text ? text : "");
 	afe_ipc_call_release(&call);

@@ -57,13 +57,13 @@ static int app_poll(struct afe_future *f, struct afe_context *cx)
 	}
 	afe_ipc_call_init(&self->call, self->producer);
 
-	add(&self->call, 1, 2, 3);
+	add_call(&self->call, 1, 2, 3);
 	AFE_AWAIT(&self->call.base);
 	if (self->call.base.result < 0 || add_result(&self->call, &self->sum) < 0)
 		AFE_RETURN(2);
 	printf("add(1, 2, 3) = %lld\n", (long long)self->sum);
 
-	greet(&self->call, "world", 2);
+	greet_call(&self->call, "world", 2);
 	AFE_AWAIT(&self->call.base);
 	if (self->call.base.result < 0 || greet_result(&self->call, &self->text) < 0)
 		AFE_RETURN(3);
@@ -73,7 +73,7 @@ static int app_poll(struct afe_future *f, struct afe_context *cx)
 		AFE_RETURN(3);
 
 	memset(self->buffer, 1, sizeof(self->buffer));
-	weigh(&self->call, (afe_ipc_bytes){self->buffer, sizeof(self->buffer)});
+	weigh_call(&self->call, (afe_ipc_bytes){self->buffer, sizeof(self->buffer)});
 	AFE_AWAIT(&self->call.base);
 	if (self->call.base.result < 0 || weigh_result(&self->call, &self->weight) < 0)
 		AFE_RETURN(4);
@@ -82,7 +82,7 @@ static int app_poll(struct afe_future *f, struct afe_context *cx)
 	       (unsigned long long)(self->weight & 0xffffffffu));
 
 	afe_ipc_call_on_reply(&self->call, on_count, self);
-	count(&self->call, 3);
+	count_call(&self->call, 3);
 	AFE_AWAIT(&self->call.base);
 	if (self->call.base.result < 0 || self->counted != 4)
 		AFE_RETURN(5);

@@ -48,7 +48,7 @@ static inline int adder_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_BEGIN(f, cx);
 	afe_ipc_call_init(&self->call, self->p);
 	for (self->i = 0; self->i < self->n; self->i++) {
-		add(&self->call, self->base_value, self->i, 1);
+		add_call(&self->call, self->base_value, self->i, 1);
 		AFE_AWAIT(&self->call.base);
 		if (self->call.base.result < 0)
 			AFE_RETURN(self->call.base.result);
@@ -83,9 +83,9 @@ static inline int one_call_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_BEGIN(f, cx);
 	afe_ipc_call_init(&self->call, self->p);
 	if (self->fn == nap_ID)
-		nap(&self->call, self->arg);
+		nap_call(&self->call, self->arg);
 	else
-		add(&self->call, self->arg, 0, 0);
+		add_call(&self->call, self->arg, 0, 0);
 	AFE_AWAIT(&self->call.base);
 	AFE_RETURN(self->call.base.result);
 	AFE_ASYNC_END;

@@ -201,7 +201,7 @@ static inline int producer_child(const char *name, int go, int result)
 	struct afe_ipc_call call;
 	if (err == 0) {
 		afe_ipc_call_init(&call, p);
-		err = add(&call, 1, 2, 3);
+		err = add_call(&call, 1, 2, 3);
 		err = err ? err : (int)run_call(rt, &call);
 	}
 	code = (char)(err < 0 ? -err : 0);

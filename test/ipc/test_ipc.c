@@ -28,18 +28,18 @@ Test(ipc, calls_of_every_kind_round_trip)
 	ipc_session_start(&s, "kinds", NULL);
 
 	int64_t sum = 0;
-	cr_assert_eq(add(&s.call, 40, 1, 1), 0);
+	cr_assert_eq(add_call(&s.call, 40, 1, 1), 0);
 	cr_assert_eq(run_call(s.rt, &s.call), 0);
 	cr_assert_eq(add_result(&s.call, &sum), 0);
 	cr_assert_eq(sum, 42);
 
 	afe_ipc_str text = NULL;
-	cr_assert_eq(greet(&s.call, "you", 3), 0);
+	cr_assert_eq(greet_call(&s.call, "you", 3), 0);
 	cr_assert_eq(run_call(s.rt, &s.call), 0);
 	cr_assert_eq(greet_result(&s.call, &text), 0);
 	cr_assert(text && !strcmp(text, "hello, you hello, you hello, you"));
 
-	cr_assert_eq(greet(&s.call, NULL, 1), 0, "a NULL string travels");
+	cr_assert_eq(greet_call(&s.call, NULL, 1), 0, "a NULL string travels");
 	cr_assert_eq(run_call(s.rt, &s.call), 0);
 	cr_assert_eq(greet_result(&s.call, &text), 0);
 	cr_assert(text && !strcmp(text, "hello, (null)"));
@@ -50,7 +50,7 @@ Test(ipc, calls_of_every_kind_round_trip)
 	uint64_t weight = 0, want = (uint64_t)sizeof(big) << 32;
 	for (size_t i = 0; i < sizeof(big); i++)
 		want += big[i];
-	cr_assert_eq(weigh(&s.call, (afe_ipc_bytes){big, sizeof(big)}), 0);
+	cr_assert_eq(weigh_call(&s.call, (afe_ipc_bytes){big, sizeof(big)}), 0);
 	cr_assert_eq(run_call(s.rt, &s.call), 0);
 	cr_assert_eq(weigh_result(&s.call, &weight), 0);
 	cr_assert_eq(weight, want);
@@ -63,7 +63,7 @@ static afe_ipc_str greet_on(struct afe_runtime *rt, struct afe_ipc_call *call, c
 			    uint32_t times)
 {
 	afe_ipc_str text = NULL;
-	cr_assert_eq(greet(call, who, times), 0);
+	cr_assert_eq(greet_call(call, who, times), 0);
 	cr_assert_eq(run_call(rt, call), 0);
 	cr_assert_eq(greet_result(call, &text), 0);
 	cr_assert_not_null(text);
@@ -90,7 +90,7 @@ Test(ipc, returned_bytes_live_in_their_call_object_until_its_next_call)
 		afe_ipc_str t = greet_on(s.rt, &other, "c", i % 2 ? 30 : 1);
 		cr_assert(t != short_text && t != long_text);
 		int64_t sum = 0;
-		cr_assert_eq(add(&other, i, 0, 0), 0);
+		cr_assert_eq(add_call(&other, i, 0, 0), 0);
 		cr_assert_eq(run_call(s.rt, &other), 0);
 		cr_assert_eq(add_result(&other, &sum), 0);
 	}
@@ -102,7 +102,7 @@ Test(ipc, returned_bytes_live_in_their_call_object_until_its_next_call)
 
 	/* The next call armed on the object ends them: its result is not
 	 * readable while it runs, then it is the new call's. */
-	cr_assert_eq(greet(&s.call, "d", 3), 0);
+	cr_assert_eq(greet_call(&s.call, "d", 3), 0);
 	cr_assert_eq(greet_result(&s.call, &again), -EINVAL);
 	cr_assert_eq(run_call(s.rt, &s.call), 0);
 	cr_assert_eq(greet_result(&s.call, &again), 0);
@@ -122,7 +122,7 @@ Test(ipc, oversized_arguments_are_refused_before_sending)
 	struct ipc_session s;
 	ipc_session_start(&s, "big", NULL);
 	static unsigned char huge[AFE_IPC_MAX_PAYLOAD];
-	cr_assert_eq(weigh(&s.call, (afe_ipc_bytes){huge, sizeof(huge)}), -EMSGSIZE);
+	cr_assert_eq(weigh_call(&s.call, (afe_ipc_bytes){huge, sizeof(huge)}), -EMSGSIZE);
 	cr_assert_eq(run_call(s.rt, &s.call), -EMSGSIZE);
 	struct afe_ipc_stats st;
 	afe_ipc_producer_stats(s.p, &st);
@@ -183,15 +183,15 @@ Test(ipc, a_late_reply_is_dropped_and_counted_never_taken_by_the_next_call)
 	config.n_timeouts = 1;
 	struct ipc_session s;
 	ipc_session_start(&s, "late", &config);
-	cr_assert_eq(nap(&s.call, 300), 0);
+	cr_assert_eq(nap_call(&s.call, 300), 0);
 	cr_assert_eq(run_call(s.rt, &s.call), -ETIMEDOUT);
 	/* The next call gets its own answer, not the timed-out nap's reply,
 	 * which comes in later and is dropped. */
-	cr_assert_eq(nap(&s.call, 0), 0);
+	cr_assert_eq(nap_call(&s.call, 0), 0);
 	cr_assert_eq(run_call(s.rt, &s.call), 0); /* nap(0) */
 	usleep(400 * 1000);
 	int64_t sum = 0;
-	cr_assert_eq(add(&s.call, 1, 1, 1), 0);
+	cr_assert_eq(add_call(&s.call, 1, 1, 1), 0);
 	cr_assert_eq(run_call(s.rt, &s.call), 0);
 	cr_assert_eq(add_result(&s.call, &sum), 0);
 	cr_assert_eq(sum, 3);
@@ -224,7 +224,7 @@ Test(ipc, a_callback_gets_every_reply_in_order)
 	ipc_session_start(&s, "stream", NULL);
 	struct seen seen = {0};
 	afe_ipc_call_on_reply(&s.call, on_count, &seen);
-	cr_assert_eq(count(&s.call, 5), 0);
+	cr_assert_eq(count_call(&s.call, 5), 0);
 	cr_assert_eq(run_call(s.rt, &s.call), 0);
 	cr_assert_eq(seen.n, 6);
 	for (int i = 0; i < 6; i++) {
@@ -233,7 +233,7 @@ Test(ipc, a_callback_gets_every_reply_in_order)
 	}
 	/* The callback holds for that call only. */
 	uint32_t n = 0;
-	cr_assert_eq(count(&s.call, 0), 0);
+	cr_assert_eq(count_call(&s.call, 0), 0);
 	cr_assert_eq(run_call(s.rt, &s.call), 0);
 	cr_assert_eq(count_result(&s.call, &n), 0);
 	cr_assert_eq(n, 0);
@@ -273,7 +273,7 @@ Test(ipc, a_producer_that_reconnects_at_once_hears_its_replies)
 		struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
 		struct afe_ipc_call call;
 		afe_ipc_call_init(&call, p);
-		cr_assert_eq(add(&call, i, 1, 1), 0);
+		cr_assert_eq(add_call(&call, i, 1, 1), 0);
 		err = run_call(rt, &call);
 		if (err == 0 && (add_result(&call, &sum) < 0 || sum != i + 2))
 			err = -EBADMSG;
@@ -292,7 +292,7 @@ Test(ipc, a_producer_that_reconnects_at_once_hears_its_replies)
 static void add_checked(struct afe_runtime *rt, struct afe_ipc_call *call)
 {
 	int64_t sum = 0;
-	cr_assert_eq(add(call, 40, 1, 1), 0);
+	cr_assert_eq(add_call(call, 40, 1, 1), 0);
 	cr_assert_eq(run_call(rt, call), 0);
 	cr_assert_eq(add_result(call, &sum), 0);
 	cr_assert_eq(sum, 42);
@@ -379,7 +379,7 @@ Test(ipc, a_call_that_waited_for_room_never_writes_into_the_next_producers_rings
 	static struct afe_join_handle handles[FILL + 1];
 	for (int i = 0; i < FILL; i++) {
 		afe_ipc_call_init(&calls[i], first);
-		cr_assert_eq(add(&calls[i], i, 1, 1), 0);
+		cr_assert_eq(add_call(&calls[i], i, 1, 1), 0);
 		fillers[i] = (struct await_call){.call = &calls[i]};
 		afe_future_init(&fillers[i].base, await_call_poll);
 		cr_assert_eq(afe_spawn(rt, &fillers[i], &handles[i]), 0);
@@ -394,7 +394,7 @@ Test(ipc, a_call_that_waited_for_room_never_writes_into_the_next_producers_rings
 	struct afe_notify gate;
 	afe_notify_init(&gate);
 	afe_ipc_call_init(&calls[FILL], first);
-	cr_assert_eq(add(&calls[FILL], 0, 1, 1), 0);
+	cr_assert_eq(add_call(&calls[FILL], 0, 1, 1), 0);
 	_Atomic bool waiting = false;
 	struct gated_call gated = {.call = &calls[FILL], .waiting = &waiting};
 	afe_future_init(&gated.base, gated_call_poll);
@@ -526,7 +526,7 @@ Test(ipc, killing_the_consumer_fails_calls_with_epipe_and_a_restart_serves_again
 	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, p);
-	cr_assert_eq(nap(&call, 4000), 0);
+	cr_assert_eq(nap_call(&call, 4000), 0);
 	/* Kill it mid-call from another process, after the call went out. */
 	pid_t killer = fork_tied();
 	cr_assert_neq(killer, -1);
@@ -541,7 +541,7 @@ Test(ipc, killing_the_consumer_fails_calls_with_epipe_and_a_restart_serves_again
 	waitpid(killer, NULL, 0);
 	waitpid(consumer, NULL, 0);
 	cr_assert(afe_ipc_producer_is_gone(p));
-	cr_assert_eq(add(&call, 1, 2, 3), 0);
+	cr_assert_eq(add_call(&call, 1, 2, 3), 0);
 	cr_assert_eq(run_call(rt, &call), -EPIPE, "later calls fail at once");
 	afe_ipc_producer_close(p);
 
@@ -549,7 +549,7 @@ Test(ipc, killing_the_consumer_fails_calls_with_epipe_and_a_restart_serves_again
 	p = connect_retrying(rt, name, NULL);
 	afe_ipc_call_init(&call, p);
 	int64_t sum = 0;
-	cr_assert_eq(add(&call, 1, 2, 3), 0);
+	cr_assert_eq(add_call(&call, 1, 2, 3), 0);
 	cr_assert_eq(run_call(rt, &call), 0);
 	cr_assert_eq(add_result(&call, &sum), 0);
 	cr_assert_eq(sum, 6);
@@ -566,7 +566,7 @@ static void producer_process(const char *name, int n, bool die_mid_call)
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, p);
 	if (die_mid_call) {
-		cr_assert_eq(nap(&call, 2000), 0);
+		cr_assert_eq(nap_call(&call, 2000), 0);
 		struct await_call a = {.call = &call};
 		afe_future_init(&a.base, await_call_poll);
 		afe_spawn(rt, &a, NULL);
@@ -575,7 +575,7 @@ static void producer_process(const char *name, int n, bool die_mid_call)
 	}
 	for (int i = 0; i < n; i++) {
 		int64_t sum = 0;
-		if (add(&call, i, i, i) < 0 || run_call(rt, &call) != 0 ||
+		if (add_call(&call, i, i, i) < 0 || run_call(rt, &call) != 0 ||
 		    add_result(&call, &sum) < 0 || sum != 3 * i)
 			_exit(1);
 	}
@@ -628,10 +628,10 @@ Test(ipc, a_consumer_stopped_mid_call_reports_the_requests_it_took)
 	afe_ipc_call_init(&call, p);
 	afe_ipc_call_init(&napping, p);
 	for (int i = 0; i < 3; i++) {
-		cr_assert_eq(add(&call, i, 0, 0), 0);
+		cr_assert_eq(add_call(&call, i, 0, 0), 0);
 		cr_assert_eq(run_call(rt, &call), 0);
 	}
-	cr_assert_eq(nap(&napping, 1000), 0);
+	cr_assert_eq(nap_call(&napping, 1000), 0);
 	struct await_call a = {.call = &napping};
 	afe_future_init(&a.base, await_call_poll);
 	struct afe_join_handle h;

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <unistd.h> /* read and close, beside the table's */
 
 /* A user's plain struct: one line. */
 typedef struct {
@@ -54,6 +55,11 @@ AFE_IPC_FN(greet, 2, afe_ipc_str, afe_ipc_str, who, uint32_t, times)
 AFE_IPC_FN(add, 3, int64_t, int64_t, a, int64_t, b, int64_t, c)
 AFE_IPC_FN(mix, 255, bool, uint8_t, tag, afe_ipc_str, name, point, at, afe_ipc_bytes, blob,
 	   endpoint, peer, bool, flag)
+
+/* A table may name its functions after the C library's: every name
+ * AFE_IPC_FN generates has a suffix (read_call, not read). */
+AFE_IPC_FN(read, 10, int64_t, int32_t, fd, uint32_t, len)
+AFE_IPC_FN(close, 11, afe_ipc_void, int32_t, fd)
 
 _Static_assert(ping_ID == 0 && neg_ID == 1 && mix_ID == 255, "ids");
 _Static_assert(_Generic(((struct mix_args *)0)->name, afe_ipc_str: 1, default: 0), "str member");
@@ -458,4 +464,28 @@ Test(ipc_codec, writer_writes_nothing_after_an_overflow)
 	cr_assert_eq(w.err, -EMSGSIZE);
 	cr_assert_eq(w.len, 4);
 	cr_assert(small[4] == 0xaa && small[5] == 0xaa);
+}
+
+Test(ipc_codec, functions_named_read_and_close_leave_the_c_library_alone)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(write(p[1], "ok", 2), 2);
+	char got[2];
+	cr_assert_eq(read(p[0], got, 2), 2); /* the C library's */
+	cr_assert_eq(close(p[0]), 0);
+	cr_assert_eq(close(p[1]), 0);
+
+	cr_assert_eq(read_ID, 10);
+	cr_assert_eq(close_ID, 11);
+	struct afe_ipc_writer w;
+	afe_ipc_writer_init(&w, buf, sizeof buf);
+	read_encode_args(&w, 7, 4096);
+	cr_assert_eq(w.err, 0);
+	struct afe_ipc_reader r;
+	afe_ipc_reader_init(&r, buf, w.len);
+	struct read_args args;
+	cr_assert_eq(read_decode_args(&r, &args), 0);
+	cr_assert_eq(args.fd, 7);
+	cr_assert_eq(args.len, 4096u);
 }

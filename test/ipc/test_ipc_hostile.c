@@ -368,7 +368,7 @@ Test(ipc_hostile, a_producer_writing_malformed_requests_is_counted_and_the_consu
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, p);
 	int64_t sum = 0;
-	cr_assert_eq(add(&call, 40, 1, 1), 0);
+	cr_assert_eq(add_call(&call, 40, 1, 1), 0);
 	cr_assert_eq(run_call(s.rt, &call), 0);
 	cr_assert_eq(add_result(&call, &sum), 0);
 	cr_assert_eq(sum, 42);
@@ -487,7 +487,7 @@ Test(ipc_hostile, a_consumer_writing_malformed_replies_is_counted_and_calls_stil
 
 	/* Every bad reply comes before the right one: none ended the call. */
 	int64_t sum = 0;
-	cr_assert_eq(add(&call, 1, 2, 3), 0);
+	cr_assert_eq(add_call(&call, 1, 2, 3), 0);
 	cr_assert_eq(run_call(rt, &call), 0);
 	cr_assert_eq(add_result(&call, &sum), 0);
 	cr_assert_eq(sum, 6);
@@ -498,13 +498,13 @@ Test(ipc_hostile, a_consumer_writing_malformed_replies_is_counted_and_calls_stil
 	cr_assert_eq(st.late_replies, 0);
 
 	/* Only bad replies: the call ends with its timeout. */
-	cr_assert_eq(nap(&call, 1), 0);
+	cr_assert_eq(nap_call(&call, 1), 0);
 	cr_assert_eq(run_call(rt, &call), -ETIMEDOUT);
 	st = producer_stats_after(p, 2 * N_BAD_REPLIES);
 	cr_assert_eq(st.malformed, 2 * N_BAD_REPLIES);
 	cr_assert_eq(st.timeouts, 1);
 
-	cr_assert_eq(add(&call, 7, 8, 9), 0);
+	cr_assert_eq(add_call(&call, 7, 8, 9), 0);
 	cr_assert_eq(run_call(rt, &call), 0);
 	cr_assert_eq(add_result(&call, &sum), 0);
 	cr_assert_eq(sum, 24);
@@ -550,7 +550,7 @@ static int add_once(struct afe_runtime *rt, struct afe_ipc_producer *p, int64_t 
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, p);
 	int64_t sum = 0;
-	int err = add(&call, a, 1, 1);
+	int err = add_call(&call, a, 1, 1);
 	if (err == 0)
 		err = (int)run_call(rt, &call);
 	if (err == 0 && (add_result(&call, &sum) < 0 || sum != a + 2))
@@ -718,7 +718,7 @@ Test(ipc_hostile, the_calc_servers_nap_is_bounded, .timeout = 30)
 	const uint32_t too_long[] = {UINT32_MAX, CALC_NAP_MAX_MS + 1};
 	for (int i = 0; i < 2; i++) {
 		uint64_t start = now_ms();
-		cr_assert_eq(nap(&call, too_long[i]), 0);
+		cr_assert_eq(nap_call(&call, too_long[i]), 0);
 		int err = (int)run_call(rt, &call);
 		uint64_t ms = now_ms() - start;
 		fprintf(stderr, "nap(%u): %d in %llu ms\n", too_long[i], err,
@@ -727,7 +727,7 @@ Test(ipc_hostile, the_calc_servers_nap_is_bounded, .timeout = 30)
 		cr_assert_lt(ms, 1000);
 	}
 	uint32_t slept = 0;
-	cr_assert_eq(nap(&call, 1), 0);
+	cr_assert_eq(nap_call(&call, 1), 0);
 	cr_assert_eq(run_call(rt, &call), 0, "the server serves on");
 	cr_assert_eq(nap_result(&call, &slept), 0);
 	cr_assert_eq(slept, 1);

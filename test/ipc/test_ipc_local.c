@@ -101,13 +101,13 @@ Test(ipc_local, calls_of_every_kind_give_the_same_answers_over_both_links)
 		session_start(&s, "kinds", both[t], NULL);
 
 		int64_t sum = 0;
-		cr_assert_eq(add(&s.call, 40, 1, 1), 0);
+		cr_assert_eq(add_call(&s.call, 40, 1, 1), 0);
 		cr_assert_eq(run_call(s.rt, &s.call), 0);
 		cr_assert_eq(add_result(&s.call, &sum), 0);
 		cr_assert_eq(sum, 42, "transport %zu", t);
 
 		afe_ipc_str text = NULL;
-		cr_assert_eq(greet(&s.call, "you", 30), 0);
+		cr_assert_eq(greet_call(&s.call, "you", 30), 0);
 		cr_assert_eq(run_call(s.rt, &s.call), 0);
 		cr_assert_eq(greet_result(&s.call, &text), 0);
 		cr_assert(text && strlen(text) == 30 * strlen("hello, you") + 29);
@@ -118,7 +118,7 @@ Test(ipc_local, calls_of_every_kind_give_the_same_answers_over_both_links)
 		uint64_t weight = 0, want = (uint64_t)sizeof(big) << 32;
 		for (size_t i = 0; i < sizeof(big); i++)
 			want += big[i];
-		cr_assert_eq(weigh(&s.call, (afe_ipc_bytes){big, sizeof(big)}), 0);
+		cr_assert_eq(weigh_call(&s.call, (afe_ipc_bytes){big, sizeof(big)}), 0);
 		cr_assert_eq(run_call(s.rt, &s.call), 0);
 		cr_assert_eq(weigh_result(&s.call, &weight), 0);
 		cr_assert_eq(weight, want);
@@ -134,7 +134,7 @@ Test(ipc_local, calls_of_every_kind_give_the_same_answers_over_both_links)
 		/* Several replies to a callback, in order. */
 		struct seen seen = {0};
 		afe_ipc_call_on_reply(&s.call, on_count, &seen);
-		cr_assert_eq(count(&s.call, 5), 0);
+		cr_assert_eq(count_call(&s.call, 5), 0);
 		cr_assert_eq(run_call(s.rt, &s.call), 0);
 		cr_assert_eq(seen.n, 6);
 		for (int i = 0; i < 6; i++) {
@@ -144,7 +144,7 @@ Test(ipc_local, calls_of_every_kind_give_the_same_answers_over_both_links)
 
 		/* Oversized arguments never leave. */
 		static unsigned char huge[AFE_IPC_MAX_PAYLOAD];
-		cr_assert_eq(weigh(&s.call, (afe_ipc_bytes){huge, sizeof(huge)}), -EMSGSIZE);
+		cr_assert_eq(weigh_call(&s.call, (afe_ipc_bytes){huge, sizeof(huge)}), -EMSGSIZE);
 		cr_assert_eq(run_call(s.rt, &s.call), -EMSGSIZE);
 
 		struct afe_ipc_stats st;
@@ -167,13 +167,13 @@ Test(ipc_local, a_late_reply_is_dropped_and_counted_over_both_links)
 		config.n_timeouts = 1;
 		struct session s;
 		session_start(&s, "late", both[t], &config);
-		cr_assert_eq(nap(&s.call, 300), 0);
+		cr_assert_eq(nap_call(&s.call, 300), 0);
 		cr_assert_eq(run_call(s.rt, &s.call), -ETIMEDOUT);
-		cr_assert_eq(nap(&s.call, 0), 0);
+		cr_assert_eq(nap_call(&s.call, 0), 0);
 		cr_assert_eq(run_call(s.rt, &s.call), 0);
 		usleep(400 * 1000); /* the first nap's reply comes, and is dropped */
 		int64_t sum = 0;
-		cr_assert_eq(add(&s.call, 1, 1, 1), 0);
+		cr_assert_eq(add_call(&s.call, 1, 1, 1), 0);
 		cr_assert_eq(run_call(s.rt, &s.call), 0);
 		cr_assert_eq(add_result(&s.call, &sum), 0);
 		cr_assert_eq(sum, 3);
@@ -259,7 +259,7 @@ Test(ipc_local, a_consumer_serving_in_process_only_has_no_shared_memory)
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, p);
 	int64_t sum = 0;
-	cr_assert_eq(add(&call, 1, 2, 3), 0);
+	cr_assert_eq(add_call(&call, 1, 2, 3), 0);
 	cr_assert_eq(run_call(rt, &call), 0);
 	cr_assert_eq(add_result(&call, &sum), 0);
 	cr_assert_eq(sum, 6);
@@ -295,7 +295,7 @@ Test(ipc_local, a_call_due_before_the_calls_in_flight_times_out_on_time_over_bot
 			spawn_call(s.rt, s.p, nap_ID, 700, &naps[i]);
 		usleep(50 * 1000); /* every server naps: the add waits its turn */
 		uint64_t start = afe_now_ns();
-		cr_assert_eq(add(&s.call, 1, 2, 3), 0);
+		cr_assert_eq(add_call(&s.call, 1, 2, 3), 0);
 		cr_assert_eq(run_call(s.rt, &s.call), -ETIMEDOUT, "transport %zu", t);
 		cr_assert_geq(afe_now_ns() - start, 100 * 1000000ull, "never early");
 		for (int i = 0; i < SERVERS; i++)
@@ -304,7 +304,7 @@ Test(ipc_local, a_call_due_before_the_calls_in_flight_times_out_on_time_over_bot
 		for (int i = 0; i < SERVERS; i++)
 			spawn_call(s.rt, s.p, nap_ID, 700, &naps[i]);
 		usleep(50 * 1000);
-		cr_assert_eq(add(&s.call, 1, 2, 3), 0);
+		cr_assert_eq(add_call(&s.call, 1, 2, 3), 0);
 		cr_assert_eq(run_call(s.rt, &s.call), -ETIMEDOUT, "transport %zu", t);
 		for (int i = 0; i < SERVERS; i++)
 			cr_assert_eq(join(s.rt, &naps[i]), 0);

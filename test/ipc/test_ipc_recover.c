@@ -60,7 +60,7 @@ static int connect_and_call(struct afe_runtime *rt, const char *name)
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, p);
 	int64_t sum = 0;
-	cr_assert_eq(add(&call, 1, 2, 3), 0);
+	cr_assert_eq(add_call(&call, 1, 2, 3), 0);
 	int err = (int)run_call(rt, &call);
 	if (err == 0 && (add_result(&call, &sum) < 0 || sum != 6))
 		err = -EBADMSG;
@@ -221,13 +221,13 @@ Test(ipc_recover, a_consumer_whose_wants_a_peer_cleared_serves_again)
 	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, p);
-	cr_assert_eq(add(&call, 1, 2, 3), 0);
+	cr_assert_eq(add_call(&call, 1, 2, 3), 0);
 	cr_assert_eq(run_call(rt, &call), 0);
 
 	clear_consumer_wants(h);
 	uint64_t start = now_ms();
 	int64_t sum = 0;
-	cr_assert_eq(add(&call, 40, 1, 1), 0);
+	cr_assert_eq(add_call(&call, 40, 1, 1), 0);
 	intptr_t err = run_call(rt, &call);
 	uint64_t took = now_ms() - start;
 	fprintf(stderr, "the call after the clearing: %ld in %llu ms\n", (long)err,

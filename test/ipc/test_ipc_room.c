@@ -445,7 +445,7 @@ static int pool_adder_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_BEGIN(f, cx);
 	afe_ipc_call_init(&self->call, self->p);
 	while ((self->i = atomic_fetch_add(self->next, 1)) < self->total) {
-		add(&self->call, (int64_t)self->i, 2 * (int64_t)self->i, 1);
+		add_call(&self->call, (int64_t)self->i, 2 * (int64_t)self->i, 1);
 		counted_call(&self->wait, &self->call, self->t);
 		AFE_AWAIT(&self->wait.base);
 		atomic_fetch_add(&self->t->done, 1);
@@ -498,7 +498,7 @@ static int streamer_poll(struct afe_future *f, struct afe_context *cx)
 	for (self->i = 0; self->i < self->calls; self->i++) {
 		self->check = (struct stream_check){.n = self->n};
 		afe_ipc_call_on_reply(&self->call, on_stream, &self->check);
-		count(&self->call, self->n);
+		count_call(&self->call, self->n);
 		counted_call(&self->wait, &self->call, self->t);
 		AFE_AWAIT(&self->wait.base);
 		atomic_fetch_add(&self->t->done, 1);
@@ -682,9 +682,9 @@ static int counted_one_call_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_BEGIN(f, cx);
 	afe_ipc_call_init(&self->call, self->p);
 	if (self->nap)
-		nap(&self->call, self->arg);
+		nap_call(&self->call, self->arg);
 	else
-		add(&self->call, self->arg, 0, 0);
+		add_call(&self->call, self->arg, 0, 0);
 	counted_call(&self->wait, &self->call, self->t);
 	AFE_AWAIT(&self->wait.base);
 	AFE_RETURN(self->wait.base.result);
@@ -771,7 +771,7 @@ static int stuck_call_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_BEGIN(f, cx);
 	afe_ipc_call_init(&self->call, self->p);
 	afe_ipc_call_on_reply(&self->call, ignore_reply, NULL);
-	count(&self->call, STUCK_LEN);
+	count_call(&self->call, STUCK_LEN);
 	AFE_AWAIT(&self->call.base);
 	int result = (int)self->call.base.result;
 	if (self->report >= 0 && write(self->report, &result, sizeof(result)) != sizeof(result))
@@ -939,7 +939,7 @@ static int witness_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_BEGIN(f, cx);
 	afe_ipc_call_init(&self->call, self->p);
 	for (self->i = 0; !atomic_load(&self->log->stop); self->i++) {
-		add(&self->call, self->i, 1, 1);
+		add_call(&self->call, self->i, 1, 1);
 		AFE_AWAIT(&self->call.base);
 		if (self->call.base.result == 0 && add_result(&self->call, &self->sum) == 0 &&
 		    self->sum == self->i + 2) {

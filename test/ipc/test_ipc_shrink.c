@@ -54,7 +54,7 @@ static void check_served(struct afe_runtime *rt, const char *name)
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, p);
 	int64_t sum = 0;
-	cr_assert_eq(add(&call, 40, 1, 1), 0);
+	cr_assert_eq(add_call(&call, 40, 1, 1), 0);
 	cr_assert_eq(run_call(rt, &call), 0);
 	cr_assert_eq(add_result(&call, &sum), 0);
 	cr_assert_eq(sum, 42);
@@ -109,7 +109,7 @@ Test(ipc_shrink, a_producer_that_finds_its_object_shrunk_survives_and_connects_a
 	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, p);
-	cr_assert_eq(add(&call, 1, 2, 3), 0);
+	cr_assert_eq(add_call(&call, 1, 2, 3), 0);
 	cr_assert_eq(run_call(rt, &call), 0);
 
 	shrink_object(name);
@@ -117,7 +117,7 @@ Test(ipc_shrink, a_producer_that_finds_its_object_shrunk_survives_and_connects_a
 	 * every bell: our next request, or the consumer's workers still
 	 * looking at their bells. The consumer finds its header wiped and
 	 * drops us; the call of the wiped link ends, it does not time out. */
-	int err = add(&call, 1, 2, 3);
+	int err = add_call(&call, 1, 2, 3);
 	if (err == 0)
 		err = (int)run_call(rt, &call);
 	cr_assert_eq(err, -EPIPE, "the call of the wiped link: %d", err);

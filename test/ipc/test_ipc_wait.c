@@ -50,14 +50,14 @@ Test(ipc_wait, a_blocking_call_without_a_runtime_gets_its_answer)
 	struct ipc_session s;
 	ipc_session_start_alone(&s, "wait", NULL);
 	int64_t sum = 0;
-	cr_assert_eq(add(&s.call, 1, 2, 3), 0);
+	cr_assert_eq(add_call(&s.call, 1, 2, 3), 0);
 	cr_assert_eq(afe_ipc_call_wait(&s.call), 0);
 	cr_assert_eq(add_result(&s.call, &sum), 0);
 	cr_assert_eq(sum, 6);
 	cr_assert_eq(afe_ipc_call_wait(&s.call), 0, "an ended call gives its result again");
 
 	afe_ipc_str text = NULL;
-	cr_assert_eq(greet(&s.call, "you", 2), 0);
+	cr_assert_eq(greet_call(&s.call, "you", 2), 0);
 	cr_assert_eq(afe_ipc_call_wait(&s.call), 0);
 	cr_assert_eq(greet_result(&s.call, &text), 0);
 	cr_assert(text && strcmp(text, "hello, you hello, you") == 0);
@@ -77,7 +77,7 @@ Test(ipc_wait, a_blocking_call_to_a_killed_consumer_ends_with_epipe_well_before_
 	config.timeout_ms = 10000;
 	struct ipc_session s;
 	ipc_session_start_alone(&s, "wait-kill", &config);
-	cr_assert_eq(nap(&s.call, 8000), 0);
+	cr_assert_eq(nap_call(&s.call, 8000), 0);
 	pid_t killer = fork_tied();
 	if (killer == 0) {
 		usleep(100 * 1000); /* the call is out */
@@ -88,7 +88,7 @@ Test(ipc_wait, a_blocking_call_to_a_killed_consumer_ends_with_epipe_well_before_
 	cr_assert_eq(afe_ipc_call_wait(&s.call), -EPIPE);
 	cr_assert_lt(ms_since(start), 2000, "-EPIPE came from the death, not a timeout");
 	waitpid(killer, NULL, 0);
-	cr_assert_eq(add(&s.call, 1, 2, 3), 0);
+	cr_assert_eq(add_call(&s.call, 1, 2, 3), 0);
 	cr_assert_eq(afe_ipc_call_wait(&s.call), -EPIPE, "later calls fail at once");
 	ipc_session_end(&s);
 }
@@ -102,7 +102,7 @@ Test(ipc_wait, a_blocking_call_past_its_timeout_ends_with_etimedout)
 	config.n_timeouts = 1;
 	struct ipc_session s;
 	ipc_session_start_alone(&s, "wait-late", &config);
-	cr_assert_eq(nap(&s.call, 1500), 0);
+	cr_assert_eq(nap_call(&s.call, 1500), 0);
 	uint64_t start = afe_now_ns();
 	cr_assert_eq(afe_ipc_call_wait(&s.call), -ETIMEDOUT);
 	uint64_t took = ms_since(start);
@@ -119,7 +119,7 @@ Test(ipc_wait, waiting_on_a_null_unarmed_or_unbound_call_is_einval)
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, NULL);
 	cr_assert_eq(afe_ipc_call_wait(&call), -EINVAL, "never armed");
-	cr_assert_eq(add(&call, 1, 2, 3), -EINVAL, "no producer");
+	cr_assert_eq(add_call(&call, 1, 2, 3), -EINVAL, "no producer");
 	cr_assert_eq(afe_ipc_call_wait(&call), -EINVAL);
 	afe_ipc_call_release(&call);
 	struct afe_ipc_producer *p = NULL;
@@ -133,7 +133,7 @@ Test(ipc_wait, refused_arguments_end_a_blocking_call_at_once)
 	struct ipc_session s;
 	ipc_session_start_alone(&s, "wait-big", NULL);
 	static unsigned char huge[AFE_IPC_MAX_PAYLOAD];
-	cr_assert_eq(weigh(&s.call, (afe_ipc_bytes){huge, sizeof(huge)}), -EMSGSIZE);
+	cr_assert_eq(weigh_call(&s.call, (afe_ipc_bytes){huge, sizeof(huge)}), -EMSGSIZE);
 	cr_assert_eq(afe_ipc_call_wait(&s.call), -EMSGSIZE);
 	ipc_session_end(&s);
 }
@@ -156,7 +156,7 @@ Test(ipc_wait, waiting_on_a_worker_is_edeadlk_and_leaves_the_call_armed)
 {
 	struct ipc_session s;
 	ipc_session_start(&s, "wait-worker", NULL);
-	cr_assert_eq(add(&s.call, 4, 5, 6), 0);
+	cr_assert_eq(add_call(&s.call, 4, 5, 6), 0);
 	struct wait_in_task t = {.call = &s.call};
 	afe_future_init(&t.base, wait_in_task_poll);
 	cr_assert_eq(test_block_on(s.rt, &t), -EDEADLK);
@@ -166,7 +166,7 @@ Test(ipc_wait, waiting_on_a_worker_is_edeadlk_and_leaves_the_call_armed)
 	cr_assert_eq(add_result(&s.call, &sum), 0);
 	cr_assert_eq(sum, 15);
 	/* A thread outside the runtime may wait on a producer of it, too. */
-	cr_assert_eq(add(&s.call, 1, 1, 1), 0);
+	cr_assert_eq(add_call(&s.call, 1, 1, 1), 0);
 	cr_assert_eq(afe_ipc_call_wait(&s.call), 0);
 	cr_assert_eq(add_result(&s.call, &sum), 0);
 	cr_assert_eq(sum, 3);
@@ -187,7 +187,7 @@ Test(ipc_wait, a_producer_with_a_runtime_of_its_own_leaves_no_thread_behind)
 	struct ipc_session s;
 	ipc_session_start_alone(&s, "wait-threads", NULL);
 	cr_assert_gt(thread_count(), before, "the producer runs its own runtime");
-	cr_assert_eq(add(&s.call, 1, 2, 3), 0);
+	cr_assert_eq(add_call(&s.call, 1, 2, 3), 0);
 	cr_assert_eq(afe_ipc_call_wait(&s.call), 0);
 	ipc_session_end(&s);
 	cr_assert_eq(thread_count_down_to(before), before,
@@ -212,7 +212,7 @@ static int connect_in_task_poll(struct afe_future *f, struct afe_context *cx)
 		AFE_RETURN(err);
 	*self->rt = self->p->rt;
 	afe_ipc_call_init(&self->call, self->p);
-	add(&self->call, 2, 2, 2);
+	add_call(&self->call, 2, 2, 2);
 	AFE_AWAIT(&self->call.base);
 	err = (int)self->call.base.result;
 	afe_ipc_producer_close(self->p);
@@ -249,7 +249,7 @@ static void *caller_main(void *arg)
 	afe_ipc_call_init(&call, c->p);
 	for (int i = 0; i < 200; i++) {
 		int64_t sum = 0;
-		if (add(&call, c->base, i, 1) < 0 || afe_ipc_call_wait(&call) != 0 ||
+		if (add_call(&call, c->base, i, 1) < 0 || afe_ipc_call_wait(&call) != 0 ||
 		    add_result(&call, &sum) < 0 || sum != c->base + i + 1)
 			c->errors++;
 	}
@@ -299,7 +299,7 @@ Test(ipc_wait, closing_the_producer_ends_a_blocking_call_on_another_thread_with_
 	struct afe_ipc_producer *p = connect_retrying(NULL, name, NULL);
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, p);
-	cr_assert_eq(nap(&call, 3000), 0);
+	cr_assert_eq(nap_call(&call, 3000), 0);
 	struct napper n = {.call = &call};
 	cr_assert_eq(pthread_create(&n.thread, NULL, napper_main, &n), 0);
 	usleep(100 * 1000); /* the call is out */
