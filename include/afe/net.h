@@ -15,6 +15,9 @@
 #include "common.h"
 #include "future.h"
 #include "io.h"
+#include "notify.h"
+#include "timeout.h"
+#include "token.h"
 
 struct addrinfo;
 
@@ -125,16 +128,36 @@ AFE_EXPORT struct afe_future *afe_accept_stream_stop(struct afe_accept_stream *s
 
 /*
  * A server: accepts connections on a listening socket and runs each as a
- * new, detached task. conn_init(conn, fd, arg) builds the connection's
- * future in conn (conn_size bytes of scratch) and returns its base; the
- * task runs a copy of it, and the connection's fd is closed when that
- * future finishes. At max_conns connections, new ones are accepted and
- * closed at once: load is shed, the server stays up.
+ * new task. conn_init(conn, fd, arg) builds the connection's future in
+ * conn (conn_size bytes of scratch) and returns its base; the task runs a
+ * copy of it, and the connection's fd is closed when that future
+ * finishes. At max_conns connections, new ones are accepted and closed at
+ * once: load is shed, the server stays up. TCP_NODELAY is set on every
+ * connection. The server never closes listen_fd: it stays the caller's.
  *
- * The server future runs until cancelled or until accept fails for good
- * (then its result is that error, e.g. -EBADF, -EINVAL). Connections
- * still open when it stops go on running. TCP_NODELAY is set on every
- * connection.
+ * Without a stop token (stop NULL), the server future runs until
+ * cancelled or until accept fails for good (then its result is that
+ * error, e.g. -EBADF, -EINVAL), and connections still open when it stops
+ * go on running, detached.
+ *
+ * With a stop token, the server owns its connections: it never finishes
+ * while one still runs. When stop fires, the server stops accepting (the
+ * connections the kernel accepted but the server had not taken yet are
+ * closed), lets the open connections run on for up to drain_ns, then
+ * cancels those still open (their futures are polled with cancel set, so
+ * a pending receive ends with -ECANCELED) and waits until every one has
+ * finished. Its result is then the number of connections it cancelled: 0
+ * when all of them finished within the drain. drain_ns 0 cancels them as
+ * soon as stop fires.
+ *   struct afe_tcp_server_config c = {
+ *       .listen_fd = fd, .conn_size = sizeof(struct conn), .conn_init = conn_init,
+ *       .stop = afe_shutdown_token(), .drain_ns = 2000000000u,  // 2 s
+ *   };
+ *   afe_tcp_server_init(&self->server, &c);
+ *   AFE_AWAIT(&self->server.base);    // until SIGTERM and the drain
+ * Cancelling the server future, or accept failing for good, ends it as
+ * stop does with no drain (connections cancelled at once and awaited);
+ * the result is then -ECANCELED or the accept error.
  */
 struct afe_tcp_server_config {
 	int listen_fd;
@@ -142,6 +165,11 @@ struct afe_tcp_server_config {
 	size_t conn_size;
 	struct afe_future *(*conn_init)(void *conn, int fd, void *arg);
 	void *arg;
+	/* Optional. Must stay alive until the server's first poll (which
+	 * takes its own reference). NULL: no stop token, as above. */
+	struct afe_token *stop;
+	/* With stop: how long open connections may run on once it fired. */
+	uint64_t drain_ns;
 };
 
 struct afe_tcp_server {
@@ -152,13 +180,17 @@ struct afe_tcp_server {
 	void *scratch;			      /* a connection task being built */
 	struct afe_accept_stream incoming;
 	struct afe_sleep nap; /* out of descriptors: wait before going on */
+	bool stopping;			 /* config.stop fired */
+	struct afe_token_wait stop_wait; /* on config.stop */
+	struct afe_notified idle;	 /* the last connection finished */
+	struct afe_timeout drain;	 /* idle, limited to drain_ns */
 };
 
 /* Fills s; allocates nothing until its first poll, and frees what it
- * allocated when it finishes (cancelled or failed). A bad config (no
- * config, no conn_init, a zero conn_size, a negative listen_fd) gives
- * -EINVAL as the
- * future's result. */
+ * allocated when it finishes (stopped, cancelled or failed). A bad config
+ * (no config, no conn_init, a zero conn_size, a negative listen_fd) gives
+ * -EINVAL as the future's result; -ENOMEM when the first poll cannot
+ * allocate. */
 AFE_EXPORT void afe_tcp_server_init(struct afe_tcp_server *s, const struct afe_tcp_server_config *c);
 
 #endif /* AFE_NET_H */

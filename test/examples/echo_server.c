@@ -2,7 +2,8 @@
 /*
  * A TCP echo server: every connection runs as its own task (echo_conn.c),
  * at most 1000 at once. Ctrl-C or SIGTERM stops it: it stops accepting,
- * lets the open connections finish within the grace period, and exits 0.
+ * lets the open connections finish for up to half a second, cancels those
+ * still open, and exits 0.
  *
  *   echo_server [PORT]     (default 7000; 0 picks a free port)
  */
@@ -17,11 +18,7 @@
 struct app {
 	struct afe_future base;
 	int listen_fd;
-	struct afe_token *shutdown;
 	struct afe_tcp_server server;
-	struct afe_token_wait stop;
-	struct afe_future *racers[2];
-	struct afe_select race;
 };
 
 static int app_poll(struct afe_future *f, struct afe_context *cx)
@@ -32,20 +29,17 @@ static int app_poll(struct afe_future *f, struct afe_context *cx)
 	 * (afe_main_run) and nothing listens. */
 	printf("echo_server: listening on 127.0.0.1:%d\n", afe_tcp_local_port(self->listen_fd));
 	fflush(stdout);
-	/* Serve until the server fails or shutdown is asked for; the loser
-	 * is cancelled (for the server: no more accepts). */
-	afe_token_wait_init(&self->stop, self->shutdown);
-	self->racers[0] = &self->server.base;
-	self->racers[1] = &self->stop.base;
-	afe_select_init(&self->race, self->racers, 2);
-	AFE_AWAIT(&self->race.base);
+	/* Serves until the shutdown token fires (then stops accepting and
+	 * drains the connections) or the server fails. */
+	AFE_AWAIT(&self->server.base);
 	close(self->listen_fd);
-	if (self->race.winner == 0) {
+	if (self->server.base.result < 0) {
 		fprintf(stderr, "echo_server: %s\n", strerror((int)-self->server.base.result));
 		AFE_RETURN(1);
 	}
-	fprintf(stderr, "echo_server: shutting down\n");
-	AFE_RETURN(0); /* open connections get the grace period */
+	fprintf(stderr, "echo_server: shut down, %ld connections cut off\n",
+		(long)self->server.base.result);
+	AFE_RETURN(0);
 	AFE_ASYNC_END;
 }
 
@@ -66,11 +60,12 @@ static int app_init(struct app *app, int argc, char **argv)
 		.max_conns = 1000,
 		.conn_size = sizeof(struct echo_conn),
 		.conn_init = echo_conn_init,
+		/* Asked for before the runtime starts: from then on a SIGINT
+		 * or SIGTERM fires the token instead of ending the process. */
+		.stop = afe_shutdown_token(),
+		.drain_ns = 500 * 1000000u, /* within AFE_MAIN's default grace */
 	};
 	app->listen_fd = fd;
-	/* Asked for before the runtime starts: from then on a SIGINT or
-	 * SIGTERM fires the token instead of ending the process. */
-	app->shutdown = afe_shutdown_token();
 	afe_tcp_server_init(&app->server, &config);
 	afe_future_init(&app->base, app_poll);
 	return 0;
