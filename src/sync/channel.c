@@ -283,6 +283,27 @@ static void close_locked_and_unlock(struct afe_chan *ch)
 	afe_wake_batch_run(&batch);
 }
 
+/* Under the lock, the start of a locked poll: where wait stands decides
+ * the poll when it was completed (f->result its value), is still linked
+ * (*ready pending) or is idle with cx cancelling (-ECANCELED). Returns
+ * false when the operation is to be tried. The waker it replaced or
+ * dropped goes to *stale, for after the unlock. */
+static bool settled_locked(struct afe_future *f, const struct afe_context *cx,
+			   struct afe_waitq *q, struct afe_waiter *wait, struct afe_waker *stale,
+			   int *ready)
+{
+	unsigned state = afe_waiter_poll_locked(q, wait, cx, stale);
+	if (state == AFE_WAIT_DONE)
+		f->result = wait->value;
+	else if (state == AFE_WAIT_LINKED)
+		*ready = AFE_PENDING;
+	else if (cx->cancel)
+		f->result = -ECANCELED;
+	else
+		return false;
+	return true;
+}
+
 /* ---- bounded channels: the ring, with waiters only at its ends ------------- */
 
 static bool is_ring(const struct afe_chan *ch)
@@ -472,14 +493,7 @@ static int ring_poll(struct afe_future *f, struct afe_context *cx, struct afe_ch
 	struct afe_waker stale = {0}, unlinked = {0};
 	int ready = AFE_READY;
 	afe_spin_lock(&ch->lock);
-	unsigned state = afe_waiter_poll_locked(q, wait, cx, &stale);
-	if (state == AFE_WAIT_DONE) {
-		f->result = wait->value;
-	} else if (state == AFE_WAIT_LINKED) {
-		ready = AFE_PENDING;
-	} else if (cx->cancel) {
-		f->result = -ECANCELED;
-	} else {
+	if (!settled_locked(f, cx, q, wait, &stale, &ready)) {
 		int result = 0;
 		intptr_t index = race ? race->index : 0;
 		enum op_outcome o = ring_try_locked(ch, item, out, race, index, false, &result);
@@ -711,14 +725,7 @@ static int op_poll(struct afe_future *f, struct afe_context *cx, struct afe_chan
 	bool reopened = false;
 	int ready = AFE_READY;
 	afe_spin_lock(&ch->lock);
-	state = afe_waiter_poll_locked(q, wait, cx, &stale);
-	if (state == AFE_WAIT_DONE) {
-		f->result = wait->value;
-	} else if (state == AFE_WAIT_LINKED) {
-		ready = AFE_PENDING;
-	} else if (cx->cancel) {
-		f->result = -ECANCELED;
-	} else {
+	if (!settled_locked(f, cx, q, wait, &stale, &ready)) {
 		struct afe_race *race = afe_race_of(cx, f);
 		intptr_t index = race ? race->index : 0;
 		int result = 0;
