@@ -26,9 +26,11 @@
  * Which to pick: stackless futures cost no stack (a connection's state is
  * its struct, a few hundred bytes) and never switch stacks; coroutines
  * read like blocking code, keep their locals, and can call into code that
- * was not written for AFE. Each coroutine holds its stack (default
+ * was not written for AFE. Each coroutine holds its stack (its spawn's
+ * stack_size, else the runtime's coro_stack_size, else
  * AFE_CORO_STACK_DEFAULT of address space, of which only the pages it
- * touched use memory) until it returns.
+ * touched use memory) until it returns. Stacks of the default size are
+ * kept for reuse; others are mapped and unmapped each time.
  *
  * Threads: a coroutine may resume on another worker after any afe_co_*
  * call (work stealing). Thread-local variables read before a call may
@@ -73,14 +75,15 @@ typedef intptr_t afe_coro_fn(void *arg);
 #define AFE_CORO_STACK_MIN ((size_t)16 * 1024)
 
 struct afe_coro_opts {
-	size_t stack_size; /* 0: AFE_CORO_STACK_DEFAULT */
+	size_t stack_size; /* 0: the runtime's (afe_runtime_config.coro_stack_size,
+			      AFE_CORO_STACK_DEFAULT unless set) */
 	/* Run on one of a few stacks shared by all such coroutines, keeping
 	 * only the bytes of stack in use (often under 1 KiB) while
 	 * suspended: for many mostly idle coroutines. Each switch in after
 	 * another coroutine used the stack copies both out and in, and a
 	 * coroutine waits while another of its stack runs on another
 	 * worker. The stack is AFE_CORO_STACK_DEFAULT (stack_size must be 0
-	 * or that). While such a coroutine waits its frames may be elsewhere,
+	 * or that, whatever the runtime's). While such a coroutine waits its frames may be elsewhere,
 	 * so nothing may use its locals then: a buffer, item or future on its
 	 * stack given to an afe_co_* call gets -EFAULT (use heap or static
 	 * memory), and no other task may be handed the address of a local.

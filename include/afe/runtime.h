@@ -65,12 +65,15 @@ struct afe_runtime_config {
 	unsigned blocking_queue;    /* jobs waiting past which try-jobs are refused; 0: 1024 */
 	enum afe_backend backend;   /* AFE_BACKEND_AUTO: see there */
 	bool quiet_fallback;	    /* no line on stderr when AUTO falls back to epoll */
+	size_t coro_stack_size;	    /* a coroutine's stack when its spawn names none
+				       (afe/coro.h); 0: AFE_CORO_STACK_DEFAULT */
 };
 
 /* Fills c with the defaults: workers from $AFE_WORKERS or the online CPUs,
  * spin_us AFE_SPIN_AUTO, grace_ms from $AFE_GRACE_MS or 1000,
  * AFE_EXIT_GRACE, ring_entries 256, cq_entries 0, blocking_threads 64,
- * blocking_queue 1024, backend AFE_BACKEND_AUTO, quiet_fallback false. */
+ * blocking_queue 1024, backend AFE_BACKEND_AUTO, quiet_fallback false,
+ * coro_stack_size 0. */
 AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
 
 /*
@@ -78,7 +81,8 @@ AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
  * that owns it. config may be NULL (defaults). Its threads block every
  * asynchronous signal (see afe/signal.h); the caller's mask is unchanged. Returns 0 and stores the
  * runtime in *out, or -EINVAL (workers above 1024, ring_entries of 1 or
- * above 32768, cq_entries below ring_entries or above 65536, null out), -ENOMEM, the -errno of a failed thread creation, or
+ * above 32768, cq_entries below ring_entries or above 65536, a
+ * coro_stack_size below AFE_CORO_STACK_MIN, null out), -ENOMEM, the -errno of a failed thread creation, or
  * the -errno of the io_uring call that failed (io_uring_setup,
  * io_uring_register, or the io_uring_enter of a start-up NOP: -EPERM when
  * a sysctl or seccomp filter refuses it; -ENOSYS without io_uring or a

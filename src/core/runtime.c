@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "afe/coro.h" /* AFE_CORO_STACK_MIN */
 #include "afe/io.h"
 #include "afe/task.h"
 #include "../../uring/features.h"
@@ -53,6 +54,7 @@ void afe_runtime_config_default(struct afe_runtime_config *config)
 	config->blocking_queue = AFE_DEFAULT_BLOCKING_QUEUE;
 	config->backend = AFE_BACKEND_AUTO;
 	config->quiet_fallback = false;
+	config->coro_stack_size = 0;
 }
 
 /* Frees everything but the struct itself and its injection queue, which
@@ -122,7 +124,8 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 	    entries == 1 || /* an op with a timeout takes 2 entries */
 	    (unsigned)config->backend > AFE_BACKEND_EPOLL ||
 	    (config->cq_entries && (config->cq_entries < entries ||
-				    config->cq_entries > AFE_MAX_CQ_ENTRIES)))
+				    config->cq_entries > AFE_MAX_CQ_ENTRIES)) ||
+	    (config->coro_stack_size && config->coro_stack_size < AFE_CORO_STACK_MIN))
 		return -EINVAL;
 
 	struct afe_runtime *rt = calloc(1, sizeof(*rt));

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "coro_internal.h"
+#include "../core/runtime_internal.h"
 #include "fiber.h"
 
 struct afe__coro {
@@ -58,14 +59,25 @@ static void coro_main(struct afe__fiber *f)
 	afe__fiber_exit(f);
 }
 
-/* Sets up c's control block and makes its stack. It holds no pointer to
- * itself until its first run, so c may still be copied (spawn does). */
-static int coro_make(struct afe_coro *c)
+/* The stack size of c on rt (NULL: none known): its own, else rt's. */
+static size_t stack_size_on(const struct afe_coro *c, const struct afe_runtime *rt)
+{
+	if (c->stack_size)
+		return c->stack_size;
+	return rt && rt->config.coro_stack_size ? rt->config.coro_stack_size
+						: AFE_CORO_STACK_DEFAULT;
+}
+
+/* Sets up c's control block and makes its stack, for a run on rt. It
+ * holds no pointer to itself until its first run, so c may still be
+ * copied (spawn does). */
+static int coro_make(struct afe_coro *c, const struct afe_runtime *rt)
 {
 	struct afe__coro *co = coro_of(c);
 	memset(co, 0, sizeof(*co));
-	int err = c->shared_stack ? afe__fiber_init_shared(&co->fiber, coro_main)
-				  : afe__fiber_init(&co->fiber, c->stack_size, coro_main);
+	int err = c->shared_stack
+			  ? afe__fiber_init_shared(&co->fiber, coro_main)
+			  : afe__fiber_init(&co->fiber, stack_size_on(c, rt), coro_main);
 	if (err < 0)
 		return err;
 	co->fn = c->fn;
@@ -96,7 +108,7 @@ static int coro_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_coro *c = afe_container_of(f, struct afe_coro, base);
 	if (!c->made) {
-		int err = c->fn ? coro_make(c) : -EINVAL;
+		int err = c->fn ? coro_make(c, afe_runtime_current()) : -EINVAL;
 		if (err < 0) {
 			f->result = err;
 			return AFE_READY;
@@ -128,11 +140,13 @@ int afe_coro_init(struct afe_coro *c, afe_coro_fn *fn, void *arg,
 	afe_future_init(&c->base, coro_poll);
 	c->fn = fn;
 	c->arg = arg;
-	c->stack_size = opts && opts->stack_size ? opts->stack_size : AFE_CORO_STACK_DEFAULT;
+	c->stack_size = opts ? opts->stack_size : 0;
 	c->shared_stack = opts && opts->shared_stack;
 	c->made = false;
-	if (fn && c->stack_size >= AFE_CORO_STACK_MIN &&
-	    (!c->shared_stack || c->stack_size == AFE_CORO_STACK_DEFAULT))
+	bool size_ok = c->stack_size == 0 ||
+		       (c->shared_stack ? c->stack_size == AFE_CORO_STACK_DEFAULT
+					: c->stack_size >= AFE_CORO_STACK_MIN);
+	if (fn && size_ok)
 		return 0;
 	c->fn = NULL; /* the first poll completes with -EINVAL */
 	return -EINVAL;
@@ -143,7 +157,7 @@ int afe_coro_spawn(struct afe_runtime *rt, afe_coro_fn *fn, void *arg,
 {
 	struct afe_coro c;
 	int err = afe_coro_init(&c, fn, arg, opts);
-	if (err < 0 || (err = coro_make(&c)) < 0)
+	if (err < 0 || (err = coro_make(&c, rt ? rt : afe_runtime_current())) < 0)
 		return err;
 	err = afe_spawn(rt, &c, handle); /* the task's copy owns the stack */
 	if (err < 0)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Stackful coroutines: spawn, await, cancel, stacks, and bad input. */
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -606,4 +607,57 @@ Test(coro, await_until_gives_the_result_or_ecanceled_when_the_token_fires, .time
 	cr_assert_eq(afe_co_await_until(NULL, t), -EPERM); /* not in a coroutine */
 	afe_token_release(t);
 	test_runtime_destroy(rt);
+}
+
+/* The size of the memory mapping that holds this frame: the
+ * coroutine's stack (its guard page is a mapping of its own). */
+static intptr_t own_stack_size(void *arg)
+{
+	(void)arg;
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0); /* not a fake stack of ASan */
+	FILE *maps = fopen("/proc/self/maps", "r");
+	if (!maps)
+		return -1;
+	unsigned long lo, hi;
+	char line[512];
+	intptr_t size = -2;
+	while (fgets(line, sizeof(line), maps))
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && here >= lo && here < hi)
+			size = (intptr_t)(hi - lo);
+	fclose(maps);
+	return size;
+}
+
+/* Spawns own_stack_size on rt with opts and returns what it measured. */
+static intptr_t measured_stack(struct afe_runtime *rt, const struct afe_coro_opts *opts)
+{
+	struct afe_join_handle h;
+	cr_assert_eq(afe_coro_spawn(rt, own_stack_size, NULL, &h, opts), 0);
+	struct afe_join j;
+	afe_join_init(&j, &h);
+	return test_block_on(rt, &j);
+}
+
+Test(coro, the_runtime_sets_the_stack_size_a_spawn_does_not_name)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 1;
+	config.coro_stack_size = 64 * 1024;
+	struct afe_runtime *rt;
+	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+	cr_assert_eq(measured_stack(rt, NULL), 64 * 1024);
+	struct afe_coro_opts own = {.stack_size = 32 * 1024};
+	cr_assert_eq(measured_stack(rt, &own), 32 * 1024, "the spawn's own size wins");
+	struct afe_coro c; /* a coroutine future polled on rt gets rt's size too */
+	cr_assert_eq(afe_coro_init(&c, own_stack_size, NULL, NULL), 0);
+	cr_assert_eq(test_block_on(rt, &c), 64 * 1024);
+	test_runtime_destroy(rt);
+
+	rt = test_runtime(1); /* no size set: the default */
+	cr_assert_eq(measured_stack(rt, NULL), (intptr_t)AFE_CORO_STACK_DEFAULT);
+	test_runtime_destroy(rt);
+
+	config.coro_stack_size = AFE_CORO_STACK_MIN - 1;
+	cr_assert_eq(afe_runtime_create(&rt, &config), -EINVAL);
 }
