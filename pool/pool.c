@@ -17,6 +17,7 @@ int afe_pool_init(struct afe_pool *p, struct afe_runtime *owner, const struct af
 	p->owner = owner;
 	p->num_workers = c->workers;
 	p->spin_us = c->spin_us;
+	p->long_poll_ms = c->long_poll_ms;
 	if (afe_blocking_pool_init(&p->blocking, "afe-blocking", c->blocking_threads,
 				   c->blocking_queue) < 0)
 		return -ENOMEM;
@@ -59,6 +60,7 @@ void afe_pool_close(struct afe_pool *p)
 /* Makes the first started workers exit, and joins them. */
 static void stop_started(struct afe_pool *p, uint32_t started)
 {
+	afe_long_polls_stop(&p->long_polls);
 	afe_pool_close(p);
 	/* Release pairs with the workers' acquire in shutting_down. */
 	atomic_store_explicit(&p->shutdown, true, memory_order_release);
@@ -81,6 +83,11 @@ int afe_pool_start(struct afe_pool *p)
 		snprintf(name, sizeof(name), "afe-worker-%u", /* 4 digits at most */
 			 (unsigned)(i % 10000));
 		pthread_setname_np(p->workers[i]->thread, name);
+	}
+	int err = afe_long_polls_start(&p->long_polls, p, p->long_poll_ms);
+	if (err < 0) {
+		stop_started(p, p->num_workers);
+		return err;
 	}
 	return 0;
 }

@@ -30,6 +30,7 @@
 #include "blocking.h"
 #include "idle.h"
 #include "inject_queue.h"
+#include "long_polls.h"
 #include "watch.h"
 #include "worker.h"
 
@@ -41,6 +42,7 @@ struct afe_pool_config {
 	unsigned blocking_threads;  /* the blocking pool's bounds */
 	unsigned blocking_queue;
 	bool watch_with_waitv;	    /* parked workers may sleep on watched words */
+	unsigned long_poll_ms;	    /* the long-poll detector's bound; 0: off */
 };
 
 struct afe_pool {
@@ -57,6 +59,8 @@ struct afe_pool {
 	_Atomic bool closed;   /* afe_pool_close: no task runs on the ring thread */
 	_Atomic bool shutdown; /* afe_pool_stop: the workers exit */
 	_Atomic uint64_t injected; /* tasks queued from outside the workers */
+	unsigned long_poll_ms;
+	struct afe_long_polls long_polls;
 	/* The tasks the ring thread polls itself (afe_defer_wakes_deliver);
 	 * written by the ring thread only. */
 	_Alignas(AFE_CACHE_LINE) struct afe_worker_counters inline_counters;
@@ -66,9 +70,9 @@ struct afe_pool {
  * left to free. */
 int afe_pool_init(struct afe_pool *p, struct afe_runtime *owner, const struct afe_pool_config *c);
 
-/* Starts (and names) the worker threads. 0, or the -errno of a failed
- * pthread_create, with the workers started before it stopped again; the
- * caller still frees p. */
+/* Starts (and names) the worker threads, and the long-poll detector if
+ * asked for. 0, or -ENOMEM or the -errno of a failed pthread_create, with
+ * the threads started before it stopped again; the caller still frees p. */
 int afe_pool_start(struct afe_pool *p);
 
 /* Destroy began: the tasks the ring thread wakes go to the workers from

@@ -26,6 +26,10 @@ struct afe_worker_counters {
 	 * can see its task finished. completed comes before, so whoever sees
 	 * a task finished sees it in the metrics. */
 	_Atomic uint64_t finished;
+	/* The long-poll detector's (long_polls.h): the polls that returned
+	 * (polled counts those started), and the one it marked long
+	 * (flagged: its polled count; 0 none) since when. */
+	_Atomic uint64_t returned, flagged, flagged_since_ns;
 };
 
 static inline void afe_counter_add(_Atomic uint64_t *c, uint64_t n)

@@ -67,13 +67,17 @@ struct afe_runtime_config {
 	bool quiet_fallback;	    /* no line on stderr when AUTO falls back to epoll */
 	size_t coro_stack_size;	    /* a coroutine's stack when its spawn names none
 				       (afe/coro.h); 0: AFE_CORO_STACK_DEFAULT */
+	unsigned long_poll_ms;	    /* report a poll that holds its thread longer (a
+				       blocking call in a poll?) on stderr, naming its
+				       task; 0: off. A thread then wakes every
+				       long_poll_ms / 2 */
 };
 
 /* Fills c with the defaults: workers from $AFE_WORKERS or the online CPUs,
  * spin_us AFE_SPIN_AUTO, grace_ms from $AFE_GRACE_MS or 1000,
  * AFE_EXIT_GRACE, ring_entries 256, cq_entries 0, blocking_threads 64,
  * blocking_queue 1024, backend AFE_BACKEND_AUTO, quiet_fallback false,
- * coro_stack_size 0. */
+ * coro_stack_size 0, long_poll_ms from $AFE_LONG_POLL_MS or 0. */
 AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
 
 /*

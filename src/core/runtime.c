@@ -55,6 +55,16 @@ void afe_runtime_config_default(struct afe_runtime_config *config)
 	config->backend = AFE_BACKEND_AUTO;
 	config->quiet_fallback = false;
 	config->coro_stack_size = 0;
+	config->long_poll_ms = 0;
+	env = getenv("AFE_LONG_POLL_MS");
+	if (env) {
+		char *end;
+		unsigned long v = strtoul(env, &end, 10);
+		if (*env && !*end && v >= 1 && v <= 3600u * 1000)
+			config->long_poll_ms = (unsigned)v;
+		else
+			fprintf(stderr, "afe: ignoring AFE_LONG_POLL_MS=%s (want 1..3600000)\n", env);
+	}
 }
 
 /* Frees everything but the struct itself and its injection queue, which
@@ -153,6 +163,7 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 							    : AFE_DEFAULT_BLOCKING_QUEUE,
 		/* futex_waitv came with 5.16: a mask below it keeps workers off it. */
 		.watch_with_waitv = afe__features_cap() >= AFE_LINUX(5, 16),
+		.long_poll_ms = rt->config.long_poll_ms,
 	};
 	if (afe_pool_init(&rt->pool, rt, &pool) < 0) {
 		pthread_cond_destroy(&rt->block_on_left);

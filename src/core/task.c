@@ -165,6 +165,20 @@ static void lost(struct afe_task *t)
 	task_dealloc(t);
 }
 
+/* t's poll was marked long by the long-poll detector (pool/long_polls.h)
+ * and has just returned: names it while it is still alive. */
+static void report_long_poll(struct afe_task *t, struct afe_worker_counters *counters)
+{
+	uint64_t since = atomic_load_explicit(&counters->flagged_since_ns, memory_order_relaxed);
+	uint64_t now = afe_now_ns();
+	const char *name = name_of(t);
+	fprintf(stderr,
+		"afe: task \"%s\" (poll function %p) held its thread for at least %llu ms in one "
+		"poll: a poll must not block (blocking calls belong in afe_blocking jobs)\n",
+		name ? name : "(unnamed)", (void *)(uintptr_t)future_of(t)->poll,
+		(unsigned long long)((now > since ? now - since : 0) / 1000000u));
+}
+
 void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *counters)
 {
 	struct afe_task *t = task_of(r);
@@ -188,8 +202,16 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 		.task = t,
 		.cancel = (ns & AFE_TASK_CANCELLED) != 0,
 	};
-	afe_counter_add(&counters->polled, 1);
-	if (afe_future_poll(future_of(t), &cx) == AFE_READY) {
+	/* Release pairs with the acquire loads of the metrics reader and
+	 * the long-poll detector; this thread is the only writer. */
+	uint64_t poll_no = atomic_load_explicit(&counters->polled, memory_order_relaxed) + 1;
+	atomic_store_explicit(&counters->polled, poll_no, memory_order_release);
+	int ready = afe_future_poll(future_of(t), &cx);
+	afe_counter_add(&counters->returned, 1);
+	/* Acquire: pairs with the detector's release store of the mark. */
+	if (AFE_UNLIKELY(atomic_load_explicit(&counters->flagged, memory_order_acquire) == poll_no))
+		report_long_poll(t, counters);
+	if (ready == AFE_READY) {
 		complete(t, counters);
 		return;
 	}
