@@ -330,3 +330,11 @@ void afe_blocking_pool_destroy(struct afe_blocking_pool *p)
 	pthread_cond_destroy(&p->exited);
 	pthread_mutex_destroy(&p->lock);
 }
+
+void afe_blocking_pool_load(struct afe_blocking_pool *p, uint64_t *running, uint64_t *queued)
+{
+	pthread_mutex_lock(&p->lock);
+	*running = p->threads - p->idle;
+	*queued = p->queued;
+	pthread_mutex_unlock(&p->lock);
+}

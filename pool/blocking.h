@@ -48,6 +48,10 @@ int afe_blocking_pool_queue(struct afe_blocking_pool *p, struct afe_blocking *jo
 void afe__blocking_init_on(struct afe_blocking *job, struct afe_blocking_pool *pool,
 			   afe_blocking_fn *fn, void *arg);
 
+/* How many jobs run on p's threads and how many wait for one, as of the
+ * call. */
+void afe_blocking_pool_load(struct afe_blocking_pool *p, uint64_t *running, uint64_t *queued);
+
 /* True on one of p's threads (which must not shut p down: it would wait
  * for itself). */
 bool afe_blocking_pool_is_current(const struct afe_blocking_pool *p);

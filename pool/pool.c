@@ -139,6 +139,19 @@ uint64_t afe_pool_sum(const struct afe_pool *p, size_t counter)
 	return sum;
 }
 
+uint64_t afe_pool_queued(struct afe_pool *p)
+{
+	uint64_t n = afe_inject_len(&p->inject);
+	for (uint32_t i = 0; i < p->num_workers; i++) {
+		struct afe_worker *w = p->workers[i];
+		/* Read from another thread, the queue's head may pass the tail
+		 * read before it: a moment's negative length counts as 0. */
+		int32_t len = (int32_t)afe_rq_len(&w->queue);
+		n += len > 0 ? (uint64_t)len : 0u;
+	}
+	return n;
+}
+
 bool afe_pool_is_current(struct afe_pool *p)
 {
 	return afe_pool_current() == p || afe_blocking_pool_is_current(&p->blocking);

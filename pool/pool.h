@@ -100,6 +100,10 @@ bool afe_pool_is_quiet(struct afe_pool *p);
 uint64_t afe_pool_sum(const struct afe_pool *p, size_t counter);
 #define AFE_POOL_SUM(p, field) afe_pool_sum((p), offsetof(struct afe_worker_counters, field))
 
+/* How many tasks wait to be polled: in the workers' run queues and LIFO
+ * slots, and the injection queue (a gauge: each queue read on its own). */
+uint64_t afe_pool_queued(struct afe_pool *p);
+
 /* How many tasks were queued from outside the workers (a hint). */
 static inline uint64_t afe_pool_injected(const struct afe_pool *p)
 {

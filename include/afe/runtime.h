@@ -178,7 +178,8 @@ AFE_EXPORT unsigned afe_runtime_uring_features(const struct afe_runtime *rt);
  * features are then 0); AFE_BACKEND_AUTO for a null rt. */
 AFE_EXPORT enum afe_backend afe_runtime_backend(const struct afe_runtime *rt);
 
-/* Counters since start, summed over workers; cheap enough to leave on. */
+/* Counters since start, summed over workers, and a few gauges; cheap
+ * enough to leave on. */
 struct afe_metrics {
 	uint64_t spawned;   /* tasks created */
 	uint64_t completed; /* tasks finished (including cancelled ones) */
@@ -187,6 +188,10 @@ struct afe_metrics {
 	uint64_t parks;	    /* times a worker went to sleep */
 	uint64_t unparks;   /* times a sleeping worker was woken for work */
 	uint64_t injected;  /* tasks queued from outside the workers */
+	/* Gauges, as of the call: */
+	uint64_t queued;	   /* tasks waiting to be polled (run queues, injection) */
+	uint64_t blocking_running; /* blocking jobs running on their threads */
+	uint64_t blocking_queued;  /* blocking jobs waiting for a thread */
 };
 
 /* Fills m with the current figures of rt (each read atomically, the set

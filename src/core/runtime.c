@@ -332,6 +332,10 @@ int afe_runtime_metrics(const struct afe_runtime *rt, struct afe_metrics *m)
 	m->stolen = AFE_POOL_SUM(&rt->pool, stolen);
 	m->parks = AFE_POOL_SUM(&rt->pool, parks);
 	m->unparks = AFE_POOL_SUM(&rt->pool, unparks);
+	struct afe_runtime *mutable_rt = (struct afe_runtime *)rt; /* locks are taken */
+	m->queued = afe_pool_queued(&mutable_rt->pool);
+	afe_blocking_pool_load(afe_pool_blocking(&mutable_rt->pool), &m->blocking_running,
+			       &m->blocking_queued);
 	return 0;
 }
 

@@ -123,6 +123,88 @@ Test(runtime, metrics_count_the_work)
 	test_runtime_destroy(rt);
 }
 
+/* Holds its worker (a poll that spins, as no real poll may) until go; the
+ * jobs wait for jobs_go. */
+static _Atomic bool go, jobs_go;
+
+static int holds_the_worker_poll(struct afe_future *f, struct afe_context *cx)
+{
+	(void)cx;
+	while (!atomic_load(&go))
+		sched_yield();
+	f->result = 0;
+	return AFE_READY;
+}
+
+static intptr_t wait_for_go(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&jobs_go))
+		usleep(1000);
+	return 0;
+}
+
+Test(runtime, metrics_gauge_the_queued_tasks_and_the_blocking_jobs)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 1;
+	config.blocking_threads = 1;
+	struct afe_runtime *rt;
+	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+	atomic_store(&go, false);
+	atomic_store(&jobs_go, false);
+	struct {
+		struct afe_future base;
+	} holder;
+	afe_future_init(&holder.base, holds_the_worker_poll);
+	struct afe_join_handle held, jobs[2], queued[5];
+	cr_assert_eq(afe_spawn(rt, &holder, &held), 0);
+	struct afe_metrics m;
+	for (int ms = 0; afe_runtime_metrics(rt, &m) == 0 && m.polled == 0; ms++) {
+		cr_assert_lt(ms, 5000, "the holder never ran");
+		usleep(1000);
+	}
+	for (int i = 0; i < 5; i++) {
+		struct afe_ready r;
+		afe_ready_init(&r, i);
+		cr_assert_eq(afe_spawn(rt, &r, &queued[i]), 0);
+	}
+	struct afe_blocking job[2];
+	for (int i = 0; i < 2; i++) {
+		afe_blocking_init(&job[i], wait_for_go, NULL);
+		cr_assert_eq(afe_spawn(rt, &job[i], &jobs[i]), 0);
+	}
+	cr_assert_eq(afe_runtime_metrics(rt, &m), 0);
+	cr_assert_eq(m.queued, 7, "5 tasks and 2 jobs' tasks wait behind the held worker");
+	cr_assert_eq(m.blocking_running + m.blocking_queued, 0, "no job could start yet");
+	atomic_store(&go, true); /* the worker goes on: the jobs start on one thread */
+	for (int ms = 0; afe_runtime_metrics(rt, &m) == 0 && m.blocking_queued < 1; ms++) {
+		cr_assert_lt(ms, 5000, "the second job never queued");
+		usleep(1000);
+	}
+	cr_assert_eq(m.blocking_running, 1);
+	cr_assert_eq(m.blocking_queued, 1, "one thread: the second job waits");
+	atomic_store(&jobs_go, true);
+	for (int i = 0; i < 5; i++) {
+		struct afe_join j;
+		afe_join_init(&j, &queued[i]);
+		cr_assert_eq(test_block_on(rt, &j), i);
+	}
+	for (int i = 0; i < 2; i++) {
+		struct afe_join j;
+		afe_join_init(&j, &jobs[i]);
+		cr_assert_eq(test_block_on(rt, &j), 0);
+	}
+	struct afe_join j;
+	afe_join_init(&j, &held);
+	cr_assert_eq(test_block_on(rt, &j), 0);
+	cr_assert_eq(afe_runtime_metrics(rt, &m), 0);
+	cr_assert_eq(m.queued, 0);
+	cr_assert_eq(m.blocking_running + m.blocking_queued, 0);
+	test_runtime_destroy(rt);
+}
+
 Test(runtime, an_idle_runtime_parks_every_worker)
 {
 	struct afe_runtime *rt = test_runtime(2);
