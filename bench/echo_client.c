@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "flags.h"
+
 #define CONNECT_PATIENCE_NS (5 * 1000000000ull)
 #define ECHO_PATIENCE_MS 10000
 
@@ -65,21 +67,12 @@ static const char *const flag_names[] = {"conns",  "size",	"n",		  "port",
 					 "host",   "impl",	"server_pid",	  "server_threads",
 					 "warmup", "threads", NULL};
 
-/* The value of arg when it reads --name=value, else NULL. */
-static const char *value_of(const char *arg, const char *name)
-{
-	size_t len = strlen(name);
-	if (strncmp(arg, "--", 2) != 0 || strncmp(arg + 2, name, len) != 0 || arg[2 + len] != '=')
-		return NULL;
-	return arg + 3 + len;
-}
-
 static void check_flags(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
 		bool known = false;
 		for (const char *const *name = flag_names; *name && !known; name++)
-			known = value_of(argv[i], *name) != NULL;
+			known = flag_value(argv[i], *name) != NULL;
 		if (!known) {
 			fprintf(stderr, "echo_client: unknown flag '%s' (flags are --name=value:",
 				argv[i]);
@@ -96,7 +89,7 @@ static const char *string_flag(int argc, char **argv, const char *name)
 {
 	const char *found = NULL;
 	for (int i = 1; i < argc; i++) {
-		const char *v = value_of(argv[i], name);
+		const char *v = flag_value(argv[i], name);
 		if (v)
 			found = v;
 	}
@@ -106,16 +99,7 @@ static const char *string_flag(int argc, char **argv, const char *name)
 static long number_flag(int argc, char **argv, const char *name, long fallback)
 {
 	const char *v = string_flag(argc, argv, name);
-	if (!v)
-		return fallback;
-	char *end;
-	errno = 0;
-	long n = strtol(v, &end, 10);
-	if (!*v || *end || errno || n < 0) {
-		fprintf(stderr, "echo_client: --%s wants a non-negative number, not '%s'\n", name, v);
-		exit(2);
-	}
-	return n;
+	return v ? flag_number("echo_client", name, v, LONG_MAX) : fallback;
 }
 
 /* ---- the server's CPU time ---- */

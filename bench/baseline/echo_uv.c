@@ -18,6 +18,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "../flags.h"
+
 #define READ_BUFFER 65536
 
 struct conn {
@@ -147,27 +149,6 @@ static void on_connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
-/* The value of arg when it reads --name=value, else NULL. */
-static const char *value_of(const char *arg, const char *name)
-{
-	size_t len = strlen(name);
-	if (strncmp(arg, "--", 2) != 0 || strncmp(arg + 2, name, len) != 0 || arg[2 + len] != '=')
-		return NULL;
-	return arg + 3 + len;
-}
-
-static long number(const char *name, const char *text, long max)
-{
-	char *end;
-	long v = strtol(text, &end, 10);
-	if (!*text || *end || v < 0 || v > max) {
-		fprintf(stderr, "echo_uv: --%s wants a number from 0 to %ld, not '%s'\n", name, max,
-			text);
-		exit(2);
-	}
-	return v;
-}
-
 static void check(int err, const char *what)
 {
 	if (err < 0) {
@@ -182,11 +163,11 @@ int main(int argc, char **argv)
 	const char *host = "127.0.0.1";
 	for (int i = 1; i < argc; i++) {
 		const char *v;
-		if ((v = value_of(argv[i], "port")))
-			port = number("port", v, 65535);
-		else if ((v = value_of(argv[i], "seconds")))
-			seconds = number("seconds", v, 1000000000L);
-		else if ((v = value_of(argv[i], "host")))
+		if ((v = flag_value(argv[i], "port")))
+			port = flag_number("echo_uv", "port", v, 65535);
+		else if ((v = flag_value(argv[i], "seconds")))
+			seconds = flag_number("echo_uv", "seconds", v, 1000000000L);
+		else if ((v = flag_value(argv[i], "host")))
 			host = v;
 		else {
 			fprintf(stderr, "echo_uv: unknown flag '%s' (flags: --port=N --host=IPv4 "

@@ -41,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../flags.h"
+
 #define MAX_INFLIGHT 4096 /* ring slots and socket buffers are sized for this */
 #define SPIN_FOREVER UINT64_MAX
 #define STOP_ID UINT64_MAX /* a call with this id ends the ring consumer */
@@ -449,40 +451,19 @@ static void socket_pipelined(int fd, long n, long inflight, uint64_t *next_id)
 
 /* ---- main ---- */
 
-static const char *value_of(const char *arg, const char *name)
-{
-	size_t len = strlen(name);
-	if (strncmp(arg, "--", 2) != 0 || strncmp(arg + 2, name, len) != 0 || arg[2 + len] != '=')
-		return NULL;
-	return arg + 3 + len;
-}
-
-static long parse_number(const char *name, const char *text)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(text, &end, 10);
-	if (!*text || *end || errno || v < 0) {
-		fprintf(stderr, "ipc_baseline: --%s wants a non-negative number, not '%s'\n", name,
-			text);
-		exit(2);
-	}
-	return v;
-}
-
 int main(int argc, char **argv)
 {
 	long n = 100000, inflight = 64, spin = -1;
 	for (int i = 1; i < argc; i++) {
 		const char *v;
-		if ((v = value_of(argv[i], "impl")))
+		if ((v = flag_value(argv[i], "impl")))
 			impl = v;
-		else if ((v = value_of(argv[i], "n")))
-			n = parse_number("n", v);
-		else if ((v = value_of(argv[i], "inflight")))
-			inflight = parse_number("inflight", v);
-		else if ((v = value_of(argv[i], "spin_ns")))
-			spin = parse_number("spin_ns", v);
+		else if ((v = flag_value(argv[i], "n")))
+			n = flag_number("ipc_baseline", "n", v, LONG_MAX);
+		else if ((v = flag_value(argv[i], "inflight")))
+			inflight = flag_number("ipc_baseline", "inflight", v, LONG_MAX);
+		else if ((v = flag_value(argv[i], "spin_ns")))
+			spin = flag_number("ipc_baseline", "spin_ns", v, LONG_MAX);
 		else {
 			fprintf(stderr, "ipc_baseline: unknown flag '%s' (flags: --impl --n "
 					"--inflight --spin_ns)\n",

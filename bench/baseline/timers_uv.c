@@ -21,29 +21,10 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "../flags.h"
+
 static uint64_t started_ms; /* the loop's clock when the timers started */
 static long ms, fired, early;
-
-static const char *value_of(const char *arg, const char *name)
-{
-	size_t len = strlen(name);
-	if (strncmp(arg, "--", 2) != 0 || strncmp(arg + 2, name, len) != 0 || arg[2 + len] != '=')
-		return NULL;
-	return arg + 3 + len;
-}
-
-static long number(const char *name, const char *text, long max)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(text, &end, 10);
-	if (!*text || *end || errno || v < 0 || v > max) {
-		fprintf(stderr, "timers_uv: --%s wants a number from 0 to %ld, not '%s'\n", name, max,
-			text);
-		exit(2);
-	}
-	return v;
-}
 
 static void fail(const char *what, int err)
 {
@@ -68,10 +49,10 @@ int main(int argc, char **argv)
 	ms = 10;
 	for (int i = 1; i < argc; i++) {
 		const char *v;
-		if ((v = value_of(argv[i], "n")))
-			n = number("n", v, 100000000L);
-		else if ((v = value_of(argv[i], "ms")))
-			ms = number("ms", v, 86400000L);
+		if ((v = flag_value(argv[i], "n")))
+			n = flag_number("timers_uv", "n", v, 100000000L);
+		else if ((v = flag_value(argv[i], "ms")))
+			ms = flag_number("timers_uv", "ms", v, 86400000L);
 		else {
 			fprintf(stderr, "timers_uv: unknown flag '%s' (flags: --n=N --ms=N)\n", argv[i]);
 			return 2;

@@ -28,6 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../flags.h"
+
 #define MESSAGE_BUFFER 4096
 #define RING_ENTRIES 4096 /* 2 SQEs per connection between two enters */
 #define MAX_CONNS (RING_ENTRIES / 2 - 1)
@@ -121,18 +123,6 @@ static void on_received(struct io_uring *ring, struct conn *c, int res)
 	queue_recv(ring, c);
 }
 
-static long number(const char *name, const char *text, long max)
-{
-	char *end;
-	long v = strtol(text, &end, 10);
-	if (!*text || *end || v < 0 || v > max) {
-		fprintf(stderr, "uring_echo: --%s wants a number from 0 to %ld, not '%s'\n", name,
-			max, text);
-		exit(2);
-	}
-	return v;
-}
-
 static int listen_on(long port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
@@ -153,9 +143,9 @@ int main(int argc, char **argv)
 	long port = 7000, seconds = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strncmp(argv[i], "--port=", 7) == 0)
-			port = number("port", argv[i] + 7, 65535);
+			port = flag_number("uring_echo", "port", argv[i] + 7, 65535);
 		else if (strncmp(argv[i], "--seconds=", 10) == 0)
-			seconds = number("seconds", argv[i] + 10, 1000000000L);
+			seconds = flag_number("uring_echo", "seconds", argv[i] + 10, 1000000000L);
 		else {
 			fprintf(stderr, "uring_echo: unknown flag '%s' (flags: --port=N --seconds=N)\n",
 				argv[i]);

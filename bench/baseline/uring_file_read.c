@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../flags.h"
+
 #define BLOCK 4096u
 
 static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -60,27 +62,6 @@ static uint64_t now_ns(void)
 }
 
 /* ---- flags ---- */
-
-static const char *value_of(const char *arg, const char *name)
-{
-	size_t len = strlen(name);
-	if (strncmp(arg, "--", 2) != 0 || strncmp(arg + 2, name, len) != 0 || arg[2 + len] != '=')
-		return NULL;
-	return arg + 3 + len;
-}
-
-static long parse_number(const char *name, const char *text)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(text, &end, 10);
-	if (!*text || *end || errno || v < 0) {
-		fprintf(stderr, "uring_file_read: --%s wants a non-negative number, not '%s'\n",
-			name, text);
-		exit(2);
-	}
-	return v;
-}
 
 /* ---- the file ---- */
 
@@ -244,20 +225,20 @@ int main(int argc, char **argv)
 	const char *path = "/tmp/afe_file_read.dat";
 	for (int i = 1; i < argc; i++) {
 		const char *v;
-		if ((v = value_of(argv[i], "bs")))
-			bs = parse_number("bs", v);
-		else if ((v = value_of(argv[i], "depth")))
-			depth = parse_number("depth", v);
-		else if ((v = value_of(argv[i], "n")))
-			n = parse_number("n", v);
-		else if ((v = value_of(argv[i], "size_mb")))
-			size_mb = parse_number("size_mb", v);
-		else if ((v = value_of(argv[i], "path")))
+		if ((v = flag_value(argv[i], "bs")))
+			bs = flag_number("uring_file_read", "bs", v, LONG_MAX);
+		else if ((v = flag_value(argv[i], "depth")))
+			depth = flag_number("uring_file_read", "depth", v, LONG_MAX);
+		else if ((v = flag_value(argv[i], "n")))
+			n = flag_number("uring_file_read", "n", v, LONG_MAX);
+		else if ((v = flag_value(argv[i], "size_mb")))
+			size_mb = flag_number("uring_file_read", "size_mb", v, LONG_MAX);
+		else if ((v = flag_value(argv[i], "path")))
 			path = v;
-		else if ((v = value_of(argv[i], "warm")))
-			warm = parse_number("warm", v);
-		else if ((v = value_of(argv[i], "pread")))
-			use_pread = parse_number("pread", v);
+		else if ((v = flag_value(argv[i], "warm")))
+			warm = flag_number("uring_file_read", "warm", v, LONG_MAX);
+		else if ((v = flag_value(argv[i], "pread")))
+			use_pread = flag_number("uring_file_read", "pread", v, LONG_MAX);
 		else {
 			fprintf(stderr, "uring_file_read: unknown flag '%s' (flags: --bs --depth --n "
 					"--size_mb --path --warm --pread)\n",
