@@ -14,6 +14,16 @@
  * cancels whatever it waits on, and returns AFE_READY (result -ECANCELED by
  * convention) once nothing it started is still in flight, or AFE_PENDING
  * with the waker registered while it waits for that.
+ *
+ * Errors: a result below zero is a negative errno. Every init that makes a
+ * future (afe_<thing>_init) leaves it ready to poll whatever its
+ * arguments: bad ones (a null pointer, an empty handle, a size of 0) are
+ * the future's result at its first poll, usually -EINVAL, and nothing is
+ * started. The few inits that can tell at once also return that error
+ * (afe_join_init, afe_cancel_init, afe_join_all_init, afe_select_init,
+ * afe_coro_init), so a caller may check there or at the await. Inits of
+ * objects that are not futures (channels, barriers, intervals) return 0
+ * or a negative errno and leave nothing to poll.
  */
 #ifndef AFE_FUTURE_H
 #define AFE_FUTURE_H

@@ -170,3 +170,57 @@ Test(combinators, select_cancelled_before_a_winner_and_bad_input)
 	cr_assert_eq(s.base.result, -EINVAL);
 	cr_assert_eq(afe_select_init(&s, NULL, 2), -EINVAL);
 }
+
+/* The convention of future.h: a future made from bad arguments gives the
+ * error at its first poll (and the inits that can tell return it too). */
+Test(combinators, futures_made_from_bad_arguments_give_the_error_at_the_first_poll)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+
+	struct afe_join_all all;
+	cr_assert_eq(afe_join_all_init(&all, NULL, 2), -EINVAL);
+	cr_assert_eq(afe_future_poll(&all.base, &cx), AFE_READY);
+	cr_assert_eq(all.base.result, -EINVAL);
+
+	struct afe_select sel;
+	cr_assert_eq(afe_select_init(&sel, NULL, 0), -EINVAL);
+	cr_assert_eq(afe_future_poll(&sel.base, &cx), AFE_READY);
+	cr_assert_eq(sel.base.result, -EINVAL);
+
+	struct afe_join_handle empty = {0};
+	struct afe_join join;
+	cr_assert_eq(afe_join_init(&join, &empty), -EINVAL);
+	cr_assert_eq(afe_future_poll(&join.base, &cx), AFE_READY);
+	cr_assert_eq(join.base.result, -EINVAL);
+	struct afe_cancel cancel;
+	cr_assert_eq(afe_cancel_init(&cancel, NULL), -EINVAL);
+	cr_assert_eq(afe_future_poll(&cancel.base, &cx), AFE_READY);
+	cr_assert_eq(cancel.base.result, -EINVAL);
+
+	struct afe_timeout limited;
+	afe_timeout_init(&limited, NULL, 1000);
+	cr_assert_eq(afe_future_poll(&limited.base, &cx), AFE_READY);
+	cr_assert_eq(limited.base.result, -EINVAL);
+
+	struct afe_token_wait wait;
+	afe_token_wait_init(&wait, NULL);
+	cr_assert_eq(afe_future_poll(&wait.base, &cx), AFE_READY);
+	cr_assert_eq(wait.base.result, -EINVAL);
+
+	struct afe_token_until until;
+	afe_token_until_init(&until, NULL, &all.base);
+	cr_assert_eq(afe_future_poll(&until.base, &cx), AFE_READY);
+	cr_assert_eq(until.base.result, -EINVAL);
+
+	struct afe_coro co;
+	cr_assert_eq(afe_coro_init(&co, NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(afe_future_poll(&co.base, &cx), AFE_READY);
+	cr_assert_eq(co.base.result, -EINVAL);
+
+	struct afe_tcp_server server;
+	afe_tcp_server_init(&server, NULL);
+	cr_assert_eq(afe_future_poll(&server.base, &cx), AFE_READY);
+	cr_assert_eq(server.base.result, -EINVAL);
+}
