@@ -7,7 +7,7 @@
  *
  *   afe_pool_init     allocates; no thread yet
  *   afe_pool_start    starts the workers
- *   ...               tasks arrive through afe_schedule (worker.h)
+ *   ...               tasks arrive through afe_pool_schedule (worker.h)
  *   afe_pool_close    destroy began: the ring thread polls no task itself
  *   afe_pool_wind_down  watches and blocking jobs end with -ESHUTDOWN,
  *                     waking their tasks while the workers still run

@@ -48,12 +48,6 @@ struct afe_pool *afe_pool_current(void)
 	return current_worker ? current_worker->pool : running_inline;
 }
 
-struct afe_runtime *afe_runtime_current(void)
-{
-	struct afe_pool *p = afe_pool_current();
-	return p ? p->owner : NULL;
-}
-
 struct afe_worker_counters *afe_pool_my_counters(struct afe_pool *p)
 {
 	struct afe_worker *w = current_worker;
@@ -224,7 +218,7 @@ static void defer_wake(struct afe_pool *p, struct afe_runnable *t)
 	deferred.n++;
 }
 
-void afe_schedule(struct afe_pool *p, struct afe_runnable *t, enum afe_schedule_kind kind)
+void afe_pool_schedule(struct afe_pool *p, struct afe_runnable *t, enum afe_schedule_kind kind)
 {
 	struct afe_worker *w = current_worker;
 	if (w && w->pool == p) {

@@ -69,7 +69,7 @@ enum afe_schedule_kind {
 };
 
 /* Queues t (which holds a reference for the queue) on p. Any thread. */
-void afe_schedule(struct afe_pool *p, struct afe_runnable *t, enum afe_schedule_kind kind);
+void afe_pool_schedule(struct afe_pool *p, struct afe_runnable *t, enum afe_schedule_kind kind);
 
 /*
  * For a thread outside the pool that wakes tasks in bursts (the ring

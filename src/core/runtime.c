@@ -318,6 +318,12 @@ unsigned afe_runtime_spin_us(const struct afe_runtime *rt)
 	return rt ? rt->config.spin_us : 0;
 }
 
+struct afe_runtime *afe_runtime_current(void)
+{
+	struct afe_pool *p = afe_pool_current();
+	return p ? p->owner : NULL;
+}
+
 int afe_runtime_metrics(const struct afe_runtime *rt, struct afe_metrics *m)
 {
 	if (!rt || !m)

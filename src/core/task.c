@@ -33,7 +33,7 @@ static void task_dealloc(struct afe_task *t)
 		atomic_fetch_add_explicit(&t->rt->dropped, 1, memory_order_acq_rel);
 	}
 	afe_waker_drop(&t->join_waker);
-	afe_task_free(t, t->alloc_size);
+	afe__task_free(t, t->alloc_size);
 }
 
 void afe__task_release(struct afe_task *t)
@@ -104,14 +104,14 @@ static void waker_wake(void *data)
 {
 	struct afe_task *t = data;
 	if (transition_to_notified(t, true))
-		afe_schedule(&t->rt->pool, &t->link, AFE_SCHED_WAKE);
+		afe_pool_schedule(&t->rt->pool, &t->link, AFE_SCHED_WAKE);
 }
 
 static void waker_wake_by_ref(void *data)
 {
 	struct afe_task *t = data;
 	if (transition_to_notified(t, false))
-		afe_schedule(&t->rt->pool, &t->link, AFE_SCHED_WAKE);
+		afe_pool_schedule(&t->rt->pool, &t->link, AFE_SCHED_WAKE);
 }
 
 static const struct afe_waker_vtable task_waker_vtable = {
@@ -227,7 +227,7 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acq_rel,
 							 memory_order_relaxed));
 	if (again)
-		afe_schedule(&t->rt->pool, &t->link, AFE_SCHED_YIELD);
+		afe_pool_schedule(&t->rt->pool, &t->link, AFE_SCHED_YIELD);
 	else if (afe__task_refs(ns) == 0)
 		lost(t);
 }
@@ -277,7 +277,7 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 	const char *start = obj, *b = (const char *)base;
 	size_t total = opts ? extra_offset(size) + sizeof(struct afe_task_extra)
 			    : AFE_TASK_HEADER_SIZE + size;
-	struct afe_task *t = afe_task_alloc(total);
+	struct afe_task *t = afe__task_alloc(total);
 	if (!t)
 		return -ENOMEM;
 	t->alloc_size = (uint32_t)total;
@@ -304,7 +304,7 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 		afe_counter_add(&mine->spawned, 1);
 	else
 		atomic_fetch_add_explicit(&rt->external_spawned, 1, memory_order_acq_rel);
-	afe_schedule(&rt->pool, &t->link, AFE_SCHED_SPAWN);
+	afe_pool_schedule(&rt->pool, &t->link, AFE_SCHED_SPAWN);
 	return 0;
 }
 
@@ -422,7 +422,7 @@ static void request_cancel(struct afe_task *t)
 	} while (!atomic_compare_exchange_weak_explicit(&t->state, &s, ns, memory_order_acq_rel,
 							 memory_order_acquire));
 	if (queue)
-		afe_schedule(&t->rt->pool, &t->link, AFE_SCHED_WAKE);
+		afe_pool_schedule(&t->rt->pool, &t->link, AFE_SCHED_WAKE);
 }
 
 void afe_join_handle_drop(struct afe_join_handle *handle)

@@ -10,12 +10,12 @@
 
 #ifdef AFE_TASK_ALLOC_USES_MALLOC
 
-void *afe_task_alloc(size_t size)
+void *afe__task_alloc(size_t size)
 {
 	return malloc(size);
 }
 
-void afe_task_free(void *block, size_t size)
+void afe__task_free(void *block, size_t size)
 {
 	(void)size;
 	free(block);
@@ -154,7 +154,7 @@ static void register_thread(void)
 	cache.registered = true;
 }
 
-void *afe_task_alloc(size_t size)
+void *afe__task_alloc(size_t size)
 {
 	if (size == 0 || size > AFE_TASK_ALLOC_MAX)
 		return malloc(size);
@@ -176,7 +176,7 @@ void *afe_task_alloc(size_t size)
 	return b;
 }
 
-void afe_task_free(void *block, size_t size)
+void afe__task_free(void *block, size_t size)
 {
 	if (size == 0 || size > AFE_TASK_ALLOC_MAX) {
 		free(block);

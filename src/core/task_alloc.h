@@ -29,9 +29,9 @@
 
 /* A block of at least size bytes, aligned for any type; NULL when out of
  * memory. */
-void *afe_task_alloc(size_t size);
+void *afe__task_alloc(size_t size);
 
-/* Returns a block from afe_task_alloc(size), on any thread. */
-void afe_task_free(void *block, size_t size);
+/* Returns a block from afe__task_alloc(size), on any thread. */
+void afe__task_free(void *block, size_t size);
 
 #endif /* AFE_TASK_ALLOC_H */

@@ -54,7 +54,7 @@ struct afe_task {
 	/* Kept small: with a 64-byte sleep a task is 112 bytes. The output
 	 * is the future's result, read once the task is complete. */
 	uint32_t future_offset; /* of the future's base, after the header */
-	uint32_t alloc_size;	/* header and future: for afe_task_free */
+	uint32_t alloc_size;	/* header and future: for afe__task_free */
 };
 
 /*

@@ -29,7 +29,7 @@ Test(task_alloc, blocks_of_every_size_are_distinct_and_aligned)
 	static void *blocks[BLOCKS];
 	for (size_t i = 0; i < BLOCKS; i++) {
 		size_t size = 1 + i % (AFE_TASK_ALLOC_MAX + 200); /* some go to malloc */
-		blocks[i] = afe_task_alloc(size);
+		blocks[i] = afe__task_alloc(size);
 		cr_assert_not_null(blocks[i]);
 		cr_assert_eq((uintptr_t)blocks[i] % _Alignof(max_align_t), 0);
 		fill(blocks[i], size, (unsigned char)i);
@@ -37,7 +37,7 @@ Test(task_alloc, blocks_of_every_size_are_distinct_and_aligned)
 	for (size_t i = 0; i < BLOCKS; i++) {
 		size_t size = 1 + i % (AFE_TASK_ALLOC_MAX + 200);
 		cr_assert(holds(blocks[i], size, (unsigned char)i), "block %zu was overwritten", i);
-		afe_task_free(blocks[i], size);
+		afe__task_free(blocks[i], size);
 	}
 }
 
@@ -50,7 +50,7 @@ static void *free_all(void *arg)
 {
 	struct handoff *h = arg;
 	for (size_t i = 0; i < h->count; i++)
-		afe_task_free(h->blocks[i], h->size);
+		afe__task_free(h->blocks[i], h->size);
 	return NULL; /* the thread exits: its cache goes back to the pool */
 }
 
@@ -58,7 +58,7 @@ static void *alloc_all(void *arg)
 {
 	struct handoff *h = arg;
 	for (size_t i = 0; i < h->count; i++) {
-		h->blocks[i] = afe_task_alloc(h->size);
+		h->blocks[i] = afe__task_alloc(h->size);
 		if (h->blocks[i])
 			fill(h->blocks[i], h->size, 0xa5);
 	}
@@ -104,10 +104,10 @@ Test(task_alloc, blocks_freed_on_exiting_threads_are_reused)
 
 Test(task_alloc, zero_and_huge_sizes_go_to_malloc)
 {
-	void *p = afe_task_alloc(AFE_TASK_ALLOC_MAX + 1);
+	void *p = afe__task_alloc(AFE_TASK_ALLOC_MAX + 1);
 	cr_assert_not_null(p);
 	fill(p, AFE_TASK_ALLOC_MAX + 1, 1);
-	afe_task_free(p, AFE_TASK_ALLOC_MAX + 1);
-	p = afe_task_alloc(0);
-	afe_task_free(p, 0); /* whatever malloc(0) gave */
+	afe__task_free(p, AFE_TASK_ALLOC_MAX + 1);
+	p = afe__task_alloc(0);
+	afe__task_free(p, 0); /* whatever malloc(0) gave */
 }
