@@ -10,7 +10,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "afe/runtime.h"
 
 #include "futex.h"
 #include "pool.h"
@@ -152,13 +151,6 @@ static void interrupt_thread_sleep(struct afe_watch *w)
 	}
 }
 
-/* Whether w's kernel sleep is a futex thread's: the ring (or epoll) of
- * its runtime cannot wait on a futex. */
-static bool needs_thread(const struct afe_pool *p)
-{
-	return !(afe_runtime_uring_features(p->owner) & AFE_URING_FUTEX);
-}
-
 /* Hands w's kernel sleep to a futex thread, with the lock held: queues
  * its job, polled with cx, and lists it on the threads (so that close can
  * get the thread out). Returns 1 when the sleep is under way, else the
@@ -271,14 +263,14 @@ static int watch_poll(struct afe_future *f, struct afe_context *cx)
 		f->resume = PHASE_RING;
 		flag_sleep(w);
 		struct afe_pool *p = afe_pool_current();
-		if (p && needs_thread(p)) {
+		if (p && !afe__watch_ring_waits(p)) {
 			w->pool = p;
 			pthread_mutex_lock(&w->pool->watches.lock);
 			int started = start_thread_sleep_locked(&w->pool->watches, w, cx);
 			pthread_mutex_unlock(&w->pool->watches.lock);
 			return started == 1 ? AFE_PENDING : watch_done(w, started);
 		}
-		afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
+		afe__watch_ring_wait_init(&w->io, w->word, w->value, w->flags);
 	}
 	if (f->resume == PHASE_LISTED && watch_listed_poll(w, cx) == AFE_PENDING)
 		return AFE_PENDING;
@@ -356,7 +348,7 @@ static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct 
 	flag_sleep(w);
 	struct afe_context cx = {.waker = &w->waker};
 	int ready;
-	if (needs_thread(w->pool)) {
+	if (!afe__watch_ring_waits(w->pool)) {
 		int started = start_thread_sleep_locked(ws, w, &cx);
 		ready = started == 1 ? AFE_PENDING : AFE_READY;
 		if (ready == AFE_READY) {
@@ -364,7 +356,7 @@ static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct 
 			w->result = started;
 		}
 	} else {
-		afe_io_futex_wait_init(&w->io, w->word, w->value, w->flags);
+		afe__watch_ring_wait_init(&w->io, w->word, w->value, w->flags);
 		ready = afe_future_poll(&w->io.base, &cx);
 	}
 	if (ready == AFE_READY) {

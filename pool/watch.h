@@ -109,6 +109,18 @@ void afe_watch_init(struct afe_watch *w, const _Atomic uint32_t *word, uint32_t 
  */
 void afe_watch_flag_sleep(struct afe_watch *w, _Atomic uint32_t *flags, uint32_t bit);
 
+/* ---- what a watch needs of the ring: declared here, implemented by the
+ * I/O layer (uring/ring_watch.c), as pool/runnable.h is by the core ------ */
+
+/* Whether p's ring waits on a futex word itself (io_uring's FUTEX_WAIT,
+ * Linux 6.7); without it a watch's kernel sleep is a futex thread's. */
+bool afe__watch_ring_waits(const struct afe_pool *p);
+
+/* Makes io the ring's wait on word while it holds value (flags:
+ * AFE_FUTEX_SHARED or AFE_FUTEX_PRIVATE): a future like any operation's. */
+void afe__watch_ring_wait_init(struct afe_io *io, const _Atomic uint32_t *word, uint32_t value,
+			       unsigned flags);
+
 /* ---- for the runtime and its workers ---------------------------------------- */
 
 /* With_waitv false keeps parked workers off futex_waitv (a kernel before
