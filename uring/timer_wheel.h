@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A hierarchical timer wheel with millisecond ticks, owned by one thread
- * (the ring thread). Six levels of 64 slots: level L's slots are 64^L ms
+ * A hierarchical timer wheel with millisecond ticks. It takes no lock:
+ * its owner serialises every call (the runtime's sleeps, sleeps.h, hold
+ * their mutex: workers insert and remove, the ring thread advances). Six
+ * levels of 64 slots: level L's slots are 64^L ms
  * wide, so the wheel spans 64^6 ms (about 2.2 years; later deadlines wait
  * in the last level and are placed again each time it turns). Inserting and
  * removing a timer are O(1) list operations on the timer itself; a timer
@@ -10,7 +12,7 @@
  * Why not one kernel timeout per sleep: arming, firing and reaping each
  * costs a CQE and ~0.8 us of kernel time, and a hundred thousand sleepers
  * would be a hundred thousand kernel timers. Here the ring thread sleeps
- * in io_uring_enter until the wheel's next deadline.
+ * in io_uring_enter (or epoll_wait) until the wheel's next deadline.
  */
 #ifndef AFE_URING_TIMER_WHEEL_H
 #define AFE_URING_TIMER_WHEEL_H
