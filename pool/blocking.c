@@ -33,7 +33,7 @@ int afe_blocking_pool_init(struct afe_blocking_pool *p, const char *thread_name,
 	pthread_mutex_init(&p->lock, NULL);
 	p->head = NULL;
 	p->tail = &p->head;
-	p->queued = p->threads = p->idle = 0;
+	p->queued = p->threads = p->idle = p->running = 0;
 	p->max_threads = max_threads;
 	p->max_queue = max_queue;
 	p->shutdown = false;
@@ -81,8 +81,10 @@ static struct afe_blocking *next_job(struct afe_blocking_pool *p)
 			return NULL;
 	}
 	struct afe_blocking *job = pop_locked(p);
-	if (job)
+	if (job) {
 		job->state = JOB_RUNNING;
+		p->running++;
+	}
 	return job;
 }
 
@@ -105,6 +107,7 @@ static void *blocking_thread(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		intptr_t output = job->fn(job->arg);
 		pthread_mutex_lock(&p->lock);
+		p->running--;
 		struct afe_waker waker = finish_locked(job, output);
 		bool abandoned = job->abandoned; /* then nobody else holds it */
 		pthread_mutex_unlock(&p->lock);
@@ -334,7 +337,7 @@ void afe_blocking_pool_destroy(struct afe_blocking_pool *p)
 void afe_blocking_pool_load(struct afe_blocking_pool *p, uint64_t *running, uint64_t *queued)
 {
 	pthread_mutex_lock(&p->lock);
-	*running = p->threads - p->idle;
+	*running = p->running;
 	*queued = p->queued;
 	pthread_mutex_unlock(&p->lock);
 }

@@ -21,6 +21,7 @@ struct afe_blocking_pool {
 	pthread_cond_t exited;	/* shutdown waits here for threads to end */
 	struct afe_blocking *head, **tail;
 	unsigned queued, threads, idle;
+	unsigned running; /* jobs a thread took and has not finished */
 	unsigned max_threads, max_queue;
 	bool shutdown;
 	const char *thread_name; /* for top -H, gdb and perf */

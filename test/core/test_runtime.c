@@ -184,7 +184,8 @@ Test(runtime, metrics_gauge_the_queued_tasks_and_the_blocking_jobs)
 		usleep(1000);
 	}
 	cr_assert_eq(m.blocking_running, 1);
-	cr_assert_eq(m.blocking_queued, 1, "one thread: the second job waits");
+	cr_assert_eq(m.blocking_queued, 1, "one thread: the second job waits (running %ju, queued %ju)",
+		     (uintmax_t)m.blocking_running, (uintmax_t)m.blocking_queued);
 	atomic_store(&jobs_go, true);
 	for (int i = 0; i < 5; i++) {
 		struct afe_join j;
