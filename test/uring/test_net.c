@@ -708,3 +708,85 @@ Test(net, a_timed_out_msg_waitall_send_reports_what_it_moved)
 	free(buf);
 	test_runtime_destroy(rt);
 }
+
+/* The slow peer writing, then half-closing its end. */
+static void *writer_then_eof_main(void *arg)
+{
+	struct slow_peer *p = arg;
+	slow_peer_main(p);
+	shutdown(p->fd, SHUT_WR);
+	return NULL;
+}
+
+/* A MSG_WAITALL recv whose peer closes half way ends with what came. */
+Test(net, a_msg_waitall_recv_ends_with_what_came_before_the_end_of_the_stream)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	enum { SIZE = 1 << 20, SENT = 300 * 1000 };
+	char *buf = calloc(1, SIZE);
+	cr_assert(buf);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	int small = 16 * 1024;
+	setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	struct slow_peer peer = {.fd = sv[1], .size = SENT, .writes = true};
+	pthread_t thread;
+	cr_assert_eq(pthread_create(&thread, NULL, writer_then_eof_main, &peer), 0);
+	struct afe_io io;
+	afe_io_recv_init(&io, sv[0], buf, SIZE, MSG_WAITALL);
+	intptr_t r = run_io(rt, &io);
+	pthread_join(thread, NULL);
+	cr_assert_eq(r, SENT, "the recv ended with %ld", (long)r);
+	close(sv[1]);
+	close(sv[0]);
+	free(buf);
+	test_runtime_destroy(rt);
+}
+
+/* A MSG_WAITALL send waiting for room, cancelled: the bytes it moved. */
+struct cancelled_send {
+	struct afe_future base;
+	struct afe_io io;
+	struct afe_timeout limited;
+};
+
+static int cancelled_send_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct cancelled_send *self = afe_container_of(f, struct cancelled_send, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_timeout_init(&self->limited, &self->io.base, 50 * 1000000ull);
+	AFE_AWAIT(&self->limited.base);
+	AFE_RETURN(self->io.base.result);
+	AFE_ASYNC_END;
+}
+
+Test(net, a_cancelled_msg_waitall_send_reports_what_it_moved)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	if (afe_runtime_backend(rt) == AFE_BACKEND_EPOLL) {
+		test_runtime_destroy(rt);
+		cr_skip_test("the epoll backend ends it -ECANCELED");
+	}
+	enum { SIZE = 1 << 20 };
+	char *buf = calloc(1, SIZE);
+	cr_assert(buf);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	int small = 16 * 1024;
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	struct cancelled_send send = {0};
+	afe_io_send_init(&send.io, sv[0], buf, SIZE, MSG_WAITALL | MSG_NOSIGNAL);
+	afe_future_init(&send.base, cancelled_send_poll);
+	intptr_t r = test_block_on(rt, &send);
+	cr_assert(r > 0 && r < SIZE, "the send ended with %ld", (long)r);
+	size_t queued = 0;
+	ssize_t n;
+	while ((n = recv(sv[1], buf, SIZE, MSG_DONTWAIT)) > 0)
+		queued += (size_t)n;
+	cr_assert_eq(queued, (size_t)r, "the peer can read %zu bytes", queued);
+	close(sv[0]);
+	close(sv[1]);
+	free(buf);
+	test_runtime_destroy(rt);
+}
