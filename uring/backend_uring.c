@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,14 @@ enum cqe_tag {
 	TAG_DOORBELL = 3, /* user_data == TAG_DOORBELL: the doorbell's wait */
 	TAG_SECOND = 4,	  /* the second operation of a linked pair */
 	TAG_MASK = 7,	  /* struct afe_io is 8-byte aligned */
+};
+
+/* io->waitall: see "MSG_WAITALL before Linux 5.18" below. */
+enum waitall_stage {
+	WAITALL_NONE,	/* not emulated */
+	WAITALL_MOVING, /* parts go on while short */
+	WAITALL_ENDED,	/* ended before moving everything */
+	WAITALL_THEN,	/* moved everything; the linked operation is in flight */
 };
 
 _Static_assert(_Alignof(struct afe_io) >= 8, "three tag bits in an operation's address");
@@ -92,6 +101,9 @@ static void *tagged(const void *p, enum cqe_tag tag)
 	return (void *)((uintptr_t)p | (uintptr_t)tag);
 }
 
+static int32_t waitall_part(struct afe_io *io, int32_t res);
+static bool waitall_goes_on(struct afe_uring *r, struct afe_io *io);
+
 static void handle_cqe(struct afe_uring *r, const struct io_uring_cqe *cqe)
 {
 	enum cqe_tag tag = (enum cqe_tag)(cqe->user_data & TAG_MASK);
@@ -108,12 +120,14 @@ static void handle_cqe(struct afe_uring *r, const struct io_uring_cqe *cqe)
 	if (!io)
 		return; /* the stop's cancel-everything */
 	if (tag == TAG_OP)
-		io->res = cqe->res;
+		io->res = io->waitall == WAITALL_MOVING ? waitall_part(io, cqe->res) : cqe->res;
 	else if (tag == TAG_SECOND)
 		io->linked->res = cqe->res;
 	else if (tag == TAG_LINK_TIMEOUT)
 		io->timeout_res = cqe->res;
 	if (--io->cqes_due == 0) {
+		if (io->waitall && waitall_goes_on(r, io))
+			return;
 		if (tracks_in_flight(r))
 			list_remove(io);
 		io->completed = true;
@@ -192,6 +206,128 @@ static void queue_cancels(struct afe_uring *r, struct afe_io *io, unsigned cance
 	r->cqes_due += cancels;
 }
 
+/* ---- MSG_WAITALL before Linux 5.18 (without AFE_URING_WAITALL) -----------
+ *
+ * Those kernels complete a MSG_WAITALL send or recv short when their first
+ * try, made without waiting, moved part of it. So the ring thread submits
+ * it without the flag and, after each short part, the rest (the SQE in io
+ * advanced past what moved), keeping the count moved so far in io->res,
+ * until all moved, as 5.18 does in the kernel: the end of the stream, an
+ * error, a cancel or the timeout (whose deadline counts from the first
+ * submission) ends it with what moved, or with the error when nothing did;
+ * so does a submission queue that stays full (io_uring_enter refusing).
+ * Only on stream sockets (SOCK_STREAM, SOCK_SEQPACKET, as the kernel). An
+ * operation linked to it (afe_io_link) is submitted only once it moved
+ * everything, else it ends -ECANCELED: the kernel's link would go on after
+ * a short part without the flag. Not for SENDMSG/RECVMSG, nor for the
+ * second of a linked pair: those keep the flag and the old kernel's short
+ * results. */
+
+static struct io_uring_sqe *sqe_of(struct afe_io *io)
+{
+	return (struct io_uring_sqe *)(void *)io->sqe;
+}
+
+static bool emulates_waitall(const struct afe_uring *r, struct afe_io *io)
+{
+	const struct io_uring_sqe *sqe = sqe_of(io);
+	return !(r->ring->features & AFE_URING_WAITALL) && (sqe->msg_flags & MSG_WAITALL) &&
+	       (sqe->opcode == IORING_OP_SEND || sqe->opcode == IORING_OP_RECV) && sqe->len > 0;
+}
+
+static bool is_stream(int fd)
+{
+	int type = 0;
+	socklen_t len = sizeof(type);
+	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+	       (type == SOCK_STREAM || type == SOCK_SEQPACKET);
+}
+
+/* Adds one part's result to what io moved so far, which it returns, and
+ * advances io's SQE past it. */
+static int32_t waitall_part(struct afe_io *io, int32_t res)
+{
+	struct io_uring_sqe *sqe = sqe_of(io);
+	if (res <= 0) {
+		io->waitall = WAITALL_ENDED;
+		return io->res > 0 ? io->res : res;
+	}
+	sqe->addr += (uint64_t)res;
+	sqe->len -= (uint32_t)res;
+	if (sqe->len > 0 && !is_stream(sqe->fd))
+		io->waitall = WAITALL_ENDED; /* a datagram: as long as it is */
+	return io->res + res;
+}
+
+/* Room for need SQEs, submitting the queued ones if it takes that. */
+static bool room_for(struct afe_uring *r, unsigned need)
+{
+	if (io_uring_sq_space_left(&r->uring) < need)
+		io_uring_submit(&r->uring);
+	return io_uring_sq_space_left(&r->uring) >= need;
+}
+
+/* The SQEs queue_op takes for io. */
+static unsigned need_of(const struct afe_io *io)
+{
+	return 1u + io->has_timeout + (io->linked && !io->waitall);
+}
+
+/* Queues io's SQE (without MSG_WAITALL when emulated), the operation
+ * linked to it unless that waits for the emulation, and its timeout. The
+ * caller made the room (need_of). */
+static void queue_op(struct afe_uring *r, struct afe_io *io)
+{
+	struct io_uring_sqe *sqe = next_sqe(r);
+	memcpy(sqe, io->sqe, sizeof(*sqe));
+	io_uring_sqe_set_data(sqe, tagged(io, TAG_OP));
+	if (io->waitall)
+		sqe->msg_flags &= ~(unsigned)MSG_WAITALL;
+	if (io->linked && !io->waitall) { /* afe_io_link refuses timeouts on a pair */
+		sqe->flags |= IOSQE_IO_LINK;
+		struct io_uring_sqe *second = next_sqe(r);
+		memcpy(second, io->linked->sqe, sizeof(*second));
+		io_uring_sqe_set_data(second, tagged(io, TAG_SECOND));
+	}
+	if (io->has_timeout) {
+		sqe->flags |= IOSQE_IO_LINK;
+		struct io_uring_sqe *link = next_sqe(r);
+		io_uring_prep_link_timeout(link, (struct __kernel_timespec *)&io->timeout,
+					   io->waitall ? IORING_TIMEOUT_ABS : 0);
+		io_uring_sqe_set_data(link, tagged(io, TAG_LINK_TIMEOUT));
+	}
+	unsigned need = need_of(io);
+	io->cqes_due = (uint8_t)need;
+	r->cqes_due += need;
+}
+
+/* Every CQE of io's emulated part arrived: submits the rest, or the
+ * operation linked to it, and returns true; false when io is finished. */
+static bool waitall_goes_on(struct afe_uring *r, struct afe_io *io)
+{
+	if (io->waitall == WAITALL_THEN)
+		return false;
+	bool go = io->waitall == WAITALL_MOVING && !io->cancel_taken &&
+		  io->timeout_res != -ETIME &&
+		  !atomic_load_explicit(&r->ring->stopping, memory_order_relaxed);
+	if (go && sqe_of(io)->len > 0 && room_for(r, need_of(io))) {
+		queue_op(r, io);
+		return true;
+	}
+	if (go && sqe_of(io)->len == 0 && io->linked && room_for(r, 1)) {
+		struct io_uring_sqe *second = next_sqe(r);
+		memcpy(second, io->linked->sqe, sizeof(*second));
+		io_uring_sqe_set_data(second, tagged(io, TAG_SECOND));
+		io->cqes_due = 1;
+		r->cqes_due++;
+		io->waitall = WAITALL_THEN;
+		return true;
+	}
+	if (io->linked) /* it ended short, or was cancelled: the link broke */
+		io->linked->res = -ECANCELED;
+	return false;
+}
+
 /* Turns one request into SQEs, or finishes it at once. Returns false when
  * the submission queue has no room for it. */
 static bool issue(struct afe_uring *r, struct afe_io_request *req)
@@ -221,26 +357,16 @@ static bool issue(struct afe_uring *r, struct afe_io_request *req)
 		afe__ring_finish_now(io, -EOPNOTSUPP);
 		return true;
 	}
-	unsigned need = 1 + io->has_timeout + (io->linked != NULL);
-	if (io_uring_sq_space_left(&r->uring) < need)
+	io->waitall = emulates_waitall(r, io) ? WAITALL_MOVING : WAITALL_NONE;
+	if (io_uring_sq_space_left(&r->uring) < need_of(io))
 		return false;
-	struct io_uring_sqe *sqe = next_sqe(r);
-	memcpy(sqe, io->sqe, sizeof(*sqe));
-	io_uring_sqe_set_data(sqe, tagged(io, TAG_OP));
-	if (io->linked) { /* afe_io_link refuses timeouts on a pair */
-		sqe->flags |= IOSQE_IO_LINK;
-		struct io_uring_sqe *second = next_sqe(r);
-		memcpy(second, io->linked->sqe, sizeof(*second));
-		io_uring_sqe_set_data(second, tagged(io, TAG_SECOND));
+	if (io->waitall && io->has_timeout) { /* the deadline, for every part */
+		uint64_t at = afe_now_ns() + (uint64_t)io->timeout.tv_sec * 1000000000u +
+			      (uint64_t)io->timeout.tv_nsec;
+		io->timeout.tv_sec = (int64_t)(at / 1000000000u);
+		io->timeout.tv_nsec = (long long)(at % 1000000000u);
 	}
-	if (io->has_timeout) {
-		sqe->flags |= IOSQE_IO_LINK;
-		struct io_uring_sqe *link = next_sqe(r);
-		io_uring_prep_link_timeout(link, (struct __kernel_timespec *)&io->timeout, 0);
-		io_uring_sqe_set_data(link, tagged(io, TAG_LINK_TIMEOUT));
-	}
-	io->cqes_due = (uint8_t)need;
-	r->cqes_due += need;
+	queue_op(r, io);
 	if (tracks_in_flight(r))
 		list_add(&r->in_flight, io);
 	return true;
@@ -614,6 +740,8 @@ static int setup(struct afe_ring *ring, bool quiet)
 	unsigned version = afe__kernel_version();
 	if (version >= AFE_LINUX(5, 19) && cap >= AFE_LINUX(5, 19))
 		ring->features |= AFE_URING_MULTISHOT_ACCEPT | AFE_URING_CANCEL_ANY;
+	if (version >= AFE_LINUX(5, 18) && cap >= AFE_LINUX(5, 18))
+		ring->features |= AFE_URING_WAITALL;
 	err = probe(r, cap);
 	if (err == 0)
 		err = open_bell(r);

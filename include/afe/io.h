@@ -91,6 +91,7 @@ struct afe_io {
 	bool submitted;		 /* poller: handed to the ring */
 	bool has_timeout;
 	bool follows;		 /* the second of a linked pair */
+	uint8_t waitall;	 /* ring thread: before Linux 5.18, see backend_uring.c */
 	atomic_flag lock;	 /* guards the three below */
 	bool done;		 /* the ring thread is finished with it */
 	bool cancel_requested;	 /* the poller queued the cancel request */
@@ -121,7 +122,12 @@ AFE_EXPORT void afe_io_readv_init(struct afe_io *io, int fd, const struct iovec 
 AFE_EXPORT void afe_io_writev_init(struct afe_io *io, int fd, const struct iovec *iov,
 				   unsigned count, int64_t offset);
 
-/* recv(2)/send(2) on a socket; flags are MSG_* flags. */
+/* recv(2)/send(2) on a socket; flags are MSG_* flags. With MSG_WAITALL on
+ * a stream socket the result is the whole len, or what moved before the
+ * end of the stream, an error, a cancel or the timeout (the error when
+ * nothing moved). Before Linux 5.18 (no AFE_URING_WAITALL) the kernel
+ * would end it short: the ring thread submits the rest after each short
+ * part. sendmsg/recvmsg get no such help: before 5.18 theirs may end short. */
 AFE_EXPORT void afe_io_recv_init(struct afe_io *io, int fd, void *buf, unsigned len, int flags);
 AFE_EXPORT void afe_io_send_init(struct afe_io *io, int fd, const void *buf, unsigned len,
 				 int flags);
@@ -194,7 +200,9 @@ AFE_EXPORT int afe_io_set_timeout(struct afe_io *io, uint64_t ns);
  *
  * A send or write breaks the link only on an error, so use MSG_WAITALL on a
  * send whose peer must see all of it before `then` matters: a short send
- * then counts as failed. The request/response loop of a server:
+ * then counts as failed. (Before Linux 5.18 the ring thread submits `then`
+ * itself once such a send or recv moved everything: see afe_io_send_init.)
+ * The request/response loop of a server:
  *
  *   afe_io_send_init(&self->send, fd, out, n, MSG_WAITALL | MSG_NOSIGNAL);
  *   afe_io_recv_init(&self->recv, fd, in, sizeof(in), 0);

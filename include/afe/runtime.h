@@ -172,6 +172,9 @@ AFE_EXPORT unsigned afe_runtime_spin_us(const struct afe_runtime *rt);
 #define AFE_URING_FTRUNCATE (1u << 5) /* IORING_OP_FTRUNCATE (6.9); else
 					 afe_io_ftruncate runs ftruncate(2)
 					 on the blocking pool */
+#define AFE_URING_WAITALL (1u << 6) /* the kernel retries a short MSG_WAITALL
+				       send or recv itself (5.18); else the
+				       ring thread submits the rest */
 AFE_EXPORT unsigned afe_runtime_uring_features(const struct afe_runtime *rt);
 
 /* The backend rt runs on: AFE_BACKEND_URING or AFE_BACKEND_EPOLL (its

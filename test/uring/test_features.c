@@ -45,7 +45,7 @@ Test(features, a_new_kernel_gives_every_facility)
 	unsigned since_6_9 = kernel_at_least(6, 9) ? AFE_URING_FTRUNCATE : 0u;
 	cr_assert_eq(features_under(NULL),
 		     AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | AFE_URING_MULTISHOT_ACCEPT |
-			     AFE_URING_CANCEL_ANY | since_6_9);
+			     AFE_URING_CANCEL_ANY | AFE_URING_WAITALL | since_6_9);
 }
 
 Test(features, the_mask_5_15_takes_them_all_away)
@@ -57,7 +57,9 @@ Test(features, the_mask_keeps_what_is_not_newer)
 {
 	if (!kernel_at_least(6, 7))
 		cr_skip_test("the kernel predates 6.7");
-	const unsigned since_5_19 = AFE_URING_MULTISHOT_ACCEPT | AFE_URING_CANCEL_ANY;
+	/* With what 5.18 brought (AFE_URING_WAITALL). */
+	const unsigned since_5_19 =
+		AFE_URING_MULTISHOT_ACCEPT | AFE_URING_CANCEL_ANY | AFE_URING_WAITALL;
 	if (kernel_at_least(6, 9))
 		cr_assert_eq(features_under("6.9"), AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN |
 							    since_5_19 | AFE_URING_FTRUNCATE);
@@ -67,7 +69,8 @@ Test(features, the_mask_keeps_what_is_not_newer)
 	cr_assert_eq(features_under("6.1"), AFE_URING_DEFER_TASKRUN | since_5_19);
 	cr_assert_eq(features_under("6.0"), AFE_URING_COOP_TASKRUN | since_5_19);
 	cr_assert_eq(features_under("5.19"), AFE_URING_COOP_TASKRUN | since_5_19);
-	cr_assert_eq(features_under("5.18"), 0u);
+	cr_assert_eq(features_under("5.18"), AFE_URING_WAITALL);
+	cr_assert_eq(features_under("5.17"), 0u);
 }
 
 Test(features, a_malformed_mask_is_ignored)

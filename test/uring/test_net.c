@@ -591,3 +591,202 @@ Test(net, msg_waitall_moves_the_whole_buffer_in_one_operation)
 	free(buf);
 	test_runtime_destroy(rt);
 }
+
+/* A big MSG_WAITALL send linked to a send of "END" on the same socket, in
+ * one future; its results land in *first and *second. */
+struct send_then_end {
+	struct afe_future base;
+	int fd;
+	const char *buf;
+	unsigned len;
+	intptr_t *first, *second;
+	struct afe_io send, end;
+};
+
+static int send_then_end_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct send_then_end *self = afe_container_of(f, struct send_then_end, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_io_send_init(&self->send, self->fd, self->buf, self->len, MSG_WAITALL | MSG_NOSIGNAL);
+	afe_io_send_init(&self->end, self->fd, "END", 3, MSG_NOSIGNAL);
+	if (afe_io_link(&self->send, &self->end) < 0)
+		AFE_RETURN(-1000);
+	AFE_AWAIT(&self->send.base);
+	*self->first = self->send.base.result;
+	*self->second = self->end.base.result;
+	AFE_ASYNC_END;
+}
+
+/* Reads fd to its end into buf (up to size bytes); how many in *got. */
+struct reader {
+	int fd;
+	char *buf;
+	size_t size, got;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *p = arg;
+	while (p->got < p->size) {
+		ssize_t n = read(p->fd, p->buf + p->got, p->size - p->got);
+		if (n <= 0)
+			break;
+		p->got += (size_t)n;
+		if (p->got % (64 * 1024) < (size_t)n)
+			usleep(1000);
+	}
+	return NULL;
+}
+
+/* The operation linked to a MSG_WAITALL send starts only once all of it
+ * went: before Linux 5.18 the ring thread sends the rest itself, and
+ * must hold the link's second back until then (the kernel's link would
+ * send "END" after the first short part). */
+Test(net, msg_waitall_send_goes_whole_before_its_linked_operation)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	enum { SIZE = 1 << 20 };
+	char *out = malloc(SIZE), *in = malloc(SIZE + 16);
+	cr_assert(out && in);
+	memset(out, 'x', SIZE);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	int small = 16 * 1024;
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	struct reader peer = {.fd = sv[1], .buf = in, .size = SIZE + 16};
+	pthread_t thread;
+	cr_assert_eq(pthread_create(&thread, NULL, reader_main, &peer), 0);
+	intptr_t first = 0, second = 0;
+	struct send_then_end pair = {
+		.fd = sv[0], .buf = out, .len = SIZE, .first = &first, .second = &second};
+	afe_future_init(&pair.base, send_then_end_poll);
+	test_block_on(rt, &pair);
+	cr_assert_eq(first, SIZE, "the send ended with %ld", (long)first);
+	cr_assert_eq(second, 3, "the linked send ended with %ld", (long)second);
+	shutdown(sv[0], SHUT_WR);
+	pthread_join(thread, NULL);
+	cr_assert_eq(peer.got, (size_t)SIZE + 3);
+	cr_assert_null(memchr(in, 'E', SIZE), "\"END\" came before the whole send");
+	cr_assert_eq(memcmp(in + SIZE, "END", 3), 0);
+	close(sv[0]);
+	close(sv[1]);
+	free(out);
+	free(in);
+	test_runtime_destroy(rt);
+}
+
+/* A MSG_WAITALL send whose peer stops reading, ended by its timeout while
+ * waiting for room, reports the bytes it moved, as io_uring does (since
+ * Linux 5.18, and so the ring thread's retries before it). */
+Test(net, a_timed_out_msg_waitall_send_reports_what_it_moved)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	if (afe_runtime_backend(rt) == AFE_BACKEND_EPOLL) {
+		test_runtime_destroy(rt);
+		cr_skip_test("the epoll backend ends it -ETIMEDOUT");
+	}
+	enum { SIZE = 1 << 20 };
+	char *buf = calloc(1, SIZE);
+	cr_assert(buf);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	int small = 16 * 1024;
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	struct afe_io io;
+	afe_io_send_init(&io, sv[0], buf, SIZE, MSG_WAITALL | MSG_NOSIGNAL);
+	cr_assert_eq(afe_io_set_timeout(&io, 50 * 1000000u), 0);
+	intptr_t r = run_io(rt, &io);
+	cr_assert(r > 0 && r < SIZE, "the send ended with %ld", (long)r);
+	size_t queued = 0;
+	ssize_t n;
+	while ((n = recv(sv[1], buf, SIZE, MSG_DONTWAIT)) > 0)
+		queued += (size_t)n;
+	cr_assert_eq(queued, (size_t)r, "the peer can read %zu bytes", queued);
+	close(sv[0]);
+	close(sv[1]);
+	free(buf);
+	test_runtime_destroy(rt);
+}
+
+/* The slow peer writing, then half-closing its end. */
+static void *writer_then_eof_main(void *arg)
+{
+	struct slow_peer *p = arg;
+	slow_peer_main(p);
+	shutdown(p->fd, SHUT_WR);
+	return NULL;
+}
+
+/* A MSG_WAITALL recv whose peer closes half way ends with what came. */
+Test(net, a_msg_waitall_recv_ends_with_what_came_before_the_end_of_the_stream)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	enum { SIZE = 1 << 20, SENT = 300 * 1000 };
+	char *buf = calloc(1, SIZE);
+	cr_assert(buf);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	int small = 16 * 1024;
+	setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	struct slow_peer peer = {.fd = sv[1], .size = SENT, .writes = true};
+	pthread_t thread;
+	cr_assert_eq(pthread_create(&thread, NULL, writer_then_eof_main, &peer), 0);
+	struct afe_io io;
+	afe_io_recv_init(&io, sv[0], buf, SIZE, MSG_WAITALL);
+	intptr_t r = run_io(rt, &io);
+	pthread_join(thread, NULL);
+	cr_assert_eq(r, SENT, "the recv ended with %ld", (long)r);
+	close(sv[1]);
+	close(sv[0]);
+	free(buf);
+	test_runtime_destroy(rt);
+}
+
+/* A MSG_WAITALL send waiting for room, cancelled: the bytes it moved. */
+struct cancelled_send {
+	struct afe_future base;
+	struct afe_io io;
+	struct afe_timeout limited;
+};
+
+static int cancelled_send_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct cancelled_send *self = afe_container_of(f, struct cancelled_send, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_timeout_init(&self->limited, &self->io.base, 50 * 1000000ull);
+	AFE_AWAIT(&self->limited.base);
+	AFE_RETURN(self->io.base.result);
+	AFE_ASYNC_END;
+}
+
+Test(net, a_cancelled_msg_waitall_send_reports_what_it_moved)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	if (afe_runtime_backend(rt) == AFE_BACKEND_EPOLL) {
+		test_runtime_destroy(rt);
+		cr_skip_test("the epoll backend ends it -ECANCELED");
+	}
+	enum { SIZE = 1 << 20 };
+	char *buf = calloc(1, SIZE);
+	cr_assert(buf);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	int small = 16 * 1024;
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	struct cancelled_send send = {0};
+	afe_io_send_init(&send.io, sv[0], buf, SIZE, MSG_WAITALL | MSG_NOSIGNAL);
+	afe_future_init(&send.base, cancelled_send_poll);
+	intptr_t r = test_block_on(rt, &send);
+	cr_assert(r > 0 && r < SIZE, "the send ended with %ld", (long)r);
+	size_t queued = 0;
+	ssize_t n;
+	while ((n = recv(sv[1], buf, SIZE, MSG_DONTWAIT)) > 0)
+		queued += (size_t)n;
+	cr_assert_eq(queued, (size_t)r, "the peer can read %zu bytes", queued);
+	close(sv[0]);
+	close(sv[1]);
+	free(buf);
+	test_runtime_destroy(rt);
+}
