@@ -668,11 +668,31 @@ static void complete(struct afe_epoll *e, struct afe_io *io, int res)
 	finish(e, io);
 }
 
-/* Takes io out of the waiters and ends it with err. */
+/* The bytes a MSG_WAITALL send or receive moved before it ended early (a
+ * cancel, its timeout), or 0: as io_uring (5.18) reports them, instead of
+ * the error. Not in a pair's second operation, whose first already
+ * counted. */
+static int32_t moved_before_the_end(struct afe_io *io)
+{
+	return io->cqes_due ? 0 : *moved_of(io);
+}
+
+/* Takes io out of the waiters and ends it with err, or with the bytes it
+ * moved (then a pair's second operation is cancelled, as a short first
+ * one cancels it). */
 static void withdraw(struct afe_epoll *e, struct afe_io *io, int err)
 {
 	unwait(e, io);
-	complete(e, io, err);
+	int32_t moved = moved_before_the_end(io);
+	if (moved <= 0) {
+		complete(e, io, err);
+		return;
+	}
+	io->res = moved;
+	if (io->linked)
+		io->linked->res = -ECANCELED;
+	io->timeout_res = -ECANCELED; /* its timeout, if any, did not fire */
+	finish(e, io);
 }
 
 /* Makes io wait until its fd is ready, or ends it: a regular file is
@@ -891,7 +911,8 @@ static void expire_timeouts(struct afe_epoll *e)
 	while (e->ntimed && deadline_of(e->timed[0]) <= now) {
 		struct afe_io *io = e->timed[0];
 		unwait(e, io);
-		io->res = -ECANCELED;
+		int32_t moved = moved_before_the_end(io); /* timed: never a pair */
+		io->res = moved > 0 ? moved : -ECANCELED;
 		io->timeout_res = -ETIME;
 		finish(e, io);
 	}
