@@ -394,6 +394,11 @@ AFE_EXPORT void afe_ipc_reply_error(struct afe_ipc_reply *rep, struct afe_ipc_re
  *   int name_decode(const struct afe_ipc_request *req, struct name_args *out)
  *   int name_reply(struct afe_ipc_reply *rep, const struct afe_ipc_request *req, RET v)
  *   int name_reply_more(...)  the same, for one of several replies
+ *   int name_apply(struct afe_ipc_reply *rep, struct afe_ipc_request *req,
+ *                  RET (*impl)(T1, ...))  decodes req's arguments, calls
+ *       impl with them and sets its return value up as the reply: 0, or
+ *       -EPROTO when the arguments do not decode (nothing set up then);
+ *       what AFE_IPC_HANDLER (afe/ipc_serve.h) calls
  * Every generated name has a suffix, so a table may name its functions
  * read or close without redefining the C library's.
  */
@@ -433,6 +438,15 @@ AFE_EXPORT void afe_ipc_reply_error(struct afe_ipc_reply *rep, struct afe_ipc_re
 	{                                                                                  \
 		name##_encode_ret(afe_ipc_reply_begin(rep, req, true), v);                 \
 		return afe_ipc_reply_arm(rep);                                             \
+	}                                                                                  \
+	static inline AFE__IPC_UNUSED int name##_apply(                                    \
+		struct afe_ipc_reply *rep, struct afe_ipc_request *req,                    \
+		RET (*impl)(AFE__IPC_SIG_##k(__VA_ARGS__)))                                \
+	{                                                                                  \
+		struct name##_args args;                                                   \
+		int err = name##_decode(req, &args);                                       \
+		return err < 0 ? err                                                       \
+			       : name##_reply(rep, req, impl(AFE__IPC_USE_##k(__VA_ARGS__))); \
 	}
 
 #endif /* AFE_IPC_H */
