@@ -27,6 +27,9 @@
  *       afe_ipc_reply_error(&self->rep, &self->req, -ENOSYS);
  *   AFE_AWAIT(&self->rep.base);                       // sent (or -EPIPE)
  *
+ * or, without writing that loop, serves a table of handlers, one per
+ * function (afe/ipc_serve.h).
+ *
  * A program without a runtime connects with a NULL runtime (the producer
  * then runs one of its own) and waits for each call on its thread:
  *
