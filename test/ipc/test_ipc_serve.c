@@ -25,6 +25,7 @@ AFE_IPC_FN(stream, 4, uint32_t, uint32_t, n)     /* 0..n-1 more, then n */
 AFE_IPC_FN(silent, 5, afe_ipc_void)              /* sets up no reply */
 AFE_IPC_FN(overruled, 6, int32_t, int32_t, err)  /* replies, then returns err */
 AFE_IPC_FN(joined, 7, afe_ipc_str, afe_ipc_str, a, afe_ipc_str, b)
+AFE_IPC_FN(seven, 8, int32_t)                    /* no arguments */
 AFE_IPC_FN(nobody, 9, afe_ipc_void)              /* not in the table */
 
 #define SERVERS 3
@@ -45,6 +46,12 @@ static afe_ipc_str joined_impl(afe_ipc_str a, afe_ipc_str b)
 	return strcmp(a, b) < 0 ? a : b; /* points into the request: copied */
 }
 AFE_IPC_HANDLER(joined, joined_impl)
+
+static int32_t seven_impl(void)
+{
+	return 7;
+}
+AFE_IPC_HANDLER(seven, seven_impl)
 
 /* twice again, counting its calls in arg: the handler's own entry. */
 static int twice_counted(struct afe_ipc_request *req, struct afe_ipc_reply *rep, void *arg)
@@ -145,7 +152,7 @@ static const struct afe_ipc_handler table[] = {
 	{twice_ID, twice_counted, NULL},   {fails_ID, fails_handle, NULL},
 	{slow_ID, NULL, slow_start},	   {stream_ID, NULL, stream_start},
 	{silent_ID, silent_handle, NULL},  {overruled_ID, overruled_handle, NULL},
-	{joined_ID, joined_handle, NULL},
+	{joined_ID, joined_handle, NULL},  {seven_ID, seven_handle, NULL},
 };
 
 struct serving {
@@ -235,6 +242,12 @@ Test(ipc_serve, each_request_goes_to_its_functions_handler)
 		cr_assert_eq(run_call(s.rt, &s.call), 0);
 		cr_assert_eq(joined_result(&s.call, &text), 0);
 		cr_assert(text && strcmp(text, "apple") == 0);
+
+		int32_t seven = 0;
+		cr_assert_eq(seven_call(&s.call), 0);
+		cr_assert_eq(run_call(s.rt, &s.call), 0);
+		cr_assert_eq(seven_result(&s.call, &seven), 0);
+		cr_assert_eq(seven, 7);
 
 		uint32_t ms = 0;
 		cr_assert_eq(slow_call(&s.call, 5), 0);
