@@ -74,7 +74,9 @@ static bool settle(struct afe_ipc_serve *s, int status)
 	if (req->held)
 		afe_ipc_reply_error(rep, req, status < 0 ? status : -EIO);
 	else if (status < 0 && !afe_future_is_done(&rep->base))
-		rep->status = status; /* the final reply, unsent: an error instead */
+		/* The final reply, unsent: an error instead (an errno, as
+		 * afe_ipc_reply_error passes on). */
+		rep->status = status > -4096 ? status : -EPROTO;
 	return !afe_future_is_done(&rep->base);
 }
 

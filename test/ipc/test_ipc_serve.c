@@ -276,6 +276,8 @@ Test(ipc_serve, errors_are_answered_as_errors)
 		/* Nothing but an errno is passed on. */
 		cr_assert_eq(fails_call(&s.call, -100000), 0);
 		cr_assert_eq(run_call(s.rt, &s.call), -EPROTO);
+		cr_assert_eq(overruled_call(&s.call, -100000), 0);
+		cr_assert_eq(run_call(s.rt, &s.call), -EPROTO);
 		/* No reply set up; arguments that do not decode (the typed
 		 * handler, and a start that refuses them). */
 		cr_assert_eq(silent_call(&s.call), 0);
