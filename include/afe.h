@@ -30,6 +30,7 @@
 #include "afe/token.h"
 #include "afe/signal.h"
 #include "afe/ipc.h"
+#include "afe/ipc_serve.h"
 #include "afe/coro.h"
 
 #endif /* AFE_H */

@@ -27,6 +27,9 @@
  *       afe_ipc_reply_error(&self->rep, &self->req, -ENOSYS);
  *   AFE_AWAIT(&self->rep.base);                       // sent (or -EPIPE)
  *
+ * or, without writing that loop, serves a table of handlers, one per
+ * function (afe/ipc_serve.h).
+ *
  * A program without a runtime connects with a NULL runtime (the producer
  * then runs one of its own) and waits for each call on its thread:
  *
@@ -126,6 +129,10 @@ struct afe_ipc_producer_config {
 	const struct afe_ipc_fn_timeout *timeouts; /* per function, overriding it */
 	size_t n_timeouts;
 	enum afe_ipc_transport transport;
+	/* How long connecting waits for a consumer to serve the name, in ms:
+	 * it tries again (after 2 ms, doubling up to 100 ms between tries)
+	 * while no consumer serves it, then gives -ETIMEDOUT. 0: one try. */
+	uint32_t connect_wait_ms;
 };
 
 AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *config);
@@ -134,8 +141,11 @@ AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *
  * Connects to the consumer serving name (a shm_open name without the
  * slash: letters, digits, '.', '_', '-'): one of this process, or one of
  * another through its shared-memory object, as config->transport says
- * (default: this process first). Does not wait: when nobody serves the
- * name yet, it fails at once and may be called again later.
+ * (default: this process first). Unless config->connect_wait_ms is set,
+ * it does not wait: when nobody serves the name yet, it fails at once and
+ * may be called again later. With it, the calling thread sleeps between
+ * tries, so on a worker thread it refuses with -EDEADLK: a task awaits
+ * afe_ipc_connect instead.
  * rt runs the producer's two tasks (replies, the consumer's death). NULL:
  * the calling worker's runtime, as for afe_spawn; on any other thread, a
  * runtime of the producer's own (one worker, its ring thread), which
@@ -144,6 +154,8 @@ AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *
  * Returns 0, or -EINVAL (bad name or config, null out), -ECONNREFUSED (no
  * consumer serves name, or none the transport asked for does), -EPROTO
  * (the object is not a compatible AFE ring: magic, version or sizes),
+ * -ETIMEDOUT (connect_wait_ms passed with no consumer serving name),
+ * -EDEADLK (connect_wait_ms on a worker thread),
  * -EBUSY (AFE_IPC_MAX_PRODUCERS already connected), -ENOSPC (/dev/shm has
  * no room for this producer's rings: 1 MiB each; it is reserved at
  * connect), -EMFILE (this process maps 256 objects already), -ENOMEM,
@@ -157,6 +169,32 @@ AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *
 AFE_EXPORT int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *rt,
 					const char *name,
 					const struct afe_ipc_producer_config *config);
+
+/*
+ * Connecting from a task: a future that connects as afe_ipc_producer_connect
+ * does (same arguments, *out set on success), waiting up to
+ * config->connect_wait_ms for the name to be served with sleeps of the
+ * task, not of its thread. Its result is afe_ipc_producer_connect's, or
+ * -ECANCELED. config is copied (NULL: the defaults, one try); name and
+ * config->timeouts must stay valid until it ends. rt NULL means the
+ * awaiting task's runtime.
+ */
+struct afe_ipc_connect {
+	struct afe_future base;
+	/* Private. */
+	struct afe_ipc_producer **out;
+	struct afe_runtime *rt;
+	const char *name;
+	struct afe_ipc_producer_config config; /* connect_wait_ms: for one try, 0 */
+	uint32_t wait_ms;
+	uint64_t deadline; /* CLOCK_MONOTONIC ns */
+	uint32_t pause_ms;
+	struct afe_sleep pause;
+};
+
+AFE_EXPORT void afe_ipc_connect_init(struct afe_ipc_connect *c, struct afe_ipc_producer **out,
+				     struct afe_runtime *rt, const char *name,
+				     const struct afe_ipc_producer_config *config);
 
 /* Disconnects: calls in flight end with -EPIPE. The producer is freed once
  * its internal tasks ended, and its place at a consumer of another process
@@ -394,6 +432,11 @@ AFE_EXPORT void afe_ipc_reply_error(struct afe_ipc_reply *rep, struct afe_ipc_re
  *   int name_decode(const struct afe_ipc_request *req, struct name_args *out)
  *   int name_reply(struct afe_ipc_reply *rep, const struct afe_ipc_request *req, RET v)
  *   int name_reply_more(...)  the same, for one of several replies
+ *   int name_apply(struct afe_ipc_reply *rep, struct afe_ipc_request *req,
+ *                  RET (*impl)(T1, ...))  decodes req's arguments, calls
+ *       impl with them and sets its return value up as the reply: 0, or
+ *       -EPROTO when the arguments do not decode (nothing set up then);
+ *       what AFE_IPC_HANDLER (afe/ipc_serve.h) calls
  * Every generated name has a suffix, so a table may name its functions
  * read or close without redefining the C library's.
  */
@@ -433,6 +476,15 @@ AFE_EXPORT void afe_ipc_reply_error(struct afe_ipc_reply *rep, struct afe_ipc_re
 	{                                                                                  \
 		name##_encode_ret(afe_ipc_reply_begin(rep, req, true), v);                 \
 		return afe_ipc_reply_arm(rep);                                             \
+	}                                                                                  \
+	static inline AFE__IPC_UNUSED int name##_apply(                                    \
+		struct afe_ipc_reply *rep, struct afe_ipc_request *req,                    \
+		RET (*impl)(AFE__IPC_SIG_##k(__VA_ARGS__)))                                \
+	{                                                                                  \
+		struct name##_args args;                                                   \
+		int err = name##_decode(req, &args);                                       \
+		return err < 0 ? err                                                       \
+			       : name##_reply(rep, req, impl(AFE__IPC_USE_##k(__VA_ARGS__))); \
 	}
 
 #endif /* AFE_IPC_H */

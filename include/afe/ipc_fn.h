@@ -19,7 +19,7 @@
  *   int  name_decode_ret(struct afe_ipc_reader *r, RET *out);
  *
  * and the helpers afe/ipc.h describes (name_call, name_result, name_decode,
- * name_reply, name_reply_more). Decoding returns 0, or -EPROTO when the
+ * name_reply, name_reply_more, name_apply). Decoding returns 0, or -EPROTO when the
  * bytes do not hold exactly the values.
  */
 #ifndef AFE_IPC_FN_H
@@ -41,6 +41,23 @@
 #define AFE__IPC_PAIRS_8(M, T, a, ...) M(T, a) AFE__IPC_PAIRS_6(M, __VA_ARGS__)
 #define AFE__IPC_PAIRS_10(M, T, a, ...) M(T, a) AFE__IPC_PAIRS_8(M, __VA_ARGS__)
 #define AFE__IPC_PAIRS_12(M, T, a, ...) M(T, a) AFE__IPC_PAIRS_10(M, __VA_ARGS__)
+
+/* A function type's parameters, and the call with a decoded struct's
+ * fields (used by NAME_apply). */
+#define AFE__IPC_SIG_0(...) void
+#define AFE__IPC_SIG_2(T, a) T a
+#define AFE__IPC_SIG_4(T, a, ...) T a, AFE__IPC_SIG_2(__VA_ARGS__)
+#define AFE__IPC_SIG_6(T, a, ...) T a, AFE__IPC_SIG_4(__VA_ARGS__)
+#define AFE__IPC_SIG_8(T, a, ...) T a, AFE__IPC_SIG_6(__VA_ARGS__)
+#define AFE__IPC_SIG_10(T, a, ...) T a, AFE__IPC_SIG_8(__VA_ARGS__)
+#define AFE__IPC_SIG_12(T, a, ...) T a, AFE__IPC_SIG_10(__VA_ARGS__)
+#define AFE__IPC_USE_0(...)
+#define AFE__IPC_USE_2(T, a) args.a
+#define AFE__IPC_USE_4(T, a, ...) args.a, AFE__IPC_USE_2(__VA_ARGS__)
+#define AFE__IPC_USE_6(T, a, ...) args.a, AFE__IPC_USE_4(__VA_ARGS__)
+#define AFE__IPC_USE_8(T, a, ...) args.a, AFE__IPC_USE_6(__VA_ARGS__)
+#define AFE__IPC_USE_10(T, a, ...) args.a, AFE__IPC_USE_8(__VA_ARGS__)
+#define AFE__IPC_USE_12(T, a, ...) args.a, AFE__IPC_USE_10(__VA_ARGS__)
 
 #define AFE__IPC_FIELD(T, a) T a;
 #define AFE__IPC_PARAM(T, a) , T a

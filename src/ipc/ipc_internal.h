@@ -41,6 +41,17 @@ int afe_ipc_link_local_reply(struct afe_ipc_producer *p, uint64_t call_id, int32
 void afe_ipc_link_local_consumer_gone(struct afe_ipc_producer *p);
 void afe__ipc_producer_ref(struct afe_ipc_producer *p);
 void afe__ipc_producer_unref(struct afe_ipc_producer *p);
+/* One attempt to connect, on rt (config checked); and the attempts of a
+ * config's connect_wait_ms, on the calling thread (ipc_connect_wait.c). */
+int afe__ipc_connect_once(struct afe_ipc_producer **out, struct afe_runtime *rt, const char *name,
+			  const struct afe_ipc_producer_config *config);
+int afe__ipc_connect_waiting(struct afe_ipc_producer **out, struct afe_runtime *rt,
+			     const char *name, const struct afe_ipc_producer_config *config);
+/* The pause before the next attempt to connect, after one of ms. */
+static inline uint32_t afe__ipc_connect_backoff_ms(uint32_t ms)
+{
+	return ms == 0 ? 2 : ms >= 50 ? 100 : 2 * ms;
+}
 
 /* Ends a child future that may be waiting (a sleep, a notified), so that
  * nothing points into it afterwards. Both complete a cancel at once. */

@@ -202,6 +202,14 @@ int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *
 		return -EINVAL;
 	if (!rt && !(rt = afe_runtime_current()))
 		return connect_own_runtime(out, name, config);
+	if (config->connect_wait_ms)
+		return afe__ipc_connect_waiting(out, rt, name, config);
+	return afe__ipc_connect_once(out, rt, name, config);
+}
+
+int afe__ipc_connect_once(struct afe_ipc_producer **out, struct afe_runtime *rt, const char *name,
+			  const struct afe_ipc_producer_config *config)
+{
 	struct afe_ipc_producer *p = producer_new(rt, config);
 	if (!p)
 		return -ENOMEM;

@@ -13,10 +13,12 @@ static intptr_t client(void *arg)
 {
 	const char *name = arg;
 	struct afe_ipc_producer *p = NULL;
-	int err = -ECONNREFUSED;
-	for (int tries = 0; err == -ECONNREFUSED && tries < 50; tries++)
-		if ((err = afe_ipc_producer_connect(&p, NULL, name, NULL)) == -ECONNREFUSED)
-			afe_co_sleep(100 * 1000000u); /* not served yet */
+	struct afe_ipc_producer_config config;
+	afe_ipc_producer_config_default(&config);
+	config.connect_wait_ms = 5000; /* the consumer may be starting */
+	struct afe_ipc_connect connect;
+	afe_ipc_connect_init(&connect, &p, NULL, name, &config);
+	int err = (int)afe_co_await(&connect.base);
 	if (err < 0)
 		return fprintf(stderr, "coro_ipc_client: %s: %s\n", name, strerror(-err)), 1;
 	struct afe_ipc_call call;

@@ -40,7 +40,7 @@ static int app_poll(struct afe_future *f, struct afe_context *cx)
 		AFE_RETURN(1);
 	}
 	for (self->i = 0; self->i < SERVERS; self->i++) {
-		struct calc_server s = calc_server_make(self->consumer);
+		struct afe_ipc_serve s = calc_server_make(self->consumer);
 		if (afe_spawn(NULL, &s, &self->servers[self->i]) < 0)
 			AFE_RETURN(1);
 	}

@@ -17,8 +17,8 @@ struct app {
 	const char *name;
 	struct afe_ipc_producer *producer;
 	struct afe_ipc_call call;
-	struct afe_sleep retry;
-	int tries;
+	struct afe_ipc_producer_config config;
+	struct afe_ipc_connect connect;
 	int64_t sum;
 	afe_ipc_str text;
 	uint64_t weight;
@@ -42,18 +42,14 @@ static int app_poll(struct afe_future *f, struct afe_context *cx)
 	struct app *self = afe_container_of(f, struct app, base);
 	int err;
 	AFE_ASYNC_BEGIN(f, cx);
-	for (self->tries = 0;; self->tries++) {
-		err = afe_ipc_producer_connect(&self->producer, afe_runtime_current(), self->name,
-					       NULL);
-		if (err == 0)
-			break;
-		if (err != -ECONNREFUSED || self->tries == 50) {
-			fprintf(stderr, "ipc_producer: cannot connect to %s: %s\n", self->name,
-				strerror(-err));
-			AFE_RETURN(1);
-		}
-		afe_sleep_init(&self->retry, 100 * 1000000u); /* not served yet */
-		AFE_AWAIT(&self->retry.base);
+	afe_ipc_producer_config_default(&self->config);
+	self->config.connect_wait_ms = 5000; /* the consumer may be starting */
+	afe_ipc_connect_init(&self->connect, &self->producer, NULL, self->name, &self->config);
+	AFE_AWAIT(&self->connect.base);
+	if ((err = (int)self->connect.base.result) < 0) {
+		fprintf(stderr, "ipc_producer: cannot connect to %s: %s\n", self->name,
+			strerror(-err));
+		AFE_RETURN(1);
 	}
 	afe_ipc_call_init(&self->call, self->producer);
 

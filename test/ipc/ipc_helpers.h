@@ -167,7 +167,7 @@ static inline struct calc_serving serve_calc(struct afe_runtime *rt, const char 
 {
 	struct calc_serving s;
 	cr_assert_eq(afe_ipc_consumer_serve(&s.c, rt, name, NULL), 0);
-	struct calc_server server = calc_server_make(s.c);
+	struct afe_ipc_serve server = calc_server_make(s.c);
 	cr_assert_eq(afe_spawn(rt, &server, &s.server), 0);
 	return s;
 }

@@ -412,7 +412,7 @@ Test(ipc, a_call_that_waited_for_room_never_writes_into_the_next_producers_rings
 	struct afe_ipc_producer *next = connect_retrying(rt, name, &config);
 	cr_assert_neq(atomic_load(&h->entries[0].generation), gen, "the next producer took entry 0");
 	struct calc_serving served = {.c = c};
-	struct calc_server server = calc_server_make(c);
+	struct afe_ipc_serve server = calc_server_make(c);
 	cr_assert_eq(afe_spawn(rt, &server, &served.server), 0);
 	struct afe_ipc_call call;
 	afe_ipc_call_init(&call, next);

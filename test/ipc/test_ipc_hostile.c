@@ -583,7 +583,7 @@ Test(ipc_hostile, a_spoilt_ring_fails_its_producers_calls_with_eproto_at_once, .
 	cr_assert_eq(afe_ipc_consumer_serve(&c, rt, name, NULL), 0);
 	struct afe_join_handle servers[SPOIL_SERVERS];
 	for (int i = 0; i < SPOIL_SERVERS; i++) {
-		struct calc_server server = calc_server_make(c);
+		struct afe_ipc_serve server = calc_server_make(c);
 		cr_assert_eq(afe_spawn(rt, &server, &servers[i]), 0);
 	}
 	struct afe_ipc_producer_config config = over_shared_memory();

@@ -44,7 +44,7 @@ static int serve(struct served *s, struct afe_runtime *rt, const char *name,
 	s->rt = rt;
 	int err = afe_ipc_consumer_serve(&s->consumer, rt, name, &config);
 	for (int i = 0; err == 0 && i < SERVERS; i++) {
-		struct calc_server server = calc_server_make(s->consumer);
+		struct afe_ipc_serve server = calc_server_make(s->consumer);
 		cr_assert_eq(afe_spawn(rt, &server, &s->servers[i]), 0);
 	}
 	return err;
@@ -396,7 +396,7 @@ Test(ipc_local, a_consumer_served_with_a_null_runtime_runs_on_the_current_one)
 	intptr_t err = test_block_on(served.rt, &here);
 	cr_assert_eq(err, 0, "served from a task: %d", (int)err);
 	for (int i = 0; i < SERVERS; i++) {
-		struct calc_server server = calc_server_make(served.consumer);
+		struct afe_ipc_serve server = calc_server_make(served.consumer);
 		cr_assert_eq(afe_spawn(served.rt, &server, &served.servers[i]), 0);
 	}
 	struct afe_ipc_producer *p = NULL;
