@@ -21,6 +21,13 @@ struct afe_wake_batch {
 	struct afe_waker w[AFE_WAKE_BATCH];
 };
 
+/* Empties b. Only the count: zeroing the wakers too would write the
+ * whole array on every lock hold (half a KiB), which ping_pong felt. */
+static inline void afe_wake_batch_init(struct afe_wake_batch *b)
+{
+	b->n = 0;
+}
+
 static inline bool afe_wake_batch_full(const struct afe_wake_batch *b)
 {
 	return b->n == AFE_WAKE_BATCH;

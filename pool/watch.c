@@ -318,7 +318,8 @@ void afe_watches_destroy(struct afe_watches *ws)
 
 void afe_watches_close(struct afe_watches *ws)
 {
-	struct afe_wake_batch b = {.n = 0};
+	struct afe_wake_batch b;
+	afe_wake_batch_init(&b);
 	pthread_mutex_lock(&ws->lock);
 	ws->closed = true;
 	while (ws->head) {
@@ -371,7 +372,8 @@ static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct 
  * the ring those armed AFE_WATCH_BUSY_NS ago. Returns how many ended. */
 static unsigned scan_pending(struct afe_watches *ws, bool busy)
 {
-	struct afe_wake_batch b = {.n = 0};
+	struct afe_wake_batch b;
+	afe_wake_batch_init(&b);
 	unsigned ended = 0;
 	uint64_t now = busy ? afe_now_ns() : 0;
 	pthread_mutex_lock(&ws->lock);
@@ -399,7 +401,8 @@ void afe_watches_between_tasks(struct afe_watches *ws)
 unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_waitv *vec,
 			  unsigned max)
 {
-	struct afe_wake_batch b = {.n = 0};
+	struct afe_wake_batch b;
+	afe_wake_batch_init(&b);
 	unsigned n = 0;
 	pthread_mutex_lock(&ws->lock);
 	for (struct afe_watch *w = ws->head, *next; w; w = next) {
@@ -436,7 +439,8 @@ unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_
 
 unsigned afe_watches_release(struct afe_watches *ws, uint32_t worker)
 {
-	struct afe_wake_batch b = {.n = 0};
+	struct afe_wake_batch b;
+	afe_wake_batch_init(&b);
 	unsigned ended = 0;
 	pthread_mutex_lock(&ws->lock);
 	for (struct afe_watch *w = ws->head, *next; w; w = next) {

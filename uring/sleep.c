@@ -57,7 +57,8 @@ static void fire(struct afe_timer *t, void *arg)
 static void wake_fired_and_unlock(struct afe_sleeps *s)
 {
 	for (;;) {
-		struct afe_wake_batch batch = {.n = 0};
+		struct afe_wake_batch batch;
+		afe_wake_batch_init(&batch);
 		while (s->fired && !afe_wake_batch_full(&batch)) {
 			struct afe_sleep *sleep = sleep_of(s->fired);
 			afe_wheel_remove(&s->wheel, &sleep->timer); /* pprev NULL: done */

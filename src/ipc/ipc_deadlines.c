@@ -57,7 +57,8 @@ static uint64_t sweep(struct afe_ipc_producer *p, const struct afe_context *cx)
 	uint64_t now = afe_now_ns(), next = UINT64_MAX;
 	uint32_t from = 0;
 	for (;;) {
-		struct afe_wake_batch batch = {.n = 0};
+		struct afe_wake_batch batch;
+		afe_wake_batch_init(&batch);
 		pthread_mutex_lock(&p->lock);
 		end_due(p, now, &from, &batch, &next);
 		bool done = from >= p->slots_used;

@@ -79,7 +79,8 @@ static void release_and_unlock(struct afe_barrier *b)
 {
 	uintptr_t released = b->generation++;
 	b->arrived = 0;
-	struct afe_wake_batch batch = {0};
+	struct afe_wake_batch batch;
+	afe_wake_batch_init(&batch);
 	struct afe_waiter *w;
 	while ((w = b->waiters.head) && (intptr_t)(released - (uintptr_t)w->value) >= 0) {
 		if (afe_wake_batch_full(&batch)) {

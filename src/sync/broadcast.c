@@ -109,7 +109,8 @@ static void serve_head_locked(struct afe_bcast *b, struct afe_wake_batch *batch)
  * is not touched. */
 static void serve_and_unlock(struct afe_bcast *b)
 {
-	struct afe_wake_batch batch = {0};
+	struct afe_wake_batch batch;
+	afe_wake_batch_init(&batch);
 	struct afe_waiter *w;
 	while ((w = b->waiters.head) && (b->closed || has_item(b, recv_of(w)->rx))) {
 		if (afe_wake_batch_full(&batch)) {

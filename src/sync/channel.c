@@ -253,7 +253,8 @@ static enum op_outcome op_locked(struct afe_chan *ch, const void *item, void *ou
  * batch's wakes the channel is not touched: a woken task may free it. */
 static void close_locked_and_unlock(struct afe_chan *ch)
 {
-	struct afe_wake_batch batch = {0};
+	struct afe_wake_batch batch;
+	afe_wake_batch_init(&batch);
 	ch->closed = true;
 	for (;;) {
 		struct afe_waiter *w;
@@ -378,7 +379,8 @@ static bool serve_sender(struct afe_chan *ch, struct afe_waker *wake)
  * (the lock is taken again only while waiters are linked). */
 static void serve_and_unlock(struct afe_chan *ch)
 {
-	struct afe_wake_batch batch = {0};
+	struct afe_wake_batch batch;
+	afe_wake_batch_init(&batch);
 	for (;;) {
 		struct afe_waker wake;
 		while (!afe_wake_batch_full(&batch) &&

@@ -68,7 +68,8 @@ int afe_notify_all(struct afe_notify *n)
 {
 	if (!n)
 		return -EINVAL;
-	struct afe_wake_batch batch = {0};
+	struct afe_wake_batch batch;
+	afe_wake_batch_init(&batch);
 	int woken = 0;
 	afe_spin_lock(&n->lock);
 	/* Only the waiters of this moment, even while the lock is released

@@ -61,7 +61,8 @@ static void grant_locked(struct afe_rwlock *rw, struct afe_wake_batch *batch)
 
 static void grant_and_unlock(struct afe_rwlock *rw)
 {
-	struct afe_wake_batch batch = {0};
+	struct afe_wake_batch batch;
+	afe_wake_batch_init(&batch);
 	grant_locked(rw, &batch);
 	afe_spin_unlock(&rw->lock);
 	afe_wake_batch_run(&batch);
@@ -89,7 +90,8 @@ static int try_take(struct afe_rwlock *rw, bool write)
 {
 	if (!rw)
 		return -EINVAL;
-	struct afe_wake_batch batch = {0};
+	struct afe_wake_batch batch;
+	afe_wake_batch_init(&batch);
 	afe_spin_lock(&rw->lock);
 	grant_locked(rw, &batch); /* only lost races can leave work */
 	int err = -EBUSY;

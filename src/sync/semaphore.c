@@ -38,7 +38,8 @@ static void grant_locked(struct afe_semaphore *s, struct afe_wake_batch *batch)
 
 static void grant_and_unlock(struct afe_semaphore *s)
 {
-	struct afe_wake_batch batch = {0};
+	struct afe_wake_batch batch;
+	afe_wake_batch_init(&batch);
 	grant_locked(s, &batch);
 	afe_spin_unlock(&s->lock);
 	afe_wake_batch_run(&batch);
@@ -65,7 +66,8 @@ int afe_sem_try_acquire(struct afe_semaphore *s, size_t n)
 {
 	if (!s || !n)
 		return -EINVAL;
-	struct afe_wake_batch batch = {0};
+	struct afe_wake_batch batch;
+	afe_wake_batch_init(&batch);
 	afe_spin_lock(&s->lock);
 	grant_locked(s, &batch);
 	int err = -EAGAIN;

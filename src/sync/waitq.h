@@ -406,7 +406,7 @@ static inline int afe_wait_poll(struct afe_future *f, struct afe_context *cx,
 	}
 	struct afe_waker stale = {0};
 	struct afe_wake_batch batch;
-	batch.n = 0; /* the wakers are written as they are added */
+	afe_wake_batch_init(&batch);
 	afe_spin_lock(lock);
 	if (state != AFE_WAIT_DONE) {
 		state = afe_waiter_poll_locked(q, w, cx, &stale);

@@ -84,7 +84,8 @@ static void serve_head_locked(struct afe_wchan *w, struct afe_wake_batch *batch)
  * is not touched. */
 static void serve_and_unlock(struct afe_wchan *w)
 {
-	struct afe_wake_batch batch = {0};
+	struct afe_wake_batch batch;
+	afe_wake_batch_init(&batch);
 	struct afe_waiter *wt;
 	while ((wt = w->waiters.head) &&
 	       (w->closed || changed_of(wt)->rx->seen != w->version)) {
