@@ -12,6 +12,7 @@
 
 
 #include "futex.h"
+#include "list.h"
 #include "pool.h"
 #include "wake_batch.h"
 #include "worker.h"
@@ -32,33 +33,16 @@ enum { PHASE_NEW, PHASE_LISTED, PHASE_RING, PHASE_DONE };
 
 /* The two lists of watches (the listed ones, those on futex threads),
  * with the lock held. */
-static void push_front(struct afe_watch **head, struct afe_watch *w)
-{
-	w->prev = NULL;
-	w->next = *head;
-	if (*head)
-		(*head)->prev = w;
-	*head = w;
-}
-
-static void take_out(struct afe_watch **head, struct afe_watch *w)
-{
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		*head = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-}
+AFE_LIST_FUNCTIONS(watch_list, struct afe_watch_list, struct afe_watch)
 
 static void link_watch(struct afe_watches *ws, struct afe_watch *w)
 {
-	push_front(&ws->head, w);
+	watch_list_push_front(&ws->listed, w);
 }
 
 static void unlink_watch(struct afe_watches *ws, struct afe_watch *w)
 {
-	take_out(&ws->head, w);
+	watch_list_remove(&ws->listed, w);
 	if (w->state == STATE_PENDING)
 		atomic_fetch_sub_explicit(&ws->pending, 1, memory_order_relaxed);
 }
@@ -166,7 +150,7 @@ static int start_thread_sleep_locked(struct afe_watches *ws, struct afe_watch *w
 	afe__blocking_init_on(&w->thread_sleep, &ws->threads, sleep_on_word, w);
 	if (afe_future_poll(&w->thread_sleep.base, cx) == AFE_READY)
 		return (int)w->thread_sleep.base.result;
-	push_front(&ws->on_threads, w);
+	watch_list_push_front(&ws->on_threads, w);
 	return 1;
 }
 
@@ -174,7 +158,7 @@ static int start_thread_sleep_locked(struct afe_watches *ws, struct afe_watch *w
 static void end_thread_sleep(struct afe_watches *ws, struct afe_watch *w)
 {
 	pthread_mutex_lock(&ws->lock);
-	take_out(&ws->on_threads, w);
+	watch_list_remove(&ws->on_threads, w);
 	pthread_mutex_unlock(&ws->lock);
 }
 
@@ -322,8 +306,8 @@ void afe_watches_close(struct afe_watches *ws)
 	afe_wake_batch_init(&b);
 	pthread_mutex_lock(&ws->lock);
 	ws->closed = true;
-	while (ws->head) {
-		end_watch(ws, ws->head, STATE_ENDED, -ESHUTDOWN, &b);
+	while (ws->listed.head) {
+		end_watch(ws, ws->listed.head, STATE_ENDED, -ESHUTDOWN, &b);
 		if (afe_wake_batch_full(&b)) {
 			pthread_mutex_unlock(&ws->lock);
 			afe_wake_batch_run(&b);
@@ -332,7 +316,7 @@ void afe_watches_close(struct afe_watches *ws)
 	}
 	/* The futex threads' sleeps end (0: their tasks look again, and find
 	 * the watches closed); none starts after closed. */
-	for (struct afe_watch *w = ws->on_threads; w; w = w->next)
+	for (struct afe_watch *w = ws->on_threads.head; w; w = w->next)
 		interrupt_thread_sleep(w);
 	pthread_mutex_unlock(&ws->lock);
 	afe_wake_batch_run(&b);
@@ -377,7 +361,7 @@ static unsigned scan_pending(struct afe_watches *ws, bool busy)
 	unsigned ended = 0;
 	uint64_t now = busy ? afe_now_ns() : 0;
 	pthread_mutex_lock(&ws->lock);
-	for (struct afe_watch *w = ws->head, *next; w && !afe_wake_batch_full(&b); w = next) {
+	for (struct afe_watch *w = ws->listed.head, *next; w && !afe_wake_batch_full(&b); w = next) {
 		next = w->next;
 		if (w->state != STATE_PENDING)
 			continue;
@@ -405,7 +389,7 @@ unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_
 	afe_wake_batch_init(&b);
 	unsigned n = 0;
 	pthread_mutex_lock(&ws->lock);
-	for (struct afe_watch *w = ws->head, *next; w; w = next) {
+	for (struct afe_watch *w = ws->listed.head, *next; w; w = next) {
 		next = w->next;
 		if (w->state != STATE_PENDING)
 			continue;
@@ -416,7 +400,7 @@ unsigned afe_watches_hold(struct afe_watches *ws, uint32_t worker, struct futex_
 				pthread_mutex_unlock(&ws->lock);
 				afe_wake_batch_run(&b);
 				pthread_mutex_lock(&ws->lock);
-				next = ws->head; /* the list may have changed */
+				next = ws->listed.head; /* the list may have changed */
 				continue;
 			}
 			submit_for_task(ws, w, &b);
@@ -443,7 +427,7 @@ unsigned afe_watches_release(struct afe_watches *ws, uint32_t worker)
 	afe_wake_batch_init(&b);
 	unsigned ended = 0;
 	pthread_mutex_lock(&ws->lock);
-	for (struct afe_watch *w = ws->head, *next; w; w = next) {
+	for (struct afe_watch *w = ws->listed.head, *next; w; w = next) {
 		next = w->next;
 		if (w->state != STATE_HELD || w->holder != worker)
 			continue;

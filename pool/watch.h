@@ -77,14 +77,19 @@ struct afe_watch {
 	};
 };
 
+/* A list of watches (pool/list.h), newest first. */
+struct afe_watch_list {
+	struct afe_watch *head, *tail;
+};
+
 /* The runtime's watches. */
 struct afe_watches {
 	pthread_mutex_t lock;
-	struct afe_watch *head;
-	_Atomic uint32_t pending; /* how many are PENDING */
-	bool usable;		  /* the kernel has futex_waitv */
+	struct afe_watch_list listed; /* PENDING and HELD ones */
+	_Atomic uint32_t pending;     /* how many are PENDING */
+	bool usable;		      /* the kernel has futex_waitv */
 	bool closed;
-	struct afe_watch *on_threads; /* watches asleep on futex threads */
+	struct afe_watch_list on_threads; /* watches asleep on futex threads */
 	struct afe_blocking_pool threads; /* the futex threads */
 };
 

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../pool/list.h"
 #include "../src/core/live_runtimes.h"
 #include "../src/core/runtime_internal.h"
 #include "afe/io.h"
@@ -50,10 +51,14 @@ static struct {
 	sigset_t mask;		   /* what fd reads */
 	sigset_t blocked_by_afe;   /* unblocked again in forked children */
 	unsigned streams_for[_NSIG];
-	struct afe_signal_stream *streams;
+	struct signal_streams {
+		struct afe_signal_stream *head, *tail;
+	} streams; /* newest first */
 	struct afe_runtime *reader_rt; /* runs the reader; NULL: none. Under the
 					* registry's lock, not this one */
 } hub = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1}; /* zeroed sets are empty */
+
+AFE_LIST_FUNCTIONS(streams, struct signal_streams, struct afe_signal_stream)
 
 /* ---- masks and children --------------------------------------------------- */
 
@@ -308,7 +313,7 @@ static void dispatch(int signo)
 {
 	bool listened = false;
 	pthread_mutex_lock(&hub.lock);
-	for (struct afe_signal_stream *s = hub.streams; s; s = s->next) {
+	for (struct afe_signal_stream *s = hub.streams.head; s; s = s->next) {
 		if (s->signo != signo)
 			continue;
 		listened = true;
@@ -370,10 +375,7 @@ int afe_signal_stream_open(struct afe_signal_stream *s, int signo)
 	*s = (struct afe_signal_stream){.signo = signo, .open = true};
 	afe_future_init(&s->base, next_poll);
 	pthread_mutex_lock(&hub.lock);
-	s->next = hub.streams;
-	if (hub.streams)
-		hub.streams->prev = s;
-	hub.streams = s;
+	streams_push_front(&hub.streams, s);
 	hub.streams_for[signo]++;
 	pthread_mutex_unlock(&hub.lock);
 	sigset_t one;
@@ -395,13 +397,7 @@ int afe_signal_stream_close(struct afe_signal_stream *s)
 		return -EINVAL;
 	}
 	s->open = false;
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		hub.streams = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	s->prev = s->next = NULL;
+	streams_remove(&hub.streams, s);
 	struct afe_waker stale = s->waker;
 	s->waker.vtable = NULL;
 	/* The last stream of a signal: stop reading it, so later deliveries

@@ -23,31 +23,25 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "../../pool/list.h"
 #include "../../pool/spinlock.h"
 #include "token_internal.h"
 #include "waitq.h"
 
 static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void list_init(struct afe_token_node *head)
-{
-	head->prev = head->next = head;
-}
+/* A token's waits and callbacks, in the order they came. With t->lock. */
+AFE_LIST_FUNCTIONS(waiters, struct afe_token_waiters, struct afe_token_node)
 
-static void list_push(struct afe_token_node *head, struct afe_token_node *n)
+static void list_push(struct afe_token *t, struct afe_token_node *n)
 {
-	n->prev = head->prev;
-	n->next = head;
-	head->prev->next = n;
-	head->prev = n;
+	waiters_push_back(&t->waiters, n);
 	n->linked = true;
 }
 
-static void list_unlink(struct afe_token_node *n)
+static void list_unlink(struct afe_token *t, struct afe_token_node *n)
 {
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-	n->prev = n->next = NULL;
+	waiters_remove(&t->waiters, n);
 	n->linked = false;
 }
 
@@ -58,7 +52,6 @@ static struct afe_token *token_alloc(void)
 		return NULL;
 	atomic_init(&t->cancelled, false);
 	atomic_flag_clear(&t->lock);
-	list_init(&t->waiters);
 	t->refs = 1;
 	return t;
 }
@@ -147,8 +140,8 @@ static void fire(struct afe_token *t)
 {
 	for (;;) {
 		afe_spin_lock(&t->lock);
-		struct afe_token_node *n = t->waiters.next;
-		if (n == &t->waiters) {
+		struct afe_token_node *n = t->waiters.head;
+		if (!n) {
 			afe_spin_unlock(&t->lock);
 			return;
 		}
@@ -158,7 +151,7 @@ static void fire(struct afe_token *t)
 			 * Under our lock: the select outlives its linked wait. */
 			afe_race_claim(n->race, n->race_index);
 		}
-		list_unlink(n);
+		list_unlink(t, n);
 		if (!n->fn) {
 			/* A wait: once unlocked, its future may complete and
 			 * go away; the waker is ours. */
@@ -267,7 +260,7 @@ static int wait_poll(struct afe_future *f, struct afe_context *cx)
 			struct afe_race *race = afe_race_of(cx, f);
 			n->race = race;
 			n->race_index = race ? race->index : 0;
-			list_push(&t->waiters, n);
+			list_push(t, n);
 		} else if (!afe_waker_will_wake(&n->waker, cx->waker)) {
 			stale = n->waker;
 			afe_waker_clone(&n->waker, cx->waker);
@@ -277,7 +270,7 @@ static int wait_poll(struct afe_future *f, struct afe_context *cx)
 		/* Cancelled but not yet drained by the canceller, or the
 		 * future itself cancelled: leave the list ourselves. */
 		if (n->linked)
-			list_unlink(n);
+			list_unlink(t, n);
 		stale = n->waker;
 		n->waker.vtable = NULL;
 	}
@@ -310,7 +303,7 @@ int afe_token_callback_register(struct afe_token_callback *cb, struct afe_token 
 	/* Acquire: pairs with the release store in afe_token_cancel. */
 	bool cancelled = atomic_load_explicit(&t->cancelled, memory_order_acquire);
 	if (!cancelled)
-		list_push(&t->waiters, n);
+		list_push(t, n);
 	afe_spin_unlock(&t->lock);
 	if (!cancelled)
 		return 0;
@@ -327,7 +320,7 @@ int afe_token_callback_unregister(struct afe_token_callback *cb)
 	int ret = -EALREADY;
 	afe_spin_lock(&t->lock);
 	if (n->linked) {
-		list_unlink(n);
+		list_unlink(t, n);
 		ret = 0;
 	} else {
 		while (t->firing == n && !pthread_equal(t->firing_thread, pthread_self())) {

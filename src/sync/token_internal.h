@@ -9,10 +9,14 @@
 
 #include "afe/token.h"
 
+struct afe_token_waiters {
+	struct afe_token_node *head, *tail;
+};
+
 struct afe_token {
 	_Atomic bool cancelled;
 	atomic_flag lock;		     /* guards waiters and firing */
-	struct afe_token_node waiters;	     /* list head of waits and callbacks */
+	struct afe_token_waiters waiters;    /* waits and callbacks (pool/list.h) */
 	const struct afe_token_node *firing; /* the callback running now */
 	pthread_t firing_thread;
 	/* Guarded by tree_lock. */
@@ -26,7 +30,6 @@ struct afe_token {
 #define AFE_TOKEN_STATIC_INIT(name)                                        \
 	{                                                                  \
 		.lock = ATOMIC_FLAG_INIT,                                  \
-		.waiters = {.prev = &(name).waiters, .next = &(name).waiters}, \
 		.is_static = true,                                         \
 		.refs = 1,                                                 \
 	}

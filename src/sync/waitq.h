@@ -47,6 +47,7 @@
 #include <stdbool.h>
 
 #include "afe/waiter.h"
+#include "../../pool/list.h"
 #include "../../pool/spinlock.h"
 #include "../../pool/wake_batch.h"
 
@@ -73,28 +74,16 @@ static inline bool afe_waitq_empty(const struct afe_waitq *q)
 	return q->head == NULL;
 }
 
+AFE_LIST_FUNCTIONS(afe__waitq_list, struct afe_waitq, struct afe_waiter)
+
 static inline void afe__waitq_push(struct afe_waitq *q, struct afe_waiter *w)
 {
-	w->next = NULL;
-	w->prev = q->tail;
-	if (q->tail)
-		q->tail->next = w;
-	else
-		q->head = w;
-	q->tail = w;
+	afe__waitq_list_push_back(q, w);
 }
 
 static inline void afe__waitq_unlink(struct afe_waitq *q, struct afe_waiter *w)
 {
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		q->head = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	else
-		q->tail = w->prev;
-	w->next = w->prev = NULL;
+	afe__waitq_list_remove(q, w);
 }
 
 /* The race a poll takes part in: cx's, if this very future is the child

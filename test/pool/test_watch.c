@@ -85,7 +85,7 @@ static unsigned watches_on_threads(struct afe_runtime *rt, unsigned *threads)
 {
 	unsigned n = 0;
 	pthread_mutex_lock(&rt->pool.watches.lock);
-	for (struct afe_watch *w = rt->pool.watches.on_threads; w; w = w->next)
+	for (struct afe_watch *w = rt->pool.watches.on_threads.head; w; w = w->next)
 		n++;
 	pthread_mutex_unlock(&rt->pool.watches.lock);
 	pthread_mutex_lock(&rt->pool.watches.threads.lock);
@@ -162,7 +162,7 @@ static int busy_poll(struct afe_future *f, struct afe_context *cx)
 	while (afe_now_ns() < deadline)
 		;
 	pthread_mutex_lock(&self->rt->pool.watches.lock);
-	f->result = self->rt->pool.watches.head == NULL ? 0 : -EBUSY;
+	f->result = self->rt->pool.watches.listed.head == NULL ? 0 : -EBUSY;
 	pthread_mutex_unlock(&self->rt->pool.watches.lock);
 	return AFE_READY;
 }
