@@ -14,7 +14,7 @@
 
 #include "afe/future.h"
 
-#define AFE_WAKE_BATCH 32
+#define AFE_WAKE_BATCH 16
 
 struct afe_wake_batch {
 	unsigned n;
@@ -22,7 +22,7 @@ struct afe_wake_batch {
 };
 
 /* Empties b. Only the count: zeroing the wakers too would write the
- * whole array on every lock hold (half a KiB), which ping_pong felt. */
+ * whole array on every lock hold (a quarter KiB), which ping_pong felt. */
 static inline void afe_wake_batch_init(struct afe_wake_batch *b)
 {
 	b->n = 0;
