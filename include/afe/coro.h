@@ -93,7 +93,7 @@ struct afe_coro_opts {
 
 /* The bytes of a coroutine's control block (private), kept in its future
  * and so in its task: spawning allocates nothing more than a task. */
-#define AFE__CORO_STORAGE 640u
+#define AFE__CORO_STORAGE 464u
 
 /* A coroutine as a future: to spawn, to afe_block_on from plain code, to
  * await from another future, or as AFE_MAIN's root. Its stack is made at

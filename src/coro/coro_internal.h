@@ -31,8 +31,6 @@ union afe__co_slot {
 	struct afe_sem_acquire acquire;
 	struct afe_token_wait token;
 	struct afe_blocking job;
-	struct afe_sendto sendto;
-	struct afe_recvfrom recvfrom;
 	struct afe_token_until until;
 };
 
