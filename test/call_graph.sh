@@ -13,9 +13,11 @@ command -v nm >/dev/null 2>&1 || { echo "call_graph: nm missing, skipped"; exit 
 #   afe__runnable_run, afe__runnable_discard   pool/runnable.h (the core's tasks)
 #   afe__watch_ring_waits, afe__watch_ring_wait_init   pool/watch.h (uring)
 #   afe__runtime_ring                          uring/ring.h (the core's runtime)
-#   afe__resume_lost                           afe/future.h (the async macros)
+#   afe__resume_lost, afe__await_finished, afe__awaited_by_two_tasks
+#                                              afe/future.h (the async macros;
+#                                              the last two in debug builds)
 #   afe_runtime_current                        afe/runtime.h (the core's runtime)
-allowed=" afe__runnable_run afe__runnable_discard afe__watch_ring_waits afe__watch_ring_wait_init afe__runtime_ring afe__resume_lost afe_runtime_current "
+allowed=" afe__runnable_run afe__runnable_discard afe__watch_ring_waits afe__watch_ring_wait_init afe__runtime_ring afe__resume_lost afe__await_finished afe__awaited_by_two_tasks afe_runtime_current "
 
 floor() {
 	case $1 in
