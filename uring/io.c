@@ -123,6 +123,7 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 	}
 	io->rt = rt;
 	io->submitted = true;
+	io->fd_owned = cx->owned_fd && *cx->owned_fd == sqe_of(io)->fd;
 	if (done_without_the_ring(io)) {
 		io->done = true; /* the ring never saw io: no lock needed */
 		return AFE_READY;

@@ -103,12 +103,17 @@ struct afe_race {
 };
 
 /* What a poll receives. cancel asks the future to wind down; race is set
- * by a select around the polls of its own children (see struct afe_race). */
+ * by a select around the polls of its own children (see struct afe_race).
+ * owned_fd, when set, names an fd that whoever polls the future owns and
+ * will close through the runtime (afe_io_close), never by close(2): the
+ * TCP server sets it to the connection's fd, so that the epoll backend
+ * may keep that fd's registration from one wait to the next. */
 struct afe_context {
 	const struct afe_waker *waker;
 	struct afe_task *task; /* the task being polled, NULL outside one */
 	bool cancel;
 	struct afe_race *race;
+	const int *owned_fd; /* NULL: none */
 };
 
 /* Makes f a fresh, not yet polled future with the given poll function. */

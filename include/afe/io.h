@@ -33,6 +33,10 @@
  *   (io_uring lets them wait on the closed file). Close an fd some
  *   operation waits on in any other way and that operation waits until
  *   cancelled or timed out.
+ * - The TCP server's connections (afe_tcp_server) stay registered with
+ *   epoll from one wait to the next, because the server closes them
+ *   through afe_io_close; other fds are armed again at every wait (an
+ *   epoll_ctl), since they may be closed behind the runtime's back.
  * - A connect on a blocking socket makes it non-blocking for the call.
  *   An accept on a blocking listening socket, or a read of a blocking
  *   file the kernel cannot read with RWF_NOWAIT, is made once the fd polls
@@ -92,6 +96,7 @@ struct afe_io {
 	bool has_timeout;
 	bool follows;		 /* the second of a linked pair */
 	uint8_t waitall;	 /* ring thread: before Linux 5.18, see backend_uring.c */
+	bool fd_owned;		 /* its fd is the poller's context's owned_fd */
 	atomic_flag lock;	 /* guards the three below */
 	bool done;		 /* the ring thread is finished with it */
 	bool cancel_requested;	 /* the poller queued the cancel request */

@@ -131,7 +131,8 @@ AFE_EXPORT struct afe_future *afe_accept_stream_stop(struct afe_accept_stream *s
  * new task. conn_init(conn, fd, arg) builds the connection's future in
  * conn (conn_size bytes of scratch) and returns its base; the task runs a
  * copy of it, and the connection's fd is closed when that future
- * finishes. At max_conns connections, new ones are accepted and closed at
+ * finishes (through the runtime, afe_io_close: the future must not close
+ * it itself, and nothing may use it after). At max_conns connections, new ones are accepted and closed at
  * once: load is shed, the server stays up. TCP_NODELAY is set on every
  * connection. The server never closes listen_fd: it stays the caller's.
  *

@@ -55,7 +55,9 @@ struct conn_task {
 	int fd;
 	size_t user_offset; /* of the user's future base, from this header */
 	bool cancelled;		    /* the server cancelled it */
+	bool closing;		    /* the user's future finished: close runs */
 	struct afe_token_wait stop; /* on shared->conns, when there is one */
+	struct afe_io close;
 };
 
 #define CONN_HEADER_SIZE \
@@ -79,14 +81,26 @@ static int conn_poll(struct afe_future *f, struct afe_context *cx)
 	struct conn_task *self = afe_container_of(f, struct conn_task, base);
 	struct afe_future *user = (struct afe_future *)(void *)((char *)self + self->user_offset);
 	struct afe_context inner = *cx;
-	inner.cancel = conn_cancelled(self, cx) || cx->cancel;
-	if (afe_future_poll(user, &inner) == AFE_PENDING)
-		return AFE_PENDING;
-	if (self->shared->conns && !afe_future_is_done(&self->stop.base)) {
-		inner.cancel = true; /* unlinks the wait from the token */
-		afe_future_poll(&self->stop.base, &inner);
+	if (!self->closing) {
+		inner.cancel = conn_cancelled(self, cx) || cx->cancel;
+		inner.owned_fd = &self->fd;
+		if (afe_future_poll(user, &inner) == AFE_PENDING)
+			return AFE_PENDING;
+		if (self->shared->conns && !afe_future_is_done(&self->stop.base)) {
+			inner.cancel = true; /* unlinks the wait from the token */
+			afe_future_poll(&self->stop.base, &inner);
+		}
+		self->closing = true;
+		afe_io_close_init(&self->close, self->fd);
 	}
-	close(self->fd);
+	/* Through the ring, as owned_fd promised; not cancelled, which would
+	 * leave the fd open. */
+	inner.cancel = false;
+	inner.owned_fd = NULL;
+	if (afe_future_poll(&self->close.base, &inner) == AFE_PENDING)
+		return AFE_PENDING;
+	if (self->close.base.result == -ESHUTDOWN)
+		close(self->fd); /* the ring thread ended: nothing watches the fd */
 	struct afe_tcp_server_shared *shared = self->shared;
 	/* seq_cst, with the load of closing after it: pairs with the server's
 	 * store of closing and load of live, so that the last connection
@@ -137,6 +151,7 @@ static void start_connection(struct afe_tcp_server *s, int fd)
 	task->fd = fd;
 	task->user_offset = offset;
 	task->cancelled = false;
+	task->closing = false;
 	afe_token_wait_init(&task->stop, s->shared->conns);
 	atomic_fetch_add_explicit(&s->shared->live, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->shared->refs, 1, memory_order_relaxed);

@@ -5,6 +5,7 @@
  * (The other I/O tests run again on epoll: the *_epoll tests.) */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,6 +250,118 @@ Test(epoll, a_receive_whose_bytes_are_already_there_completes, .timeout = 20)
 	cr_assert_eq(run_io(rt, &now), -ENOTSOCK);
 	close(number);
 	close(a[1]);
+	test_runtime_destroy(rt);
+}
+
+/* One operation on fd, polled with fd as its context's owned_fd, as the
+ * TCP server polls its connections: the epoll backend keeps fd's
+ * registration (keep_registered). */
+struct owned_op {
+	struct afe_future base;
+	int fd;
+	struct afe_io io;
+};
+
+static int owned_op_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct owned_op *self = afe_container_of(f, struct owned_op, base);
+	struct afe_context inner = *cx;
+	inner.owned_fd = &self->fd;
+	if (afe_future_poll(&self->io.base, &inner) == AFE_PENDING)
+		return AFE_PENDING;
+	f->result = self->io.base.result;
+	return AFE_READY;
+}
+
+/* Runs io, prepared on fd, as an operation on an owned fd; a hang fails
+ * after 5 s. */
+static intptr_t run_owned(struct afe_runtime *rt, int fd, const struct afe_io *io)
+{
+	struct owned_op op = {.fd = fd, .io = *io};
+	afe_future_init(&op.base, owned_op_poll);
+	cr_assert_eq(afe_io_set_timeout(&op.io, 5000000000u), 0);
+	return test_block_on(rt, &op);
+}
+
+/* An owned receive that waits for "x" (so fd's registration is kept). */
+static void keep_by_waiting(struct afe_runtime *rt, int fd, int peer)
+{
+	char in[4];
+	struct owned_op op = {.fd = fd};
+	afe_io_recv_init(&op.io, fd, in, sizeof(in), 0);
+	afe_future_init(&op.base, owned_op_poll);
+	struct afe_join_handle handle;
+	cr_assert_eq(afe_spawn(rt, &op, &handle), 0);
+	pause_ms(20);
+	cr_assert_eq(write(peer, "x", 1), 1);
+	struct afe_join join;
+	cr_assert_eq(afe_join_init(&join, &handle), 0);
+	cr_assert_eq(test_block_on(rt, &join), 1);
+}
+
+/* A kept registration reports an edge once: bytes that came while no
+ * operation waited are remembered, and the next receive gets them. */
+Test(epoll, a_kept_fd_receives_bytes_that_came_while_nothing_waited, .timeout = 30)
+{
+	struct afe_runtime *rt = runtime_on(AFE_BACKEND_EPOLL);
+	int a[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+	keep_by_waiting(rt, a[0], a[1]);
+	cr_assert_eq(write(a[1], "here", 4), 4);
+	pause_ms(20); /* epoll reports it while nothing waits */
+	char in[8] = {0};
+	struct afe_io io;
+	afe_io_recv_init(&io, a[0], in, sizeof(in), 0);
+	cr_assert_eq(run_owned(rt, a[0], &io), 4);
+	cr_assert_eq(strcmp(in, "here"), 0, "got \"%s\"", in);
+
+	/* A receive that fills its buffer may leave bytes behind: the next
+	 * one gets them without a new edge. */
+	cr_assert_eq(write(a[1], "abcdefgh", 8), 8);
+	pause_ms(20);
+	char half[4];
+	afe_io_recv_init(&io, a[0], half, sizeof(half), 0);
+	cr_assert_eq(run_owned(rt, a[0], &io), 4);
+	cr_assert_eq(memcmp(half, "abcd", 4), 0);
+	afe_io_recv_init(&io, a[0], half, sizeof(half), 0);
+	cr_assert_eq(run_owned(rt, a[0], &io), 4);
+	cr_assert_eq(memcmp(half, "efgh", 4), 0);
+
+	/* A poll asks the fd: the edge was reported before it came. */
+	cr_assert_eq(write(a[1], "p", 1), 1);
+	pause_ms(20);
+	afe_io_poll_init(&io, a[0], POLLIN);
+	cr_assert_eq(run_owned(rt, a[0], &io) & POLLIN, POLLIN);
+
+	/* And a short receive emptied it: the next waits for new bytes. */
+	afe_io_recv_init(&io, a[0], in, sizeof(in), 0);
+	cr_assert_eq(run_owned(rt, a[0], &io), 1);
+	receive_late(rt, a[0], a[1], "late");
+	close(a[0]);
+	close(a[1]);
+	test_runtime_destroy(rt);
+}
+
+/* A close through the runtime ends the kept registration: the number's
+ * next file is registered anew, owned or not. */
+Test(epoll, a_kept_fd_closed_through_the_runtime_leaves_its_number_free, .timeout = 30)
+{
+	struct afe_runtime *rt = runtime_on(AFE_BACKEND_EPOLL);
+	int a[2], b[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+	keep_by_waiting(rt, a[0], a[1]);
+	int number = a[0];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0); /* other numbers */
+	struct afe_io closing;
+	afe_io_close_init(&closing, number);
+	cr_assert_eq(run_owned(rt, number, &closing), 0);
+	cr_assert_eq(dup2(b[0], number), number);
+	close(b[0]);
+	receive_late(rt, number, b[1], "plain");
+	keep_by_waiting(rt, number, b[1]);
+	close(number);
+	close(a[1]);
+	close(b[1]);
 	test_runtime_destroy(rt);
 }
 
