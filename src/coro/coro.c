@@ -23,7 +23,7 @@
 
 #include "coro_internal.h"
 #include "../core/runtime_internal.h"
-#include "fiber.h"
+#include "fiber_switch.h"
 
 struct afe__coro {
 	struct afe__fiber fiber; /* first: the fiber's entry finds us by it */

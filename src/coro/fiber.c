@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Fibers: stacks, switches and the overflow report. See fiber.h. */
+/* Fibers: stacks, shared stacks and the overflow report; the switches
+ * are in fiber_switch.h. See fiber.h. */
 #define _GNU_SOURCE
 #include "fiber.h"
+#include "fiber_switch.h"
 #include "../../pool/fault_pass_on.h"
 
 #include <errno.h>
@@ -14,39 +16,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define AFE_FIBER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define AFE_FIBER_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define AFE_FIBER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define AFE_FIBER_TSAN 1
-#endif
-#endif
-#ifdef AFE_FIBER_ASAN
-#include <sanitizer/asan_interface.h>
-#include <sanitizer/common_interface_defs.h>
-#define ASAN_BUILD 1
-#else
-#define ASAN_BUILD 0
-#endif
-#ifdef AFE_FIBER_TSAN
-#include <sanitizer/tsan_interface.h>
-#endif
-
-/* Boost.Context's C ABI (boost/context/detail/fcontext.hpp, which is C++). */
-struct fcontext_transfer {
-	void *fctx;
-	void *data;
-};
-extern struct fcontext_transfer jump_fcontext(void *to, void *vp);
-extern void *make_fcontext(void *sp, size_t size, void (*fn)(struct fcontext_transfer));
 
 enum { POOLED_STACKS_MAX = 64, ALT_STACK_SIZE = 64 * 1024 };
 
@@ -115,9 +84,8 @@ static void stack_give(char *lo, size_t size)
 
 /* ---- the overflow report -------------------------------------------------- */
 
-/* The fiber this thread runs, for the SIGSEGV handler. */
-static _Thread_local struct afe__fiber *running;
-static _Thread_local bool has_alt_stack;
+_Thread_local struct afe__fiber *afe__fiber_running;
+_Thread_local bool afe__fiber_has_alt_stack;
 static pthread_key_t alt_stack_key;
 static struct sigaction previous_segv;
 
@@ -136,7 +104,7 @@ static size_t decimal(char *buf, size_t n)
 
 static void on_segv(int sig, siginfo_t *info, void *context)
 {
-	struct afe__fiber *f = running;
+	struct afe__fiber *f = afe__fiber_running;
 	uintptr_t at = (uintptr_t)info->si_addr, lo = (uintptr_t)(f ? f->stack_lo : NULL);
 	if (f && at < lo && lo - at <= page_size()) {
 		char msg[96] = "afe: coroutine stack overflow, ";
@@ -173,12 +141,10 @@ static void install_handler(void)
 
 /* The handler runs on an alternate stack: the faulting one has no room.
  * Each thread that enters fibers gets one (unless it has one already),
- * freed when the thread exits. */
-static void ensure_alt_stack(void)
+ * freed when the thread exits. Called once per thread. */
+void afe__fiber_make_alt_stack(void)
 {
-	if (has_alt_stack)
-		return;
-	has_alt_stack = true;
+	afe__fiber_has_alt_stack = true;
 	stack_t old;
 	if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
 		return;
@@ -244,9 +210,9 @@ static bool save_owner(struct afe__shared_stack *s)
 	return true;
 }
 
-/* Takes f's shared stack and puts f's frames on it; false when another
- * fiber runs on it, or its frames cannot be saved. */
-static bool claim_shared(struct afe__fiber *f)
+static void start(struct fcontext_transfer t);
+
+bool afe__fiber_claim_shared(struct afe__fiber *f)
 {
 	struct afe__shared_stack *s = f->shared;
 	if (atomic_exchange_explicit(&s->busy, true, memory_order_acquire))
@@ -260,10 +226,12 @@ static bool claim_shared(struct afe__fiber *f)
 	if (f->saved_len) /* suspended before: its frames back where they were */
 		memcpy(f->ctx, f->saved, f->saved_len);
 	s->owner = f;
+	if (!f->ctx) /* first entered: made on the stack, so only once it is ours */
+		f->ctx = make_fcontext(stack_hi(f), f->stack_size, start);
 	return true;
 }
 
-static void release_shared(struct afe__fiber *f)
+void afe__fiber_release_shared(struct afe__fiber *f)
 {
 	struct afe__shared_stack *s = f->shared;
 	if (f->exited)
@@ -272,7 +240,7 @@ static void release_shared(struct afe__fiber *f)
 	atomic_store_explicit(&s->busy, false, memory_order_release);
 }
 
-/* ---- switches ----------------------------------------------------------- */
+/* ---- making and freeing fibers ------------------------------------------ */
 
 static void start(struct fcontext_transfer t)
 {
@@ -344,65 +312,4 @@ void afe__fiber_destroy(struct afe__fiber *f)
 	else
 		stack_give(f->stack_lo, f->stack_size);
 	f->stack_lo = NULL;
-}
-
-bool afe__fiber_enter(struct afe__fiber *f)
-{
-	if (f->shared) {
-		if (!claim_shared(f))
-			return false;
-		if (!f->ctx)
-			f->ctx = make_fcontext(stack_hi(f), f->stack_size, start);
-	}
-	ensure_alt_stack();
-	struct afe__fiber *outer = running;
-	running = f;
-#ifdef AFE_FIBER_ASAN
-	__sanitizer_start_switch_fiber(&f->asan_fake_caller, f->stack_lo, f->stack_size);
-#endif
-#ifdef AFE_FIBER_TSAN
-	f->tsan_caller = __tsan_get_current_fiber();
-	__tsan_switch_to_fiber(f->tsan_fiber, 0);
-#endif
-	struct fcontext_transfer t = jump_fcontext(f->ctx, f);
-	f->ctx = t.fctx;
-#ifdef AFE_FIBER_ASAN
-	__sanitizer_finish_switch_fiber(f->asan_fake_caller, NULL, NULL);
-#endif
-	running = outer;
-	if (f->shared)
-		release_shared(f);
-	return true;
-}
-
-/* Back to the caller; fake is where ASan keeps this fiber's fake stack
- * (NULL: the fiber is done, ASan may free it). */
-static void leave(struct afe__fiber *f, void **fake)
-{
-#ifdef AFE_FIBER_ASAN
-	__sanitizer_start_switch_fiber(fake, f->caller_stack_lo, f->caller_stack_size);
-#else
-	(void)fake;
-#endif
-#ifdef AFE_FIBER_TSAN
-	__tsan_switch_to_fiber(f->tsan_caller, 0);
-#endif
-	struct fcontext_transfer t = jump_fcontext(f->caller, NULL);
-	f->caller = t.fctx;
-#ifdef AFE_FIBER_ASAN
-	__sanitizer_finish_switch_fiber(f->asan_fake_fiber, &f->caller_stack_lo,
-					&f->caller_stack_size);
-#endif
-}
-
-void afe__fiber_suspend(struct afe__fiber *f)
-{
-	leave(f, &f->asan_fake_fiber);
-}
-
-void afe__fiber_exit(struct afe__fiber *f)
-{
-	f->exited = true;
-	leave(f, NULL);
-	__builtin_unreachable(); /* nobody enters a fiber that exited */
 }

@@ -79,16 +79,14 @@ int afe__fiber_init_shared(struct afe__fiber *f, void (*entry)(struct afe__fiber
  * it exited, or before it was ever entered. */
 void afe__fiber_destroy(struct afe__fiber *f);
 
-/* Runs f until it suspends or exits. Returns false, having run nothing,
- * when f's shared stack is busy with another fiber running elsewhere, or
- * no memory could hold that fiber's frames: try again later. */
-bool afe__fiber_enter(struct afe__fiber *f);
-
-/* From f: back to whoever entered it; returns when it is entered again
- * (maybe on another thread). */
-void afe__fiber_suspend(struct afe__fiber *f);
-
-/* From f, last: back to whoever entered it, for good. */
-_Noreturn void afe__fiber_exit(struct afe__fiber *f);
+/* The switches, inline (fiber_switch.h):
+ * - afe__fiber_enter(f) runs f until it suspends or exits. Returns false,
+ *   having run nothing, when f's shared stack is busy with another fiber
+ *   running elsewhere, or no memory could hold that fiber's frames: try
+ *   again later.
+ * - afe__fiber_suspend(f), from f: back to whoever entered it; returns
+ *   when it is entered again (maybe on another thread).
+ * - afe__fiber_exit(f), from f, last: back to whoever entered it, for
+ *   good. */
 
 #endif /* AFE_CORO_FIBER_H */
