@@ -12,9 +12,9 @@
  * (utime+stime from /proc/PID/stat) and its CPU microseconds per datagram.
  *
  * A datagram whose echo is not back within `timeout_ms` counts as lost
- * ("lost" in the line, over the whole run) and a fresh one goes out in its
- * place; an echo that comes after all is known by its round number and
- * dropped.
+ * ("lost" in the line, over the whole run; the first one also on stderr)
+ * and a fresh one goes out in its place; an echo that comes after all is
+ * known by its round number and dropped.
  *
  *   udp_client [--peers=64] [--size=64] [--n=1000000] [--port=7000]
  *              [--host=127.0.0.1] [--impl=unknown] [--server_pid=0]
@@ -222,7 +222,11 @@ static void look_at_deadlines(struct client *c, uint64_t now)
 	for (long i = 0; i < c->npeers; i++) {
 		struct peer *p = &c->peers[i];
 		if (p->in_flight && now - p->sent_ns >= c->timeout_ns) {
-			c->lost++;
+			if (c->lost++ == 0)
+				fprintf(stderr,
+					"udp_client: no echo in %llu ms to peer %u: counted lost, "
+					"sent again (said once)\n",
+					(unsigned long long)(c->timeout_ns / 1000000u), p->index);
 			p->resent = true;
 			send_next(c, p);
 		} else if (!p->in_flight && p->retry_ns && now >= p->retry_ns) {

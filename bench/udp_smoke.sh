@@ -3,8 +3,10 @@
 # whatever backend AFE_BACKEND picks. The server takes a free port; the
 # client makes a few hundred round trips at 1 and at 64 peers, each line
 # checked (no datagram lost on loopback); then, with the server stopped
-# (SIGSTOP) once a datagram waits in its socket, the client must count a
-# loss, re-send, and finish once the server runs again. Prints
+# (SIGSTOP), the client must count a loss past its timeout, say so,
+# re-send, and finish once the server runs again. Last, a server run with
+# --seconds=1 must stop by itself with status 0. Any sanitizer report on a
+# server's stderr fails the test. Prints
 # "udp_echo smoke: ok" at the end; exits 1 with the reason otherwise.
 set -eu
 bench=$1 client=$2
@@ -67,20 +69,22 @@ check 1 200 --warmup=20
 check 64 300 --warmup=64
 [ "$(line_lost)" = 0 ] || fail "datagrams lost on loopback at 64 peers"
 
-# A stall: datagrams wait in the stopped server's socket (rx_queue in
-# /proc/net/udp, the port in hex) past the client's 100 ms timeout.
+# A stall: the stopped server holds the client's datagrams past its
+# 100 ms timeout, which the client says on stderr at its first loss.
 kill -STOP "$server"
-"$client" --port="$port" --impl=afe --peers=2 --n=20 --timeout_ms=100 >"$dir/stall.out" &
-stalled=$!
-hex=$(printf '%04X' "$port")
-queued() {
-	awk -v p=":$hex" '$2 ~ p"$" { split($5, q, ":"); if (q[2] !~ /^0+$/) found = 1 }
-		END { exit !found }' /proc/net/udp
+stopped() { # every thread, for kill returns before they all are
+	! grep -h '^State:' /proc/"$server"/task/*/status | grep -qv 'stopped'
 }
-wait_for "datagram in the stopped server's socket" queued
-sleep 0.3 # past the timeout: the client counts a loss whenever it runs
+wait_for "stop of the server" stopped
+"$client" --port="$port" --impl=afe --peers=2 --n=20 --timeout_ms=100 \
+	>"$dir/stall.out" 2>"$dir/stall.err" &
+stalled=$!
+gave_up() {
+	grep -q 'counted lost' "$dir/stall.err"
+}
+wait_for "loss reported by the client" gave_up
 kill -CONT "$server"
-wait "$stalled" || fail "the client failed across the stall"
+wait "$stalled" || fail "the client failed across the stall: $(cat "$dir/stall.err")"
 line=$(cat "$dir/stall.out")
 echo "$line"
 [ "$(line_lost)" -gt 0 ] || fail "a datagram held past its timeout was not counted lost"
@@ -88,4 +92,12 @@ echo "$line"
 kill "$server"
 wait "$server" 2>/dev/null || true
 server=
+# A sanitizer build's server reports on stderr and runs on (TSan).
+! grep -E 'Sanitizer|runtime error' "$dir/server.err" || fail "the server's stderr above"
+
+# --seconds ends the run from inside: its loops are cancelled mid-receive
+# and the runtime destroyed, and the server exits 0 (and leak-free).
+"$bench" udp_echo --port=0 --seconds=1 2>"$dir/timed.err" ||
+	fail "the --seconds=1 server failed: $(cat "$dir/timed.err")"
+! grep -E 'Sanitizer|runtime error' "$dir/timed.err" || fail "the --seconds=1 server's stderr above"
 echo "udp_echo smoke: ok"
