@@ -99,7 +99,8 @@ int workload_udp_echo(const struct bench_args *a)
 	struct udp_echo_run run = {
 		.seconds = bench_arg(a, "seconds", 0), .tasks = tasks, .proto.fd = fd};
 	afe_future_init(&run.base, udp_echo_run_poll);
-	fprintf(stderr, "afe_bench udp_echo: serving on 127.0.0.1:%d with %ld workers, %ld receive tasks\n",
+	fprintf(stderr,
+		"afe_bench udp_echo: serving on 127.0.0.1:%d with %ld workers, %ld receive tasks\n",
 		afe_tcp_local_port(fd), threads, tasks);
 	intptr_t result = 0;
 	afe_block_on(rt, &run, &result);
