@@ -2,7 +2,8 @@
 /*
  * afe_bench WORKLOAD [--name=value ...]: the workloads of bench/README.md,
  * one JSON line each. `afe_bench all` runs every workload at its defaults,
- * except the servers (echo), whose load and figures come from a client.
+ * except the servers (echo, udp_echo), whose load and figures come from a
+ * client.
  */
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,7 @@ static const struct {
 	{"coro_yield", workload_coro_yield, false},
 	{"coro_sleepers", workload_coro_sleepers, false},
 	{"echo", workload_echo, true},
+	{"udp_echo", workload_udp_echo, true},
 };
 
 #define WORKLOAD_COUNT (sizeof(workloads) / sizeof(workloads[0]))

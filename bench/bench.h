@@ -52,6 +52,7 @@ int workload_ping_pong(const struct bench_args *a);
 int workload_channel_mpmc(const struct bench_args *a);
 int workload_timers(const struct bench_args *a);
 int workload_echo(const struct bench_args *a);
+int workload_udp_echo(const struct bench_args *a);
 int workload_file_read(const struct bench_args *a);
 int workload_sendfile(const struct bench_args *a);
 int workload_ipc_call(const struct bench_args *a);

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "flags.h"
+#include "proc_cpu.h"
 
 #define CONNECT_PATIENCE_NS (5 * 1000000000ull)
 #define ECHO_PATIENCE_MS 10000
@@ -104,37 +105,14 @@ static long number_flag(int argc, char **argv, const char *name, long fallback)
 
 /* ---- the server's CPU time ---- */
 
-/* utime + stime of process pid (all its threads), in clock ticks. */
+/* utime + stime of the server (all its threads), in clock ticks. */
 static unsigned long long cpu_ticks(long pid)
 {
-	char path[64], buf[2048];
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		die("cannot open %s: %s (is --server_pid right?)", path, strerror(errno));
-	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[len] = '\0';
-	/* The command name (field 2) may hold spaces: count fields from the
-	 * last ')'. Field 3 (state) follows it; utime and stime are 14, 15. */
-	char *p = strrchr(buf, ')');
-	if (!p)
-		die("cannot parse %s", path);
-	p++;
-	unsigned long long utime = 0, stime = 0;
-	for (int field = 3; field <= 15; field++) {
-		while (*p == ' ')
-			p++;
-		if (!*p)
-			die("cannot parse %s", path);
-		if (field == 14)
-			utime = strtoull(p, NULL, 10);
-		else if (field == 15)
-			stime = strtoull(p, NULL, 10);
-		while (*p && *p != ' ')
-			p++;
-	}
-	return utime + stime;
+	unsigned long long ticks;
+	int err = proc_cpu_ticks(pid, &ticks);
+	if (err < 0)
+		die("cannot read /proc/%ld/stat: %s (is --server_pid right?)", pid, strerror(-err));
+	return ticks;
 }
 
 /* ---- connections ---- */

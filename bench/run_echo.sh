@@ -3,7 +3,8 @@
 # with echo_client (extra client flags from $ECHO_FLAGS), prints the
 # client's JSON line with the server's CPU time, and stops the server.
 # $SERVER_THREADS (default 2) goes into the line's threads field;
-# $ECHO_CLIENT names another client build (default build/bench/echo_client).
+# $ECHO_CLIENT names another client build (default build/bench/echo_client),
+# or another client taking the same flags: bench/udp_client for udp_echo.
 #   sh bench/run_echo.sh 7000 afe build/bench/afe_bench echo --port=7000
 #   sh bench/run_echo.sh 7001 tokio bench/tokio/target/release/tokio_bench echo --port=7001
 #   SERVER_THREADS=1 sh bench/run_echo.sh 7002 libuv build/bench/baseline/echo_uv --port=7002

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 //! tokio_bench WORKLOAD [--name=value ...]: the Tokio twin of afe_bench, the
 //! workloads of shared/BENCH.md with "impl":"tokio", one JSON line each.
-//! `tokio_bench all` runs every workload at its defaults, except echo, which
-//! serves a separate load client and prints nothing on stdout.
+//! `tokio_bench all` runs every workload at its defaults, except the servers
+//! (echo, udp_echo), which serve a separate load client and print nothing on
+//! stdout.
 //!
 //! Like afe_block_on, which spawns the root future onto a worker and parks
 //! the calling thread, every root here runs as a task spawned onto the
@@ -18,8 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{oneshot, Semaphore};
+use tokio::task::JoinSet;
 
 /// The --name=value flags of one run.
 struct Args {
@@ -413,6 +415,73 @@ fn echo(a: &Args) {
     rt.shutdown_background();
 }
 
+/// One udp_echo receive loop: a datagram in, the same bytes back to its
+/// sender, until an error.
+async fn udp_echo_loop(socket: Arc<UdpSocket>) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 65536]; // any datagram
+    loop {
+        let (len, from) = socket.recv_from(&mut buf).await?;
+        socket.send_to(&buf[..len], from).await?;
+    }
+}
+
+/// udp_echo: a UDP echo server on 127.0.0.1:port for the load client
+/// (bench/udp_client.c), which measures and prints the JSON line. `tasks`
+/// receive loops (default: one per worker) share one socket through an Arc,
+/// as Tokio's UdpSocket documentation shows. Serves for --seconds=N, or
+/// until SIGINT/SIGTERM when N is 0; a loop's error stops the run.
+fn udp_echo(a: &Args) {
+    a.check(&["port", "threads", "seconds", "tasks"]);
+    let port = a.get("port", 7000);
+    let threads = a.get("threads", 2);
+    let seconds = a.get("seconds", 0);
+    let tasks = a.get("tasks", threads);
+    if port > 65535 || tasks < 1 {
+        fail("udp_echo", "bad port or tasks".into());
+    }
+    let rt = runtime("udp_echo", threads);
+    rt.block_on(async move {
+        let socket = UdpSocket::bind(("127.0.0.1", port as u16))
+            .await
+            .unwrap_or_else(|e| fail("udp_echo", format!("cannot bind port {}: {}", port, e)));
+        let local = socket
+            .local_addr()
+            .unwrap_or_else(|e| fail("udp_echo", format!("local_addr: {}", e)));
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .unwrap_or_else(|e| fail("udp_echo", format!("SIGINT: {}", e)));
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .unwrap_or_else(|e| fail("udp_echo", format!("SIGTERM: {}", e)));
+        eprintln!(
+            "tokio_bench udp_echo: serving on {} with {} workers, {} receive tasks",
+            local, threads, tasks
+        );
+        let socket = Arc::new(socket);
+        let mut loops = JoinSet::new();
+        for _ in 0..tasks {
+            loops.spawn(udp_echo_loop(socket.clone()));
+        }
+        let timeout = async {
+            if seconds > 0 {
+                tokio::time::sleep(Duration::from_secs(seconds as u64)).await
+            } else {
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::select! {
+            _ = timeout => {}
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+            Some(ended) = loops.join_next() => match ended {
+                Ok(Err(e)) => fail("udp_echo", format!("server stopped: {}", e)),
+                Ok(Ok(())) => unreachable!("a receive loop ends only on an error"),
+                Err(e) => fail("udp_echo", format!("receive loop: {}", e)),
+            },
+        }
+        // Dropping the JoinSet aborts the loops.
+    });
+    rt.shutdown_background();
+}
+
 /// channel_mpmc: `producers` tasks send the numbers 1..n (each its own
 /// share) through one async-channel of capacity `cap` to `consumers` tasks,
 /// which receive until the channel closes (the last sender dropped). Every
@@ -711,7 +780,7 @@ fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let usage = || -> ! {
         eprintln!(
-            "usage: tokio_bench WORKLOAD [--name=value ...]\nworkloads: all spawn_join yield ping_pong channel_mpmc timers echo file_read"
+            "usage: tokio_bench WORKLOAD [--name=value ...]\nworkloads: all spawn_join yield ping_pong channel_mpmc timers echo udp_echo file_read"
         );
         exit(2);
     };
@@ -736,6 +805,7 @@ fn main() {
         "channel_mpmc" => channel_mpmc(&args),
         "file_read" => file_read(&args),
         "echo" => echo(&args),
+        "udp_echo" => udp_echo(&args),
         _ => usage(),
     }
 }

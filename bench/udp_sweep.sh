@@ -1,0 +1,74 @@
+#!/bin/sh
+# udp_sweep.sh: the udp_echo workload at 1 and 64 peers (issue 22), one
+# JSON line per point and server: AFE on each backend of $BACKENDS and
+# Tokio (bench/tokio), interleaved point by point so that each point's
+# figures come from the same minutes. Each line is udp_client's, run by
+# run_echo.sh, with the server's CPU time per datagram
+# (server_cpu_us_per_msg) and the datagrams lost ("lost").
+#
+#   sh bench/udp_sweep.sh                   # 1 and 64 peers, uring and epoll
+#   PEERS="1 4 64" ROUNDS=3 sh bench/udp_sweep.sh
+#
+# Environment: PEERS (the points, default "1 64"), N (round trips per
+# point, default 200000; 20000 at one peer, where a round trip is tens of
+# µs), ROUNDS (default 1), SIZE (default 64), BUILD (a Release build tree,
+# default build-rel: configured when missing, and brought up to date here),
+# PORT (the first of four ports, default 7200: one per server, because a
+# killed io_uring server's socket lingers some 10-30 ms while the kernel
+# tears its ring down), BACKENDS (AFE's backends, default "uring epoll";
+# "5.15" adds the io_uring backend under the 5.15 mask). AFE's lines are
+# "afe-uring", "afe-epoll", "afe-uring-5.15"; Tokio's "tokio", left out
+# with a line on stderr when its program is missing (sh bench/tokio/build.sh,
+# which also rebuilds one from before udp_echo). Run it on a quiet machine:
+# see bench/README.md.
+set -eu
+cd "$(dirname "$0")/.."
+peers_list=${PEERS:-"1 64"}
+rounds=${ROUNDS:-1}
+size=${SIZE:-64}
+build=${BUILD:-build-rel}
+port=${PORT:-7200}
+
+[ -f "$build/CMakeCache.txt" ] ||
+	cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAFE_BUILD_TESTS=OFF >/dev/null
+cmake --build "$build" -j "$(nproc)" --target afe_bench udp_client >/dev/null
+tokio=bench/tokio/target/release/tokio_bench
+[ -x "$tokio" ] || echo "udp_sweep: $tokio missing, left out" >&2
+
+# point IMPL PORT PEERS N COMMAND...: one server, one JSON line.
+point() {
+	impl=$1 p=$2 peers=$3 n=$4
+	shift 4
+	[ -x "$1" ] || return 0
+	SERVER_THREADS=2 ECHO_CLIENT=$build/bench/udp_client \
+		ECHO_FLAGS="--peers=$peers --n=$n --size=$size --warmup=$((n / 10))" \
+		sh bench/run_echo.sh "$p" "$impl" "$@" --port="$p"
+}
+
+r=0
+while [ "$r" -lt "$rounds" ]; do
+	for peers in $peers_list; do
+		n=${N:-200000}
+		[ "$peers" -eq 1 ] && [ -z "${N:-}" ] && n=20000
+		for backend in ${BACKENDS:-uring epoll}; do
+			case $backend in
+			uring) point afe-uring "$port" "$peers" "$n" "$build/bench/afe_bench" udp_echo ;;
+			epoll)
+				AFE_BACKEND=epoll
+				export AFE_BACKEND
+				point afe-epoll $((port + 2)) "$peers" "$n" "$build/bench/afe_bench" udp_echo
+				unset AFE_BACKEND
+				;;
+			5.15)
+				AFE_URING_FEATURES=5.15
+				export AFE_URING_FEATURES
+				point afe-uring-5.15 $((port + 3)) "$peers" "$n" "$build/bench/afe_bench" udp_echo
+				unset AFE_URING_FEATURES
+				;;
+			*) echo "udp_sweep: unknown backend $backend" >&2 && exit 2 ;;
+			esac
+		done
+		point tokio $((port + 1)) "$peers" "$n" "$tokio" udp_echo
+	done
+	r=$((r + 1))
+done
