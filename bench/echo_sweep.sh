@@ -41,10 +41,11 @@ for prog in "$tokio" "$libuv" "$bare"; do
 done
 
 # point IMPL THREADS PORT CONNS N COMMAND...: one server, one JSON line.
+# COMMAND may start with env and NAME=VALUE words.
 point() {
 	impl=$1 threads=$2 p=$3 c=$4 n=$5
 	shift 5
-	[ -x "$1" ] || return 0
+	[ "$1" = env ] || [ -x "$1" ] || return 0
 	SERVER_THREADS=$threads ECHO_CLIENT=$build/bench/echo_client \
 		ECHO_FLAGS="--conns=$c --n=$n --size=$size --warmup=$((n / 10))" \
 		sh bench/run_echo.sh "$p" "$impl" "$@" --port="$p"
@@ -59,16 +60,12 @@ while [ "$r" -lt "$rounds" ]; do
 			case $backend in
 			uring) point afe 2 "$port" "$c" "$n" "$build/bench/afe_bench" echo ;;
 			epoll)
-				AFE_BACKEND=epoll
-				export AFE_BACKEND
-				point afe-epoll 2 $((port + 4)) "$c" "$n" "$build/bench/afe_bench" echo
-				unset AFE_BACKEND
+				point afe-epoll 2 $((port + 4)) "$c" "$n" \
+					env AFE_BACKEND=epoll "$build/bench/afe_bench" echo
 				;;
 			5.15)
-				AFE_URING_FEATURES=5.15
-				export AFE_URING_FEATURES
-				point afe-uring-5.15 2 $((port + 5)) "$c" "$n" "$build/bench/afe_bench" echo
-				unset AFE_URING_FEATURES
+				point afe-uring-5.15 2 $((port + 5)) "$c" "$n" \
+					env AFE_URING_FEATURES=5.15 "$build/bench/afe_bench" echo
 				;;
 			*) echo "echo_sweep: unknown backend $backend" >&2 && exit 2 ;;
 			esac

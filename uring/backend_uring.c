@@ -276,6 +276,15 @@ static unsigned need_of(const struct afe_io *io)
 /* Queues io's SQE (without MSG_WAITALL when emulated), the operation
  * linked to it unless that waits for the emulation, and its timeout. The
  * caller made the room (need_of). */
+/* Queues the SQE of the operation linked to io, its CQE tagged as the
+ * pair's second. */
+static void queue_second(struct afe_uring *r, struct afe_io *io)
+{
+	struct io_uring_sqe *second = next_sqe(r);
+	memcpy(second, io->linked->sqe, sizeof(*second));
+	io_uring_sqe_set_data(second, tagged(io, TAG_SECOND));
+}
+
 static void queue_op(struct afe_uring *r, struct afe_io *io)
 {
 	struct io_uring_sqe *sqe = next_sqe(r);
@@ -285,9 +294,7 @@ static void queue_op(struct afe_uring *r, struct afe_io *io)
 		sqe->msg_flags &= ~(unsigned)MSG_WAITALL;
 	if (io->linked && !io->waitall) { /* afe_io_link refuses timeouts on a pair */
 		sqe->flags |= IOSQE_IO_LINK;
-		struct io_uring_sqe *second = next_sqe(r);
-		memcpy(second, io->linked->sqe, sizeof(*second));
-		io_uring_sqe_set_data(second, tagged(io, TAG_SECOND));
+		queue_second(r, io);
 	}
 	if (io->has_timeout) {
 		sqe->flags |= IOSQE_IO_LINK;
@@ -315,9 +322,7 @@ static bool waitall_goes_on(struct afe_uring *r, struct afe_io *io)
 		return true;
 	}
 	if (go && sqe_of(io)->len == 0 && io->linked && room_for(r, 1)) {
-		struct io_uring_sqe *second = next_sqe(r);
-		memcpy(second, io->linked->sqe, sizeof(*second));
-		io_uring_sqe_set_data(second, tagged(io, TAG_SECOND));
+		queue_second(r, io);
 		io->cqes_due = 1;
 		r->cqes_due++;
 		io->waitall = WAITALL_THEN;
