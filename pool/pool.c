@@ -17,7 +17,6 @@ int afe_pool_init(struct afe_pool *p, struct afe_runtime *owner, const struct af
 	p->owner = owner;
 	p->num_workers = c->workers;
 	p->spin_us = c->spin_us;
-	p->long_poll_ms = c->long_poll_ms;
 	if (afe_blocking_pool_init(&p->blocking, "afe-blocking", c->blocking_threads,
 				   c->blocking_queue) < 0)
 		return -ENOMEM;
@@ -69,7 +68,7 @@ static void stop_started(struct afe_pool *p, uint32_t started)
 		pthread_join(p->workers[i]->thread, NULL);
 }
 
-int afe_pool_start(struct afe_pool *p)
+int afe_pool_start(struct afe_pool *p, unsigned long_poll_ms)
 {
 	for (uint32_t i = 0; i < p->num_workers; i++) {
 		int err = pthread_create(&p->workers[i]->thread, NULL, afe_worker_main,
@@ -84,7 +83,7 @@ int afe_pool_start(struct afe_pool *p)
 			 (unsigned)(i % 10000));
 		pthread_setname_np(p->workers[i]->thread, name);
 	}
-	int err = afe_long_polls_start(&p->long_polls, p, p->long_poll_ms);
+	int err = afe_long_polls_start(&p->long_polls, p, long_poll_ms);
 	if (err < 0) {
 		stop_started(p, p->num_workers);
 		return err;

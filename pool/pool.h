@@ -42,7 +42,6 @@ struct afe_pool_config {
 	unsigned blocking_threads;  /* the blocking pool's bounds */
 	unsigned blocking_queue;
 	bool watch_with_waitv;	    /* parked workers may sleep on watched words */
-	unsigned long_poll_ms;	    /* the long-poll detector's bound; 0: off */
 };
 
 struct afe_pool {
@@ -59,7 +58,6 @@ struct afe_pool {
 	_Atomic bool closed;   /* afe_pool_close: no task runs on the ring thread */
 	_Atomic bool shutdown; /* afe_pool_stop: the workers exit */
 	_Atomic uint64_t injected; /* tasks queued from outside the workers */
-	unsigned long_poll_ms;
 	struct afe_long_polls long_polls;
 	/* The tasks the ring thread polls itself (afe_defer_wakes_deliver);
 	 * written by the ring thread only. */
@@ -70,10 +68,11 @@ struct afe_pool {
  * left to free. */
 int afe_pool_init(struct afe_pool *p, struct afe_runtime *owner, const struct afe_pool_config *c);
 
-/* Starts (and names) the worker threads, and the long-poll detector if
- * asked for. 0, or -ENOMEM or the -errno of a failed pthread_create, with
- * the threads started before it stopped again; the caller still frees p. */
-int afe_pool_start(struct afe_pool *p);
+/* Starts (and names) the worker threads, and the long-poll detector when
+ * long_poll_ms (its bound) is not 0. 0, or -ENOMEM or the -errno of a
+ * failed pthread_create, with the threads started before it stopped
+ * again; the caller still frees p. */
+int afe_pool_start(struct afe_pool *p, unsigned long_poll_ms);
 
 /* Destroy began: the tasks the ring thread wakes go to the workers from
  * now on, which wind them down. */

@@ -163,7 +163,6 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 							    : AFE_DEFAULT_BLOCKING_QUEUE,
 		/* futex_waitv came with 5.16: a mask below it keeps workers off it. */
 		.watch_with_waitv = afe__features_cap() >= AFE_LINUX(5, 16),
-		.long_poll_ms = rt->config.long_poll_ms,
 	};
 	if (afe_pool_init(&rt->pool, rt, &pool) < 0) {
 		pthread_cond_destroy(&rt->block_on_left);
@@ -171,7 +170,7 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 		free(rt);
 		return -ENOMEM;
 	}
-	int err = afe_pool_start(&rt->pool);
+	int err = afe_pool_start(&rt->pool, rt->config.long_poll_ms);
 	if (err < 0) {
 		free_runtime(rt);
 		return err;
