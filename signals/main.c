@@ -9,6 +9,7 @@
 
 #include "afe/runtime.h"
 #include "afe/signal.h"
+#include "afe/task.h"
 
 /* The exit status for a result of what ("root future", "init"). */
 static int exit_status(intptr_t result, const char *what)
@@ -45,14 +46,28 @@ int afe_main_run(const void *obj, size_t size, const struct afe_future *base,
 	int err = afe_shutdown_init();
 	if (err < 0)
 		fprintf(stderr, "afe: SIGINT and SIGTERM not handled: %s\n", strerror(-err));
+	/* Blocked here too, before the runtime's threads (which block it
+	 * anyway), so that it never takes its default action in this one. */
+	if (cfg.task_dump_signal && (err = afe_signal_block(cfg.task_dump_signal)) < 0)
+		fprintf(stderr, "afe: no task dump on signal %d: %s\n", cfg.task_dump_signal,
+			strerror(-err));
 	struct afe_runtime *rt;
 	err = afe_runtime_create(&rt, &cfg);
 	if (err < 0) {
 		fprintf(stderr, "afe: cannot start the runtime: %s\n", strerror(-err));
 		return 1;
 	}
+	struct afe_join_handle dump = {0}; /* the task dump's watch, if asked for */
+	if (cfg.task_dump_signal) {
+		struct afe_task_dump_watch watch;
+		afe_task_dump_watch_init(&watch, cfg.task_dump_signal);
+		if (afe_spawn_child(rt, &watch, &dump) < 0)
+			fprintf(stderr, "afe: no task dump on signal %d\n", cfg.task_dump_signal);
+	}
 	intptr_t result = 0;
 	err = afe_block_on_raw(rt, obj, size, base, &result);
+	if (dump.task)
+		afe_join_handle_drop(&dump); /* a child: cancelled */
 	if (err < 0) {
 		fprintf(stderr, "afe: cannot run the root future: %s\n", strerror(-err));
 		afe_runtime_destroy(rt);

@@ -71,13 +71,20 @@ struct afe_runtime_config {
 				       blocking call in a poll?) on stderr, naming its
 				       task; 0: off. A thread then wakes every
 				       long_poll_ms / 2 */
+	bool task_dump;		    /* keep a list of the live tasks, for
+				       afe_runtime_dump_tasks (see there) */
+	int task_dump_signal;	    /* AFE_MAIN: dump the tasks on stderr when this
+				       signal comes (SIGUSR1...); 0: none. Implies
+				       task_dump */
 };
 
 /* Fills c with the defaults: workers from $AFE_WORKERS or the online CPUs,
  * spin_us AFE_SPIN_AUTO, grace_ms from $AFE_GRACE_MS or 1000,
  * AFE_EXIT_GRACE, ring_entries 256, cq_entries 0, blocking_threads 64,
  * blocking_queue 1024, backend AFE_BACKEND_AUTO, quiet_fallback false,
- * coro_stack_size 0, long_poll_ms from $AFE_LONG_POLL_MS or 0. */
+ * coro_stack_size 0, long_poll_ms from $AFE_LONG_POLL_MS or 0, task_dump
+ * and task_dump_signal from $AFE_TASK_DUMP (0: neither; 1: task_dump; a
+ * signal number: both) or neither. */
 AFE_EXPORT void afe_runtime_config_default(struct afe_runtime_config *config);
 
 /*
@@ -196,6 +203,22 @@ struct afe_metrics {
 	uint64_t blocking_running; /* blocking jobs running on their threads */
 	uint64_t blocking_queued;  /* blocking jobs waiting for a thread */
 };
+
+/*
+ * Writes a line per live task of rt to fd: its name (afe_spawn_with), its
+ * state (queued, running, waiting, or complete with a handle still held),
+ * its age, how many times it was polled, and its poll function (an
+ * address for addr2line or gdb). Returns the number of tasks written, or
+ * -EINVAL (rt NULL, fd < 0), -EOPNOTSUPP (rt was created without
+ * config.task_dump or task_dump_signal), -ENOMEM, or the -errno of a
+ * failed write. The list is taken under locks spawns also take, then
+ * written; tasks spawned meanwhile may be left out (a last line says so).
+ *
+ * Cost: with task_dump, every task carries its name, poll count and spawn
+ * time (an extra 96 bytes), and its spawn and its free each take a lock
+ * of one of 16 shards; without, a spawn and a poll test one bit.
+ */
+AFE_EXPORT int afe_runtime_dump_tasks(struct afe_runtime *rt, int fd);
 
 /* Fills m with the current figures of rt (each read atomically, the set
  * not as one snapshot). Returns 0 or -EINVAL for null arguments. */

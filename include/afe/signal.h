@@ -141,4 +141,26 @@ AFE_EXPORT int afe_shutdown_init(void);
  */
 AFE_EXPORT struct afe_token *afe_shutdown_token(void);
 
+/*
+ * A future that writes the task dump of the runtime it runs on
+ * (afe_runtime_dump_tasks, which needs config.task_dump) to stderr each
+ * time signo comes, until cancelled: spawn it as a child and drop the
+ * handle when done. AFE_MAIN spawns one when config.task_dump_signal is
+ * set. Its result: -ECANCELED, or the error of afe_signal_stream_open.
+ * As with any stream, block signo in main first (afe_signal_block), or a
+ * delivery to a thread that does not block it takes the default action.
+ *
+ *   struct afe_task_dump_watch w;
+ *   afe_task_dump_watch_init(&w, SIGUSR1);
+ *   afe_spawn_child(rt, &w, &handle);       // kill -USR1 PID: the tasks
+ */
+struct afe_task_dump_watch {
+	struct afe_future base;
+	int signo;
+	/* Private. */
+	struct afe_signal_stream stream;
+};
+
+AFE_EXPORT void afe_task_dump_watch_init(struct afe_task_dump_watch *w, int signo);
+
 #endif /* AFE_SIGNAL_H */

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
@@ -55,6 +56,20 @@ void afe_runtime_config_default(struct afe_runtime_config *config)
 	config->backend = AFE_BACKEND_AUTO;
 	config->quiet_fallback = false;
 	config->coro_stack_size = 0;
+	config->task_dump = false;
+	config->task_dump_signal = 0;
+	env = getenv("AFE_TASK_DUMP");
+	if (env) {
+		char *end;
+		long v = strtol(env, &end, 10);
+		if (*env && !*end && v >= 0 && v < SIGRTMAX) {
+			config->task_dump = v > 0;
+			config->task_dump_signal = v > 1 ? (int)v : 0;
+		} else {
+			fprintf(stderr, "afe: ignoring AFE_TASK_DUMP=%s (want 0, 1 or a signal number)\n",
+				env);
+		}
+	}
 	config->long_poll_ms = 0;
 	env = getenv("AFE_LONG_POLL_MS");
 	if (env) {
@@ -142,6 +157,7 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 	if (!rt)
 		return -ENOMEM;
 	rt->config = *config;
+	afe__task_registry_init(&rt->tasks, config->task_dump || config->task_dump_signal);
 	pthread_mutex_init(&rt->block_on_lock, NULL);
 	pthread_cond_init(&rt->block_on_left, NULL);
 	if (rt->config.workers == 0) {

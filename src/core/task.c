@@ -2,6 +2,7 @@
 /* The task state machine, spawning, and the join and cancel futures.
  * The protocol is described in task_internal.h. */
 #include <assert.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,8 @@ static struct afe_future *future_of(struct afe_task *t)
 	return (struct afe_future *)(void *)((char *)t + AFE_TASK_HEADER_SIZE + t->future_offset);
 }
 
+static struct afe_task_extra *extra_of(struct afe_task *t);
+
 /* ---- references ---------------------------------------------------- */
 
 static void task_dealloc(struct afe_task *t)
@@ -33,6 +36,8 @@ static void task_dealloc(struct afe_task *t)
 		atomic_fetch_add_explicit(&t->rt->dropped, 1, memory_order_acq_rel);
 	}
 	afe_waker_drop(&t->join_waker);
+	if (state & AFE_TASK_HAS_EXTRA)
+		afe__task_registry_remove(&t->rt->tasks, &extra_of(t)->record);
 	afe__task_free(t, t->alloc_size);
 }
 
@@ -195,6 +200,12 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 		afe__task_release(t);
 		return;
 	}
+	if (ns & AFE_TASK_HAS_EXTRA) { /* only this poll writes it: no RMW */
+		_Atomic uint64_t *polls = &extra_of(t)->polls;
+		/* Relaxed: a dump's figure, ordered by nothing. */
+		atomic_store_explicit(polls, atomic_load_explicit(polls, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+	}
 
 	struct afe_waker waker = {.vtable = &task_waker_vtable, .data = t};
 	struct afe_context cx = {
@@ -262,6 +273,8 @@ static void init_extra(struct afe_task *t, const char *name)
 	struct afe_task_extra *x = extra_of(t);
 	x->local = NULL;
 	x->name[0] = 0;
+	atomic_init(&x->polls, 0);
+	x->record.listed = false;
 	if (name) {
 		strncpy(x->name, name, sizeof(x->name) - 1);
 		x->name[sizeof(x->name) - 1] = 0;
@@ -275,8 +288,9 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 		      const struct afe_spawn_options *opts)
 {
 	const char *start = obj, *b = (const char *)base;
-	size_t total = opts ? extra_offset(size) + sizeof(struct afe_task_extra)
-			    : AFE_TASK_HEADER_SIZE + size;
+	bool extra = opts || rt->tasks.on;
+	size_t total = extra ? extra_offset(size) + sizeof(struct afe_task_extra)
+			     : AFE_TASK_HEADER_SIZE + size;
 	struct afe_task *t = afe__task_alloc(total);
 	if (!t)
 		return -ENOMEM;
@@ -289,8 +303,8 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 	t->join_waker.vtable = NULL;
 	t->join_waker.data = NULL;
 	uint64_t state = AFE_TASK_NOTIFIED + AFE_TASK_REF_ONE; /* the queue's */
-	if (opts) {
-		init_extra(t, opts->name);
+	if (extra) {
+		init_extra(t, opts ? opts->name : NULL);
 		state |= AFE_TASK_HAS_EXTRA;
 	}
 	if (handle) {
@@ -300,6 +314,10 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 		handle->stamp = afe__handle_stamp_issue(t);
 	}
 	atomic_init(&t->state, state);
+	if (rt->tasks.on) {
+		extra_of(t)->record.spawned_ns = afe_now_ns();
+		afe__task_registry_add(&rt->tasks, &extra_of(t)->record, t);
+	}
 	if (mine)
 		afe_counter_add(&mine->spawned, 1);
 	else
@@ -575,4 +593,76 @@ int afe_cancel_init(struct afe_cancel *cancel, struct afe_join_handle *handle)
 	cancel->handle.stamp = afe__handle_stamp_issue(handle->task); /* copies go stale */
 	handle->task = NULL;
 	return 0;
+}
+
+/* ---- dumps ----------------------------------------------------------------- */
+
+/* Under t's registry lock: t is alive. */
+static void describe(struct afe_task *t, struct afe_task_snapshot *out)
+{
+	struct afe_task_extra *x = extra_of(t);
+	/* Relaxed: a picture of a moment, which may be stale at once. */
+	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	out->state = s & AFE_TASK_COMPLETE   ? "complete"
+		     : s & AFE_TASK_RUNNING  ? "running"
+		     : s & AFE_TASK_NOTIFIED ? "queued"
+					     : "waiting";
+	memcpy(out->name, x->name, sizeof(out->name));
+	out->name[sizeof(out->name) - 1] = 0;
+	uint64_t now = afe_now_ns();
+	out->age_ns = now > x->record.spawned_ns ? now - x->record.spawned_ns : 0;
+	out->polls = atomic_load_explicit(&x->polls, memory_order_relaxed);
+	out->poll_fn = (void *)(uintptr_t)future_of(t)->poll;
+}
+
+struct snapshots {
+	struct afe_task_snapshot *at;
+	unsigned n, cap;
+};
+
+static bool keep_snapshot(const struct afe_task_snapshot *s, void *arg)
+{
+	struct snapshots *all = arg;
+	if (all->n == all->cap)
+		return false;
+	all->at[all->n++] = *s;
+	return true;
+}
+
+static bool count_only(const struct afe_task_snapshot *s, void *arg)
+{
+	(void)s;
+	(void)arg;
+	return true;
+}
+
+int afe_runtime_dump_tasks(struct afe_runtime *rt, int fd)
+{
+	if (!rt || fd < 0)
+		return -EINVAL;
+	if (!rt->tasks.on)
+		return -EOPNOTSUPP;
+	/* Taken under the locks, written after them: a slow fd must not hold
+	 * up spawns. Tasks spawned between the count and the copy beyond a
+	 * margin are left out, and said to be. */
+	unsigned guess = afe__task_registry_walk(&rt->tasks, describe, count_only, NULL);
+	struct snapshots all = {.cap = guess + guess / 4 + 16};
+	all.at = malloc(all.cap * sizeof(*all.at));
+	if (!all.at)
+		return -ENOMEM;
+	unsigned seen = afe__task_registry_walk(&rt->tasks, describe, keep_snapshot, &all);
+	int err = dprintf(fd, "afe: %u live task(s)\n", all.n) < 0 ? -errno : 0;
+	for (unsigned i = 0; i < all.n && err == 0; i++) {
+		const struct afe_task_snapshot *s = &all.at[i];
+		if (dprintf(fd, "afe:   \"%s\" %s, age %llu ms, %llu polls, poll function %p\n",
+			    s->name[0] ? s->name : "(unnamed)", s->state,
+			    (unsigned long long)(s->age_ns / 1000000u),
+			    (unsigned long long)s->polls, s->poll_fn) < 0)
+			err = -errno;
+	}
+	if (err == 0 && seen > all.n &&
+	    dprintf(fd, "afe:   and more, spawned while this was written\n") < 0)
+		err = -errno;
+	free(all.at);
+	return err < 0 ? err : (int)all.n;
 }

@@ -32,6 +32,7 @@
 #include "afe/future.h"
 #include "afe/task.h"
 #include "../../pool/runnable.h"
+#include "task_registry.h"
 
 #define AFE_TASK_RUNNING (UINT64_C(1) << 0)
 #define AFE_TASK_NOTIFIED (UINT64_C(1) << 1)
@@ -58,14 +59,18 @@ struct afe_task {
 };
 
 /*
- * What a task spawned with options (afe_spawn_with) carries at the end of
- * its allocation, so plain tasks stay small. name is written before the
- * spawn publishes the task and never again; local is read and written
- * only by the task's own polls, which the state word orders.
+ * What a task spawned with options (afe_spawn_with), or on a runtime that
+ * keeps its tasks for dumps, carries at the end of its allocation, so
+ * plain tasks stay small. name is written before the spawn publishes the
+ * task and never again; local is read and written only by the task's own
+ * polls, which the state word orders; polls is stored by them too, and
+ * read by dumps; record is the registry's, under its lock.
  */
 struct afe_task_extra {
 	void *local;
 	char name[AFE_TASK_NAME_MAX];
+	_Atomic uint64_t polls;
+	struct afe_task_record record;
 };
 
 /* Releases one reference; frees the task when it was the last. */

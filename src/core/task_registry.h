@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The live tasks of a runtime, for afe_runtime_dump_tasks. Kept only when
+ * the runtime was created with config.task_dump: then every task carries
+ * an extra (task_internal.h) whose record sits in one of SHARDS lists,
+ * picked by the task's address, each under its own spinlock, so spawns
+ * and frees on different workers rarely meet on one lock.
+ */
+#ifndef AFE_CORE_TASK_REGISTRY_H
+#define AFE_CORE_TASK_REGISTRY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../../pool/run_queue.h" /* AFE_CACHE_LINE */
+
+struct afe_task;
+
+/* A task's place in the registry (in its extra). */
+struct afe_task_record {
+	struct afe_task_record *prev, *next;
+	struct afe_task *task;
+	uint64_t spawned_ns;
+	bool listed;
+};
+
+#define AFE_TASK_REGISTRY_SHARDS 16
+
+struct afe_task_registry {
+	bool on; /* set at create, never changed */
+	struct {
+		_Alignas(AFE_CACHE_LINE) atomic_flag lock;
+		struct afe_task_record *head;
+	} shards[AFE_TASK_REGISTRY_SHARDS];
+};
+
+void afe__task_registry_init(struct afe_task_registry *reg, bool on);
+
+/* Lists t (its record rec) from its spawn on. */
+void afe__task_registry_add(struct afe_task_registry *reg, struct afe_task_record *rec,
+			    struct afe_task *t);
+
+/* Takes rec off the list, before its task is freed. */
+void afe__task_registry_remove(struct afe_task_registry *reg, struct afe_task_record *rec);
+
+/* What a dump says of one task (filled under its shard's lock, so the
+ * task is alive while it is read). */
+struct afe_task_snapshot {
+	char name[32];
+	const char *state;
+	uint64_t age_ns, polls;
+	void *poll_fn;
+};
+
+/* Calls see(snapshot, arg) for each task listed, under its shard's lock;
+ * describe fills the snapshot from the task (task.c). Returns the count. */
+unsigned afe__task_registry_walk(struct afe_task_registry *reg,
+				 void (*describe)(struct afe_task *t, struct afe_task_snapshot *out),
+				 bool (*see)(const struct afe_task_snapshot *s, void *arg), void *arg);
+
+#endif /* AFE_CORE_TASK_REGISTRY_H */

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/* The task dump: afe_runtime_dump_tasks, config.task_dump and
+ * $AFE_TASK_DUMP, and the dump on a signal (afe_task_dump_watch through
+ * AFE_MAIN's config.task_dump_signal). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static struct afe_runtime *runtime_dumping(bool on)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 2;
+	config.task_dump = on;
+	struct afe_runtime *rt = NULL;
+	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+	return rt;
+}
+
+/* Yields `rounds` times, then waits for the notify. */
+struct waiter {
+	struct afe_future base;
+	struct afe_notify *notify;
+	int rounds, i;
+	struct afe_notified wait;
+};
+
+static int waiter_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct waiter *self = afe_container_of(f, struct waiter, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	for (self->i = 0; self->i < self->rounds; self->i++)
+		AFE_YIELD();
+	afe_notified_init(&self->wait, self->notify);
+	AFE_AWAIT(&self->wait.base);
+	AFE_ASYNC_END;
+}
+
+static struct waiter waiter_make(struct afe_notify *n, int rounds)
+{
+	struct waiter w = {.notify = n, .rounds = rounds};
+	afe_future_init(&w.base, waiter_poll);
+	return w;
+}
+
+/* The dump of rt, read back through a pipe into buf. */
+static int dump_into(struct afe_runtime *rt, char *buf, size_t size)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	int n = afe_runtime_dump_tasks(rt, p[1]);
+	close(p[1]);
+	ssize_t got = read(p[0], buf, size - 1);
+	buf[got > 0 ? got : 0] = 0;
+	close(p[0]);
+	return n;
+}
+
+static void pause_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static int count_of(const char *text, const char *word)
+{
+	int n = 0;
+	for (const char *at = text; (at = strstr(at, word)) != NULL; at++)
+		n++;
+	return n;
+}
+
+/* Dumps rt into buf until `want` tasks are in state (" waiting,"); a
+ * hang fails after 10 s. Returns the dump's count. */
+static int dump_when(struct afe_runtime *rt, char *buf, size_t size, const char *state, int want)
+{
+	int n = dump_into(rt, buf, size);
+	for (int tries = 0; count_of(buf, state) != want && tries < 1000; tries++) {
+		pause_ms(10);
+		n = dump_into(rt, buf, size);
+	}
+	return n;
+}
+
+/* Whether word is in the line that starts at line. */
+static bool in_line(const char *line, const char *word)
+{
+	const char *at = line ? strstr(line, word) : NULL, *end = line ? strchr(line, '\n') : NULL;
+	return at && (!end || at < end);
+}
+
+/* The line of the task named name in a dump, or NULL. */
+static const char *line_of(const char *dump, const char *name)
+{
+	char quoted[48];
+	snprintf(quoted, sizeof(quoted), "\"%s\"", name);
+	return strstr(dump, quoted);
+}
+
+Test(task_dump, lists_each_live_task_with_its_name_state_and_polls, .timeout = 20)
+{
+	struct afe_runtime *rt = runtime_dumping(true);
+	struct afe_notify go;
+	afe_notify_init(&go);
+	struct afe_join_handle h[3];
+	const char *names[] = {"first", "second"};
+	for (int i = 0; i < 2; i++) {
+		struct waiter w = waiter_make(&go, 5 * i);
+		struct afe_spawn_options opts = {.name = names[i]};
+		cr_assert_eq(afe_spawn_with(rt, &w, &h[i], &opts), 0);
+	}
+	struct waiter plain = waiter_make(&go, 0);
+	cr_assert_eq(afe_spawn(rt, &plain, &h[2]), 0);
+	char dump[4096];
+	cr_assert_eq(dump_when(rt, dump, sizeof(dump), " waiting,", 3), 3, "%s", dump);
+	cr_assert(strstr(dump, "afe: 3 live task(s)\n"), "%s", dump);
+	const char *first = line_of(dump, "first"), *second = line_of(dump, "second");
+	cr_assert(first && second && line_of(dump, "(unnamed)"), "%s", dump);
+	cr_assert(strncmp(first, "\"first\" waiting, age ", 21) == 0, "%s", dump);
+	cr_assert(in_line(first, ", 1 polls,"), "%s", dump);
+	cr_assert(in_line(second, ", 6 polls,"), "%s", dump);
+	cr_assert(in_line(first, "poll function 0x"), "%s", dump);
+
+	/* Finished with their handles held: listed as complete until freed. */
+	cr_assert_eq(afe_notify_all(&go), 3);
+	cr_assert_eq(dump_when(rt, dump, sizeof(dump), " complete,", 3), 3, "%s", dump);
+	cr_assert(in_line(line_of(dump, "first"), "\"first\" complete"), "%s", dump);
+	for (int i = 0; i < 3; i++) {
+		struct afe_join join;
+		afe_join_init(&join, &h[i]);
+		cr_assert_eq(test_block_on(rt, &join), 0);
+	}
+	/* Each is freed when its last reference goes, on a worker, maybe
+	 * just after its join returned (block_on's own task too). */
+	for (int tries = 0; dump_into(rt, dump, sizeof(dump)) > 0 && tries < 200; tries++)
+		pause_ms(10);
+	cr_assert(strstr(dump, "afe: 0 live task(s)\n"), "%s", dump);
+	afe_notify_destroy(&go);
+	test_runtime_destroy(rt);
+}
+
+Test(task_dump, says_why_it_cannot)
+{
+	cr_assert_eq(afe_runtime_dump_tasks(NULL, STDERR_FILENO), -EINVAL);
+	struct afe_runtime *rt = runtime_dumping(false);
+	cr_assert_eq(afe_runtime_dump_tasks(rt, -1), -EINVAL);
+	cr_assert_eq(afe_runtime_dump_tasks(rt, STDERR_FILENO), -EOPNOTSUPP);
+	test_runtime_destroy(rt);
+	rt = runtime_dumping(true);
+	cr_assert_eq(afe_runtime_dump_tasks(rt, 1000000), -EBADF);
+	test_runtime_destroy(rt);
+}
+
+Test(task_dump, the_environment_turns_it_on)
+{
+	struct afe_runtime_config config;
+	setenv("AFE_TASK_DUMP", "1", 1);
+	afe_runtime_config_default(&config);
+	cr_assert(config.task_dump);
+	cr_assert_eq(config.task_dump_signal, 0);
+	setenv("AFE_TASK_DUMP", "10", 1);
+	afe_runtime_config_default(&config);
+	cr_assert(config.task_dump);
+	cr_assert_eq(config.task_dump_signal, 10);
+	setenv("AFE_TASK_DUMP", "soon", 1); /* ignored, with a line on stderr */
+	afe_runtime_config_default(&config);
+	cr_assert(!config.task_dump);
+	unsetenv("AFE_TASK_DUMP");
+	afe_runtime_config_default(&config);
+	cr_assert(!config.task_dump);
+	cr_assert_eq(config.task_dump_signal, 0);
+}
+
+/* AFE_MAIN's program with task_dump_signal: the root signals itself, and
+ * its task (and the watch's) are dumped on stderr. */
+struct signals_itself {
+	struct afe_future base;
+	struct afe_sleep nap;
+};
+
+static int signals_itself_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct signals_itself *self = afe_container_of(f, struct signals_itself, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	kill(getpid(), SIGUSR1);
+	afe_sleep_init(&self->nap, 200 * 1000000u);
+	AFE_AWAIT(&self->nap.base);
+	AFE_RETURN(7);
+	AFE_ASYNC_END;
+}
+
+static void main_with_dump_signal(void)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 2;
+	config.task_dump_signal = SIGUSR1;
+	struct signals_itself root;
+	afe_future_init(&root.base, signals_itself_poll);
+	_exit(afe_main_run(&root, sizeof(root), &root.base, &config));
+}
+
+Test(task_dump, afe_main_dumps_on_the_signal_it_was_given, .timeout = 20)
+{
+	char said[4096];
+	int status = test_child_stderr(main_with_dump_signal, said, sizeof(said));
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 7, "status %#x: %s", status, said);
+	cr_assert(strstr(said, "live task(s)\n"), "%s", said);
+	cr_assert(strstr(said, " running, age "), "%s", said); /* the watch itself */
+}
