@@ -31,7 +31,8 @@ static int counted_recv_poll(struct afe_future *f, struct afe_context *cx)
 		self->counted = true;
 		atomic_fetch_add(self->polled, 1);
 	}
-	f->result = self->io.base.result;
+	if (state == AFE_READY) /* else the ring thread may be writing it */
+		f->result = self->io.base.result;
 	return state;
 }
 
