@@ -91,7 +91,6 @@ struct afe_epoll {
 	size_t nfds;
 	struct afe_io **timed; /* a min-heap by deadline */
 	size_t ntimed, timed_cap;
-	size_t in_flight; /* started and not completed */
 };
 
 static uint64_t now_ns(void)
@@ -714,7 +713,7 @@ static void finish(struct afe_epoll *e, struct afe_io *io)
 {
 	if (io->has_timeout)
 		heap_remove(e, io);
-	e->in_flight--;
+	afe__ring_count(&e->ring->io_counts.finished, 1);
 	io->completed = true;
 	afe__io_finish(io); /* or, when its cancel request arrives */
 }
@@ -939,7 +938,7 @@ static void take_done(struct afe_epoll *e)
 
 static void start(struct afe_epoll *e, struct afe_io *io)
 {
-	e->in_flight++;
+	afe__ring_count(&e->ring->io_counts.issued, 1);
 	io->cqes_due = 0;
 	io->ring_next = NULL;
 	io->ring_pprev = NULL;
@@ -977,7 +976,7 @@ static void issue_backlog(struct afe_epoll *e)
 		struct afe_io_request *req = r->backlog;
 		r->backlog = req->next;
 		if (stopping)
-			afe__ring_refuse(req);
+			afe__ring_refuse(r, req);
 		else if (req == &req->io->cancel)
 			take_cancel(e, req->io);
 		else
@@ -1057,6 +1056,14 @@ static void check_futexes(struct afe_epoll *e)
 
 /* ---- the loop ------------------------------------------------------------ */
 
+/* Whether every operation started has finished; the ring thread's own
+ * counts, read relaxed. */
+static bool nothing_in_flight(const struct afe_ring *r)
+{
+	return atomic_load_explicit(&r->io_counts.issued, memory_order_relaxed) ==
+	       atomic_load_explicit(&r->io_counts.finished, memory_order_relaxed);
+}
+
 #define MAX_EVENTS 64
 
 /* How long epoll_wait may sleep: until the next sleep's tick or the next
@@ -1110,7 +1117,7 @@ static void run(struct afe_ring *r)
 		if (stopping) {
 			cancel_everything(e);
 			afe__sleeps_close(&r->sleeps);
-			if (e->in_flight == 0)
+			if (nothing_in_flight(r))
 				return;
 		}
 		/* Seq_cst store, then the final check of requests, finished

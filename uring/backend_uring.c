@@ -130,6 +130,7 @@ static void handle_cqe(struct afe_uring *r, const struct io_uring_cqe *cqe)
 			return;
 		if (tracks_in_flight(r))
 			list_remove(io);
+		afe__ring_count(&r->ring->io_counts.finished, 1);
 		io->completed = true;
 		afe__io_finish(io); /* or, when its cancel request arrives */
 	}
@@ -355,11 +356,11 @@ static bool issue(struct afe_uring *r, struct afe_io_request *req)
 		return true;
 	}
 	if (atomic_load_explicit(&r->ring->stopping, memory_order_relaxed)) {
-		afe__ring_refuse(req);
+		afe__ring_refuse(r->ring, req);
 		return true;
 	}
 	if (unsupported(r, io->sqe) || (io->linked && unsupported(r, io->linked->sqe))) {
-		afe__ring_finish_now(io, -EOPNOTSUPP);
+		afe__ring_finish_now(r->ring, io, -EOPNOTSUPP);
 		return true;
 	}
 	io->waitall = emulates_waitall(r, io) ? WAITALL_MOVING : WAITALL_NONE;
@@ -372,6 +373,7 @@ static bool issue(struct afe_uring *r, struct afe_io_request *req)
 		io->timeout.tv_nsec = (long long)(at % 1000000000u);
 	}
 	queue_op(r, io);
+	afe__ring_count(&r->ring->io_counts.issued, 1);
 	if (tracks_in_flight(r))
 		list_add(&r->in_flight, io);
 	return true;

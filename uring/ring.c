@@ -74,31 +74,37 @@ void afe__ring_take_requests(struct afe_ring *r)
 	struct afe_io_request *stack = atomic_exchange_explicit(&r->requests, NULL,
 								memory_order_acquire);
 	struct afe_io_request *fifo = NULL;
+	uint64_t operations = 0;
 	while (stack) {
 		struct afe_io_request *next = stack->next;
+		operations += stack == &stack->io->submit;
 		stack->next = fifo;
 		fifo = stack;
 		stack = next;
 	}
+	if (operations)
+		afe__ring_count(&r->io_counts.taken, operations);
 	*r->backlog_tail = fifo;
 	while (*r->backlog_tail)
 		r->backlog_tail = &(*r->backlog_tail)->next;
 }
 
-void afe__ring_finish_now(struct afe_io *io, int err)
+void afe__ring_finish_now(struct afe_ring *r, struct afe_io *io, int err)
 {
 	if (io->linked)
 		io->linked->res = err;
 	io->res = err;
+	afe__ring_count(&r->io_counts.issued, 1);
+	afe__ring_count(&r->io_counts.finished, 1);
 	io->completed = true;
 	afe__io_finish(io);
 }
 
-void afe__ring_refuse(struct afe_io_request *req)
+void afe__ring_refuse(struct afe_ring *r, struct afe_io_request *req)
 {
 	struct afe_io *io = req->io;
 	if (req == &io->submit) {
-		afe__ring_finish_now(io, -ESHUTDOWN);
+		afe__ring_finish_now(r, io, -ESHUTDOWN);
 		return;
 	}
 	io->cancel_taken = true;
@@ -126,7 +132,7 @@ static void close_requests(struct afe_ring *r)
 		while (r->backlog) {
 			struct afe_io_request *req = r->backlog;
 			r->backlog = req->next;
-			afe__ring_refuse(req);
+			afe__ring_refuse(r, req);
 		}
 		r->backlog_tail = &r->backlog;
 		struct afe_io_request *empty = NULL;
@@ -251,9 +257,11 @@ static void free_ring(struct afe_ring *r)
 
 int afe_ring_start(struct afe_ring **out, const struct afe_ring_options *o)
 {
-	struct afe_ring *r = calloc(1, sizeof(*r));
+	/* Aligned: the I/O counts have a cache line of their own. */
+	struct afe_ring *r = aligned_alloc(_Alignof(struct afe_ring), sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	memset(r, 0, sizeof(*r));
 	r->options = *o;
 	r->backend = chosen_backend(o);
 	r->backlog_tail = &r->backlog;
@@ -293,6 +301,30 @@ void afe_ring_free(struct afe_ring *r)
 struct afe_sleeps *afe_ring_sleeps(struct afe_ring *r)
 {
 	return &r->sleeps;
+}
+
+/* larger - smaller, or 0 when that would go below 0: see afe_ring_io_load. */
+static uint64_t difference(uint64_t larger, uint64_t smaller)
+{
+	return larger > smaller ? larger - smaller : 0;
+}
+
+void afe_ring_io_load(const struct afe_ring *r, uint64_t *in_flight, uint64_t *backlog)
+{
+	/* Relaxed: pairs with afe__ring_count's relaxed stores; nothing else
+	 * is read through them. A gauge read while the counts move is off by
+	 * what moved meanwhile, as any gauge. Each count only grows, and
+	 * taken >= issued >= finished at every moment: read smallest first,
+	 * a later load sees a count at least as large where loads and stores
+	 * keep their order (x86); elsewhere the three may come from moments
+	 * in any order, and the clamps keep the gauges in range. */
+	uint64_t finished = atomic_load_explicit(&r->io_counts.finished, memory_order_relaxed);
+	uint64_t issued = atomic_load_explicit(&r->io_counts.issued, memory_order_relaxed);
+	uint64_t taken = atomic_load_explicit(&r->io_counts.taken, memory_order_relaxed);
+	*in_flight = difference(taken, finished);
+	*backlog = difference(taken, issued);
+	if (*backlog > *in_flight)
+		*backlog = *in_flight;
 }
 
 int afe_ring_backend(const struct afe_ring *r)

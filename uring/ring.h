@@ -77,6 +77,12 @@ bool afe_ring_cancel(struct afe_ring *ring, struct afe_io *io);
 /* The runtime's sleeps (sleeps.h), which the ring thread advances. */
 struct afe_sleeps *afe_ring_sleeps(struct afe_ring *ring);
 
+/* The I/O gauges of afe_metrics (afe/runtime.h), for any thread: the
+ * operations the ring thread took and has not finished (*in_flight), and
+ * of those the ones it has not issued yet (*backlog). Requests it has not
+ * taken count in neither. */
+void afe_ring_io_load(const struct afe_ring *ring, uint64_t *in_flight, uint64_t *backlog);
+
 /* The backend the ring runs on: AFE_BACKEND_URING or _EPOLL. */
 int afe_ring_backend(const struct afe_ring *ring);
 

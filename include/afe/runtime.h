@@ -202,6 +202,17 @@ struct afe_metrics {
 	uint64_t queued;	   /* tasks waiting to be polled (run queues, injection) */
 	uint64_t blocking_running; /* blocking jobs running on their threads */
 	uint64_t blocking_queued;  /* blocking jobs waiting for a thread */
+	/* I/O operations (struct afe_io; a linked pair is one) the ring
+	 * thread took and has not finished: in the kernel or waiting for room
+	 * in the submission queue (io_uring); waiting on an fd, a futex word
+	 * or a blocking-pool job (epoll). Operations queued by workers that
+	 * the ring thread has not taken yet (it takes them every round) count
+	 * in neither of these two. */
+	uint64_t io_in_flight;
+	/* Of io_in_flight, those not issued yet: waiting for room in the
+	 * submission queue (io_uring); on epoll, only those taken in the
+	 * round under way and not started yet. */
+	uint64_t io_backlog;
 };
 
 /*

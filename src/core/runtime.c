@@ -357,6 +357,7 @@ int afe_runtime_metrics(const struct afe_runtime *rt, struct afe_metrics *m)
 	m->queued = afe_pool_queued(&mutable_rt->pool);
 	afe_blocking_pool_load(afe_pool_blocking(&mutable_rt->pool), &m->blocking_running,
 			       &m->blocking_queued);
+	afe_ring_io_load(rt->ring, &m->io_in_flight, &m->io_backlog);
 	return 0;
 }
 
