@@ -68,41 +68,6 @@ static const char *const flag_names[] = {"conns",  "size",	"n",		  "port",
 					 "host",   "impl",	"server_pid",	  "server_threads",
 					 "warmup", "threads", NULL};
 
-static void check_flags(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		bool known = false;
-		for (const char *const *name = flag_names; *name && !known; name++)
-			known = flag_value(argv[i], *name) != NULL;
-		if (!known) {
-			fprintf(stderr, "echo_client: unknown flag '%s' (flags are --name=value:",
-				argv[i]);
-			for (const char *const *name = flag_names; *name; name++)
-				fprintf(stderr, " %s", *name);
-			fputs(")\n", stderr);
-			exit(2);
-		}
-	}
-}
-
-/* The last --name=value given, or NULL. */
-static const char *string_flag(int argc, char **argv, const char *name)
-{
-	const char *found = NULL;
-	for (int i = 1; i < argc; i++) {
-		const char *v = flag_value(argv[i], name);
-		if (v)
-			found = v;
-	}
-	return found;
-}
-
-static long number_flag(int argc, char **argv, const char *name, long fallback)
-{
-	const char *v = string_flag(argc, argv, name);
-	return v ? flag_number("echo_client", name, v, LONG_MAX) : fallback;
-}
-
 /* ---- the server's CPU time ---- */
 
 /* utime + stime of the server (all its threads), in clock ticks. */
@@ -317,17 +282,17 @@ static int cmp_u64(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	check_flags(argc, argv);
-	long conns = number_flag(argc, argv, "conns", 64);
-	long size = number_flag(argc, argv, "size", 64);
-	long n = number_flag(argc, argv, "n", 1000000);
-	long port = number_flag(argc, argv, "port", 7000);
-	long server_pid = number_flag(argc, argv, "server_pid", 0);
-	long server_threads = number_flag(argc, argv, "server_threads", 0);
-	long warmup = number_flag(argc, argv, "warmup", 0);
-	long threads = number_flag(argc, argv, "threads", 1);
-	const char *host = string_flag(argc, argv, "host");
-	const char *impl = string_flag(argc, argv, "impl");
+	flags_check("echo_client", flag_names, argc, argv);
+	long conns = flags_number("echo_client", argc, argv, "conns", 64);
+	long size = flags_number("echo_client", argc, argv, "size", 64);
+	long n = flags_number("echo_client", argc, argv, "n", 1000000);
+	long port = flags_number("echo_client", argc, argv, "port", 7000);
+	long server_pid = flags_number("echo_client", argc, argv, "server_pid", 0);
+	long server_threads = flags_number("echo_client", argc, argv, "server_threads", 0);
+	long warmup = flags_number("echo_client", argc, argv, "warmup", 0);
+	long threads = flags_number("echo_client", argc, argv, "threads", 1);
+	const char *host = flags_string(argc, argv, "host");
+	const char *impl = flags_string(argc, argv, "impl");
 	if (!host)
 		host = "127.0.0.1";
 	if (!impl)

@@ -75,41 +75,6 @@ static const char *const flag_names[] = {"peers",	   "size",   "n",	   "port",
 					 "host",	   "impl",   "server_pid", "server_threads",
 					 "warmup",	   "timeout_ms", NULL};
 
-static void check_flags(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		bool known = false;
-		for (const char *const *name = flag_names; *name && !known; name++)
-			known = flag_value(argv[i], *name) != NULL;
-		if (!known) {
-			fprintf(stderr, "udp_client: unknown flag '%s' (flags are --name=value:",
-				argv[i]);
-			for (const char *const *name = flag_names; *name; name++)
-				fprintf(stderr, " %s", *name);
-			fputs(")\n", stderr);
-			exit(2);
-		}
-	}
-}
-
-/* The last --name=value given, or NULL. */
-static const char *string_flag(int argc, char **argv, const char *name)
-{
-	const char *found = NULL;
-	for (int i = 1; i < argc; i++) {
-		const char *v = flag_value(argv[i], name);
-		if (v)
-			found = v;
-	}
-	return found;
-}
-
-static long number_flag(int argc, char **argv, const char *name, long fallback)
-{
-	const char *v = string_flag(argc, argv, name);
-	return v ? flag_number("udp_client", name, v, LONG_MAX) : fallback;
-}
-
 /* utime + stime of the server (all its threads), in clock ticks. */
 static unsigned long long cpu_ticks(long pid)
 {
@@ -285,17 +250,17 @@ static int cmp_u64(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	check_flags(argc, argv);
-	long npeers = number_flag(argc, argv, "peers", 64);
-	long size = number_flag(argc, argv, "size", 64);
-	long n = number_flag(argc, argv, "n", 1000000);
-	long port = number_flag(argc, argv, "port", 7000);
-	long server_pid = number_flag(argc, argv, "server_pid", 0);
-	long server_threads = number_flag(argc, argv, "server_threads", 0);
-	long warmup = number_flag(argc, argv, "warmup", 0);
-	long timeout_ms = number_flag(argc, argv, "timeout_ms", 1000);
-	const char *host = string_flag(argc, argv, "host");
-	const char *impl = string_flag(argc, argv, "impl");
+	flags_check("udp_client", flag_names, argc, argv);
+	long npeers = flags_number("udp_client", argc, argv, "peers", 64);
+	long size = flags_number("udp_client", argc, argv, "size", 64);
+	long n = flags_number("udp_client", argc, argv, "n", 1000000);
+	long port = flags_number("udp_client", argc, argv, "port", 7000);
+	long server_pid = flags_number("udp_client", argc, argv, "server_pid", 0);
+	long server_threads = flags_number("udp_client", argc, argv, "server_threads", 0);
+	long warmup = flags_number("udp_client", argc, argv, "warmup", 0);
+	long timeout_ms = flags_number("udp_client", argc, argv, "timeout_ms", 1000);
+	const char *host = flags_string(argc, argv, "host");
+	const char *impl = flags_string(argc, argv, "impl");
 	if (!host)
 		host = "127.0.0.1";
 	if (!impl)
