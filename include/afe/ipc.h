@@ -102,6 +102,8 @@ struct afe_ipc_stats {
 	uint64_t repairs;      /* the shared object was found shrunk (producer: by a
 				* fault of its own) or wiped (consumer: its header)
 				* and restored; see afe_ipc_consumer_serve */
+	uint64_t reconnects;   /* producer: connections made again after the
+				* consumer went away (see reconnect_wait_ms) */
 };
 
 /* ---- the producer --------------------------------------------------------- */
@@ -133,6 +135,11 @@ struct afe_ipc_producer_config {
 	 * it tries again (after 2 ms, doubling up to 100 ms between tries)
 	 * while no consumer serves it, then gives -ETIMEDOUT. 0: one try. */
 	uint32_t connect_wait_ms;
+	/* Opt-in: reconnect after the consumer went away (it died, closed,
+	 * or restarted), waiting up to this long, in ms, for the name to be
+	 * served again. 0 (the default): a producer whose consumer went
+	 * away stays gone. See afe_ipc_producer_connect. */
+	uint32_t reconnect_wait_ms;
 };
 
 AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *config);
@@ -239,6 +246,9 @@ struct afe_ipc_call {
 	struct afe_future base;
 	/* Private. */
 	struct afe_ipc_producer *producer;
+	/* The producer the call runs on: producer, or the connection of
+	 * one that reconnects (see reconnect_wait_ms). */
+	struct afe_ipc_producer *conn;
 	afe_ipc_reply_fn *on_reply;
 	void *on_reply_ctx;
 	uint64_t id;
@@ -252,6 +262,11 @@ struct afe_ipc_call {
 	struct afe_waker waker;	  /* guarded by the producer's lock */
 	uint64_t deadline; /* CLOCK_MONOTONIC ns */
 	struct afe_notified room;
+	/* Waiting for a reconnect to end: the count of those that had
+	 * ended when the wait began. */
+	bool waiting_dial;
+	uint64_t dials_seen;
+	struct afe_notified dialed;
 	unsigned char args_inline[48], ret_inline[48];
 };
 
