@@ -8,8 +8,10 @@
  * the restart reconnect once between them and none hangs; a close while
  * a reconnect waits ends it. Also over the in-process link.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/syscall.h>
 
 #include "ipc_helpers.h"
 
@@ -131,6 +133,38 @@ Test(ipc_reconnect, nobody_serving_again_times_out_after_the_wait)
 		r = add_on(&s, 3); /* the new consumer may take more than 200 ms */
 	cr_assert_eq(r, 0);
 	ipc_session_end(&s);
+}
+
+/* Waits (10 s at most) until pid ended, as its pidfd says (readable),
+ * without reaping it. */
+static void wait_ended(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0 && (errno == ENOSYS || errno == EPERM))
+		cr_skip_test("no pidfds");
+	cr_assert_geq(fd, 0);
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	cr_assert_eq(poll(&pfd, 1, 10000), 1, "it never ended");
+	close(fd);
+}
+
+/* A consumer that died and is not reaped yet still has a pidfd: a
+ * reconnect that came that early took it for a live one, and went
+ * through a second reconnect once its watch saw the death. */
+Test(ipc_reconnect, a_dead_consumer_not_reaped_yet_is_not_connected_to)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	const char *name = ipc_test_name("zombie");
+	pid_t consumer = start_consumer(name);
+	struct afe_ipc_producer_config config = over_shared_memory();
+	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
+	afe_ipc_producer_close(p);
+	kill(consumer, SIGKILL);
+	wait_ended(consumer);
+	int err = afe_ipc_producer_connect(&p, rt, name, &config);
+	cr_assert_eq(err, -ECONNREFUSED, "connect: %d", err);
+	waitpid(consumer, NULL, 0);
+	test_runtime_destroy(rt);
 }
 
 /* ---- tasks calling at once across a restart --------------------------------- */
