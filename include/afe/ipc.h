@@ -62,7 +62,8 @@
  * possibly to another call of the same producer. A slot sequence number
  * that neither side could have written spoils that producer's rings: its
  * pending and later calls end with -EPROTO at once (the producer is then
- * gone: connect again for fresh rings); other producers go on.
+ * gone: connect again for fresh rings, as one that reconnects does by
+ * itself); other producers go on.
  */
 #ifndef AFE_IPC_H
 #define AFE_IPC_H
