@@ -62,7 +62,8 @@
  * possibly to another call of the same producer. A slot sequence number
  * that neither side could have written spoils that producer's rings: its
  * pending and later calls end with -EPROTO at once (the producer is then
- * gone: connect again for fresh rings); other producers go on.
+ * gone: connect again for fresh rings, as one that reconnects does by
+ * itself); other producers go on.
  */
 #ifndef AFE_IPC_H
 #define AFE_IPC_H
@@ -102,6 +103,8 @@ struct afe_ipc_stats {
 	uint64_t repairs;      /* the shared object was found shrunk (producer: by a
 				* fault of its own) or wiped (consumer: its header)
 				* and restored; see afe_ipc_consumer_serve */
+	uint64_t reconnects;   /* producer: connections made again after the
+				* consumer went away (see reconnect_wait_ms) */
 };
 
 /* ---- the producer --------------------------------------------------------- */
@@ -133,6 +136,11 @@ struct afe_ipc_producer_config {
 	 * it tries again (after 2 ms, doubling up to 100 ms between tries)
 	 * while no consumer serves it, then gives -ETIMEDOUT. 0: one try. */
 	uint32_t connect_wait_ms;
+	/* Opt-in: reconnect after the consumer went away (it died, closed,
+	 * restarted), waiting up to this long, in ms, for the name to be
+	 * served again. 0 (the default): a producer whose consumer went away
+	 * stays gone. See "Reconnecting" at afe_ipc_producer_connect. */
+	uint32_t reconnect_wait_ms;
 };
 
 AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *config);
@@ -165,6 +173,24 @@ AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *
  * that), or that of afe_runtime_create for a runtime of its own.
  * A consumer that another process shrinks the object under ends this
  * producer's calls with -EPIPE (see afe_ipc_consumer_serve).
+ *
+ * Reconnecting (config->reconnect_wait_ms, opt-in): the producer returned
+ * stays valid across restarts of the consumer. Calls in flight when the
+ * consumer goes away still end with -EPIPE (they may or may not have
+ * run: they are never sent again). The first call made after the producer
+ * saw it go (afe_ipc_producer_is_gone) starts a reconnect, which tries to
+ * connect again as connect_wait_ms does, for up to reconnect_wait_ms,
+ * without holding a thread; that call and every other call made
+ * meanwhile, from any task or thread, wait for that one reconnect, then
+ * go to the new consumer, or end with its error: -ETIMEDOUT when nobody
+ * served the name in time, or another error of this function (-EBUSY, a
+ * full consumer; -ENOSPC, -ENOMEM...). A call waits for one reconnect at
+ * most (-EPIPE when the consumer it found went away again meanwhile);
+ * the next call starts another. Nothing is tried while nobody calls.
+ * The call's own timeout starts once it is sent. Between the death and
+ * the moment the producer sees it (at once with pidfds, else within
+ * 250 ms) a call goes to the dead consumer and ends with -EPIPE.
+ * Per-function timeouts are copied, and kept for every reconnection.
  */
 AFE_EXPORT int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *rt,
 					const char *name,
@@ -177,7 +203,8 @@ AFE_EXPORT int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct af
  * task, not of its thread. Its result is afe_ipc_producer_connect's, or
  * -ECANCELED. config is copied (NULL: the defaults, one try); name and
  * config->timeouts must stay valid until it ends. rt NULL means the
- * awaiting task's runtime.
+ * awaiting task's runtime. With config->reconnect_wait_ms the producer
+ * reconnects as afe_ipc_producer_connect describes.
  */
 struct afe_ipc_connect {
 	struct afe_future base;
@@ -196,18 +223,24 @@ AFE_EXPORT void afe_ipc_connect_init(struct afe_ipc_connect *c, struct afe_ipc_p
 				     struct afe_runtime *rt, const char *name,
 				     const struct afe_ipc_producer_config *config);
 
-/* Disconnects: calls in flight end with -EPIPE. The producer is freed once
- * its internal tasks ended, and its place at a consumer of another process
- * (one of AFE_IPC_MAX_PRODUCERS) is free again once its reply task ended
- * and the consumer looked; it must not be used after this. A runtime of
- * its own is destroyed before this returns (its threads joined), so such
- * a producer is not closed from a reply callback, which runs on it. */
+/* Disconnects: calls in flight end with -EPIPE, and so do calls waiting
+ * for a reconnect (which is abandoned, and what it connected closed). The
+ * producer is freed once its internal tasks ended, and its place at a
+ * consumer of another process (one of AFE_IPC_MAX_PRODUCERS) is free
+ * again once its reply task ended and the consumer looked; it must not be
+ * used after this. A runtime of its own is destroyed before this returns
+ * (its threads joined), so such a producer is not closed from a reply
+ * callback, which runs on it. */
 AFE_EXPORT void afe_ipc_producer_close(struct afe_ipc_producer *p);
 
 /* Whether the consumer went away (its calls then fail with -EPIPE), or
- * the producer's rings were found spoilt (-EPROTO). */
+ * the producer's rings were found spoilt (-EPROTO). For a producer that
+ * reconnects: whether it has no live connection now (its next call
+ * reconnects first); false again once a reconnect succeeded. */
 AFE_EXPORT bool afe_ipc_producer_is_gone(const struct afe_ipc_producer *p);
 
+/* What p counted; for a producer that reconnects, over all its
+ * connections. */
 AFE_EXPORT void afe_ipc_producer_stats(const struct afe_ipc_producer *p,
 				       struct afe_ipc_stats *out);
 
@@ -230,7 +263,9 @@ typedef void afe_ipc_reply_fn(void *ctx, int status, struct afe_ipc_reader *r, b
  * arguments it could not decode, any errno it replied), -ETIMEDOUT after
  * the function's timeout, or when the consumer dropped replies of this
  * producer that found no room in its reply ring (see the consumer's
- * room_ms: every call pending when the producer learns it ends so), -EPIPE
+ * room_ms: every call pending when the producer learns it ends so), or
+ * when a reconnect found nobody serving the name (see
+ * afe_ipc_producer_connect), -EPIPE
  * when the consumer went away, -EPROTO when the producer's rings were found
  * spoilt (see the top), -EMSGSIZE / -EINVAL when the arguments could not
  * be encoded, -EBUSY with AFE_IPC_MAX_PENDING calls in flight, -ECANCELED.
@@ -239,6 +274,9 @@ struct afe_ipc_call {
 	struct afe_future base;
 	/* Private. */
 	struct afe_ipc_producer *producer;
+	/* The producer the call runs on: producer, or the connection of
+	 * one that reconnects (see reconnect_wait_ms). */
+	struct afe_ipc_producer *conn;
 	afe_ipc_reply_fn *on_reply;
 	void *on_reply_ctx;
 	uint64_t id;
@@ -252,6 +290,11 @@ struct afe_ipc_call {
 	struct afe_waker waker;	  /* guarded by the producer's lock */
 	uint64_t deadline; /* CLOCK_MONOTONIC ns */
 	struct afe_notified room;
+	/* Waiting for a reconnect to end: the count of those that had
+	 * ended when the wait began. */
+	bool waiting_dial;
+	uint64_t dials_seen;
+	struct afe_notified dialed;
 	unsigned char args_inline[48], ret_inline[48];
 };
 

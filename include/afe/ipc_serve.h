@@ -70,8 +70,9 @@ struct afe_ipc_handler {
 
 struct afe_ipc_serve_config {
 	struct afe_ipc_consumer *consumer;
-	/* At most one entry per function id; the table is copied. A request
-	 * for a function without an entry is answered -ENOSYS. */
+	/* At most one entry per function id. The table is not copied: it
+	 * must outlive the serving tasks (a static const table does). A
+	 * request for a function without an entry is answered -ENOSYS. */
 	const struct afe_ipc_handler *handlers;
 	size_t n_handlers;
 	void *arg; /* passed to every handler */
@@ -86,19 +87,20 @@ struct afe_ipc_serve_config {
  * holds is then answered -ECANCELED; a handler's future is polled with
  * cancel set until it ends), -ENOMEM when its scratch could not be
  * allocated, -EINVAL when afe_ipc_serve_init refused the config.
- * Everything it needs is inside it, so it may be copied (afe_spawn) before
- * its first poll: initialise one and spawn as many copies as tasks are
- * wanted. The consumer must outlive the serving tasks (close it, await
- * them, then destroy it).
+ * Everything it needs is inside it or in the config's handler table, so it
+ * may be copied (afe_spawn) before its first poll: initialise one and
+ * spawn as many copies as tasks are wanted. The consumer and the handler
+ * table must outlive the serving tasks (close the consumer, await them,
+ * then destroy it).
  */
 struct afe_ipc_serve {
 	struct afe_future base;
 	/* Private. */
 	struct afe_ipc_serve_config config;
-	struct afe_ipc_handler table[256]; /* by function id; both NULL: none */
-	void *scratch;			   /* from the first poll to the end */
-	struct afe_future *running;	   /* a start handler's future */
-	int status;			   /* what the handler returned */
+	uint16_t entry[256];	    /* by function id: 1 + its index in handlers; 0: none */
+	void *scratch;		    /* from the first poll to the end */
+	struct afe_future *running; /* a start handler's future */
+	int status;		    /* what the handler returned */
 	struct afe_ipc_request req;
 	struct afe_ipc_reply rep;
 };

@@ -371,6 +371,12 @@ int afe_ipc_link_shm_connect(struct afe_ipc_producer *p, const char *name)
 		pidfd = -1;
 	} else if (pidfd < 0) {
 		err = pidfd;
+	} else if (afe_ipc_pidfd_ended(pidfd)) {
+		/* Dead, not reaped yet: it will never serve (a producer
+		 * reconnecting right after the death would take it). */
+		close(pidfd);
+		pidfd = -1;
+		err = -ESRCH;
 	}
 	if (err < 0) {
 		afe_ipc_shm_unmap(h);

@@ -22,7 +22,8 @@
 _Thread_local unsigned char afe_ipc_scratch[AFE_IPC_MAX_PAYLOAD];
 _Thread_local struct afe_ipc_writer afe_ipc_scratch_writer;
 
-enum { PHASE_IDLE, PHASE_ARMED, PHASE_SENDING, PHASE_WAITING, PHASE_DONE };
+/* DIALING: a call of a producer that reconnects waits for a reconnect. */
+enum { PHASE_IDLE, PHASE_ARMED, PHASE_DIALING, PHASE_SENDING, PHASE_WAITING, PHASE_DONE };
 
 void afe__ipc_producer_ref(struct afe_ipc_producer *p)
 {
@@ -41,6 +42,7 @@ void afe__ipc_producer_unref(struct afe_ipc_producer *p)
 		p->link->free(p);
 	afe_notify_destroy(&p->room);
 	pthread_mutex_destroy(&p->lock);
+	free(p->pending);
 	free(p);
 }
 
@@ -166,21 +168,30 @@ static int check_config(const struct afe_ipc_producer_config *c)
 static int connect_own_runtime(struct afe_ipc_producer **out, const char *name,
 			       const struct afe_ipc_producer_config *config);
 
-/* A producer on rt with config's timeouts, not linked yet. */
-static struct afe_ipc_producer *producer_new(struct afe_runtime *rt,
-					     const struct afe_ipc_producer_config *config)
+struct afe_ipc_producer *afe__ipc_producer_new(struct afe_runtime *rt,
+					       const struct afe_ipc_producer_config *config,
+					       bool with_table)
 {
 	struct afe_ipc_producer *p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
+	/* One block: the calls' slots, then the list of free ones. */
+	if (with_table && !(p->pending = calloc(AFE_IPC_MAX_PENDING,
+						sizeof(*p->pending) + sizeof(*p->free_slots)))) {
+		free(p);
+		return NULL;
+	}
 	p->rt = rt;
 	p->consumer_pidfd = -1;
 	atomic_init(&p->refs, 1);
 	afe_notify_init(&p->room);
 	pthread_mutex_init(&p->lock, NULL);
-	for (uint32_t i = 0; i < AFE_IPC_MAX_PENDING; i++)
-		p->free_slots[i] = AFE_IPC_MAX_PENDING - 1 - i;
-	p->n_free = AFE_IPC_MAX_PENDING;
+	if (with_table) {
+		p->free_slots = (uint32_t *)(p->pending + AFE_IPC_MAX_PENDING);
+		for (uint32_t i = 0; i < AFE_IPC_MAX_PENDING; i++)
+			p->free_slots[i] = AFE_IPC_MAX_PENDING - 1 - i;
+		p->n_free = AFE_IPC_MAX_PENDING;
+	}
 	uint32_t ms = config->timeout_ms ? config->timeout_ms : AFE_IPC_DEFAULT_TIMEOUT_MS;
 	for (unsigned i = 0; i < 256; i++)
 		p->timeout_ms[i] = ms;
@@ -202,15 +213,20 @@ int afe_ipc_producer_connect(struct afe_ipc_producer **out, struct afe_runtime *
 		return -EINVAL;
 	if (!rt && !(rt = afe_runtime_current()))
 		return connect_own_runtime(out, name, config);
-	if (config->connect_wait_ms)
-		return afe__ipc_connect_waiting(out, rt, name, config);
-	return afe__ipc_connect_once(out, rt, name, config);
+	struct afe_ipc_producer *p;
+	int err = config->connect_wait_ms ? afe__ipc_connect_waiting(&p, rt, name, config)
+					  : afe__ipc_connect_once(&p, rt, name, config);
+	if (err == 0 && config->reconnect_wait_ms)
+		err = afe__ipc_redial_wrap(&p, name, config);
+	if (err == 0)
+		*out = p;
+	return err;
 }
 
 int afe__ipc_connect_once(struct afe_ipc_producer **out, struct afe_runtime *rt, const char *name,
 			  const struct afe_ipc_producer_config *config)
 {
-	struct afe_ipc_producer *p = producer_new(rt, config);
+	struct afe_ipc_producer *p = afe__ipc_producer_new(rt, config, true);
 	if (!p)
 		return -ENOMEM;
 	int err = afe_ipc_deadlines_start(p);
@@ -250,12 +266,18 @@ void afe_ipc_producer_close(struct afe_ipc_producer *p)
 
 bool afe_ipc_producer_is_gone(const struct afe_ipc_producer *p)
 {
+	if (p->redial) /* it looks under p's lock: not a change of p */
+		return afe__ipc_redial_gone((struct afe_ipc_producer *)p);
 	/* seq_cst: pairs with the links' stores of gone. */
 	return atomic_load_explicit(&p->gone, memory_order_seq_cst);
 }
 
 void afe_ipc_producer_stats(const struct afe_ipc_producer *p, struct afe_ipc_stats *out)
 {
+	if (p->redial) { /* as is_gone */
+		afe__ipc_redial_stats((struct afe_ipc_producer *)p, out);
+		return;
+	}
 	memset(out, 0, sizeof(*out));
 	/* Relaxed, all: counts, bumped relaxed; they order nothing. */
 	out->calls = atomic_load_explicit(&p->n_calls, memory_order_relaxed);
@@ -330,7 +352,7 @@ int afe_ipc_call_result(const struct afe_ipc_call *call, struct afe_ipc_reader *
  * call_sent once unlocked), -EAGAIN full, or an error. */
 static int call_send_locked(struct afe_ipc_call *call)
 {
-	struct afe_ipc_producer *p = call->producer;
+	struct afe_ipc_producer *p = call->conn;
 	int err = p->link->send(p, call);
 	if (err == 0)
 		atomic_fetch_add_explicit(&p->n_calls, 1, memory_order_relaxed); /* a count */
@@ -339,15 +361,15 @@ static int call_send_locked(struct afe_ipc_call *call)
 
 static void call_sent(struct afe_ipc_call *call)
 {
-	call->producer->link->sent(call->producer);
+	call->conn->link->sent(call->conn);
 }
 
-/* Takes the call into the table, with its deadline and the task's waker,
- * and tries its first send in the same hold of the lock (*sent: what
- * call_send_locked returned). 0 or an error. */
+/* Takes the call into the table of its connection, with its deadline and
+ * the task's waker, and tries its first send in the same hold of the lock
+ * (*sent: what call_send_locked returned). 0 or an error. */
 static int call_start(struct afe_ipc_call *call, const struct afe_context *cx, int *sent)
 {
-	struct afe_ipc_producer *p = call->producer;
+	struct afe_ipc_producer *p = call->conn;
 	uint64_t now = afe_now_ns();
 	struct afe_waker sweeper = {0};
 	/* Looked at under the lock: a call added after the link went away
@@ -365,7 +387,6 @@ static int call_start(struct afe_ipc_call *call, const struct afe_context *cx, i
 	pthread_mutex_unlock(&p->lock);
 	if (err < 0)
 		return err;
-	afe__ipc_producer_ref(p); /* the call's, until it ends */
 	if (*sent == 0)
 		call_sent(call);
 	afe_waker_wake_if_set(&sweeper);
@@ -375,7 +396,7 @@ static int call_start(struct afe_ipc_call *call, const struct afe_context *cx, i
 /* Sends the request again, once there may be room. */
 static int call_send(struct afe_ipc_call *call)
 {
-	struct afe_ipc_producer *p = call->producer;
+	struct afe_ipc_producer *p = call->conn;
 	pthread_mutex_lock(&p->lock);
 	int err = call_send_locked(call);
 	pthread_mutex_unlock(&p->lock);
@@ -388,20 +409,20 @@ static int call_send(struct afe_ipc_call *call)
  * out): AFE_PENDING, or AFE_READY to try again. */
 static int call_wait_room(struct afe_ipc_call *call, struct afe_context *cx)
 {
-	struct afe_ipc_producer *p = call->producer;
+	struct afe_ipc_producer *p = call->conn;
 	return afe_ipc_wait(&call->waiting_room, &call->room, &p->room, &p->room_waiters,
 			    &p->entry->bell, AFE_IPC_WANT_ROOM, cx);
 }
 
 static void call_stop_waiting_room(struct afe_ipc_call *call, const struct afe_context *cx)
 {
-	afe_ipc_wait_end(&call->waiting_room, &call->room, &call->producer->room_waiters, cx);
+	afe_ipc_wait_end(&call->waiting_room, &call->room, &call->conn->room_waiters, cx);
 }
 
 /* Ends the call with err unless a reply already did. */
 static void call_end_early(struct afe_ipc_call *call, int32_t err)
 {
-	struct afe_ipc_producer *p = call->producer;
+	struct afe_ipc_producer *p = call->conn;
 	struct afe_waker w = {0};
 	pthread_mutex_lock(&p->lock);
 	if (!atomic_load_explicit(&call->answered, memory_order_relaxed))
@@ -413,13 +434,33 @@ static void call_end_early(struct afe_ipc_call *call, int32_t err)
 /* Registers the task's waker, unless the answer is in. */
 static void call_register(struct afe_ipc_call *call, const struct afe_context *cx)
 {
-	struct afe_ipc_producer *p = call->producer;
+	struct afe_ipc_producer *p = call->conn;
 	if (atomic_load_explicit(&call->answered, memory_order_acquire))
 		return; /* the usual case: polled again because it is answered */
 	pthread_mutex_lock(&p->lock);
 	if (!atomic_load_explicit(&call->answered, memory_order_relaxed))
 		afe_waker_register(&call->waker, cx);
 	pthread_mutex_unlock(&p->lock);
+}
+
+/* Finds the connection the call runs on (call->conn), counted until the
+ * call ends: its producer, or the connection of one that reconnects,
+ * which may first wait for a reconnect. AFE_PENDING, or AFE_READY with
+ * *err 0 or the error the call ends with. */
+static int call_connect(struct afe_ipc_call *call, struct afe_context *cx, int *err)
+{
+	*err = 0;
+	if (!call->producer->redial) {
+		call->conn = call->producer;
+		afe__ipc_producer_ref(call->conn);
+		return AFE_READY;
+	}
+	call->phase = PHASE_DIALING;
+	if (!cx->cancel)
+		return afe__ipc_redial_poll(call, cx, err);
+	afe__ipc_redial_stop_waiting(call, cx);
+	*err = -ECANCELED;
+	return AFE_READY;
 }
 
 static int call_poll(struct afe_future *f, struct afe_context *cx)
@@ -435,8 +476,12 @@ static int call_poll(struct afe_future *f, struct afe_context *cx)
 		f->result = call->status;
 		return AFE_READY;
 	case PHASE_ARMED:
+	case PHASE_DIALING:
+		if (call_connect(call, cx, &err) == AFE_PENDING)
+			return AFE_PENDING;
 		started = true;
-		err = cx->cancel ? -ECANCELED : call_start(call, cx, &first_send);
+		if (err == 0 && (err = cx->cancel ? -ECANCELED : call_start(call, cx, &first_send)))
+			afe__ipc_producer_unref(call->conn);
 		if (err < 0) {
 			call->status = err;
 			call->phase = PHASE_DONE;
@@ -477,7 +522,7 @@ done:
 	call->phase = PHASE_DONE;
 	call->on_reply = NULL;
 	f->result = call->status;
-	afe__ipc_producer_unref(call->producer);
+	afe__ipc_producer_unref(call->conn);
 	return AFE_READY;
 }
 

@@ -39,8 +39,14 @@ struct afe_ipc_link_ops {
 	void (*free)(struct afe_ipc_producer *p);
 };
 
+struct afe_ipc_redial;
+
 struct afe_ipc_producer {
 	const struct afe_ipc_link_ops *link;
+	/* NULL, or p reconnects (ipc_redial.c): p is then the user's handle
+	 * only, with no table of its own; its calls run on a connection it
+	 * holds, which it makes again after the consumer went away. */
+	struct afe_ipc_redial *redial;
 	struct afe_runtime *rt;
 	bool owns_rt; /* connect made rt for a caller outside any runtime */
 	_Atomic int refs;
@@ -50,8 +56,10 @@ struct afe_ipc_producer {
 	 * -EPIPE. */
 	_Atomic bool spoilt;
 	pthread_mutex_t lock; /* the pending table, the calls in it, the local queue */
-	struct afe_ipc_call *pending[AFE_IPC_MAX_PENDING];
-	uint32_t free_slots[AFE_IPC_MAX_PENDING], n_free;
+	/* The pending table: AFE_IPC_MAX_PENDING of each, on the heap, so
+	 * that a producer that reconnects (which has none) stays small. */
+	struct afe_ipc_call **pending;
+	uint32_t *free_slots, n_free;
 	uint32_t slots_used; /* no call ever had a slot at or past this */
 	uint64_t serial;
 	/* The timeout sweeper (ipc_deadlines.c): the time it sleeps until,
@@ -111,6 +119,34 @@ static inline int32_t afe__ipc_producer_gone_error(struct afe_ipc_producer *p)
 	/* Pairs with the release store of spoilt before gone is set. */
 	return atomic_load_explicit(&p->spoilt, memory_order_acquire) ? -EPROTO : -EPIPE;
 }
+
+/* ---- reconnecting (ipc_redial.c) ----------------------------------------------- */
+
+/* Makes *p, connected to name with config (reconnect_wait_ms set), the
+ * connection of a new producer that reconnects, returned in *p: 0, or
+ * -ENOMEM (*p is then closed). */
+int afe__ipc_redial_wrap(struct afe_ipc_producer **p, const char *name,
+			 const struct afe_ipc_producer_config *config);
+
+/* For a call of a producer that reconnects: the connection to run it on,
+ * which may wait for a reconnect. AFE_PENDING (the task is woken when
+ * the reconnect ends), or AFE_READY with *err 0 and call->conn set and
+ * counted for the call, or *err the error the call ends with. */
+int afe__ipc_redial_poll(struct afe_ipc_call *call, struct afe_context *cx, int *err);
+
+/* Stops a call's wait for a reconnect (cancelled). */
+void afe__ipc_redial_stop_waiting(struct afe_ipc_call *call, const struct afe_context *cx);
+
+/* What afe_ipc_producer_is_gone and afe_ipc_producer_stats say of a
+ * producer that reconnects. */
+bool afe__ipc_redial_gone(struct afe_ipc_producer *p);
+void afe__ipc_redial_stats(struct afe_ipc_producer *p, struct afe_ipc_stats *out);
+
+/* A producer on rt with config's timeouts, not linked yet; with a
+ * pending table when calls will run on it. NULL: no memory. */
+struct afe_ipc_producer *afe__ipc_producer_new(struct afe_runtime *rt,
+					       const struct afe_ipc_producer_config *config,
+					       bool with_table);
 
 /* Links p to the consumer serving name in this process (ipc_link_local.c): 0,
  * or -ECONNREFUSED (none does), -ENOMEM. */

@@ -9,19 +9,18 @@
 
 static int serve_poll(struct afe_future *f, struct afe_context *cx);
 
-/* Whether a config may be served; fills s->table from it. */
-static int fill_table(struct afe_ipc_serve *s, const struct afe_ipc_serve_config *c)
+/* Whether a config may be served; fills s->entry from it. */
+static int fill_index(struct afe_ipc_serve *s, const struct afe_ipc_serve_config *c)
 {
 	if (!c->consumer || !c->handlers || c->n_handlers == 0 ||
-	    c->n_handlers > sizeof(s->table) / sizeof(s->table[0]))
+	    c->n_handlers > sizeof(s->entry) / sizeof(s->entry[0]))
 		return -EINVAL;
 	for (size_t i = 0; i < c->n_handlers; i++) {
 		const struct afe_ipc_handler *h = &c->handlers[i];
-		struct afe_ipc_handler *slot = &s->table[h->fn];
 		if (!h->handle == !h->start || (h->start && c->scratch_size == 0) ||
-		    slot->handle || slot->start)
+		    s->entry[h->fn])
 			return -EINVAL;
-		*slot = *h;
+		s->entry[h->fn] = (uint16_t)(i + 1);
 	}
 	return 0;
 }
@@ -32,11 +31,11 @@ int afe_ipc_serve_init(struct afe_ipc_serve *s, const struct afe_ipc_serve_confi
 		return -EINVAL;
 	memset(s, 0, sizeof(*s));
 	afe_future_init(&s->base, serve_poll);
-	int err = config ? fill_table(s, config) : -EINVAL;
+	int err = config ? fill_index(s, config) : -EINVAL;
 	if (err == 0)
 		s->config = *config;
 	else
-		memset(s->table, 0, sizeof(s->table)); /* config.consumer NULL: refused */
+		memset(s->entry, 0, sizeof(s->entry)); /* config.consumer NULL: refused */
 	return err;
 }
 
@@ -44,9 +43,10 @@ int afe_ipc_serve_init(struct afe_ipc_serve *s, const struct afe_ipc_serve_confi
  * (s->running) for the caller to await. Sets s->status for the rest. */
 static void dispatch(struct afe_ipc_serve *s)
 {
-	const struct afe_ipc_handler *h = &s->table[s->req.fn & 0xff];
+	unsigned entry = s->req.fn > 0xff ? 0 : s->entry[s->req.fn];
+	const struct afe_ipc_handler *h = entry ? &s->config.handlers[entry - 1] : NULL;
 	s->running = NULL;
-	if (s->req.fn > 0xff || (!h->handle && !h->start)) {
+	if (!h) {
 		s->status = -ENOSYS;
 	} else if (h->handle) {
 		s->status = h->handle(&s->req, &s->rep, s->config.arg);
@@ -70,7 +70,8 @@ static bool settle(struct afe_ipc_serve *s, int status)
 	struct afe_ipc_reply *rep = &s->rep;
 	/* req->held: the request still has its count of the consumer, which
 	 * its final reply takes over (afe_ipc_reply_begin): no final reply
-	 * was set up yet. */
+	 * was set up yet. Otherwise rep was set up (begun) for this request,
+	 * so whether it is done tells whether the handler sent it already. */
 	if (req->held)
 		afe_ipc_reply_error(rep, req, status < 0 ? status : -EIO);
 	else if (status < 0 && !afe_future_is_done(&rep->base))
@@ -92,9 +93,6 @@ static int serve_poll(struct afe_future *f, struct afe_context *cx)
 			AFE_RETURN(-ENOMEM);
 	}
 	for (;;) {
-		/* The reply counts as sent until a handler sets one up: so
-		 * settle tells a reply set up from one already sent. */
-		self->rep.base.flags |= AFE_FUTURE_DONE;
 		afe_ipc_recv_init(&self->req, self->config.consumer);
 		AFE_AWAIT(&self->req.base);
 		if (self->req.base.result < 0)

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,12 @@ int afe_ipc_pidfd_open(pid_t pid)
 		return -ESRCH;
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 	return fd < 0 ? -errno : fd;
+}
+
+bool afe_ipc_pidfd_ended(int pidfd)
+{
+	struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+	return poll(&pfd, 1, 0) == 1;
 }
 
 bool afe_ipc_pidfd_missing(int err)

@@ -132,6 +132,10 @@ uint32_t afe_ipc_shm_repairs(const struct afe_ipc_header *h);
 /* Opens a pidfd on pid: >= 0, or -errno (-ESRCH: it is gone). */
 int afe_ipc_pidfd_open(pid_t pid);
 
+/* Whether the process of pidfd ended: a zombie (dead, not reaped yet)
+ * still has a pidfd, which is then readable. */
+bool afe_ipc_pidfd_ended(int pidfd);
+
 /* Whether err, from afe_ipc_pidfd_open, says pidfds are missing: -ENOSYS
  * (a kernel before 5.3, valgrind 3.19) or -EPERM (a seccomp filter:
  * pidfd_open has no EPERM of its own). A peer is then watched by pid. */
