@@ -18,12 +18,10 @@
 #ifndef AFE_POOL_LIST_H
 #define AFE_POOL_LIST_H
 
-/* A list may use only some of them: clang would call the others unused
- * in the file that defines them. */
-#define AFE__LIST_UNUSED __attribute__((unused))
+#include "afe/common.h" /* AFE__UNUSED: a list may use only some of them */
 
 #define AFE_LIST_FUNCTIONS(prefix, list_type, elem_type)                          \
-	static inline AFE__LIST_UNUSED void prefix##_push_back(list_type *l, elem_type *e)        \
+	static inline AFE__UNUSED void prefix##_push_back(list_type *l, elem_type *e)        \
 	{                                                                        \
 		e->next = NULL;                                                  \
 		e->prev = l->tail;                                               \
@@ -33,7 +31,7 @@
 			l->head = e;                                             \
 		l->tail = e;                                                     \
 	}                                                                        \
-	static inline AFE__LIST_UNUSED void prefix##_push_front(list_type *l, elem_type *e)       \
+	static inline AFE__UNUSED void prefix##_push_front(list_type *l, elem_type *e)       \
 	{                                                                        \
 		e->prev = NULL;                                                  \
 		e->next = l->head;                                               \
@@ -43,7 +41,7 @@
 			l->tail = e;                                             \
 		l->head = e;                                                     \
 	}                                                                        \
-	static inline AFE__LIST_UNUSED void prefix##_remove(list_type *l, elem_type *e)           \
+	static inline AFE__UNUSED void prefix##_remove(list_type *l, elem_type *e)           \
 	{                                                                        \
 		if (e->prev)                                                     \
 			e->prev->next = e->next;                                 \

@@ -27,4 +27,8 @@
 #define AFE_LIKELY(x) __builtin_expect(!!(x), 1)
 #define AFE_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* Marks generated static inline functions a program may not use: clang
+ * warns about unused ones a .c file defines. */
+#define AFE__UNUSED __attribute__((unused))
+
 #endif /* AFE_COMMON_H */

@@ -488,39 +488,39 @@ AFE_EXPORT void afe_ipc_reply_error(struct afe_ipc_reply *rep, struct afe_ipc_re
 	AFE__IPC_EXPAND(AFE__IPC_CALLS, name, id, __VA_ARGS__)
 
 #define AFE__IPC_CALLS(name, id, RET, k, ...)                                              \
-	static inline AFE__IPC_UNUSED int name##_call(struct afe_ipc_call *call                            \
+	static inline AFE__UNUSED int name##_call(struct afe_ipc_call *call                            \
 				       AFE__IPC_PAIRS_##k(AFE__IPC_PARAM, __VA_ARGS__))    \
 	{                                                                                  \
 		name##_encode_args(afe_ipc_call_begin(call, (id))                          \
 					   AFE__IPC_PAIRS_##k(AFE__IPC_ARG, __VA_ARGS__)); \
 		return afe_ipc_call_arm(call);                                             \
 	}                                                                                  \
-	static inline AFE__IPC_UNUSED int name##_result(const struct afe_ipc_call *call, RET *out)         \
+	static inline AFE__UNUSED int name##_result(const struct afe_ipc_call *call, RET *out)         \
 	{                                                                                  \
 		struct afe_ipc_reader r;                                                   \
 		int err = afe_ipc_call_result(call, &r);                                   \
 		return err < 0 ? err : name##_decode_ret(&r, out);                         \
 	}                                                                                  \
-	static inline AFE__IPC_UNUSED int name##_decode(const struct afe_ipc_request *req,                 \
+	static inline AFE__UNUSED int name##_decode(const struct afe_ipc_request *req,                 \
 					struct name##_args *out)                           \
 	{                                                                                  \
 		struct afe_ipc_reader r;                                                   \
 		afe_ipc_request_args(req, &r);                                             \
 		return name##_decode_args(&r, out);                                        \
 	}                                                                                  \
-	static inline AFE__IPC_UNUSED int name##_reply(struct afe_ipc_reply *rep,                          \
+	static inline AFE__UNUSED int name##_reply(struct afe_ipc_reply *rep,                          \
 				       struct afe_ipc_request *req, RET v)                 \
 	{                                                                                  \
 		name##_encode_ret(afe_ipc_reply_begin(rep, req, false), v);                \
 		return afe_ipc_reply_arm(rep);                                             \
 	}                                                                                  \
-	static inline AFE__IPC_UNUSED int name##_reply_more(struct afe_ipc_reply *rep,                     \
+	static inline AFE__UNUSED int name##_reply_more(struct afe_ipc_reply *rep,                     \
 					    struct afe_ipc_request *req, RET v)            \
 	{                                                                                  \
 		name##_encode_ret(afe_ipc_reply_begin(rep, req, true), v);                 \
 		return afe_ipc_reply_arm(rep);                                             \
 	}                                                                                  \
-	static inline AFE__IPC_UNUSED int name##_apply(                                    \
+	static inline AFE__UNUSED int name##_apply(                                    \
 		struct afe_ipc_reply *rep, struct afe_ipc_request *req,                    \
 		RET (*impl)(AFE__IPC_SIG_##k(__VA_ARGS__)))                                \
 	{                                                                                  \

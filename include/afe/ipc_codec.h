@@ -32,13 +32,7 @@
 #include <string.h>
 #include <sys/types.h>
 
-/* Generated functions a program may not use: no warning for them (clang
- * warns about unused static inline functions a .c file defines). */
-#if defined(__GNUC__)
-#define AFE__IPC_UNUSED __attribute__((unused))
-#else
-#define AFE__IPC_UNUSED
-#endif
+#include "common.h"
 
 struct afe_ipc_writer {
 	unsigned char *buf;
@@ -113,11 +107,11 @@ static inline int afe_ipc_reader_finish(const struct afe_ipc_reader *r)
 /* A byte-copy codec for the trivially copyable type T (one identifier).
  * A program may use one half only (a producer that never decodes T). */
 #define AFE_IPC_PLAIN(T)                                                                \
-	static inline AFE__IPC_UNUSED void afe_ipc_put_##T(struct afe_ipc_writer *w, T v)    \
+	static inline AFE__UNUSED void afe_ipc_put_##T(struct afe_ipc_writer *w, T v)    \
 	{                                                                               \
 		afe_ipc_write(w, &v, (uint32_t)sizeof(v));                              \
 	}                                                                               \
-	static inline AFE__IPC_UNUSED void afe_ipc_get_##T(struct afe_ipc_reader *r, T *out) \
+	static inline AFE__UNUSED void afe_ipc_get_##T(struct afe_ipc_reader *r, T *out) \
 	{                                                                               \
 		afe_ipc_read(r, out, (uint32_t)sizeof(*out));                           \
 	}

@@ -93,24 +93,24 @@
 	struct name##_args {                                                             \
 		AFE__IPC_PAIRS_##k(AFE__IPC_FIELD, __VA_ARGS__) AFE__IPC_NONE_##k        \
 	};                                                                               \
-	static inline AFE__IPC_UNUSED void name##_encode_args(struct afe_ipc_writer *w                   \
+	static inline AFE__UNUSED void name##_encode_args(struct afe_ipc_writer *w                   \
 						      AFE__IPC_PAIRS_##k(AFE__IPC_PARAM, \
 									 __VA_ARGS__))   \
 	{                                                                                \
 		(void)w;                                                                 \
 		AFE__IPC_PAIRS_##k(AFE__IPC_PUT, __VA_ARGS__)                            \
 	}                                                                                \
-	static inline AFE__IPC_UNUSED int name##_decode_args(struct afe_ipc_reader *r,                   \
+	static inline AFE__UNUSED int name##_decode_args(struct afe_ipc_reader *r,                   \
 					     struct name##_args *out)                    \
 	{                                                                                \
 		(void)out;                                                               \
 		AFE__IPC_PAIRS_##k(AFE__IPC_GET, __VA_ARGS__) return afe_ipc_reader_finish(r); \
 	}                                                                                \
-	static inline AFE__IPC_UNUSED void name##_encode_ret(struct afe_ipc_writer *w, RET v)            \
+	static inline AFE__UNUSED void name##_encode_ret(struct afe_ipc_writer *w, RET v)            \
 	{                                                                                \
 		afe_ipc_put_##RET(w, v);                                                 \
 	}                                                                                \
-	static inline AFE__IPC_UNUSED int name##_decode_ret(struct afe_ipc_reader *r, RET *out)          \
+	static inline AFE__UNUSED int name##_decode_ret(struct afe_ipc_reader *r, RET *out)          \
 	{                                                                                \
 		afe_ipc_get_##RET(r, out);                                               \
 		return afe_ipc_reader_finish(r);                                         \
