@@ -200,11 +200,17 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 		afe__task_release(t);
 		return;
 	}
-	if (ns & AFE_TASK_HAS_EXTRA) { /* only this poll writes it: no RMW */
+	/* A task with an extra counts its polls; on a runtime that keeps its
+	 * tasks for dumps, it also times them (two clock reads a poll). Only
+	 * this poll writes them, so no RMW; relaxed: a dump's figures,
+	 * ordered by nothing. */
+	uint64_t poll_began = 0;
+	if (ns & AFE_TASK_HAS_EXTRA) {
 		_Atomic uint64_t *polls = &extra_of(t)->polls;
-		/* Relaxed: a dump's figure, ordered by nothing. */
 		atomic_store_explicit(polls, atomic_load_explicit(polls, memory_order_relaxed) + 1,
 				      memory_order_relaxed);
+		if (t->rt->tasks.on)
+			poll_began = afe_now_ns();
 	}
 
 	struct afe_waker waker = {.vtable = &task_waker_vtable, .data = t};
@@ -218,6 +224,13 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 	uint64_t poll_no = atomic_load_explicit(&counters->polled, memory_order_relaxed) + 1;
 	atomic_store_explicit(&counters->polled, poll_no, memory_order_release);
 	int ready = afe_future_poll(future_of(t), &cx);
+	if (poll_began) { /* still RUNNING: the task is ours */
+		_Atomic uint64_t *spent = &extra_of(t)->poll_ns;
+		atomic_store_explicit(spent,
+				      atomic_load_explicit(spent, memory_order_relaxed) +
+					      (afe_now_ns() - poll_began),
+				      memory_order_relaxed);
+	}
 	afe_counter_add(&counters->returned, 1);
 	/* Acquire: pairs with the detector's release store of the mark. */
 	if (AFE_UNLIKELY(atomic_load_explicit(&counters->flagged, memory_order_acquire) == poll_no))
@@ -274,6 +287,7 @@ static void init_extra(struct afe_task *t, const char *name)
 	x->local = NULL;
 	x->name[0] = 0;
 	atomic_init(&x->polls, 0);
+	atomic_init(&x->poll_ns, 0);
 	x->record.listed = false;
 	if (name) {
 		strncpy(x->name, name, sizeof(x->name) - 1);
@@ -612,6 +626,7 @@ static void describe(struct afe_task *t, struct afe_task_snapshot *out)
 	uint64_t now = afe_now_ns();
 	out->age_ns = now > x->record.spawned_ns ? now - x->record.spawned_ns : 0;
 	out->polls = atomic_load_explicit(&x->polls, memory_order_relaxed);
+	out->poll_ns = atomic_load_explicit(&x->poll_ns, memory_order_relaxed);
 	out->poll_fn = (void *)(uintptr_t)future_of(t)->poll;
 }
 
@@ -654,10 +669,13 @@ int afe_runtime_dump_tasks(struct afe_runtime *rt, int fd)
 	int err = dprintf(fd, "afe: %u live task(s)\n", all.n) < 0 ? -errno : 0;
 	for (unsigned i = 0; i < all.n && err == 0; i++) {
 		const struct afe_task_snapshot *s = &all.at[i];
-		if (dprintf(fd, "afe:   \"%s\" %s, age %llu ms, %llu polls, poll function %p\n",
+		if (dprintf(fd,
+			    "afe:   \"%s\" %s, age %llu ms, %llu polls taking %llu us, "
+			    "poll function %p\n",
 			    s->name[0] ? s->name : "(unnamed)", s->state,
 			    (unsigned long long)(s->age_ns / 1000000u),
-			    (unsigned long long)s->polls, s->poll_fn) < 0)
+			    (unsigned long long)s->polls, (unsigned long long)(s->poll_ns / 1000u),
+			    s->poll_fn) < 0)
 			err = -errno;
 	}
 	if (err == 0 && seen > all.n &&

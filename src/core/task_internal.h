@@ -63,13 +63,13 @@ struct afe_task {
  * keeps its tasks for dumps, carries at the end of its allocation, so
  * plain tasks stay small. name is written before the spawn publishes the
  * task and never again; local is read and written only by the task's own
- * polls, which the state word orders; polls is stored by them too, and
- * read by dumps; record is the registry's, under its lock.
+ * polls, which the state word orders; polls and poll_ns are stored by
+ * them too, and read by dumps; record is the registry's, under its lock.
  */
 struct afe_task_extra {
 	void *local;
 	char name[AFE_TASK_NAME_MAX];
-	_Atomic uint64_t polls;
+	_Atomic uint64_t polls, poll_ns; /* poll_ns: with a registry only */
 	struct afe_task_record record;
 };
 

@@ -49,7 +49,7 @@ void afe__task_registry_remove(struct afe_task_registry *reg, struct afe_task_re
 struct afe_task_snapshot {
 	char name[32];
 	const char *state;
-	uint64_t age_ns, polls;
+	uint64_t age_ns, polls, poll_ns;
 	void *poll_fn;
 };
 

@@ -23,18 +23,28 @@ static struct afe_runtime *runtime_dumping(bool on)
 	return rt;
 }
 
-/* Yields `rounds` times, then waits for the notify. */
+/* Busies its thread for spin_ms in its first poll, yields `rounds`
+ * times, then waits for the notify. */
 struct waiter {
 	struct afe_future base;
 	struct afe_notify *notify;
-	int rounds, i;
+	int rounds, i, spin_ms;
 	struct afe_notified wait;
 };
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static int waiter_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct waiter *self = afe_container_of(f, struct waiter, base);
 	AFE_ASYNC_BEGIN(f, cx);
+	for (uint64_t until = now_ns() + (uint64_t)self->spin_ms * 1000000u; now_ns() < until;)
+		; /* a poll that holds its thread */
 	for (self->i = 0; self->i < self->rounds; self->i++)
 		AFE_YIELD();
 	afe_notified_init(&self->wait, self->notify);
@@ -103,7 +113,7 @@ static const char *line_of(const char *dump, const char *name)
 	return strstr(dump, quoted);
 }
 
-Test(task_dump, lists_each_live_task_with_its_name_state_and_polls, .timeout = 20)
+Test(task_dump, lists_each_live_task_with_its_name_state_polls_and_poll_time, .timeout = 20)
 {
 	struct afe_runtime *rt = runtime_dumping(true);
 	struct afe_notify go;
@@ -112,6 +122,7 @@ Test(task_dump, lists_each_live_task_with_its_name_state_and_polls, .timeout = 2
 	const char *names[] = {"first", "second"};
 	for (int i = 0; i < 2; i++) {
 		struct waiter w = waiter_make(&go, 5 * i);
+		w.spin_ms = 30 * i;
 		struct afe_spawn_options opts = {.name = names[i]};
 		cr_assert_eq(afe_spawn_with(rt, &w, &h[i], &opts), 0);
 	}
@@ -123,8 +134,11 @@ Test(task_dump, lists_each_live_task_with_its_name_state_and_polls, .timeout = 2
 	const char *first = line_of(dump, "first"), *second = line_of(dump, "second");
 	cr_assert(first && second && line_of(dump, "(unnamed)"), "%s", dump);
 	cr_assert(strncmp(first, "\"first\" waiting, age ", 21) == 0, "%s", dump);
-	cr_assert(in_line(first, ", 1 polls,"), "%s", dump);
-	cr_assert(in_line(second, ", 6 polls,"), "%s", dump);
+	cr_assert(in_line(first, ", 1 polls taking "), "%s", dump);
+	cr_assert(in_line(second, ", 6 polls taking "), "%s", dump);
+	unsigned long long us = 0;
+	cr_assert_eq(sscanf(strstr(second, "polls taking ") + 13, "%llu", &us), 1, "%s", dump);
+	cr_assert_geq(us, 30000u, "%s", dump); /* its first poll held its thread 30 ms */
 	cr_assert(in_line(first, "poll function 0x"), "%s", dump);
 
 	/* Finished with their handles held: listed as complete until freed. */
