@@ -219,14 +219,16 @@ struct afe_metrics {
  * Writes a line per live task of rt to fd: its name (afe_spawn_with), its
  * state (queued, running, waiting, or complete with a handle still held),
  * its age, how many times it was polled and how long those polls took
- * together, and its poll function (an address for addr2line or gdb). Returns the number of tasks written, or
+ * together, its poll function and where it was spawned (addresses for
+ * addr2line or gdb: the function, and the return address of the spawn
+ * call). Returns the number of tasks written, or
  * -EINVAL (rt NULL, fd < 0), -EOPNOTSUPP (rt was created without
  * config.task_dump or task_dump_signal), -ENOMEM, or the -errno of a
  * failed write. The list is taken under locks spawns also take, then
  * written; tasks spawned meanwhile may be left out (a last line says so).
  *
  * Cost: with task_dump, every task carries its name, poll count, poll
- * time and spawn time (an extra 96 bytes), each poll reads the clock
+ * time and spawn time (an extra 104 bytes), each poll reads the clock
  * twice, and its spawn and its free each take a lock of one of 16 shards;
  * without, a spawn and a poll test one bit.
  */

@@ -296,10 +296,11 @@ static void init_extra(struct afe_task *t, const char *name)
 }
 
 /* mine: the spawning worker's counters, or NULL from outside the pool. */
+/* site: the code that called the spawn (a return address), for dumps. */
 static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 		      const void *obj, size_t size, const struct afe_future *base,
 		      struct afe_join_handle *handle, bool cancel_on_drop,
-		      const struct afe_spawn_options *opts)
+		      const struct afe_spawn_options *opts, const void *site)
 {
 	const char *start = obj, *b = (const char *)base;
 	bool extra = opts || rt->tasks.on;
@@ -330,6 +331,7 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 	atomic_init(&t->state, state);
 	if (rt->tasks.on) {
 		extra_of(t)->record.spawned_ns = afe_now_ns();
+		extra_of(t)->record.spawned_at = site;
 		afe__task_registry_add(&rt->tasks, &extra_of(t)->record, t);
 	}
 	if (mine)
@@ -342,7 +344,7 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 
 static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 		 const struct afe_future *base, struct afe_join_handle *handle,
-		 bool cancel_on_drop, const struct afe_spawn_options *opts)
+		 bool cancel_on_drop, const struct afe_spawn_options *opts, const void *site)
 {
 	if (handle)
 		*handle = (struct afe_join_handle){0};
@@ -367,7 +369,7 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 	if (atomic_load(&rt->closed))
 		err = -ESHUTDOWN;
 	else
-		err = spawn_task(rt, mine, obj, size, base, handle, cancel_on_drop, opts);
+		err = spawn_task(rt, mine, obj, size, base, handle, cancel_on_drop, opts, site);
 	if (external)
 		atomic_fetch_sub(&rt->external_spawns_in_flight, 1);
 	return err;
@@ -376,7 +378,7 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 int afe_spawn_raw(struct afe_runtime *rt, const void *obj, size_t size,
 		  const struct afe_future *base, struct afe_join_handle *handle)
 {
-	return spawn(rt, obj, size, base, handle, false, NULL);
+	return spawn(rt, obj, size, base, handle, false, NULL, __builtin_return_address(0));
 }
 
 int afe_spawn_child_raw(struct afe_runtime *rt, const void *obj, size_t size,
@@ -384,7 +386,7 @@ int afe_spawn_child_raw(struct afe_runtime *rt, const void *obj, size_t size,
 {
 	if (!handle)
 		return -EINVAL; /* a child without a handle could never be cancelled */
-	return spawn(rt, obj, size, base, handle, true, NULL);
+	return spawn(rt, obj, size, base, handle, true, NULL, __builtin_return_address(0));
 }
 
 int afe_spawn_with_raw(struct afe_runtime *rt, const void *obj, size_t size,
@@ -396,7 +398,7 @@ int afe_spawn_with_raw(struct afe_runtime *rt, const void *obj, size_t size,
 			*handle = (struct afe_join_handle){0};
 		return -EINVAL;
 	}
-	return spawn(rt, obj, size, base, handle, opts->child, opts);
+	return spawn(rt, obj, size, base, handle, opts->child, opts, __builtin_return_address(0));
 }
 
 /* ---- names and task-local storage ------------------------------------ */
@@ -628,6 +630,7 @@ static void describe(struct afe_task *t, struct afe_task_snapshot *out)
 	out->polls = atomic_load_explicit(&x->polls, memory_order_relaxed);
 	out->poll_ns = atomic_load_explicit(&x->poll_ns, memory_order_relaxed);
 	out->poll_fn = (void *)(uintptr_t)future_of(t)->poll;
+	out->spawned_at = x->record.spawned_at;
 }
 
 struct snapshots {
@@ -671,11 +674,11 @@ int afe_runtime_dump_tasks(struct afe_runtime *rt, int fd)
 		const struct afe_task_snapshot *s = &all.at[i];
 		if (dprintf(fd,
 			    "afe:   \"%s\" %s, age %llu ms, %llu polls taking %llu us, "
-			    "poll function %p\n",
+			    "poll function %p, spawned at %p\n",
 			    s->name[0] ? s->name : "(unnamed)", s->state,
 			    (unsigned long long)(s->age_ns / 1000000u),
 			    (unsigned long long)s->polls, (unsigned long long)(s->poll_ns / 1000u),
-			    s->poll_fn) < 0)
+			    s->poll_fn, s->spawned_at) < 0)
 			err = -errno;
 	}
 	if (err == 0 && seen > all.n &&

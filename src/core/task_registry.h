@@ -22,6 +22,7 @@ struct afe_task_record {
 	struct afe_task_record *prev, *next;
 	struct afe_task *task;
 	uint64_t spawned_ns;
+	const void *spawned_at; /* the spawn's return address */
 	bool listed;
 };
 
@@ -51,6 +52,7 @@ struct afe_task_snapshot {
 	const char *state;
 	uint64_t age_ns, polls, poll_ns;
 	void *poll_fn;
+	const void *spawned_at;
 };
 
 /* Calls see(snapshot, arg) for each task listed, under its shard's lock;

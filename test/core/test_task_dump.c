@@ -140,6 +140,13 @@ Test(task_dump, lists_each_live_task_with_its_name_state_polls_and_poll_time, .t
 	cr_assert_eq(sscanf(strstr(second, "polls taking ") + 13, "%llu", &us), 1, "%s", dump);
 	cr_assert_geq(us, 30000u, "%s", dump); /* its first poll held its thread 30 ms */
 	cr_assert(in_line(first, "poll function 0x"), "%s", dump);
+	/* Where each was spawned: the two spawned by one line say the same
+	 * address, the third another. */
+	void *at[3] = {0};
+	const char *lines[3] = {first, second, line_of(dump, "(unnamed)")};
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(sscanf(strstr(lines[i], "spawned at ") + 11, "%p", &at[i]), 1, "%s", dump);
+	cr_assert(at[0] && at[0] == at[1] && at[2] && at[2] != at[0], "%s", dump);
 
 	/* Finished with their handles held: listed as complete until freed. */
 	cr_assert_eq(afe_notify_all(&go), 3);
