@@ -119,12 +119,22 @@ static void handle_cqe(struct afe_uring *r, const struct io_uring_cqe *cqe)
 	r->cqes_due--;
 	if (!io)
 		return; /* the stop's cancel-everything */
-	if (tag == TAG_OP)
+	if (cqe->flags & IORING_CQE_F_NOTIF) {
+		/* A zero-copy send's last CQE: the kernel let go of its
+		 * buffer. Its res is 0; the result came before. */
+	} else if (tag == TAG_OP) {
 		io->res = io->waitall == WAITALL_MOVING ? waitall_part(io, cqe->res) : cqe->res;
-	else if (tag == TAG_SECOND)
+	} else if (tag == TAG_SECOND) {
 		io->linked->res = cqe->res;
-	else if (tag == TAG_LINK_TIMEOUT)
+	} else if (tag == TAG_LINK_TIMEOUT) {
 		io->timeout_res = cqe->res;
+	}
+	if ((cqe->flags & IORING_CQE_F_MORE) && (tag == TAG_OP || tag == TAG_SECOND)) {
+		/* A zero-copy send's result (on_more is for multishot ones):
+		 * its notification follows, even after an error or cancel. */
+		io->cqes_due++;
+		r->cqes_due++;
+	}
 	if (--io->cqes_due == 0) {
 		if (io->waitall && waitall_goes_on(r, io))
 			return;
@@ -632,6 +642,11 @@ static int probe(struct afe_uring *r, unsigned cap)
 	if (cap >= AFE_LINUX(6, 7) && io_uring_opcode_supported(p, AFE_IORING_OP_FUTEX_WAIT) &&
 	    io_uring_opcode_supported(p, AFE_IORING_OP_FUTEX_WAKE))
 		r->ring->features |= AFE_URING_FUTEX;
+	/* From 6.1: 6.0 has the opcode but refuses it on accepted TCP
+	 * sockets (-EOPNOTSUPP), which no probe shows. */
+	if (cap >= AFE_LINUX(6, 1) && afe__kernel_version() >= AFE_LINUX(6, 1) &&
+	    io_uring_opcode_supported(p, IORING_OP_SEND_ZC))
+		r->ring->features |= AFE_URING_SEND_ZC;
 	if (cap >= AFE_LINUX(6, 9) && io_uring_opcode_supported(p, AFE_IORING_OP_FTRUNCATE))
 		r->ring->features |= AFE_URING_FTRUNCATE;
 	free(p);

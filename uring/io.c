@@ -2,7 +2,9 @@
 /* Operation futures: preparing SQEs, polling, cancelling. */
 #define _GNU_SOURCE /* preadv2, pwritev2, RWF_NOWAIT */
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -112,6 +114,33 @@ static bool done_without_the_ring(struct afe_io *io)
 	return true;
 }
 
+/* Whether the kernel sends on fd without copying: io_uring's SEND_ZC
+ * (AFE_URING_SEND_ZC), on a TCP or UDP socket, the only ones it takes. */
+static bool sends_zero_copy(struct afe_runtime *rt, int fd)
+{
+	if (!(afe_ring_features(afe__runtime_ring(rt)) & AFE_URING_SEND_ZC))
+		return false;
+	int domain = 0, protocol = 0;
+	socklen_t len = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+	    (domain != AF_INET && domain != AF_INET6))
+		return false;
+	len = sizeof(int);
+	return getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) == 0 &&
+	       (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP);
+}
+
+/* A zero-copy send that cannot be one becomes a plain send (its flags
+ * have MSG_NOSIGNAL already): a bad fd then fails there. */
+static void settle_send_zc(struct afe_io *io, struct afe_runtime *rt)
+{
+	struct io_uring_sqe *sqe = sqe_of(io);
+	if (sqe->opcode != IORING_OP_SEND_ZC || sends_zero_copy(rt, sqe->fd))
+		return;
+	sqe->opcode = IORING_OP_SEND;
+	sqe->ioprio = 0; /* SEND_ZC's own flags */
+}
+
 static int first_poll(struct afe_io *io, struct afe_context *cx)
 {
 	struct afe_runtime *rt = afe_runtime_current();
@@ -124,6 +153,9 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 	io->rt = rt;
 	io->submitted = true;
 	io->fd_owned = cx->owned_fd && *cx->owned_fd == sqe_of(io)->fd;
+	settle_send_zc(io, rt);
+	if (io->linked)
+		settle_send_zc(io->linked, rt);
 	if (done_without_the_ring(io)) {
 		io->done = true; /* the ring never saw io: no lock needed */
 		return AFE_READY;
@@ -217,6 +249,12 @@ void afe_io_send_init(struct afe_io *io, int fd, const void *buf, unsigned len, 
 {
 	io_init(io);
 	io_uring_prep_send(sqe_of(io), fd, buf, len, flags);
+}
+
+void afe_io_send_zc_init(struct afe_io *io, int fd, const void *buf, unsigned len, int flags)
+{
+	io_init(io);
+	io_uring_prep_send_zc(sqe_of(io), fd, buf, len, flags | MSG_NOSIGNAL, 0);
 }
 
 void afe_io_accept_init(struct afe_io *io, int fd, struct sockaddr *addr, unsigned *addrlen,

@@ -137,6 +137,28 @@ AFE_EXPORT void afe_io_recv_init(struct afe_io *io, int fd, void *buf, unsigned 
 AFE_EXPORT void afe_io_send_init(struct afe_io *io, int fd, const void *buf, unsigned len,
 				 int flags);
 
+/*
+ * send(2) without copying buf into the kernel (io_uring's SEND_ZC, from
+ * Linux 6.1): the network card, or the loopback's receiver, reads buf itself.
+ * flags and the result are afe_io_send_init's (a byte count, short
+ * unless MSG_WAITALL, or -EPIPE, -ECONNRESET, -EBADF, -ENOTSOCK, ...;
+ * MSG_NOSIGNAL is always added: a closed peer is an error, never a
+ * SIGPIPE). buf must stay untouched until the operation completes, and it
+ * completes only once the kernel no longer reads it, which on TCP is when
+ * the peer acknowledged the bytes: later than a plain send, which is done
+ * once they are copied. Cancelled or timed out, it also ends only then,
+ * with -ECANCELED (-ETIMEDOUT) or the bytes it moved.
+ * Worth it for large sends: pinning the pages and the second completion
+ * cost more than copying a few KiB (below about 10 KiB, use
+ * afe_io_send_init). Zero-copy is for TCP and UDP sockets; on any other
+ * (a Unix socket), on the epoll backend and without AFE_URING_SEND_ZC
+ * (an older kernel, or $AFE_URING_FEATURES below 6.1), the same future
+ * makes a plain send, with the same results. Checking the socket costs
+ * the poller two getsockopt(2) calls on io_uring.
+ */
+AFE_EXPORT void afe_io_send_zc_init(struct afe_io *io, int fd, const void *buf, unsigned len,
+				    int flags);
+
 /* accept4(2): result is the new fd. addr and addrlen may be NULL. */
 AFE_EXPORT void afe_io_accept_init(struct afe_io *io, int fd, struct sockaddr *addr,
 				   unsigned *addrlen, int flags);

@@ -182,6 +182,9 @@ AFE_EXPORT unsigned afe_runtime_spin_us(const struct afe_runtime *rt);
 #define AFE_URING_WAITALL (1u << 6) /* the kernel retries a short MSG_WAITALL
 				       send or recv itself (5.18); else the
 				       ring thread submits the rest */
+#define AFE_URING_SEND_ZC (1u << 7) /* IORING_OP_SEND_ZC (6.1): afe_io_send_zc
+				       sends without a copy; else it makes a
+				       plain send */
 AFE_EXPORT unsigned afe_runtime_uring_features(const struct afe_runtime *rt);
 
 /* The backend rt runs on: AFE_BACKEND_URING or AFE_BACKEND_EPOLL (its

@@ -45,7 +45,7 @@ Test(features, a_new_kernel_gives_every_facility)
 	unsigned since_6_9 = kernel_at_least(6, 9) ? AFE_URING_FTRUNCATE : 0u;
 	cr_assert_eq(features_under(NULL),
 		     AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | AFE_URING_MULTISHOT_ACCEPT |
-			     AFE_URING_CANCEL_ANY | AFE_URING_WAITALL | since_6_9);
+			     AFE_URING_CANCEL_ANY | AFE_URING_WAITALL | AFE_URING_SEND_ZC | since_6_9);
 }
 
 Test(features, the_mask_5_15_takes_them_all_away)
@@ -60,13 +60,15 @@ Test(features, the_mask_keeps_what_is_not_newer)
 	/* With what 5.18 brought (AFE_URING_WAITALL). */
 	const unsigned since_5_19 =
 		AFE_URING_MULTISHOT_ACCEPT | AFE_URING_CANCEL_ANY | AFE_URING_WAITALL;
+	/* And what 6.1 brought (AFE_URING_SEND_ZC, DEFER_TASKRUN). */
+	const unsigned since_6_1 = AFE_URING_DEFER_TASKRUN | since_5_19 | AFE_URING_SEND_ZC;
 	if (kernel_at_least(6, 9))
-		cr_assert_eq(features_under("6.9"), AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN |
-							    since_5_19 | AFE_URING_FTRUNCATE);
-	cr_assert_eq(features_under("6.8"), AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | since_5_19);
-	cr_assert_eq(features_under("6.7"), AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | since_5_19);
-	cr_assert_eq(features_under("6.6"), AFE_URING_DEFER_TASKRUN | since_5_19);
-	cr_assert_eq(features_under("6.1"), AFE_URING_DEFER_TASKRUN | since_5_19);
+		cr_assert_eq(features_under("6.9"),
+			     AFE_URING_FUTEX | since_6_1 | AFE_URING_FTRUNCATE);
+	cr_assert_eq(features_under("6.8"), AFE_URING_FUTEX | since_6_1);
+	cr_assert_eq(features_under("6.7"), AFE_URING_FUTEX | since_6_1);
+	cr_assert_eq(features_under("6.6"), since_6_1);
+	cr_assert_eq(features_under("6.1"), since_6_1);
 	cr_assert_eq(features_under("6.0"), AFE_URING_COOP_TASKRUN | since_5_19);
 	cr_assert_eq(features_under("5.19"), AFE_URING_COOP_TASKRUN | since_5_19);
 	cr_assert_eq(features_under("5.18"), AFE_URING_WAITALL);
