@@ -67,8 +67,9 @@ static inline unsigned class_of(size_t size)
 	return (unsigned)((size + CLASS_SIZE - 1) / CLASS_SIZE) - 1;
 }
 
-/* A fresh 2 MiB-aligned chunk, so the kernel can back it with one huge
- * page. Called with pool.lock held. */
+/* A fresh 2 MiB-aligned chunk (so a kernel with transparent huge pages
+ * always on may back it with one), asking for nothing more: see
+ * TASK_ALLOC.md for why not MADV_HUGEPAGE. Called with pool.lock held. */
 static bool grow_pool(void)
 {
 	size_t span = 2 * (size_t)CHUNK;
@@ -79,7 +80,6 @@ static bool grow_pool(void)
 	if (chunk > raw)
 		munmap(raw, (size_t)(chunk - raw));
 	munmap(chunk + CHUNK, (size_t)(raw + span - (chunk + CHUNK)));
-	madvise(chunk, CHUNK, MADV_HUGEPAGE); /* a hint: fine if refused */
 	pool.bump = chunk;
 	pool.bump_end = chunk + CHUNK;
 	return true;

@@ -4,8 +4,7 @@
  *
  * Spawning a million tasks through malloc spends most of its time growing
  * the heap page by page. Blocks here come in 16-byte size classes up to
- * AFE_TASK_ALLOC_MAX, carved from 2 MiB chunks that ask for transparent
- * huge pages, and recycled through per-thread caches that trade whole
+ * AFE_TASK_ALLOC_MAX, carved from 2 MiB chunks, and recycled through per-thread caches that trade whole
  * batches with a global pool, so allocating and freeing take no lock in
  * the common case even when tasks die on another thread than they were
  * born on. Larger tasks, and every task under AddressSanitizer (so it
