@@ -403,6 +403,87 @@ Test(net, reset_peer_is_econnreset_and_closed_peer_is_epipe)
 	test_runtime_destroy(rt);
 }
 
+/* Polls a send_all once inside a task and keeps what that poll said. */
+struct first_poll_of {
+	struct afe_future base;
+	struct afe_send_all *send;
+	int *first; /* the task polls a copy of this future */
+	bool polled;
+};
+
+static int first_poll_of_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct first_poll_of *self = afe_container_of(f, struct first_poll_of, base);
+	int ready = afe_future_poll(&self->send->base, cx);
+	if (!self->polled) {
+		self->polled = true;
+		*self->first = ready;
+	}
+	if (ready == AFE_PENDING)
+		return AFE_PENDING;
+	f->result = self->send->base.result;
+	return AFE_READY;
+}
+
+static int send_all_first_poll(struct afe_runtime *rt, struct afe_send_all *s, intptr_t *result)
+{
+	int first = -1;
+	struct first_poll_of p = {.send = s, .first = &first};
+	afe_future_init(&p.base, first_poll_of_poll);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &p, &h), 0);
+	struct afe_join join;
+	afe_join_init(&join, &h);
+	*result = test_block_on(rt, &join);
+	return first; /* read after the join: the task is done with it */
+}
+
+/* A send_all that fits in the socket's buffer is made in its first poll;
+ * one that does not sends the rest through the ring, every byte in
+ * order; a cancelled one sends nothing. */
+Test(net, a_send_all_that_fits_completes_in_its_first_poll, .timeout = 20)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct afe_send_all s;
+	afe_send_all_init(&s, sv[0], "hello", 5);
+	intptr_t r = 0;
+	cr_assert_eq(send_all_first_poll(rt, &s, &r), AFE_READY);
+	cr_assert_eq(r, 5);
+	char got[8] = {0};
+	cr_assert_eq(read(sv[1], got, sizeof(got)), 5);
+	cr_assert_eq(memcmp(got, "hello", 6), 0);
+
+	static char big[4 << 20]; /* more than the socket holds */
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)(i * 7 + i / 4096);
+	afe_send_all_init(&s, sv[0], big, sizeof(big));
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &s, &h), 0);
+	static char back[sizeof(big)];
+	size_t have = 0;
+	while (have < sizeof(back)) {
+		ssize_t n = read(sv[1], back + have, sizeof(back) - have);
+		cr_assert_gt(n, 0);
+		have += (size_t)n;
+	}
+	struct afe_join join;
+	afe_join_init(&join, &h);
+	cr_assert_eq(test_block_on(rt, &join), (intptr_t)sizeof(big));
+	cr_assert_eq(memcmp(big, back, sizeof(big)), 0);
+
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0); /* not a socket: refused at once, as the ring would */
+	afe_send_all_init(&s, pfd[1], "x", 1);
+	cr_assert_eq(test_block_on(rt, &s), -ENOTSOCK);
+	close(pfd[0]);
+	close(pfd[1]);
+	close(sv[0]);
+	close(sv[1]);
+	test_runtime_destroy(rt);
+}
+
 Test(net, bad_listen_arguments_and_a_bad_server_config_are_refused)
 {
 	cr_assert_eq(afe_tcp_listen("not-an-address", 0, 0), -EINVAL);
