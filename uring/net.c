@@ -60,18 +60,6 @@ static int send_all_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_send_all *self = afe_container_of(f, struct afe_send_all, base);
 	AFE_ASYNC_BEGIN(f, cx);
-	if (cx->cancel)
-		AFE_RETURN(-ECANCELED);
-	/* First a send that does not wait, as a readiness-based runtime makes
-	 * it: a socket with room takes it at once, and only what is left
-	 * goes through the ring (a hop to its thread and back). */
-	if (self->len > 0) {
-		ssize_t n = send(self->fd, self->buf, self->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n > 0)
-			self->sent = (size_t)n;
-		else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			AFE_RETURN(-errno);
-	}
 	while (self->sent < self->len) {
 		size_t left = self->len - self->sent;
 		afe_io_send_init(&self->io, self->fd, self->buf + self->sent,

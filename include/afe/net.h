@@ -66,10 +66,7 @@ AFE_EXPORT void afe_tcp_connect_init(struct afe_tcp_connect *c, const char *host
 
 /* Sends all len bytes of buf on fd, in as many sends as it takes. Result:
  * len, or the first error (-EPIPE, -ECONNRESET, ...). Sends use
- * MSG_NOSIGNAL, so a closed peer is an error, not a SIGPIPE. The first
- * send is made at the first poll without waiting (send(2) with
- * MSG_DONTWAIT): a socket with room for it all completes the future then,
- * without a trip through the ring; what is left goes through the ring. */
+ * MSG_NOSIGNAL, so a closed peer is an error, not a SIGPIPE. */
 struct afe_send_all {
 	struct afe_future base;
 	int fd;
