@@ -113,6 +113,15 @@ static const char *line_of(const char *dump, const char *name)
 	return strstr(dump, quoted);
 }
 
+/* Spawns w named name: one spawn site, whoever calls it (not inlined, so
+ * that no compiler makes one call per caller). */
+static __attribute__((noinline)) void spawn_named(struct afe_runtime *rt, struct waiter *w,
+						 struct afe_join_handle *h, const char *name)
+{
+	struct afe_spawn_options opts = {.name = name};
+	cr_assert_eq(afe_spawn_with(rt, w, h, &opts), 0);
+}
+
 Test(task_dump, lists_each_live_task_with_its_name_state_polls_and_poll_time, .timeout = 20)
 {
 	struct afe_runtime *rt = runtime_dumping(true);
@@ -123,8 +132,7 @@ Test(task_dump, lists_each_live_task_with_its_name_state_polls_and_poll_time, .t
 	for (int i = 0; i < 2; i++) {
 		struct waiter w = waiter_make(&go, 5 * i);
 		w.spin_ms = 30 * i;
-		struct afe_spawn_options opts = {.name = names[i]};
-		cr_assert_eq(afe_spawn_with(rt, &w, &h[i], &opts), 0);
+		spawn_named(rt, &w, &h[i], names[i]);
 	}
 	struct waiter plain = waiter_make(&go, 0);
 	cr_assert_eq(afe_spawn(rt, &plain, &h[2]), 0);
@@ -140,8 +148,8 @@ Test(task_dump, lists_each_live_task_with_its_name_state_polls_and_poll_time, .t
 	cr_assert_eq(sscanf(strstr(second, "polls taking ") + 13, "%llu", &us), 1, "%s", dump);
 	cr_assert_geq(us, 30000u, "%s", dump); /* its first poll held its thread 30 ms */
 	cr_assert(in_line(first, "poll function 0x"), "%s", dump);
-	/* Where each was spawned: the two spawned by one line say the same
-	 * address, the third another. */
+	/* Where each was spawned: the two spawned by spawn_named say the
+	 * same address, the third another. */
 	void *at[3] = {0};
 	const char *lines[3] = {first, second, line_of(dump, "(unnamed)")};
 	for (int i = 0; i < 3; i++)
