@@ -284,9 +284,6 @@ static unsigned need_of(const struct afe_io *io)
 	return 1u + io->has_timeout + (io->linked && !io->waitall);
 }
 
-/* Queues io's SQE (without MSG_WAITALL when emulated), the operation
- * linked to it unless that waits for the emulation, and its timeout. The
- * caller made the room (need_of). */
 /* Queues the SQE of the operation linked to io, its CQE tagged as the
  * pair's second. */
 static void queue_second(struct afe_uring *r, struct afe_io *io)
@@ -296,6 +293,9 @@ static void queue_second(struct afe_uring *r, struct afe_io *io)
 	io_uring_sqe_set_data(second, tagged(io, TAG_SECOND));
 }
 
+/* Queues io's SQE (without MSG_WAITALL when emulated), the operation
+ * linked to it unless that waits for the emulation, and its timeout. The
+ * caller made the room (need_of). */
 static void queue_op(struct afe_uring *r, struct afe_io *io)
 {
 	struct io_uring_sqe *sqe = next_sqe(r);
