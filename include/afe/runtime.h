@@ -231,7 +231,7 @@ struct afe_metrics {
  * written; tasks spawned meanwhile may be left out (a last line says so).
  *
  * Cost: with task_dump, every task carries its name, poll count, poll
- * time and spawn time (an extra 104 bytes), each poll reads the clock
+ * time and spawn time (an extra 96 bytes), each poll reads the clock
  * twice, and its spawn and its free each take a lock of one of 16 shards;
  * without, a spawn and a poll test one bit.
  */

@@ -36,7 +36,7 @@ static void task_dealloc(struct afe_task *t)
 		atomic_fetch_add_explicit(&t->rt->dropped, 1, memory_order_acq_rel);
 	}
 	afe_waker_drop(&t->join_waker);
-	if (state & AFE_TASK_HAS_EXTRA)
+	if ((state & AFE_TASK_HAS_EXTRA) && t->rt->tasks.on) /* listed at its spawn */
 		afe__task_registry_remove(&t->rt->tasks, &extra_of(t)->record);
 	afe__task_free(t, t->alloc_size);
 }
@@ -288,7 +288,6 @@ static void init_extra(struct afe_task *t, const char *name)
 	x->name[0] = 0;
 	atomic_init(&x->polls, 0);
 	atomic_init(&x->poll_ns, 0);
-	x->record.listed = false;
 	if (name) {
 		strncpy(x->name, name, sizeof(x->name) - 1);
 		x->name[sizeof(x->name) - 1] = 0;

@@ -32,14 +32,11 @@ void afe__task_registry_add(struct afe_task_registry *reg, struct afe_task_recor
 	if (rec->next)
 		rec->next->prev = rec;
 	reg->shards[i].head = rec;
-	rec->listed = true;
 	afe_spin_unlock(&reg->shards[i].lock);
 }
 
 void afe__task_registry_remove(struct afe_task_registry *reg, struct afe_task_record *rec)
 {
-	if (!rec->listed)
-		return;
 	unsigned i = shard_of(rec);
 	afe_spin_lock(&reg->shards[i].lock);
 	if (rec->prev)
@@ -48,7 +45,6 @@ void afe__task_registry_remove(struct afe_task_registry *reg, struct afe_task_re
 		reg->shards[i].head = rec->next;
 	if (rec->next)
 		rec->next->prev = rec->prev;
-	rec->listed = false;
 	afe_spin_unlock(&reg->shards[i].lock);
 }
 

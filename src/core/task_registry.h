@@ -23,7 +23,6 @@ struct afe_task_record {
 	struct afe_task *task;
 	uint64_t spawned_ns;
 	const void *spawned_at; /* the spawn's return address */
-	bool listed;
 };
 
 #define AFE_TASK_REGISTRY_SHARDS 16
@@ -42,7 +41,8 @@ void afe__task_registry_init(struct afe_task_registry *reg, bool on);
 void afe__task_registry_add(struct afe_task_registry *reg, struct afe_task_record *rec,
 			    struct afe_task *t);
 
-/* Takes rec off the list, before its task is freed. */
+/* Takes rec off the list, before its task is freed (every task of a
+ * runtime that keeps them is listed from its spawn on). */
 void afe__task_registry_remove(struct afe_task_registry *reg, struct afe_task_record *rec);
 
 /* What a dump says of one task (filled under its shard's lock, so the
