@@ -151,6 +151,13 @@ AFE_EXPORT ssize_t afe_co_recv(int fd, void *buf, size_t len, int flags);
 AFE_EXPORT ssize_t afe_co_send(int fd, const void *buf, size_t len, int flags);
 /* Sends all len bytes (afe_send_all): 0 or -errno. */
 AFE_EXPORT int afe_co_send_all(int fd, const void *buf, size_t len);
+/* A server's reply and its next request: sends all outlen bytes of out,
+ * then receives into in (which may be out). The receive's byte count (0:
+ * the peer closed), or -errno from either. One trip through the ring where
+ * send_all and recv make two (the two are linked, as afe_io_link), except
+ * on a shared stack, where they go one after the other. */
+AFE_EXPORT ssize_t afe_co_send_recv(int fd, const void *out, size_t outlen, void *in,
+				    size_t inlen);
 AFE_EXPORT int afe_co_accept(int fd, struct sockaddr *addr, unsigned *addrlen, int flags);
 AFE_EXPORT int afe_co_connect(int fd, const struct sockaddr *addr, unsigned addrlen);
 /* Connects to host:port by literal or name (afe_tcp_connect): the

@@ -134,6 +134,118 @@ Test(coro, a_coroutine_serves_a_socket)
 	test_runtime_destroy(rt);
 }
 
+enum { REPLY_BYTES = 1 << 20 }; /* more than a socket's buffer holds */
+
+/* Answers each request with its first byte repeated, the last one with
+ * REPLY_BYTES of it, through afe_co_send_recv; buffers in static memory,
+ * so that it runs on a shared stack too. The requests answered, or -errno. */
+static intptr_t reply_and_receive(void *arg)
+{
+	static char in[64], out[REPLY_BYTES];
+	int fd = (int)(intptr_t)arg;
+	intptr_t answered = 0;
+	ssize_t n = afe_co_recv(fd, in, sizeof(in), 0);
+	while (n > 0) {
+		size_t len = in[0] == 'L' ? REPLY_BYTES : (size_t)n;
+		memset(out, in[0], len);
+		answered++;
+		n = afe_co_send_recv(fd, out, len, in, sizeof(in));
+	}
+	return n < 0 ? n : answered;
+}
+
+/* The client side of reply_and_receive over sv: three requests, each
+ * answered in full, then a close. */
+static void ask_three_times(int fd)
+{
+	static char back[REPLY_BYTES];
+	const char *requests[] = {"abc", "zz", "L"};
+	for (int r = 0; r < 3; r++) {
+		size_t want = requests[r][0] == 'L' ? REPLY_BYTES : strlen(requests[r]), got = 0;
+		cr_assert_eq(write(fd, requests[r], strlen(requests[r])), (ssize_t)strlen(requests[r]));
+		while (got < want) {
+			ssize_t n = read(fd, back + got, want - got);
+			cr_assert_gt(n, 0, "request %d: %zd after %zu bytes", r, n, got);
+			got += (size_t)n;
+		}
+		for (size_t i = 0; i < want; i++)
+			cr_assert_eq(back[i], requests[r][0], "request %d, byte %zu", r, i);
+	}
+	shutdown(fd, SHUT_WR);
+}
+
+static void serve_three_requests(const struct afe_coro_opts *opts)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_coro_spawn(rt, reply_and_receive, (void *)(intptr_t)sv[1], &h, opts), 0);
+	ask_three_times(sv[0]);
+	struct afe_join join;
+	afe_join_init(&join, &h);
+	cr_assert_eq(test_block_on(rt, &join), 3);
+	close(sv[0]);
+	close(sv[1]);
+	test_runtime_destroy(rt);
+}
+
+Test(coro, send_recv_replies_in_full_then_receives_the_next_request)
+{
+	serve_three_requests(NULL);
+}
+
+Test(coro, send_recv_on_a_shared_stack_replies_and_receives_one_after_the_other)
+{
+	static const struct afe_coro_opts on_shared = {.shared_stack = true};
+	serve_three_requests(&on_shared);
+}
+
+/* A reply to a peer that has gone: the send's error, not the receive's. */
+static intptr_t reply_to_nobody(void *arg)
+{
+	static char in[8];
+	return afe_co_send_recv((int)(intptr_t)arg, "late", 4, in, sizeof(in));
+}
+
+/* A 1 MiB reply the peer stops reading part way. */
+static intptr_t reply_in_full(void *arg)
+{
+	static char in[8], out[REPLY_BYTES];
+	return afe_co_send_recv((int)(intptr_t)arg, out, sizeof(out), in, sizeof(in));
+}
+
+Test(coro, send_recv_whose_peer_leaves_mid_reply_gets_epipe)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_coro_spawn(rt, reply_in_full, (void *)(intptr_t)sv[1], &h, NULL), 0);
+	char some[4096];
+	cr_assert_eq(read(sv[0], some, sizeof(some)) > 0, true); /* part of it went out */
+	usleep(10000); /* the send waits for room */
+	close(sv[0]);
+	struct afe_join join;
+	afe_join_init(&join, &h);
+	cr_assert_eq(test_block_on(rt, &join), -EPIPE);
+	close(sv[1]);
+	test_runtime_destroy(rt);
+}
+
+Test(coro, send_recv_to_a_closed_peer_gets_epipe)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	close(sv[0]);
+	struct afe_coro c;
+	afe_coro_init(&c, reply_to_nobody, (void *)(intptr_t)sv[1], NULL);
+	cr_assert_eq(test_block_on(rt, &c), -EPIPE);
+	close(sv[1]);
+	test_runtime_destroy(rt);
+}
+
 /* ---- channels between coroutines, and migration between workers ---------- */
 
 enum { ITEMS = 2000 };
@@ -230,6 +342,7 @@ static intptr_t wait_then_unwind(void *arg)
 	case 1: w->got = (int)afe_co_recv(w->fd, buf, sizeof(buf), 0); break;
 	case 2: w->got = afe_co_chan_recv(w->ch, &item); break;
 	case 3: w->got = afe_co_mutex_lock(w->m); break;
+	case 4: w->got = (int)afe_co_send_recv(w->fd, "x", 1, buf, sizeof(buf)); break;
 	default: w->got = afe_co_token_wait(w->t); break;
 	}
 	w->cancelled_seen = afe_co_cancelled();
@@ -249,7 +362,7 @@ Test(coro, a_cancelled_coroutine_s_waiting_and_later_calls_end_ecanceled)
 	cr_assert_eq(afe_mutex_try_lock(&m), 0); /* held: the lock waits */
 	struct afe_token *t;
 	cr_assert_eq(afe_token_new(&t), 0);
-	for (int kind = 0; kind < 5; kind++) {
+	for (int kind = 0; kind < 6; kind++) {
 		struct waiting w = {.kind = kind, .fd = sv[1], .ch = &ch, .m = &m, .t = t};
 		struct afe_join_handle h;
 		cr_assert_eq(afe_coro_spawn(rt, wait_then_unwind, &w, &h, NULL), 0);
@@ -306,6 +419,7 @@ Test(coro, calls_outside_a_coroutine_get_eperm)
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	char buf[4];
 	cr_assert_eq(afe_co_recv(sv[0], buf, sizeof(buf), 0), -EPERM);
+	cr_assert_eq(afe_co_send_recv(sv[0], "x", 1, buf, sizeof(buf)), -EPERM);
 	cr_assert_eq(afe_co_sleep(1), -EPERM);
 	cr_assert_eq(afe_co_yield(), -EPERM);
 	cr_assert_not(afe_co_cancelled());
@@ -488,6 +602,8 @@ static intptr_t uses_its_stack(void *arg)
 		return 2;
 	if (afe_co_send(fd, "x", 1, 0) != 1) /* not on the stack: fine */
 		return 3;
+	if (afe_co_send_recv(fd, "x", 1, buf, sizeof(buf)) != -EFAULT)
+		return 4;
 	return 0;
 }
 

@@ -13,10 +13,9 @@ static intptr_t echo(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
 	char buf[4096];
-	ssize_t n;
-	while ((n = afe_co_recv(fd, buf, sizeof(buf), 0)) > 0)
-		if (afe_co_send_all(fd, buf, (size_t)n) < 0)
-			break;
+	ssize_t n = afe_co_recv(fd, buf, sizeof(buf), 0);
+	while (n > 0) /* the reply and the next request: one trip through the ring */
+		n = afe_co_send_recv(fd, buf, (size_t)n, buf, sizeof(buf));
 	afe_co_close(fd);
 	return 0;
 }
