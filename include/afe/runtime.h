@@ -221,8 +221,9 @@ struct afe_metrics {
 /*
  * Writes a line per live task of rt to fd: its name (afe_spawn_with), its
  * state (queued, running, waiting, or complete with a handle still held),
- * its age, how many times it was polled and how long those polls took
- * together, its poll function and where it was spawned (addresses for
+ * its age, how many times it was polled, how many of those polls were
+ * timed (the first and one in 128 after) and how long they took together,
+ * its poll function and where it was spawned (addresses for
  * addr2line or gdb: the function, and the return address of the spawn
  * call). Returns the number of tasks written, or
  * -EINVAL (rt NULL, fd < 0), -EOPNOTSUPP (rt was created without
@@ -231,9 +232,9 @@ struct afe_metrics {
  * written; tasks spawned meanwhile may be left out (a last line says so).
  *
  * Cost: with task_dump, every task carries its name, poll count, poll
- * time and spawn time (an extra 96 bytes), each poll reads the clock
- * twice, and its spawn and its free each take a lock of one of 16 shards;
- * without, a spawn and a poll test one bit.
+ * time and spawn time (an extra 96 bytes), a timed poll reads the clock
+ * twice, a spawn reads the coarse clock, and a spawn and a free each take
+ * a lock of one of 16 shards; without, a spawn and a poll test one bit.
  */
 AFE_EXPORT int afe_runtime_dump_tasks(struct afe_runtime *rt, int fd);
 

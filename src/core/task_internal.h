@@ -66,10 +66,14 @@ struct afe_task {
  * polls, which the state word orders; polls and poll_ns are stored by
  * them too, and read by dumps; record is the registry's, under its lock.
  */
+/* With task_dump, a task's first poll and every AFE_TASK_TIMED_EVERY-th
+ * after are timed (task.c). */
+#define AFE_TASK_TIMED_EVERY 128
+
 struct afe_task_extra {
 	void *local;
 	char name[AFE_TASK_NAME_MAX];
-	_Atomic uint64_t polls, poll_ns; /* poll_ns: with a registry only */
+	_Atomic uint64_t polls, poll_ns; /* poll_ns: the timed polls', with a registry only */
 	struct afe_task_record record;
 };
 

@@ -50,7 +50,7 @@ void afe__task_registry_remove(struct afe_task_registry *reg, struct afe_task_re
 struct afe_task_snapshot {
 	char name[32];
 	const char *state;
-	uint64_t age_ns, polls, poll_ns;
+	uint64_t age_ns, polls, timed_polls, poll_ns; /* poll_ns: of the timed polls */
 	void *poll_fn;
 	const void *spawned_at;
 };

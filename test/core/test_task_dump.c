@@ -122,6 +122,29 @@ static __attribute__((noinline)) void spawn_named(struct afe_runtime *rt, struct
 	cr_assert_eq(afe_spawn_with(rt, w, h, &opts), 0);
 }
 
+Test(task_dump, times_the_first_poll_and_one_in_128_after, .timeout = 20)
+{
+	struct afe_runtime *rt = runtime_dumping(true);
+	struct afe_notify go;
+	afe_notify_init(&go);
+	struct afe_join_handle h[2];
+	/* Polled once, then once per yield, then once to wait. */
+	struct waiter one = waiter_make(&go, 127), two = waiter_make(&go, 128);
+	spawn_named(rt, &one, &h[0], "128 polls");
+	spawn_named(rt, &two, &h[1], "129 polls");
+	char dump[4096];
+	cr_assert_eq(dump_when(rt, dump, sizeof(dump), " waiting,", 2), 2, "%s", dump);
+	cr_assert(in_line(line_of(dump, "128 polls"), ", 128 polls (1 timed, "), "%s", dump);
+	cr_assert(in_line(line_of(dump, "129 polls"), ", 129 polls (2 timed, "), "%s", dump);
+	cr_assert_eq(afe_notify_all(&go), 2);
+	for (int i = 0; i < 2; i++) {
+		struct afe_join join;
+		afe_join_init(&join, &h[i]);
+		cr_assert_eq(test_block_on(rt, &join), 0);
+	}
+	test_runtime_destroy(rt);
+}
+
 Test(task_dump, lists_each_live_task_with_its_name_state_polls_and_poll_time, .timeout = 20)
 {
 	struct afe_runtime *rt = runtime_dumping(true);
@@ -142,10 +165,10 @@ Test(task_dump, lists_each_live_task_with_its_name_state_polls_and_poll_time, .t
 	const char *first = line_of(dump, "first"), *second = line_of(dump, "second");
 	cr_assert(first && second && line_of(dump, "(unnamed)"), "%s", dump);
 	cr_assert(strncmp(first, "\"first\" waiting, age ", 21) == 0, "%s", dump);
-	cr_assert(in_line(first, ", 1 polls taking "), "%s", dump);
-	cr_assert(in_line(second, ", 6 polls taking "), "%s", dump);
+	cr_assert(in_line(first, ", 1 polls (1 timed, taking "), "%s", dump);
+	cr_assert(in_line(second, ", 6 polls (1 timed, taking "), "%s", dump);
 	unsigned long long us = 0;
-	cr_assert_eq(sscanf(strstr(second, "polls taking ") + 13, "%llu", &us), 1, "%s", dump);
+	cr_assert_eq(sscanf(strstr(second, "timed, taking ") + 14, "%llu", &us), 1, "%s", dump);
 	cr_assert_geq(us, 30000u, "%s", dump); /* its first poll held its thread 30 ms */
 	cr_assert(in_line(first, "poll function 0x"), "%s", dump);
 	/* Where each was spawned: the two spawned by spawn_named say the
