@@ -232,7 +232,7 @@ struct afe_metrics {
  * written; tasks spawned meanwhile may be left out (a last line says so).
  *
  * Cost: with task_dump, every task carries its name, poll count, poll
- * time and spawn time (an extra 96 bytes), a timed poll reads the clock
+ * time and spawn time (an extra 80 bytes), a timed poll reads the clock
  * twice, a spawn reads the coarse clock, and a spawn and a free each take
  * a lock of one of 16 shards; without, a spawn and a poll test one bit.
  */

@@ -95,6 +95,7 @@ static void free_runtime_parts(struct afe_runtime *rt)
 static void free_runtime(struct afe_runtime *rt)
 {
 	free_runtime_parts(rt);
+	afe__task_registry_free(&rt->tasks); /* an orphan's tasks still use it */
 	afe_pool_free_queue(&rt->pool);
 	free(rt);
 }

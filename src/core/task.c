@@ -38,7 +38,7 @@ static void task_dealloc(struct afe_task *t)
 	}
 	afe_waker_drop(&t->join_waker);
 	if ((state & AFE_TASK_HAS_EXTRA) && t->rt->tasks.on) /* listed at its spawn */
-		afe__task_registry_remove(&t->rt->tasks, &extra_of(t)->record);
+		afe__task_registry_remove(&t->rt->tasks, &extra_of(t)->record, t);
 	afe__task_free(t, t->alloc_size);
 }
 
@@ -694,6 +694,12 @@ int afe_runtime_dump_tasks(struct afe_runtime *rt, int fd)
 	}
 	if (err == 0 && seen > all.n &&
 	    dprintf(fd, "afe:   and more, spawned while this was written\n") < 0)
+		err = -errno;
+	/* Relaxed: a count for the reader, ordered by nothing. */
+	uint64_t unlisted = atomic_load_explicit(&rt->tasks.unlisted, memory_order_relaxed);
+	if (err == 0 && unlisted &&
+	    dprintf(fd, "afe:   and %llu more, unlisted (no memory to list them)\n",
+		    (unsigned long long)unlisted) < 0)
 		err = -errno;
 	free(all.at);
 	return err < 0 ? err : (int)all.n;

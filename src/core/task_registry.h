@@ -2,9 +2,12 @@
 /*
  * The live tasks of a runtime, for afe_runtime_dump_tasks. Kept only when
  * the runtime was created with config.task_dump: then every task carries
- * an extra (task_internal.h) whose record sits in one of SHARDS lists,
- * picked by the task's address, each under its own spinlock, so spawns
- * and frees on different workers rarely meet on one lock.
+ * an extra (task_internal.h) whose record names a slot of one of SHARDS
+ * tables, picked by the task's address, each under its own spinlock, so
+ * spawns and frees on different workers rarely meet on one lock. A slot
+ * holds its task, or chains the free slots: listing and unlisting touch
+ * the table, never another task (a list's neighbours cost a cache miss
+ * each).
  */
 #ifndef AFE_CORE_TASK_REGISTRY_H
 #define AFE_CORE_TASK_REGISTRY_H
@@ -19,31 +22,41 @@ struct afe_task;
 
 /* A task's place in the registry (in its extra). */
 struct afe_task_record {
-	struct afe_task_record *prev, *next;
-	struct afe_task *task;
 	uint64_t spawned_ns;
 	const void *spawned_at; /* the spawn's return address */
+	uint32_t slot;		/* AFE_TASK_UNLISTED: no room was had */
 };
 
+#define AFE_TASK_UNLISTED UINT32_MAX
 #define AFE_TASK_REGISTRY_SHARDS 16
+
+struct afe_task_registry_shard {
+	_Alignas(AFE_CACHE_LINE) atomic_flag lock;
+	uintptr_t *slots;   /* a task, or (the next free slot << 1) | 1 */
+	uint32_t used, cap; /* slots [0, used) were ever taken */
+	uint32_t free_head; /* AFE_TASK_UNLISTED: none */
+};
 
 struct afe_task_registry {
 	bool on; /* set at create, never changed */
-	struct {
-		_Alignas(AFE_CACHE_LINE) atomic_flag lock;
-		struct afe_task_record *head;
-	} shards[AFE_TASK_REGISTRY_SHARDS];
+	_Atomic uint64_t unlisted; /* tasks left out: their table could not grow */
+	struct afe_task_registry_shard shards[AFE_TASK_REGISTRY_SHARDS];
 };
 
 void afe__task_registry_init(struct afe_task_registry *reg, bool on);
 
-/* Lists t (its record rec) from its spawn on. */
+/* Frees the tables, once no task of the runtime is left. */
+void afe__task_registry_free(struct afe_task_registry *reg);
+
+/* Lists t (its record rec) from its spawn on; when its table cannot grow,
+ * leaves it out (counted in unlisted). */
 void afe__task_registry_add(struct afe_task_registry *reg, struct afe_task_record *rec,
 			    struct afe_task *t);
 
-/* Takes rec off the list, before its task is freed (every task of a
- * runtime that keeps them is listed from its spawn on). */
-void afe__task_registry_remove(struct afe_task_registry *reg, struct afe_task_record *rec);
+/* Takes t off the list, before it is freed (every task of a runtime that
+ * keeps them went through add). */
+void afe__task_registry_remove(struct afe_task_registry *reg, struct afe_task_record *rec,
+			       struct afe_task *t);
 
 /* What a dump says of one task (filled under its shard's lock, so the
  * task is alive while it is read). */

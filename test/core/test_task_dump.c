@@ -2,6 +2,7 @@
 /* The task dump: afe_runtime_dump_tasks, config.task_dump and
  * $AFE_TASK_DUMP, and the dump on a signal (afe_task_dump_watch through
  * AFE_MAIN's config.task_dump_signal). */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,58 @@ Test(task_dump, lists_each_live_task_with_its_name_state_polls_and_poll_time, .t
 		pause_ms(10);
 	cr_assert(strstr(dump, "afe: 0 live task(s)\n"), "%s", dump);
 	afe_notify_destroy(&go);
+	test_runtime_destroy(rt);
+}
+
+enum { MANY = 5000 }; /* past each table's first 256 slots, 16 tables */
+
+/* Spawns MANY waiters on go into h and waits until all wait. */
+static void spawn_many(struct afe_runtime *rt, struct afe_notify *go, struct afe_join_handle *h,
+		       int null_fd)
+{
+	for (int i = 0; i < MANY; i++) {
+		struct waiter w = waiter_make(go, 0);
+		cr_assert_eq(afe_spawn(rt, &w, &h[i]), 0);
+	}
+	int listed = afe_runtime_dump_tasks(rt, null_fd);
+	for (int tries = 0; listed != MANY && tries < 1000; tries++) {
+		pause_ms(10);
+		listed = afe_runtime_dump_tasks(rt, null_fd);
+	}
+	cr_assert_eq(listed, MANY);
+}
+
+static void finish_many(struct afe_runtime *rt, struct afe_notify *go, struct afe_join_handle *h)
+{
+	while (afe_notify_all(go) > 0) /* any not waiting yet are told on the next round */
+		pause_ms(1);
+	for (int i = 0; i < MANY; i++) {
+		struct afe_join join;
+		afe_join_init(&join, &h[i]);
+		cr_assert_eq(test_block_on(rt, &join), 0);
+	}
+}
+
+Test(task_dump, lists_thousands_of_tasks_and_reuses_the_slots_of_those_freed, .timeout = 60)
+{
+	struct afe_runtime *rt = runtime_dumping(true);
+	int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	cr_assert_geq(null_fd, 0);
+	struct afe_notify go;
+	afe_notify_init(&go);
+	static struct afe_join_handle h[MANY];
+	for (int round = 0; round < 2; round++) {
+		spawn_many(rt, &go, h, null_fd);
+		finish_many(rt, &go, h);
+		/* A task's last reference may drop on a worker just after. */
+		int left = afe_runtime_dump_tasks(rt, null_fd);
+		for (int tries = 0; left != 0 && tries < 1000; tries++) {
+			pause_ms(1);
+			left = afe_runtime_dump_tasks(rt, null_fd);
+		}
+		cr_assert_eq(left, 0, "round %d", round);
+	}
+	close(null_fd);
 	test_runtime_destroy(rt);
 }
 
