@@ -52,6 +52,8 @@ static int connect_poll(struct afe_future *f, struct afe_context *cx)
 		uint64_t ns = (uint64_t)self->pause_ms * 1000000u;
 		afe_sleep_init(&self->pause, ns < self->deadline - now ? ns : self->deadline - now);
 		AFE_AWAIT(&self->pause.base);
+		if (self->pause.base.result < 0)
+			AFE_RETURN(self->pause.base.result); /* -ESHUTDOWN: no retrying */
 	}
 	AFE_ASYNC_END;
 }

@@ -100,16 +100,12 @@ bool afe_ipc_process_ended(pid_t pid, uint64_t start)
 	return kill(pid, 0) < 0 && errno == ESRCH;
 }
 
-/* Whether process pid lives (through a pidfd, a zombie does too). */
+/* Whether process pid lives: a zombie does not (its pidfd would still
+ * open, and a consumer that died unreaped kept its name from a restarted
+ * one with -EADDRINUSE). */
 static bool process_alive(pid_t pid)
 {
-	int fd = afe_ipc_pidfd_open(pid);
-	if (afe_ipc_pidfd_missing(fd))
-		return !afe_ipc_process_ended(pid, 0);
-	if (fd < 0)
-		return false;
-	close(fd);
-	return true;
+	return !afe_ipc_process_ended(pid, 0);
 }
 
 /* After the guard grew a shrunk object back (in its signal handler): the

@@ -143,3 +143,40 @@ Test(ipc_connect_wait, a_task_awaits_until_the_name_is_served)
 		     -EDEADLK);
 	test_runtime_destroy(rt);
 }
+
+/* A task waiting to connect, for cancelling. */
+struct waiting_connect {
+	struct afe_future base;
+	struct afe_ipc_producer *p;
+	struct afe_ipc_connect c;
+};
+
+static int waiting_connect_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct waiting_connect *self = afe_container_of(f, struct waiting_connect, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	AFE_AWAIT(&self->c.base);
+	AFE_RETURN(self->c.base.result);
+	AFE_ASYNC_END;
+}
+
+Test(ipc_connect_wait, a_cancelled_wait_ends_at_once_with_ecanceled, .timeout = 30)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_ipc_producer_config config;
+	afe_ipc_producer_config_default(&config);
+	config.connect_wait_ms = 10000;
+	struct waiting_connect w;
+	afe_future_init(&w.base, waiting_connect_poll);
+	afe_ipc_connect_init(&w.c, &w.p, rt, wait_name("cancelled"), &config);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &w, &h), 0);
+	usleep(30000); /* into its pauses */
+	uint64_t asked = afe_now_ns();
+	struct afe_cancel cancel;
+	cr_assert_eq(afe_cancel_init(&cancel, &h), 0);
+	cr_assert_eq(test_block_on(rt, &cancel), -ECANCELED);
+	/* Not the 10 s wait, nor retries until then: */
+	cr_assert_lt(afe_now_ns() - asked, 2000000000u);
+	test_runtime_destroy(rt);
+}

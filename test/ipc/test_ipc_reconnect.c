@@ -167,6 +167,27 @@ Test(ipc_reconnect, a_dead_consumer_not_reaped_yet_is_not_connected_to)
 	test_runtime_destroy(rt);
 }
 
+/* Its name is free for a new consumer at once: a consumer restarted by a
+ * supervisor that had not reaped the old one got -EADDRINUSE. */
+Test(ipc_reconnect, a_dead_consumer_not_reaped_yet_leaves_its_name_to_a_new_one)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	const char *name = ipc_test_name("zombie-name");
+	pid_t consumer = start_consumer(name);
+	struct afe_ipc_producer_config config = over_shared_memory();
+	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
+	afe_ipc_producer_close(p);
+	kill(consumer, SIGKILL);
+	wait_ended(consumer);
+	struct afe_ipc_consumer *again = NULL;
+	int err = afe_ipc_consumer_serve(&again, rt, name, NULL);
+	cr_assert_eq(err, 0, "serve: %d", err);
+	afe_ipc_consumer_close(again);
+	afe_ipc_consumer_destroy(again);
+	waitpid(consumer, NULL, 0);
+	test_runtime_destroy(rt);
+}
+
 /* ---- tasks calling at once across a restart --------------------------------- */
 
 #define CALLERS 8
