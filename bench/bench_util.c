@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "bench.h"
+#include "tool.h"
 
 long bench_arg(const struct bench_args *a, const char *name, long fallback)
 {
@@ -51,9 +52,7 @@ void bench_args_check(const struct bench_args *a, const char *const *names)
 
 uint64_t bench_now_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return tool_now_ns();
 }
 
 struct afe_runtime *bench_runtime(long threads)
@@ -113,11 +112,9 @@ void bench_report_with(const char *workload, long threads, long n, double second
 
 void bench_fail(const char *workload, const char *fmt, ...)
 {
+	char prog[96];
+	snprintf(prog, sizeof(prog), "afe_bench %s: check failed", workload);
 	va_list ap;
-	fprintf(stderr, "afe_bench %s: check failed: ", workload);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
+	tool_vdie(prog, fmt, ap);
 }

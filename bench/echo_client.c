@@ -25,7 +25,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,29 +37,13 @@
 #include <unistd.h>
 
 #include "flags.h"
+#include "tool.h"
 #include "proc_cpu.h"
 
 #define CONNECT_PATIENCE_NS (5 * 1000000000ull)
 #define ECHO_PATIENCE_MS 10000
 
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	fputs("echo_client: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+#define die(...) tool_die("echo_client", __VA_ARGS__)
 
 /* ---- flags ---- */
 
@@ -95,7 +78,7 @@ struct conn {
 
 static int connect_with_retry(const struct addrinfo *addrs)
 {
-	uint64_t deadline = now_ns() + CONNECT_PATIENCE_NS;
+	uint64_t deadline = tool_now_ns() + CONNECT_PATIENCE_NS;
 	int err = 0;
 	for (;;) {
 		for (const struct addrinfo *a = addrs; a; a = a->ai_next) {
@@ -114,7 +97,7 @@ static int connect_with_retry(const struct addrinfo *addrs)
 			err = errno;
 			close(fd);
 		}
-		if (now_ns() >= deadline)
+		if (tool_now_ns() >= deadline)
 			die("cannot connect for 5 s: %s", strerror(err));
 		usleep(10000); /* the server may still be starting */
 	}
@@ -174,7 +157,7 @@ static void begin(struct worker *w, struct conn *c)
 	memcpy(c->out, &tag, k);
 	c->sent = c->got = 0;
 	c->busy = true;
-	c->start_ns = now_ns();
+	c->start_ns = tool_now_ns();
 	push(w, c);
 }
 
@@ -251,7 +234,7 @@ static void run_phase(struct worker *w, long total, uint64_t *samples)
 				continue;
 			if (!pull(w, c))
 				continue;
-			uint64_t t = now_ns() - c->start_ns;
+			uint64_t t = tool_now_ns() - c->start_ns;
 			if (samples)
 				samples[done] = t;
 			done++;
@@ -364,11 +347,11 @@ int main(int argc, char **argv)
 
 	pthread_barrier_wait(&barrier); /* the warmup is over everywhere */
 	unsigned long long ticks_before = server_pid ? cpu_ticks(server_pid) : 0;
-	uint64_t start = now_ns();
+	uint64_t start = tool_now_ns();
 	pthread_barrier_wait(&barrier);
 	for (long t = 0; t < threads; t++)
 		pthread_join(ws[t].thread, NULL);
-	double seconds = (double)(now_ns() - start) / 1e9;
+	double seconds = (double)(tool_now_ns() - start) / 1e9;
 	unsigned long long ticks_after = server_pid ? cpu_ticks(server_pid) : 0;
 
 	qsort(samples, (size_t)n, sizeof(*samples), cmp_u64);

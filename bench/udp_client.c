@@ -27,7 +27,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netdb.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,6 +39,7 @@
 #include <unistd.h>
 
 #include "flags.h"
+#include "tool.h"
 #include "proc_cpu.h"
 
 #define TICK_MS 10 /* how often the deadlines are looked at */
@@ -50,24 +50,7 @@
  * own pattern. */
 #define HEADER_BYTES 12
 
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	fputs("udp_client: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+#define die(...) tool_die("udp_client", __VA_ARGS__)
 
 /* ---- flags ---- */
 
@@ -116,7 +99,7 @@ static void refused(struct peer *p)
 		die("the server is gone (ECONNREFUSED on peer %u)", p->index);
 	p->in_flight = false;
 	p->resent = true;
-	p->retry_ns = now_ns() + REFUSED_RETRY_NS;
+	p->retry_ns = tool_now_ns() + REFUSED_RETRY_NS;
 }
 
 /* Sends p's next datagram, numbered with a fresh round. */
@@ -126,7 +109,7 @@ static void send_next(struct client *c, struct peer *p)
 	memcpy(p->out, &p->round, sizeof(p->round));
 	p->retry_ns = 0;
 	p->in_flight = true;
-	p->sent_ns = now_ns();
+	p->sent_ns = tool_now_ns();
 	for (;;) {
 		ssize_t k = send(p->fd, p->out, c->size, 0);
 		if (k == (ssize_t)c->size)
@@ -207,7 +190,7 @@ static void run_phase(struct client *c, long total, uint64_t *samples)
 	long begun = 0, done = 0;
 	for (long i = 0; i < c->npeers && begun < total; i++, begun++)
 		send_next(c, &c->peers[i]);
-	uint64_t last_echo = now_ns(), next_look = last_echo + TICK_MS * 1000000ull;
+	uint64_t last_echo = tool_now_ns(), next_look = last_echo + TICK_MS * 1000000ull;
 	struct epoll_event events[256];
 	while (done < total) {
 		int k = epoll_wait(c->ep, events, 256, TICK_MS);
@@ -216,7 +199,7 @@ static void run_phase(struct client *c, long total, uint64_t *samples)
 				continue;
 			die("epoll_wait: %s", strerror(errno));
 		}
-		uint64_t now = now_ns();
+		uint64_t now = tool_now_ns();
 		/* Deadlines first: an echo still unread when its deadline
 		 * has passed is late, whenever this thread got to run. */
 		if (now >= next_look) {
@@ -230,7 +213,7 @@ static void run_phase(struct client *c, long total, uint64_t *samples)
 			struct peer *p = events[e].data.ptr;
 			if (!receive(c, p))
 				continue;
-			last_echo = now_ns();
+			last_echo = tool_now_ns();
 			if (samples)
 				samples[done] = last_echo - p->sent_ns;
 			done++;
@@ -324,9 +307,9 @@ int main(int argc, char **argv)
 	if (warmup)
 		run_phase(&c, warmup, NULL);
 	unsigned long long ticks_before = server_pid ? cpu_ticks(server_pid) : 0;
-	uint64_t start = now_ns();
+	uint64_t start = tool_now_ns();
 	run_phase(&c, n, samples);
-	double seconds = (double)(now_ns() - start) / 1e9;
+	double seconds = (double)(tool_now_ns() - start) / 1e9;
 	unsigned long long ticks_after = server_pid ? cpu_ticks(server_pid) : 0;
 
 	qsort(samples, (size_t)n, sizeof(*samples), cmp_u64);

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "../flags.h"
+#include "../tool.h"
 
 #define MAX_INFLIGHT 4096 /* ring slots and socket buffers are sized for this */
 #define SPIN_FOREVER UINT64_MAX
@@ -83,13 +84,6 @@ static void on_consumer_death(int sig)
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
 	_exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static inline void cpu_relax(void)
@@ -236,13 +230,13 @@ static uint32_t ring_wait(struct ring *r, uint32_t head)
 	if (tail != head)
 		return tail;
 	if (spin_ns) {
-		uint64_t deadline = spin_ns == SPIN_FOREVER ? UINT64_MAX : now_ns() + spin_ns;
+		uint64_t deadline = spin_ns == SPIN_FOREVER ? UINT64_MAX : tool_now_ns() + spin_ns;
 		do {
 			cpu_relax();
 			tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 			if (tail != head)
 				return tail;
-		} while (deadline == UINT64_MAX || now_ns() < deadline);
+		} while (deadline == UINT64_MAX || tool_now_ns() < deadline);
 	}
 	for (;;) {
 		/* Read the bell, publish the flag, re-check, then sleep only
@@ -293,14 +287,14 @@ static void ring_put(struct ring_producer *p, struct call c)
 static void ring_sequential(struct ring_producer *p, long n, uint64_t *samples)
 {
 	for (long i = 0; i < n; i++) {
-		uint64_t start = now_ns(), id = p->next_id++;
+		uint64_t start = tool_now_ns(), id = p->next_id++;
 		ring_put(p, make_call(id));
 		ring_publish(&p->m->calls, p->call_tail);
 		uint32_t tail = ring_wait(&p->m->replies, p->reply_head);
 		if (tail - p->reply_head != 1)
 			fail("%u replies to one call", tail - p->reply_head);
 		check_reply(&p->m->reply_slots[p->reply_head++ & ring_mask], id);
-		samples[i] = now_ns() - start;
+		samples[i] = tool_now_ns() - start;
 	}
 }
 
@@ -384,13 +378,13 @@ static void __attribute__((noreturn)) socket_consumer(int fd)
 static void socket_sequential(int fd, long n, uint64_t *next_id, uint64_t *samples)
 {
 	for (long i = 0; i < n; i++) {
-		uint64_t start = now_ns(), id = (*next_id)++;
+		uint64_t start = tool_now_ns(), id = (*next_id)++;
 		struct call c = make_call(id);
 		struct reply r;
 		write_all(fd, &c, sizeof(c));
 		read_all(fd, &r, sizeof(r));
 		check_reply(&r, id);
-		samples[i] = now_ns() - start;
+		samples[i] = tool_now_ns() - start;
 	}
 }
 
@@ -538,21 +532,21 @@ int main(int argc, char **argv)
 	if (sock)
 		close(sv[1]);
 
-	uint64_t start = now_ns();
+	uint64_t start = tool_now_ns();
 	if (sock)
 		socket_sequential(sv[0], n, &next_id, samples);
 	else
 		ring_sequential(&p, n, samples);
-	double seconds = (double)(now_ns() - start) / 1e9;
+	double seconds = (double)(tool_now_ns() - start) / 1e9;
 	struct latency lat = latency_of(samples, (size_t)n);
 	report("ipc_call", n, seconds, &lat, extra);
 
-	start = now_ns();
+	start = tool_now_ns();
 	if (sock)
 		socket_pipelined(sv[0], n, inflight, &next_id);
 	else
 		ring_pipelined(&p, n, inflight);
-	seconds = (double)(now_ns() - start) / 1e9;
+	seconds = (double)(tool_now_ns() - start) / 1e9;
 	size_t len = strlen(extra);
 	snprintf(extra + len, sizeof(extra) - len, "%s\"inflight\":%ld", len ? "," : "", inflight);
 	report("ipc_call_pipelined", n, seconds, NULL, extra);

@@ -28,19 +28,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tool.h"
+
 #define CHUNK (1 << 20)
 
 static void fail(const char *what)
 {
 	fprintf(stderr, "sendfile_loop: %s: %s\n", what, strerror(errno));
 	exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* --name=N from argv, or fallback; exits on anything else. */
@@ -151,7 +146,7 @@ int main(int argc, char **argv)
 	getsockname(listen_fd, (struct sockaddr *)&addr, &len);
 	struct client client = {.port = ntohs(addr.sin_port)};
 	pthread_t thread;
-	uint64_t start = now_ns();
+	uint64_t start = tool_now_ns();
 	if (pthread_create(&thread, NULL, client_main, &client) != 0)
 		fail("pthread_create");
 	int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -161,7 +156,7 @@ int main(int argc, char **argv)
 		send_once(conn, file, size);
 	close(conn);
 	pthread_join(thread, NULL);
-	double seconds = (double)(now_ns() - start) / 1e9;
+	double seconds = (double)(tool_now_ns() - start) / 1e9;
 	if (client.got != size * (uint64_t)n) {
 		fprintf(stderr, "sendfile_loop: the client got %llu of %llu bytes\n",
 			(unsigned long long)client.got, (unsigned long long)(size * (uint64_t)n));

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <ucontext.h>
 
+#include "../tool.h"
+
 struct fcontext_transfer {
 	void *fctx;
 	void *data;
@@ -23,13 +25,6 @@ extern struct fcontext_transfer jump_fcontext(void *to, void *vp);
 extern void *make_fcontext(void *sp, size_t size, void (*fn)(struct fcontext_transfer));
 
 enum { STACK = 64 * 1024 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
 
 static void report(const char *impl, long n, uint64_t ns)
 {
@@ -48,10 +43,10 @@ static void fcontext_fiber(struct fcontext_transfer t)
 static void measure_fcontext(long n, char *stack)
 {
 	void *fiber = make_fcontext(stack + STACK, STACK, fcontext_fiber);
-	uint64_t start = now_ns();
+	uint64_t start = tool_now_ns();
 	for (long i = 0; i < n; i++)
 		fiber = jump_fcontext(fiber, NULL).fctx;
-	report("fcontext", n, now_ns() - start);
+	report("fcontext", n, tool_now_ns() - start);
 }
 
 static ucontext_t main_uc, fiber_uc;
@@ -69,10 +64,10 @@ static void measure_ucontext(long n, char *stack)
 	fiber_uc.uc_stack.ss_size = STACK;
 	fiber_uc.uc_link = NULL;
 	makecontext(&fiber_uc, ucontext_fiber, 0);
-	uint64_t start = now_ns();
+	uint64_t start = tool_now_ns();
 	for (long i = 0; i < n; i++)
 		swapcontext(&main_uc, &fiber_uc);
-	report("ucontext", n, now_ns() - start);
+	report("ucontext", n, tool_now_ns() - start);
 }
 
 int main(int argc, char **argv)

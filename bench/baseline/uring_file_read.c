@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "../flags.h"
+#include "../tool.h"
 
 #define BLOCK 4096u
 
@@ -52,13 +53,6 @@ static void fail(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- flags ---- */
@@ -176,7 +170,7 @@ static void queue_read(struct io_uring *ring, int fd, struct slot *s, size_t bs,
 /* Prints the workload's JSON line for n reads timed from start (ns). */
 static void report(const char *impl, long n, uint64_t start, const char *cache)
 {
-	double seconds = (double)(now_ns() - start) / 1e9;
+	double seconds = (double)(tool_now_ns() - start) / 1e9;
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	printf("{\"workload\":\"file_read\",\"impl\":\"%s\",\"threads\":1,\"n\":%ld,"
@@ -205,7 +199,7 @@ static void pread_loop(int fd, size_t bs, long n, uint64_t blocks, const char *c
 	unsigned char *buf = aligned_alloc(BLOCK, bs);
 	if (!buf)
 		fail("out of memory");
-	uint64_t start = now_ns();
+	uint64_t start = tool_now_ns();
 	for (long i = 0; i < n; i++) {
 		uint64_t offset = next_random() % blocks * BLOCK;
 		ssize_t got = pread(fd, buf, bs, (off_t)offset);
@@ -290,7 +284,7 @@ int main(int argc, char **argv)
 		if (!(slots[i].buf = aligned_alloc(BLOCK, (size_t)bs)))
 			fail("out of memory");
 
-	uint64_t start = now_ns();
+	uint64_t start = tool_now_ns();
 	long issued = 0, done = 0;
 	for (; issued < depth && issued < n; issued++)
 		queue_read(&ring, fd, &slots[issued], (size_t)bs, blocks);

@@ -76,6 +76,17 @@ static bool conn_cancelled(struct conn_task *self, struct afe_context *cx)
 	return self->cancelled;
 }
 
+/* Unlinks w from its token if it still waits there (a cancelled poll of a
+ * token wait ends it at once). */
+static void withdraw(struct afe_token_wait *w, const struct afe_context *cx)
+{
+	if (afe_future_is_done(&w->base))
+		return;
+	struct afe_context cancelling = *cx;
+	cancelling.cancel = true;
+	afe_future_poll(&w->base, &cancelling);
+}
+
 static int conn_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct conn_task *self = afe_container_of(f, struct conn_task, base);
@@ -86,10 +97,8 @@ static int conn_poll(struct afe_future *f, struct afe_context *cx)
 		inner.owned_fd = &self->fd;
 		if (afe_future_poll(user, &inner) == AFE_PENDING)
 			return AFE_PENDING;
-		if (self->shared->conns && !afe_future_is_done(&self->stop.base)) {
-			inner.cancel = true; /* unlinks the wait from the token */
-			afe_future_poll(&self->stop.base, &inner);
-		}
+		if (self->shared->conns)
+			withdraw(&self->stop, cx);
 		self->closing = true;
 		afe_io_close_init(&self->close, self->fd);
 	}
@@ -249,10 +258,8 @@ static int server_poll(struct afe_future *f, struct afe_context *cx)
 		inner.cancel = true;
 		ready = serve_poll(f, &inner);
 	}
-	if (ready == AFE_READY && !afe_future_is_done(&self->stop_wait.base)) {
-		inner.cancel = true; /* unlinks the wait from the token */
-		afe_future_poll(&self->stop_wait.base, &inner);
-	}
+	if (ready == AFE_READY)
+		withdraw(&self->stop_wait, cx);
 	return ready;
 }
 
