@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../../pool/clock.h"
 #include "afe/task.h"
 #include "handle_stamps.h"
 #include "runtime_internal.h"
@@ -296,15 +296,6 @@ static void init_extra(struct afe_task *t, const char *name)
 	}
 }
 
-/* The clock of a task's age: ticks of a few ms, for a fraction of the
- * cost of afe_now_ns's (a spawn with task_dump read it every time). */
-static uint64_t coarse_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* mine: the spawning worker's counters, or NULL from outside the pool. */
 /* site: the code that called the spawn (a return address), for dumps. */
 static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
@@ -340,7 +331,7 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 	}
 	atomic_init(&t->state, state);
 	if (rt->tasks.on) {
-		extra_of(t)->record.spawned_ns = coarse_now_ns();
+		extra_of(t)->record.spawned_ns = afe__now_coarse_ns(); /* every spawn: cheap */
 		extra_of(t)->record.spawned_at = site;
 		afe__task_registry_add(&rt->tasks, &extra_of(t)->record, t);
 	}
@@ -635,7 +626,7 @@ static void describe(struct afe_task *t, struct afe_task_snapshot *out)
 					     : "waiting";
 	memcpy(out->name, x->name, sizeof(out->name));
 	out->name[sizeof(out->name) - 1] = 0;
-	uint64_t now = coarse_now_ns();
+	uint64_t now = afe__now_coarse_ns();
 	out->age_ns = now > x->record.spawned_ns ? now - x->record.spawned_ns : 0;
 	out->polls = atomic_load_explicit(&x->polls, memory_order_relaxed);
 	out->timed_polls = (out->polls + AFE_TASK_TIMED_EVERY - 1) / AFE_TASK_TIMED_EVERY;

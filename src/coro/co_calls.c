@@ -74,28 +74,28 @@ int afe_co_send_all(int fd, const void *buf, size_t len)
 /* The send and the receive linked (afe_io_link): one trip through the
  * ring when the send goes out whole. On the coroutine's own stack, where
  * its await winds them down before returning; a shared stack cannot hold
- * them (see coro_internal.h), so there the two go one after the other. */
+ * them (see coro_internal.h), so there the two go one after the other, as
+ * they do after a send the link cut short. */
 ssize_t afe_co_send_recv(int fd, const void *out, size_t outlen, void *in, size_t inlen)
 {
 	SLOT_OR_RETURN(s, out, outlen);
 	if (afe__co_on_shared_stack(in, inlen))
 		return -EFAULT;
+	size_t sent = 0;
 	struct afe_io pair[2];
-	if (afe__co_on_shared_stack(pair, sizeof(pair)) || outlen > UINT_MAX) {
-		int err = afe_co_send_all(fd, out, outlen);
-		return err < 0 ? err : afe_co_recv(fd, in, inlen, 0);
+	if (!afe__co_on_shared_stack(pair, sizeof(pair)) && outlen <= UINT_MAX) {
+		afe_io_send_init(&pair[0], fd, out, (unsigned)outlen, MSG_WAITALL | MSG_NOSIGNAL);
+		afe_io_recv_init(&pair[1], fd, in, ring_len(inlen), 0);
+		afe_io_link(&pair[0], &pair[1]);
+		intptr_t res = afe_co_await(&pair[0].base);
+		if (res < 0)
+			return (ssize_t)res; /* the receive was cancelled with it */
+		if ((size_t)res == outlen)
+			return (ssize_t)pair[1].base.result;
+		sent = (size_t)res; /* the link broke: the rest, then the receive */
 	}
-	afe_io_send_init(&pair[0], fd, out, (unsigned)outlen, MSG_WAITALL | MSG_NOSIGNAL);
-	afe_io_recv_init(&pair[1], fd, in, ring_len(inlen), 0);
-	afe_io_link(&pair[0], &pair[1]);
-	intptr_t sent = afe_co_await(&pair[0].base);
-	if (sent < 0)
-		return (ssize_t)sent; /* the receive was cancelled with it */
-	if ((size_t)sent < outlen) { /* the link broke: the rest, then the receive */
-		int err = afe_co_send_all(fd, (const char *)out + sent, outlen - (size_t)sent);
-		return err < 0 ? err : afe_co_recv(fd, in, inlen, 0);
-	}
-	return (ssize_t)pair[1].base.result;
+	int err = afe_co_send_all(fd, (const char *)out + sent, outlen - sent);
+	return err < 0 ? err : afe_co_recv(fd, in, inlen, 0);
 }
 
 int afe_co_accept(int fd, struct sockaddr *addr, unsigned *addrlen, int flags)

@@ -100,14 +100,6 @@ bool afe_ipc_process_ended(pid_t pid, uint64_t start)
 	return kill(pid, 0) < 0 && errno == ESRCH;
 }
 
-/* Whether process pid lives: a zombie does not (its pidfd would still
- * open, and a consumer that died unreaped kept its name from a restarted
- * one with -EADDRINUSE). */
-static bool process_alive(pid_t pid)
-{
-	return !afe_ipc_process_ended(pid, 0);
-}
-
 /* After the guard grew a shrunk object back (in its signal handler): the
  * sleepers of every side look again, and find the object zeroed. Only
  * addresses are computed here: the object is written through fd. */
@@ -191,8 +183,11 @@ static int replace_stale(const char *path)
 			close(fd);
 			return err;
 		}
+		/* A zombie consumer counts as ended (its pidfd would still
+		 * open): one that died unreaped must not keep its name from
+		 * its restarted successor. */
 		live = afe_ipc_shm_check((uint64_t)st.st_size, h) == 0 &&
-		       process_alive(h->consumer_pid);
+		       !afe_ipc_process_ended(h->consumer_pid, 0);
 		afe_ipc_shm_unmap(h);
 	}
 	close(fd);

@@ -113,14 +113,21 @@ static int connector_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_ASYNC_END;
 }
 
-static intptr_t run_connector(struct afe_runtime *rt, const char *name, uint32_t wait_ms,
-			      enum afe_ipc_transport transport, bool blocking)
+static struct connector connector_make(const char *name, uint32_t wait_ms,
+				       enum afe_ipc_transport transport, bool blocking)
 {
 	struct connector c = {.name = name, .blocking = blocking};
 	afe_future_init(&c.base, connector_poll);
 	afe_ipc_producer_config_default(&c.config);
 	c.config.connect_wait_ms = wait_ms;
 	c.config.transport = transport;
+	return c;
+}
+
+static intptr_t run_connector(struct afe_runtime *rt, const char *name, uint32_t wait_ms,
+			      enum afe_ipc_transport transport, bool blocking)
+{
+	struct connector c = connector_make(name, wait_ms, transport, blocking);
 	return test_block_on(rt, &c);
 }
 
@@ -144,33 +151,12 @@ Test(ipc_connect_wait, a_task_awaits_until_the_name_is_served)
 	test_runtime_destroy(rt);
 }
 
-/* A task waiting to connect, for cancelling. */
-struct waiting_connect {
-	struct afe_future base;
-	struct afe_ipc_producer *p;
-	struct afe_ipc_connect c;
-};
-
-static int waiting_connect_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct waiting_connect *self = afe_container_of(f, struct waiting_connect, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	AFE_AWAIT(&self->c.base);
-	AFE_RETURN(self->c.base.result);
-	AFE_ASYNC_END;
-}
-
 Test(ipc_connect_wait, a_cancelled_wait_ends_at_once_with_ecanceled, .timeout = 30)
 {
 	struct afe_runtime *rt = test_runtime(1);
-	struct afe_ipc_producer_config config;
-	afe_ipc_producer_config_default(&config);
-	config.connect_wait_ms = 10000;
-	struct waiting_connect w;
-	afe_future_init(&w.base, waiting_connect_poll);
-	afe_ipc_connect_init(&w.c, &w.p, rt, wait_name("cancelled"), &config);
+	struct connector c = connector_make(wait_name("cancelled"), 10000, AFE_IPC_ANY, false);
 	struct afe_join_handle h;
-	cr_assert_eq(afe_spawn(rt, &w, &h), 0);
+	cr_assert_eq(afe_spawn(rt, &c, &h), 0);
 	usleep(30000); /* into its pauses */
 	uint64_t asked = afe_now_ns();
 	struct afe_cancel cancel;

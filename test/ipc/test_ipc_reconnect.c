@@ -148,6 +148,18 @@ static void wait_ended(pid_t pid)
 	close(fd);
 }
 
+/* Starts a consumer process serving name, connects to it once (so that
+ * it serves), kills it and waits until it ended, unreaped: its pid. */
+static pid_t consumer_dead_unreaped(struct afe_runtime *rt, const char *name)
+{
+	pid_t consumer = start_consumer(name);
+	struct afe_ipc_producer_config config = over_shared_memory();
+	afe_ipc_producer_close(connect_retrying(rt, name, &config));
+	kill(consumer, SIGKILL);
+	wait_ended(consumer);
+	return consumer;
+}
+
 /* A consumer that died and is not reaped yet still has a pidfd: a
  * reconnect that came that early took it for a live one, and went
  * through a second reconnect once its watch saw the death. */
@@ -155,12 +167,9 @@ Test(ipc_reconnect, a_dead_consumer_not_reaped_yet_is_not_connected_to)
 {
 	struct afe_runtime *rt = test_runtime(1);
 	const char *name = ipc_test_name("zombie");
-	pid_t consumer = start_consumer(name);
+	pid_t consumer = consumer_dead_unreaped(rt, name);
 	struct afe_ipc_producer_config config = over_shared_memory();
-	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
-	afe_ipc_producer_close(p);
-	kill(consumer, SIGKILL);
-	wait_ended(consumer);
+	struct afe_ipc_producer *p = NULL;
 	int err = afe_ipc_producer_connect(&p, rt, name, &config);
 	cr_assert_eq(err, -ECONNREFUSED, "connect: %d", err);
 	waitpid(consumer, NULL, 0);
@@ -173,12 +182,7 @@ Test(ipc_reconnect, a_dead_consumer_not_reaped_yet_leaves_its_name_to_a_new_one)
 {
 	struct afe_runtime *rt = test_runtime(1);
 	const char *name = ipc_test_name("zombie-name");
-	pid_t consumer = start_consumer(name);
-	struct afe_ipc_producer_config config = over_shared_memory();
-	struct afe_ipc_producer *p = connect_retrying(rt, name, &config);
-	afe_ipc_producer_close(p);
-	kill(consumer, SIGKILL);
-	wait_ended(consumer);
+	pid_t consumer = consumer_dead_unreaped(rt, name);
 	struct afe_ipc_consumer *again = NULL;
 	int err = afe_ipc_consumer_serve(&again, rt, name, NULL);
 	cr_assert_eq(err, 0, "serve: %d", err);
