@@ -30,7 +30,9 @@
  * stack_size, else the runtime's coro_stack_size, else
  * AFE_CORO_STACK_DEFAULT of address space, of which only the pages it
  * touched use memory) until it returns. Stacks of the default size are
- * kept for reuse; others are mapped and unmapped each time.
+ * kept for reuse, each thread's last few without a lock and up to 1,024
+ * more in a pool the process shares (what their coroutines touched stays
+ * resident until reused); others are mapped and unmapped each time.
  *
  * Threads: a coroutine may resume on another worker after any afe_co_*
  * call (work stealing). Thread-local variables read before a call may

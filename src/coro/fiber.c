@@ -5,6 +5,7 @@
 #include "fiber.h"
 #include "fiber_switch.h"
 #include "../../pool/fault_pass_on.h"
+#include "../../pool/spinlock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,7 +18,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-enum { POOLED_STACKS_MAX = 64, ALT_STACK_SIZE = 64 * 1024 };
+enum { ALT_STACK_SIZE = 64 * 1024 };
 
 static size_t page_size(void)
 {
@@ -29,10 +30,32 @@ static size_t page_size(void)
 
 /* ---- stacks ------------------------------------------------------------- */
 
-/* Default-sized stacks, kept for the next fiber (their first word links
- * them): mapping a stack costs two syscalls and its first page faults. */
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *pooled;
+/*
+ * Default-sized stacks are kept for the next fiber: mapping one costs two
+ * syscalls, unmapping one a TLB shootdown on every worker, and its first
+ * page faults. Each thread keeps up to MAGAZINE of them in its own
+ * magazine, no lock; it trades half a magazine at a time with the shared
+ * pool (one lock per HALF stacks), which keeps up to POOLED_STACKS_MAX
+ * and unmaps the rest. So a worker that runs what another spawned passes
+ * its stacks back through the pool, and a burst of coroutines is served
+ * from memory the last burst touched. The pool keeps what its stacks'
+ * coroutines touched (a page or two each, typically) until reused.
+ */
+enum { MAGAZINE = 32, HALF = MAGAZINE / 2, POOLED_STACKS_MAX = 1024 };
+
+struct stack_magazine {
+	unsigned n;
+	bool registered; /* flushed to the pool when the thread exits */
+	char *lo[MAGAZINE];
+};
+
+static _Thread_local struct stack_magazine magazine;
+static pthread_key_t magazine_key;
+static pthread_once_t magazine_once = PTHREAD_ONCE_INIT;
+
+/* The shared pool, under a spinlock: held to copy HALF pointers. */
+static atomic_flag pool_lock = ATOMIC_FLAG_INIT;
+static char *pooled[POOLED_STACKS_MAX];
 static unsigned n_pooled;
 
 static char *stack_map(size_t size)
@@ -49,37 +72,81 @@ static char *stack_map(size_t size)
 	return base + guard;
 }
 
+static void stack_unmap(char *lo, size_t size)
+{
+	munmap(lo - page_size(), page_size() + size);
+}
+
+/* Moves up to n stacks from the pool into m; returns how many. */
+static unsigned pool_take(struct stack_magazine *m, unsigned n)
+{
+	afe_spin_lock(&pool_lock);
+	unsigned got = n < n_pooled ? n : n_pooled;
+	n_pooled -= got;
+	memcpy(&m->lo[m->n], &pooled[n_pooled], got * sizeof(pooled[0]));
+	afe_spin_unlock(&pool_lock);
+	m->n += got;
+	return got;
+}
+
+/* Moves the last n stacks of m into the pool, unmapping those it has no
+ * room for. */
+static void pool_give(struct stack_magazine *m, unsigned n)
+{
+	m->n -= n;
+	afe_spin_lock(&pool_lock);
+	unsigned kept = POOLED_STACKS_MAX - n_pooled < n ? POOLED_STACKS_MAX - n_pooled : n;
+	memcpy(&pooled[n_pooled], &m->lo[m->n], kept * sizeof(pooled[0]));
+	n_pooled += kept;
+	afe_spin_unlock(&pool_lock);
+	for (unsigned i = kept; i < n; i++)
+		stack_unmap(m->lo[m->n + i], AFE__FIBER_DEFAULT_STACK);
+}
+
+/* A thread's magazine goes back to the pool when the thread exits. */
+static void magazine_flush(void *unused)
+{
+	(void)unused;
+	pool_give(&magazine, magazine.n);
+}
+
+static void make_magazine_key(void)
+{
+	pthread_key_create(&magazine_key, magazine_flush);
+}
+
+/* This thread's magazine, its flush at exit arranged on first use. */
+static struct stack_magazine *my_magazine(void)
+{
+	struct stack_magazine *m = &magazine;
+	if (!m->registered) {
+		pthread_once(&magazine_once, make_magazine_key);
+		pthread_setspecific(magazine_key, m); /* non-NULL: the destructor runs */
+		m->registered = true;
+	}
+	return m;
+}
+
 static char *stack_take(size_t size)
 {
-	if (size == AFE__FIBER_DEFAULT_STACK) {
-		pthread_mutex_lock(&pool_lock);
-		char *lo = pooled;
-		if (lo) {
-			memcpy(&pooled, lo, sizeof(pooled));
-			n_pooled--;
-		}
-		pthread_mutex_unlock(&pool_lock);
-		if (lo)
-			return lo;
-	}
-	return stack_map(size);
+	if (size != AFE__FIBER_DEFAULT_STACK)
+		return stack_map(size);
+	struct stack_magazine *m = my_magazine();
+	if (m->n == 0 && pool_take(m, HALF) == 0)
+		return stack_map(size);
+	return m->lo[--m->n];
 }
 
 static void stack_give(char *lo, size_t size)
 {
-	if (size == AFE__FIBER_DEFAULT_STACK) {
-		pthread_mutex_lock(&pool_lock);
-		bool keep = n_pooled < POOLED_STACKS_MAX;
-		if (keep) {
-			memcpy(lo, &pooled, sizeof(pooled));
-			pooled = lo;
-			n_pooled++;
-		}
-		pthread_mutex_unlock(&pool_lock);
-		if (keep)
-			return;
+	if (size != AFE__FIBER_DEFAULT_STACK) {
+		stack_unmap(lo, size);
+		return;
 	}
-	munmap(lo - page_size(), page_size() + size);
+	struct stack_magazine *m = my_magazine();
+	if (m->n == MAGAZINE)
+		pool_give(m, HALF);
+	m->lo[m->n++] = lo;
 }
 
 /* ---- the overflow report -------------------------------------------------- */

@@ -455,6 +455,48 @@ Test(coro, a_stack_that_cannot_be_had_gets_enomem_and_leaves_nothing)
 	test_runtime_destroy(rt);
 }
 
+static int mapping_count(void)
+{
+	FILE *maps = fopen("/proc/self/maps", "r");
+	cr_assert_not_null(maps);
+	int lines = 0, c;
+	while ((c = fgetc(maps)) != EOF)
+		lines += c == '\n';
+	fclose(maps);
+	return lines;
+}
+
+static intptr_t sleep_a_millisecond(void *arg)
+{
+	(void)arg;
+	return afe_co_sleep(1000000);
+}
+
+enum { RUNTIMES = 100, LIVE = 64 };
+
+/* Each worker keeps its last stacks without a lock, and gives them back
+ * to the shared pool when it exits: runtime after runtime, the mappings
+ * stay within the pool's bound (each stack is two: guard and stack)
+ * instead of growing by each dead worker's stacks. */
+Test(coro, worker_threads_give_their_stacks_back_when_they_exit, .timeout = 60)
+{
+	int before = mapping_count();
+	for (int round = 0; round < RUNTIMES; round++) {
+		struct afe_runtime *rt = test_runtime(2);
+		struct afe_join_handle h[LIVE];
+		for (int i = 0; i < LIVE; i++)
+			cr_assert_eq(afe_coro_spawn(rt, sleep_a_millisecond, NULL, &h[i], NULL), 0);
+		for (int i = 0; i < LIVE; i++) {
+			struct afe_join join;
+			afe_join_init(&join, &h[i]);
+			cr_assert_eq(test_block_on(rt, &join), 0);
+		}
+		test_runtime_destroy(rt);
+	}
+	int grown = mapping_count() - before;
+	cr_assert_lt(grown, 2 * (1024 + 2 * 32) + 64, "%d more mappings", grown);
+}
+
 /* Recurses `depth` times, 512 bytes a frame: far past a 32 KiB stack. */
 static int deep(volatile char *from, int depth)
 {
@@ -493,6 +535,34 @@ Test(coro, a_stack_overflow_is_reported_and_kills)
 	int status = test_child_stderr(overflow_a_small_stack, said, sizeof(said));
 	cr_assert(WIFSIGNALED(status), "status %#x, said: %s", status, said);
 	cr_assert_not_null(strstr(said, "afe: coroutine stack overflow, 32768-byte stack"),
+			   "said: %s", said);
+}
+
+/* The same on a default-sized stack that an earlier coroutine used and
+ * left in the stack pool: a reused stack keeps its guard page. */
+static void overflow_a_reused_stack(void)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 1;
+	struct afe_runtime *rt;
+	if (afe_runtime_create(&rt, &config) < 0)
+		_exit(2);
+	struct afe_coro first, second;
+	intptr_t r;
+	afe_coro_init(&first, returns_zero, NULL, NULL);
+	if (afe_block_on(rt, &first, &r) < 0 || r != 0)
+		_exit(2);
+	afe_coro_init(&second, overflow, NULL, NULL);
+	afe_block_on(rt, &second, &r);
+}
+
+Test(coro, a_stack_reused_from_the_pool_still_reports_an_overflow)
+{
+	char said[4096];
+	int status = test_child_stderr(overflow_a_reused_stack, said, sizeof(said));
+	cr_assert(WIFSIGNALED(status), "status %#x, said: %s", status, said);
+	cr_assert_not_null(strstr(said, "afe: coroutine stack overflow, 262144-byte stack"),
 			   "said: %s", said);
 }
 
