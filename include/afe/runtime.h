@@ -222,7 +222,8 @@ struct afe_metrics {
  * Writes a line per live task of rt to fd: its name (afe_spawn_with), its
  * state (queued, running, waiting, or complete with a handle still held),
  * its age, how many times it was polled, how many of those polls were
- * timed (the first and one in 128 after) and how long they took together,
+ * timed (about one in 128 of each worker's polls of listed tasks, at
+ * drawn intervals) and how long they took together,
  * its poll function and where it was spawned (addresses for
  * addr2line or gdb: the function, and the return address of the spawn
  * call). Returns the number of tasks written, or
@@ -231,8 +232,9 @@ struct afe_metrics {
  * failed write. The list is taken under locks spawns also take, then
  * written; tasks spawned meanwhile may be left out (a last line says so).
  *
- * Cost: with task_dump, every task carries its name, poll count, poll
- * time and spawn time (an extra 80 bytes), a timed poll reads the clock
+ * Cost: with task_dump, every task carries its poll counts, poll time,
+ * spawn time and site (an extra 40 bytes; a name is carried by tasks
+ * spawned with options, dump or not), a timed poll reads the clock
  * twice, a spawn reads the coarse clock, and a spawn and a free each take
  * a lock of one of 16 shards; without, a spawn and a poll test one bit.
  */

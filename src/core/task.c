@@ -25,7 +25,7 @@ static struct afe_future *future_of(struct afe_task *t)
 	return (struct afe_future *)(void *)((char *)t + AFE_TASK_HEADER_SIZE + t->future_offset);
 }
 
-static struct afe_task_extra *extra_of(struct afe_task *t);
+static struct afe_task_record *record_of(struct afe_task *t, uint64_t state);
 
 /* ---- references ---------------------------------------------------- */
 
@@ -37,8 +37,8 @@ static void task_dealloc(struct afe_task *t)
 		atomic_fetch_add_explicit(&t->rt->dropped, 1, memory_order_acq_rel);
 	}
 	afe_waker_drop(&t->join_waker);
-	if ((state & AFE_TASK_HAS_EXTRA) && t->rt->tasks.on) /* listed at its spawn */
-		afe__task_registry_remove(&t->rt->tasks, &extra_of(t)->record, t);
+	if (state & AFE_TASK_LISTED)
+		afe__task_registry_remove(&t->rt->tasks, record_of(t, state), t);
 	afe__task_free(t, t->alloc_size);
 }
 
@@ -185,6 +185,28 @@ static void report_long_poll(struct afe_task *t, struct afe_worker_counters *cou
 		(unsigned long long)((now > since ? now - since : 0) / 1000000u));
 }
 
+/* Listed tasks' polls this thread makes before it times the next, and
+ * the generator that spaces the timed ones: gaps from 1 to
+ * 2 * AFE_TASK_TIMED_EVERY - 1, drawn (xorshift), so that a worker
+ * cycling through AFE_TASK_TIMED_EVERY tasks does not time the same one
+ * every round. A thread's first listed poll is timed. */
+static _Thread_local uint32_t polls_until_timed, timing_draw;
+
+static bool time_this_poll(void)
+{
+	if (polls_until_timed > 1) {
+		polls_until_timed--;
+		return false;
+	}
+	uint32_t x = timing_draw ? timing_draw : (uint32_t)(uintptr_t)&timing_draw | 1u;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	timing_draw = x;
+	polls_until_timed = 1 + x % (2 * AFE_TASK_TIMED_EVERY - 1);
+	return true;
+}
+
 void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *counters)
 {
 	struct afe_task *t = task_of(r);
@@ -201,20 +223,6 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 		afe__task_release(t);
 		return;
 	}
-	/* A task with an extra counts its polls; on a runtime that keeps its
-	 * tasks for dumps, it also times its first poll and every
-	 * AFE_TASK_TIMED_EVERY-th after (two clock reads each: timing every
-	 * poll cost a yield 40%). Only this poll writes them, so no RMW;
-	 * relaxed: a dump's figures, ordered by nothing. */
-	uint64_t poll_began = 0;
-	if (ns & AFE_TASK_HAS_EXTRA) {
-		_Atomic uint64_t *polls = &extra_of(t)->polls;
-		uint64_t poll_count = atomic_load_explicit(polls, memory_order_relaxed) + 1;
-		atomic_store_explicit(polls, poll_count, memory_order_relaxed);
-		if (t->rt->tasks.on && poll_count % AFE_TASK_TIMED_EVERY == 1)
-			poll_began = afe_now_ns();
-	}
-
 	struct afe_waker waker = {.vtable = &task_waker_vtable, .data = t};
 	struct afe_context cx = {
 		.waker = &waker,
@@ -225,12 +233,28 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 	 * the long-poll detector; this thread is the only writer. */
 	uint64_t poll_no = atomic_load_explicit(&counters->polled, memory_order_relaxed) + 1;
 	atomic_store_explicit(&counters->polled, poll_no, memory_order_release);
+	/* A listed task counts its polls, and about one in
+	 * AFE_TASK_TIMED_EVERY is timed (two clock reads: timing every poll
+	 * cost a yield 40%, the first of each task a spawn 15%). Only this
+	 * poll writes them, so no RMW; relaxed: see the record. */
+	struct afe_task_record *rec = NULL;
+	uint64_t poll_began = 0;
+	if (ns & AFE_TASK_LISTED) {
+		rec = record_of(t, ns);
+		atomic_store_explicit(&rec->polls,
+				      atomic_load_explicit(&rec->polls, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+		if (time_this_poll())
+			poll_began = afe_now_ns();
+	}
 	int ready = afe_future_poll(future_of(t), &cx);
 	if (poll_began) { /* still RUNNING: the task is ours */
-		_Atomic uint64_t *spent = &extra_of(t)->poll_ns;
-		atomic_store_explicit(spent,
-				      atomic_load_explicit(spent, memory_order_relaxed) +
-					      (afe_now_ns() - poll_began),
+		uint64_t spent = afe_now_ns() - poll_began;
+		atomic_store_explicit(&rec->poll_ns,
+				      atomic_load_explicit(&rec->poll_ns, memory_order_relaxed) + spent,
+				      memory_order_relaxed);
+		atomic_store_explicit(&rec->timed_polls,
+				      atomic_load_explicit(&rec->timed_polls, memory_order_relaxed) + 1,
 				      memory_order_relaxed);
 	}
 	afe_counter_add(&counters->returned, 1);
@@ -260,40 +284,61 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 
 /* ---- spawning ------------------------------------------------------------ */
 
-/* Where a task's extra (if it has one) starts, for a future of size
- * bytes; the allocation ends right after it. */
-static size_t extra_offset(size_t size)
+/* Where what a task carries after its future (task_internal.h) starts,
+ * for a future of size bytes. */
+static size_t tail_offset(size_t size)
 {
 	size_t end = AFE_TASK_HEADER_SIZE + size;
-	size_t align = _Alignof(struct afe_task_extra);
+	size_t align = _Alignof(struct afe_task_record);
+	_Static_assert(_Alignof(struct afe_task_named) <= _Alignof(struct afe_task_record) &&
+			       sizeof(struct afe_task_record) % _Alignof(struct afe_task_named) == 0,
+		       "the named part follows the record aligned");
 	return (end + align - 1) & ~(align - 1);
 }
 
-static struct afe_task_extra *extra_of(struct afe_task *t)
+/* A task with AFE_TASK_NAMED: its name and local, last. */
+static struct afe_task_named *named_of(struct afe_task *t)
 {
-	return (struct afe_task_extra *)(void *)((char *)t + t->alloc_size -
-						 sizeof(struct afe_task_extra));
+	return (struct afe_task_named *)(void *)((char *)t + t->alloc_size -
+						 sizeof(struct afe_task_named));
 }
 
-/* t's extra, or NULL for a task spawned without options. The bit never
- * changes after spawn, so a relaxed load suffices. */
-static struct afe_task_extra *find_extra(struct afe_task *t)
+/* A task with AFE_TASK_LISTED (in state): its record, before the named
+ * part if it has one. */
+static struct afe_task_record *record_of(struct afe_task *t, uint64_t state)
+{
+	size_t end = t->alloc_size - (state & AFE_TASK_NAMED ? sizeof(struct afe_task_named) : 0);
+	return (struct afe_task_record *)(void *)((char *)t + end - sizeof(struct afe_task_record));
+}
+
+/* t's named part, or NULL for a task spawned without options. The bit
+ * never changes after spawn, so a relaxed load suffices. */
+static struct afe_task_named *find_named(struct afe_task *t)
 {
 	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
-	return (s & AFE_TASK_HAS_EXTRA) ? extra_of(t) : NULL;
+	return (s & AFE_TASK_NAMED) ? named_of(t) : NULL;
 }
 
-static void init_extra(struct afe_task *t, const char *name)
+static void init_named(struct afe_task *t, const char *name)
 {
-	struct afe_task_extra *x = extra_of(t);
+	struct afe_task_named *x = named_of(t);
 	x->local = NULL;
 	x->name[0] = 0;
-	atomic_init(&x->polls, 0);
-	atomic_init(&x->poll_ns, 0);
 	if (name) {
 		strncpy(x->name, name, sizeof(x->name) - 1);
 		x->name[sizeof(x->name) - 1] = 0;
 	}
+}
+
+static void list_task(struct afe_task *t, uint64_t state, const void *site)
+{
+	struct afe_task_record *rec = record_of(t, state);
+	rec->spawned_ns = afe__now_coarse_ns(); /* every spawn: cheap */
+	rec->spawned_at = site;
+	atomic_init(&rec->polls, 0);
+	atomic_init(&rec->poll_ns, 0);
+	atomic_init(&rec->timed_polls, 0);
+	afe__task_registry_add(&t->rt->tasks, rec, t);
 }
 
 /* mine: the spawning worker's counters, or NULL from outside the pool. */
@@ -304,9 +349,11 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 		      const struct afe_spawn_options *opts, const void *site)
 {
 	const char *start = obj, *b = (const char *)base;
-	bool extra = opts || rt->tasks.on;
-	size_t total = extra ? extra_offset(size) + sizeof(struct afe_task_extra)
-			     : AFE_TASK_HEADER_SIZE + size;
+	bool named = opts != NULL, listed = rt->tasks.on;
+	size_t total = AFE_TASK_HEADER_SIZE + size;
+	if (named || listed)
+		total = tail_offset(size) + (listed ? sizeof(struct afe_task_record) : 0) +
+			(named ? sizeof(struct afe_task_named) : 0);
 	struct afe_task *t = afe__task_alloc(total);
 	if (!t)
 		return -ENOMEM;
@@ -319,10 +366,12 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 	t->join_waker.vtable = NULL;
 	t->join_waker.data = NULL;
 	uint64_t state = AFE_TASK_NOTIFIED + AFE_TASK_REF_ONE; /* the queue's */
-	if (extra) {
-		init_extra(t, opts ? opts->name : NULL);
-		state |= AFE_TASK_HAS_EXTRA;
+	if (named) {
+		init_named(t, opts->name);
+		state |= AFE_TASK_NAMED;
 	}
+	if (listed)
+		state |= AFE_TASK_LISTED;
 	if (handle) {
 		state += AFE_TASK_JOIN_INTEREST + AFE_TASK_REF_ONE;
 		handle->task = t;
@@ -330,11 +379,8 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 		handle->stamp = afe__handle_stamp_issue(t);
 	}
 	atomic_init(&t->state, state);
-	if (rt->tasks.on) {
-		extra_of(t)->record.spawned_ns = afe__now_coarse_ns(); /* every spawn: cheap */
-		extra_of(t)->record.spawned_at = site;
-		afe__task_registry_add(&rt->tasks, &extra_of(t)->record, t);
-	}
+	if (listed)
+		list_task(t, state, site);
 	if (mine)
 		afe_counter_add(&mine->spawned, 1);
 	else
@@ -357,7 +403,8 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 	if (b < start || size < sizeof(*base) || (size_t)(b - start) > size - sizeof(*base))
 		return -EINVAL;
 	/* alloc_size is 32 bits */
-	if (size > UINT32_MAX - AFE_TASK_HEADER_SIZE - 2 * sizeof(struct afe_task_extra))
+	if (size > UINT32_MAX - AFE_TASK_HEADER_SIZE - sizeof(struct afe_task_record) -
+			   sizeof(struct afe_task_named) - _Alignof(struct afe_task_record))
 		return -ENOMEM;
 	/* A spawn from outside the workers announces itself before it checks
 	 * closed, so destroy (which sets closed, then waits for these to
@@ -406,7 +453,7 @@ int afe_spawn_with_raw(struct afe_runtime *rt, const void *obj, size_t size,
 
 static const char *name_of(struct afe_task *t)
 {
-	struct afe_task_extra *x = t ? find_extra(t) : NULL;
+	struct afe_task_named *x = t ? find_named(t) : NULL;
 	return x && x->name[0] ? x->name : NULL;
 }
 
@@ -424,7 +471,7 @@ const char *afe_task_current_name(const struct afe_context *cx)
 
 int afe_task_local_set(const struct afe_context *cx, void *value)
 {
-	struct afe_task_extra *x = cx && cx->task ? find_extra(cx->task) : NULL;
+	struct afe_task_named *x = cx && cx->task ? find_named(cx->task) : NULL;
 	if (!x)
 		return -EINVAL;
 	x->local = value;
@@ -433,7 +480,7 @@ int afe_task_local_set(const struct afe_context *cx, void *value)
 
 void *afe_task_local_get(const struct afe_context *cx)
 {
-	struct afe_task_extra *x = cx && cx->task ? find_extra(cx->task) : NULL;
+	struct afe_task_named *x = cx && cx->task ? find_named(cx->task) : NULL;
 	return x ? x->local : NULL;
 }
 
@@ -617,22 +664,25 @@ int afe_cancel_init(struct afe_cancel *cancel, struct afe_join_handle *handle)
 /* Under t's registry lock: t is alive. */
 static void describe(struct afe_task *t, struct afe_task_snapshot *out)
 {
-	struct afe_task_extra *x = extra_of(t);
 	/* Relaxed: a picture of a moment, which may be stale at once. */
 	uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+	struct afe_task_record *rec = record_of(t, s);
 	out->state = s & AFE_TASK_COMPLETE   ? "complete"
 		     : s & AFE_TASK_RUNNING  ? "running"
 		     : s & AFE_TASK_NOTIFIED ? "queued"
 					     : "waiting";
-	memcpy(out->name, x->name, sizeof(out->name));
-	out->name[sizeof(out->name) - 1] = 0;
+	out->name[0] = 0;
+	if (s & AFE_TASK_NAMED) {
+		memcpy(out->name, named_of(t)->name, sizeof(out->name));
+		out->name[sizeof(out->name) - 1] = 0;
+	}
 	uint64_t now = afe__now_coarse_ns();
-	out->age_ns = now > x->record.spawned_ns ? now - x->record.spawned_ns : 0;
-	out->polls = atomic_load_explicit(&x->polls, memory_order_relaxed);
-	out->timed_polls = (out->polls + AFE_TASK_TIMED_EVERY - 1) / AFE_TASK_TIMED_EVERY;
-	out->poll_ns = atomic_load_explicit(&x->poll_ns, memory_order_relaxed);
+	out->age_ns = now > rec->spawned_ns ? now - rec->spawned_ns : 0;
+	out->polls = atomic_load_explicit(&rec->polls, memory_order_relaxed);
+	out->timed_polls = atomic_load_explicit(&rec->timed_polls, memory_order_relaxed);
+	out->poll_ns = atomic_load_explicit(&rec->poll_ns, memory_order_relaxed);
 	out->poll_fn = (void *)(uintptr_t)future_of(t)->poll;
-	out->spawned_at = x->record.spawned_at;
+	out->spawned_at = rec->spawned_at;
 }
 
 struct snapshots {

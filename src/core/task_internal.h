@@ -40,8 +40,9 @@
 #define AFE_TASK_CANCELLED (UINT64_C(1) << 3)
 #define AFE_TASK_JOIN_INTEREST (UINT64_C(1) << 4)
 #define AFE_TASK_JOIN_WAKER (UINT64_C(1) << 5)
-/* Set at spawn, never changed: struct afe_task_extra ends the allocation. */
-#define AFE_TASK_HAS_EXTRA (UINT64_C(1) << 6)
+/* Set at spawn, never changed: what ends the allocation (see below). */
+#define AFE_TASK_NAMED (UINT64_C(1) << 6)  /* struct afe_task_named, last */
+#define AFE_TASK_LISTED (UINT64_C(1) << 7) /* struct afe_task_record, before it */
 #define AFE_TASK_REF_SHIFT 16
 #define AFE_TASK_REF_ONE (UINT64_C(1) << AFE_TASK_REF_SHIFT)
 
@@ -59,22 +60,17 @@ struct afe_task {
 };
 
 /*
- * What a task spawned with options (afe_spawn_with), or on a runtime that
- * keeps its tasks for dumps, carries at the end of its allocation, so
- * plain tasks stay small. name is written before the spawn publishes the
- * task and never again; local is read and written only by the task's own
- * polls, which the state word orders; polls and poll_ns are stored by
- * them too, and read by dumps; record is the registry's, under its lock.
+ * What a task may carry at the end of its allocation, so plain tasks stay
+ * small: a task spawned with options (afe_spawn_with) ends with its name
+ * and task-local value; a task of a runtime that keeps its tasks for
+ * dumps (task_dump) has its registry record (task_registry.h) before
+ * that. name is written before the spawn publishes the task and never
+ * again; local is read and written only by the task's own polls, which
+ * the state word orders.
  */
-/* With task_dump, a task's first poll and every AFE_TASK_TIMED_EVERY-th
- * after are timed (task.c). */
-#define AFE_TASK_TIMED_EVERY 128
-
-struct afe_task_extra {
+struct afe_task_named {
 	void *local;
 	char name[AFE_TASK_NAME_MAX];
-	_Atomic uint64_t polls, poll_ns; /* poll_ns: the timed polls', with a registry only */
-	struct afe_task_record record;
 };
 
 /* Releases one reference; frees the task when it was the last. */

@@ -2,7 +2,7 @@
 /*
  * The live tasks of a runtime, for afe_runtime_dump_tasks. Kept only when
  * the runtime was created with config.task_dump: then every task carries
- * an extra (task_internal.h) whose record names a slot of one of SHARDS
+ * a record (below) that names a slot of one of SHARDS
  * tables, picked by the task's address, each under its own spinlock, so
  * spawns and frees on different workers rarely meet on one lock. A slot
  * holds its task, or chains the free slots: listing and unlisting touch
@@ -20,12 +20,22 @@
 
 struct afe_task;
 
-/* A task's place in the registry (in its extra). */
+/* What the registry keeps of a task, at the end of the task's allocation
+ * (task_internal.h). The spawn writes the first two before it publishes
+ * the task; the task's own polls store the counts (one poll at a time, so
+ * no RMW), dumps read them: relaxed, a picture ordered by nothing. slot is
+ * the registry's, under its shard's lock. */
 struct afe_task_record {
 	uint64_t spawned_ns;
-	const void *spawned_at; /* the spawn's return address */
-	uint32_t slot;		/* AFE_TASK_UNLISTED: no room was had */
+	const void *spawned_at;	 /* the spawn's return address */
+	_Atomic uint64_t polls, poll_ns; /* poll_ns: of the timed polls */
+	_Atomic uint32_t timed_polls;	 /* about one in AFE_TASK_TIMED_EVERY (task.c) */
+	uint32_t slot;			 /* AFE_TASK_UNLISTED: no room was had */
 };
+
+/* A worker times about one poll in this many of the listed tasks it
+ * polls (task.c). */
+#define AFE_TASK_TIMED_EVERY 128
 
 #define AFE_TASK_UNLISTED UINT32_MAX
 #define AFE_TASK_REGISTRY_SHARDS 16
