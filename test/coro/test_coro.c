@@ -514,7 +514,8 @@ static intptr_t overflow(void *arg)
 	return deep(NULL, 1 << 20);
 }
 
-static void overflow_a_small_stack(void)
+/* A runtime of one worker, in a child that exits 2 without one. */
+static struct afe_runtime *one_worker_or_exit(void)
 {
 	struct afe_runtime_config config;
 	afe_runtime_config_default(&config);
@@ -522,6 +523,12 @@ static void overflow_a_small_stack(void)
 	struct afe_runtime *rt;
 	if (afe_runtime_create(&rt, &config) < 0)
 		_exit(2);
+	return rt;
+}
+
+static void overflow_a_small_stack(void)
+{
+	struct afe_runtime *rt = one_worker_or_exit();
 	struct afe_coro c;
 	struct afe_coro_opts opts = {.stack_size = 32 * 1024};
 	afe_coro_init(&c, overflow, NULL, &opts);
@@ -529,25 +536,11 @@ static void overflow_a_small_stack(void)
 	afe_block_on(rt, &c, &r);
 }
 
-Test(coro, a_stack_overflow_is_reported_and_kills)
-{
-	char said[4096];
-	int status = test_child_stderr(overflow_a_small_stack, said, sizeof(said));
-	cr_assert(WIFSIGNALED(status), "status %#x, said: %s", status, said);
-	cr_assert_not_null(strstr(said, "afe: coroutine stack overflow, 32768-byte stack"),
-			   "said: %s", said);
-}
-
 /* The same on a default-sized stack that an earlier coroutine used and
  * left in the stack pool: a reused stack keeps its guard page. */
 static void overflow_a_reused_stack(void)
 {
-	struct afe_runtime_config config;
-	afe_runtime_config_default(&config);
-	config.workers = 1;
-	struct afe_runtime *rt;
-	if (afe_runtime_create(&rt, &config) < 0)
-		_exit(2);
+	struct afe_runtime *rt = one_worker_or_exit();
 	struct afe_coro first, second;
 	intptr_t r;
 	afe_coro_init(&first, returns_zero, NULL, NULL);
@@ -557,13 +550,25 @@ static void overflow_a_reused_stack(void)
 	afe_block_on(rt, &second, &r);
 }
 
-Test(coro, a_stack_reused_from_the_pool_still_reports_an_overflow)
+/* Runs child in a process, which must die reporting `report`. */
+static void expect_overflow_report(void (*child)(void), const char *report)
 {
 	char said[4096];
-	int status = test_child_stderr(overflow_a_reused_stack, said, sizeof(said));
+	int status = test_child_stderr(child, said, sizeof(said));
 	cr_assert(WIFSIGNALED(status), "status %#x, said: %s", status, said);
-	cr_assert_not_null(strstr(said, "afe: coroutine stack overflow, 262144-byte stack"),
-			   "said: %s", said);
+	cr_assert_not_null(strstr(said, report), "said: %s", said);
+}
+
+Test(coro, a_stack_overflow_is_reported_and_kills)
+{
+	expect_overflow_report(overflow_a_small_stack,
+			       "afe: coroutine stack overflow, 32768-byte stack");
+}
+
+Test(coro, a_stack_reused_from_the_pool_still_reports_an_overflow)
+{
+	expect_overflow_report(overflow_a_reused_stack,
+			       "afe: coroutine stack overflow, 262144-byte stack");
 }
 
 /* Runs a coroutine (which installs the overflow report's SIGSEGV handler),
