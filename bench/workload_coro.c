@@ -5,7 +5,8 @@
  *   index, and joins them all, checking the sum; in waves of `wave`, since
  *   each live coroutine holds a guarded stack (two memory mappings: the
  *   kernel's vm.max_map_count, 65530 by default, caps them near 30,000);
- *   --shared=1 puts them on shared stacks;
+ *   --shared=1 puts them on shared stacks, --stack=BYTES sets their size
+ *   (0: the default);
  * - coro_yield: `tasks` coroutines each yield n/tasks times;
  * - coro_sleepers: n coroutines each sleep ms milliseconds; seconds is the
  *   whole (ideal: ms), peak_rss_kb what their stacks cost; --shared=1 puts
@@ -64,12 +65,13 @@ static intptr_t run_root(long threads, afe_coro_fn *fn, void *arg, double *secon
 
 int workload_coro_spawn_join(const struct bench_args *a)
 {
-	static const char *const names[] = {"n", "wave", "threads", "shared", NULL};
+	static const char *const names[] = {"n", "wave", "threads", "shared", "stack", NULL};
 	bench_args_check(a, names);
 	long n = bench_arg(a, "n", 1000000), threads = bench_arg(a, "threads", 2);
 	bool shared = bench_arg(a, "shared", 0) != 0;
+	long stack = bench_arg(a, "stack", 0);
 	struct waves w = {.n = n, .wave = bench_arg(a, "wave", 10000),
-			  .opts = {.shared_stack = shared}};
+			  .opts = {.shared_stack = shared, .stack_size = (size_t)stack}};
 	if (w.wave < 1)
 		bench_fail("coro_spawn_join", "--wave must be at least 1");
 	w.handles = calloc((size_t)w.wave, sizeof(*w.handles));
@@ -80,9 +82,9 @@ int workload_coro_spawn_join(const struct bench_args *a)
 	if (sum != n * (n - 1) / 2)
 		bench_fail("coro_spawn_join", "sum %ld, want %ld", (long)sum, n * (n - 1) / 2);
 	free(w.handles);
-	char extra[48];
-	snprintf(extra, sizeof(extra), "\"wave\":%ld,\"stack\":\"%s\"", w.wave,
-		 shared ? "shared" : "private");
+	char extra[80];
+	snprintf(extra, sizeof(extra), "\"wave\":%ld,\"stack\":\"%s\",\"stack_size\":%ld", w.wave,
+		 shared ? "shared" : "private", stack);
 	bench_report_with("coro_spawn_join", threads, n, seconds, NULL, extra);
 	return 0;
 }

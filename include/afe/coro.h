@@ -29,10 +29,11 @@
  * was not written for AFE. Each coroutine holds its stack (its spawn's
  * stack_size, else the runtime's coro_stack_size, else
  * AFE_CORO_STACK_DEFAULT of address space, of which only the pages it
- * touched use memory) until it returns. Stacks of the default size are
- * kept for reuse, each thread's last few without a lock and up to 1,024
- * more in a pool the process shares (what their coroutines touched stays
- * resident until reused); others are mapped and unmapped each time.
+ * touched use memory) until it returns. Stacks are kept for reuse, by
+ * size, for the first four sizes a process uses: each thread's last few
+ * without a lock, and up to 1,024 more of each size in a pool the process
+ * shares (what their coroutines touched stays resident until reused).
+ * Stacks of a fifth size are mapped and unmapped each time.
  *
  * Threads: a coroutine may resume on another worker after any afe_co_*
  * call (work stealing). Thread-local variables read before a call may

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* Fibers: stacks, shared stacks and the overflow report; the switches
- * are in fiber_switch.h. See fiber.h. */
+/* Fibers: making and freeing them, shared stacks and the overflow
+ * report; the switches are in fiber_switch.h, the stacks in stacks.c.
+ * See fiber.h. */
 #define _GNU_SOURCE
 #include "fiber.h"
 #include "fiber_switch.h"
+#include "stacks.h"
 #include "../../pool/fault_pass_on.h"
-#include "../../pool/spinlock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -19,135 +20,6 @@
 #include <unistd.h>
 
 enum { ALT_STACK_SIZE = 64 * 1024 };
-
-static size_t page_size(void)
-{
-	static size_t size;
-	if (!size)
-		size = (size_t)sysconf(_SC_PAGESIZE);
-	return size;
-}
-
-/* ---- stacks ------------------------------------------------------------- */
-
-/*
- * Default-sized stacks are kept for the next fiber: mapping one costs two
- * syscalls, unmapping one a TLB shootdown on every worker, and its first
- * page faults. Each thread keeps up to MAGAZINE of them in its own
- * magazine, no lock; it trades half a magazine at a time with the shared
- * pool (one lock per HALF stacks), which keeps up to POOLED_STACKS_MAX
- * and unmaps the rest. So a worker that runs what another spawned passes
- * its stacks back through the pool, and a burst of coroutines is served
- * from memory the last burst touched. The pool keeps what its stacks'
- * coroutines touched (a page or two each, typically) until reused.
- */
-enum { MAGAZINE = 32, HALF = MAGAZINE / 2, POOLED_STACKS_MAX = 1024 };
-
-struct stack_magazine {
-	unsigned n;
-	bool registered; /* flushed to the pool when the thread exits */
-	char *lo[MAGAZINE];
-};
-
-static _Thread_local struct stack_magazine magazine;
-static pthread_key_t magazine_key;
-static pthread_once_t magazine_once = PTHREAD_ONCE_INIT;
-
-/* The shared pool, under a spinlock: held to copy HALF pointers. */
-static atomic_flag pool_lock = ATOMIC_FLAG_INIT;
-static char *pooled[POOLED_STACKS_MAX];
-static unsigned n_pooled;
-
-static char *stack_map(size_t size)
-{
-	size_t guard = page_size();
-	char *base = mmap(NULL, guard + size, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-	if (base == MAP_FAILED)
-		return NULL;
-	if (mprotect(base, guard, PROT_NONE) < 0) {
-		munmap(base, guard + size);
-		return NULL;
-	}
-	return base + guard;
-}
-
-static void stack_unmap(char *lo, size_t size)
-{
-	munmap(lo - page_size(), page_size() + size);
-}
-
-/* Moves up to n stacks from the pool into m; returns how many. */
-static unsigned pool_take(struct stack_magazine *m, unsigned n)
-{
-	afe_spin_lock(&pool_lock);
-	unsigned got = n < n_pooled ? n : n_pooled;
-	n_pooled -= got;
-	memcpy(&m->lo[m->n], &pooled[n_pooled], got * sizeof(pooled[0]));
-	afe_spin_unlock(&pool_lock);
-	m->n += got;
-	return got;
-}
-
-/* Moves the last n stacks of m into the pool, unmapping those it has no
- * room for. */
-static void pool_give(struct stack_magazine *m, unsigned n)
-{
-	m->n -= n;
-	afe_spin_lock(&pool_lock);
-	unsigned kept = POOLED_STACKS_MAX - n_pooled < n ? POOLED_STACKS_MAX - n_pooled : n;
-	memcpy(&pooled[n_pooled], &m->lo[m->n], kept * sizeof(pooled[0]));
-	n_pooled += kept;
-	afe_spin_unlock(&pool_lock);
-	for (unsigned i = kept; i < n; i++)
-		stack_unmap(m->lo[m->n + i], AFE__FIBER_DEFAULT_STACK);
-}
-
-/* A thread's magazine goes back to the pool when the thread exits. */
-static void magazine_flush(void *unused)
-{
-	(void)unused;
-	pool_give(&magazine, magazine.n);
-}
-
-static void make_magazine_key(void)
-{
-	pthread_key_create(&magazine_key, magazine_flush);
-}
-
-/* This thread's magazine, its flush at exit arranged on first use. */
-static struct stack_magazine *my_magazine(void)
-{
-	struct stack_magazine *m = &magazine;
-	if (!m->registered) {
-		pthread_once(&magazine_once, make_magazine_key);
-		pthread_setspecific(magazine_key, m); /* non-NULL: the destructor runs */
-		m->registered = true;
-	}
-	return m;
-}
-
-static char *stack_take(size_t size)
-{
-	if (size != AFE__FIBER_DEFAULT_STACK)
-		return stack_map(size);
-	struct stack_magazine *m = my_magazine();
-	if (m->n == 0 && pool_take(m, HALF) == 0)
-		return stack_map(size);
-	return m->lo[--m->n];
-}
-
-static void stack_give(char *lo, size_t size)
-{
-	if (size != AFE__FIBER_DEFAULT_STACK) {
-		stack_unmap(lo, size);
-		return;
-	}
-	struct stack_magazine *m = my_magazine();
-	if (m->n == MAGAZINE)
-		pool_give(m, HALF);
-	m->lo[m->n++] = lo;
-}
 
 /* ---- the overflow report -------------------------------------------------- */
 
@@ -173,7 +45,7 @@ static void on_segv(int sig, siginfo_t *info, void *context)
 {
 	struct afe__fiber *f = afe__fiber_running;
 	uintptr_t at = (uintptr_t)info->si_addr, lo = (uintptr_t)(f ? f->stack_lo : NULL);
-	if (f && at < lo && lo - at <= page_size()) {
+	if (f && at < lo && lo - at <= afe__page_size()) {
 		char msg[96] = "afe: coroutine stack overflow, ";
 		size_t len = strlen(msg);
 		len += decimal(msg + len, f->stack_size);
@@ -249,7 +121,7 @@ static void map_shared_stacks(void)
 {
 	for (unsigned i = 0; i < AFE__SHARED_STACKS; i++) {
 		shared_stacks[i].size = AFE__FIBER_DEFAULT_STACK;
-		shared_stacks[i].lo = stack_map(AFE__FIBER_DEFAULT_STACK);
+		shared_stacks[i].lo = afe__stack_take(AFE__FIBER_DEFAULT_STACK);
 	}
 }
 
@@ -324,9 +196,9 @@ int afe__fiber_init(struct afe__fiber *f, size_t stack_size, void (*entry)(struc
 	if (stack_size < AFE__FIBER_MIN_STACK)
 		return -EINVAL;
 	pthread_once(&handler_once, install_handler);
-	size_t size = (stack_size + page_size() - 1) & ~(page_size() - 1);
+	size_t size = (stack_size + afe__page_size() - 1) & ~(afe__page_size() - 1);
 	memset(f, 0, sizeof(*f));
-	f->stack_lo = stack_take(size);
+	f->stack_lo = afe__stack_take(size);
 	if (!f->stack_lo)
 		return -ENOMEM;
 	f->stack_size = size;
@@ -377,6 +249,6 @@ void afe__fiber_destroy(struct afe__fiber *f)
 	if (f->shared)
 		free(f->saved);
 	else
-		stack_give(f->stack_lo, f->stack_size);
+		afe__stack_give(f->stack_lo, f->stack_size);
 	f->stack_lo = NULL;
 }

@@ -75,8 +75,8 @@ int afe__fiber_init(struct afe__fiber *f, size_t stack_size, void (*entry)(struc
 /* The same, on a shared stack (see above). 0, -ENOMEM. */
 int afe__fiber_init_shared(struct afe__fiber *f, void (*entry)(struct afe__fiber *f));
 
-/* Frees f's stack (to a small pool for reuse) or its save buffer; after
- * it exited, or before it was ever entered. */
+/* Frees f's stack (to its size's pool for reuse: stacks.h) or its save
+ * buffer; after it exited, or before it was ever entered. */
 void afe__fiber_destroy(struct afe__fiber *f);
 
 /* The switches, inline (fiber_switch.h):

@@ -474,6 +474,20 @@ static intptr_t sleep_a_millisecond(void *arg)
 
 enum { RUNTIMES = 100, LIVE = 64 };
 
+/* Runs LIVE coroutines that sleep a millisecond on rt, all at once, and
+ * joins them. */
+static void run_live_sleepers(struct afe_runtime *rt)
+{
+	struct afe_join_handle h[LIVE];
+	for (int i = 0; i < LIVE; i++)
+		cr_assert_eq(afe_coro_spawn(rt, sleep_a_millisecond, NULL, &h[i], NULL), 0);
+	for (int i = 0; i < LIVE; i++) {
+		struct afe_join join;
+		afe_join_init(&join, &h[i]);
+		cr_assert_eq(test_block_on(rt, &join), 0);
+	}
+}
+
 /* Each worker keeps its last stacks without a lock, and gives them back
  * to the shared pool when it exits: runtime after runtime, the mappings
  * stay within the pool's bound (each stack is two: guard and stack)
@@ -483,18 +497,38 @@ Test(coro, worker_threads_give_their_stacks_back_when_they_exit, .timeout = 60)
 	int before = mapping_count();
 	for (int round = 0; round < RUNTIMES; round++) {
 		struct afe_runtime *rt = test_runtime(2);
-		struct afe_join_handle h[LIVE];
-		for (int i = 0; i < LIVE; i++)
-			cr_assert_eq(afe_coro_spawn(rt, sleep_a_millisecond, NULL, &h[i], NULL), 0);
-		for (int i = 0; i < LIVE; i++) {
-			struct afe_join join;
-			afe_join_init(&join, &h[i]);
-			cr_assert_eq(test_block_on(rt, &join), 0);
-		}
+		run_live_sleepers(rt);
 		test_runtime_destroy(rt);
 	}
 	int grown = mapping_count() - before;
 	cr_assert_lt(grown, 2 * (1024 + 2 * 32) + 64, "%d more mappings", grown);
+}
+
+/* Not only the default size: the stacks of the size a runtime sets stay
+ * mapped when their coroutines end (two mappings each: guard and stack),
+ * and later coroutines reuse them. The spawns come from this thread and
+ * the stacks go back on the workers, which keep up to 32 each: after a
+ * few rounds the rounds map nothing more. */
+Test(coro, stacks_of_the_size_a_runtime_sets_are_kept_for_the_next_coroutines)
+{
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
+	config.workers = 2;
+	config.coro_stack_size = 64 * 1024;
+	struct afe_runtime *rt = NULL;
+	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+	int before = mapping_count();
+	run_live_sleepers(rt);
+	int kept = mapping_count() - before;
+	cr_assert_geq(kept, 2 * LIVE - 8, "%d mappings kept", kept);
+	for (int round = 0; round < 3; round++)
+		run_live_sleepers(rt);
+	int settled = mapping_count();
+	for (int round = 0; round < 3; round++)
+		run_live_sleepers(rt);
+	int more = mapping_count() - settled;
+	cr_assert_leq(more, 8, "%d more mappings", more);
+	test_runtime_destroy(rt);
 }
 
 /* Recurses `depth` times, 512 bytes a frame: far past a 32 KiB stack. */
