@@ -148,7 +148,7 @@ Test(task_dump, times_about_one_poll_in_128_and_what_they_took, .timeout = 20)
 	cr_assert_eq(dump_when(rt, dump, sizeof(dump), " waiting,", 1), 1, "%s", dump);
 	const char *line = line_of(dump, "spinner");
 	unsigned long long polls = 0, timed = 0, us = 0;
-	cr_assert_eq(sscanf(strstr(line, " polls (") - 4, "%llu polls (%llu timed, taking %llu us)",
+	cr_assert_eq(sscanf(strstr(line, " ms, ") + 5, "%llu polls (%llu timed, taking %llu us)",
 			    &polls, &timed, &us),
 		     3, "%s", dump);
 	cr_assert_eq(polls, SPUN_POLLS + 1, "%s", dump);

@@ -455,15 +455,26 @@ Test(coro, a_stack_that_cannot_be_had_gets_enomem_and_leaves_nothing)
 	test_runtime_destroy(rt);
 }
 
-static int mapping_count(void)
+/* How many stacks of size bytes the process has mapped: read-write
+ * mappings of that size right above a PROT_NONE one, their guard page.
+ * (Counting every mapping would count the sanitizers' own too.) */
+static int guarded_stacks(size_t size)
 {
 	FILE *maps = fopen("/proc/self/maps", "r");
 	cr_assert_not_null(maps);
-	int lines = 0, c;
-	while ((c = fgetc(maps)) != EOF)
-		lines += c == '\n';
+	char line[512], perms[8], below_perms[8] = "";
+	unsigned long lo, hi, below_hi = 0;
+	int stacks = 0;
+	while (fgets(line, sizeof(line), maps)) {
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3)
+			continue;
+		stacks += hi - lo == size && strcmp(perms, "rw-p") == 0 &&
+			  strcmp(below_perms, "---p") == 0 && below_hi == lo;
+		below_hi = hi;
+		strcpy(below_perms, perms);
+	}
 	fclose(maps);
-	return lines;
+	return stacks;
 }
 
 static intptr_t sleep_a_millisecond(void *arg)
@@ -474,13 +485,17 @@ static intptr_t sleep_a_millisecond(void *arg)
 
 enum { RUNTIMES = 100, LIVE = 64 };
 
-/* Runs LIVE coroutines that sleep a millisecond on rt, all at once, and
- * joins them. */
-static void run_live_sleepers(struct afe_runtime *rt)
+/* Spawns LIVE coroutines fn(arg) on rt into h (each takes its stack at
+ * its spawn); join_live joins them, each returning 0. */
+static void spawn_live(struct afe_runtime *rt, afe_coro_fn *fn, void *arg,
+		       struct afe_join_handle *h)
 {
-	struct afe_join_handle h[LIVE];
 	for (int i = 0; i < LIVE; i++)
-		cr_assert_eq(afe_coro_spawn(rt, sleep_a_millisecond, NULL, &h[i], NULL), 0);
+		cr_assert_eq(afe_coro_spawn(rt, fn, arg, &h[i], NULL), 0);
+}
+
+static void join_live(struct afe_runtime *rt, struct afe_join_handle *h)
+{
 	for (int i = 0; i < LIVE; i++) {
 		struct afe_join join;
 		afe_join_init(&join, &h[i]);
@@ -489,45 +504,67 @@ static void run_live_sleepers(struct afe_runtime *rt)
 }
 
 /* Each worker keeps its last stacks without a lock, and gives them back
- * to the shared pool when it exits: runtime after runtime, the mappings
- * stay within the pool's bound (each stack is two: guard and stack)
+ * to the shared pool when it exits: runtime after runtime, the stacks
+ * mapped stay within the pool's bound (and this thread's magazine)
  * instead of growing by each dead worker's stacks. */
 Test(coro, worker_threads_give_their_stacks_back_when_they_exit, .timeout = 60)
 {
-	int before = mapping_count();
+	int before = guarded_stacks(AFE_CORO_STACK_DEFAULT);
 	for (int round = 0; round < RUNTIMES; round++) {
 		struct afe_runtime *rt = test_runtime(2);
-		run_live_sleepers(rt);
+		struct afe_join_handle h[LIVE];
+		spawn_live(rt, sleep_a_millisecond, NULL, h);
+		join_live(rt, h);
 		test_runtime_destroy(rt);
 	}
-	int grown = mapping_count() - before;
-	cr_assert_lt(grown, 2 * (1024 + 2 * 32) + 64, "%d more mappings", grown);
+	int grown = guarded_stacks(AFE_CORO_STACK_DEFAULT) - before;
+	cr_assert_lt(grown, 1024 + 2 * 32 + 32, "%d more stacks", grown);
 }
 
-/* Not only the default size: the stacks of the size a runtime sets stay
- * mapped when their coroutines end (two mappings each: guard and stack),
- * and later coroutines reuse them. The spawns come from this thread and
- * the stacks go back on the workers, which keep up to 32 each: after a
- * few rounds the rounds map nothing more. */
-Test(coro, stacks_of_the_size_a_runtime_sets_are_kept_for_the_next_coroutines)
+/* A runtime of `workers` whose coroutines get stacks of size bytes. */
+static struct afe_runtime *runtime_with_stack_size(unsigned workers, size_t size)
 {
 	struct afe_runtime_config config;
 	afe_runtime_config_default(&config);
-	config.workers = 2;
-	config.coro_stack_size = 64 * 1024;
+	config.workers = workers;
+	config.coro_stack_size = size;
 	struct afe_runtime *rt = NULL;
 	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
-	int before = mapping_count();
-	run_live_sleepers(rt);
-	int kept = mapping_count() - before;
-	cr_assert_geq(kept, 2 * LIVE - 8, "%d mappings kept", kept);
-	for (int round = 0; round < 3; round++)
-		run_live_sleepers(rt);
-	int settled = mapping_count();
-	for (int round = 0; round < 3; round++)
-		run_live_sleepers(rt);
-	int more = mapping_count() - settled;
-	cr_assert_leq(more, 8, "%d more mappings", more);
+	return rt;
+}
+
+static intptr_t wait_for_token(void *t)
+{
+	return afe_co_token_wait(t);
+}
+
+/* Not only the default size: the stacks of the size a runtime sets stay
+ * mapped when their coroutines end, and later coroutines reuse them. The
+ * spawns come from this thread and the stacks go back on the two
+ * workers, which keep up to 32 each: so however the rounds fall, at most
+ * LIVE + 2 * 32 stacks are ever mapped (without reuse, each round would
+ * map LIVE more). 96 KiB: no other mapping of the process has that size
+ * (a worker's signal stack has 64). */
+Test(coro, stacks_of_the_size_a_runtime_sets_are_kept_for_the_next_coroutines)
+{
+	enum { SIZE = 96 * 1024, ROUNDS = 9 };
+	struct afe_runtime *rt = runtime_with_stack_size(2, SIZE);
+	int before = guarded_stacks(SIZE), most = 0;
+	for (int round = 0; round < ROUNDS; round++) {
+		struct afe_token *t;
+		cr_assert_eq(afe_token_new(&t), 0);
+		struct afe_join_handle h[LIVE];
+		spawn_live(rt, wait_for_token, t, h);
+		int live = guarded_stacks(SIZE) - before; /* every LIVE stack taken */
+		cr_assert_geq(live, LIVE, "round %d: %d stacks", round, live);
+		cr_assert_eq(afe_token_cancel(t), 0);
+		join_live(rt, h);
+		afe_token_release(t);
+		int kept = guarded_stacks(SIZE) - before;
+		cr_assert_eq(kept, live, "round %d: %d stacks of %d kept", round, kept, live);
+		most = kept > most ? kept : most;
+	}
+	cr_assert_leq(most, LIVE + 2 * 32, "%d stacks mapped in %d rounds", most, ROUNDS);
 	test_runtime_destroy(rt);
 }
 
@@ -865,12 +902,7 @@ static intptr_t measured_stack(struct afe_runtime *rt, const struct afe_coro_opt
 
 Test(coro, the_runtime_sets_the_stack_size_a_spawn_does_not_name)
 {
-	struct afe_runtime_config config;
-	afe_runtime_config_default(&config);
-	config.workers = 1;
-	config.coro_stack_size = 64 * 1024;
-	struct afe_runtime *rt;
-	cr_assert_eq(afe_runtime_create(&rt, &config), 0);
+	struct afe_runtime *rt = runtime_with_stack_size(1, 64 * 1024);
 	cr_assert_eq(measured_stack(rt, NULL), 64 * 1024);
 	struct afe_coro_opts own = {.stack_size = 32 * 1024};
 	cr_assert_eq(measured_stack(rt, &own), 32 * 1024, "the spawn's own size wins");
@@ -883,6 +915,8 @@ Test(coro, the_runtime_sets_the_stack_size_a_spawn_does_not_name)
 	cr_assert_eq(measured_stack(rt, NULL), (intptr_t)AFE_CORO_STACK_DEFAULT);
 	test_runtime_destroy(rt);
 
+	struct afe_runtime_config config;
+	afe_runtime_config_default(&config);
 	config.coro_stack_size = AFE_CORO_STACK_MIN - 1;
 	cr_assert_eq(afe_runtime_create(&rt, &config), -EINVAL);
 }
