@@ -568,6 +568,26 @@ Test(coro, stacks_of_the_size_a_runtime_sets_are_kept_for_the_next_coroutines)
 	test_runtime_destroy(rt);
 }
 
+/* The first four sizes a process uses get pools; a fifth does not: its
+ * stacks are unmapped when their coroutines end, and it still runs. */
+Test(coro, a_fifth_stack_size_is_mapped_each_time)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	static const size_t sizes[] = {32 * 1024, 48 * 1024, 80 * 1024, 112 * 1024, 144 * 1024};
+	for (int i = 0; i < 5; i++) {
+		int before = guarded_stacks(sizes[i]);
+		struct afe_coro_opts opts = {.stack_size = sizes[i]};
+		struct afe_join_handle h;
+		cr_assert_eq(afe_coro_spawn(rt, returns_zero, NULL, &h, &opts), 0);
+		struct afe_join join;
+		afe_join_init(&join, &h);
+		cr_assert_eq(test_block_on(rt, &join), 0);
+		int kept = guarded_stacks(sizes[i]) - before;
+		cr_assert_eq(kept, i < 4 ? 1 : 0, "size %zu: %d stacks kept", sizes[i], kept);
+	}
+	test_runtime_destroy(rt);
+}
+
 /* Recurses `depth` times, 512 bytes a frame: far past a 32 KiB stack. */
 static int deep(volatile char *from, int depth)
 {
