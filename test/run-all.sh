@@ -1,10 +1,10 @@
 #!/bin/sh
 # Builds and runs every test four ways: gcc and clang builds with warnings as
-# errors, a ThreadSanitizer build and an AddressSanitizer+UBSan build; then
-# the gcc suite again on the epoll backend and on the paths of a 5.15
-# kernel.
+# errors, a ThreadSanitizer build and an AddressSanitizer+UBSan build; the
+# coroutine tests on Boost.Context's switch; then the gcc suite again on
+# the epoll backend and on the paths of a 5.15 kernel.
 # Installs what it needs first. Build trees: build/, build-clang/,
-# build-tsan/, build-asan/.
+# build-tsan/, build-asan/, build-boost/.
 set -eu
 cd "$(dirname "$0")/.."
 sh test/install-deps.sh
@@ -29,6 +29,9 @@ run_suite build "-E $modes"
 run_suite build-clang "" -DCMAKE_C_COMPILER=clang
 run_suite build-tsan "" -DAFE_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug
 run_suite build-asan "" -DAFE_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug
+# The coroutine tests again on Boost.Context's switch, the one other
+# architectures use (src/coro/fiber_switch.h).
+run_suite build-boost "-R coro" -DAFE_FIBER_BOOST=ON -DAFE_BUILD_BENCH=OFF
 # The whole gcc suite again on the epoll backend (README, "The epoll
 # backend") and on the paths of a 5.15 kernel (README, "Kernels"). The
 # sanitizer builds see those modes through the mode entries only: a whole

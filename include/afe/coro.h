@@ -39,7 +39,10 @@
  * call (work stealing). Thread-local variables read before a call may
  * differ after it, and errno belongs to the thread: read it right after
  * the call that set it (the afe_co_* calls return -errno themselves, and
- * leave errno alone). Do not hold a pthread mutex across a call.
+ * leave errno alone). Do not hold a pthread mutex across a call. The
+ * floating-point environment (<fenv.h>: rounding mode, exception masks)
+ * belongs to the thread too, and a switch neither saves nor restores it:
+ * a coroutine that changes it must put it back before its next call.
  *
  * Cancellation: once its task is cancelled, the call a coroutine is in
  * withdraws its operation (and waits until the kernel let go of its

@@ -149,7 +149,6 @@ static bool save_owner(struct afe__shared_stack *s)
 	return true;
 }
 
-static void start(struct fcontext_transfer t);
 
 bool afe__fiber_claim_shared(struct afe__fiber *f)
 {
@@ -166,7 +165,7 @@ bool afe__fiber_claim_shared(struct afe__fiber *f)
 		memcpy(f->ctx, f->saved, f->saved_len);
 	s->owner = f;
 	if (!f->ctx) /* first entered: made on the stack, so only once it is ours */
-		f->ctx = make_fcontext(stack_hi(f), f->stack_size, start);
+		f->ctx = afe__fiber_first_context(stack_hi(f), f->stack_size);
 	return true;
 }
 
@@ -181,14 +180,55 @@ void afe__fiber_release_shared(struct afe__fiber *f)
 
 /* ---- making and freeing fibers ------------------------------------------ */
 
-static void start(struct fcontext_transfer t)
+#ifdef AFE_FIBER_OWN_SWITCH
+/* The first context resumes here, with the entering switch's rdi (the
+ * fiber's caller slot) still in place; the stack pointer is 16-aligned,
+ * as a call needs. The context holds no pointer to the fiber, which may
+ * still be copied before its first run (coro.c). */
+__asm__(".text\n"
+	".p2align 4\n"
+	".type afe__fiber_trampoline, @function\n"
+	"afe__fiber_trampoline:\n\t"
+	".cfi_startproc\n\t"
+	".cfi_undefined rip\n\t" /* the end of a debugger's backtrace */
+	AFE_FIBER_ENDBR
+	"call afe__fiber_start\n\t"
+	"ud2\n\t"
+	".cfi_endproc\n"
+	".size afe__fiber_trampoline, .-afe__fiber_trampoline\n");
+void afe__fiber_trampoline(void);
+
+void *afe__fiber_first_context(char *hi, size_t size)
 {
-	struct afe__fiber *f = t.data;
-	f->caller = t.fctx;
+	(void)size;
+	void **ctx = (void **)(void *)(hi - 32);
+	ctx[0] = NULL; /* popped into rbp: the end of the frame chain */
+	void (*entry)(void) = afe__fiber_trampoline;
+	memcpy(&ctx[1], &entry, sizeof(entry)); /* jumped to */
+	return ctx;
+}
+#else
+static void boost_start(struct fcontext_transfer t)
+{
+	*(void **)t.data = t.fctx; /* as afe__fiber_switch does */
+	afe__fiber_start(t.data);
+}
+
+void *afe__fiber_first_context(char *hi, size_t size)
+{
+	return make_fcontext(hi, size, boost_start);
+}
+#endif
+
+void afe__fiber_start(void **caller_slot)
+{
+	struct afe__fiber *f = (struct afe__fiber *)(void *)((char *)caller_slot -
+							       offsetof(struct afe__fiber, caller));
 #ifdef AFE_FIBER_ASAN
 	__sanitizer_finish_switch_fiber(NULL, &f->caller_stack_lo, &f->caller_stack_size);
 #endif
 	f->entry(f);
+	__builtin_unreachable(); /* entry ends with afe__fiber_exit */
 }
 
 int afe__fiber_init(struct afe__fiber *f, size_t stack_size, void (*entry)(struct afe__fiber *f))
@@ -203,7 +243,7 @@ int afe__fiber_init(struct afe__fiber *f, size_t stack_size, void (*entry)(struc
 		return -ENOMEM;
 	f->stack_size = size;
 	f->entry = entry;
-	f->ctx = make_fcontext(f->stack_lo + size, size, start);
+	f->ctx = afe__fiber_first_context(f->stack_lo + size, size);
 #ifdef AFE_FIBER_TSAN
 	f->tsan_fiber = __tsan_create_fiber(0);
 #endif

@@ -4,13 +4,14 @@
  * left by explicit switches. The coroutine layer (coro.c) runs one per
  * coroutine; this file knows nothing of tasks.
  *
- * The switch is Boost.Context's fcontext (make_fcontext/jump_fcontext,
- * Debian's libboost-context-dev, linked statically: a few dozen lines of
- * assembly per architecture, C-callable). Chosen over writing our own
- * assembly because it is ported to every architecture Debian builds and
- * kept up to date with their ABIs (x86-64 shadow stacks, aarch64 BTI);
- * over ucontext because swapcontext makes a sigprocmask syscall per
- * switch (about 50 times the cost: README, Dependencies).
+ * The switch (fiber_switch.h): on x86-64 our own inline assembly, which
+ * keeps the processor's return predictions and leaves the FPU control
+ * words to the thread; elsewhere Boost.Context's fcontext
+ * (make_fcontext/jump_fcontext, Debian's libboost-context-dev, linked
+ * statically), ported to every architecture Debian builds and kept up to
+ * date with their ABIs (shadow stacks, aarch64 BTI). Not ucontext:
+ * swapcontext makes a sigprocmask syscall per switch (about 50 times the
+ * cost: README, Dependencies).
  *
  * Stacks are mmap'ed with a PROT_NONE guard page below them: an overflow
  * faults there, and a SIGSEGV handler on an alternate signal stack says

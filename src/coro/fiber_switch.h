@@ -8,7 +8,7 @@
  * one worker, inline at 105 ns: CORO.md, beside this file.
  *
  * Private to src/coro: coro.c includes it, and fiber.c for the sanitizer
- * switches and Boost.Context's declarations.
+ * switches and the first contexts.
  */
 #ifndef AFE_CORO_FIBER_SWITCH_H
 #define AFE_CORO_FIBER_SWITCH_H
@@ -43,6 +43,68 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
+/*
+ * The switch itself: afe__fiber_switch(from, to) saves this side's context
+ * in *from and resumes the context to; afe__fiber_first_context(hi, size)
+ * makes the first context of a fiber whose stack ends at hi, which, when
+ * resumed by the switch in afe__fiber_enter, calls afe__fiber_start with
+ * that switch's `from` (the fiber's caller slot) on the fiber's stack.
+ *
+ * - x86-64: our own, as inline assembly. Inline, the switch is no call:
+ *   a called switch (Boost's jump_fcontext) leaves its return address in
+ *   the processor's return predictions on the stack it leaves, and the
+ *   other side's returns are mispredicted one deeper. It also leaves the
+ *   floating-point control words to the thread (Boost saves and loads
+ *   them at every switch, a third of its cost on the AMD VMs): see
+ *   afe/coro.h on the floating-point environment. coro_yield went from
+ *   71-76 to 56-62 ns a yield on one worker (CORO.md).
+ * - Elsewhere, with shadow stacks (-fcf-protection=return, which a stack
+ *   switch of our own would break), or built with -DAFE_FIBER_BOOST=ON
+ *   (the test pass of run-all.sh that keeps this path honest):
+ *   Boost.Context's jump_fcontext, ported to every architecture Debian
+ *   builds.
+ */
+#if defined(__x86_64__) && !defined(AFE_FIBER_BOOST) && !(defined(__CET__) && (__CET__ & 2))
+#define AFE_FIBER_OWN_SWITCH 1
+#endif
+
+#ifdef AFE_FIBER_OWN_SWITCH
+
+#if defined(__CET__) && (__CET__ & 1)
+#define AFE_FIBER_ENDBR "endbr64\n\t" /* an indirect jump lands here */
+#else
+#define AFE_FIBER_ENDBR ""
+#endif
+
+/* A saved context is the stack pointer of the side that left, pointing at
+ * its frame pointer and then the address it resumes at. Every other
+ * register is declared clobbered, so the compiler keeps nothing in them
+ * across the switch. */
+static inline __attribute__((always_inline)) void afe__fiber_switch(void **from, void *to)
+{
+	void *save = from, *resume = to; /* in rdi and rsi */
+	__asm__ volatile("leaq -128(%%rsp), %%rsp\n\t" /* step over the red zone */
+			 "leaq 1f(%%rip), %%rax\n\t"
+			 "pushq %%rax\n\t"
+			 "pushq %%rbp\n\t"
+			 "movq %%rsp, (%%rdi)\n\t"
+			 "movq %%rsi, %%rsp\n\t"
+			 "popq %%rbp\n\t"
+			 "popq %%rax\n\t"
+			 "jmp *%%rax\n"
+			 "1:\n\t" AFE_FIBER_ENDBR
+			 "leaq 128(%%rsp), %%rsp\n\t"
+			 : "+D"(save), "+S"(resume)
+			 :
+			 : "rax", "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+			   "r15", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5",
+			   "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13",
+			   "xmm14", "xmm15", "st", "st(1)", "st(2)", "st(3)", "st(4)", "st(5)",
+			   "st(6)", "st(7)");
+}
+
+#else /* Boost.Context */
+
 /* Boost.Context's C ABI (boost/context/detail/fcontext.hpp, which is C++). */
 struct fcontext_transfer {
 	void *fctx;
@@ -51,6 +113,22 @@ struct fcontext_transfer {
 extern struct fcontext_transfer jump_fcontext(void *to, void *vp);
 extern void *make_fcontext(void *sp, size_t size, void (*fn)(struct fcontext_transfer));
 
+/* jump_fcontext hands the side it resumes the context it left: the side
+ * that resumes saves it where the one that left asked. */
+static inline void afe__fiber_switch(void **from, void *to)
+{
+	struct fcontext_transfer t = jump_fcontext(to, from);
+	*(void **)t.data = t.fctx;
+}
+
+#endif
+
+void *afe__fiber_first_context(char *hi, size_t size);
+
+/* A fiber's first C code, on its stack; entered through its first context
+ * with the caller slot the entering switch saved into. Hidden, not
+ * static: the x86-64 trampoline (fiber.c) calls it by name. */
+__attribute__((visibility("hidden"))) _Noreturn void afe__fiber_start(void **caller_slot);
 
 /* The fiber this thread runs (the SIGSEGV handler reads it), and whether
  * this thread has its alternate signal stack (fiber.c). */
@@ -83,8 +161,7 @@ static inline bool afe__fiber_enter(struct afe__fiber *f)
 	f->tsan_caller = __tsan_get_current_fiber();
 	__tsan_switch_to_fiber(f->tsan_fiber, 0);
 #endif
-	struct fcontext_transfer t = jump_fcontext(f->ctx, f);
-	f->ctx = t.fctx;
+	afe__fiber_switch(&f->caller, f->ctx);
 #ifdef AFE_FIBER_ASAN
 	__sanitizer_finish_switch_fiber(f->asan_fake_caller, NULL, NULL);
 #endif
@@ -106,8 +183,7 @@ static inline void afe__fiber_leave(struct afe__fiber *f, void **fake)
 #ifdef AFE_FIBER_TSAN
 	__tsan_switch_to_fiber(f->tsan_caller, 0);
 #endif
-	struct fcontext_transfer t = jump_fcontext(f->caller, NULL);
-	f->caller = t.fctx;
+	afe__fiber_switch(&f->ctx, f->caller);
 #ifdef AFE_FIBER_ASAN
 	__sanitizer_finish_switch_fiber(f->asan_fake_fiber, &f->caller_stack_lo,
 					&f->caller_stack_size);
