@@ -70,6 +70,15 @@
 
 #ifdef AFE_FIBER_OWN_SWITCH
 
+/* The switch pushes two words below the stack pointer, where a leaf
+ * function may keep locals (the x86-64 ABI's red zone): CMakeLists.txt
+ * builds the files that include this one with -mno-red-zone. Skipping the
+ * red zone instead would make every suspended shared-stack coroutine
+ * save 128 bytes more (8 MB for 100,000 sleepers). */
+#ifndef AFE_FIBER_NO_RED_ZONE
+#error "src/coro/fiber_switch.h: build with -mno-red-zone -DAFE_FIBER_NO_RED_ZONE"
+#endif
+
 #if defined(__CET__) && (__CET__ & 1)
 #define AFE_FIBER_ENDBR "endbr64\n\t" /* an indirect jump lands here */
 #else
@@ -83,8 +92,7 @@
 static inline __attribute__((always_inline)) void afe__fiber_switch(void **from, void *to)
 {
 	void *save = from, *resume = to; /* in rdi and rsi */
-	__asm__ volatile("leaq -128(%%rsp), %%rsp\n\t" /* step over the red zone */
-			 "leaq 1f(%%rip), %%rax\n\t"
+	__asm__ volatile("leaq 1f(%%rip), %%rax\n\t"
 			 "pushq %%rax\n\t"
 			 "pushq %%rbp\n\t"
 			 "movq %%rsp, (%%rdi)\n\t"
@@ -93,7 +101,6 @@ static inline __attribute__((always_inline)) void afe__fiber_switch(void **from,
 			 "popq %%rax\n\t"
 			 "jmp *%%rax\n"
 			 "1:\n\t" AFE_FIBER_ENDBR
-			 "leaq 128(%%rsp), %%rsp\n\t"
 			 : "+D"(save), "+S"(resume)
 			 :
 			 : "rax", "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
