@@ -32,8 +32,9 @@
  * touched use memory) until it returns. Stacks are kept for reuse, by
  * size, for the first four sizes a process uses: each thread's last few
  * without a lock, and up to 1,024 more of each size in a pool the process
- * shares (what their coroutines touched stays resident until reused).
- * Stacks of a fifth size are mapped and unmapped each time.
+ * shares (what their coroutines touched stays resident until reused, or
+ * until afe_coro_stacks_trim). Stacks of a fifth size are mapped and
+ * unmapped each time.
  *
  * Threads: a coroutine may resume on another worker after any afe_co_*
  * call (work stealing). Thread-local variables read before a call may
@@ -133,6 +134,16 @@ AFE_EXPORT int afe_coro_init(struct afe_coro *c, afe_coro_fn *fn, void *arg,
  */
 AFE_EXPORT int afe_coro_spawn(struct afe_runtime *rt, afe_coro_fn *fn, void *arg,
 			      struct afe_join_handle *handle, const struct afe_coro_opts *opts);
+
+/*
+ * Unmaps the coroutine stacks kept for reuse: those in the pools the
+ * process shares, and the calling thread's own. Each other thread that
+ * ran coroutines (a runtime's workers) keeps up to 32 stacks of each
+ * pooled size until it exits. For after a burst of coroutines, to give
+ * the memory they touched back to the system; later coroutines map fresh
+ * stacks. Any thread, any time. Returns how many stacks it unmapped.
+ */
+AFE_EXPORT unsigned afe_coro_stacks_trim(void);
 
 /* Suspends the calling coroutine until f (initialised, not yet polled, in
  * memory that outlives the call: the coroutine's stack is fine) is ready,

@@ -12,11 +12,12 @@
  * coroutines is served from memory the last burst touched. A thread's
  * magazines go back to the pools when it exits. The pools keep what their
  * stacks' coroutines touched (a page or two each, typically) until
- * reused. Figures: CORO.md.
+ * reused, or until afe_coro_stacks_trim unmaps them. Figures: CORO.md.
  */
 #define _GNU_SOURCE
 #include "stacks.h"
 
+#include <afe/coro.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -148,6 +149,31 @@ static struct stack_magazine *my_magazine(int i)
 		mine.registered = true;
 	}
 	return &mine.of[i];
+}
+
+/* Unmaps every stack in m; returns how many. */
+static unsigned unmap_all(struct stack_magazine *m, size_t size)
+{
+	unsigned n = m->n;
+	while (m->n)
+		stack_unmap(m->lo[--m->n], size);
+	return n;
+}
+
+unsigned afe_coro_stacks_trim(void)
+{
+	unsigned unmapped = 0;
+	for (int i = 0; i < POOLED_SIZES; i++) {
+		size_t size = atomic_load_explicit(&pools[i].size, memory_order_relaxed);
+		if (!size)
+			continue;
+		unmapped += unmap_all(&mine.of[i], size);
+		/* A magazine's worth at a time, unmapped outside the lock. */
+		struct stack_magazine batch = {.n = 0};
+		while (pool_take(&pools[i], &batch, MAGAZINE))
+			unmapped += unmap_all(&batch, size);
+	}
+	return unmapped;
 }
 
 char *afe__stack_take(size_t size)

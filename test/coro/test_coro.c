@@ -623,6 +623,47 @@ Test(coro, stacks_of_the_size_a_runtime_sets_are_kept_for_the_next_coroutines)
 	test_runtime_destroy(rt);
 }
 
+static intptr_t trim_stacks(void *arg)
+{
+	(void)arg;
+	return (intptr_t)afe_coro_stacks_trim();
+}
+
+/* Trimming unmaps the pooled stacks: after 4 x LIVE coroutines of one
+ * size ended on one worker, a coroutine there trims, and only its own
+ * stack is left (the worker's magazine went too: it called from there),
+ * as many gone as it says; coroutines of that size still run after.
+ * 80 KiB: no other mapping of the process has that size. */
+Test(coro, trimming_unmaps_the_pooled_stacks)
+{
+	enum { SIZE = 80 * 1024, BATCHES = 4 };
+	struct afe_runtime *rt = runtime_with_stack_size(1, SIZE);
+	int before = guarded_stacks(SIZE);
+	struct afe_token *t;
+	cr_assert_eq(afe_token_new(&t), 0);
+	struct afe_join_handle h[BATCHES][LIVE];
+	for (int b = 0; b < BATCHES; b++)
+		spawn_live(rt, wait_for_token, t, h[b]);
+	cr_assert_eq(afe_token_cancel(t), 0);
+	for (int b = 0; b < BATCHES; b++)
+		join_live(rt, h[b]);
+	afe_token_release(t);
+	int kept = guarded_stacks(SIZE) - before;
+	cr_assert_geq(kept, BATCHES * LIVE, "%d stacks kept", kept);
+	struct afe_coro trim;
+	cr_assert_eq(afe_coro_init(&trim, trim_stacks, NULL, NULL), 0);
+	intptr_t trimmed = test_block_on(rt, &trim);
+	int left = guarded_stacks(SIZE) - before;
+	cr_assert_eq(left, 1, "%d stacks left", left);
+	cr_assert_eq(trimmed, kept - left, "trimmed %ld of %d", (long)trimmed, kept);
+	cr_assert_eq(afe_token_new(&t), 0);
+	spawn_live(rt, wait_for_token, t, h[0]);
+	cr_assert_eq(afe_token_cancel(t), 0);
+	join_live(rt, h[0]);
+	afe_token_release(t);
+	test_runtime_destroy(rt);
+}
+
 /* The first four sizes a process uses get pools; a fifth does not: its
  * stacks are unmapped when their coroutines end, and it still runs. */
 Test(coro, a_fifth_stack_size_is_mapped_each_time)
