@@ -1,13 +1,15 @@
 #!/bin/bash
-# valgrind.sh HELLO_MAIN ECHO_SERVER CHILD_PROCESS WORK_DIR: the demo, the
-# echo example and the child process example under valgrind (memcheck), on
-# the backend the default picks there: each runs, the echo server echoes
-# 100 kB byte for byte and exits 0 on SIGTERM, the child process example
-# (without pidfds there: valgrind 3.19 lacks pidfd_open) reads its child
-# and reaps it, with no valgrind error and no definite leak. Exits 77
-# (skipped) without valgrind. Bash for /dev/tcp.
+# valgrind.sh HELLO_MAIN ECHO_SERVER CHILD_PROCESS CORO_FILE_COPY WORK_DIR:
+# the demo, the echo example, the child process example and the coroutine
+# file copy under valgrind (memcheck), on the backend the default picks
+# there: each runs, the echo server echoes 100 kB byte for byte and exits 0
+# on SIGTERM, the child process example (without pidfds there: valgrind
+# 3.19 lacks pidfd_open) reads its child and reaps it, the coroutines
+# (their stacks registered with valgrind) copy 300 kB exactly, with no
+# valgrind error and no definite leak. Exits 77 (skipped) without
+# valgrind. Bash for /dev/tcp.
 set -u
-hello=$1 echo_server=$2 child_process=$3 work=$4
+hello=$1 echo_server=$2 child_process=$3 coro_file_copy=$4 work=$5
 command -v valgrind >/dev/null || { echo "valgrind not installed"; exit 77; }
 unset AFE_BACKEND # the default's choice is what is tested
 mkdir -p "$work"
@@ -38,6 +40,14 @@ cat child.out child.err
 [ $st = 0 ] || fail "the child process example exited $st"
 [ "$(cat child.out)" = "$(printf 'child said: hi\nchild exited with status 3')" ] ||
 	fail "the child process example did not read and reap its child"
+
+# The coroutine file copy, four coroutines: the same bytes.
+head -c 300000 /dev/urandom >copy_src
+timeout -s KILL 60 "${vg[@]}" "$coro_file_copy" copy_src copy_dst 4 >copy.out 2>&1 # 137: hung
+st=$?
+cat copy.out
+[ $st = 0 ] || fail "the coroutine file copy exited $st"
+cmp -s copy_src copy_dst || fail "the coroutine file copy's copy differs"
 
 # The echo server: listening within 30 s, then 100 kB echoed.
 "${vg[@]}" "$echo_server" 0 >echo.out 2>&1 &

@@ -60,6 +60,7 @@ struct afe__fiber {
 	struct afe__shared_stack *shared;
 	char *saved;
 	size_t saved_len, saved_cap;
+	unsigned valgrind_stack; /* the stack's id with valgrind (fiber.c) */
 	/* Sanitizer bookkeeping (unused in plain builds). */
 	void *asan_fake_fiber, *asan_fake_caller;
 	const void *caller_stack_lo;
