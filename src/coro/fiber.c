@@ -183,7 +183,6 @@ static bool save_owner(struct afe__shared_stack *s)
 	return true;
 }
 
-
 bool afe__fiber_claim_shared(struct afe__fiber *f)
 {
 	struct afe__shared_stack *s = f->shared;

@@ -53,6 +53,7 @@ struct afe__fiber {
 	void *caller;	 /* the context that entered it, while it runs */
 	char *stack_lo;	 /* the lowest usable byte (above the guard page) */
 	size_t stack_size;
+	unsigned valgrind_stack; /* private stacks: its id with valgrind (fiber.c) */
 	void (*entry)(struct afe__fiber *f);
 	bool exited;
 	/* Shared stacks only: the stack, and the fiber's frames while
@@ -60,7 +61,6 @@ struct afe__fiber {
 	struct afe__shared_stack *shared;
 	char *saved;
 	size_t saved_len, saved_cap;
-	unsigned valgrind_stack; /* the stack's id with valgrind (fiber.c) */
 	/* Sanitizer bookkeeping (unused in plain builds). */
 	void *asan_fake_fiber, *asan_fake_caller;
 	const void *caller_stack_lo;
