@@ -154,7 +154,8 @@ AFE_EXPORT intptr_t afe_co_await(struct afe_future *f);
 /* Whether the calling coroutine was cancelled (false outside one). */
 AFE_EXPORT bool afe_co_cancelled(void);
 
-/* Lets the other runnable tasks run first. 0, -ECANCELED, -EPERM. */
+/* Lets the other runnable tasks run first. 0, -ECANCELED, -EPERM. Inline
+ * where it can be (afe/coro_inline.h). */
 AFE_EXPORT int afe_co_yield(void);
 
 /* afe_sleep for ns nanoseconds. 0, -ECANCELED, -ESHUTDOWN, -EPERM. */
@@ -216,5 +217,7 @@ AFE_EXPORT intptr_t afe_co_blocking(intptr_t (*fn)(void *arg), void *arg);
  * already fired) or the coroutine was cancelled; -EINVAL for a null f or
  * t. For servers that stop on afe_shutdown_token(). */
 AFE_EXPORT intptr_t afe_co_await_until(struct afe_future *f, struct afe_token *t);
+
+#include "coro_inline.h"
 
 #endif /* AFE_CORO_H */

@@ -203,8 +203,10 @@ intptr_t afe_co_await(struct afe_future *f)
 
 /* Not an await of a yield-now future: the task's next poll, whatever
  * woke it, enters the fiber again. Half the polls: 139 ns a yield became
- * 125 ns (one worker, coro_yield). */
-int afe_co_yield(void)
+ * 125 ns (one worker, coro_yield). The parenthesised name: afe/coro.h
+ * makes afe_co_yield() a macro for the inline form, which does the same
+ * in two halves around a switch in the caller's code (below). */
+int(afe_co_yield)(void)
 {
 	struct afe__coro *co = current;
 	if (!co)
@@ -213,6 +215,39 @@ int afe_co_yield(void)
 		return -ECANCELED;
 	afe_context_yield(co->cx); /* queued behind the others, then polled */
 	afe__fiber_suspend(&co->fiber);
+	return co->cancelled ? -ECANCELED : 0;
+}
+
+/* The caller switches (afe/coro_inline.h) only with our own switch, whose
+ * context format the header repeats, and without a sanitizer: those
+ * annotate each switch around it, and a return between the annotation
+ * and the switch would unbalance their shadow call stacks. */
+#if defined(AFE_FIBER_OWN_SWITCH) && !defined(AFE_FIBER_ASAN) && !defined(AFE_FIBER_TSAN)
+#define CALLER_SWITCHES 1
+#endif
+
+int afe__co_yield_begin(struct afe__co_switch *s)
+{
+	struct afe__coro *co = current;
+	if (!co)
+		return -EPERM;
+	if (co->cancelled)
+		return -ECANCELED;
+	afe_context_yield(co->cx);
+#ifdef CALLER_SWITCHES
+	s->save = &co->fiber.ctx;
+	s->resume = co->fiber.caller;
+	return AFE__CO_SWITCH_HERE;
+#else
+	(void)s;
+	afe__fiber_suspend(&co->fiber);
+	return co->cancelled ? -ECANCELED : 0;
+#endif
+}
+
+int afe__co_yield_end(void)
+{
+	struct afe__coro *co = current; /* set by the poll that resumed us */
 	return co->cancelled ? -ECANCELED : 0;
 }
 

@@ -88,7 +88,9 @@
 /* A saved context is the stack pointer of the side that left, pointing at
  * its frame pointer and then the address it resumes at. Every other
  * register is declared clobbered, so the compiler keeps nothing in them
- * across the switch. */
+ * across the switch. afe/coro_inline.h repeats this switch for the
+ * coroutine's side of afe_co_yield, in the caller's code: change both or
+ * neither. */
 static inline __attribute__((always_inline)) void afe__fiber_switch(void **from, void *to)
 {
 	void *save = from, *resume = to; /* in rdi and rsi */
