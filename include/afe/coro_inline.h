@@ -14,10 +14,7 @@
  * The library does the bookkeeping (afe__co_yield_begin, afe__co_yield_end);
  * only the stack switch is here, and only when the library says its own
  * switch is in use (AFE__CO_SWITCH_HERE): a library built with
- * Boost.Context or a sanitizer yields out of line inside begin. The
- * context format (the stack pointer, pointing at the frame pointer and
- * then the resume address) is src/coro/fiber_switch.h's; change both or
- * neither.
+ * Boost.Context or a sanitizer yields out of line inside begin.
  *
  * `afe_co_yield()` is a macro for the inline form; `(afe_co_yield)()` and
  * a pointer to afe_co_yield reach the library's function.
@@ -47,7 +44,7 @@ AFE_EXPORT int afe__co_yield_end(void);
 	!(defined(__CET__) && (__CET__ & 2))
 
 #if defined(__CET__) && (__CET__ & 1)
-#define AFE__CO_ENDBR "endbr64\n\t" /* the worker's indirect jump lands here */
+#define AFE__CO_ENDBR "endbr64\n\t" /* an indirect jump lands here */
 #else
 #define AFE__CO_ENDBR ""
 #endif
@@ -63,20 +60,19 @@ AFE_EXPORT int afe__co_yield_end(void);
 #define AFE__CO_CLOBBER_AVX512
 #endif
 
-static inline __attribute__((always_inline)) int afe__co_yield_inline(void)
+/* Internal: the stack switch, our own on x86-64; src/coro/fiber_switch.h
+ * uses it for every switch. Saves this side's context in *save and
+ * resumes the context resume: a context is the stack pointer of the side
+ * that left, pointing at its frame pointer and then the address it
+ * resumes at. Every other register is declared clobbered: the compiler
+ * keeps nothing in them across the switch. The two pushes go below the
+ * stack pointer, where a function that calls nothing may keep locals
+ * (the ABI's red zone): the library's files are built with -mno-red-zone,
+ * and the function the inline yield below lands in calls begin and end,
+ * so no compiler keeps locals there. */
+#define AFE__CO_OWN_SWITCH 1
+static inline __attribute__((always_inline)) void afe__co_switch(void **save, void *resume)
 {
-	struct afe__co_switch s;
-	int rc = afe__co_yield_begin(&s);
-	if (rc != AFE__CO_SWITCH_HERE)
-		return rc;
-	void **save = s.save;
-	void *resume = s.resume;
-	/* The switch pushes the resume address and the frame pointer below
-	 * the stack pointer. Compilers keep locals there (the ABI's red
-	 * zone) only in functions that call nothing, and the function this
-	 * is inlined into calls begin and end. Every other register is
-	 * declared clobbered: the compiler keeps nothing in them across the
-	 * switch. */
 	__asm__ volatile("leaq 1f(%%rip), %%rax\n\t"
 			 "pushq %%rax\n\t"
 			 "pushq %%rbp\n\t"
@@ -93,6 +89,15 @@ static inline __attribute__((always_inline)) int afe__co_yield_inline(void)
 			   "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13",
 			   "xmm14", "xmm15", "st", "st(1)", "st(2)", "st(3)", "st(4)", "st(5)",
 			   "st(6)", "st(7)" AFE__CO_CLOBBER_AVX512);
+}
+
+static inline __attribute__((always_inline)) int afe__co_yield_inline(void)
+{
+	struct afe__co_switch s;
+	int rc = afe__co_yield_begin(&s);
+	if (rc != AFE__CO_SWITCH_HERE)
+		return rc;
+	afe__co_switch(s.save, s.resume);
 	return afe__co_yield_end();
 }
 

@@ -224,7 +224,7 @@ __asm__(".text\n"
 	"afe__fiber_trampoline:\n\t"
 	".cfi_startproc\n\t"
 	".cfi_undefined rip\n\t" /* the end of a debugger's backtrace */
-	AFE_FIBER_ENDBR
+	AFE__CO_ENDBR
 	"call afe__fiber_start\n\t"
 	"ud2\n\t"
 	".cfi_endproc\n"

@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <afe/coro_inline.h>
+
 #include "fiber.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -50,7 +52,9 @@
  * resumed by the switch in afe__fiber_enter, calls afe__fiber_start with
  * that switch's `from` (the fiber's caller slot) on the fiber's stack.
  *
- * - x86-64: our own, as inline assembly. Inline, the switch is no call:
+ * - x86-64: our own, as inline assembly (afe__co_switch, in
+ *   afe/coro_inline.h: afe_co_yield's inline form switches with it in the
+ *   caller's code). Inline, the switch is no call:
  *   a called switch (Boost's jump_fcontext) leaves its return address in
  *   the processor's return predictions on the stack it leaves, and the
  *   other side's returns are mispredicted one deeper. It also leaves the
@@ -64,7 +68,7 @@
  *   Boost.Context's jump_fcontext, ported to every architecture Debian
  *   builds.
  */
-#if defined(__x86_64__) && !defined(AFE_FIBER_BOOST) && !(defined(__CET__) && (__CET__ & 2))
+#if defined(AFE__CO_OWN_SWITCH) && !defined(AFE_FIBER_BOOST)
 #define AFE_FIBER_OWN_SWITCH 1
 #endif
 
@@ -79,37 +83,10 @@
 #error "src/coro/fiber_switch.h: build with -mno-red-zone -DAFE_FIBER_NO_RED_ZONE"
 #endif
 
-#if defined(__CET__) && (__CET__ & 1)
-#define AFE_FIBER_ENDBR "endbr64\n\t" /* an indirect jump lands here */
-#else
-#define AFE_FIBER_ENDBR ""
-#endif
-
-/* A saved context is the stack pointer of the side that left, pointing at
- * its frame pointer and then the address it resumes at. Every other
- * register is declared clobbered, so the compiler keeps nothing in them
- * across the switch. afe/coro_inline.h repeats this switch for the
- * coroutine's side of afe_co_yield, in the caller's code: change both or
- * neither. */
+/* afe/coro_inline.h has the switch, for afe_co_yield's inline form too. */
 static inline __attribute__((always_inline)) void afe__fiber_switch(void **from, void *to)
 {
-	void *save = from, *resume = to; /* in rdi and rsi */
-	__asm__ volatile("leaq 1f(%%rip), %%rax\n\t"
-			 "pushq %%rax\n\t"
-			 "pushq %%rbp\n\t"
-			 "movq %%rsp, (%%rdi)\n\t"
-			 "movq %%rsi, %%rsp\n\t"
-			 "popq %%rbp\n\t"
-			 "popq %%rax\n\t"
-			 "jmp *%%rax\n"
-			 "1:\n\t" AFE_FIBER_ENDBR
-			 : "+D"(save), "+S"(resume)
-			 :
-			 : "rax", "rbx", "rcx", "rdx", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
-			   "r15", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5",
-			   "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13",
-			   "xmm14", "xmm15", "st", "st(1)", "st(2)", "st(3)", "st(4)", "st(5)",
-			   "st(6)", "st(7)");
+	afe__co_switch(from, to);
 }
 
 #else /* Boost.Context */
