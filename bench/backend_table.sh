@@ -12,8 +12,8 @@
 #
 # Environment: WORKLOADS (default spawn_join yield ping_pong channel_mpmc
 # timers file_read, each at bench/README.md's defaults), ROUNDS (default
-# 1), BUILD (a Release build tree, default build-rel: configured and built
-# here when missing). Tokio needs sh bench/tokio/build.sh, libuv's timers
+# 1), BUILD (a Release build tree, default build-rel: configured when
+# missing, and brought up to date here). Tokio needs sh bench/tokio/build.sh, libuv's timers
 # libuv1-dev; a missing one is left out with a line on stderr. Run it on a
 # quiet machine: see bench/README.md.
 set -eu
@@ -22,10 +22,8 @@ workloads=${WORKLOADS:-"spawn_join yield ping_pong channel_mpmc timers file_read
 rounds=${ROUNDS:-1}
 build=${BUILD:-build-rel}
 
-if [ ! -x "$build/bench/afe_bench" ]; then
-	cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAFE_BUILD_TESTS=OFF >/dev/null
-	cmake --build "$build" -j "$(nproc)" >/dev/null
-fi
+. bench/common.sh
+release_build "$build"
 afe=$build/bench/afe_bench
 tokio=bench/tokio/target/release/tokio_bench
 libuv_timers=$build/bench/baseline/timers_uv

@@ -14,7 +14,8 @@
 #   ROUNDS=5 sh bench/coro_targets.sh
 #
 # Environment: ROUNDS (default 3), BUILD (a Release build tree, default
-# build-rel: configured and built here when missing), PORT (the first of
+# build-rel: configured when missing, and brought up to date here), PORT
+# (the first of
 # 4 x ROUNDS ports, default 7300: one per server run, as a killed io_uring
 # server's listener lingers a little). Tokio needs sh bench/tokio/build.sh,
 # Go sh bench/go/build.sh; a missing one is left out with a line on
@@ -25,10 +26,8 @@ rounds=${ROUNDS:-3}
 build=${BUILD:-build-rel}
 port=${PORT:-7300}
 
-if [ ! -x "$build/bench/afe_bench" ] || [ ! -x "$build/test/examples/coro_echo" ]; then
-	cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAFE_BUILD_TESTS=OFF >/dev/null
-	cmake --build "$build" -j "$(nproc)" >/dev/null
-fi
+. bench/common.sh
+release_build "$build"
 afe=$build/bench/afe_bench
 tokio=bench/tokio/target/release/tokio_bench
 go=bench/go/go_bench

@@ -12,11 +12,11 @@
 # Environment: CONNS (the points), N (round trips per point, default
 # 200000; 20000 at one connection, where a round trip is tens of µs),
 # ROUNDS (default 1), SIZE (default 64), BUILD (a Release build tree,
-# default build-rel: configured and built here when missing), PORT (the
-# first of six ports, default 7100: one per server, because a killed
-# io_uring server's listener lingers some 10-30 ms while the kernel tears
-# its ring down). A server whose program is missing
-# is left out with a line on stderr (libuv needs libuv1-dev; Tokio needs
+# default build-rel: configured when missing, and brought up to date
+# here), PORT (the first of six ports, default 7100: one per server,
+# because a killed io_uring server's listener lingers some 10-30 ms while
+# the kernel tears its ring down). A server whose program is missing is
+# left out with a line on stderr (libuv needs libuv1-dev; Tokio needs
 # sh bench/tokio/build.sh). BACKENDS="uring 5.15 epoll" adds AFE under
 # the 5.15 mask ("impl":"afe-uring-5.15") and on its epoll backend
 # ("afe-epoll"), for issue "Run where users run"; the default is uring
@@ -29,10 +29,8 @@ size=${SIZE:-64}
 build=${BUILD:-build-rel}
 port=${PORT:-7100}
 
-if [ ! -x "$build/bench/afe_bench" ] || [ ! -x "$build/bench/echo_client" ]; then
-	cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAFE_BUILD_TESTS=OFF >/dev/null
-	cmake --build "$build" -j "$(nproc)" >/dev/null
-fi
+. bench/common.sh
+release_build "$build"
 tokio=bench/tokio/target/release/tokio_bench
 libuv=$build/bench/baseline/echo_uv
 bare=$build/bench/baseline/uring_echo
@@ -45,10 +43,8 @@ done
 point() {
 	impl=$1 threads=$2 p=$3 c=$4 n=$5
 	shift 5
-	[ "$1" = env ] || [ -x "$1" ] || return 0
-	SERVER_THREADS=$threads ECHO_CLIENT=$build/bench/echo_client \
-		ECHO_FLAGS="--conns=$c --n=$n --size=$size --warmup=$((n / 10))" \
-		sh bench/run_echo.sh "$p" "$impl" "$@" --port="$p"
+	serve_point "$impl" "$threads" "$p" "$build/bench/echo_client" \
+		"--conns=$c --n=$n --size=$size --warmup=$((n / 10))" "$@"
 }
 
 r=0

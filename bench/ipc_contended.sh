@@ -10,7 +10,7 @@
 #
 # Environment: HOGS (default 2), ROUNDS (default 1), N (calls per line,
 # default 100000), BUILD (a Release build tree, default build-rel:
-# configured and built here when missing).
+# configured when missing, and brought up to date here).
 set -eu
 cd "$(dirname "$0")/.."
 hogs=${HOGS:-2}
@@ -18,10 +18,8 @@ rounds=${ROUNDS:-1}
 n=${N:-100000}
 build=${BUILD:-build-rel}
 
-if [ ! -x "$build/bench/afe_bench" ] || [ ! -x "$build/bench/baseline/ipc_baseline" ]; then
-	cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAFE_BUILD_TESTS=OFF >/dev/null
-	cmake --build "$build" -j "$(nproc)" >/dev/null
-fi
+. bench/common.sh
+release_build "$build"
 
 pids=""
 stop_hogs() {

@@ -29,20 +29,18 @@ size=${SIZE:-64}
 build=${BUILD:-build-rel}
 port=${PORT:-7200}
 
-[ -f "$build/CMakeCache.txt" ] ||
-	cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAFE_BUILD_TESTS=OFF >/dev/null
-cmake --build "$build" -j "$(nproc)" --target afe_bench udp_client >/dev/null
+. bench/common.sh
+release_build "$build"
 tokio=bench/tokio/target/release/tokio_bench
 [ -x "$tokio" ] || echo "udp_sweep: $tokio missing, left out" >&2
 
 # point IMPL PORT PEERS N COMMAND...: one server, one JSON line.
+# COMMAND may start with env and NAME=VALUE words.
 point() {
 	impl=$1 p=$2 peers=$3 n=$4
 	shift 4
-	[ -x "$1" ] || return 0
-	SERVER_THREADS=2 ECHO_CLIENT=$build/bench/udp_client \
-		ECHO_FLAGS="--peers=$peers --n=$n --size=$size --warmup=$((n / 10))" \
-		sh bench/run_echo.sh "$p" "$impl" "$@" --port="$p"
+	serve_point "$impl" 2 "$p" "$build/bench/udp_client" \
+		"--peers=$peers --n=$n --size=$size --warmup=$((n / 10))" "$@"
 }
 
 r=0
@@ -54,16 +52,12 @@ while [ "$r" -lt "$rounds" ]; do
 			case $backend in
 			uring) point afe-uring "$port" "$peers" "$n" "$build/bench/afe_bench" udp_echo ;;
 			epoll)
-				AFE_BACKEND=epoll
-				export AFE_BACKEND
-				point afe-epoll $((port + 2)) "$peers" "$n" "$build/bench/afe_bench" udp_echo
-				unset AFE_BACKEND
+				point afe-epoll $((port + 2)) "$peers" "$n" \
+					env AFE_BACKEND=epoll "$build/bench/afe_bench" udp_echo
 				;;
 			5.15)
-				AFE_URING_FEATURES=5.15
-				export AFE_URING_FEATURES
-				point afe-uring-5.15 $((port + 3)) "$peers" "$n" "$build/bench/afe_bench" udp_echo
-				unset AFE_URING_FEATURES
+				point afe-uring-5.15 $((port + 3)) "$peers" "$n" \
+					env AFE_URING_FEATURES=5.15 "$build/bench/afe_bench" udp_echo
 				;;
 			*) echo "udp_sweep: unknown backend $backend" >&2 && exit 2 ;;
 			esac
