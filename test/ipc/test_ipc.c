@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Cross-process calls: against the example consumer in a child process, and
  * over shared memory to a consumer of this process. */
-#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -439,20 +438,9 @@ Test(ipc, a_call_that_waited_for_room_never_writes_into_the_next_producers_rings
 }
 
 /* How many fds this process has open. */
-static int open_fds(void)
-{
-	DIR *dir = opendir("/proc/self/fd");
-	cr_assert(dir);
-	int n = 0;
-	while (readdir(dir))
-		n++;
-	closedir(dir);
-	return n;
-}
-
 Test(ipc, a_consumer_and_its_producers_leave_no_fd_behind)
 {
-	int before = open_fds();
+	int before = test_dir_entries("/proc/self/fd");
 	struct afe_runtime *rt = test_runtime(2);
 	const char *name = ipc_test_name("fds");
 	struct calc_serving served = serve_calc(rt, name);
@@ -461,7 +449,7 @@ Test(ipc, a_consumer_and_its_producers_leave_no_fd_behind)
 		add_checked_and_close(rt, connect_retrying(rt, name, &config));
 	stop_serving(rt, &served);
 	test_runtime_destroy(rt);
-	cr_assert_eq(open_fds(), before);
+	cr_assert_eq(test_dir_entries("/proc/self/fd"), before);
 }
 
 Test(ipc, a_consumer_out_of_fds_serves_a_new_producer_and_sees_it_die_later)
