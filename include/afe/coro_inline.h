@@ -33,10 +33,17 @@ struct afe__co_switch {
 /* begin's value when the caller is to switch with *s and then call end. */
 #define AFE__CO_SWITCH_HERE 1
 
+/* The context format afe__co_switch below saves and resumes, which a
+ * program compiled against this header passes to begin: a library whose
+ * format is another (a later one, say) yields out of line for it. Bump it
+ * with any change to the switch. */
+#define AFE__CO_SWITCH_FORMAT 1
+
 /* Internal: the first half of a yield (the task queued again): -EPERM,
  * -ECANCELED, or AFE__CO_SWITCH_HERE; or, when the library switches out
- * of line, the yield's whole result (0, -ECANCELED). */
-AFE_EXPORT int afe__co_yield_begin(struct afe__co_switch *s);
+ * of line (Boost.Context, a sanitizer, another format), the yield's whole
+ * result (0, -ECANCELED). */
+AFE_EXPORT int afe__co_yield_begin(struct afe__co_switch *s, unsigned format);
 /* Internal: the second half, once resumed: 0 or -ECANCELED. */
 AFE_EXPORT int afe__co_yield_end(void);
 
@@ -94,7 +101,7 @@ static inline __attribute__((always_inline)) void afe__co_switch(void **save, vo
 static inline __attribute__((always_inline)) int afe__co_yield_inline(void)
 {
 	struct afe__co_switch s;
-	int rc = afe__co_yield_begin(&s);
+	int rc = afe__co_yield_begin(&s, AFE__CO_SWITCH_FORMAT);
 	if (rc != AFE__CO_SWITCH_HERE)
 		return rc;
 	afe__co_switch(s.save, s.resume);

@@ -226,7 +226,7 @@ int(afe_co_yield)(void)
 #define CALLER_SWITCHES 1
 #endif
 
-int afe__co_yield_begin(struct afe__co_switch *s)
+int afe__co_yield_begin(struct afe__co_switch *s, unsigned format)
 {
 	struct afe__coro *co = current;
 	if (!co)
@@ -235,14 +235,16 @@ int afe__co_yield_begin(struct afe__co_switch *s)
 		return -ECANCELED;
 	afe_context_yield(co->cx);
 #ifdef CALLER_SWITCHES
-	s->save = &co->fiber.ctx;
-	s->resume = co->fiber.caller;
-	return AFE__CO_SWITCH_HERE;
-#else
+	if (format == AFE__CO_SWITCH_FORMAT) {
+		s->save = &co->fiber.ctx;
+		s->resume = co->fiber.caller;
+		return AFE__CO_SWITCH_HERE;
+	}
+#endif
 	(void)s;
+	(void)format;
 	afe__fiber_suspend(&co->fiber);
 	return co->cancelled ? -ECANCELED : 0;
-#endif
 }
 
 int afe__co_yield_end(void)

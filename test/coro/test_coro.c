@@ -377,6 +377,56 @@ Test(coro, values_in_registers_survive_every_switch, .timeout = 30)
 	test_runtime_destroy(rt);
 }
 
+/* A program compiled against a header whose switch differs from the
+ * library's (afe/coro_inline.h's AFE__CO_SWITCH_FORMAT) gets its yields
+ * made out of line by the library: begin returns the whole yield's result
+ * and the other coroutine has run meanwhile. */
+static atomic_int turns;
+static atomic_bool format_test_done;
+
+static intptr_t yield_as_another_format(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&turns) == 0) /* until the other one is on this worker */
+		if (afe_co_yield() < 0)
+			return -1;
+	int others_ran = 0;
+	for (int i = 0; i < 20; i++) {
+		int before = atomic_load(&turns);
+		struct afe__co_switch s;
+		if (afe__co_yield_begin(&s, AFE__CO_SWITCH_FORMAT + 1) != 0)
+			return -1;
+		others_ran += atomic_load(&turns) != before;
+	}
+	atomic_store(&format_test_done, true);
+	return others_ran;
+}
+
+static intptr_t take_turns(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&format_test_done)) {
+		atomic_fetch_add(&turns, 1);
+		if (afe_co_yield() < 0)
+			return -1;
+	}
+	return 0;
+}
+
+Test(coro, a_yield_compiled_for_another_switch_is_made_out_of_line)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_join_handle a, b;
+	cr_assert_eq(afe_coro_spawn(rt, yield_as_another_format, NULL, &a, NULL), 0);
+	cr_assert_eq(afe_coro_spawn(rt, take_turns, NULL, &b, NULL), 0);
+	struct afe_join join;
+	afe_join_init(&join, &a);
+	cr_assert_geq(test_block_on(rt, &join), 10, "the other coroutine ran between its yields");
+	afe_join_init(&join, &b);
+	cr_assert_eq(test_block_on(rt, &join), 0);
+	test_runtime_destroy(rt);
+}
+
 /* ---- cancellation ---------------------------------------------------------- */
 
 struct waiting {
@@ -481,6 +531,7 @@ Test(coro, calls_outside_a_coroutine_get_eperm)
 	cr_assert_eq(afe_co_send_recv(sv[0], "x", 1, buf, sizeof(buf)), -EPERM);
 	cr_assert_eq(afe_co_sleep(1), -EPERM);
 	cr_assert_eq(afe_co_yield(), -EPERM);
+	cr_assert_eq((afe_co_yield)(), -EPERM);
 	cr_assert_not(afe_co_cancelled());
 	struct afe_sleep s;
 	afe_sleep_init(&s, 1);
