@@ -406,12 +406,15 @@ struct counted_pending {
 	struct afe_future base;
 	int polls;
 	bool saw_cancel;
+	atomic_bool polled; /* for the canceller: the first poll happened */
+	struct afe_token *token;
 };
 
 static int counted_pending_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct counted_pending *self = afe_container_of(f, struct counted_pending, base);
 	self->polls++;
+	atomic_store(&self->polled, true);
 	if (!cx->cancel)
 		return AFE_PENDING;
 	self->saw_cancel = true;
@@ -433,17 +436,29 @@ Test(token, until_gives_the_inner_result_when_it_finishes_first)
 	test_runtime_destroy(rt);
 }
 
+/* Fires the inner future's token once that future was polled: a token
+ * fired before (a slow first poll, under a sanitizer) would never let it
+ * be polled at all, which another test checks. */
+static void *cancel_once_polled(void *arg)
+{
+	struct counted_pending *inner = arg;
+	while (!atomic_load(&inner->polled))
+		sched_yield();
+	afe_token_cancel(inner->token);
+	return NULL;
+}
+
 Test(token, until_cancels_and_awaits_the_inner_future_when_the_token_fires)
 {
 	struct afe_runtime *rt = test_runtime(2);
 	struct afe_token *t;
 	cr_assert_eq(afe_token_new(&t), 0);
-	struct counted_pending inner = {0};
+	struct counted_pending inner = {.token = t};
 	afe_future_init(&inner.base, counted_pending_poll);
 	struct afe_token_until u;
 	afe_token_until_init(&u, t, &inner.base);
 	pthread_t th;
-	pthread_create(&th, NULL, cancel_from_plain_thread, t);
+	pthread_create(&th, NULL, cancel_once_polled, &inner);
 	cr_assert_eq(test_block_on(rt, &u), -ECANCELED);
 	pthread_join(th, NULL);
 	cr_assert(inner.saw_cancel, "the inner future was cancelled before the end");
