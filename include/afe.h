@@ -23,6 +23,7 @@
 #include "afe/interval.h"
 #include "afe/process.h"
 #include "afe/net.h"
+#include "afe/recv_stream.h"
 #include "afe/socket.h"
 #include "afe/blocking.h"
 #include "afe/fs.h"

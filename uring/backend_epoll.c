@@ -585,6 +585,9 @@ static int attempt(struct afe_io *io, const struct io_uring_sqe *sqe, uint32_t r
 	switch (sqe->opcode) {
 	case IORING_OP_NOP:
 		return 0;
+	case AFE_OP_BUF_RING_REGISTER: /* io_uring's own (compat.h) */
+	case AFE_OP_BUF_RING_UNREGISTER:
+		return -EOPNOTSUPP;
 	case IORING_OP_READ:
 	case IORING_OP_WRITE:
 	case IORING_OP_READV:

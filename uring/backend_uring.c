@@ -66,6 +66,7 @@ struct afe_uring {
 	int enter_error;	 /* of the last io_uring_enter, if it failed */
 	unsigned enter_failures; /* in a row */
 	bool cqes_dropped;	 /* -EBADR was said: once for the ring's life */
+	uint16_t next_group;	 /* the provided-buffer group id to try next */
 };
 
 /* ---- operations in flight (without AFE_URING_CANCEL_ANY) ---------------- */
@@ -113,7 +114,7 @@ static void handle_cqe(struct afe_uring *r, const struct io_uring_cqe *cqe)
 		return;
 	}
 	if (tag == TAG_OP && (cqe->flags & IORING_CQE_F_MORE) && io->on_more) {
-		io->on_more(io, cqe->res); /* a multishot result; more to come */
+		io->on_more(io, cqe->res, cqe->flags); /* a multishot result; more to come */
 		return;
 	}
 	r->cqes_due--;
@@ -124,6 +125,7 @@ static void handle_cqe(struct afe_uring *r, const struct io_uring_cqe *cqe)
 		 * buffer. Its res is 0; the result came before. */
 	} else if (tag == TAG_OP) {
 		io->res = io->waitall == WAITALL_MOVING ? waitall_part(io, cqe->res) : cqe->res;
+		io->cqe_flags = cqe->flags;
 	} else if (tag == TAG_SECOND) {
 		io->linked->res = cqe->res;
 	} else if (tag == TAG_LINK_TIMEOUT) {
@@ -344,6 +346,29 @@ static bool waitall_goes_on(struct afe_uring *r, struct afe_io *io)
 	return false;
 }
 
+/* Carries out a request that is no kernel operation (compat.h): a
+ * provided-buffer ring registered under the first free group id from
+ * next_group (ids wrap; a stream's is freed when it stops), or
+ * unregistered. The result or -errno. */
+static int32_t buffer_ring_request(struct afe_uring *r, const struct io_uring_sqe *sqe)
+{
+	if (sqe->opcode == AFE_OP_BUF_RING_UNREGISTER)
+		return io_uring_unregister_buf_ring(&r->uring, sqe->buf_index);
+	struct io_uring_buf_reg reg = {.ring_addr = sqe->addr, .ring_entries = sqe->len};
+	int err = -EEXIST;
+	for (unsigned tries = 0; tries < 64 && err == -EEXIST; tries++) {
+		reg.bgid = r->next_group++;
+		err = io_uring_register_buf_ring(&r->uring, &reg, 0);
+	}
+	return err < 0 ? err : reg.bgid;
+}
+
+static bool is_ring_request(const struct afe_io *io)
+{
+	unsigned opcode = ((const struct io_uring_sqe *)(const void *)io->sqe)->opcode;
+	return opcode == AFE_OP_BUF_RING_REGISTER || opcode == AFE_OP_BUF_RING_UNREGISTER;
+}
+
 /* Turns one request into SQEs, or finishes it at once. Returns false when
  * the submission queue has no room for it. */
 static bool issue(struct afe_uring *r, struct afe_io_request *req)
@@ -371,6 +396,10 @@ static bool issue(struct afe_uring *r, struct afe_io_request *req)
 	}
 	if (unsupported(r, io->sqe) || (io->linked && unsupported(r, io->linked->sqe))) {
 		afe__ring_finish_now(r->ring, io, -EOPNOTSUPP);
+		return true;
+	}
+	if (is_ring_request(io)) {
+		afe__ring_finish_now(r->ring, io, buffer_ring_request(r, sqe_of(io)));
 		return true;
 	}
 	io->waitall = emulates_waitall(r, io) ? WAITALL_MOVING : WAITALL_NONE;
@@ -647,6 +676,10 @@ static int probe(struct afe_uring *r, unsigned cap)
 	if (cap >= AFE_LINUX(6, 1) && afe__kernel_version() >= AFE_LINUX(6, 1) &&
 	    io_uring_opcode_supported(p, IORING_OP_SEND_ZC))
 		r->ring->features |= AFE_URING_SEND_ZC;
+	/* A flag of RECV, which no probe shows; the provided-buffer rings it
+	 * takes came in 5.19. */
+	if (cap >= AFE_LINUX(6, 0) && afe__kernel_version() >= AFE_LINUX(6, 0))
+		r->ring->features |= AFE_URING_RECV_MULTISHOT;
 	if (cap >= AFE_LINUX(6, 9) && io_uring_opcode_supported(p, AFE_IORING_OP_FTRUNCATE))
 		r->ring->features |= AFE_URING_FTRUNCATE;
 	free(p);

@@ -27,6 +27,37 @@
 #define AFE_FUTEX2_PRIVATE 128u
 #define AFE_FUTEX_BITSET_MATCH_ANY 0xffffffffu
 
+/*
+ * Requests that are no kernel operation: the ring thread carries them out
+ * itself, because a SINGLE_ISSUER ring takes io_uring_register only from
+ * the thread that submits (ring.h). Opcodes far past the kernel's own.
+ * - AFE_OP_BUF_RING_REGISTER: registers the provided-buffer ring at addr
+ *   with len entries (a power of two, page-aligned memory) under a group
+ *   id of the ring thread's choosing; the result is that id, or -errno.
+ * - AFE_OP_BUF_RING_UNREGISTER: unregisters group buf_index; 0 or -errno.
+ * The epoll backend refuses both (-EOPNOTSUPP).
+ */
+#define AFE_OP_BUF_RING_REGISTER 0xf0
+#define AFE_OP_BUF_RING_UNREGISTER 0xf1
+
+static inline void afe_prep_buf_ring_register(struct io_uring_sqe *sqe, void *ring,
+					      unsigned entries)
+{
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = AFE_OP_BUF_RING_REGISTER;
+	sqe->fd = -1;
+	sqe->addr = (uint64_t)(uintptr_t)ring;
+	sqe->len = entries;
+}
+
+static inline void afe_prep_buf_ring_unregister(struct io_uring_sqe *sqe, uint16_t group)
+{
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = AFE_OP_BUF_RING_UNREGISTER;
+	sqe->fd = -1;
+	sqe->buf_index = group;
+}
+
 #define AFE_IORING_TIMEOUT_MULTISHOT (1u << 6)
 #define AFE_IORING_ASYNC_CANCEL_USERDATA (1u << 4)
 

@@ -112,8 +112,9 @@ static bool make_room_locked(struct afe_accept_stream *s)
 }
 
 /* Ring thread: one more connection from the multishot accept. */
-static void accepted(struct afe_io *io, int32_t res)
+static void accepted(struct afe_io *io, int32_t res, uint32_t flags)
 {
+	(void)flags;
 	struct afe_accept_stream *s = afe_container_of(io, struct afe_accept_stream, accept);
 	struct afe_waker waker;
 	afe_spin_lock(&s->lock);

@@ -100,10 +100,12 @@ struct afe_io {
 	atomic_flag lock;	 /* guards the three below */
 	bool done;		 /* the ring thread is finished with it */
 	bool cancel_requested;	 /* the poller queued the cancel request */
+	uint32_t cqe_flags;	 /* ring thread: the flags of the result's CQE */
 	struct afe_waker waker;
 	/* Multishot operations: called on the ring thread for each result
-	 * that is not the last (the last one completes the future). */
-	void (*on_more)(struct afe_io *io, int32_t res);
+	 * that is not the last (the last one completes the future), with
+	 * its CQE's flags (a provided buffer's id). */
+	void (*on_more)(struct afe_io *io, int32_t res, uint32_t flags);
 	struct afe_io_timespec timeout;
 	struct afe_io *linked; /* afe_io_link: the operation that follows */
 	/* Ring thread, before Linux 5.19 (no cancel matching everything):

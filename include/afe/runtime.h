@@ -185,6 +185,10 @@ AFE_EXPORT unsigned afe_runtime_spin_us(const struct afe_runtime *rt);
 #define AFE_URING_SEND_ZC (1u << 7) /* IORING_OP_SEND_ZC (6.1): afe_io_send_zc
 				       sends without a copy; else it makes a
 				       plain send */
+#define AFE_URING_RECV_MULTISHOT (1u << 8) /* multishot receive into a ring of
+					      provided buffers (6.0): one
+					      for a whole afe_recv_stream;
+					      else one receive per await */
 AFE_EXPORT unsigned afe_runtime_uring_features(const struct afe_runtime *rt);
 
 /* The backend rt runs on: AFE_BACKEND_URING or AFE_BACKEND_EPOLL (its

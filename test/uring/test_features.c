@@ -45,7 +45,8 @@ Test(features, a_new_kernel_gives_every_facility)
 	unsigned since_6_9 = kernel_at_least(6, 9) ? AFE_URING_FTRUNCATE : 0u;
 	cr_assert_eq(features_under(NULL),
 		     AFE_URING_FUTEX | AFE_URING_DEFER_TASKRUN | AFE_URING_MULTISHOT_ACCEPT |
-			     AFE_URING_CANCEL_ANY | AFE_URING_WAITALL | AFE_URING_SEND_ZC | since_6_9);
+			     AFE_URING_CANCEL_ANY | AFE_URING_WAITALL | AFE_URING_SEND_ZC |
+			     AFE_URING_RECV_MULTISHOT | since_6_9);
 }
 
 Test(features, the_mask_5_15_takes_them_all_away)
@@ -60,8 +61,10 @@ Test(features, the_mask_keeps_what_is_not_newer)
 	/* With what 5.18 brought (AFE_URING_WAITALL). */
 	const unsigned since_5_19 =
 		AFE_URING_MULTISHOT_ACCEPT | AFE_URING_CANCEL_ANY | AFE_URING_WAITALL;
-	/* And what 6.1 brought (AFE_URING_SEND_ZC, DEFER_TASKRUN). */
-	const unsigned since_6_1 = AFE_URING_DEFER_TASKRUN | since_5_19 | AFE_URING_SEND_ZC;
+	/* What 6.0 brought (AFE_URING_RECV_MULTISHOT), and 6.1
+	 * (AFE_URING_SEND_ZC, DEFER_TASKRUN). */
+	const unsigned since_6_0 = since_5_19 | AFE_URING_RECV_MULTISHOT;
+	const unsigned since_6_1 = AFE_URING_DEFER_TASKRUN | since_6_0 | AFE_URING_SEND_ZC;
 	if (kernel_at_least(6, 9))
 		cr_assert_eq(features_under("6.9"),
 			     AFE_URING_FUTEX | since_6_1 | AFE_URING_FTRUNCATE);
@@ -69,7 +72,7 @@ Test(features, the_mask_keeps_what_is_not_newer)
 	cr_assert_eq(features_under("6.7"), AFE_URING_FUTEX | since_6_1);
 	cr_assert_eq(features_under("6.6"), since_6_1);
 	cr_assert_eq(features_under("6.1"), since_6_1);
-	cr_assert_eq(features_under("6.0"), AFE_URING_COOP_TASKRUN | since_5_19);
+	cr_assert_eq(features_under("6.0"), AFE_URING_COOP_TASKRUN | since_6_0);
 	cr_assert_eq(features_under("5.19"), AFE_URING_COOP_TASKRUN | since_5_19);
 	cr_assert_eq(features_under("5.18"), AFE_URING_WAITALL);
 	cr_assert_eq(features_under("5.17"), 0u);

@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The receive stream (afe/recv_stream.h): one multishot receive into a
+ * provided-buffer ring where the kernel has them, else one receive per
+ * await into the stream's first buffer.
+ *
+ * The buffer ring is the stream's own: its entries are written only by
+ * the task that owns the stream (one poll at a time), which hands a
+ * buffer back when it asks for the next bytes, so the ring's tail has one
+ * writer and needs no lock. The ring thread registers and unregisters it
+ * (compat.h's AFE_OP_BUF_RING_*), and queues each result the multishot
+ * receive brings (received(), under the lock) until the task takes it.
+ */
+#define _GNU_SOURCE
+#include "afe/recv_stream.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "afe/runtime.h"
+#include "compat.h"
+#include "../pool/spinlock.h"
+#include "../pool/wake_batch.h"
+
+#define MAX_BUFFERS 32768u /* the kernel's bound on a buffer ring */
+#define MAX_SIZE (1u << 20)
+#define OPEN 1 /* s->end while the stream gives bytes */
+
+/* The buffers' group in the ring (s->group_state). */
+enum {
+	GROUP_UNTRIED,	   /* before the first await */
+	GROUP_NONE,	   /* one receive per await: no multishot, or refused */
+	GROUP_REGISTERING, /* s->reg registers it */
+	GROUP_READY,	   /* s->group, in the ring */
+	GROUP_UNREGISTERING,
+};
+
+/* The buffer ring sits at the start of the mapping, alone in its pages. */
+static size_t ring_bytes(unsigned count)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t bytes = (size_t)count * sizeof(struct io_uring_buf);
+	return (bytes + page - 1) / page * page;
+}
+
+static struct io_uring_buf_ring *ring_of(struct afe_recv_stream *s)
+{
+	return (struct io_uring_buf_ring *)(void *)s->memory;
+}
+
+static char *buffer(struct afe_recv_stream *s, unsigned id)
+{
+	return s->memory + ring_bytes(s->count) + (size_t)id * s->size;
+}
+
+/* Puts buffer id (back) in the ring, for the kernel to fill; the
+ * advance is a release store of the tail, which the kernel's read of it
+ * pairs with. */
+static void provide(struct afe_recv_stream *s, unsigned id)
+{
+	int mask = io_uring_buf_ring_mask(s->count);
+	io_uring_buf_ring_add(ring_of(s), buffer(s, id), s->size, (unsigned short)id, mask, 0);
+	io_uring_buf_ring_advance(ring_of(s), 1);
+}
+
+int afe_recv_stream_init(struct afe_recv_stream *s, int fd, unsigned count, unsigned size)
+{
+	memset(s, 0, sizeof(*s));
+	s->group = s->held = -1;
+	atomic_flag_clear(&s->lock);
+	afe_recv_stream_next(s); /* a stream that failed gives its error */
+	s->group_state = GROUP_NONE;
+	s->end = -EINVAL;
+	if (count == 0 || count > MAX_BUFFERS || (count & (count - 1)) || size == 0 ||
+	    size > MAX_SIZE)
+		return -EINVAL;
+	s->end = -ENOMEM;
+	size_t memory_len = ring_bytes(count) + (size_t)count * size;
+	void *memory = mmap(NULL, memory_len, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (memory == MAP_FAILED)
+		return -ENOMEM;
+	s->parts = malloc(count * sizeof(*s->parts));
+	if (!s->parts) {
+		munmap(memory, memory_len);
+		return -ENOMEM;
+	}
+	s->memory = memory;
+	s->memory_len = memory_len;
+	s->group_state = GROUP_UNTRIED;
+	s->fd = fd;
+	s->count = count;
+	s->size = size;
+	s->end = OPEN;
+	return 0;
+}
+
+void afe_recv_stream_destroy(struct afe_recv_stream *s)
+{
+	if (s->memory)
+		munmap(s->memory, s->memory_len);
+	free(s->parts);
+	afe_waker_drop(&s->waker);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Ring thread: a result of the multishot receive, more to come. */
+static void received(struct afe_io *io, int32_t res, uint32_t flags)
+{
+	struct afe_recv_stream *s = afe_container_of(io, struct afe_recv_stream, recv);
+	unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+	afe_spin_lock(&s->lock);
+	/* One part per buffer at most: a full list would mean a buffer the
+	 * kernel gave twice. */
+	if (res > 0 && (flags & IORING_CQE_F_BUFFER) && id < s->count &&
+	    s->parts_count < s->count) {
+		s->parts[(s->head + s->parts_count++) % s->count] =
+			(struct afe__recv_part){.len = res, .buffer = (uint16_t)id};
+	}
+	struct afe_waker waker = s->waker;
+	s->waker.vtable = NULL;
+	afe_spin_unlock(&s->lock);
+	afe_waker_wake_if_set(&waker);
+}
+
+/* The receive, armed: multishot into the group, or one into buffer 0. */
+static void arm(struct afe_recv_stream *s)
+{
+	if (s->multishot) {
+		afe_io_recv_init(&s->recv, s->fd, NULL, 0, 0);
+		struct io_uring_sqe *sqe = (struct io_uring_sqe *)(void *)s->recv.sqe;
+		sqe->ioprio |= IORING_RECV_MULTISHOT;
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = (uint16_t)s->group;
+		s->recv.on_more = received;
+	} else {
+		afe_io_recv_init(&s->recv, s->fd, buffer(s, 0), s->size, 0);
+	}
+	s->armed = true;
+}
+
+/* Polls reg (the group's registration or unregistration) to its end
+ * with cancel cleared: a cancelled first poll would skip the request. */
+static int poll_plainly(struct afe_recv_stream *s, struct afe_context *cx)
+{
+	struct afe_context plain = *cx;
+	plain.cancel = false;
+	return afe_future_poll(&s->reg.base, &plain);
+}
+
+/* The group's registration ended: its id, or the stream goes on without
+ * (one receive per await) when the kernel refused it. */
+static void registered(struct afe_recv_stream *s)
+{
+	intptr_t group = s->reg.base.result;
+	s->group_state = group >= 0 ? GROUP_READY : GROUP_NONE;
+	s->group = group >= 0 ? (int)group : -1;
+	s->multishot = group >= 0;
+}
+
+/* Withdraws the receive, then the group, waiting for each; READY once
+ * nothing of the stream is in the ring, which then gives -ECANCELED. */
+static int wind_down(struct afe_recv_stream *s, struct afe_context *cx)
+{
+	if (s->armed) {
+		struct afe_context cancelling = *cx;
+		cancelling.cancel = true;
+		if (afe_future_poll(&s->recv.base, &cancelling) == AFE_PENDING)
+			return AFE_PENDING;
+		s->armed = false;
+	}
+	if (s->group_state == GROUP_REGISTERING) {
+		if (poll_plainly(s, cx) == AFE_PENDING)
+			return AFE_PENDING;
+		registered(s);
+	}
+	if (s->group_state == GROUP_READY) {
+		afe_io_nop_init(&s->reg);
+		afe_prep_buf_ring_unregister((struct io_uring_sqe *)(void *)s->reg.sqe,
+					     (uint16_t)s->group);
+		s->group_state = GROUP_UNREGISTERING;
+	}
+	if (s->group_state == GROUP_UNREGISTERING) {
+		if (poll_plainly(s, cx) == AFE_PENDING)
+			return AFE_PENDING;
+		/* Gone, or the ring is (-ESHUTDOWN), which takes the group with it. */
+		s->group_state = GROUP_NONE;
+		s->group = -1;
+	}
+	s->parts_count = 0;
+	s->held = -1;
+	s->end = -ECANCELED;
+	afe_waker_drop(&s->waker);
+	return AFE_READY;
+}
+
+static int stop_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_recv_stream *s = afe_container_of(f, struct afe_recv_stream, base);
+	if (wind_down(s, cx) == AFE_PENDING)
+		return AFE_PENDING;
+	f->result = 0;
+	return AFE_READY;
+}
+
+/* One receive per await, into buffer 0 (the task is done with the last
+ * bytes there once it asks for more). */
+static int next_one_by_one(struct afe_recv_stream *s, struct afe_context *cx)
+{
+	if (!s->armed)
+		arm(s);
+	if (afe_future_poll(&s->recv.base, cx) == AFE_PENDING)
+		return AFE_PENDING;
+	s->armed = false;
+	intptr_t res = s->recv.base.result;
+	if (res > 0) {
+		s->data = buffer(s, 0);
+		s->base.result = res;
+	} else {
+		s->end = (int32_t)res;
+		s->base.result = res;
+	}
+	return AFE_READY;
+}
+
+/* Takes the oldest part the multishot receive brought, if any. */
+static bool take_part(struct afe_recv_stream *s)
+{
+	if (s->parts_count == 0)
+		return false;
+	struct afe__recv_part part = s->parts[s->head];
+	s->head = (s->head + 1) % s->count;
+	s->parts_count--;
+	s->held = part.buffer;
+	s->dry_rearms = 0;
+	s->data = buffer(s, part.buffer);
+	s->base.result = part.len;
+	return true;
+}
+
+/* The multishot receive's last result (it is not armed any more): bytes
+ * in a buffer go behind the parts; the end of the stream or an error is
+ * kept for after them; -ENOBUFS (every buffer was taken) re-arms. */
+static void multishot_ended(struct afe_recv_stream *s)
+{
+	intptr_t res = s->recv.base.result;
+	uint32_t flags = s->recv.cqe_flags;
+	unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+	s->armed = false;
+	if (res > 0 && (flags & IORING_CQE_F_BUFFER) && id < s->count) {
+		afe_spin_lock(&s->lock);
+		if (s->parts_count < s->count)
+			s->parts[(s->head + s->parts_count++) % s->count] =
+				(struct afe__recv_part){.len = (int32_t)res, .buffer = (uint16_t)id};
+		afe_spin_unlock(&s->lock);
+	} else if (res != -ENOBUFS) {
+		s->end = res > 0 ? -EIO : (int32_t)res; /* bytes without a buffer: never */
+	}
+}
+
+static int next_multishot(struct afe_recv_stream *s, struct afe_context *cx)
+{
+	for (;;) {
+		afe_spin_lock(&s->lock);
+		bool took = take_part(s);
+		if (!took && s->end == OPEN)
+			afe_waker_register(&s->waker, cx);
+		afe_spin_unlock(&s->lock);
+		if (took)
+			return AFE_READY;
+		if (s->end != OPEN) {
+			s->base.result = s->end;
+			return AFE_READY;
+		}
+		if (!s->armed)
+			arm(s);
+		if (afe_future_poll(&s->recv.base, cx) == AFE_PENDING)
+			return AFE_PENDING;
+		bool no_buffers = s->recv.base.result == -ENOBUFS;
+		multishot_ended(s);
+		/* -ENOBUFS with every buffer back in the ring, twice running:
+		 * the kernel does not see them; an error, not a loop. */
+		if (no_buffers && s->parts_count == 0 && ++s->dry_rearms > 1)
+			s->end = -ENOBUFS;
+	}
+}
+
+static int next_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct afe_recv_stream *s = afe_container_of(f, struct afe_recv_stream, base);
+	if (cx->cancel) {
+		if (wind_down(s, cx) == AFE_PENDING)
+			return AFE_PENDING;
+		f->result = -ECANCELED;
+		return AFE_READY;
+	}
+	if (s->held >= 0) { /* the task is done with the last bytes */
+		provide(s, (unsigned)s->held);
+		s->held = -1;
+	}
+	if (s->end != OPEN && s->parts_count == 0) {
+		f->result = s->end;
+		return AFE_READY;
+	}
+	if (s->group_state == GROUP_UNTRIED) {
+		struct afe_runtime *rt = afe_runtime_current();
+		if (!(afe_runtime_uring_features(rt) & AFE_URING_RECV_MULTISHOT)) {
+			s->group_state = GROUP_NONE;
+		} else {
+			for (unsigned id = 0; id < s->count; id++)
+				provide(s, id);
+			afe_io_nop_init(&s->reg);
+			afe_prep_buf_ring_register((struct io_uring_sqe *)(void *)s->reg.sqe,
+						   ring_of(s), s->count);
+			s->group_state = GROUP_REGISTERING;
+		}
+	}
+	if (s->group_state == GROUP_REGISTERING) {
+		if (afe_future_poll(&s->reg.base, cx) == AFE_PENDING)
+			return AFE_PENDING;
+		registered(s);
+	}
+	return s->multishot ? next_multishot(s, cx) : next_one_by_one(s, cx);
+}
+
+struct afe_future *afe_recv_stream_next(struct afe_recv_stream *s)
+{
+	afe_future_init(&s->base, next_poll);
+	return &s->base;
+}
+
+struct afe_future *afe_recv_stream_stop(struct afe_recv_stream *s)
+{
+	afe_future_init(&s->base, stop_poll);
+	return &s->base;
+}
