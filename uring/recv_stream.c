@@ -129,7 +129,7 @@ static void received(struct afe_io *io, int32_t res, uint32_t flags)
 /* The receive, armed: multishot into the group, or one into buffer 0. */
 static void arm(struct afe_recv_stream *s)
 {
-	if (s->multishot) {
+	if (s->group_state == GROUP_READY) {
 		afe_io_recv_init(&s->recv, s->fd, NULL, 0, 0);
 		struct io_uring_sqe *sqe = (struct io_uring_sqe *)(void *)s->recv.sqe;
 		sqe->ioprio |= IORING_RECV_MULTISHOT;
@@ -158,7 +158,6 @@ static void registered(struct afe_recv_stream *s)
 	intptr_t group = s->reg.base.result;
 	s->group_state = group >= 0 ? GROUP_READY : GROUP_NONE;
 	s->group = group >= 0 ? (int)group : -1;
-	s->multishot = group >= 0;
 }
 
 /* Withdraws the receive, then the group, waiting for each; READY once
@@ -323,7 +322,7 @@ static int next_poll(struct afe_future *f, struct afe_context *cx)
 			return AFE_PENDING;
 		registered(s);
 	}
-	return s->multishot ? next_multishot(s, cx) : next_one_by_one(s, cx);
+	return s->group_state == GROUP_READY ? next_multishot(s, cx) : next_one_by_one(s, cx);
 }
 
 struct afe_future *afe_recv_stream_next(struct afe_recv_stream *s)

@@ -68,7 +68,6 @@ struct afe_recv_stream {
 	int32_t end;	       /* 1 while open; else what every await gives */
 	uint8_t group_state;   /* recv_stream.c */
 	uint8_t dry_rearms;    /* -ENOBUFS with every buffer free, running */
-	bool multishot;	       /* the group is in the ring */
 	bool armed;	       /* the receive is in the ring */
 	struct afe_io recv, reg; /* the receive; the group's (un)registration */
 	atomic_flag lock;      /* guards the parts and the waker (ring thread) */
