@@ -107,19 +107,27 @@ void afe_recv_stream_destroy(struct afe_recv_stream *s)
 	memset(s, 0, sizeof(*s));
 }
 
+/* Puts a receive's result (res bytes, in the buffer its CQE's flags name)
+ * behind the parts; false when it is no part: no bytes, or no buffer of
+ * the stream. One part per buffer at most: a full list would mean a
+ * buffer the kernel gave twice. Called with the lock held. */
+static bool queue_part_locked(struct afe_recv_stream *s, int32_t res, uint32_t flags)
+{
+	unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+	if (res <= 0 || !(flags & IORING_CQE_F_BUFFER) || id >= s->count)
+		return false;
+	if (s->parts_count < s->count)
+		s->parts[(s->head + s->parts_count++) % s->count] =
+			(struct afe__recv_part){.len = res, .buffer = (uint16_t)id};
+	return true;
+}
+
 /* Ring thread: a result of the multishot receive, more to come. */
 static void received(struct afe_io *io, int32_t res, uint32_t flags)
 {
 	struct afe_recv_stream *s = afe_container_of(io, struct afe_recv_stream, recv);
-	unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
 	afe_spin_lock(&s->lock);
-	/* One part per buffer at most: a full list would mean a buffer the
-	 * kernel gave twice. */
-	if (res > 0 && (flags & IORING_CQE_F_BUFFER) && id < s->count &&
-	    s->parts_count < s->count) {
-		s->parts[(s->head + s->parts_count++) % s->count] =
-			(struct afe__recv_part){.len = res, .buffer = (uint16_t)id};
-	}
+	queue_part_locked(s, res, flags);
 	struct afe_waker waker = s->waker;
 	s->waker.vtable = NULL;
 	afe_spin_unlock(&s->lock);
@@ -245,19 +253,13 @@ static bool take_part(struct afe_recv_stream *s)
  * kept for after them; -ENOBUFS (every buffer was taken) re-arms. */
 static void multishot_ended(struct afe_recv_stream *s)
 {
-	intptr_t res = s->recv.base.result;
-	uint32_t flags = s->recv.cqe_flags;
-	unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+	intptr_t res = s->recv.base.result; /* a CQE's: it fits an int32_t */
 	s->armed = false;
-	if (res > 0 && (flags & IORING_CQE_F_BUFFER) && id < s->count) {
-		afe_spin_lock(&s->lock);
-		if (s->parts_count < s->count)
-			s->parts[(s->head + s->parts_count++) % s->count] =
-				(struct afe__recv_part){.len = (int32_t)res, .buffer = (uint16_t)id};
-		afe_spin_unlock(&s->lock);
-	} else if (res != -ENOBUFS) {
+	afe_spin_lock(&s->lock);
+	bool queued = queue_part_locked(s, (int32_t)res, s->recv.cqe_flags);
+	afe_spin_unlock(&s->lock);
+	if (!queued && res != -ENOBUFS)
 		s->end = res > 0 ? -EIO : (int32_t)res; /* bytes without a buffer: never */
-	}
 }
 
 static int next_multishot(struct afe_recv_stream *s, struct afe_context *cx)
