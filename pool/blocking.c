@@ -48,9 +48,7 @@ static struct afe_waker finish_locked(struct afe_blocking *job, intptr_t output)
 {
 	job->output = output;
 	job->state = JOB_DONE;
-	struct afe_waker waker = job->waker;
-	job->waker.vtable = NULL;
-	return waker;
+	return afe_waker_take(&job->waker);
 }
 
 /* Takes the oldest queued job, or NULL. Called with the lock held. */
@@ -260,8 +258,7 @@ static int blocking_poll(struct afe_future *f, struct afe_context *cx)
 	if (cx->cancel && job->copy) {
 		/* Running: leave it to its thread, which frees the copy. */
 		run->abandoned = true;
-		struct afe_waker stale = run->waker;
-		run->waker.vtable = NULL;
+		struct afe_waker stale = afe_waker_take(&run->waker);
 		pthread_mutex_unlock(&p->lock);
 		afe_waker_drop(&stale);
 		job->copy = NULL;

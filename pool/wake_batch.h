@@ -39,6 +39,14 @@ static inline void afe_wake_batch_add(struct afe_wake_batch *b, struct afe_waker
 	b->w[b->n++] = w;
 }
 
+/* Empties slot w (under its lock) and returns the waker it held, if any. */
+static inline struct afe_waker afe_waker_take(struct afe_waker *w)
+{
+	struct afe_waker taken = *w;
+	w->vtable = NULL;
+	return taken;
+}
+
 /* Wakes a waker taken out of its slot (under a lock), if there was one. */
 static inline void afe_waker_wake_if_set(struct afe_waker *w)
 {

@@ -55,8 +55,7 @@ static void end_watch(struct afe_watches *ws, struct afe_watch *w, uint8_t state
 	unlink_watch(ws, w);
 	w->state = state;
 	w->result = result;
-	afe_wake_batch_add(b, w->waker);
-	w->waker.vtable = NULL;
+	afe_wake_batch_add(b, afe_waker_take(&w->waker));
 }
 
 
@@ -345,8 +344,7 @@ static void submit_for_task(struct afe_watches *ws, struct afe_watch *w, struct 
 		ready = afe_future_poll(&w->io.base, &cx);
 	}
 	if (ready == AFE_READY) {
-		afe_wake_batch_add(b, w->waker); /* ended at once: the task looks */
-		w->waker.vtable = NULL;
+		afe_wake_batch_add(b, afe_waker_take(&w->waker)); /* ended at once: the task looks */
 	} else {
 		afe_waker_drop(&w->waker); /* the wait holds its own */
 	}

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "../pool/list.h"
+#include "../pool/wake_batch.h"
 #include "../src/core/live_runtimes.h"
 #include "../src/core/runtime_internal.h"
 #include "afe/io.h"
@@ -351,8 +352,7 @@ static int next_poll(struct afe_future *f, struct afe_context *cx)
 		}
 	}
 	if (ready == AFE_READY) {
-		stale = s->waker;
-		s->waker.vtable = NULL;
+		stale = afe_waker_take(&s->waker);
 	}
 	pthread_mutex_unlock(&hub.lock);
 	afe_waker_drop(&stale); /* may free a task: not under the lock */
@@ -398,8 +398,7 @@ int afe_signal_stream_close(struct afe_signal_stream *s)
 	}
 	s->open = false;
 	streams_remove(&hub.streams, s);
-	struct afe_waker stale = s->waker;
-	s->waker.vtable = NULL;
+	struct afe_waker stale = afe_waker_take(&s->waker);
 	/* The last stream of a signal: stop reading it, so later deliveries
 	 * wait in the kernel, unless the shutdown token reads it. */
 	bool remasked = false;

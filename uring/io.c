@@ -53,9 +53,7 @@ static struct afe_waker mark_done_locked(struct afe_io *io, intptr_t result)
 {
 	io->base.result = result;
 	io->done = true;
-	struct afe_waker waker = io->waker;
-	io->waker.vtable = NULL;
-	return waker;
+	return afe_waker_take(&io->waker);
 }
 
 /* Publishes the second result of a linked pair, before the first's: the

@@ -84,12 +84,6 @@ void afe_send_all_init(struct afe_send_all *s, int fd, const void *buf, size_t l
 
 /* ---- the accept stream ----------------------------------------------------- */
 
-static void take_waker_locked(struct afe_accept_stream *s, struct afe_waker *out)
-{
-	*out = s->waker;
-	s->waker.vtable = NULL;
-}
-
 /* Makes room for one more fd; false when at the bound or out of memory.
  * Called with the lock held. */
 static bool make_room_locked(struct afe_accept_stream *s)
@@ -116,7 +110,6 @@ static void accepted(struct afe_io *io, int32_t res, uint32_t flags)
 {
 	(void)flags;
 	struct afe_accept_stream *s = afe_container_of(io, struct afe_accept_stream, accept);
-	struct afe_waker waker;
 	afe_spin_lock(&s->lock);
 	if (res >= 0 && !make_room_locked(s)) {
 		afe_spin_unlock(&s->lock);
@@ -125,7 +118,7 @@ static void accepted(struct afe_io *io, int32_t res, uint32_t flags)
 	}
 	if (res >= 0)
 		s->fds[(s->head + s->count++) % s->capacity] = res;
-	take_waker_locked(s, &waker);
+	struct afe_waker waker = afe_waker_take(&s->waker);
 	afe_spin_unlock(&s->lock);
 	afe_waker_wake_if_set(&waker);
 }

@@ -128,8 +128,7 @@ static void received(struct afe_io *io, int32_t res, uint32_t flags)
 	struct afe_recv_stream *s = afe_container_of(io, struct afe_recv_stream, recv);
 	afe_spin_lock(&s->lock);
 	queue_part_locked(s, res, flags);
-	struct afe_waker waker = s->waker;
-	s->waker.vtable = NULL;
+	struct afe_waker waker = afe_waker_take(&s->waker);
 	afe_spin_unlock(&s->lock);
 	afe_waker_wake_if_set(&waker);
 }

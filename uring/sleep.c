@@ -62,8 +62,7 @@ static void wake_fired_and_unlock(struct afe_sleeps *s)
 		while (s->fired && !afe_wake_batch_full(&batch)) {
 			struct afe_sleep *sleep = sleep_of(s->fired);
 			afe_wheel_remove(&s->wheel, &sleep->timer); /* pprev NULL: done */
-			afe_wake_batch_add(&batch, sleep->waker);
-			sleep->waker.vtable = NULL;
+			afe_wake_batch_add(&batch, afe_waker_take(&sleep->waker));
 		}
 		bool more = s->fired != NULL;
 		pthread_mutex_unlock(&s->lock);
@@ -197,8 +196,7 @@ static int sleep_poll(struct afe_future *f, struct afe_context *cx)
 	}
 	if (cx->cancel) {
 		afe_wheel_remove(&sleeps->wheel, &s->timer);
-		struct afe_waker stale = s->waker;
-		s->waker.vtable = NULL;
+		struct afe_waker stale = afe_waker_take(&s->waker);
 		pthread_mutex_unlock(&sleeps->lock);
 		afe_waker_drop(&stale);
 		s->base.result = -ECANCELED;

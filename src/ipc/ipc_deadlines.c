@@ -112,8 +112,7 @@ static int sweeper_poll(struct afe_future *f, struct afe_context *cx)
 	if (self->napping)
 		afe_ipc_withdraw(&self->nap.base, cx);
 	pthread_mutex_lock(&p->lock);
-	struct afe_waker stale = p->sweeper;
-	p->sweeper.vtable = NULL;
+	struct afe_waker stale = afe_waker_take(&p->sweeper);
 	p->sweep_at = 0; /* no call wakes a sweeper that is gone */
 	pthread_mutex_unlock(&p->lock);
 	afe_waker_drop(&stale);
@@ -143,8 +142,7 @@ struct afe_waker afe_ipc_deadline_set(struct afe_ipc_producer *p, struct afe_ipc
 	struct afe_waker w = {0};
 	if (call->deadline < p->sweep_at) {
 		p->sweep_at = call->deadline;
-		w = p->sweeper;
-		p->sweeper.vtable = NULL;
+		w = afe_waker_take(&p->sweeper);
 	}
 	return w;
 }

@@ -76,8 +76,7 @@ static struct afe_waker answer_locked(struct afe_ipc_producer *p, struct afe_ipc
 {
 	pending_remove(p, call);
 	call->status = status;
-	struct afe_waker w = call->waker;
-	call->waker.vtable = NULL;
+	struct afe_waker w = afe_waker_take(&call->waker);
 	atomic_store_explicit(&call->answered, 1, memory_order_release);
 	return w;
 }

@@ -466,8 +466,7 @@ static enum op_outcome wait_ring(struct afe_chan *ch, struct afe_waitq *q, struc
 		ring_try_locked(ch, item, out, race, race ? race->index : 0, true, result);
 	if (o != OP_WAIT) {
 		afe__waitq_unlink(q, w);
-		*stale = w->waker;
-		w->waker.vtable = NULL;
+		*stale = afe_waker_take(&w->waker);
 		w->race = NULL;
 		/* Relaxed: nobody else saw it linked (we held the lock
 		 * throughout); as in afe_waiter_poll_locked. */

@@ -31,8 +31,7 @@ static int finish_sending(struct afe_oneshot *o, unsigned char next, intptr_t va
 	} else {
 		o->value = value;
 		o->state = next;
-		waker = o->receiver;
-		o->receiver.vtable = NULL;
+		waker = afe_waker_take(&o->receiver);
 	}
 	afe_spin_unlock(&o->lock);
 	afe_waker_wake_if_set(&waker);
@@ -94,8 +93,7 @@ static int recv_poll(struct afe_future *f, struct afe_context *cx)
 		afe_waker_clone(&o->receiver, cx->waker);
 	}
 	if (ready == AFE_READY) {
-		stale = o->receiver;
-		o->receiver.vtable = NULL;
+		stale = afe_waker_take(&o->receiver);
 	}
 	afe_spin_unlock(&o->lock);
 	afe_waker_drop(&stale); /* may free a task: never under the lock */

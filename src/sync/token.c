@@ -155,8 +155,7 @@ static void fire(struct afe_token *t)
 		if (!n->fn) {
 			/* A wait: once unlocked, its future may complete and
 			 * go away; the waker is ours. */
-			struct afe_waker w = n->waker;
-			n->waker.vtable = NULL;
+			struct afe_waker w = afe_waker_take(&n->waker);
 			afe_spin_unlock(&t->lock);
 			afe_waker_wake(&w);
 			continue;
@@ -271,8 +270,7 @@ static int wait_poll(struct afe_future *f, struct afe_context *cx)
 		 * future itself cancelled: leave the list ourselves. */
 		if (n->linked)
 			list_unlink(t, n);
-		stale = n->waker;
-		n->waker.vtable = NULL;
+		stale = afe_waker_take(&n->waker);
 	}
 	afe_spin_unlock(&t->lock);
 	afe_waker_drop(&stale); /* may free a task: never under the lock */

@@ -158,8 +158,7 @@ static inline void afe_waiter_complete(struct afe_waitq *q, struct afe_waiter *w
 {
 	afe__waitq_unlink(q, w);
 	w->value = value;
-	*wake = w->waker;
-	w->waker.vtable = NULL;
+	*wake = afe_waker_take(&w->waker);
 	/* Release: pairs with the owner's acquire load in its next poll, which
 	 * then reads value and what was copied into its buffers. */
 	atomic_store_explicit(&w->state, AFE_WAIT_DONE, memory_order_release);
@@ -241,8 +240,7 @@ static inline unsigned afe_waiter_poll_locked(struct afe_waitq *q, struct afe_wa
 	default:
 		return AFE_WAIT_IDLE;
 	}
-	*stale = w->waker;
-	w->waker.vtable = NULL;
+	*stale = afe_waker_take(&w->waker);
 	w->race = NULL;
 	atomic_store_explicit(&w->state, AFE_WAIT_IDLE, memory_order_relaxed);
 	return AFE_WAIT_IDLE;
@@ -270,8 +268,7 @@ static inline unsigned afe_waiter_settle(struct afe_waiter *w, intptr_t *value)
 	if (state == AFE_WAIT_DONE) {
 		*value = w->value;
 	} else if (state == AFE_WAIT_DETACHED) {
-		struct afe_waker stale = w->waker;
-		w->waker.vtable = NULL;
+		struct afe_waker stale = afe_waker_take(&w->waker);
 		w->race = NULL;
 		afe_waker_drop(&stale);
 	} else {
