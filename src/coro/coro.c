@@ -201,23 +201,6 @@ intptr_t afe_co_await(struct afe_future *f)
 	return co->await_result;
 }
 
-/* Not an await of a yield-now future: the task's next poll, whatever
- * woke it, enters the fiber again. Half the polls: 139 ns a yield became
- * 125 ns (one worker, coro_yield). The parenthesised name: afe/coro.h
- * makes afe_co_yield() a macro for the inline form, which does the same
- * in two halves around a switch in the caller's code (below). */
-int(afe_co_yield)(void)
-{
-	struct afe__coro *co = current;
-	if (!co)
-		return -EPERM;
-	if (co->cancelled)
-		return -ECANCELED;
-	afe_context_yield(co->cx); /* queued behind the others, then polled */
-	afe__fiber_suspend(&co->fiber);
-	return co->cancelled ? -ECANCELED : 0;
-}
-
 /* The caller switches (afe/coro_inline.h) only with our own switch, whose
  * context format the header repeats, and without a sanitizer: those
  * annotate each switch around it, and a return between the annotation
@@ -226,6 +209,9 @@ int(afe_co_yield)(void)
 #define CALLER_SWITCHES 1
 #endif
 
+/* A yield is not an await of a yield-now future: the task's next poll,
+ * whatever woke it, enters the fiber again. Half the polls: 139 ns a
+ * yield became 125 ns (one worker, coro_yield). */
 int afe__co_yield_begin(struct afe__co_switch *s, unsigned format)
 {
 	struct afe__coro *co = current;
@@ -233,7 +219,7 @@ int afe__co_yield_begin(struct afe__co_switch *s, unsigned format)
 		return -EPERM;
 	if (co->cancelled)
 		return -ECANCELED;
-	afe_context_yield(co->cx);
+	afe_context_yield(co->cx); /* queued behind the others, then polled */
 #ifdef CALLER_SWITCHES
 	if (format == AFE__CO_SWITCH_FORMAT) {
 		s->save = &co->fiber.ctx;
@@ -247,10 +233,30 @@ int afe__co_yield_begin(struct afe__co_switch *s, unsigned format)
 	return co->cancelled ? -ECANCELED : 0;
 }
 
-int afe__co_yield_end(void)
+/* Never inline: it reads `current` after a switch that may have moved the
+ * coroutine to another thread, and inlined beside begin (clang did, in
+ * afe_co_yield below) the compiler may keep the thread-local's address
+ * that begin found on the thread the coroutine left. */
+__attribute__((noinline)) int afe__co_yield_end(void)
 {
 	struct afe__coro *co = current; /* set by the poll that resumed us */
 	return co->cancelled ? -ECANCELED : 0;
+}
+
+/* The parenthesised name: afe/coro.h makes afe_co_yield() a macro for the
+ * inline form. This is that form out of line: begin, the switch where the
+ * caller switches (else begin yielded whole), end. */
+int(afe_co_yield)(void)
+{
+	struct afe__co_switch s;
+	int rc = afe__co_yield_begin(&s, AFE__CO_SWITCH_FORMAT);
+#ifdef CALLER_SWITCHES
+	if (rc == AFE__CO_SWITCH_HERE) {
+		afe__fiber_switch(s.save, s.resume);
+		rc = afe__co_yield_end();
+	}
+#endif
+	return rc;
 }
 
 bool afe_co_cancelled(void)
