@@ -112,70 +112,20 @@ static bool file_done_here(struct afe_io *io)
 	return true;
 }
 
-/* This thread's hint, per fd and direction (fds that collide share one:
- * it is only a hint), of whether a message try is worth its system call:
- * skip, the operations still to send straight to the ring; misses, the
- * tries in a row that found nothing. */
-struct try_hint {
-	uint8_t skip, misses;
-};
-#define TRY_HINTS 64
-#define TRY_MISSES_MAX 6 /* then one try in 64 operations */
-static _Thread_local struct try_hint try_hints[TRY_HINTS];
-
-/*
- * A message of afe_sendto or afe_recvfrom (io->try_here), tried here
- * first with MSG_DONTWAIT, as the epoll backend does on its thread: a
- * datagram already queued, or room to send one, is moved in one system
- * call on this thread, where the ring costs a round trip through the
- * ring thread and a wake-up on each side (udp_echo at 64 peers). A try
- * that finds nothing (EAGAIN) is a system call spent, so after misses an
- * fd's tries back off (one peer: its next datagram is never there yet).
- * Any failure goes to the ring, which reports errors as before.
- */
-static bool message_done_here(struct afe_io *io)
-{
-	const struct io_uring_sqe *sqe = sqe_of(io);
-	bool out = sqe->opcode == IORING_OP_SENDMSG;
-	if (!io->try_here || io->linked || io->follows || io->has_timeout || sqe->flags ||
-	    (sqe->msg_flags & MSG_WAITALL))
-		return false;
-	struct try_hint *hint = &try_hints[((unsigned)sqe->fd * 2u + out) % TRY_HINTS];
-	if (hint->skip) {
-		hint->skip--;
-		return false;
-	}
-	struct msghdr *msg = (struct msghdr *)(uintptr_t)sqe->addr;
-	int flags = (int)sqe->msg_flags | MSG_DONTWAIT;
-	ssize_t n = out ? sendmsg(sqe->fd, msg, flags | MSG_NOSIGNAL) : recvmsg(sqe->fd, msg, flags);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			if (hint->misses < TRY_MISSES_MAX)
-				hint->misses++;
-			hint->skip = (uint8_t)((1u << hint->misses) - 1);
-		}
-		return false;
-	}
-	hint->misses = 0;
-	io->base.result = n;
-	return true;
-}
-
 /* Operations this thread ended without the ring since its last one
  * through the ring: see done_without_the_ring. */
 static _Thread_local unsigned done_here_run;
 #define DONE_HERE_RUN_MAX 64
 
 /*
- * Ends io on this thread when it can (file_done_here, message_done_here).
- * *give_way: every DONE_HERE_RUN_MAX-th such end also sends the task to
- * the back of its worker's queue, since a loop over operations that end
- * here (a socket that always has a datagram, a cached file) would
+ * Ends io on this thread when it can (file_done_here). *give_way: every
+ * DONE_HERE_RUN_MAX-th such end in a row also sends the task to the back
+ * of its worker's queue, since a loop over reads of a cached file would
  * otherwise keep its worker for ever.
  */
 static bool done_without_the_ring(struct afe_io *io, bool *give_way)
 {
-	if (!file_done_here(io) && !message_done_here(io))
+	if (!file_done_here(io))
 		return false;
 	*give_way = ++done_here_run == DONE_HERE_RUN_MAX;
 	if (*give_way)

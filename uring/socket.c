@@ -101,7 +101,6 @@ void afe_sendto_init(struct afe_sendto *s, int fd, const void *buf, unsigned len
 		s->msg.msg_namelen = tolen;
 	}
 	afe_io_sendmsg_init(&s->io, fd, &s->msg, flags);
-	s->io.try_here = true;
 }
 
 void afe_recvfrom_init(struct afe_recvfrom *r, int fd, void *buf, unsigned len, int flags)
@@ -114,5 +113,4 @@ void afe_recvfrom_init(struct afe_recvfrom *r, int fd, void *buf, unsigned len, 
 	r->msg.msg_name = &r->from;
 	r->msg.msg_namelen = sizeof(r->from);
 	afe_io_recvmsg_init(&r->io, fd, &r->msg, flags);
-	r->io.try_here = true;
 }

@@ -100,7 +100,6 @@ struct afe_io {
 	atomic_flag lock;	 /* guards the three below */
 	bool done;		 /* the ring thread is finished with it */
 	bool cancel_requested;	 /* the poller queued the cancel request */
-	bool try_here;		 /* afe_sendto, afe_recvfrom: see uring/io.c */
 	uint32_t cqe_flags;	 /* ring thread: the flags of the result's CQE */
 	struct afe_waker waker;
 	/* Multishot operations: called on the ring thread for each result

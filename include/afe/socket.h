@@ -14,10 +14,7 @@
  *
  * The sendto and recvfrom futures point into themselves: initialise them
  * where they are awaited (a future copied after its init, as spawn copies,
- * would send from the original's memory). Both are tried on the worker
- * first (MSG_DONTWAIT) and go to the ring only when that finds nothing, so
- * two of them awaited at once on one stream socket have no order between
- * them (README, "UDP and Unix sockets").
+ * would send from the original's memory).
  */
 #ifndef AFE_SOCKET_H
 #define AFE_SOCKET_H

@@ -2,6 +2,7 @@
 /* Operation futures: results, bad input, files, pipes and sockets. */
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +209,80 @@ Test(io, a_cached_file_read_ends_at_its_first_poll_and_others_go_through_the_rin
 	afe_io_read_init(&r.io, fd, buf, 8192, 8192);
 	cr_assert_eq(test_block_on(rt, &r), 8192);
 	cr_assert_eq(memcmp(buf, data + 8192, 8192), 0);
+	close(fd);
+	test_runtime_destroy(rt);
+}
+
+enum { CACHED_READS = 150 };
+
+/* Notes that it ran. */
+struct mark_ran {
+	struct afe_future base;
+	atomic_bool *ran;
+};
+
+static int mark_ran_poll(struct afe_future *f, struct afe_context *cx)
+{
+	(void)cx;
+	atomic_store(afe_container_of(f, struct mark_ran, base)->ran, true);
+	f->result = 0;
+	return AFE_READY;
+}
+
+/* Spawns a mark_ran behind itself on its worker, then reads the start of
+ * a cached file CACHED_READS times; returns how many times it was polled
+ * when the other task had run before the last read ended, else 0. */
+struct read_all {
+	struct afe_future base;
+	int fd, done, polls;
+	atomic_bool other_ran;
+	bool other_ran_first;
+	struct mark_ran other;
+	struct afe_join_handle other_handle;
+	struct afe_join join;
+	char buf[512];
+	struct afe_io io;
+};
+
+static int read_all_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct read_all *self = afe_container_of(f, struct read_all, base);
+	self->polls++;
+	AFE_ASYNC_BEGIN(f, cx);
+	self->other = (struct mark_ran){.ran = &self->other_ran};
+	afe_future_init(&self->other.base, mark_ran_poll);
+	if (afe_spawn(NULL, &self->other, &self->other_handle) < 0)
+		AFE_RETURN(-ENOMEM);
+	for (self->done = 0; self->done < CACHED_READS; self->done++) {
+		afe_io_read_init(&self->io, self->fd, self->buf, sizeof(self->buf), 0);
+		AFE_AWAIT(&self->io.base);
+		if (self->io.base.result != (intptr_t)sizeof(self->buf))
+			AFE_RETURN(self->io.base.result < 0 ? self->io.base.result : -EIO);
+	}
+	self->other_ran_first = atomic_load(&self->other_ran);
+	afe_join_init(&self->join, &self->other_handle);
+	AFE_AWAIT(&self->join.base);
+	AFE_RETURN(self->other_ran_first ? self->polls : 0);
+	AFE_ASYNC_END;
+}
+
+/* Reads that all end on the worker (a cached file) still let the
+ * worker's other tasks run: every 64 in a row, the reading task goes to
+ * the back of the queue. */
+Test(io, a_loop_of_cached_reads_lets_other_tasks_run)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	char path[] = "/tmp/afe-test-loop-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	static char data[4096];
+	cr_assert_eq(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+	struct read_all r = {.fd = fd};
+	afe_future_init(&r.base, read_all_poll);
+	intptr_t polls = test_block_on(rt, &r);
+	cr_assert_neq(polls, 0, "the other task ran before the last read ended");
+	cr_assert_geq(polls, 1 + CACHED_READS / 64, "the reading task gave way each 64 reads");
 	close(fd);
 	test_runtime_destroy(rt);
 }
