@@ -47,8 +47,9 @@ static struct afe__coro *coro_of(struct afe_coro *c)
 	return (struct afe__coro *)(void *)c->storage;
 }
 
-/* The coroutine running on this thread, if any. Read by a coroutine only
- * before it suspends: after, it may be on another thread. */
+/* The coroutine running on this thread, if any. After a coroutine
+ * resumes it may be on another thread: a function that reads this after
+ * a switch must find its address afresh (afe__co_yield_end). */
 static _Thread_local struct afe__coro *current;
 
 static void coro_main(struct afe__fiber *f)
