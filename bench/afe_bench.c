@@ -22,6 +22,7 @@ static const struct {
 	{"timers", workload_timers, false},
 	{"file_read", workload_file_read, false},
 	{"sendfile", workload_sendfile, false},
+	{"recv_stream", workload_recv_stream, false},
 	{"ipc_call", workload_ipc_call, false},
 	{"coro_spawn_join", workload_coro_spawn_join, false},
 	{"coro_yield", workload_coro_yield, false},

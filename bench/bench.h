@@ -24,6 +24,9 @@ void bench_args_check(const struct bench_args *a, const char *const *names);
 
 uint64_t bench_now_ns(void);
 
+/* A blocking TCP connection to 127.0.0.1:port, or -1. */
+int bench_connect_loopback(int port);
+
 /* Starts a runtime with `threads` workers or exits. */
 struct afe_runtime *bench_runtime(long threads);
 
@@ -55,6 +58,7 @@ int workload_echo(const struct bench_args *a);
 int workload_udp_echo(const struct bench_args *a);
 int workload_file_read(const struct bench_args *a);
 int workload_sendfile(const struct bench_args *a);
+int workload_recv_stream(const struct bench_args *a);
 int workload_ipc_call(const struct bench_args *a);
 int workload_coro_spawn_join(const struct bench_args *a);
 int workload_coro_yield(const struct bench_args *a);

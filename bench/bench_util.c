@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
 #include <afe.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "tool.h"
@@ -117,4 +120,16 @@ void bench_fail(const char *workload, const char *fmt, ...)
 	va_list ap;
 	va_start(ap, fmt);
 	tool_vdie(prog, fmt, ap);
+}
+
+int bench_connect_loopback(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
 }

@@ -8,9 +8,7 @@
  * the same with sendfile(2) in a plain C loop.
  */
 #include <afe.h>
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,10 +63,8 @@ struct client {
 static void *client_main(void *arg)
 {
 	struct client *c = arg;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->port)};
-	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+	int fd = bench_connect_loopback(c->port);
+	if (fd < 0) {
 		c->failed = true;
 		return NULL;
 	}
