@@ -96,7 +96,7 @@ bool afe__io_finish(struct afe_io *io)
  * timed operations, or at the file position (-1), whose order the ring
  * keeps.
  */
-static bool file_done_here(struct afe_io *io)
+static bool done_without_the_ring(struct afe_io *io)
 {
 	const struct io_uring_sqe *sqe = sqe_of(io);
 	bool read = sqe->opcode == IORING_OP_READ;
@@ -113,25 +113,11 @@ static bool file_done_here(struct afe_io *io)
 }
 
 /* Operations this thread ended without the ring since its last one
- * through the ring: see done_without_the_ring. */
+ * through the ring: every DONE_HERE_RUN_MAX-th also sends its task to the
+ * back of its worker's queue (first_poll), since a loop over reads of a
+ * cached file would otherwise keep its worker for ever. */
 static _Thread_local unsigned done_here_run;
 #define DONE_HERE_RUN_MAX 64
-
-/*
- * Ends io on this thread when it can (file_done_here). *give_way: every
- * DONE_HERE_RUN_MAX-th such end in a row also sends the task to the back
- * of its worker's queue, since a loop over reads of a cached file would
- * otherwise keep its worker for ever.
- */
-static bool done_without_the_ring(struct afe_io *io, bool *give_way)
-{
-	if (!file_done_here(io))
-		return false;
-	*give_way = ++done_here_run == DONE_HERE_RUN_MAX;
-	if (*give_way)
-		done_here_run = 0;
-	return true;
-}
 
 /* Whether the kernel sends on fd without copying: io_uring's SEND_ZC
  * (AFE_URING_SEND_ZC), on a TCP or UDP socket, the only ones it takes. */
@@ -175,10 +161,12 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 	settle_send_zc(io, rt);
 	if (io->linked)
 		settle_send_zc(io->linked, rt);
-	bool give_way = false;
-	if (done_without_the_ring(io, &give_way)) {
+	if (done_without_the_ring(io)) {
 		io->done = true; /* the ring never saw io: no lock needed */
-		return give_way ? afe__give_way(cx) : AFE_READY;
+		if (++done_here_run < DONE_HERE_RUN_MAX)
+			return AFE_READY;
+		done_here_run = 0;
+		return afe__give_way(cx);
 	}
 	done_here_run = 0;
 	afe_waker_clone(&io->waker, cx->waker);
