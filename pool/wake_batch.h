@@ -39,7 +39,8 @@ static inline void afe_wake_batch_add(struct afe_wake_batch *b, struct afe_waker
 	b->w[b->n++] = w;
 }
 
-/* Empties slot w (under its lock) and returns the waker it held, if any. */
+/* Empties slot w and returns the waker it held, if any: under the lock
+ * that guards w, or by w's owner once nobody else can reach it. */
 static inline struct afe_waker afe_waker_take(struct afe_waker *w)
 {
 	struct afe_waker taken = *w;

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* For the I/O tests: run one prepared operation as a task. */
+/* For the I/O tests: run one prepared operation as a task; temporary files. */
 #ifndef AFE_TEST_IO_HELPERS_H
 #define AFE_TEST_IO_HELPERS_H
+
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
@@ -26,6 +29,16 @@ static inline struct one_op one_op_of(const struct afe_io *io)
 	struct one_op op = {.io = *io};
 	afe_future_init(&op.base, one_op_poll);
 	return op;
+}
+
+/* A temporary file, already unlinked: its fd. */
+static inline int test_unlinked_file(void)
+{
+	char path[] = "/tmp/afe-test-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	return fd;
 }
 
 /* Runs the prepared operation io on rt and returns its result. */

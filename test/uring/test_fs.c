@@ -28,10 +28,7 @@ static int temp_dir(char *dir, size_t size)
 /* A temporary file holding size bytes of a known pattern; unlinked. */
 static int pattern_file(size_t size)
 {
-	char path[] = "/tmp/afe-test-fs-XXXXXX";
-	int fd = mkstemp(path);
-	cr_assert_geq(fd, 0);
-	unlink(path);
+	int fd = test_unlinked_file();
 	char block[4096];
 	for (size_t at = 0; at < size; at += sizeof(block)) {
 		for (size_t i = 0; i < sizeof(block); i++)

@@ -169,10 +169,7 @@ static int read_once_poll(struct afe_future *f, struct afe_context *cx)
 Test(io, a_cached_file_read_ends_at_its_first_poll_and_others_go_through_the_ring)
 {
 	struct afe_runtime *rt = test_runtime(2);
-	char path[] = "/tmp/afe-test-cached-XXXXXX";
-	int fd = mkstemp(path);
-	cr_assert_geq(fd, 0);
-	unlink(path);
+	int fd = test_unlinked_file();
 	static char data[16384], buf[16384];
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (char)(i * 13);
@@ -272,10 +269,7 @@ static int read_all_poll(struct afe_future *f, struct afe_context *cx)
 Test(io, a_loop_of_cached_reads_lets_other_tasks_run)
 {
 	struct afe_runtime *rt = test_runtime(1);
-	char path[] = "/tmp/afe-test-loop-XXXXXX";
-	int fd = mkstemp(path);
-	cr_assert_geq(fd, 0);
-	unlink(path);
+	int fd = test_unlinked_file();
 	static char data[4096];
 	cr_assert_eq(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
 	struct read_all r = {.fd = fd};
