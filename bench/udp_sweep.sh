@@ -13,11 +13,13 @@
 # point, default 200000; 20000 at one peer, where a round trip is tens of
 # µs), ROUNDS (default 1), SIZE (default 64), BUILD (a Release build tree,
 # default build-rel: configured when missing, and brought up to date here),
-# PORT (the first of four ports, default 7200: one per server, because a
+# PORT (the first of five ports, default 7200: one per server, because a
 # killed io_uring server's socket lingers some 10-30 ms while the kernel
 # tears its ring down), BACKENDS (AFE's backends, default "uring epoll";
-# "5.15" adds the io_uring backend under the 5.15 mask). AFE's lines are
-# "afe-uring", "afe-epoll", "afe-uring-5.15"; Tokio's "tokio", left out
+# "5.15" adds the io_uring backend under the 5.15 mask; "stream" io_uring
+# with each loop receiving through a datagram stream of 64 buffers, a
+# multishot recvmsg). AFE's lines are "afe-uring", "afe-epoll",
+# "afe-uring-5.15", "afe-uring-stream"; Tokio's "tokio", left out
 # with a line on stderr when its program is missing (sh bench/tokio/build.sh,
 # which also rebuilds one from before udp_echo). Run it on a quiet machine:
 # see bench/README.md.
@@ -58,6 +60,10 @@ while [ "$r" -lt "$rounds" ]; do
 			5.15)
 				point afe-uring-5.15 $((port + 3)) "$peers" "$n" \
 					env AFE_URING_FEATURES=5.15 "$build/bench/afe_bench" udp_echo
+				;;
+			stream)
+				point afe-uring-stream $((port + 4)) "$peers" "$n" \
+					"$build/bench/afe_bench" udp_echo --stream=64
 				;;
 			*) echo "udp_sweep: unknown backend $backend" >&2 && exit 2 ;;
 			esac

@@ -9,7 +9,11 @@
  * one address, and what Tokio's documentation shows (an Arc<UdpSocket>
  * shared by tasks). One SO_REUSEPORT socket per loop would spread peers
  * by the kernel's hash of their address, which does nothing for one peer
- * and needs a setsockopt that neither AFE nor Tokio offers a user. */
+ * and needs a setsockopt that neither AFE nor Tokio offers a user.
+ *
+ * --stream=N: each loop receives through an afe_recv_stream of N buffers
+ * (a multishot recvmsg where the kernel has it) instead of one
+ * afe_recvfrom per datagram. */
 #include <afe.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,10 +25,38 @@
 struct udp_echo_loop {
 	struct afe_future base;
 	int fd;
+	unsigned stream_buffers; /* 0: one afe_recvfrom per datagram */
 	struct afe_recvfrom rx;
 	struct afe_sendto tx;
+	struct afe_recv_stream in;
+	intptr_t ended; /* the stream loop's error, past its stop */
 	unsigned char buf[65536]; /* any datagram */
 };
+
+/* The loop through a receive stream; it ends only on an error. */
+static int udp_echo_stream_poll(struct afe_future *f, struct afe_context *cx)
+{
+	AFE_ASYNC_BEGIN_SELF(struct udp_echo_loop, self, f, cx);
+	int err = afe_recv_stream_init_datagrams(&self->in, self->fd, self->stream_buffers,
+						 sizeof(self->buf));
+	if (err < 0)
+		AFE_RETURN(err);
+	for (;;) {
+		AFE_AWAIT(afe_recv_stream_next(&self->in));
+		if (self->in.base.result < 0)
+			break;
+		afe_sendto_init(&self->tx, self->fd, self->in.data, (unsigned)self->in.base.result,
+				0, (struct sockaddr *)&self->in.from, self->in.from_len);
+		AFE_AWAIT(&self->tx.io.base);
+		if (self->tx.io.base.result < 0)
+			break;
+	}
+	self->ended = self->in.base.result < 0 ? self->in.base.result : self->tx.io.base.result;
+	AFE_AWAIT(afe_recv_stream_stop(&self->in));
+	afe_recv_stream_destroy(&self->in);
+	AFE_RETURN(self->ended);
+	AFE_ASYNC_END;
+}
 
 static int udp_echo_loop_poll(struct afe_future *f, struct afe_context *cx)
 {
@@ -59,7 +91,8 @@ static int udp_echo_run_poll(struct afe_future *f, struct afe_context *cx)
 {
 	AFE_ASYNC_BEGIN_SELF(struct udp_echo_run, self, f, cx);
 	afe_group_init_fail_fast(&self->loops, NULL);
-	afe_future_init(&self->proto.base, udp_echo_loop_poll);
+	afe_future_init(&self->proto.base,
+			self->proto.stream_buffers ? udp_echo_stream_poll : udp_echo_loop_poll);
 	for (self->spawned = 0; self->spawned < self->tasks; self->spawned++) {
 		int err = afe_group_spawn(&self->loops, &self->proto);
 		if (err < 0) { /* the run fails; the loops spawned are detached */
@@ -86,18 +119,19 @@ static int udp_echo_run_poll(struct afe_future *f, struct afe_context *cx)
 
 int workload_udp_echo(const struct bench_args *a)
 {
-	static const char *const names[] = {"port", "threads", "seconds", "tasks", NULL};
+	static const char *const names[] = {"port", "threads", "seconds", "tasks", "stream", NULL};
 	bench_args_check(a, names);
 	long port = bench_arg(a, "port", 7000), threads = bench_arg(a, "threads", 2);
-	long tasks = bench_arg(a, "tasks", threads);
-	if (port > 65535 || tasks < 1)
-		bench_fail("udp_echo", "bad port or tasks");
+	long tasks = bench_arg(a, "tasks", threads), stream = bench_arg(a, "stream", 0);
+	if (port > 65535 || tasks < 1 || stream < 0 || stream > 32768 || (stream & (stream - 1)))
+		bench_fail("udp_echo", "bad port, tasks or stream (a power of two to 32768)");
 	int fd = afe_udp_bind("127.0.0.1", (uint16_t)port);
 	if (fd < 0)
 		bench_fail("udp_echo", "cannot bind port %ld: %s", port, strerror(-fd));
 	struct afe_runtime *rt = bench_runtime(threads);
 	struct udp_echo_run run = {
-		.seconds = bench_arg(a, "seconds", 0), .tasks = tasks, .proto.fd = fd};
+		.seconds = bench_arg(a, "seconds", 0), .tasks = tasks, .proto.fd = fd,
+		.proto.stream_buffers = (unsigned)stream};
 	afe_future_init(&run.base, udp_echo_run_poll);
 	fprintf(stderr,
 		"afe_bench udp_echo: serving on 127.0.0.1:%d with %ld workers, %ld receive tasks\n",

@@ -2,7 +2,8 @@
 /*
  * The receive stream (afe/recv_stream.h): one multishot receive into a
  * provided-buffer ring where the kernel has them, else one receive per
- * await into the stream's first buffer.
+ * await into the stream's first buffer; on a datagram socket, recvmsg
+ * in either form, which also gives each datagram's sender.
  *
  * The buffer ring is the stream's own: its entries are written only by
  * the task that owns the stream (one poll at a time), which hands a
@@ -66,7 +67,13 @@ static void provide(struct afe_recv_stream *s, unsigned id)
 	io_uring_buf_ring_advance(ring_of(s), 1);
 }
 
-int afe_recv_stream_init(struct afe_recv_stream *s, int fd, unsigned count, unsigned size)
+/* A datagram buffer starts with the multishot recvmsg's header and room
+ * for the sender's address; size bytes of payload follow. */
+#define DATAGRAM_HEAD (sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage))
+
+/* Sets s up with count buffers of stride bytes each (size of payload). */
+static int setup(struct afe_recv_stream *s, int fd, unsigned count, unsigned size,
+		 bool datagrams)
 {
 	memset(s, 0, sizeof(*s));
 	s->group = s->held = -1;
@@ -77,8 +84,9 @@ int afe_recv_stream_init(struct afe_recv_stream *s, int fd, unsigned count, unsi
 	if (count == 0 || count > MAX_BUFFERS || (count & (count - 1)) || size == 0 ||
 	    size > MAX_SIZE)
 		return -EINVAL;
+	unsigned stride = datagrams ? size + (unsigned)DATAGRAM_HEAD : size;
 	s->end = -ENOMEM;
-	size_t memory_len = ring_bytes(count) + (size_t)count * size;
+	size_t memory_len = ring_bytes(count) + (size_t)count * stride;
 	void *memory = mmap(NULL, memory_len, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (memory == MAP_FAILED)
@@ -93,9 +101,21 @@ int afe_recv_stream_init(struct afe_recv_stream *s, int fd, unsigned count, unsi
 	s->group_state = GROUP_UNTRIED;
 	s->fd = fd;
 	s->count = count;
-	s->size = size;
+	s->size = stride;
+	s->datagrams = datagrams;
 	s->end = OPEN;
 	return 0;
+}
+
+int afe_recv_stream_init(struct afe_recv_stream *s, int fd, unsigned count, unsigned size)
+{
+	return setup(s, fd, count, size, false);
+}
+
+int afe_recv_stream_init_datagrams(struct afe_recv_stream *s, int fd, unsigned count,
+				   unsigned size)
+{
+	return setup(s, fd, count, size, true);
 }
 
 void afe_recv_stream_destroy(struct afe_recv_stream *s)
@@ -133,18 +153,39 @@ static void received(struct afe_io *io, int32_t res, uint32_t flags)
 	afe_waker_wake_if_set(&waker);
 }
 
+/* The header of a datagram receive: the sender's address into from, and
+ * (one receive per await) the payload into buffer 0. A multishot recvmsg
+ * reads only its lengths: it writes the address into each buffer. */
+static struct msghdr *datagram_header(struct afe_recv_stream *s, bool multishot)
+{
+	memset(&s->msg, 0, sizeof(s->msg));
+	s->msg.msg_name = &s->from;
+	s->msg.msg_namelen = sizeof(s->from);
+	if (!multishot) {
+		s->iov.iov_base = buffer(s, 0);
+		s->iov.iov_len = s->size - DATAGRAM_HEAD;
+		s->msg.msg_iov = &s->iov;
+		s->msg.msg_iovlen = 1;
+	}
+	return &s->msg;
+}
+
 /* The receive, armed: multishot into the group, or one into buffer 0. */
 static void arm(struct afe_recv_stream *s)
 {
-	if (s->group_state == GROUP_READY) {
+	bool multishot = s->group_state == GROUP_READY;
+	if (s->datagrams)
+		afe_io_recvmsg_init(&s->recv, s->fd, datagram_header(s, multishot), 0);
+	else if (multishot)
 		afe_io_recv_init(&s->recv, s->fd, NULL, 0, 0);
+	else
+		afe_io_recv_init(&s->recv, s->fd, buffer(s, 0), s->size, 0);
+	if (multishot) {
 		struct io_uring_sqe *sqe = (struct io_uring_sqe *)(void *)s->recv.sqe;
 		sqe->ioprio |= IORING_RECV_MULTISHOT;
 		sqe->flags |= IOSQE_BUFFER_SELECT;
 		sqe->buf_group = (uint16_t)s->group;
 		s->recv.on_more = received;
-	} else {
-		afe_io_recv_init(&s->recv, s->fd, buffer(s, 0), s->size, 0);
 	}
 	s->armed = true;
 }
@@ -222,7 +263,12 @@ static int next_one_by_one(struct afe_recv_stream *s, struct afe_context *cx)
 		return AFE_PENDING;
 	s->armed = false;
 	intptr_t res = s->recv.base.result;
-	if (res > 0) {
+	if (s->datagrams && res >= 0) {
+		s->data = buffer(s, 0);
+		s->from_len = s->msg.msg_namelen;
+		s->truncated = s->msg.msg_flags & MSG_TRUNC;
+		s->base.result = res;
+	} else if (res > 0) {
 		s->data = buffer(s, 0);
 		s->base.result = res;
 	} else {
@@ -230,6 +276,27 @@ static int next_one_by_one(struct afe_recv_stream *s, struct afe_context *cx)
 		s->base.result = res;
 	}
 	return AFE_READY;
+}
+
+/* A datagram the multishot recvmsg left in buffer id (len bytes of it):
+ * its header, the sender's address, then its payload. The kernel wrote
+ * it, so a header that does not fit means a kernel that lays buffers out
+ * otherwise: the stream ends with -EIO. */
+static void give_datagram(struct afe_recv_stream *s, unsigned id, int32_t len)
+{
+	struct io_uring_recvmsg_out *out =
+		io_uring_recvmsg_validate(buffer(s, id), len, &s->msg);
+	if (!out || out->namelen > sizeof(s->from)) {
+		s->end = -EIO;
+		s->base.result = -EIO;
+		return;
+	}
+	size_t room = (size_t)len - DATAGRAM_HEAD;
+	memcpy(&s->from, io_uring_recvmsg_name(out), out->namelen);
+	s->from_len = out->namelen;
+	s->truncated = (out->flags & MSG_TRUNC) || out->payloadlen > room;
+	s->data = io_uring_recvmsg_payload(out, &s->msg);
+	s->base.result = (intptr_t)(out->payloadlen < room ? out->payloadlen : room);
 }
 
 /* Takes the oldest part the multishot receive brought, if any. */
@@ -242,8 +309,12 @@ static bool take_part(struct afe_recv_stream *s)
 	s->parts_count--;
 	s->held = part.buffer;
 	s->dry_rearms = 0;
-	s->data = buffer(s, part.buffer);
-	s->base.result = part.len;
+	if (s->datagrams) {
+		give_datagram(s, part.buffer, part.len);
+	} else {
+		s->data = buffer(s, part.buffer);
+		s->base.result = part.len;
+	}
 	return true;
 }
 

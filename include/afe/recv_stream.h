@@ -37,6 +37,22 @@
  * The stream must be stopped before it is destroyed, or its memory moved,
  * once an await was made (a multishot receive may still be writing into
  * its buffers); the fd stays the caller's, open until then.
+ *
+ * On a datagram socket (UDP, a Unix datagram socket), a stream set up with
+ * afe_recv_stream_init_datagrams gives one datagram per await, with its
+ * sender (a multishot recvmsg where the kernel has it):
+ *
+ *   err = afe_recv_stream_init_datagrams(&in, fd, 64, 2048);
+ *   ...
+ *       AFE_AWAIT(afe_recv_stream_next(&self->in));
+ *       ssize_t n = self->in.base.result;   // >= 0: a datagram (0: empty)
+ *       if (n < 0)
+ *           break;                          // the error that ended it
+ *       reply_to(&self->in.from, self->in.from_len, self->in.data, n);
+ *
+ * There 0 is an empty datagram, not an end: the stream ends only on an
+ * error or a stop. A datagram longer than size gives its first size bytes
+ * with `truncated` set; its rest is lost, as with MSG_TRUNC.
  */
 #ifndef AFE_RECV_STREAM_H
 #define AFE_RECV_STREAM_H
@@ -44,6 +60,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "common.h"
 #include "future.h"
@@ -58,6 +75,11 @@ struct afe__recv_part {
 struct afe_recv_stream {
 	struct afe_future base; /* the current "next bytes" future */
 	const char *data;	/* the bytes the last await gave */
+	/* Datagram streams only: the last datagram's sender (from_len bytes
+	 * of from) and whether it was longer than a buffer. */
+	struct sockaddr_storage from;
+	socklen_t from_len;
+	bool truncated;
 	/* Private. */
 	int fd;
 	unsigned count, size; /* buffers, bytes each */
@@ -69,6 +91,9 @@ struct afe_recv_stream {
 	uint8_t group_state;   /* recv_stream.c */
 	uint8_t dry_rearms;    /* -ENOBUFS with every buffer free, running */
 	bool armed;	       /* the receive is in the ring */
+	bool datagrams;	       /* a recvmsg per datagram, with its sender */
+	struct msghdr msg;     /* datagrams: the receive's header */
+	struct iovec iov;      /* datagrams, one per await: buffer 0 */
 	struct afe_io recv, reg; /* the receive; the group's (un)registration */
 	atomic_flag lock;      /* guards the parts and the waker (ring thread) */
 	unsigned head, parts_count;
@@ -82,6 +107,12 @@ struct afe_recv_stream {
  * gives the error. */
 AFE_EXPORT int afe_recv_stream_init(struct afe_recv_stream *s, int fd, unsigned count,
 				    unsigned size);
+
+/* As afe_recv_stream_init, on datagram socket fd: each await gives one
+ * datagram of up to size bytes (buffers hold size bytes of payload, plus
+ * room for the sender's address). The same errors. */
+AFE_EXPORT int afe_recv_stream_init_datagrams(struct afe_recv_stream *s, int fd, unsigned count,
+					      unsigned size);
 
 /* Resets the stream's future for the next bytes and returns it; the
  * bytes the last one gave go back to the stream. */

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/* The receive stream on a datagram socket: one datagram per await with
+ * its sender (the reply reaches it), empty and truncated datagrams, more
+ * datagrams queued than the stream has buffers (the kernel runs out and
+ * the stream re-arms), and the errors of a bad fd, a pipe and bad sizes.
+ * Run on io_uring (a multishot recvmsg where the kernel has it), on the
+ * 5.15 and 5.19 paths and on epoll (one recvmsg per await). */
+#include <afe/coro.h>
+#include <afe/recv_stream.h>
+#include <afe/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+enum { DATAGRAMS = 40, BUFFERS = 4, SIZE = 200, LONG_ONE = 17, LONG_LEN = 300 };
+
+/* Datagram i's length: 0 for every seventh, LONG_LEN for LONG_ONE. */
+static size_t length_of(unsigned i)
+{
+	return i == LONG_ONE ? LONG_LEN : (size_t)(i % 7) * 23;
+}
+
+static void fill(unsigned char *buf, unsigned i, size_t len)
+{
+	for (size_t k = 0; k < len; k++)
+		buf[k] = (unsigned char)(i * 37 + k);
+}
+
+static int udp_socket_to(uint16_t port, struct sockaddr_in *to)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	*to = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port)};
+	to->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)to, sizeof(*to)), 0);
+	return fd;
+}
+
+static uint16_t local_port(int fd)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	return ntohs(a.sin_port);
+}
+
+struct reading {
+	int fd;
+	uint16_t senders[2]; /* datagram i came from senders[i % 2] */
+	unsigned got, wrong, truncated_at;
+	intptr_t error;
+};
+
+/* Reads DATAGRAMS datagrams, checking each and echoing it to its sender,
+ * sleeping a millisecond every eight so that the queue outgrows the
+ * buffers. */
+static intptr_t read_datagrams(void *arg)
+{
+	struct reading *r = arg;
+	struct afe_recv_stream s;
+	int err = afe_recv_stream_init_datagrams(&s, r->fd, BUFFERS, SIZE);
+	if (err < 0)
+		return err;
+	unsigned char want[LONG_LEN];
+	while (r->got < DATAGRAMS) {
+		intptr_t n = afe_co_await(afe_recv_stream_next(&s));
+		if (n < 0) {
+			r->error = n;
+			break;
+		}
+		unsigned i = r->got++;
+		size_t len = length_of(i), given = len < SIZE ? len : SIZE;
+		const struct sockaddr_in *from = (const struct sockaddr_in *)&s.from;
+		fill(want, i, given);
+		if ((size_t)n != given || memcmp(s.data, want, given) != 0 ||
+		    s.from_len != sizeof(*from) || ntohs(from->sin_port) != r->senders[i % 2])
+			r->wrong++;
+		if (s.truncated)
+			r->truncated_at = i;
+		if (afe_co_sendto(r->fd, s.data, (size_t)n, 0, (struct sockaddr *)&s.from,
+				  s.from_len) != n)
+			r->wrong++;
+		if (r->got % 8 == 0 && afe_co_sleep(1000000) < 0)
+			return -1;
+	}
+	if (afe_co_await(afe_recv_stream_stop(&s)) != 0)
+		return -1;
+	afe_recv_stream_destroy(&s);
+	return 0;
+}
+
+static intptr_t run_reader(struct afe_runtime *rt, struct reading *r)
+{
+	struct afe_coro c;
+	cr_assert_eq(afe_coro_init(&c, read_datagrams, r, NULL), 0);
+	return test_block_on(rt, &c);
+}
+
+Test(recv_datagrams, every_datagram_comes_with_its_sender_even_past_every_buffer)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int server = afe_udp_bind("127.0.0.1", 0);
+	cr_assert_geq(server, 0);
+	struct sockaddr_in to;
+	int peer[2] = {udp_socket_to(local_port(server), &to), udp_socket_to(local_port(server), &to)};
+	struct reading r = {.fd = server, .senders = {local_port(peer[0]), local_port(peer[1])}};
+	unsigned char buf[LONG_LEN];
+	for (unsigned i = 0; i < DATAGRAMS; i++) { /* all queued before the first await */
+		fill(buf, i, length_of(i));
+		cr_assert_eq(send(peer[i % 2], buf, length_of(i), 0), (ssize_t)length_of(i));
+	}
+	cr_assert_eq(run_reader(rt, &r), 0);
+	cr_assert_eq(r.error, 0);
+	cr_assert_eq(r.got, DATAGRAMS);
+	cr_assert_eq(r.wrong, 0);
+	cr_assert_eq(r.truncated_at, LONG_ONE, "only the long one is truncated");
+	for (int p = 0; p < 2; p++) { /* each sender got its own datagrams back */
+		unsigned echoes = 0;
+		while (recv(peer[p], buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+			echoes++;
+		cr_assert_eq(echoes, DATAGRAMS / 2, "peer %d", p);
+		close(peer[p]);
+	}
+	close(server);
+	test_runtime_destroy(rt);
+}
+
+Test(recv_datagrams, a_bad_fd_a_pipe_or_a_bad_size_gives_its_error)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct reading bad = {.fd = -1};
+	cr_assert_eq(run_reader(rt, &bad), 0);
+	cr_assert_eq(bad.error, -EBADF);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	struct reading piped = {.fd = p[0]};
+	cr_assert_eq(run_reader(rt, &piped), 0);
+	cr_assert_eq(piped.error, -ENOTSOCK);
+	close(p[0]);
+	close(p[1]);
+	struct afe_recv_stream s;
+	cr_assert_eq(afe_recv_stream_init_datagrams(&s, 0, 3, 64), -EINVAL);
+	cr_assert_eq(afe_recv_stream_init_datagrams(&s, 0, 4, (1u << 20) + 1), -EINVAL);
+	afe_recv_stream_destroy(&s);
+	test_runtime_destroy(rt);
+}
