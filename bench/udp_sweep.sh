@@ -17,8 +17,8 @@
 # killed io_uring server's socket lingers some 10-30 ms while the kernel
 # tears its ring down), BACKENDS (AFE's backends, default "uring epoll";
 # "5.15" adds the io_uring backend under the 5.15 mask; "stream" io_uring
-# with each loop receiving through a datagram stream of 64 buffers, a
-# multishot recvmsg). AFE's lines are "afe-uring", "afe-epoll",
+# with one loop receiving through a datagram stream of 64 buffers, a
+# multishot recvmsg: what a user writes with a stream, one per socket). AFE's lines are "afe-uring", "afe-epoll",
 # "afe-uring-5.15", "afe-uring-stream"; Tokio's "tokio", left out
 # with a line on stderr when its program is missing (sh bench/tokio/build.sh,
 # which also rebuilds one from before udp_echo). Run it on a quiet machine:
@@ -63,7 +63,7 @@ while [ "$r" -lt "$rounds" ]; do
 				;;
 			stream)
 				point afe-uring-stream $((port + 4)) "$peers" "$n" \
-					"$build/bench/afe_bench" udp_echo --stream=64
+					"$build/bench/afe_bench" udp_echo --stream=64 --tasks=1
 				;;
 			*) echo "udp_sweep: unknown backend $backend" >&2 && exit 2 ;;
 			esac

@@ -23,6 +23,7 @@
 
 #include "afe/sleep.h" /* afe_now_ns, defined in clock.c */
 #include "futex.h"
+#include "give_way.h"
 #include "pool.h"
 #include "runnable.h"
 #include "burst_wakes.h"
@@ -33,6 +34,8 @@
 #define AFE_STEAL_MAX (AFE_RQ_CAP / 2)
 
 static _Thread_local struct afe_worker *current_worker;
+
+_Thread_local unsigned afe__poll_budget_used; /* give_way.h */
 
 struct afe_worker *afe_worker_current(void)
 {

@@ -96,7 +96,7 @@ bool afe__io_finish(struct afe_io *io)
  * timed operations, or at the file position (-1), whose order the ring
  * keeps.
  */
-static bool done_without_the_ring(struct afe_io *io)
+static bool file_done_here(struct afe_io *io)
 {
 	const struct io_uring_sqe *sqe = sqe_of(io);
 	bool read = sqe->opcode == IORING_OP_READ;
@@ -112,12 +112,34 @@ static bool done_without_the_ring(struct afe_io *io)
 	return true;
 }
 
-/* Operations this thread ended without the ring since its last one
- * through the ring: every DONE_HERE_RUN_MAX-th also sends its task to the
- * back of its worker's queue (first_poll), since a loop over reads of a
- * cached file would otherwise keep its worker for ever. */
-static _Thread_local unsigned done_here_run;
-#define DONE_HERE_RUN_MAX 64
+/*
+ * A sendmsg (afe_sendto, afe_io_sendmsg), tried here first with
+ * MSG_DONTWAIT when this poll has already ended an operation at once (a
+ * datagram stream's queued datagram): then the task works through a
+ * batch, and a socket with room (a datagram socket nearly always has)
+ * takes it in one system call, where the ring would cost an enter per
+ * send. A task that the ring woke sends through the ring instead, where
+ * the send rides on the enter that arms its next receive: tried there
+ * too, it cost an extra system call per datagram (pool/HANDOFF.md). A
+ * stream socket may take part of it, as the
+ * ring's sendmsg would. An error is the result here: a socket's pending
+ * error (ECONNREFUSED after an ICMP reply) is reported once, by the call
+ * that takes it. EAGAIN (no room) or EINTR goes to the ring. Not with
+ * MSG_WAITALL, nor for linked or timed operations.
+ */
+static bool message_sent_here(struct afe_io *io)
+{
+	const struct io_uring_sqe *sqe = sqe_of(io);
+	if (sqe->opcode != IORING_OP_SENDMSG || !afe__poll_ended_at_once() || sqe->flags ||
+	    io->linked || io->follows || io->has_timeout || (sqe->msg_flags & MSG_WAITALL))
+		return false;
+	ssize_t n = sendmsg(sqe->fd, (const struct msghdr *)(uintptr_t)sqe->addr,
+			    (int)sqe->msg_flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return false;
+	io->base.result = n < 0 ? -errno : n;
+	return true;
+}
 
 /* Whether the kernel sends on fd without copying: io_uring's SEND_ZC
  * (AFE_URING_SEND_ZC), on a TCP or UDP socket, the only ones it takes. */
@@ -161,14 +183,11 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 	settle_send_zc(io, rt);
 	if (io->linked)
 		settle_send_zc(io->linked, rt);
-	if (done_without_the_ring(io)) {
+	if (file_done_here(io) || message_sent_here(io)) {
 		io->done = true; /* the ring never saw io: no lock needed */
-		if (++done_here_run < DONE_HERE_RUN_MAX)
-			return AFE_READY;
-		done_here_run = 0;
-		return afe__give_way(cx);
+		return afe__poll_budget_spend() ? afe__give_way(cx) : AFE_READY;
 	}
-	done_here_run = 0;
+	afe__poll_budget_reset();
 	afe_waker_clone(&io->waker, cx->waker);
 	int err = afe_ring_submit(afe__runtime_ring(rt), io);
 	if (err < 0) { /* -ESHUTDOWN: the ring thread has ended */

@@ -23,6 +23,7 @@
 
 #include "afe/runtime.h"
 #include "compat.h"
+#include "../pool/give_way.h"
 #include "../pool/spinlock.h"
 #include "../pool/wake_batch.h"
 
@@ -336,10 +337,16 @@ static int next_multishot(struct afe_recv_stream *s, struct afe_context *cx)
 {
 	for (;;) {
 		afe_spin_lock(&s->lock);
-		bool took = take_part(s);
-		if (!took && s->end == OPEN)
+		/* A part is an operation ended at once: it spends the poll's
+		 * budget (pool/give_way.h), or a stream that never runs dry
+		 * would keep the task's thread. */
+		bool give_way = s->parts_count && afe__poll_budget_spend();
+		bool took = !give_way && take_part(s);
+		if (!took && !give_way && s->end == OPEN)
 			afe_waker_register(&s->waker, cx);
 		afe_spin_unlock(&s->lock);
+		if (give_way)
+			return afe__give_way(cx);
 		if (took)
 			return AFE_READY;
 		if (s->end != OPEN) {

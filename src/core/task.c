@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../../pool/clock.h"
+#include "../../pool/give_way.h"
 #include "afe/task.h"
 #include "handle_stamps.h"
 #include "runtime_internal.h"
@@ -247,6 +248,7 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 		if (time_this_poll())
 			poll_began = afe_now_ns();
 	}
+	afe__poll_budget_reset();
 	int ready = afe_future_poll(future_of(t), &cx);
 	if (poll_began) { /* still RUNNING: the task is ours */
 		uint64_t spent = afe_now_ns() - poll_began;

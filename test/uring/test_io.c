@@ -210,7 +210,7 @@ Test(io, a_cached_file_read_ends_at_its_first_poll_and_others_go_through_the_rin
 	test_runtime_destroy(rt);
 }
 
-enum { CACHED_READS = 150 };
+enum { CACHED_READS = 300, POLL_BUDGET = 128 /* pool/give_way.h */ };
 
 /* Notes that it ran. */
 struct mark_ran {
@@ -264,8 +264,8 @@ static int read_all_poll(struct afe_future *f, struct afe_context *cx)
 }
 
 /* Reads that all end on the worker (a cached file) still let the
- * worker's other tasks run: every 64 in a row, the reading task goes to
- * the back of the queue. */
+ * worker's other tasks run: every POLL_BUDGET in one poll, the reading
+ * task goes to the back of the queue. */
 Test(io, a_loop_of_cached_reads_lets_other_tasks_run)
 {
 	struct afe_runtime *rt = test_runtime(1);
@@ -276,7 +276,8 @@ Test(io, a_loop_of_cached_reads_lets_other_tasks_run)
 	afe_future_init(&r.base, read_all_poll);
 	intptr_t polls = test_block_on(rt, &r);
 	cr_assert_neq(polls, 0, "the other task ran before the last read ended");
-	cr_assert_geq(polls, 1 + CACHED_READS / 64, "the reading task gave way each 64 reads");
+	cr_assert_geq(polls, 1 + CACHED_READS / POLL_BUDGET, "the reading task gave way each %d reads",
+		      POLL_BUDGET);
 	close(fd);
 	test_runtime_destroy(rt);
 }

@@ -2,7 +2,9 @@
 /* The receive stream on a datagram socket: one datagram per await with
  * its sender (the reply reaches it), empty and truncated datagrams, more
  * datagrams queued than the stream has buffers (the kernel runs out and
- * the stream re-arms), and the errors of a bad fd, a pipe and bad sizes.
+ * the stream re-arms), a stream that never runs dry letting other tasks
+ * run, a refused destination's error reported by the send after a
+ * datagram, and the errors of a bad fd, a pipe and bad sizes.
  * Run on io_uring (a multishot recvmsg where the kernel has it), on the
  * 5.15 and 5.19 paths and on epoll (one recvmsg per await). */
 #include <afe/coro.h>
@@ -10,6 +12,7 @@
 #include <afe/socket.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -147,5 +150,133 @@ Test(recv_datagrams, a_bad_fd_a_pipe_or_a_bad_size_gives_its_error)
 	cr_assert_eq(afe_recv_stream_init_datagrams(&s, 0, 3, 64), -EINVAL);
 	cr_assert_eq(afe_recv_stream_init_datagrams(&s, 0, 4, (1u << 20) + 1), -EINVAL);
 	afe_recv_stream_destroy(&s);
+	test_runtime_destroy(rt);
+}
+
+enum { QUEUED = 200, POLL_BUDGET = 128 /* pool/give_way.h */ };
+
+/* Notes that it ran. */
+struct mark_ran {
+	struct afe_future base;
+	atomic_bool *ran;
+};
+
+static int mark_ran_poll(struct afe_future *f, struct afe_context *cx)
+{
+	(void)cx;
+	atomic_store(afe_container_of(f, struct mark_ran, base)->ran, true);
+	f->result = 0;
+	return AFE_READY;
+}
+
+struct draining {
+	int fd;
+	atomic_bool other_ran;
+	bool other_ran_first;
+	unsigned got;
+};
+
+/* Takes the first datagram, waits for the rest to be queued in the
+ * stream, spawns a task behind itself, then takes the rest: QUEUED - 1
+ * datagrams that need no wait, more than one poll's budget. */
+static intptr_t drain(void *arg)
+{
+	struct draining *d = arg;
+	struct afe_recv_stream s;
+	if (afe_recv_stream_init_datagrams(&s, d->fd, 256, 64) < 0)
+		return -1;
+	intptr_t n = afe_co_await(afe_recv_stream_next(&s));
+	if (n >= 0 && afe_co_sleep(50000000) == 0) {
+		struct mark_ran other = {.ran = &d->other_ran};
+		afe_future_init(&other.base, mark_ran_poll);
+		struct afe_join_handle h;
+		if (afe_spawn(NULL, &other, &h) < 0)
+			return -1;
+		for (d->got = 1; d->got < QUEUED; d->got++)
+			if ((n = afe_co_await(afe_recv_stream_next(&s))) < 0)
+				break;
+		d->other_ran_first = atomic_load(&d->other_ran);
+		struct afe_join join;
+		afe_join_init(&join, &h);
+		afe_co_await(&join.base);
+	}
+	if (afe_co_await(afe_recv_stream_stop(&s)) != 0)
+		return -1;
+	afe_recv_stream_destroy(&s);
+	return n < 0 ? n : 0;
+}
+
+/* On one worker: a stream's datagrams that need no wait still let the
+ * worker's other tasks run, as a loop of cached file reads does. Through
+ * the ring one by one (5.15, epoll) each await waits, which lets them run
+ * anyway. */
+Test(recv_datagrams, a_stream_that_never_runs_dry_lets_other_tasks_run)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	int server = afe_udp_bind("127.0.0.1", 0);
+	cr_assert_geq(server, 0);
+	struct sockaddr_in to;
+	int peer = udp_socket_to(local_port(server), &to);
+	for (unsigned i = 0; i < QUEUED; i++) /* the socket holds 256 of these */
+		cr_assert_eq(send(peer, "x", 1, 0), 1);
+	struct draining d = {.fd = server};
+	struct afe_coro c;
+	cr_assert_eq(afe_coro_init(&c, drain, &d, NULL), 0);
+	cr_assert_eq(test_block_on(rt, &c), 0);
+	cr_assert_eq(d.got, QUEUED);
+	cr_assert(d.other_ran_first, "the task behind ran before the %d-th datagram", QUEUED);
+	close(peer);
+	close(server);
+	test_runtime_destroy(rt);
+}
+
+struct refused {
+	int fd, connected; /* a datagram waits on fd; connected's peer is gone */
+	ssize_t first, after_datagram, next;
+};
+
+/* Sends to a closed port (the ICMP reply leaves ECONNREFUSED on the
+ * socket), then takes a datagram from a stream and sends again at once:
+ * that send reports the error, and the one after it goes out. */
+static intptr_t send_after_refusal(void *arg)
+{
+	struct refused *r = arg;
+	struct afe_recv_stream s;
+	if (afe_recv_stream_init_datagrams(&s, r->fd, 4, 64) < 0)
+		return -1;
+	r->first = afe_co_sendto(r->connected, "a", 1, 0, NULL, 0);
+	if (afe_co_sleep(20000000) < 0) /* the ICMP reply comes back */
+		return -1;
+	intptr_t n = afe_co_await(afe_recv_stream_next(&s));
+	r->after_datagram = afe_co_sendto(r->connected, "b", 1, 0, NULL, 0);
+	r->next = afe_co_sendto(r->connected, "c", 1, 0, NULL, 0);
+	if (afe_co_await(afe_recv_stream_stop(&s)) != 0)
+		return -1;
+	afe_recv_stream_destroy(&s);
+	return n;
+}
+
+Test(recv_datagrams, a_send_after_a_datagram_reports_a_refused_destination_once)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	int server = afe_udp_bind("127.0.0.1", 0);
+	cr_assert_geq(server, 0);
+	int gone = afe_udp_bind("127.0.0.1", 0);
+	cr_assert_geq(gone, 0);
+	struct sockaddr_in to;
+	int connected = udp_socket_to(local_port(gone), &to);
+	close(gone); /* nothing listens on its port now */
+	int peer = udp_socket_to(local_port(server), &to);
+	cr_assert_eq(send(peer, "x", 1, 0), 1);
+	struct refused r = {.fd = server, .connected = connected};
+	struct afe_coro c;
+	cr_assert_eq(afe_coro_init(&c, send_after_refusal, &r, NULL), 0);
+	cr_assert_eq(test_block_on(rt, &c), 1);
+	cr_assert_eq(r.first, 1);
+	cr_assert_eq(r.after_datagram, -ECONNREFUSED);
+	cr_assert_eq(r.next, 1, "the error was reported once");
+	close(peer);
+	close(connected);
+	close(server);
 	test_runtime_destroy(rt);
 }
