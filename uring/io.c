@@ -133,8 +133,14 @@ static bool message_sent_here(struct afe_io *io)
 	if (sqe->opcode != IORING_OP_SENDMSG || !afe__poll_ended_at_once() || sqe->flags ||
 	    io->linked || io->follows || io->has_timeout || (sqe->msg_flags & MSG_WAITALL))
 		return false;
-	ssize_t n = sendmsg(sqe->fd, (const struct msghdr *)(uintptr_t)sqe->addr,
-			    (int)sqe->msg_flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+	const struct msghdr *msg = (const struct msghdr *)(uintptr_t)sqe->addr;
+	int flags = (int)sqe->msg_flags | MSG_DONTWAIT | MSG_NOSIGNAL;
+	/* One buffer and no ancillary data (afe_sendto): sendto(2), which
+	 * copies no header or iovec in. */
+	ssize_t n = msg->msg_iovlen == 1 && !msg->msg_controllen
+			    ? sendto(sqe->fd, msg->msg_iov[0].iov_base, msg->msg_iov[0].iov_len, flags,
+				     (const struct sockaddr *)msg->msg_name, msg->msg_namelen)
+			    : sendmsg(sqe->fd, msg, flags);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return false;
 	io->base.result = n < 0 ? -errno : n;

@@ -232,12 +232,13 @@ Test(recv_datagrams, a_stream_that_never_runs_dry_lets_other_tasks_run)
 
 struct refused {
 	int fd, connected; /* a datagram waits on fd; connected's peer is gone */
-	ssize_t first, after_datagram, next;
+	ssize_t first, after_datagram, next, two_parts;
 };
 
 /* Sends to a closed port (the ICMP reply leaves ECONNREFUSED on the
  * socket), then takes a datagram from a stream and sends again at once:
- * that send reports the error, and the one after it goes out. */
+ * that send reports the error, and the one after it goes out; then a
+ * message of two buffers goes back to the datagram's sender. */
 static intptr_t send_after_refusal(void *arg)
 {
 	struct refused *r = arg;
@@ -250,13 +251,18 @@ static intptr_t send_after_refusal(void *arg)
 	intptr_t n = afe_co_await(afe_recv_stream_next(&s));
 	r->after_datagram = afe_co_sendto(r->connected, "b", 1, 0, NULL, 0);
 	r->next = afe_co_sendto(r->connected, "c", 1, 0, NULL, 0);
+	/* And a message of two buffers back to the datagram's sender. */
+	struct iovec parts[2] = {{.iov_base = "he", .iov_len = 2}, {.iov_base = "llo", .iov_len = 3}};
+	struct msghdr msg = {.msg_name = &s.from, .msg_namelen = s.from_len, .msg_iov = parts,
+			     .msg_iovlen = 2};
+	r->two_parts = afe_co_sendmsg(r->fd, &msg, 0);
 	if (afe_co_await(afe_recv_stream_stop(&s)) != 0)
 		return -1;
 	afe_recv_stream_destroy(&s);
 	return n;
 }
 
-Test(recv_datagrams, a_send_after_a_datagram_reports_a_refused_destination_once)
+Test(recv_datagrams, sends_after_a_datagram_report_a_refused_destination_once_and_send_whole)
 {
 	struct afe_runtime *rt = test_runtime(1);
 	int server = afe_udp_bind("127.0.0.1", 0);
@@ -275,6 +281,10 @@ Test(recv_datagrams, a_send_after_a_datagram_reports_a_refused_destination_once)
 	cr_assert_eq(r.first, 1);
 	cr_assert_eq(r.after_datagram, -ECONNREFUSED);
 	cr_assert_eq(r.next, 1, "the error was reported once");
+	cr_assert_eq(r.two_parts, 5);
+	char got[8] = {0};
+	cr_assert_eq(recv(peer, got, sizeof(got), MSG_DONTWAIT), 5);
+	cr_assert_eq(memcmp(got, "hello", 6), 0);
 	close(peer);
 	close(connected);
 	close(server);
