@@ -4,8 +4,10 @@
 # client makes a few hundred round trips at 1 and at 64 peers, each line
 # checked (no datagram lost on loopback); then, with the server stopped
 # (SIGSTOP), the client must count a loss past its timeout, say so,
-# re-send, and finish once the server runs again. Last, a server run with
-# --seconds=1 must stop by itself with status 0. Any sanitizer report on a
+# re-send, and finish once the server runs again. Then the first loads
+# again on a server receiving through a datagram stream (--stream). Last,
+# a server run with --seconds=1, with and without a stream, must stop by
+# itself with status 0. Any sanitizer report on a
 # server's stderr fails the test. Prints
 # "udp_echo smoke: ok" at the end; exits 1 with the reason otherwise.
 set -eu
@@ -95,9 +97,28 @@ server=
 # A sanitizer build's server reports on stderr and runs on (TSan).
 ! grep -E 'Sanitizer|runtime error' "$dir/server.err" || fail "the server's stderr above"
 
+# The same loads on a server whose loop receives through a datagram
+# stream (--stream).
+"$bench" udp_echo --port=0 --stream=64 --tasks=1 2>"$dir/server.err" &
+server=$!
+wait_for "stream server" bound
+check 1 200 --warmup=20
+[ "$(line_lost)" = 0 ] || fail "datagrams lost on loopback at 1 peer (stream)"
+check 64 300 --warmup=64
+[ "$(line_lost)" = 0 ] || fail "datagrams lost on loopback at 64 peers (stream)"
+kill "$server"
+wait "$server" 2>/dev/null || true
+server=
+! grep -E 'Sanitizer|runtime error' "$dir/server.err" || fail "the stream server's stderr above"
+
 # --seconds ends the run from inside: its loops are cancelled mid-receive
-# and the runtime destroyed, and the server exits 0 (and leak-free).
-"$bench" udp_echo --port=0 --seconds=1 2>"$dir/timed.err" ||
-	fail "the --seconds=1 server failed: $(cat "$dir/timed.err")"
-! grep -E 'Sanitizer|runtime error' "$dir/timed.err" || fail "the --seconds=1 server's stderr above"
+# (a stream's stops its receive) and the runtime destroyed, and the server
+# exits 0 (and leak-free).
+for flags in "" "--stream=64"; do
+	# shellcheck disable=SC2086 # flags: zero or one word
+	"$bench" udp_echo --port=0 --seconds=1 $flags 2>"$dir/timed.err" ||
+		fail "the --seconds=1 $flags server failed: $(cat "$dir/timed.err")"
+	! grep -E 'Sanitizer|runtime error' "$dir/timed.err" ||
+		fail "the --seconds=1 $flags server's stderr above"
+done
 echo "udp_echo smoke: ok"

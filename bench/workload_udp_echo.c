@@ -29,32 +29,33 @@ struct udp_echo_loop {
 	struct afe_recvfrom rx;
 	struct afe_sendto tx;
 	struct afe_recv_stream in;
-	intptr_t ended; /* the stream loop's error, past its stop */
+	intptr_t ended; /* the stream loop's error, or 0 while it runs */
 	unsigned char buf[65536]; /* any datagram */
 };
 
-/* The loop through a receive stream; it ends only on an error. */
+/* The loop through a receive stream; it ends only on an error, or on
+ * cancel, either way through its cleanup, which stops the stream. */
 static int udp_echo_stream_poll(struct afe_future *f, struct afe_context *cx)
 {
 	AFE_ASYNC_BEGIN_SELF(struct udp_echo_loop, self, f, cx);
-	int err = afe_recv_stream_init_datagrams(&self->in, self->fd, self->stream_buffers,
-						 sizeof(self->buf));
-	if (err < 0)
-		AFE_RETURN(err);
-	for (;;) {
+	self->ended = afe_recv_stream_init_datagrams(&self->in, self->fd, self->stream_buffers,
+						     sizeof(self->buf));
+	while (self->ended == 0) {
 		AFE_AWAIT(afe_recv_stream_next(&self->in));
-		if (self->in.base.result < 0)
+		if (self->in.base.result < 0) {
+			self->ended = self->in.base.result;
 			break;
+		}
 		afe_sendto_init(&self->tx, self->fd, self->in.data, (unsigned)self->in.base.result,
 				0, (struct sockaddr *)&self->in.from, self->in.from_len);
 		AFE_AWAIT(&self->tx.io.base);
 		if (self->tx.io.base.result < 0)
-			break;
+			self->ended = self->tx.io.base.result;
 	}
-	self->ended = self->in.base.result < 0 ? self->in.base.result : self->tx.io.base.result;
+	AFE_RETURN(self->ended);
+	AFE_CLEANUP; /* stop and destroy are harmless on a stream init refused */
 	AFE_AWAIT(afe_recv_stream_stop(&self->in));
 	afe_recv_stream_destroy(&self->in);
-	AFE_RETURN(self->ended);
 	AFE_ASYNC_END;
 }
 

@@ -11,19 +11,22 @@
 static intptr_t serve(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
-	char buf[65536];
-	for (;;) {
-		struct afe_recvfrom rx;
-		afe_recvfrom_init(&rx, fd, buf, sizeof(buf), 0);
-		intptr_t n = afe_co_await_until(&rx.io.base, afe_shutdown_token());
-		if (n == -ECANCELED)
-			break; /* shutdown asked for */
+	/* 32 buffers that each hold any datagram: the kernel queues them
+	 * (a multishot recvmsg where it has one) while this replies. */
+	struct afe_recv_stream in;
+	intptr_t n = afe_recv_stream_init_datagrams(&in, fd, 32, 65536);
+	while (n >= 0) {
+		n = afe_co_await_until(afe_recv_stream_next(&in), afe_shutdown_token());
 		if (n >= 0) /* a failed send loses that datagram, as UDP may */
-			afe_co_sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&rx.from,
-				      rx.msg.msg_namelen);
+			afe_co_sendto(fd, in.data, (size_t)n, 0, (struct sockaddr *)&in.from,
+				      in.from_len);
 	}
+	afe_co_await(afe_recv_stream_stop(&in)); /* nothing of it left in the ring */
+	afe_recv_stream_destroy(&in);
 	close(fd);
-	return 0;
+	if (n != -ECANCELED) /* -ECANCELED: shutdown asked for */
+		fprintf(stderr, "udp_echo: %s\n", strerror((int)-n));
+	return n == -ECANCELED ? 0 : 1;
 }
 
 static int app_init(struct afe_coro *app, int argc, char **argv)
