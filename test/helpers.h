@@ -61,6 +61,14 @@ static inline void test_runtime_destroy(struct afe_runtime *rt)
 		test__r;                                                \
 	})
 
+/* Runs fn(arg) as a coroutine on rt and returns its result. */
+static inline intptr_t test_block_on_coro(struct afe_runtime *rt, intptr_t (*fn)(void *), void *arg)
+{
+	struct afe_coro c;
+	cr_assert_eq(afe_coro_init(&c, fn, arg, NULL), 0);
+	return test_block_on(rt, &c);
+}
+
 /* Spawns fut on rt, waits until its poll set *started (so the cancel
  * finds it under way, not before its first poll), cancels it, and returns
  * what the cancel gave. */

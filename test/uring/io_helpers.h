@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* For the I/O tests: run one prepared operation as a task; temporary files. */
+/* For the I/O tests: run one prepared operation as a task; a task that
+ * notes it ran; temporary files. */
 #ifndef AFE_TEST_IO_HELPERS_H
 #define AFE_TEST_IO_HELPERS_H
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -29,6 +31,24 @@ static inline struct one_op one_op_of(const struct afe_io *io)
 	struct one_op op = {.io = *io};
 	afe_future_init(&op.base, one_op_poll);
 	return op;
+}
+
+/* Operations a poll ends at once before its task gives way: pool/give_way.h's
+ * AFE_POLL_BUDGET. */
+#define TEST_POLL_BUDGET 128
+
+/* Notes that it ran (a task queued behind one that should give way). */
+struct mark_ran {
+	struct afe_future base;
+	atomic_bool *ran;
+};
+
+static inline int mark_ran_poll(struct afe_future *f, struct afe_context *cx)
+{
+	(void)cx;
+	atomic_store(afe_container_of(f, struct mark_ran, base)->ran, true);
+	f->result = 0;
+	return AFE_READY;
 }
 
 /* A temporary file, already unlinked: its fd. */

@@ -210,21 +210,7 @@ Test(io, a_cached_file_read_ends_at_its_first_poll_and_others_go_through_the_rin
 	test_runtime_destroy(rt);
 }
 
-enum { CACHED_READS = 300, POLL_BUDGET = 128 /* pool/give_way.h */ };
-
-/* Notes that it ran. */
-struct mark_ran {
-	struct afe_future base;
-	atomic_bool *ran;
-};
-
-static int mark_ran_poll(struct afe_future *f, struct afe_context *cx)
-{
-	(void)cx;
-	atomic_store(afe_container_of(f, struct mark_ran, base)->ran, true);
-	f->result = 0;
-	return AFE_READY;
-}
+enum { CACHED_READS = 300 };
 
 /* Spawns a mark_ran behind itself on its worker, then reads the start of
  * a cached file CACHED_READS times; returns how many times it was polled
@@ -264,8 +250,8 @@ static int read_all_poll(struct afe_future *f, struct afe_context *cx)
 }
 
 /* Reads that all end on the worker (a cached file) still let the
- * worker's other tasks run: every POLL_BUDGET in one poll, the reading
- * task goes to the back of the queue. */
+ * worker's other tasks run: every TEST_POLL_BUDGET in one poll, the
+ * reading task goes to the back of the queue. */
 Test(io, a_loop_of_cached_reads_lets_other_tasks_run)
 {
 	struct afe_runtime *rt = test_runtime(1);
@@ -276,8 +262,8 @@ Test(io, a_loop_of_cached_reads_lets_other_tasks_run)
 	afe_future_init(&r.base, read_all_poll);
 	intptr_t polls = test_block_on(rt, &r);
 	cr_assert_neq(polls, 0, "the other task ran before the last read ended");
-	cr_assert_geq(polls, 1 + CACHED_READS / POLL_BUDGET, "the reading task gave way each %d reads",
-		      POLL_BUDGET);
+	cr_assert_geq(polls, 1 + CACHED_READS / TEST_POLL_BUDGET,
+		      "the reading task gave way each %d reads", TEST_POLL_BUDGET);
 	close(fd);
 	test_runtime_destroy(rt);
 }

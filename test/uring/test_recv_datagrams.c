@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "helpers.h"
+#include "io_helpers.h"
 
 enum { DATAGRAMS = 40, BUFFERS = 4, SIZE = 200, LONG_ONE = 17, LONG_LEN = 300 };
 
@@ -97,13 +97,6 @@ static intptr_t read_datagrams(void *arg)
 	return 0;
 }
 
-static intptr_t run_reader(struct afe_runtime *rt, struct reading *r)
-{
-	struct afe_coro c;
-	cr_assert_eq(afe_coro_init(&c, read_datagrams, r, NULL), 0);
-	return test_block_on(rt, &c);
-}
-
 Test(recv_datagrams, every_datagram_comes_with_its_sender_even_past_every_buffer)
 {
 	struct afe_runtime *rt = test_runtime(2);
@@ -117,7 +110,7 @@ Test(recv_datagrams, every_datagram_comes_with_its_sender_even_past_every_buffer
 		fill(buf, i, length_of(i));
 		cr_assert_eq(send(peer[i % 2], buf, length_of(i), 0), (ssize_t)length_of(i));
 	}
-	cr_assert_eq(run_reader(rt, &r), 0);
+	cr_assert_eq(test_block_on_coro(rt, read_datagrams, &r), 0);
 	cr_assert_eq(r.error, 0);
 	cr_assert_eq(r.got, DATAGRAMS);
 	cr_assert_eq(r.wrong, 0);
@@ -137,12 +130,12 @@ Test(recv_datagrams, a_bad_fd_a_pipe_or_a_bad_size_gives_its_error)
 {
 	struct afe_runtime *rt = test_runtime(1);
 	struct reading bad = {.fd = -1};
-	cr_assert_eq(run_reader(rt, &bad), 0);
+	cr_assert_eq(test_block_on_coro(rt, read_datagrams, &bad), 0);
 	cr_assert_eq(bad.error, -EBADF);
 	int p[2];
 	cr_assert_eq(pipe(p), 0);
 	struct reading piped = {.fd = p[0]};
-	cr_assert_eq(run_reader(rt, &piped), 0);
+	cr_assert_eq(test_block_on_coro(rt, read_datagrams, &piped), 0);
 	cr_assert_eq(piped.error, -ENOTSOCK);
 	close(p[0]);
 	close(p[1]);
@@ -153,21 +146,7 @@ Test(recv_datagrams, a_bad_fd_a_pipe_or_a_bad_size_gives_its_error)
 	test_runtime_destroy(rt);
 }
 
-enum { QUEUED = 200, POLL_BUDGET = 128 /* pool/give_way.h */ };
-
-/* Notes that it ran. */
-struct mark_ran {
-	struct afe_future base;
-	atomic_bool *ran;
-};
-
-static int mark_ran_poll(struct afe_future *f, struct afe_context *cx)
-{
-	(void)cx;
-	atomic_store(afe_container_of(f, struct mark_ran, base)->ran, true);
-	f->result = 0;
-	return AFE_READY;
-}
+enum { QUEUED = 200 }; /* more than TEST_POLL_BUDGET */
 
 struct draining {
 	int fd;
@@ -220,9 +199,7 @@ Test(recv_datagrams, a_stream_that_never_runs_dry_lets_other_tasks_run)
 	for (unsigned i = 0; i < QUEUED; i++) /* the socket holds 256 of these */
 		cr_assert_eq(send(peer, "x", 1, 0), 1);
 	struct draining d = {.fd = server};
-	struct afe_coro c;
-	cr_assert_eq(afe_coro_init(&c, drain, &d, NULL), 0);
-	cr_assert_eq(test_block_on(rt, &c), 0);
+	cr_assert_eq(test_block_on_coro(rt, drain, &d), 0);
 	cr_assert_eq(d.got, QUEUED);
 	cr_assert(d.other_ran_first, "the task behind ran before the %d-th datagram", QUEUED);
 	close(peer);
@@ -275,9 +252,7 @@ Test(recv_datagrams, sends_after_a_datagram_report_a_refused_destination_once_an
 	int peer = udp_socket_to(local_port(server), &to);
 	cr_assert_eq(send(peer, "x", 1, 0), 1);
 	struct refused r = {.fd = server, .connected = connected};
-	struct afe_coro c;
-	cr_assert_eq(afe_coro_init(&c, send_after_refusal, &r, NULL), 0);
-	cr_assert_eq(test_block_on(rt, &c), 1);
+	cr_assert_eq(test_block_on_coro(rt, send_after_refusal, &r), 1);
 	cr_assert_eq(r.first, 1);
 	cr_assert_eq(r.after_datagram, -ECONNREFUSED);
 	cr_assert_eq(r.next, 1, "the error was reported once");

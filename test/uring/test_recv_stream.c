@@ -82,13 +82,6 @@ static intptr_t read_all(void *arg)
 	return 0;
 }
 
-static intptr_t run_reader(struct afe_runtime *rt, struct reading *r)
-{
-	struct afe_coro c;
-	cr_assert_eq(afe_coro_init(&c, read_all, r, NULL), 0);
-	return test_block_on(rt, &c);
-}
-
 Test(recv_stream, a_slow_reader_gets_every_byte_in_order_then_the_end)
 {
 	make_pattern();
@@ -98,7 +91,7 @@ Test(recv_stream, a_slow_reader_gets_every_byte_in_order_then_the_end)
 	pthread_t writer;
 	cr_assert_eq(pthread_create(&writer, NULL, write_pattern, (void *)(intptr_t)sv[1]), 0);
 	struct reading r = {.fd = sv[0]};
-	intptr_t ran = run_reader(rt, &r);
+	intptr_t ran = test_block_on_coro(rt, read_all, &r);
 	close(sv[0]); /* a writer still writing (a reader that failed) stops */
 	pthread_join(writer, NULL);
 	cr_assert_eq(ran, 0);
@@ -123,7 +116,7 @@ Test(recv_stream, the_bytes_sent_before_a_close_come_before_its_end)
 	cr_assert_eq(write(sv[1], pattern + 100, 50), 50);
 	close(sv[1]);
 	struct reading r = {.fd = sv[0]};
-	cr_assert_eq(run_reader(rt, &r), 0);
+	cr_assert_eq(test_block_on_coro(rt, read_all, &r), 0);
 	cr_assert_eq(r.got, 150);
 	cr_assert_not(r.mismatch);
 	cr_assert_eq(r.end, 0);
@@ -136,13 +129,13 @@ Test(recv_stream, a_bad_fd_or_a_pipe_ends_the_stream_with_its_error)
 {
 	struct afe_runtime *rt = test_runtime(1);
 	struct reading bad = {.fd = -1};
-	cr_assert_eq(run_reader(rt, &bad), 0);
+	cr_assert_eq(test_block_on_coro(rt, read_all, &bad), 0);
 	cr_assert_eq(bad.end, -EBADF);
 	cr_assert_eq(bad.after_end, -EBADF, "the error stays");
 	int p[2];
 	cr_assert_eq(pipe(p), 0);
 	struct reading piped = {.fd = p[0]};
-	cr_assert_eq(run_reader(rt, &piped), 0);
+	cr_assert_eq(test_block_on_coro(rt, read_all, &piped), 0);
 	cr_assert_eq(piped.end, -ENOTSOCK);
 	close(p[0]);
 	close(p[1]);
@@ -168,9 +161,7 @@ Test(recv_stream, bad_counts_and_sizes_are_refused)
 	static unsigned shapes[][2] = {{0, 1024}, {3, 1024}, {65536, 1024}, {4, 0},
 				       {4, (1u << 20) + 1}};
 	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
-		struct afe_coro c;
-		cr_assert_eq(afe_coro_init(&c, await_refused, shapes[i], NULL), 0);
-		cr_assert_eq(test_block_on(rt, &c), 1, "shape %zu", i);
+		cr_assert_eq(test_block_on_coro(rt, await_refused, shapes[i]), 1, "shape %zu", i);
 	}
 	test_runtime_destroy(rt);
 }
