@@ -32,9 +32,9 @@ static inline int afe__give_way(struct afe_context *cx)
  * everything else. Per poll, as Tokio's cooperative budget (also 128): a
  * task that waits has given way already. At 64, a datagram stream of 64
  * buffers gave way whenever it was full, and its echo loop left the ring
- * thread for a worker (pool/HANDOFF.md). afe__runnable_run starts each poll's count;
- * so does an operation that waits for the ring (for afe_block_on's polls,
- * which are no task's).
+ * thread for a worker (pool/HANDOFF.md). afe__runnable_run starts each
+ * poll's count; so does an operation that waits for the ring (for
+ * afe_block_on's polls, which are no task's).
  */
 #define AFE_POLL_BUDGET 128
 

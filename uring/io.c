@@ -121,11 +121,11 @@ static bool file_done_here(struct afe_io *io)
  * send. A task that the ring woke sends through the ring instead, where
  * the send rides on the enter that arms its next receive: tried there
  * too, it cost an extra system call per datagram (pool/HANDOFF.md). A
- * stream socket may take part of it, as the
- * ring's sendmsg would. An error is the result here: a socket's pending
- * error (ECONNREFUSED after an ICMP reply) is reported once, by the call
- * that takes it. EAGAIN (no room) or EINTR goes to the ring. Not with
- * MSG_WAITALL, nor for linked or timed operations.
+ * stream socket may take part of it, as the ring's sendmsg would. An
+ * error is the result here: a socket's pending error (ECONNREFUSED after
+ * an ICMP reply) is reported once, by the call that takes it. EAGAIN (no
+ * room) or EINTR goes to the ring. Not with MSG_WAITALL, nor for linked
+ * or timed operations.
  */
 static bool message_sent_here(struct afe_io *io)
 {

@@ -72,7 +72,8 @@ static void provide(struct afe_recv_stream *s, unsigned id)
  * for the sender's address; size bytes of payload follow. */
 #define DATAGRAM_HEAD (sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage))
 
-/* Sets s up with count buffers of stride bytes each (size of payload). */
+/* Sets s up with count buffers that each hold size bytes of payload
+ * (datagrams: after a DATAGRAM_HEAD); s->size is a buffer's whole length. */
 static int setup(struct afe_recv_stream *s, int fd, unsigned count, unsigned size,
 		 bool datagrams)
 {

@@ -82,7 +82,7 @@ struct afe_recv_stream {
 	bool truncated;
 	/* Private. */
 	int fd;
-	unsigned count, size; /* buffers, bytes each */
+	unsigned count, size; /* buffers, bytes each (datagrams: with a header) */
 	char *memory;	      /* the buffer ring's page, then the buffers */
 	size_t memory_len;
 	int group;	       /* the buffers' group id in the ring; -1: none */
