@@ -34,22 +34,16 @@ static void fill(unsigned char *buf, unsigned i, size_t len)
 		buf[k] = (unsigned char)(i * 37 + k);
 }
 
-static int udp_socket_to(uint16_t port, struct sockaddr_in *to)
+/* A UDP socket connected to the port fd is bound to on 127.0.0.1. */
+static int udp_peer_of(int fd)
 {
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	*to = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port)};
-	to->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert_eq(connect(fd, (struct sockaddr *)to, sizeof(*to)), 0);
-	return fd;
-}
-
-static uint16_t local_port(int fd)
-{
-	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	return ntohs(a.sin_port);
+	struct sockaddr_storage to;
+	socklen_t tolen;
+	cr_assert_eq(afe_sockaddr_ip("127.0.0.1", (uint16_t)afe_tcp_local_port(fd), &to, &tolen), 0);
+	int peer = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(peer, 0);
+	cr_assert_eq(connect(peer, (struct sockaddr *)&to, tolen), 0);
+	return peer;
 }
 
 struct reading {
@@ -102,9 +96,10 @@ Test(recv_datagrams, every_datagram_comes_with_its_sender_even_past_every_buffer
 	struct afe_runtime *rt = test_runtime(2);
 	int server = afe_udp_bind("127.0.0.1", 0);
 	cr_assert_geq(server, 0);
-	struct sockaddr_in to;
-	int peer[2] = {udp_socket_to(local_port(server), &to), udp_socket_to(local_port(server), &to)};
-	struct reading r = {.fd = server, .senders = {local_port(peer[0]), local_port(peer[1])}};
+	int peer[2] = {udp_peer_of(server), udp_peer_of(server)};
+	struct reading r = {.fd = server,
+			    .senders = {(uint16_t)afe_tcp_local_port(peer[0]),
+					(uint16_t)afe_tcp_local_port(peer[1])}};
 	unsigned char buf[LONG_LEN];
 	for (unsigned i = 0; i < DATAGRAMS; i++) { /* all queued before the first await */
 		fill(buf, i, length_of(i));
@@ -194,8 +189,7 @@ Test(recv_datagrams, a_stream_that_never_runs_dry_lets_other_tasks_run)
 	struct afe_runtime *rt = test_runtime(1);
 	int server = afe_udp_bind("127.0.0.1", 0);
 	cr_assert_geq(server, 0);
-	struct sockaddr_in to;
-	int peer = udp_socket_to(local_port(server), &to);
+	int peer = udp_peer_of(server);
 	for (unsigned i = 0; i < QUEUED; i++) /* the socket holds 256 of these */
 		cr_assert_eq(send(peer, "x", 1, 0), 1);
 	struct draining d = {.fd = server};
@@ -246,10 +240,9 @@ Test(recv_datagrams, sends_after_a_datagram_report_a_refused_destination_once_an
 	cr_assert_geq(server, 0);
 	int gone = afe_udp_bind("127.0.0.1", 0);
 	cr_assert_geq(gone, 0);
-	struct sockaddr_in to;
-	int connected = udp_socket_to(local_port(gone), &to);
+	int connected = udp_peer_of(gone);
 	close(gone); /* nothing listens on its port now */
-	int peer = udp_socket_to(local_port(server), &to);
+	int peer = udp_peer_of(server);
 	cr_assert_eq(send(peer, "x", 1, 0), 1);
 	struct refused r = {.fd = server, .connected = connected};
 	cr_assert_eq(test_block_on_coro(rt, send_after_refusal, &r), 1);
