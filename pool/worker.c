@@ -42,9 +42,21 @@ struct afe_worker *afe_worker_current(void)
 	return current_worker;
 }
 
+bool afe_worker_has_nothing_queued(void)
+{
+	struct afe_worker *w = current_worker;
+	return w && !w->lifo && afe_rq_len(&w->queue) == 0 &&
+	       afe_inject_len(&w->pool->inject) == 0;
+}
+
 /* The pool whose woken tasks this thread (the ring thread) is running
  * itself, between two reaps (see afe_defer_wakes_deliver); else NULL. */
 static _Thread_local struct afe_pool *running_inline;
+
+bool afe_pool_running_inline(void)
+{
+	return running_inline != NULL;
+}
 
 struct afe_pool *afe_pool_current(void)
 {

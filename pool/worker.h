@@ -55,6 +55,19 @@ struct afe_worker {
 /* The worker running on this thread, or NULL. */
 struct afe_worker *afe_worker_current(void);
 
+/* Whether the calling thread is a worker with no other task waiting for
+ * it: its LIFO slot and run queue empty, and the injection queue too. A
+ * poll that would otherwise leave this worker idle may then wait in a
+ * system call here (uring/io.c, a file write the kernel cannot start
+ * without waiting). False on any other thread, the ring thread running
+ * woken tasks itself included. */
+bool afe_worker_has_nothing_queued(void);
+
+/* Whether the calling thread is the ring thread running woken tasks
+ * itself (afe_defer_wakes_deliver): a task that gives way there goes to
+ * the workers. */
+bool afe_pool_running_inline(void);
+
 /* Thread body of a worker. */
 void *afe_worker_main(void *arg);
 

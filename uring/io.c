@@ -11,6 +11,7 @@
 #include "../pool/give_way.h"
 #include "../pool/spinlock.h"
 #include "../pool/wake_batch.h"
+#include "../pool/worker.h"
 #include "afe/runtime.h"
 #include "compat.h"
 #include "io_internal.h"
@@ -83,6 +84,36 @@ bool afe__io_finish(struct afe_io *io)
 	return true;
 }
 
+/* Where an operation tried on the polling thread went. */
+enum done_here {
+	TO_THE_RING, /* not done: submit it */
+	DONE_HERE,   /* its result is set */
+	TO_A_WORKER, /* not done: its task should move to a worker first */
+};
+
+/*
+ * A file write the kernel cannot start without waiting (RWF_NOWAIT gave
+ * EOPNOTSUPP, as ext4 does for every buffered write, or EAGAIN), made by
+ * a worker with no other task queued: written here, waiting, as write(2)
+ * in a plain loop would. The ring would hand it to an io-wq thread and
+ * wake this task back through the ring thread, two thread wake-ups per
+ * write that cost more than most buffered writes (a depth-1 file copy
+ * ran at 3.4x dd's time; pool/HANDOFF.md). A worker that has work waiting
+ * sends the write to the ring instead. The ring thread, running woken
+ * tasks itself, must not wait: the task gives way and goes to a worker,
+ * one thread wake-up once instead of two per write (TO_A_WORKER below).
+ * EINTR goes to the ring; any other error is the result.
+ */
+static bool file_written_waiting(struct afe_io *io, const struct iovec *iov)
+{
+	const struct io_uring_sqe *sqe = sqe_of(io);
+	ssize_t n = pwritev2(sqe->fd, iov, 1, (off_t)sqe->off, 0);
+	if (n < 0 && errno == EINTR)
+		return false;
+	io->base.result = n < 0 ? -errno : n;
+	return true;
+}
+
 /*
  * A read or write of a file at an offset, tried here first with RWF_NOWAIT:
  * when the pages are cached (a read) or the write needs no wait, it is
@@ -96,20 +127,25 @@ bool afe__io_finish(struct afe_io *io)
  * timed operations, or at the file position (-1), whose order the ring
  * keeps.
  */
-static bool file_done_here(struct afe_io *io)
+static enum done_here file_done_here(struct afe_io *io)
 {
 	const struct io_uring_sqe *sqe = sqe_of(io);
 	bool read = sqe->opcode == IORING_OP_READ;
 	if ((!read && sqe->opcode != IORING_OP_WRITE) || sqe->off == (uint64_t)-1 || sqe->flags ||
 	    sqe->rw_flags || io->linked || io->follows || io->has_timeout || sqe->len == 0)
-		return false;
+		return TO_THE_RING;
 	struct iovec iov = {.iov_base = (void *)(uintptr_t)sqe->addr, .iov_len = sqe->len};
 	ssize_t n = read ? preadv2(sqe->fd, &iov, 1, (off_t)sqe->off, RWF_NOWAIT)
 			 : pwritev2(sqe->fd, &iov, 1, (off_t)sqe->off, RWF_NOWAIT);
+	if (!read && n < 0 && (errno == EOPNOTSUPP || errno == EAGAIN)) {
+		if (afe_worker_has_nothing_queued())
+			return file_written_waiting(io, &iov) ? DONE_HERE : TO_THE_RING;
+		return afe_pool_running_inline() ? TO_A_WORKER : TO_THE_RING;
+	}
 	if (read ? n != (ssize_t)sqe->len : n <= 0)
-		return false;
+		return TO_THE_RING;
 	io->base.result = n;
-	return true;
+	return DONE_HERE;
 }
 
 /*
@@ -189,7 +225,12 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 	settle_send_zc(io, rt);
 	if (io->linked)
 		settle_send_zc(io->linked, rt);
-	if (file_done_here(io) || message_sent_here(io)) {
+	enum done_here file = file_done_here(io);
+	if (file == TO_A_WORKER) {
+		io->submitted = false; /* polled again there, from the start */
+		return afe__give_way(cx);
+	}
+	if (file == DONE_HERE || message_sent_here(io)) {
 		io->done = true; /* the ring never saw io: no lock needed */
 		return afe__poll_budget_spend() ? afe__give_way(cx) : AFE_READY;
 	}

@@ -7,7 +7,14 @@
  * fd, -ECONNRESET for a peer that reset, 0 bytes at end of file). Set one
  * up with an afe_io_*_init call, then await &io.base from a task. Awaiting
  * holds no thread: the operation goes to the ring and the task is woken
- * when its completion arrives.
+ * when its completion arrives. Two kinds end at their first poll instead,
+ * on the polling thread: a read or write of a file at an offset that the
+ * kernel does without waiting (RWF_NOWAIT: a read of cached pages), and a
+ * file write it cannot start without waiting (ext4 for every buffered
+ * write) when the polling worker has no other task queued: that worker
+ * then makes the write, waiting, as write(2) would, instead of idling
+ * while the kernel hands it to a thread of its own. A worker with tasks
+ * queued sends such a write to the ring.
  *
  * Buffers, paths and addresses passed in belong to the operation until it
  * completes, and so does the struct afe_io itself: keep it in your future's

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Operation futures: results, bad input, files, pipes and sockets. */
+#define _GNU_SOURCE /* pwritev2, RWF_NOWAIT */
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,18 +143,18 @@ Test(io, bad_timeout_calls_and_ring_sizes_are_refused)
 	cr_assert_null(rt);
 }
 
-/* Polls a read once and, if it is pending, to its end: its result, and
- * whether its first poll ended it. */
-struct read_once {
+/* Polls an operation once and, if it is pending, to its end: its result,
+ * and whether its first poll ended it. */
+struct polled_io {
 	struct afe_future base;
 	struct afe_io io;
 	bool *ready_at_first_poll; /* the test's: the future runs as a copy */
 	int polls;
 };
 
-static int read_once_poll(struct afe_future *f, struct afe_context *cx)
+static int polled_io_poll(struct afe_future *f, struct afe_context *cx)
 {
-	struct read_once *self = afe_container_of(f, struct read_once, base);
+	struct polled_io *self = afe_container_of(f, struct polled_io, base);
 	int ready = afe_future_poll(&self->io.base, cx);
 	if (self->polls++ == 0)
 		*self->ready_at_first_poll = ready == AFE_READY;
@@ -176,16 +178,16 @@ Test(io, a_cached_file_read_ends_at_its_first_poll_and_others_go_through_the_rin
 	cr_assert_eq(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
 
 	bool first;
-	struct read_once r = {.ready_at_first_poll = &first};
-	afe_future_init(&r.base, read_once_poll);
+	struct polled_io r = {.ready_at_first_poll = &first};
+	afe_future_init(&r.base, polled_io_poll);
 	afe_io_read_init(&r.io, fd, buf, 4096, 4096);
 	cr_assert_eq(test_block_on(rt, &r), 4096);
 	cr_assert(first, "a cached read is done without the ring");
 	cr_assert_eq(memcmp(buf, data + 4096, 4096), 0);
 
 	/* Short: 96 bytes left at the end. */
-	r = (struct read_once){.ready_at_first_poll = &first};
-	afe_future_init(&r.base, read_once_poll);
+	r = (struct polled_io){.ready_at_first_poll = &first};
+	afe_future_init(&r.base, polled_io_poll);
 	afe_io_read_init(&r.io, fd, buf, 4096, sizeof(data) - 96);
 	cr_assert_eq(test_block_on(rt, &r), 96);
 	cr_assert_not(first, "a short read went to the ring");
@@ -200,12 +202,146 @@ Test(io, a_cached_file_read_ends_at_its_first_poll_and_others_go_through_the_rin
 	 * check that a read the worker cannot end goes through the ring. */
 	cr_assert_eq(fsync(fd), 0);
 	cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-	r = (struct read_once){.ready_at_first_poll = &first};
-	afe_future_init(&r.base, read_once_poll);
+	r = (struct polled_io){.ready_at_first_poll = &first};
+	afe_future_init(&r.base, polled_io_poll);
 	memset(buf, 0, sizeof(buf));
 	afe_io_read_init(&r.io, fd, buf, 8192, 8192);
 	cr_assert_eq(test_block_on(rt, &r), 8192);
 	cr_assert_eq(memcmp(buf, data + 8192, 8192), 0);
+	close(fd);
+	test_runtime_destroy(rt);
+}
+
+/* Whether the kernel refuses to start a write to fd without waiting
+ * (ext4 for every buffered write): a one-byte RWF_NOWAIT try at 0. */
+static bool file_write_waits(int fd)
+{
+	char probe = 0;
+	bool waits = pwritev2(fd, &(struct iovec){.iov_base = &probe, .iov_len = 1}, 1, 0,
+			      RWF_NOWAIT) < 0;
+	cr_assert(!waits || errno == EOPNOTSUPP || errno == EAGAIN, "%s", strerror(errno));
+	return waits;
+}
+
+/* What write_beside saw: whether each write ended at its first poll, and
+ * whether the other task had run by the end of the second. */
+struct write_outcome {
+	bool alone_at_first_poll, queued_at_first_poll, other_ran_first;
+};
+
+/* Writes the first half of data alone on its worker, then spawns a
+ * mark_ran (one worker: it waits in the queue behind this task) and
+ * writes the second half. */
+struct write_beside {
+	struct afe_future base;
+	int fd;
+	const char *data;
+	struct write_outcome *out; /* the test's: the future runs as a copy */
+	atomic_bool other_ran;
+	struct mark_ran other;
+	struct afe_join_handle other_handle;
+	struct afe_join join;
+	struct polled_io w;
+};
+
+static int write_beside_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct write_beside *self = afe_container_of(f, struct write_beside, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	self->w = (struct polled_io){.ready_at_first_poll = &self->out->alone_at_first_poll};
+	afe_future_init(&self->w.base, polled_io_poll);
+	afe_io_write_init(&self->w.io, self->fd, self->data, 4096, 0);
+	AFE_AWAIT(&self->w.base);
+	if (self->w.base.result != 4096)
+		AFE_RETURN(self->w.base.result < 0 ? self->w.base.result : -EIO);
+	self->other = (struct mark_ran){.ran = &self->other_ran};
+	afe_future_init(&self->other.base, mark_ran_poll);
+	if (afe_spawn(NULL, &self->other, &self->other_handle) < 0)
+		AFE_RETURN(-ENOMEM);
+	self->w = (struct polled_io){.ready_at_first_poll = &self->out->queued_at_first_poll};
+	afe_future_init(&self->w.base, polled_io_poll);
+	afe_io_write_init(&self->w.io, self->fd, self->data + 4096, 4096, 4096);
+	AFE_AWAIT(&self->w.base);
+	if (self->w.base.result != 4096)
+		AFE_RETURN(self->w.base.result < 0 ? self->w.base.result : -EIO);
+	self->out->other_ran_first = atomic_load(&self->other_ran);
+	afe_join_init(&self->join, &self->other_handle);
+	AFE_AWAIT(&self->join.base);
+	AFE_RETURN(0);
+	AFE_ASYNC_END;
+}
+
+/* A file write that the kernel will not start without waiting (ext4
+ * refuses RWF_NOWAIT for every buffered write) is made waiting by a
+ * worker with nothing else queued, at its first poll, as write(2) in a
+ * loop would; with a task queued behind it, it goes through the ring and
+ * the other task runs meanwhile. Where the file system writes without
+ * waiting, both end at their first poll. */
+Test(io, a_file_write_is_made_by_an_idle_worker_and_through_the_ring_by_a_busy_one)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	int fd = test_unlinked_file();
+	bool waits = file_write_waits(fd);
+	static char data[8192], back[8192];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (char)(i * 7 + 1);
+	struct write_outcome out = {0};
+	struct write_beside w = {.fd = fd, .data = data, .out = &out};
+	afe_future_init(&w.base, write_beside_poll);
+	cr_assert_eq(test_block_on(rt, &w), 0);
+	cr_assert(out.alone_at_first_poll, "a worker with nothing queued wrote at once");
+	if (waits) {
+		cr_assert_not(out.queued_at_first_poll, "a worker with a task queued used the ring");
+		cr_assert(out.other_ran_first, "and the queued task ran meanwhile");
+	}
+	cr_assert_eq(pread(fd, back, sizeof(back), 0), (ssize_t)sizeof(back));
+	cr_assert_eq(memcmp(back, data, sizeof(back)), 0);
+	close(fd);
+	test_runtime_destroy(rt);
+}
+
+/* Sleeps (the ring wakes it, with every worker parked: the ring thread
+ * runs it itself), then writes data to fd at 0 and names the thread that
+ * polled it once the write was done. */
+struct write_after_sleep {
+	struct afe_future base;
+	int fd;
+	const char *data;
+	char *thread_name; /* the test's, 16 bytes */
+	struct afe_sleep nap;
+	struct afe_io w;
+};
+
+static int write_after_sleep_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct write_after_sleep *self = afe_container_of(f, struct write_after_sleep, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_sleep_init(&self->nap, 20 * 1000000ull);
+	AFE_AWAIT(&self->nap.base);
+	afe_io_write_init(&self->w, self->fd, self->data, 4096, 0);
+	AFE_AWAIT(&self->w.base);
+	pthread_getname_np(pthread_self(), self->thread_name, 16);
+	AFE_RETURN(self->w.base.result);
+	AFE_ASYNC_END;
+}
+
+/* The ring thread running a woken task itself does not make a write that
+ * waits: the task gives way and moves to a worker, which makes it. */
+Test(io, a_file_write_that_waits_moves_its_task_from_the_ring_thread_to_a_worker)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	int fd = test_unlinked_file();
+	bool waits = file_write_waits(fd);
+	static char data[4096], back[4096];
+	memset(data, 'w', sizeof(data));
+	char name[16] = "";
+	struct write_after_sleep w = {.fd = fd, .data = data, .thread_name = name};
+	afe_future_init(&w.base, write_after_sleep_poll);
+	cr_assert_eq(test_block_on(rt, &w), 4096);
+	if (waits)
+		cr_assert(strncmp(name, "afe-worker", 10) == 0, "written on %s", name);
+	cr_assert_eq(pread(fd, back, sizeof(back), 0), (ssize_t)sizeof(back));
+	cr_assert_eq(memcmp(back, data, sizeof(back)), 0);
 	close(fd);
 	test_runtime_destroy(rt);
 }
