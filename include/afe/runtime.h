@@ -71,8 +71,8 @@ struct afe_runtime_config {
 				       blocking call in a poll?) on stderr, naming its
 				       task; 0: off. A thread then wakes every
 				       long_poll_ms / 2 */
-	bool task_dump;		    /* keep a list of the live tasks, for
-				       afe_runtime_dump_tasks (see there) */
+	bool task_dump;		    /* tasks carry what afe_runtime_dump_tasks
+				       says of them (see there) */
 	int task_dump_signal;	    /* AFE_MAIN: dump the tasks on stderr when this
 				       signal comes (SIGUSR1...); 0: none. Implies
 				       task_dump */
@@ -226,21 +226,25 @@ struct afe_metrics {
  * Writes a line per live task of rt to fd: its name (afe_spawn_with), its
  * state (queued, running, waiting, or complete with a handle still held),
  * its age, how many times it was polled, how many of those polls were
- * timed (about one in 128 of each worker's polls of listed tasks, at
- * drawn intervals) and how long they took together,
- * its poll function and where it was spawned (addresses for
- * addr2line or gdb: the function, and the return address of the spawn
- * call). Returns the number of tasks written, or
- * -EINVAL (rt NULL, fd < 0), -EOPNOTSUPP (rt was created without
- * config.task_dump or task_dump_signal), -ENOMEM, or the -errno of a
- * failed write. The list is taken under locks spawns also take, then
- * written; tasks spawned meanwhile may be left out (a last line says so).
+ * timed (one in 128 of the task's polls: the 64th, the 192nd, ...) and
+ * how long they took together, its poll function and where it was
+ * spawned (addresses for addr2line or gdb: the function, and the return
+ * address of the spawn call). The counts stop at 2^32 - 1 polls and
+ * 4.29 s of timed polls (written with a "+" then); an age is right for
+ * 49 days. Returns the number of tasks written, or -EINVAL (rt NULL,
+ * fd < 0), -EOPNOTSUPP (rt was created without config.task_dump or
+ * task_dump_signal), -ENOMEM, or the -errno of a failed write. The dump
+ * takes a reference on every live task it finds, describes rt's, gives
+ * the references back and then writes; a task spawned meanwhile may be
+ * left out.
  *
- * Cost: with task_dump, every task carries its poll counts, poll time,
- * spawn time and site (an extra 40 bytes; a name is carried by tasks
+ * Cost: with task_dump, every task carries its poll count, timed poll
+ * time, spawn time and site (16 bytes; a name is carried by tasks
  * spawned with options, dump or not), a timed poll reads the clock
- * twice, a spawn reads the coarse clock, and a spawn and a free each take
- * a lock of one of 16 shards; without, a spawn and a poll test one bit.
+ * twice, and a task's poll that spawns reads the coarse clock once;
+ * spawning and freeing take no lock for it (a dump walks the task
+ * allocator's memory instead of a list). Without, a spawn and a poll test
+ * one bit.
  */
 AFE_EXPORT int afe_runtime_dump_tasks(struct afe_runtime *rt, int fd);
 

@@ -95,7 +95,6 @@ static void free_runtime_parts(struct afe_runtime *rt)
 static void free_runtime(struct afe_runtime *rt)
 {
 	free_runtime_parts(rt);
-	afe__task_registry_free(&rt->tasks); /* an orphan's tasks still use it */
 	afe_pool_free_queue(&rt->pool);
 	free(rt);
 }
@@ -158,7 +157,7 @@ static int create(struct afe_runtime **out, const struct afe_runtime_config *con
 	if (!rt)
 		return -ENOMEM;
 	rt->config = *config;
-	afe__task_registry_init(&rt->tasks, config->task_dump || config->task_dump_signal);
+	rt->list_tasks = config->task_dump || config->task_dump_signal;
 	pthread_mutex_init(&rt->block_on_lock, NULL);
 	pthread_cond_init(&rt->block_on_left, NULL);
 	if (rt->config.workers == 0) {

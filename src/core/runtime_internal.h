@@ -11,7 +11,6 @@
 #include "afe/task.h"
 #include "../../pool/pool.h"
 #include "../../uring/ring.h"
-#include "task_registry.h"
 
 #define AFE_DEFAULT_RING_ENTRIES 256
 #define AFE_DEFAULT_BLOCKING_THREADS 64
@@ -46,7 +45,7 @@ struct afe_runtime {
 	 * afe__spawn_system. May dip below 0 for a moment. */
 	_Atomic int64_t system_tasks;
 	struct afe_runtime *live_next; /* the live runtimes (live_runtimes.c) */
-	struct afe_task_registry tasks; /* kept with config.task_dump */
+	bool list_tasks; /* config.task_dump: tasks carry a record, dumps find them */
 };
 
 /* Tasks spawned and not yet finished (never undercounts). */

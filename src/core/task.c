@@ -38,8 +38,6 @@ static void task_dealloc(struct afe_task *t)
 		atomic_fetch_add_explicit(&t->rt->dropped, 1, memory_order_acq_rel);
 	}
 	afe_waker_drop(&t->join_waker);
-	if (state & AFE_TASK_LISTED)
-		afe__task_registry_remove(&t->rt->tasks, record_of(t, state), t);
 	afe__task_free(t, t->alloc_size);
 }
 
@@ -186,27 +184,20 @@ static void report_long_poll(struct afe_task *t, struct afe_worker_counters *cou
 		(unsigned long long)((now > since ? now - since : 0) / 1000000u));
 }
 
-/* Listed tasks' polls this thread makes before it times the next, and
- * the generator that spaces the timed ones: gaps from 1 to
- * 2 * AFE_TASK_TIMED_EVERY - 1, drawn (xorshift), so that a worker
- * cycling through AFE_TASK_TIMED_EVERY tasks does not time the same one
- * every round. A thread's first listed poll is timed. */
-static _Thread_local uint32_t polls_until_timed, timing_draw;
-
-static bool time_this_poll(void)
-{
-	if (polls_until_timed > 1) {
-		polls_until_timed--;
-		return false;
-	}
-	uint32_t x = timing_draw ? timing_draw : (uint32_t)(uintptr_t)&timing_draw | 1u;
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	timing_draw = x;
-	polls_until_timed = 1 + x % (2 * AFE_TASK_TIMED_EVERY - 1);
-	return true;
-}
+/*
+ * What this thread's last listed spawn read, to spare the next ones: the
+ * coarse clock (valid within one task poll: afe__runnable_run clears it
+ * before and after, so a task that spawns a thousand reads it once, and
+ * an age is off by at most that poll's length), and its site's number (a
+ * loop spawns from one site). Reading the clock at every spawn cost a
+ * listed spawn_join 5% (src/core/TASK_DUMP.md).
+ */
+static _Thread_local struct {
+	bool clock_valid;
+	uint32_t ms;
+	const void *site;
+	uint32_t site_id;
+} last_spawn;
 
 void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *counters)
 {
@@ -234,29 +225,29 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 	 * the long-poll detector; this thread is the only writer. */
 	uint64_t poll_no = atomic_load_explicit(&counters->polled, memory_order_relaxed) + 1;
 	atomic_store_explicit(&counters->polled, poll_no, memory_order_release);
-	/* A listed task counts its polls, and about one in
-	 * AFE_TASK_TIMED_EVERY is timed (two clock reads: timing every poll
-	 * cost a yield 40%, the first of each task a spawn 15%). Only this
-	 * poll writes them, so no RMW; relaxed: see the record. */
+	/* A listed task counts its polls, and one in AFE_TASK_TIMED_EVERY
+	 * is timed (two clock reads: timing every poll cost a yield 40%, the
+	 * first of each task a spawn 15%). Only this poll writes them, so no
+	 * RMW; relaxed: see the record. */
 	struct afe_task_record *rec = NULL;
 	uint64_t poll_began = 0;
 	if (ns & AFE_TASK_LISTED) {
 		rec = record_of(t, ns);
-		atomic_store_explicit(&rec->polls,
-				      atomic_load_explicit(&rec->polls, memory_order_relaxed) + 1,
-				      memory_order_relaxed);
-		if (time_this_poll())
+		uint32_t polls = atomic_load_explicit(&rec->polls, memory_order_relaxed);
+		if (polls < AFE_TASK_COUNT_MAX)
+			atomic_store_explicit(&rec->polls, polls + 1, memory_order_relaxed);
+		if ((polls + 1) % AFE_TASK_TIMED_EVERY == AFE_TASK_TIMED_EVERY / 2)
 			poll_began = afe_now_ns();
 	}
 	afe__poll_budget_reset();
+	last_spawn.clock_valid = false;
 	int ready = afe_future_poll(future_of(t), &cx);
+	last_spawn.clock_valid = false;
 	if (poll_began) { /* still RUNNING: the task is ours */
-		uint64_t spent = afe_now_ns() - poll_began;
-		atomic_store_explicit(&rec->poll_ns,
-				      atomic_load_explicit(&rec->poll_ns, memory_order_relaxed) + spent,
-				      memory_order_relaxed);
-		atomic_store_explicit(&rec->timed_polls,
-				      atomic_load_explicit(&rec->timed_polls, memory_order_relaxed) + 1,
+		uint64_t sum = atomic_load_explicit(&rec->timed_ns, memory_order_relaxed) +
+			       (afe_now_ns() - poll_began);
+		atomic_store_explicit(&rec->timed_ns,
+				      (uint32_t)(sum < AFE_TASK_COUNT_MAX ? sum : AFE_TASK_COUNT_MAX),
 				      memory_order_relaxed);
 	}
 	afe_counter_add(&counters->returned, 1);
@@ -291,10 +282,10 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 static size_t tail_offset(size_t size)
 {
 	size_t end = AFE_TASK_HEADER_SIZE + size;
-	size_t align = _Alignof(struct afe_task_record);
-	_Static_assert(_Alignof(struct afe_task_named) <= _Alignof(struct afe_task_record) &&
+	size_t align = _Alignof(struct afe_task_named);
+	_Static_assert(_Alignof(struct afe_task_record) <= _Alignof(struct afe_task_named) &&
 			       sizeof(struct afe_task_record) % _Alignof(struct afe_task_named) == 0,
-		       "the named part follows the record aligned");
+		       "the record and the named part after it both aligned");
 	return (end + align - 1) & ~(align - 1);
 }
 
@@ -332,15 +323,22 @@ static void init_named(struct afe_task *t, const char *name)
 	}
 }
 
-static void list_task(struct afe_task *t, uint64_t state, const void *site)
+/* Fills t's record; before t is published. */
+static void init_record(struct afe_task *t, uint64_t state, const void *site)
 {
 	struct afe_task_record *rec = record_of(t, state);
-	rec->spawned_ns = afe__now_coarse_ns(); /* every spawn: cheap */
-	rec->spawned_at = site;
+	if (site != last_spawn.site || !last_spawn.site_id) {
+		last_spawn.site = site;
+		last_spawn.site_id = afe__task_site_id(site);
+	}
+	rec->site = last_spawn.site_id;
+	if (!last_spawn.clock_valid) {
+		last_spawn.ms = (uint32_t)(afe__now_coarse_ns() / 1000000u);
+		last_spawn.clock_valid = true;
+	}
+	rec->spawned_ms = last_spawn.ms;
 	atomic_init(&rec->polls, 0);
-	atomic_init(&rec->poll_ns, 0);
-	atomic_init(&rec->timed_polls, 0);
-	afe__task_registry_add(&t->rt->tasks, rec, t);
+	atomic_init(&rec->timed_ns, 0);
 }
 
 /* mine: the spawning worker's counters, or NULL from outside the pool. */
@@ -351,7 +349,7 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 		      const struct afe_spawn_options *opts, const void *site)
 {
 	const char *start = obj, *b = (const char *)base;
-	bool named = opts != NULL, listed = rt->tasks.on;
+	bool named = opts != NULL, listed = rt->list_tasks;
 	size_t total = AFE_TASK_HEADER_SIZE + size;
 	if (named || listed)
 		total = tail_offset(size) + (listed ? sizeof(struct afe_task_record) : 0) +
@@ -380,9 +378,12 @@ static int spawn_task(struct afe_runtime *rt, struct afe_worker_counters *mine,
 		handle->cancel_on_drop = cancel_on_drop;
 		handle->stamp = afe__handle_stamp_issue(t);
 	}
-	atomic_init(&t->state, state);
 	if (listed)
-		list_task(t, state, site);
+		init_record(t, state, site);
+	/* Release: a dump walking the allocator's blocks (pin, below) that
+	 * finds the task live sees all of it written. The block may be
+	 * walked already, so a store, not an init. */
+	atomic_store_explicit(&t->state, state, memory_order_release);
 	if (mine)
 		afe_counter_add(&mine->spawned, 1);
 	else
@@ -406,7 +407,7 @@ static int spawn(struct afe_runtime *rt, const void *obj, size_t size,
 		return -EINVAL;
 	/* alloc_size is 32 bits */
 	if (size > UINT32_MAX - AFE_TASK_HEADER_SIZE - sizeof(struct afe_task_record) -
-			   sizeof(struct afe_task_named) - _Alignof(struct afe_task_record))
+			   sizeof(struct afe_task_named) - _Alignof(struct afe_task_named))
 		return -ENOMEM;
 	/* A spawn from outside the workers announces itself before it checks
 	 * closed, so destroy (which sets closed, then waits for these to
@@ -663,7 +664,57 @@ int afe_cancel_init(struct afe_cancel *cancel, struct afe_join_handle *handle)
 
 /* ---- dumps ----------------------------------------------------------------- */
 
-/* Under t's registry lock: t is alive. */
+/*
+ * Takes a reference on the task in a block of the task allocator if the
+ * block holds a live one (a reference count above zero): then it stays
+ * alive, and all of it is readable, until afe__task_release. A block
+ * being freed or reused meanwhile fails the CAS or counts as the new task
+ * (which is live too, and published: acquire pairs with the spawn's
+ * release store of state). Returns whether it took one. When the dump's
+ * reference turns out to be the last, the dump frees the task, as its
+ * last holder would have (a task left pending with nothing to wake it is
+ * then counted as dropped, without lost()'s report).
+ */
+static bool pin(struct afe_task *t)
+{
+	uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+	while (afe__task_refs(s) > 0)
+		if (atomic_compare_exchange_weak_explicit(&t->state, &s, s + AFE_TASK_REF_ONE,
+							 memory_order_acquire, memory_order_acquire))
+			return true;
+	return false;
+}
+
+/* The tasks a walk pinned: every live one, of any runtime. */
+struct pinned {
+	struct afe_task **at;
+	size_t n, cap;
+	bool full; /* the walk stopped: no memory to hold more */
+};
+
+/* afe__task_alloc_walk's visit: pins a live task. Under the allocator's
+ * lock at times, so it frees nothing (see task_alloc.h): room for the
+ * pointer is made before the pin, which is never given back here. */
+static void pin_block(void *block, void *arg)
+{
+	struct pinned *all = arg;
+	if (all->full)
+		return;
+	if (all->n == all->cap) {
+		size_t cap = all->cap ? all->cap * 2 : 1024;
+		struct afe_task **grown = realloc(all->at, cap * sizeof(*grown));
+		if (!grown) {
+			all->full = true;
+			return;
+		}
+		all->at = grown;
+		all->cap = cap;
+	}
+	if (pin(block))
+		all->at[all->n++] = block;
+}
+
+/* t is pinned: a picture of it. */
 static void describe(struct afe_task *t, struct afe_task_snapshot *out)
 {
 	/* Relaxed: a picture of a moment, which may be stale at once. */
@@ -678,72 +729,62 @@ static void describe(struct afe_task *t, struct afe_task_snapshot *out)
 		memcpy(out->name, named_of(t)->name, sizeof(out->name));
 		out->name[sizeof(out->name) - 1] = 0;
 	}
-	uint64_t now = afe__now_coarse_ns();
-	out->age_ns = now > rec->spawned_ns ? now - rec->spawned_ns : 0;
-	out->polls = atomic_load_explicit(&rec->polls, memory_order_relaxed);
-	out->timed_polls = atomic_load_explicit(&rec->timed_polls, memory_order_relaxed);
-	out->poll_ns = atomic_load_explicit(&rec->poll_ns, memory_order_relaxed);
+	/* Modulo 2^32 ms, as spawned_ms: right for 49 days. */
+	uint32_t now_ms = (uint32_t)(afe__now_coarse_ns() / 1000000u);
+	out->age_ns = (uint64_t)(uint32_t)(now_ms - rec->spawned_ms) * 1000000u;
+	uint32_t polls = atomic_load_explicit(&rec->polls, memory_order_relaxed);
+	out->polls = polls;
+	out->timed_polls = afe_task_timed_polls(polls);
+	out->poll_ns = atomic_load_explicit(&rec->timed_ns, memory_order_relaxed);
 	out->poll_fn = (void *)(uintptr_t)future_of(t)->poll;
-	out->spawned_at = rec->spawned_at;
+	out->spawned_at = afe__task_site(rec->site);
 }
 
-struct snapshots {
-	struct afe_task_snapshot *at;
-	unsigned n, cap;
-};
-
-static bool keep_snapshot(const struct afe_task_snapshot *s, void *arg)
+static int print_snapshot(int fd, const struct afe_task_snapshot *s)
 {
-	struct snapshots *all = arg;
-	if (all->n == all->cap)
-		return false;
-	all->at[all->n++] = *s;
-	return true;
-}
-
-static bool count_only(const struct afe_task_snapshot *s, void *arg)
-{
-	(void)s;
-	(void)arg;
-	return true;
+	const char *more = s->polls == AFE_TASK_COUNT_MAX ? "+" : "";
+	const char *longer = s->poll_ns == AFE_TASK_COUNT_MAX ? "+" : "";
+	return dprintf(fd,
+		       "afe:   \"%s\" %s, age %llu ms, %llu%s polls (%llu timed, taking %llu%s us), "
+		       "poll function %p, spawned at %p\n",
+		       s->name[0] ? s->name : "(unnamed)", s->state,
+		       (unsigned long long)(s->age_ns / 1000000u), (unsigned long long)s->polls, more,
+		       (unsigned long long)s->timed_polls, (unsigned long long)(s->poll_ns / 1000u),
+		       longer, s->poll_fn, s->spawned_at) < 0
+		       ? -errno
+		       : 0;
 }
 
 int afe_runtime_dump_tasks(struct afe_runtime *rt, int fd)
 {
 	if (!rt || fd < 0)
 		return -EINVAL;
-	if (!rt->tasks.on)
+	if (!rt->list_tasks)
 		return -EOPNOTSUPP;
-	/* Taken under the locks, written after them: a slow fd must not hold
-	 * up spawns. Tasks spawned between the count and the copy beyond a
-	 * margin are left out, and said to be. */
-	unsigned guess = afe__task_registry_walk(&rt->tasks, describe, count_only, NULL);
-	struct snapshots all = {.cap = guess + guess / 4 + 16};
-	all.at = malloc(all.cap * sizeof(*all.at));
-	if (!all.at)
-		return -ENOMEM;
-	unsigned seen = afe__task_registry_walk(&rt->tasks, describe, keep_snapshot, &all);
-	int err = dprintf(fd, "afe: %u live task(s)\n", all.n) < 0 ? -errno : 0;
-	for (unsigned i = 0; i < all.n && err == 0; i++) {
-		const struct afe_task_snapshot *s = &all.at[i];
-		if (dprintf(fd,
-			    "afe:   \"%s\" %s, age %llu ms, %llu polls (%llu timed, taking %llu us), "
-			    "poll function %p, spawned at %p\n",
-			    s->name[0] ? s->name : "(unnamed)", s->state,
-			    (unsigned long long)(s->age_ns / 1000000u),
-			    (unsigned long long)s->polls, (unsigned long long)s->timed_polls,
-			    (unsigned long long)(s->poll_ns / 1000u), s->poll_fn, s->spawned_at) < 0)
-			err = -errno;
+	/* Every live task is pinned while the walk lasts, then the
+	 * runtime's are described and all released before anything is
+	 * written: a slow fd must not keep tasks from being freed. */
+	struct pinned all = {0};
+	afe__task_alloc_walk(pin_block, &all);
+	struct afe_task_snapshot *snaps = malloc((all.n ? all.n : 1) * sizeof(*snaps));
+	unsigned n = 0;
+	for (size_t i = 0; i < all.n; i++) {
+		struct afe_task *t = all.at[i];
+		/* Relaxed: LISTED is set before publication, never changed. */
+		uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
+		if (snaps && t->rt == rt && (s & AFE_TASK_LISTED))
+			describe(t, &snaps[n++]);
+		afe__task_release(t);
 	}
-	if (err == 0 && seen > all.n &&
-	    dprintf(fd, "afe:   and more, spawned while this was written\n") < 0)
-		err = -errno;
-	/* Relaxed: a count for the reader, ordered by nothing. */
-	uint64_t unlisted = atomic_load_explicit(&rt->tasks.unlisted, memory_order_relaxed);
-	if (err == 0 && unlisted &&
-	    dprintf(fd, "afe:   and %llu more, unlisted (no memory to list them)\n",
-		    (unsigned long long)unlisted) < 0)
-		err = -errno;
 	free(all.at);
-	return err < 0 ? err : (int)all.n;
+	if (!snaps)
+		return -ENOMEM;
+	int err = dprintf(fd, "afe: %u live task(s)\n", n) < 0 ? -errno : 0;
+	for (unsigned i = 0; i < n && err == 0; i++)
+		err = print_snapshot(fd, &snaps[i]);
+	if (err == 0 && all.full &&
+	    dprintf(fd, "afe:   and maybe more, left out (no memory to hold them)\n") < 0)
+		err = -errno;
+	free(snaps);
+	return err < 0 ? err : (int)n;
 }

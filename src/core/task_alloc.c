@@ -3,40 +3,114 @@
 #include "task_alloc.h"
 
 #include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+
+/* ---- blocks from malloc, listed ------------------------------------------ */
+
+/* What precedes a block from malloc: its links in the list of such blocks
+ * handed out, so that afe__task_alloc_walk finds them. A multiple of
+ * max_align_t's alignment, so the block after it keeps that alignment. */
+struct listed_head {
+	alignas(max_align_t) struct listed_head *prev, *next;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct listed_head *first;
+} listed = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void *listed_alloc(size_t size)
+{
+	struct listed_head *h = malloc(sizeof(*h) + size);
+	if (!h)
+		return NULL;
+	/* What malloc left there could pass for a live task's state word to
+	 * a walk, which would then count a reference the spawn's store of
+	 * the state erases. Zeroed before the block is listed, under the
+	 * lock the walks hold. */
+	if (size >= sizeof(uint64_t))
+		memset(h + 1, 0, sizeof(uint64_t));
+	pthread_mutex_lock(&listed.lock);
+	h->prev = NULL;
+	h->next = listed.first;
+	if (h->next)
+		h->next->prev = h;
+	listed.first = h;
+	pthread_mutex_unlock(&listed.lock);
+	return h + 1;
+}
+
+static void listed_free(void *block)
+{
+	struct listed_head *h = (struct listed_head *)block - 1;
+	pthread_mutex_lock(&listed.lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		listed.first = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&listed.lock);
+	free(h);
+}
+
+static void listed_walk(void (*visit)(void *block, void *arg), void *arg)
+{
+	pthread_mutex_lock(&listed.lock);
+	for (struct listed_head *h = listed.first; h; h = h->next)
+		visit(h + 1, arg);
+	pthread_mutex_unlock(&listed.lock);
+}
 
 #ifdef AFE_TASK_ALLOC_USES_MALLOC
 
 void *afe__task_alloc(size_t size)
 {
-	return malloc(size);
+	return listed_alloc(size);
 }
 
 void afe__task_free(void *block, size_t size)
 {
 	(void)size;
-	free(block);
+	listed_free(block);
+}
+
+void afe__task_alloc_walk(void (*visit)(void *block, void *arg), void *arg)
+{
+	listed_walk(visit, arg);
 }
 
 #else
+
+/* ---- blocks of size classes, carved from chunks --------------------------- */
 
 enum {
 	CLASS_SIZE = 16, /* the alignment of max_align_t */
 	CLASS_COUNT = AFE_TASK_ALLOC_MAX / CLASS_SIZE,
 	BATCH = 64,			 /* blocks traded with the global pool at once */
 	CHUNK = 2 * 1024 * 1024,	 /* one transparent huge page */
+	RUNS_PER_BOOK = 1023,
 };
 
 /* A free block. Batches in the global pool are chained through their first
- * block, which also holds the batch's length. */
+ * block, which also holds the batch's length. owner_word is never written
+ * here: it is the task's state word (see task_alloc.h). */
 struct free_block {
+	uint64_t owner_word;
 	struct free_block *next;
 	struct free_block *next_batch;
 	unsigned batch_count;
 };
+
+/* The smallest block: room for struct free_block. */
+#define MIN_BLOCK ((sizeof(struct free_block) + CLASS_SIZE - 1) / CLASS_SIZE * CLASS_SIZE)
 
 struct block_list {
 	struct free_block *head;
@@ -52,10 +126,27 @@ struct thread_cache {
 	bool registered;
 };
 
+/* A run: BATCH blocks of one size carved together, what a walk visits. */
+struct run {
+	char *start;
+	size_t size;
+};
+
+/* Runs are recorded in books, never freed; the newest book first. A book
+ * is filled under pool.lock; walkers read without it: used is stored
+ * (release) after the run it counts, and a book is published (release)
+ * after it is set up; both read with acquire. */
+struct run_book {
+	struct run_book *next;
+	_Atomic uint32_t used;
+	struct run runs[RUNS_PER_BOOK];
+};
+
 static struct {
 	pthread_mutex_t lock;
 	struct free_block *batches[CLASS_COUNT];
 	char *bump, *bump_end; /* the chunk blocks are carved from */
+	_Atomic(struct run_book *) books;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local struct thread_cache cache;
@@ -64,6 +155,8 @@ static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 
 static inline unsigned class_of(size_t size)
 {
+	if (size < MIN_BLOCK)
+		size = MIN_BLOCK;
 	return (unsigned)((size + CLASS_SIZE - 1) / CLASS_SIZE) - 1;
 }
 
@@ -85,6 +178,29 @@ static bool grow_pool(void)
 	return true;
 }
 
+/* Records a run about to be carved, so walks find its blocks. Called with
+ * pool.lock held; false when a new book cannot be had. */
+static bool record_run(char *start, size_t size)
+{
+	struct run_book *book = atomic_load_explicit(&pool.books, memory_order_relaxed);
+	uint32_t used = book ? atomic_load_explicit(&book->used, memory_order_relaxed) : 0;
+	if (!book || used == RUNS_PER_BOOK) {
+		struct run_book *fresh = malloc(sizeof(*fresh));
+		if (!fresh)
+			return false;
+		fresh->next = book;
+		atomic_init(&fresh->used, 0);
+		/* Release: a walker that finds the book sees it set up. */
+		atomic_store_explicit(&pool.books, fresh, memory_order_release);
+		book = fresh;
+		used = 0;
+	}
+	book->runs[used] = (struct run){start, size};
+	/* Release: pairs with the walker's acquire load of used. */
+	atomic_store_explicit(&book->used, used + 1, memory_order_release);
+	return true;
+}
+
 /* Fills an empty list with a batch of class c: a freed batch if the pool
  * has one, else blocks carved from the chunk. */
 static bool refill(struct block_list *list, unsigned c)
@@ -99,7 +215,8 @@ static bool refill(struct block_list *list, unsigned c)
 		list->count = batch->batch_count;
 		return true;
 	}
-	if ((size_t)(pool.bump_end - pool.bump) < BATCH * size && !grow_pool()) {
+	if (((size_t)(pool.bump_end - pool.bump) < BATCH * size && !grow_pool()) ||
+	    !record_run(pool.bump, size)) {
 		pthread_mutex_unlock(&pool.lock);
 		return false;
 	}
@@ -157,7 +274,7 @@ static void register_thread(void)
 void *afe__task_alloc(size_t size)
 {
 	if (size == 0 || size > AFE_TASK_ALLOC_MAX)
-		return malloc(size);
+		return listed_alloc(size);
 	if (!cache.registered)
 		register_thread();
 	unsigned c = class_of(size);
@@ -179,7 +296,7 @@ void *afe__task_alloc(size_t size)
 void afe__task_free(void *block, size_t size)
 {
 	if (size == 0 || size > AFE_TASK_ALLOC_MAX) {
-		free(block);
+		listed_free(block);
 		return;
 	}
 	if (!cache.registered)
@@ -197,6 +314,18 @@ void afe__task_free(void *block, size_t size)
 	b->next = active->head;
 	active->head = b;
 	active->count++;
+}
+
+void afe__task_alloc_walk(void (*visit)(void *block, void *arg), void *arg)
+{
+	for (struct run_book *book = atomic_load_explicit(&pool.books, memory_order_acquire); book;
+	     book = book->next) {
+		uint32_t used = atomic_load_explicit(&book->used, memory_order_acquire);
+		for (uint32_t r = 0; r < used; r++)
+			for (unsigned i = 0; i < BATCH; i++)
+				visit(book->runs[r].start + i * book->runs[r].size, arg);
+	}
+	listed_walk(visit, arg);
 }
 
 #endif /* AFE_TASK_ALLOC_USES_MALLOC */

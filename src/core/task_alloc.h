@@ -8,8 +8,10 @@
  * batches with a global pool, so allocating and freeing take no lock in
  * the common case even when tasks die on another thread than they were
  * born on. Larger tasks, and every task under AddressSanitizer (so it
- * checks each block), use malloc. Chunks are kept for the life of the
- * process: memory freed by tasks is reused by later tasks.
+ * checks each block), use malloc, behind a small header that links them
+ * in a list under a lock, so that a dump can find them too. Chunks are
+ * kept for the life of the process: memory freed by tasks is reused by
+ * later tasks.
  */
 #ifndef AFE_TASK_ALLOC_H
 #define AFE_TASK_ALLOC_H
@@ -32,5 +34,18 @@ void *afe__task_alloc(size_t size);
 
 /* Returns a block from afe__task_alloc(size), on any thread. */
 void afe__task_free(void *block, size_t size);
+
+/*
+ * For the task dump (task.c), which has no list of its own: calls
+ * visit(block, arg) for every block handed out and not returned, and for
+ * some returned ones (a block of a size class stays walkable once carved).
+ * The allocator never writes a block's first 8 bytes (a task's state
+ * word): a returned block keeps what its last owner left there, a fresh
+ * one holds zero; so visit tells a live block by that word, read
+ * atomically, and it must take a reference before reading more (see
+ * task.c's pin). visit must neither allocate nor free blocks: a lock may
+ * be held around it.
+ */
+void afe__task_alloc_walk(void (*visit)(void *block, void *arg), void *arg);
 
 #endif /* AFE_TASK_ALLOC_H */

@@ -1,108 +1,44 @@
 /* SPDX-License-Identifier: MIT */
-/* The live tasks of a runtime: see task_registry.h. */
+/* The spawn sites of listed tasks, numbered: see task_registry.h. */
 #include "task_registry.h"
 
 #include <stddef.h>
-#include <stdlib.h>
-#include <string.h>
 
-#include "../../pool/spinlock.h"
+enum {
+	SITES = 4096,	/* a power of two */
+	SITE_PROBES = 64, /* how far a lookup looks before it gives up (0) */
+};
 
-/* A table's first size, in slots; it doubles from there. */
-#define FIRST_SLOTS 256u
+/* Open addressing, linear probes; a slot, once set, never changes. Only
+ * the value is shared, so relaxed: a lookup that finds a slot empty and
+ * loses the CAS for it reads the winner's value in the same step. */
+static _Atomic(uintptr_t) sites[SITES];
 
-void afe__task_registry_init(struct afe_task_registry *reg, bool on)
+uint32_t afe__task_site_id(const void *site)
 {
-	memset(reg, 0, sizeof(*reg));
-	reg->on = on;
-	atomic_init(&reg->unlisted, 0);
-	for (unsigned i = 0; i < AFE_TASK_REGISTRY_SHARDS; i++) {
-		atomic_flag_clear(&reg->shards[i].lock);
-		reg->shards[i].free_head = AFE_TASK_UNLISTED;
+	uintptr_t want = (uintptr_t)site;
+	if (!want)
+		return 0;
+	/* Fibonacci hashing: the top bits of a multiply spread return
+	 * addresses, which share their low and high bits. */
+	uint32_t home = (uint32_t)(((uint64_t)want * UINT64_C(0x9E3779B97F4A7C15)) >> 52);
+	for (uint32_t i = 0; i < SITE_PROBES; i++) {
+		uint32_t at = (home + i) & (SITES - 1);
+		uintptr_t held = atomic_load_explicit(&sites[at], memory_order_relaxed);
+		if (held == 0 &&
+		    atomic_compare_exchange_strong_explicit(&sites[at], &held, want,
+							    memory_order_relaxed,
+							    memory_order_relaxed))
+			return at + 1;
+		if (held == want)
+			return at + 1;
 	}
+	return 0;
 }
 
-void afe__task_registry_free(struct afe_task_registry *reg)
+const void *afe__task_site(uint32_t id)
 {
-	for (unsigned i = 0; i < AFE_TASK_REGISTRY_SHARDS; i++) {
-		free(reg->shards[i].slots);
-		reg->shards[i].slots = NULL;
-	}
-}
-
-/* A task's shard: its address, past the bits every allocation shares. */
-static unsigned shard_of(const struct afe_task *t)
-{
-	return (unsigned)(((uintptr_t)t >> 6) % AFE_TASK_REGISTRY_SHARDS);
-}
-
-static bool is_free(uintptr_t slot)
-{
-	return slot & 1u;
-}
-
-void afe__task_registry_add(struct afe_task_registry *reg, struct afe_task_record *rec,
-			    struct afe_task *t)
-{
-	unsigned i = shard_of(t);
-	struct afe_task_registry_shard *s = &reg->shards[i];
-	afe_spin_lock(&s->lock);
-	uint32_t at = s->free_head;
-	if (at != AFE_TASK_UNLISTED) {
-		s->free_head = (uint32_t)(s->slots[at] >> 1);
-	} else if (s->used < s->cap) {
-		at = s->used++;
-	} else {
-		/* Grown under the lock, rarely (doubling): a dump walking the
-		 * table holds it too. */
-		uint32_t cap = s->cap ? s->cap * 2 : FIRST_SLOTS;
-		uintptr_t *grown = cap > s->cap ? realloc(s->slots, cap * sizeof(*grown)) : NULL;
-		if (grown) {
-			s->slots = grown;
-			s->cap = cap;
-			at = s->used++;
-		}
-	}
-	if (at != AFE_TASK_UNLISTED)
-		s->slots[at] = (uintptr_t)t;
-	afe_spin_unlock(&s->lock);
-	rec->slot = at;
-	if (at == AFE_TASK_UNLISTED)
-		atomic_fetch_add_explicit(&reg->unlisted, 1, memory_order_relaxed);
-}
-
-void afe__task_registry_remove(struct afe_task_registry *reg, struct afe_task_record *rec,
-			       struct afe_task *t)
-{
-	if (rec->slot == AFE_TASK_UNLISTED) {
-		atomic_fetch_sub_explicit(&reg->unlisted, 1, memory_order_relaxed);
-		return;
-	}
-	struct afe_task_registry_shard *s = &reg->shards[shard_of(t)];
-	afe_spin_lock(&s->lock);
-	s->slots[rec->slot] = ((uintptr_t)s->free_head << 1) | 1u;
-	s->free_head = rec->slot;
-	afe_spin_unlock(&s->lock);
-}
-
-unsigned afe__task_registry_walk(struct afe_task_registry *reg,
-				 void (*describe)(struct afe_task *t, struct afe_task_snapshot *out),
-				 bool (*see)(const struct afe_task_snapshot *s, void *arg), void *arg)
-{
-	unsigned count = 0;
-	bool more = true;
-	for (unsigned i = 0; i < AFE_TASK_REGISTRY_SHARDS && more; i++) {
-		struct afe_task_registry_shard *s = &reg->shards[i];
-		afe_spin_lock(&s->lock);
-		for (uint32_t at = 0; at < s->used && more; at++) {
-			if (is_free(s->slots[at]))
-				continue;
-			struct afe_task_snapshot snap;
-			describe((struct afe_task *)s->slots[at], &snap);
-			more = see(&snap, arg);
-			count++;
-		}
-		afe_spin_unlock(&s->lock);
-	}
-	return count;
+	if (id == 0 || id > SITES)
+		return NULL;
+	return (const void *)atomic_load_explicit(&sites[id - 1], memory_order_relaxed);
 }
