@@ -236,7 +236,9 @@ struct afe_metrics {
  * task_dump_signal), -ENOMEM, or the -errno of a failed write. The dump
  * takes a reference on every live task it finds, describes rt's, gives
  * the references back and then writes; a task spawned meanwhile may be
- * left out.
+ * left out. A dump reads a word of every block the task allocator ever
+ * carved, so its time grows with the most tasks the process held at
+ * once, live or not now.
  *
  * Cost: with task_dump, every task carries its poll count, timed poll
  * time, spawn time and site (16 bytes; a name is carried by tasks
