@@ -186,14 +186,15 @@ static void report_long_poll(struct afe_task *t, struct afe_worker_counters *cou
 
 /*
  * What this thread's last listed spawn read, to spare the next ones: the
- * coarse clock (valid within one task poll: afe__runnable_run clears it
- * before and after, so a task that spawns a thousand reads it once, and
- * an age is off by at most that poll's length), and its site's number (a
- * loop spawns from one site). Reading the clock at every spawn cost a
- * listed spawn_join 5% (src/core/TASK_DUMP.md).
+ * coarse clock, kept only within one task poll (afe__runnable_run marks
+ * the poll and clears the reading before and after it), so a poll that
+ * spawns a thousand tasks reads it once and an age is off by at most that
+ * poll's length, while a spawn outside any poll reads it every time; and
+ * its site's number (a loop spawns from one site). Reading the clock at
+ * every spawn cost a listed spawn_join 5% (src/core/TASK_DUMP.md).
  */
 static _Thread_local struct {
-	bool clock_valid;
+	bool in_poll, clock_valid;
 	uint32_t ms;
 	const void *site;
 	uint32_t site_id;
@@ -240,9 +241,10 @@ void afe__runnable_run(struct afe_runnable *r, struct afe_worker_counters *count
 			poll_began = afe_now_ns();
 	}
 	afe__poll_budget_reset();
+	last_spawn.in_poll = true;
 	last_spawn.clock_valid = false;
 	int ready = afe_future_poll(future_of(t), &cx);
-	last_spawn.clock_valid = false;
+	last_spawn.in_poll = false;
 	if (poll_began) { /* still RUNNING: the task is ours */
 		uint64_t sum = atomic_load_explicit(&rec->timed_ns, memory_order_relaxed) +
 			       (afe_now_ns() - poll_began);
@@ -332,9 +334,9 @@ static void init_record(struct afe_task *t, uint64_t state, const void *site)
 		last_spawn.site_id = afe__task_site_id(site);
 	}
 	rec->site = last_spawn.site_id;
-	if (!last_spawn.clock_valid) {
+	if (!last_spawn.in_poll || !last_spawn.clock_valid) {
 		last_spawn.ms = (uint32_t)(afe__now_coarse_ns() / 1000000u);
-		last_spawn.clock_valid = true;
+		last_spawn.clock_valid = last_spawn.in_poll;
 	}
 	rec->spawned_ms = last_spawn.ms;
 	atomic_init(&rec->polls, 0);

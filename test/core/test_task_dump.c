@@ -262,6 +262,40 @@ Test(task_dump, lists_thousands_of_tasks_and_none_once_freed, .timeout = 60)
 	test_runtime_destroy(rt);
 }
 
+/* The age in ms of the task named name in dump (-1: not found). */
+static long age_of(const char *dump, const char *name)
+{
+	const char *line = line_of(dump, name);
+	const char *at = line ? strstr(line, ", age ") : NULL;
+	return at ? strtol(at + 6, NULL, 10) : -1;
+}
+
+/* Two spawns from outside any task, 300 ms apart: each task's age is
+ * its own (a clock reading is kept only within one task's poll). */
+Test(task_dump, tasks_spawned_apart_have_their_own_ages, .timeout = 20)
+{
+	struct afe_runtime *rt = runtime_dumping(true);
+	struct afe_notify go;
+	afe_notify_init(&go);
+	struct afe_join_handle h[2];
+	struct waiter w = waiter_make(&go, 0);
+	spawn_named(rt, &w, &h[0], "older");
+	pause_ms(300);
+	spawn_named(rt, &w, &h[1], "younger");
+	char dump[4096];
+	cr_assert_eq(dump_when(rt, dump, sizeof(dump), " waiting,", 2), 2, "%s", dump);
+	long older = age_of(dump, "older"), younger = age_of(dump, "younger");
+	cr_assert(younger >= 0 && older >= younger + 250, "%s", dump);
+	cr_assert_eq(afe_notify_all(&go), 2);
+	for (int i = 0; i < 2; i++) {
+		struct afe_join join;
+		afe_join_init(&join, &h[i]);
+		cr_assert_eq(test_block_on(rt, &join), 0);
+	}
+	afe_notify_destroy(&go);
+	test_runtime_destroy(rt);
+}
+
 /* A future too large for the allocator's size classes (from malloc, on
  * a list of their own): listed all the same. */
 struct big_waiter {
