@@ -53,11 +53,6 @@ bool afe_worker_has_nothing_queued(void)
  * itself, between two reaps (see afe_defer_wakes_deliver); else NULL. */
 static _Thread_local struct afe_pool *running_inline;
 
-bool afe_pool_running_inline(void)
-{
-	return running_inline != NULL;
-}
-
 struct afe_pool *afe_pool_current(void)
 {
 	return current_worker ? current_worker->pool : running_inline;

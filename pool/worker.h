@@ -63,11 +63,6 @@ struct afe_worker *afe_worker_current(void);
  * woken tasks itself included. */
 bool afe_worker_has_nothing_queued(void);
 
-/* Whether the calling thread is the ring thread running woken tasks
- * itself (afe_defer_wakes_deliver): a task that gives way there goes to
- * the workers. */
-bool afe_pool_running_inline(void);
-
 /* Thread body of a worker. */
 void *afe_worker_main(void *arg);
 

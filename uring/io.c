@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "../pool/give_way.h"
+#include "../pool/pool.h" /* afe_pool_current */
 #include "../pool/spinlock.h"
 #include "../pool/wake_batch.h"
 #include "../pool/worker.h"
@@ -140,7 +141,9 @@ static enum done_here file_done_here(struct afe_io *io)
 	if (!read && n < 0 && (errno == EOPNOTSUPP || errno == EAGAIN)) {
 		if (afe_worker_has_nothing_queued())
 			return file_written_waiting(io, &iov) ? DONE_HERE : TO_THE_RING;
-		return afe_pool_running_inline() ? TO_A_WORKER : TO_THE_RING;
+		/* The ring thread running woken tasks itself: in a pool, on no
+		 * worker. */
+		return afe_pool_current() && !afe_worker_current() ? TO_A_WORKER : TO_THE_RING;
 	}
 	if (read ? n != (ssize_t)sqe->len : n <= 0)
 		return TO_THE_RING;
@@ -219,17 +222,15 @@ static int first_poll(struct afe_io *io, struct afe_context *cx)
 			finish_follower(io->linked, (int32_t)io->base.result);
 		return AFE_READY;
 	}
+	enum done_here file = file_done_here(io);
+	if (file == TO_A_WORKER)
+		return afe__give_way(cx); /* polled again there, from the start */
 	io->rt = rt;
 	io->submitted = true;
 	io->fd_owned = cx->owned_fd && *cx->owned_fd == sqe_of(io)->fd;
 	settle_send_zc(io, rt);
 	if (io->linked)
 		settle_send_zc(io->linked, rt);
-	enum done_here file = file_done_here(io);
-	if (file == TO_A_WORKER) {
-		io->submitted = false; /* polled again there, from the start */
-		return afe__give_way(cx);
-	}
 	if (file == DONE_HERE || message_sent_here(io)) {
 		io->done = true; /* the ring never saw io: no lock needed */
 		return afe__poll_budget_spend() ? afe__give_way(cx) : AFE_READY;

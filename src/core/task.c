@@ -716,6 +716,15 @@ static void pin_block(void *block, void *arg)
 		all->at[all->n++] = block;
 }
 
+/* What a dump says of one task. */
+struct afe_task_snapshot {
+	char name[32];
+	const char *state;
+	uint64_t age_ns, polls, poll_ns; /* poll_ns: of the timed polls */
+	void *poll_fn;
+	const void *spawned_at;
+};
+
 /* t is pinned: a picture of it. */
 static void describe(struct afe_task *t, struct afe_task_snapshot *out)
 {
@@ -734,9 +743,7 @@ static void describe(struct afe_task *t, struct afe_task_snapshot *out)
 	/* Modulo 2^32 ms, as spawned_ms: right for 49 days. */
 	uint32_t now_ms = (uint32_t)(afe__now_coarse_ns() / 1000000u);
 	out->age_ns = (uint64_t)(uint32_t)(now_ms - rec->spawned_ms) * 1000000u;
-	uint32_t polls = atomic_load_explicit(&rec->polls, memory_order_relaxed);
-	out->polls = polls;
-	out->timed_polls = afe_task_timed_polls(polls);
+	out->polls = atomic_load_explicit(&rec->polls, memory_order_relaxed);
 	out->poll_ns = atomic_load_explicit(&rec->timed_ns, memory_order_relaxed);
 	out->poll_fn = (void *)(uintptr_t)future_of(t)->poll;
 	out->spawned_at = afe__task_site(rec->site);
@@ -751,7 +758,8 @@ static int print_snapshot(int fd, const struct afe_task_snapshot *s)
 		       "poll function %p, spawned at %p\n",
 		       s->name[0] ? s->name : "(unnamed)", s->state,
 		       (unsigned long long)(s->age_ns / 1000000u), (unsigned long long)s->polls, more,
-		       (unsigned long long)s->timed_polls, (unsigned long long)(s->poll_ns / 1000u),
+		       (unsigned long long)afe_task_timed_polls((uint32_t)s->polls),
+		       (unsigned long long)(s->poll_ns / 1000u),
 		       longer, s->poll_fn, s->spawned_at) < 0
 		       ? -errno
 		       : 0;

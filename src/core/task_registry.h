@@ -44,13 +44,4 @@ uint32_t afe__task_site_id(const void *site);
 /* The site numbered id, NULL for 0. */
 const void *afe__task_site(uint32_t id);
 
-/* What a dump says of one task. */
-struct afe_task_snapshot {
-	char name[32];
-	const char *state;
-	uint64_t age_ns, polls, timed_polls, poll_ns; /* poll_ns: of the timed polls */
-	void *poll_fn;
-	const void *spawned_at;
-};
-
 #endif /* AFE_CORE_TASK_REGISTRY_H */

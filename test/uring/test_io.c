@@ -164,6 +164,13 @@ static int polled_io_poll(struct afe_future *f, struct afe_context *cx)
 	return AFE_READY;
 }
 
+/* p, fresh, reporting its first poll in *first; its io is set up after. */
+static void polled_io_init(struct polled_io *p, bool *first)
+{
+	*p = (struct polled_io){.ready_at_first_poll = first};
+	afe_future_init(&p->base, polled_io_poll);
+}
+
 /* A read of a file at an offset whose pages are cached is done at its
  * first poll with RWF_NOWAIT, without the ring; one that would come short
  * (the end of the file) goes through the ring and gives the same result,
@@ -178,16 +185,15 @@ Test(io, a_cached_file_read_ends_at_its_first_poll_and_others_go_through_the_rin
 	cr_assert_eq(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
 
 	bool first;
-	struct polled_io r = {.ready_at_first_poll = &first};
-	afe_future_init(&r.base, polled_io_poll);
+	struct polled_io r;
+	polled_io_init(&r, &first);
 	afe_io_read_init(&r.io, fd, buf, 4096, 4096);
 	cr_assert_eq(test_block_on(rt, &r), 4096);
 	cr_assert(first, "a cached read is done without the ring");
 	cr_assert_eq(memcmp(buf, data + 4096, 4096), 0);
 
 	/* Short: 96 bytes left at the end. */
-	r = (struct polled_io){.ready_at_first_poll = &first};
-	afe_future_init(&r.base, polled_io_poll);
+	polled_io_init(&r, &first);
 	afe_io_read_init(&r.io, fd, buf, 4096, sizeof(data) - 96);
 	cr_assert_eq(test_block_on(rt, &r), 96);
 	cr_assert_not(first, "a short read went to the ring");
@@ -202,8 +208,7 @@ Test(io, a_cached_file_read_ends_at_its_first_poll_and_others_go_through_the_rin
 	 * check that a read the worker cannot end goes through the ring. */
 	cr_assert_eq(fsync(fd), 0);
 	cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-	r = (struct polled_io){.ready_at_first_poll = &first};
-	afe_future_init(&r.base, polled_io_poll);
+	polled_io_init(&r, &first);
 	memset(buf, 0, sizeof(buf));
 	afe_io_read_init(&r.io, fd, buf, 8192, 8192);
 	cr_assert_eq(test_block_on(rt, &r), 8192);
@@ -221,6 +226,16 @@ static bool file_write_waits(int fd)
 			      RWF_NOWAIT) < 0;
 	cr_assert(!waits || errno == EOPNOTSUPP || errno == EAGAIN, "%s", strerror(errno));
 	return waits;
+}
+
+/* fd holds len bytes of data from its start. */
+static void assert_file_holds(int fd, const char *data, size_t len)
+{
+	char *back = malloc(len);
+	cr_assert_not_null(back);
+	cr_assert_eq(pread(fd, back, len, 0), (ssize_t)len);
+	cr_assert_eq(memcmp(back, data, len), 0);
+	free(back);
 }
 
 /* What write_beside saw: whether each write ended at its first poll, and
@@ -248,8 +263,7 @@ static int write_beside_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct write_beside *self = afe_container_of(f, struct write_beside, base);
 	AFE_ASYNC_BEGIN(f, cx);
-	self->w = (struct polled_io){.ready_at_first_poll = &self->out->alone_at_first_poll};
-	afe_future_init(&self->w.base, polled_io_poll);
+	polled_io_init(&self->w, &self->out->alone_at_first_poll);
 	afe_io_write_init(&self->w.io, self->fd, self->data, 4096, 0);
 	AFE_AWAIT(&self->w.base);
 	if (self->w.base.result != 4096)
@@ -258,8 +272,7 @@ static int write_beside_poll(struct afe_future *f, struct afe_context *cx)
 	afe_future_init(&self->other.base, mark_ran_poll);
 	if (afe_spawn(NULL, &self->other, &self->other_handle) < 0)
 		AFE_RETURN(-ENOMEM);
-	self->w = (struct polled_io){.ready_at_first_poll = &self->out->queued_at_first_poll};
-	afe_future_init(&self->w.base, polled_io_poll);
+	polled_io_init(&self->w, &self->out->queued_at_first_poll);
 	afe_io_write_init(&self->w.io, self->fd, self->data + 4096, 4096, 4096);
 	AFE_AWAIT(&self->w.base);
 	if (self->w.base.result != 4096)
@@ -282,7 +295,7 @@ Test(io, a_file_write_is_made_by_an_idle_worker_and_through_the_ring_by_a_busy_o
 	struct afe_runtime *rt = test_runtime(1);
 	int fd = test_unlinked_file();
 	bool waits = file_write_waits(fd);
-	static char data[8192], back[8192];
+	static char data[8192];
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (char)(i * 7 + 1);
 	struct write_outcome out = {0};
@@ -294,8 +307,7 @@ Test(io, a_file_write_is_made_by_an_idle_worker_and_through_the_ring_by_a_busy_o
 		cr_assert_not(out.queued_at_first_poll, "a worker with a task queued used the ring");
 		cr_assert(out.other_ran_first, "and the queued task ran meanwhile");
 	}
-	cr_assert_eq(pread(fd, back, sizeof(back), 0), (ssize_t)sizeof(back));
-	cr_assert_eq(memcmp(back, data, sizeof(back)), 0);
+	assert_file_holds(fd, data, sizeof(data));
 	close(fd);
 	test_runtime_destroy(rt);
 }
@@ -332,7 +344,7 @@ Test(io, a_file_write_that_waits_moves_its_task_from_the_ring_thread_to_a_worker
 	struct afe_runtime *rt = test_runtime(2);
 	int fd = test_unlinked_file();
 	bool waits = file_write_waits(fd);
-	static char data[4096], back[4096];
+	static char data[4096];
 	memset(data, 'w', sizeof(data));
 	char name[16] = "";
 	struct write_after_sleep w = {.fd = fd, .data = data, .thread_name = name};
@@ -340,8 +352,7 @@ Test(io, a_file_write_that_waits_moves_its_task_from_the_ring_thread_to_a_worker
 	cr_assert_eq(test_block_on(rt, &w), 4096);
 	if (waits)
 		cr_assert(strncmp(name, "afe-worker", 10) == 0, "written on %s", name);
-	cr_assert_eq(pread(fd, back, sizeof(back), 0), (ssize_t)sizeof(back));
-	cr_assert_eq(memcmp(back, data, sizeof(back)), 0);
+	assert_file_holds(fd, data, sizeof(data));
 	close(fd);
 	test_runtime_destroy(rt);
 }
