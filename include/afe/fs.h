@@ -59,13 +59,25 @@ AFE_EXPORT void afe_io_ftruncate_init(struct afe_io_ftruncate *t, int fd, int64_
  * the data is not copied through user memory. Short splices are carried
  * on from where they stopped.
  *
+ * A non-blocking out_fd (SOCK_NONBLOCK, O_NONBLOCK) is the fast way: the
+ * worker polling the task makes the splices into it itself, and waits
+ * for room through the ring when it is full. It also splices a chunk out
+ * of the file itself when the chunk's pages are in the page cache (asked
+ * with cachestat(2), Linux 6.5). A blocking out_fd, and a chunk read from
+ * the disk, are spliced through the ring, by a kernel thread that may
+ * wait: about a third slower on loopback (README, benchmarks). Between
+ * two chunks made on the worker, the task gives way to the tasks queued
+ * behind it.
+ *
  * Result: the bytes sent, which is len unless the file ended first (then
  * what it held past offset: 0 at or past its end); or the first error:
  * -EBADF, -EINVAL (an offset other than -1 on an in_fd that has none: a
  * socket, a pipe), -EPIPE or -ECONNRESET (the peer went away), -EMFILE
- * (no fd for the pipe). splice(2) has no MSG_NOSIGNAL: ignore SIGPIPE, as
- * servers do, in case the kernel raises it (6.18 did not, through the
- * ring). After an error, sent says how many bytes did reach out_fd.
+ * (no fd for the pipe). splice(2) has no MSG_NOSIGNAL: a splice into a
+ * socket whose peer left raises SIGPIPE at the thread that made it, a
+ * worker, which blocks it; the sendfile takes it there (through the ring,
+ * 6.18 raised none). After an error, sent says how many bytes did reach
+ * out_fd.
  */
 struct afe_sendfile {
 	struct afe_future base;
@@ -77,6 +89,9 @@ struct afe_sendfile {
 	size_t read;   /* bytes taken from in_fd so far */
 	size_t piped;  /* of those, still in the pipe */
 	size_t chunk;  /* the pipe's capacity */
+	intptr_t moved; /* the last splice's result */
+	bool out_nonblocking;
+	bool fill_cached; /* the step's chunk is in the page cache */
 	int pipe[2];
 	struct afe_io io;
 };

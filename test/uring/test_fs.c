@@ -11,9 +11,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "io_helpers.h"
+#include "uring/page_cache.h"
 
 /* A fresh directory under /tmp, as an fd; its path in dir. */
 static int temp_dir(char *dir, size_t size)
@@ -335,6 +337,191 @@ Test(fs, sendfile_to_a_closed_peer_is_an_error)
 	close(sv[1]);
 	intptr_t r = run_sendfile(rt, sv[0], in, 0, 1 << 20);
 	cr_assert(r == -EPIPE || r == -ECONNRESET, "got %ld", (long)r);
+	close(sv[0]);
+	close(in);
+	test_runtime_destroy(rt);
+}
+
+/* What a sendfile on a worker saw: whether its first poll ended it, and
+ * the worker's pending signals once it had. */
+struct sendfile_seen {
+	bool first_ready;
+	sigset_t pending_after;
+};
+
+/* A sendfile on a worker, its first poll made by hand. */
+struct sendfile_task {
+	struct afe_future base;
+	struct afe_sendfile send;
+	struct sendfile_seen *seen;
+};
+
+static int sendfile_task_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct sendfile_task *self = afe_container_of(f, struct sendfile_task, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	self->seen->first_ready = afe_future_poll(&self->send.base, cx) == AFE_READY;
+	if (!self->seen->first_ready)
+		AFE_AWAIT(&self->send.base);
+	sigpending(&self->seen->pending_after);
+	AFE_RETURN(self->send.base.result);
+	AFE_ASYNC_END;
+}
+
+/* Runs it as afe_block_on's task, so that nothing else is queued with it
+ * (a task queued behind it would make it give way between chunks). */
+static intptr_t sendfile_on_a_worker(struct afe_runtime *rt, struct sendfile_seen *seen, int out,
+				     int in, size_t len)
+{
+	memset(seen, 0, sizeof(*seen));
+	struct sendfile_task t = {.seen = seen};
+	afe_future_init(&t.base, sendfile_task_poll);
+	afe_sendfile_init(&t.send, out, in, 0, len);
+	return test_block_on(rt, &t);
+}
+
+/* Whether this process may ask cachestat(2) (Linux 6.5) and AFE does: no
+ * older kernel played through $AFE_URING_FEATURES. */
+static bool page_cache_visible(int fd)
+{
+	uint64_t range[2] = {0, 4096}, stat[5];
+	return !getenv("AFE_URING_FEATURES") && syscall(451, fd, range, stat, 0) == 0;
+}
+
+/* The page-cache check behind sendfile's splices on the worker: yes for a
+ * file just written, no for what is not a file, a bad fd, a range past
+ * the end, nothing at all; no whenever the kernel (or the version played)
+ * has no cachestat. */
+Test(fs, page_cache_holds_a_file_just_written_and_nothing_else)
+{
+	int in = pattern_file(100000);
+	bool visible = page_cache_visible(in);
+	cr_assert_eq(afe__page_cache_holds(in, 0, 100000), visible);
+	cr_assert_eq(afe__page_cache_holds(in, 4096, 8192), visible, "a range inside");
+	cr_assert_eq(lseek(in, 50000, SEEK_SET), 50000);
+	cr_assert_eq(afe__page_cache_holds(in, -1, 50000), visible, "from the position");
+	cr_assert_not(afe__page_cache_holds(in, 0, 200000), "past the end");
+	cr_assert_not(afe__page_cache_holds(in, 0, 0), "nothing");
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_not(afe__page_cache_holds(p[0], -1, 4096), "a pipe");
+	cr_assert_not(afe__page_cache_holds(p[0], 0, 4096), "a pipe at an offset");
+	cr_assert_not(afe__page_cache_holds(987654, 0, 4096), "a bad fd");
+	close(p[0]);
+	close(p[1]);
+	cr_assert_eq(afe__page_cache_holds(in, 0, 100000), visible, "still asked after the errors");
+	close(in);
+}
+
+/* A socket pair whose sending end (sv[0]) is non-blocking. */
+static void nonblocking_pair(int sv[2])
+{
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK), 0);
+}
+
+Test(fs, sendfile_on_a_worker_splices_a_cached_file_into_a_nonblocking_socket_at_once)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	size_t size = 100000; /* fits the pipe and the socket's buffer */
+	int in = pattern_file(size);
+	int sv[2];
+	nonblocking_pair(sv);
+	struct sendfile_seen t;
+	cr_assert_eq(sendfile_on_a_worker(rt, &t, sv[0], in, size), (intptr_t)size);
+	if (page_cache_visible(in))
+		cr_assert(t.first_ready, "no splice went through the ring");
+	close(sv[0]);
+	struct drain d;
+	drain_start(&d, sv[1], 0);
+	drain_join(&d);
+	cr_assert_not(d.wrong);
+	cr_assert_eq(d.got, size);
+	close(sv[1]);
+	close(in);
+	test_runtime_destroy(rt);
+}
+
+/* Several MiB into a non-blocking socket: its buffer fills, and the
+ * sendfile waits for room (a splice would end with -EAGAIN). */
+Test(fs, sendfile_into_a_nonblocking_socket_waits_for_room)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	size_t size = 3 * 1024 * 1024 + 7;
+	int in = pattern_file(size);
+	int sv[2];
+	nonblocking_pair(sv);
+	struct drain d;
+	drain_start(&d, sv[1], 0);
+	intptr_t r = run_sendfile(rt, sv[0], in, 0, size);
+	close(sv[0]);
+	drain_join(&d);
+	close(sv[1]);
+	close(in);
+	cr_assert_eq(r, (intptr_t)size, "got %ld", (long)r);
+	cr_assert_not(d.wrong);
+	cr_assert_eq(d.got, size);
+	test_runtime_destroy(rt);
+}
+
+/* Sleeps (the ring wakes it, with every worker parked: the ring thread
+ * runs it itself), then sends a file and names the thread that polled it
+ * once the sendfile ended. */
+struct sendfile_after_sleep {
+	struct afe_future base;
+	int out, in;
+	size_t len;
+	char *thread_name; /* the test's, 16 bytes */
+	struct afe_sleep nap;
+	struct afe_sendfile send;
+};
+
+static int sendfile_after_sleep_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct sendfile_after_sleep *self = afe_container_of(f, struct sendfile_after_sleep, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_sleep_init(&self->nap, 20 * 1000000ull);
+	AFE_AWAIT(&self->nap.base);
+	afe_sendfile_init(&self->send, self->out, self->in, 0, self->len);
+	AFE_AWAIT(&self->send.base);
+	pthread_getname_np(pthread_self(), self->thread_name, 16);
+	AFE_RETURN(self->send.base.result);
+	AFE_ASYNC_END;
+}
+
+/* The ring thread does not make the splices that need not wait: the task
+ * moves to a worker, which makes them. */
+Test(fs, sendfile_moves_its_task_from_the_ring_thread_to_a_worker)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	size_t size = 100000;
+	int in = pattern_file(size);
+	int sv[2];
+	nonblocking_pair(sv);
+	char name[16] = "";
+	struct sendfile_after_sleep t = {.out = sv[0], .in = in, .len = size, .thread_name = name};
+	afe_future_init(&t.base, sendfile_after_sleep_poll);
+	cr_assert_eq(test_block_on(rt, &t), (intptr_t)size);
+	cr_assert(strncmp(name, "afe-worker", 10) == 0, "sent on %s", name);
+	close(sv[0]);
+	close(sv[1]);
+	close(in);
+	test_runtime_destroy(rt);
+}
+
+/* The peer left: the splice made on the worker fails with -EPIPE, and
+ * the SIGPIPE it raised there is not left pending. */
+Test(fs, sendfile_on_a_worker_to_a_closed_peer_leaves_no_sigpipe_pending)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	int in = pattern_file(1 << 20);
+	int sv[2];
+	nonblocking_pair(sv);
+	close(sv[1]);
+	struct sendfile_seen t;
+	intptr_t r = sendfile_on_a_worker(rt, &t, sv[0], in, 1 << 20);
+	cr_assert(r == -EPIPE || r == -ECONNRESET, "got %ld", (long)r);
+	cr_assert_not(sigismember(&t.pending_after, SIGPIPE));
 	close(sv[0]);
 	close(in);
 	test_runtime_destroy(rt);
