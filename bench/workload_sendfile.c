@@ -137,12 +137,7 @@ int workload_sendfile(const struct bench_args *a)
 	uint64_t start = bench_now_ns();
 	if (pthread_create(&client.thread, NULL, client_main, &client) != 0)
 		bench_fail("sendfile", "cannot start the client");
-	struct afe_join_handle handle;
-	if (afe_spawn(rt, &server, &handle) < 0)
-		bench_fail("sendfile", "cannot spawn the server");
-	struct afe_join join;
-	afe_join_init(&join, &handle);
-	afe_block_on(rt, &join, &result);
+	afe_block_on(rt, &server, &result); /* a task, on the workers */
 	pthread_join(client.thread, NULL);
 	double seconds = (double)(bench_now_ns() - start) / 1e9;
 	if (result != 0 || client.failed || client.got != size * (uint64_t)n)

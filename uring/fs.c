@@ -17,6 +17,7 @@
 #include "afe/runtime.h"
 #include "io_internal.h"
 #include "page_cache.h"
+#include "../pool/give_way.h"
 #include "../pool/pool.h"
 #include "../pool/worker.h"
 
@@ -75,39 +76,42 @@ void afe_io_ftruncate_init(struct afe_io_ftruncate *t, int fd, int64_t length)
 
 /*
  * Each step fills the pipe from the file, then drains it into out_fd.
- * Through the ring each splice runs on an io-wq thread and wakes the task
- * back through the ring thread: two hand-offs a step, which cost a fifth
- * to a third of a sendfile(2) loop's throughput (uring/RING.md). So a
- * worker makes a splice itself where it cannot wait:
- * - the fill, when every page of the chunk is in the page cache
- *   (page_cache.h): a splice out of a file waits for the disk otherwise,
- *   whatever its flags;
- * - the drain, when out_fd is non-blocking: SPLICE_F_NONBLOCK moves what
- *   fits, and EAGAIN waits for room with a poll through the ring (a
- *   splice through the ring would end with EAGAIN too). Into a blocking
- *   out_fd a splice waits for the peer to read: an io-wq thread waits
+ * Through the ring each splice runs on a kernel (io-wq) thread and wakes
+ * the task back through the ring thread: two hand-offs a step, which cost
+ * a fifth to a third of a sendfile(2) loop's throughput (uring/RING.md).
+ * So a worker makes a splice itself where it will not wait:
+ * - the fill, when the chunk's pages are in the page cache and read
+ *   already (page_cache.h): a splice out of a file waits for the disk
+ *   otherwise, whatever its flags;
+ * - the drain, when out_fd is a non-blocking socket or pipe:
+ *   SPLICE_F_NONBLOCK moves what fits, and EAGAIN waits for room with a
+ *   poll through the ring (a splice through the ring would end with
+ *   EAGAIN too). Into a blocking out_fd, or a file (which O_NONBLOCK does
+ *   not stop from waiting), a splice may wait: a kernel thread waits
  *   then, not a worker.
  * The ring thread, running a woken task itself, must not hold the ring
- * for a MiB's splice: the task moves to a worker first. So splices are
- * made by workers alone, which block every signal: a splice into a
- * socket whose peer left raises SIGPIPE at the thread that made it.
+ * for a splice: the task moves to a worker first. A worker blocks every
+ * signal, which matters: a splice into a socket whose peer left raises
+ * SIGPIPE at the thread that made it (through the ring, the kernel's
+ * thread, or on epoll a blocking-pool thread, which blocks it too).
  */
 
-/* The pipe's size for splices through the ring: fewer round trips per MiB
- * than the default 64 KiB. The kernel may refuse (fs.pipe-max-size): then
- * the default stays. Splices made on a worker keep the default, as
- * sendfile(2)'s own pipe does: a MiB at a time was 0.83-1.25x the
+/* The pipe's size: fewer round trips per MiB through the ring than the
+ * default 64 KiB. The kernel may refuse (fs.pipe-max-size): then the
+ * default stays. */
+#define SENDFILE_PIPE_SIZE (1 << 20)
+
+/* What a step moves when a worker makes both its splices, as sendfile(2)
+ * moves through its own pipe: a MiB at a time was 0.83-1.25x the
  * sendfile(2) loop where 64 KiB was 0.94-1.29x (six rounds, RING.md). */
-#define SENDFILE_RING_PIPE_SIZE (1 << 20)
+#define SENDFILE_WORKER_STEP (64 * 1024)
 
 /* Opens the pipe and learns its size. Returns 0 or -errno. */
 static int open_pipe(struct afe_sendfile *s)
 {
 	if (pipe2(s->pipe, O_CLOEXEC) < 0)
 		return -errno;
-	int size = -1;
-	if (!s->out_nonblocking)
-		size = fcntl(s->pipe[1], F_SETPIPE_SZ, SENDFILE_RING_PIPE_SIZE);
+	int size = fcntl(s->pipe[1], F_SETPIPE_SZ, SENDFILE_PIPE_SIZE);
 	if (size < 0)
 		size = fcntl(s->pipe[1], F_GETPIPE_SZ);
 	s->chunk = size > 0 ? (size_t)size : 65536;
@@ -123,12 +127,34 @@ static void close_pipe(struct afe_sendfile *s)
 	}
 }
 
-/* What the next fill takes: at most a pipe's worth, or what is left of
- * len. */
-static size_t fill_size(const struct afe_sendfile *s)
+/* Whether a splice into fd never waits: a non-blocking socket or pipe.
+ * A bad fd says no here and fails at its first splice. */
+static bool never_waits(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+	struct stat st;
+	return flags >= 0 && (flags & O_NONBLOCK) && fstat(fd, &st) == 0 &&
+	       (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode));
+}
+
+/* What is left of len, at most most. */
+static size_t left_at_most(const struct afe_sendfile *s, size_t most)
 {
 	size_t left = s->len - s->read;
-	return left < s->chunk ? left : s->chunk;
+	return left < most ? left : most;
+}
+
+/* Sizes the next step and says whether a worker may make its fill (in a
+ * pool only: off any runtime the ring's splice refuses, as every afe_io
+ * does): a worker's own step when the drain is a worker's too, else a
+ * pipe's worth, the fewest hand-offs through the ring. */
+static void plan_fill(struct afe_sendfile *s)
+{
+	s->step = left_at_most(s, s->out_nonblocking ? SENDFILE_WORKER_STEP : s->chunk);
+	s->fill_cached = afe_pool_current() &&
+			 afe__page_cache_ready(s->in_fd, advance(s->offset, s->read), s->step);
+	if (!s->fill_cached)
+		s->step = left_at_most(s, s->chunk);
 }
 
 /* A splice on this thread (off_in -1: from in's position, which moves).
@@ -152,14 +178,6 @@ static void take_sigpipe(void)
 	(void)sigtimedwait(&pipe_only, NULL, &now);
 }
 
-/* Whether the next fill need not wait: its chunk is cached. Asked only in
- * a pool (off any runtime the splice fails anyway). */
-static bool fill_need_not_wait(const struct afe_sendfile *s)
-{
-	return afe_pool_current() &&
-	       afe__page_cache_holds(s->in_fd, advance(s->offset, s->read), fill_size(s));
-}
-
 /* Whether a splice that need not wait should move its task to a worker
  * first: in a pool, on no worker, is the ring thread running a woken
  * task. */
@@ -168,26 +186,35 @@ static bool to_a_worker(bool need_not_wait)
 	return need_not_wait && !afe_worker_current() && afe_pool_current();
 }
 
+/* After a step made on this worker: whether the task gives way, to the
+ * tasks queued behind it or once its poll spent its budget (a 1 GiB send
+ * to a fast reader would otherwise keep the poll for half a second, deaf
+ * to a cancel). */
+static bool step_gives_way(const struct afe_sendfile *s)
+{
+	return (s->fill_cached || s->out_nonblocking) && afe_worker_current() &&
+	       (afe__poll_budget_spend() || !afe_worker_has_nothing_queued());
+}
+
 static int sendfile_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_sendfile *self = afe_container_of(f, struct afe_sendfile, base);
 	AFE_ASYNC_BEGIN(f, cx);
-	int flags = fcntl(self->out_fd, F_GETFL); /* a bad fd fails at its first splice */
-	self->out_nonblocking = flags >= 0 && (flags & O_NONBLOCK);
+	self->out_nonblocking = never_waits(self->out_fd);
 	int err = open_pipe(self);
 	if (err < 0)
 		AFE_RETURN(err);
 	while (self->read < self->len) {
-		self->fill_cached = fill_need_not_wait(self);
+		plan_fill(self);
 		if (to_a_worker(self->fill_cached))
 			AFE_YIELD(); /* the ring thread's yield: polled again on a worker */
-		if (self->fill_cached && afe_worker_current()) {
+		self->moved = -EAGAIN;
+		if (self->fill_cached && afe_worker_current())
 			self->moved = splice_here(self->in_fd, advance(self->offset, self->read),
-						  self->pipe[1], fill_size(self));
-		} else {
+						  self->pipe[1], self->step);
+		if (self->moved == -EAGAIN) { /* through the ring (never EAGAIN: the pipe is empty) */
 			afe_io_splice_init(&self->io, self->in_fd, advance(self->offset, self->read),
-					   self->pipe[1], -1, chunk_of(fill_size(self)),
-					   SPLICE_F_MOVE);
+					   self->pipe[1], -1, chunk_of(self->step), SPLICE_F_MOVE);
 			AFE_AWAIT_INTO(self->moved, &self->io.base);
 		}
 		if (self->moved <= 0) /* an error, or the file's end */
@@ -218,10 +245,7 @@ static int sendfile_poll(struct afe_future *f, struct afe_context *cx)
 			self->sent += (size_t)self->moved;
 			self->piped -= (size_t)self->moved;
 		}
-		/* A step made on this worker, with other tasks waiting: their
-		 * turn (through the ring, each splice let them run). */
-		if ((self->fill_cached || self->out_nonblocking) && afe_worker_current() &&
-		    !afe_worker_has_nothing_queued())
+		if (step_gives_way(self))
 			AFE_YIELD();
 	}
 	AFE_RETURN((intptr_t)self->sent);
@@ -237,7 +261,7 @@ void afe_sendfile_init(struct afe_sendfile *s, int out_fd, int in_fd, int64_t of
 	s->in_fd = in_fd;
 	s->offset = offset;
 	s->len = len > INTPTR_MAX ? INTPTR_MAX : len; /* the result must hold it */
-	s->sent = s->read = s->piped = s->chunk = 0;
+	s->sent = s->read = s->piped = s->chunk = s->step = 0;
 	s->moved = 0;
 	s->out_nonblocking = s->fill_cached = false;
 	s->pipe[0] = s->pipe[1] = -1;

@@ -55,19 +55,22 @@ AFE_EXPORT void afe_io_ftruncate_init(struct afe_io_ftruncate *t, int fd, int64_
  * Sends len bytes of file in_fd from offset (or from its file position
  * when offset is -1, which then advances) to out_fd, a socket (or
  * anything splice(2) writes to), as sendfile(2) does: spliced into a pipe
- * of its own, and from there to out_fd, in chunks of the pipe's size, so
- * the data is not copied through user memory. Short splices are carried
+ * of its own, and from there to out_fd, in chunks of at most the pipe's
+ * size, so the data is not copied through user memory. Short splices are carried
  * on from where they stopped.
  *
- * A non-blocking out_fd (SOCK_NONBLOCK, O_NONBLOCK) is the fast way: the
- * worker polling the task makes the splices into it itself, and waits
- * for room through the ring when it is full. It also splices a chunk out
- * of the file itself when the chunk's pages are in the page cache (asked
- * with cachestat(2), Linux 6.5). A blocking out_fd, and a chunk read from
- * the disk, are spliced through the ring, by a kernel thread that may
- * wait: about a third slower on loopback (README, benchmarks). Between
- * two chunks made on the worker, the task gives way to the tasks queued
- * behind it.
+ * Each splice that will not wait is made by the worker polling the task
+ * itself: out of the file when the chunk's pages are in the page cache (a
+ * byte at each end read with RWF_NOWAIT), and into out_fd when it is a
+ * non-blocking socket or pipe (SOCK_NONBLOCK, O_NONBLOCK), waiting for
+ * room through the ring when it is full; with both, 64 KiB at a time. The
+ * others go through the ring, a pipe's worth (1 MiB) at a time, to a
+ * kernel thread that may wait: into a blocking out_fd (or a file, which
+ * O_NONBLOCK does not stop from waiting), out of a chunk the disk must
+ * read. So give it a non-blocking socket: a blocking one was served about
+ * a third slower on loopback (README, benchmarks). Between two steps made
+ * on the worker, the task gives way to the tasks queued behind it, and at
+ * least every 128 steps.
  *
  * Result: the bytes sent, which is len unless the file ended first (then
  * what it held past offset: 0 at or past its end); or the first error:
@@ -89,9 +92,10 @@ struct afe_sendfile {
 	size_t read;   /* bytes taken from in_fd so far */
 	size_t piped;  /* of those, still in the pipe */
 	size_t chunk;  /* the pipe's capacity */
+	size_t step;   /* what the current step fills */
 	intptr_t moved; /* the last splice's result */
-	bool out_nonblocking;
-	bool fill_cached; /* the step's chunk is in the page cache */
+	bool out_nonblocking; /* a non-blocking socket or pipe */
+	bool fill_cached; /* the step's fill is a worker's: its pages are cached */
 	int pipe[2];
 	struct afe_io io;
 };
