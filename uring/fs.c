@@ -147,12 +147,20 @@ static size_t left_at_most(const struct afe_sendfile *s, size_t most)
 /* Sizes the next step and says whether a worker may make its fill (in a
  * pool only: off any runtime the ring's splice refuses, as every afe_io
  * does): a worker's own step when the drain is a worker's too, else a
- * pipe's worth, the fewest hand-offs through the ring. */
+ * pipe's worth, the fewest hand-offs through the ring. The page cache is
+ * asked about a pipe's worth at once, which covers the next worker's
+ * steps too: two probes a step cost 6% of the throughput. */
 static void plan_fill(struct afe_sendfile *s)
 {
 	s->step = left_at_most(s, s->out_nonblocking ? SENDFILE_WORKER_STEP : s->chunk);
-	s->fill_cached = afe_pool_current() &&
-			 afe__page_cache_ready(s->in_fd, advance(s->offset, s->read), s->step);
+	s->fill_cached = afe_pool_current() != NULL && s->read + s->step <= s->cached_to;
+	if (!s->fill_cached && afe_pool_current()) {
+		size_t window = left_at_most(s, s->chunk);
+		s->fill_cached =
+			afe__page_cache_ready(s->in_fd, advance(s->offset, s->read), window);
+		if (s->fill_cached)
+			s->cached_to = s->read + window;
+	}
 	if (!s->fill_cached)
 		s->step = left_at_most(s, s->chunk);
 }
@@ -261,7 +269,7 @@ void afe_sendfile_init(struct afe_sendfile *s, int out_fd, int in_fd, int64_t of
 	s->in_fd = in_fd;
 	s->offset = offset;
 	s->len = len > INTPTR_MAX ? INTPTR_MAX : len; /* the result must hold it */
-	s->sent = s->read = s->piped = s->chunk = s->step = 0;
+	s->sent = s->read = s->piped = s->chunk = s->step = s->cached_to = 0;
 	s->moved = 0;
 	s->out_nonblocking = s->fill_cached = false;
 	s->pipe[0] = s->pipe[1] = -1;

@@ -93,6 +93,7 @@ struct afe_sendfile {
 	size_t piped;  /* of those, still in the pipe */
 	size_t chunk;  /* the pipe's capacity */
 	size_t step;   /* what the current step fills */
+	size_t cached_to; /* read found in the page cache up to here */
 	intptr_t moved; /* the last splice's result */
 	bool out_nonblocking; /* a non-blocking socket or pipe */
 	bool fill_cached; /* the step's fill is a worker's: its pages are cached */
