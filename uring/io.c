@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include "../pool/give_way.h"
-#include "../pool/pool.h" /* afe_pool_current */
 #include "../pool/spinlock.h"
 #include "../pool/wake_batch.h"
 #include "../pool/worker.h"
@@ -141,9 +140,7 @@ static enum done_here file_done_here(struct afe_io *io)
 	if (!read && n < 0 && (errno == EOPNOTSUPP || errno == EAGAIN)) {
 		if (afe_worker_has_nothing_queued())
 			return file_written_waiting(io, &iov) ? DONE_HERE : TO_THE_RING;
-		/* The ring thread running woken tasks itself: in a pool, on no
-		 * worker. */
-		return afe_pool_current() && !afe_worker_current() ? TO_A_WORKER : TO_THE_RING;
+		return afe__io_on_the_ring_thread() ? TO_A_WORKER : TO_THE_RING;
 	}
 	if (read ? n != (ssize_t)sqe->len : n <= 0)
 		return TO_THE_RING;

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 
 #include "afe/io.h"
+#include "../pool/pool.h"
+#include "../pool/worker.h"
 
 /*
  * Ring thread: every completion of io arrived (io->completed). Publishes
@@ -19,5 +21,13 @@ bool afe__io_finish(struct afe_io *io);
 /* IORING_OP_FTRUNCATE (Linux 6.9), for afe_io_ftruncate (fs.c): only on a
  * runtime with AFE_URING_FTRUNCATE. */
 void afe__io_ftruncate_init(struct afe_io *io, int fd, int64_t length);
+
+/* Whether this thread is the ring thread running woken tasks itself (in a
+ * pool, on no worker): an operation that would hold it (a write that
+ * waits, a splice) moves its task to a worker first, by giving way. */
+static inline bool afe__io_on_the_ring_thread(void)
+{
+	return afe_pool_current() && !afe_worker_current();
+}
 
 #endif /* AFE_URING_IO_INTERNAL_H */

@@ -6,6 +6,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -49,6 +50,38 @@ static inline int mark_ran_poll(struct afe_future *f, struct afe_context *cx)
 	atomic_store(afe_container_of(f, struct mark_ran, base)->ran, true);
 	f->result = 0;
 	return AFE_READY;
+}
+
+/* Sleeps 20 ms (the ring wakes it: with every worker parked, the ring
+ * thread runs it itself), names the thread it woke on, then awaits then
+ * and names the thread that polled it when then ended; its result is
+ * then's. then lives outside it: afe_block_on runs a copy. */
+struct after_nap {
+	struct afe_future base;
+	struct afe_future *then;
+	char *woken_on, *ended_on; /* the test's, 16 bytes each */
+	struct afe_sleep nap;
+};
+
+static inline int after_nap_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct after_nap *self = afe_container_of(f, struct after_nap, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_sleep_init(&self->nap, 20 * 1000000ull);
+	AFE_AWAIT(&self->nap.base);
+	prctl(PR_GET_NAME, self->woken_on); /* this thread's name, 16 bytes */
+	AFE_AWAIT(self->then);
+	prctl(PR_GET_NAME, self->ended_on);
+	AFE_RETURN(self->then->result);
+	AFE_ASYNC_END;
+}
+
+static inline struct after_nap after_nap_make(struct afe_future *then, char *woken_on,
+					      char *ended_on)
+{
+	struct after_nap a = {.then = then, .woken_on = woken_on, .ended_on = ended_on};
+	afe_future_init(&a.base, after_nap_poll);
+	return a;
 }
 
 /* A temporary file, already unlinked: its fd. */

@@ -464,32 +464,6 @@ Test(fs, sendfile_into_a_nonblocking_socket_waits_for_room)
 	test_runtime_destroy(rt);
 }
 
-/* Sleeps (the ring wakes it, with every worker parked: the ring thread
- * runs it itself), then sends a file and names the thread that polled it
- * once the sendfile ended. */
-struct sendfile_after_sleep {
-	struct afe_future base;
-	int out, in;
-	size_t len;
-	char *woken_on, *thread_name; /* the test's, 16 bytes each */
-	struct afe_sleep nap;
-	struct afe_sendfile send;
-};
-
-static int sendfile_after_sleep_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct sendfile_after_sleep *self = afe_container_of(f, struct sendfile_after_sleep, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	afe_sleep_init(&self->nap, 20 * 1000000ull);
-	AFE_AWAIT(&self->nap.base);
-	pthread_getname_np(pthread_self(), self->woken_on, 16);
-	afe_sendfile_init(&self->send, self->out, self->in, 0, self->len);
-	AFE_AWAIT(&self->send.base);
-	pthread_getname_np(pthread_self(), self->thread_name, 16);
-	AFE_RETURN(self->send.base.result);
-	AFE_ASYNC_END;
-}
-
 /* The ring thread does not make the splices that need not wait: the task
  * moves to a worker, which makes them. */
 Test(fs, sendfile_moves_its_task_from_the_ring_thread_to_a_worker)
@@ -500,9 +474,9 @@ Test(fs, sendfile_moves_its_task_from_the_ring_thread_to_a_worker)
 	int sv[2];
 	nonblocking_pair(sv);
 	char woken_on[16] = "", name[16] = "";
-	struct sendfile_after_sleep t = {.out = sv[0], .in = in, .len = size,
-					 .woken_on = woken_on, .thread_name = name};
-	afe_future_init(&t.base, sendfile_after_sleep_poll);
+	struct afe_sendfile send;
+	afe_sendfile_init(&send, sv[0], in, 0, size);
+	struct after_nap t = after_nap_make(&send.base, woken_on, name);
 	cr_assert_eq(test_block_on(rt, &t), (intptr_t)size);
 	cr_assert(strncmp(woken_on, "afe-ring", 8) == 0, "woken on %s", woken_on);
 	cr_assert(strncmp(name, "afe-worker", 10) == 0, "sent on %s", name);

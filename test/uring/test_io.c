@@ -312,31 +312,6 @@ Test(io, a_file_write_is_made_by_an_idle_worker_and_through_the_ring_by_a_busy_o
 	test_runtime_destroy(rt);
 }
 
-/* Sleeps (the ring wakes it, with every worker parked: the ring thread
- * runs it itself), then writes data to fd at 0 and names the thread that
- * polled it once the write was done. */
-struct write_after_sleep {
-	struct afe_future base;
-	int fd;
-	const char *data;
-	char *thread_name; /* the test's, 16 bytes */
-	struct afe_sleep nap;
-	struct afe_io w;
-};
-
-static int write_after_sleep_poll(struct afe_future *f, struct afe_context *cx)
-{
-	struct write_after_sleep *self = afe_container_of(f, struct write_after_sleep, base);
-	AFE_ASYNC_BEGIN(f, cx);
-	afe_sleep_init(&self->nap, 20 * 1000000ull);
-	AFE_AWAIT(&self->nap.base);
-	afe_io_write_init(&self->w, self->fd, self->data, 4096, 0);
-	AFE_AWAIT(&self->w.base);
-	pthread_getname_np(pthread_self(), self->thread_name, 16);
-	AFE_RETURN(self->w.base.result);
-	AFE_ASYNC_END;
-}
-
 /* The ring thread running a woken task itself does not make a write that
  * waits: the task gives way and moves to a worker, which makes it. */
 Test(io, a_file_write_that_waits_moves_its_task_from_the_ring_thread_to_a_worker)
@@ -346,10 +321,11 @@ Test(io, a_file_write_that_waits_moves_its_task_from_the_ring_thread_to_a_worker
 	bool waits = file_write_waits(fd);
 	static char data[4096];
 	memset(data, 'w', sizeof(data));
-	char name[16] = "";
-	struct write_after_sleep w = {.fd = fd, .data = data, .thread_name = name};
-	afe_future_init(&w.base, write_after_sleep_poll);
-	cr_assert_eq(test_block_on(rt, &w), 4096);
+	char woken_on[16] = "", name[16] = "";
+	struct afe_io w;
+	afe_io_write_init(&w, fd, data, 4096, 0);
+	struct after_nap t = after_nap_make(&w.base, woken_on, name);
+	cr_assert_eq(test_block_on(rt, &t), 4096);
 	if (waits)
 		cr_assert(strncmp(name, "afe-worker", 10) == 0, "written on %s", name);
 	assert_file_holds(fd, data, sizeof(data));
