@@ -32,7 +32,7 @@
 #include "afe/future.h"
 #include "afe/task.h"
 #include "../../pool/runnable.h"
-#include "task_registry.h"
+#include "task_record.h"
 
 #define AFE_TASK_RUNNING (UINT64_C(1) << 0)
 #define AFE_TASK_NOTIFIED (UINT64_C(1) << 1)
@@ -63,7 +63,7 @@ struct afe_task {
  * What a task may carry at the end of its allocation, so plain tasks stay
  * small: a task spawned with options (afe_spawn_with) ends with its name
  * and task-local value; a task of a runtime that keeps its tasks for
- * dumps (task_dump) has its dump record (task_registry.h) before
+ * dumps (task_dump) has its dump record (task_record.h) before
  * that. name is written before the spawn publishes the task and never
  * again; local is read and written only by the task's own polls, which
  * the state word orders.

@@ -8,8 +8,8 @@
  * runtime (task.c), so spawning and freeing take no lock and touch no
  * shared line for the dump. src/core/TASK_DUMP.md has the figures.
  */
-#ifndef AFE_CORE_TASK_REGISTRY_H
-#define AFE_CORE_TASK_REGISTRY_H
+#ifndef AFE_CORE_TASK_RECORD_H
+#define AFE_CORE_TASK_RECORD_H
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -44,4 +44,4 @@ uint32_t afe__task_site_id(const void *site);
 /* The site numbered id, NULL for 0. */
 const void *afe__task_site(uint32_t id);
 
-#endif /* AFE_CORE_TASK_REGISTRY_H */
+#endif /* AFE_CORE_TASK_RECORD_H */

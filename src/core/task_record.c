@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The spawn sites of listed tasks, numbered: see task_registry.h. */
-#include "task_registry.h"
+/* The spawn sites of listed tasks, numbered: see task_record.h. */
+#include "task_record.h"
 
 #include <stddef.h>
 
