@@ -494,11 +494,20 @@ static int rw(const struct io_uring_sqe *sqe, uint32_t ready)
 	return stream_rw(sqe, iov, count, ready);
 }
 
+/* Whether fd is a socket that listens: only one can ever be ready to
+ * accept. accept4 on anything else fails at once (EINVAL, ENOTSOCK). */
+static bool listens(int fd)
+{
+	int on = 0;
+	socklen_t len = sizeof(on);
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
+}
+
 /* accept4; on a blocking listening socket only once it is ready. */
 static int accept_now(const struct io_uring_sqe *sqe, uint32_t ready)
 {
-	if (!is_nonblocking(sqe->fd) && (!(ready & (EPOLLIN | ALWAYS)) ||
-					 !ready_now(sqe->fd, EPOLLIN)))
+	if (!is_nonblocking(sqe->fd) &&
+	    (!(ready & (EPOLLIN | ALWAYS)) || !ready_now(sqe->fd, EPOLLIN)) && listens(sqe->fd))
 		return -EAGAIN;
 	return result(accept4(sqe->fd, (struct sockaddr *)(uintptr_t)sqe->addr,
 			      (socklen_t *)(uintptr_t)sqe->addr2, (int)sqe->accept_flags));
