@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The task dump: afe_runtime_dump_tasks, config.task_dump and
- * $AFE_TASK_DUMP, and the dump on a signal (afe_task_dump_watch through
- * AFE_MAIN's config.task_dump_signal). */
+ * $AFE_TASK_DUMP, and the dump on a signal (afe_task_dump_watch, alone
+ * and through AFE_MAIN's config.task_dump_signal). */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -479,4 +479,61 @@ Test(task_dump, afe_main_dumps_on_the_signal_it_was_given, .timeout = 20)
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 7, "status %#x: %s", status, said);
 	cr_assert(strstr(said, "live task(s)\n"), "%s", said);
 	cr_assert(strstr(said, " running, age "), "%s", said); /* the watch itself */
+}
+
+/* Reads what fd has until text has come (or 5 s have passed) into buf,
+ * appending after its first *len bytes. */
+static void read_until(int fd, char *buf, size_t size, size_t *len, const char *text, int count)
+{
+	for (int waited = 0; waited < 5000 && count_of(buf, text) < count; waited++) {
+		ssize_t got = read(fd, buf + *len, size - 1 - *len);
+		if (got > 0)
+			*len += (size_t)got;
+		buf[*len] = 0;
+		if (got <= 0)
+			pause_ms(1);
+	}
+}
+
+Test(task_dump, a_watch_dumps_each_time_its_signal_comes_until_cancelled, .timeout = 20)
+{
+	cr_assert_eq(afe_signal_block(SIGUSR2), 0);
+	int err[2], saved = dup(STDERR_FILENO);
+	cr_assert_eq(pipe(err), 0);
+	cr_assert_eq(fcntl(err[0], F_SETFL, O_NONBLOCK), 0);
+	cr_assert_eq(dup2(err[1], STDERR_FILENO), STDERR_FILENO);
+	struct afe_runtime *rt = runtime_dumping(true);
+	struct afe_task_dump_watch w;
+	afe_task_dump_watch_init(&w, SIGUSR2);
+	struct afe_join_handle h;
+	cr_assert_eq(afe_spawn(rt, &w, &h), 0);
+	static char said[16384];
+	size_t len = 0;
+	for (int i = 1; i <= 2; i++) { /* one signal at a time: pending ones merge */
+		cr_assert_eq(kill(getpid(), SIGUSR2), 0);
+		read_until(err[0], said, sizeof(said), &len, "live task(s)\n", i);
+	}
+	struct afe_cancel cancel;
+	cr_assert_eq(afe_cancel_init(&cancel, &h), 0);
+	intptr_t result = test_block_on(rt, &cancel);
+	test_runtime_destroy(rt);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(err[0]);
+	close(err[1]);
+	cr_assert_eq(count_of(said, "live task(s)\n"), 2, "%s", said);
+	cr_assert(strstr(said, " running, age "), "the watch itself: %s", said);
+	cr_assert_eq(result, -ECANCELED);
+}
+
+Test(task_dump, a_watch_on_a_signal_it_cannot_take_ends_with_einval)
+{
+	struct afe_runtime *rt = runtime_dumping(true);
+	const int refused[] = {0, SIGKILL, SIGSTOP, 1000};
+	for (unsigned i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		struct afe_task_dump_watch w;
+		afe_task_dump_watch_init(&w, refused[i]);
+		cr_assert_eq(test_block_on(rt, &w), -EINVAL, "signal %d", refused[i]);
+	}
+	test_runtime_destroy(rt);
 }
