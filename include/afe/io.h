@@ -16,6 +16,13 @@
  * while the kernel hands it to a thread of its own. A worker with tasks
  * queued sends such a write to the ring.
  *
+ * A write or send to a pipe or socket may move fewer bytes than asked, on
+ * every backend, blocking fd or not: io_uring completes it with what the
+ * pipe or socket took once it had to wait (on Linux 6.18, 64 KiB of a
+ * 1 MiB pipe write and 219 KiB of a 4 MiB Unix-socket send to slow
+ * readers). Loop on the count, or use afe_write_all (afe/fs.h),
+ * afe_send_all (afe/net.h) or MSG_WAITALL on a stream socket.
+ *
  * Buffers, paths and addresses passed in belong to the operation until it
  * completes, and so does the struct afe_io itself: keep it in your future's
  * state (an await does), never on a poll function's stack. A cancelled
@@ -34,8 +41,6 @@
  * unlinkat, renameat, mkdirat, fallocate, splice and tee run as jobs on
  * the runtime's blocking pool (afe/blocking.h). The results are
  * the same as with io_uring, with these differences:
- * - A write to a pipe or socket may be partial (a count below len), as
- *   write(2) on a non-blocking fd is; io_uring waits for all of it.
  * - afe_io_close ends the operations waiting on its fd with -EBADF
  *   (io_uring lets them wait on the closed file). Close an fd some
  *   operation waits on in any other way and that operation waits until
