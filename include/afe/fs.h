@@ -68,7 +68,9 @@ AFE_EXPORT void afe_io_ftruncate_init(struct afe_io_ftruncate *t, int fd, int64_
  * kernel thread that may wait: into a blocking out_fd (or a file, which
  * O_NONBLOCK does not stop from waiting), out of a chunk the disk must
  * read. So give it a non-blocking socket: a blocking one was served about
- * a third slower on loopback (README, benchmarks). Between two steps made
+ * a third slower on loopback (README, benchmarks); but see afe/io.h on
+ * what other operations on a non-blocking fd may answer before Linux 6.3
+ * (-EAGAIN), where AFE's own sockets are blocking. Between two steps made
  * on the worker, the task gives way to the tasks queued behind it, and at
  * least every 128 steps.
  *
