@@ -326,6 +326,52 @@ Test(channel, bad_input)
 	afe_chan_recv_init(&r, &ch, NULL);
 	cr_assert_eq(POLL(&r, &cx), AFE_READY);
 	cr_assert_eq(r.base.result, -EINVAL);
+	afe_chan_recv_init(&r, NULL, &v);
+	cr_assert_eq(POLL(&r, &cx), AFE_READY);
+	cr_assert_eq(r.base.result, -EINVAL);
+	cr_assert_eq(atomic_load(&cw.refs), 0, "bad input keeps no waker");
+	cr_assert_eq(afe_chan_destroy(&ch), 0);
+}
+
+/* A destroy refused for a waiting receiver changes nothing, on every kind
+ * of channel: the receiver still gets the next item. A waiting sender on a
+ * rendezvous channel likewise still hands its item over. */
+Test(channel, destroy_refused_for_a_waiting_receiver_changes_nothing)
+{
+	size_t capacities[] = {2, AFE_CHAN_UNBOUNDED, 0};
+	for (int i = 0; i < 3; i++) {
+		struct counting_waker cw;
+		counting_waker_init(&cw);
+		struct afe_context cx = counting_context(&cw, false);
+		struct afe_chan ch;
+		cr_assert_eq(afe_chan_init(&ch, sizeof(int), capacities[i]), 0);
+		int out = 0, v = 7 + i;
+		struct afe_chan_recv r;
+		afe_chan_recv_init(&r, &ch, &out);
+		cr_assert_eq(POLL(&r, &cx), AFE_PENDING);
+		cr_assert_eq(afe_chan_destroy(&ch), -EBUSY, "capacity #%d: a receiver waits", i);
+		cr_assert_not(afe_chan_is_closed(&ch));
+		cr_assert_eq(afe_chan_try_send(&ch, &v), 0, "capacity #%d: still open", i);
+		cr_assert_eq(atomic_load(&cw.wakes), 1);
+		cr_assert_eq(POLL(&r, &cx), AFE_READY);
+		cr_assert_eq(r.base.result, 0);
+		cr_assert_eq(out, 7 + i);
+		cr_assert_eq(afe_chan_destroy(&ch), 0);
+	}
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct afe_chan ch;
+	cr_assert_eq(afe_chan_init(&ch, sizeof(int), 0), 0);
+	int v = 5, out = 0;
+	struct afe_chan_send s;
+	afe_chan_send_init(&s, &ch, &v);
+	cr_assert_eq(POLL(&s, &cx), AFE_PENDING);
+	cr_assert_eq(afe_chan_destroy(&ch), -EBUSY, "a sender waits");
+	cr_assert_eq(afe_chan_try_recv(&ch, &out), 0, "its item is still offered");
+	cr_assert_eq(out, 5);
+	cr_assert_eq(POLL(&s, &cx), AFE_READY);
+	cr_assert_eq(s.base.result, 0);
 	cr_assert_eq(afe_chan_destroy(&ch), 0);
 }
 
