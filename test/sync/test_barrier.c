@@ -45,6 +45,7 @@ Test(barrier, one_leader_per_generation_and_reuse)
 			cr_assert_eq(afe_barrier_waiting(&b), (size_t)i + 1);
 		}
 		cr_assert_eq(afe_barrier_destroy(&b), -EBUSY);
+		cr_assert_eq(afe_barrier_waiting(&b), N - 1, "the refused destroy changed nothing");
 		cr_assert_eq(POLL(&w[N - 1], &cx[N - 1]), AFE_READY, "the last one fills it");
 		cr_assert_eq(w[N - 1].base.result, 1, "the leader");
 		cr_assert_eq(afe_barrier_waiting(&b), 0, "a new generation");

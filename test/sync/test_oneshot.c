@@ -29,6 +29,33 @@ Test(oneshot, value_sent_before_or_after_the_receiver_waits)
 	cr_assert_eq(afe_oneshot_send(&o, 13), -EALREADY);
 }
 
+/* Once a value is there, neither a second send nor a close replaces it:
+ * the receiver gets the first value. */
+Test(oneshot, a_refused_send_or_close_keeps_the_value_sent)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct afe_oneshot o;
+	struct afe_oneshot_recv r;
+
+	afe_oneshot_init(&o);
+	cr_assert_eq(afe_oneshot_send(&o, 21), 0);
+	cr_assert_eq(afe_oneshot_send(&o, 22), -EALREADY);
+	cr_assert_eq(afe_oneshot_close_sender(&o), -EALREADY);
+	afe_oneshot_recv_init(&r, &o);
+	cr_assert_eq(afe_future_poll(&r.base, &cx), AFE_READY);
+	cr_assert_eq(r.base.result, 21);
+
+	afe_oneshot_init(&o);
+	afe_oneshot_recv_init(&r, &o);
+	cr_assert_eq(afe_future_poll(&r.base, &cx), AFE_PENDING);
+	cr_assert_eq(afe_oneshot_close_sender(&o), 0);
+	cr_assert_eq(afe_oneshot_send(&o, 23), -EALREADY, "closed: no value after all");
+	cr_assert_eq(afe_future_poll(&r.base, &cx), AFE_READY);
+	cr_assert_eq(r.base.result, -EPIPE);
+}
+
 Test(oneshot, closed_ends_and_bad_input)
 {
 	struct counting_waker cw;
@@ -53,6 +80,7 @@ Test(oneshot, closed_ends_and_bad_input)
 	cr_assert_eq(r.base.result, -ECANCELED);
 	cr_assert_eq(atomic_load(&cw.refs), 0, "the cancelled receiver dropped its waker");
 	cr_assert_eq(afe_oneshot_send(&o, 1), -EPIPE, "nobody receives any more");
+	cr_assert_eq(afe_oneshot_close_sender(&o), -EALREADY, "the receiver closed it");
 
 	cr_assert_eq(afe_oneshot_send(NULL, 1), -EINVAL);
 	cr_assert_eq(afe_oneshot_close_sender(NULL), -EINVAL);

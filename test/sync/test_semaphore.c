@@ -34,6 +34,29 @@ Test(semaphore, permits_are_counted)
 	cr_assert_eq(afe_sem_destroy(&s), 0);
 }
 
+/* A release that would pass SIZE_MAX is refused whole, even when a waiter
+ * would take part of it at once: no permit added, nobody woken. */
+Test(semaphore, an_overflowing_release_adds_nothing_and_wakes_nobody)
+{
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct afe_semaphore s;
+	afe_sem_init(&s, SIZE_MAX - 1);
+	struct afe_sem_acquire a;
+	afe_sem_acquire_init(&a, &s, SIZE_MAX);
+	cr_assert_eq(POLL(&a, &cx), AFE_PENDING);
+	cr_assert_eq(afe_sem_release(&s, 2), -EOVERFLOW);
+	cr_assert_eq(afe_sem_available(&s), SIZE_MAX - 1, "nothing added");
+	cr_assert_eq(atomic_load(&cw.wakes), 0, "nobody woken");
+	cr_assert_eq(afe_sem_release(&s, 1), 0);
+	cr_assert_eq(atomic_load(&cw.wakes), 1);
+	cr_assert_eq(POLL(&a, &cx), AFE_READY);
+	cr_assert_eq(a.base.result, 0);
+	cr_assert_eq(afe_sem_available(&s), 0);
+	cr_assert_eq(afe_sem_destroy(&s), 0);
+}
+
 Test(semaphore, a_large_request_is_not_overtaken_and_leaving_lets_others_in)
 {
 	struct counting_waker big, small;
