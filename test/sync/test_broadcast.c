@@ -36,7 +36,34 @@ Test(broadcast, init_subscribe_and_bad_input)
 	afe_bcast_recv_init(&r, NULL, &out);
 	cr_assert_eq(POLL(&r, &cx), AFE_READY);
 	cr_assert_eq(r.base.result, -EINVAL);
+	afe_bcast_recv_init(&r, &rx, NULL);
+	cr_assert_eq(POLL(&r, &cx), AFE_READY);
+	cr_assert_eq(r.base.result, -EINVAL);
+	struct afe_bcast_rx unsubscribed = {0};
+	cr_assert_eq(afe_bcast_try_recv(&unsubscribed, &out, &missed), -EINVAL);
+	afe_bcast_recv_init(&r, &unsubscribed, &out);
+	cr_assert_eq(POLL(&r, &cx), AFE_READY);
+	cr_assert_eq(r.base.result, -EINVAL);
+	cr_assert_eq(atomic_load(&cw.refs), 0, "bad input keeps no waker");
 	cr_assert_eq(afe_bcast_destroy(&b), 0);
+}
+
+/* Under the sanitizers a huge malloc must fail, not abort. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "allocator_may_return_null=1";
+}
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+	return "allocator_may_return_null=1";
+}
+
+Test(broadcast, a_ring_that_cannot_be_allocated_is_enomem)
+{
+	struct afe_bcast b;
+	cr_assert_eq(afe_bcast_init(&b, 1, SIZE_MAX / 2), -ENOMEM);
 }
 
 Test(broadcast, every_receiver_sees_every_item)
@@ -148,6 +175,7 @@ Test(broadcast, close_lets_receivers_drain_then_fails)
 	cr_assert_eq(POLL(&r, &cx), AFE_READY);
 	cr_assert_eq(r.base.result, -EPIPE);
 	cr_assert_eq(afe_bcast_send(&b, &v), -EPIPE);
+	cr_assert_eq(afe_bcast_try_recv(&behind, &out, NULL), -EPIPE, "the refused item was not sent");
 	cr_assert_eq(afe_bcast_destroy(&b), 0);
 
 	cr_assert_eq(afe_bcast_init(&b, sizeof(int), 4), 0);

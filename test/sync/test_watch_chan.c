@@ -26,18 +26,26 @@ Test(watch_chan, init_copy_send_and_bad_input)
 	cr_assert_eq(afe_wchan_send(&w, NULL), -EINVAL);
 	cr_assert_eq(afe_wchan_copy(NULL, &out), -EINVAL);
 	cr_assert_eq(afe_wchan_copy(&w, NULL), -EINVAL);
+	struct afe_wchan_rx rx, unsubscribed = {0};
 	cr_assert_eq(afe_wchan_subscribe(NULL, NULL), -EINVAL);
+	cr_assert_eq(afe_wchan_subscribe(NULL, &rx), -EINVAL);
+	cr_assert_eq(afe_wchan_subscribe(&w, NULL), -EINVAL);
+	cr_assert_eq(afe_wchan_read(&unsubscribed, &out), -EINVAL);
+	cr_assert_eq(afe_wchan_has_changed(&unsubscribed), -EINVAL);
 	cr_assert_eq(afe_wchan_read(NULL, &out), -EINVAL);
 	cr_assert_eq(afe_wchan_has_changed(NULL), -EINVAL);
 	cr_assert_eq(afe_wchan_close(NULL), -EINVAL);
 	cr_assert_eq(afe_wchan_destroy(NULL), -EINVAL);
 	cr_assert(!afe_wchan_is_closed(&w));
+	cr_assert_eq(afe_wchan_subscribe(&w, &rx), 0);
 	cr_assert_eq(afe_wchan_close(&w), 0);
 	cr_assert(afe_wchan_is_closed(&w));
 	cr_assert_eq(afe_wchan_close(&w), -EALREADY);
+	v = 9;
 	cr_assert_eq(afe_wchan_send(&w, &v), -EPIPE);
 	cr_assert_eq(afe_wchan_copy(&w, &out), 0, "the last value stays readable");
-	cr_assert_eq(out, 8);
+	cr_assert_eq(out, 8, "the refused send changed nothing");
+	cr_assert_eq(afe_wchan_has_changed(&rx), -EPIPE, "no new version either");
 	cr_assert_eq(afe_wchan_destroy(&w), 0);
 	struct counting_waker cw;
 	counting_waker_init(&cw);
@@ -46,6 +54,28 @@ Test(watch_chan, init_copy_send_and_bad_input)
 	afe_wchan_changed_init(&c, NULL, &out);
 	cr_assert_eq(POLL(&c, &cx), AFE_READY);
 	cr_assert_eq(c.base.result, -EINVAL);
+	afe_wchan_changed_init(&c, &unsubscribed, &out);
+	cr_assert_eq(POLL(&c, &cx), AFE_READY);
+	cr_assert_eq(c.base.result, -EINVAL);
+	cr_assert_eq(atomic_load(&cw.refs), 0, "bad input keeps no waker");
+}
+
+/* Under the sanitizers a huge malloc must fail, not abort. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "allocator_may_return_null=1";
+}
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+	return "allocator_may_return_null=1";
+}
+
+Test(watch_chan, a_value_that_cannot_be_allocated_is_enomem)
+{
+	struct afe_wchan w;
+	cr_assert_eq(afe_wchan_init(&w, SIZE_MAX / 2, NULL), -ENOMEM);
 }
 
 Test(watch_chan, a_receiver_sees_the_latest_value_once)
