@@ -141,6 +141,71 @@ Test(group, empty_group_is_ready_and_bad_calls_are_refused)
 	cr_assert_eq(afe_group_spawn(&g, &r), -EINVAL, "no runtime on this thread");
 	afe_group_destroy(&g);
 	afe_group_destroy(NULL);
+	cr_assert_eq(afe_scope_spawn_raw(NULL, &r, sizeof(r), &r.base), -EINVAL);
+}
+
+/* A spawn the runtime refuses (a future without a poll function) returns
+ * its error and adds no task: the group stays as it was. */
+Test(group, a_refused_spawn_adds_no_task)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_group g;
+	afe_group_init(&g, rt);
+	struct afe_ready ok;
+	afe_ready_init(&ok, 3);
+	cr_assert_eq(afe_group_spawn(&g, &ok), 0);
+	struct afe_ready bad = {0};
+	cr_assert_eq(afe_group_spawn(&g, &bad), -EINVAL);
+	cr_assert_eq(afe_group_spawn_raw(&g, NULL, sizeof(ok), &ok.base), -EINVAL);
+	cr_assert_eq(afe_group_size(&g), 1);
+	cr_assert_eq(afe_group_result(&g, 1), -EINVAL, "no task 1");
+	afe_group_destroy(&g); /* detaches task 0 */
+	cr_assert_eq(afe_runtime_wait_idle(rt, 10000), 0);
+	test_runtime_destroy(rt);
+}
+
+/* Spawns into a group every poll until the runtime refuses: a spawn once
+ * its destroy began is -ESHUTDOWN. */
+struct spawn_until_refused {
+	struct afe_future base;
+	struct afe_group g;
+	atomic_int *started;
+	size_t spawned;
+};
+static atomic_intptr_t refused_with;
+
+static int spawn_until_refused_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct spawn_until_refused *self = afe_container_of(f, struct spawn_until_refused, base);
+	struct afe_ready r;
+	afe_ready_init(&r, 0);
+	int err = afe_group_spawn(&self->g, &r);
+	if (err >= 0) {
+		self->spawned++;
+		atomic_store(self->started, 1);
+		afe_waker_wake_by_ref(cx->waker);
+		return AFE_PENDING;
+	}
+	cr_assert_eq(afe_group_size(&self->g), self->spawned, "the refused spawn added no task");
+	atomic_store(&refused_with, err);
+	afe_group_destroy(&self->g);
+	f->result = 0;
+	return AFE_READY;
+}
+
+Test(group, a_spawn_once_the_runtime_is_being_destroyed_is_eshutdown, .timeout = 30)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	atomic_int started = 0;
+	atomic_store(&refused_with, 0);
+	struct spawn_until_refused s = {.started = &started};
+	afe_future_init(&s.base, spawn_until_refused_poll);
+	afe_group_init(&s.g, NULL);
+	cr_assert_eq(afe_spawn(rt, &s, NULL), 0);
+	while (!atomic_load(&started))
+		sched_yield();
+	cr_assert_eq(afe_runtime_destroy(rt), 0, "the task finished in the grace period");
+	cr_assert_eq(atomic_load(&refused_with), -ESHUTDOWN);
 }
 
 static atomic_int wound_down, owner_started;
@@ -216,6 +281,57 @@ static int fail_fast_poll(struct afe_future *f, struct afe_context *cx)
 	AFE_CLEANUP;
 	afe_group_destroy(&self->g);
 	AFE_ASYNC_END;
+}
+
+/* Fail fast through next: once next reported a failure the other tasks
+ * are cancelled and a spawn is refused (-ECANCELED), before the wait. */
+struct fail_fast_next {
+	struct afe_future base;
+	struct afe_group g;
+	struct afe_group_next next;
+	atomic_int *wound_down;
+	intptr_t reported, late_spawn, size_after, first;
+};
+static struct fail_fast_next *fail_fast_next_seen;
+
+static int fail_fast_next_poll(struct afe_future *f, struct afe_context *cx)
+{
+	struct fail_fast_next *self = afe_container_of(f, struct fail_fast_next, base);
+	AFE_ASYNC_BEGIN(f, cx);
+	afe_group_init_fail_fast(&self->g, NULL);
+	struct slow_to_stop s = slow_to_stop_make(self->wound_down);
+	afe_group_spawn(&self->g, &s);
+	struct yielder fails = yielder_make(2, -EIO);
+	afe_group_spawn(&self->g, &fails);
+	afe_group_next_init(&self->next, &self->g);
+	AFE_AWAIT(&self->next.base);
+	self->reported = self->next.base.result;
+	struct yielder late = yielder_make(0, 0);
+	self->late_spawn = afe_group_spawn(&self->g, &late);
+	self->size_after = (intptr_t)afe_group_size(&self->g);
+	AFE_AWAIT(afe_group_wait(&self->g));
+	self->first = afe_group_result(&self->g, 0);
+	*fail_fast_next_seen = *self;
+	AFE_RETURN(self->g.base.result);
+	AFE_CLEANUP;
+	afe_group_destroy(&self->g);
+	AFE_ASYNC_END;
+}
+
+Test(group, fail_fast_refuses_spawns_once_next_reported_a_failure, .timeout = 30)
+{
+	struct afe_runtime *rt = test_runtime(2);
+	atomic_int wound = 0;
+	struct fail_fast_next seen, run = {.wound_down = &wound};
+	fail_fast_next_seen = &seen;
+	afe_future_init(&run.base, fail_fast_next_poll);
+	cr_assert_eq(test_block_on(rt, &run), -EIO);
+	cr_assert_eq(seen.reported, 1, "next reported the failed task");
+	cr_assert_eq(seen.late_spawn, -ECANCELED);
+	cr_assert_eq(seen.size_after, 2, "the refused spawn added no task");
+	cr_assert_eq(seen.first, -ECANCELED, "the other task was cancelled");
+	cr_assert_eq(atomic_load(&wound), 1);
+	test_runtime_destroy(rt);
 }
 
 Test(group, fail_fast_returns_the_first_error_after_the_others_wound_down, .timeout = 30)
