@@ -114,6 +114,37 @@ Test(interval, bad_periods_and_policies_are_einval)
 	cr_assert_eq(iv.period_ns, MS);
 }
 
+Test(interval, init_at_refuses_bad_periods_and_policies_and_leaves_iv_alone)
+{
+	struct afe_interval iv = {.period_ns = 5, .next_ns = 6, .policy = AFE_INTERVAL_BURST};
+	cr_assert_eq(afe_interval_init_at(&iv, 100, 0, AFE_INTERVAL_SKIP), -EINVAL);
+	cr_assert_eq(afe_interval_init_at(&iv, 100, MS, (enum afe_interval_policy)-1), -EINVAL);
+	cr_assert_eq(iv.period_ns, 5, "left alone");
+	cr_assert_eq(iv.next_ns, 6);
+	cr_assert_eq(iv.policy, AFE_INTERVAL_BURST);
+	cr_assert_eq(afe_interval_init_at(&iv, 100, MS, AFE_INTERVAL_SKIP), 0);
+	cr_assert_eq(iv.next_ns, 100);
+	cr_assert_eq(iv.policy, AFE_INTERVAL_SKIP);
+}
+
+/* Polled outside a runtime a tick fails as a sleep does (-EINVAL), even
+ * when it is due, and leaves the tick for the next tick future. */
+Test(interval, a_tick_polled_outside_a_runtime_is_einval_and_keeps_the_tick)
+{
+	struct afe_interval iv;
+	cr_assert_eq(afe_interval_init(&iv, MS, AFE_INTERVAL_SKIP), 0);
+	uint64_t due = iv.next_ns;
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct afe_interval_tick t;
+	afe_interval_tick_init(&t, &iv);
+	cr_assert_eq(afe_future_poll(&t.base, &cx), AFE_READY);
+	cr_assert_eq(t.base.result, -EINVAL);
+	cr_assert_eq(iv.next_ns, due, "the tick was not taken");
+	cr_assert_eq(atomic_load(&cw.refs), 0);
+}
+
 /* The first tick of afe_interval_init is due at once. */
 Test(interval, the_first_tick_is_ready_at_once, .timeout = 30)
 {
