@@ -47,6 +47,21 @@ Test(runtime, create_rejects_bad_arguments)
 	struct afe_ready r;
 	afe_ready_init(&r, 0);
 	cr_assert_eq(afe_block_on(NULL, &r, NULL), -EINVAL);
+	afe_runtime_config_default(&c);
+	c.ring_entries = 1; /* an operation with a timeout takes two */
+	cr_assert_eq(afe_runtime_create(&rt, &c), -EINVAL);
+	cr_assert_null(rt);
+	c.ring_entries = 32768 + 1;
+	c.cq_entries = 65536;
+	cr_assert_eq(afe_runtime_create(&rt, &c), -EINVAL);
+	cr_assert_null(rt);
+}
+
+Test(runtime, metrics_into_null_is_einval)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	cr_assert_eq(afe_runtime_metrics(rt, NULL), -EINVAL);
+	test_runtime_destroy(rt);
 }
 
 Test(runtime, null_config_uses_defaults)
