@@ -206,6 +206,22 @@ Test(blocking, null_function_and_polling_outside_a_runtime_are_einval)
 	struct afe_context cx = counting_context(&cw, false);
 	cr_assert_eq(afe_future_poll(&job.base, &cx), AFE_READY);
 	cr_assert_eq(job.base.result, -EINVAL);
+	/* The other two kinds of job: a null function, and outside a runtime
+	 * (no heap copy is made, so none leaks). */
+	afe_try_blocking_init(&job, NULL, NULL);
+	cr_assert_eq(afe_future_poll(&job.base, &cx), AFE_READY);
+	cr_assert_eq(job.base.result, -EINVAL);
+	afe_blocking_init_abandonable(&job, NULL, NULL);
+	cr_assert_eq(afe_future_poll(&job.base, &cx), AFE_READY);
+	cr_assert_eq(job.base.result, -EINVAL);
+	afe_try_blocking_init(&job, triple_off_worker, NULL);
+	cr_assert_eq(afe_future_poll(&job.base, &cx), AFE_READY);
+	cr_assert_eq(job.base.result, -EINVAL);
+	afe_blocking_init_abandonable(&job, triple_off_worker, NULL);
+	cr_assert_eq(afe_future_poll(&job.base, &cx), AFE_READY);
+	cr_assert_eq(job.base.result, -EINVAL);
+	cr_assert_null(job.copy);
+	cr_assert_eq(atomic_load(&cw.refs), 0);
 }
 
 static intptr_t destroy_from_here(void *arg)
