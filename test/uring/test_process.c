@@ -101,12 +101,61 @@ Test(process, bad_arguments_are_einval)
 {
 	struct afe_process p;
 	cr_assert_eq(afe_process_spawn(NULL, "true", ARGV("true"), NULL, NULL), -EINVAL);
+	memset(&p, 0x5a, sizeof(p));
 	cr_assert_eq(afe_process_spawn(&p, NULL, ARGV("true"), NULL, NULL), -EINVAL);
+	cr_assert_eq(p.pidfd, -1, "a failed spawn leaves no fd in p");
+	cr_assert_eq(p.stdin_fd, -1);
+	cr_assert_eq(p.stdout_fd, -1);
+	cr_assert_eq(p.stderr_fd, -1);
+	memset(&p, 0x5a, sizeof(p));
 	cr_assert_eq(afe_process_spawn(&p, "true", NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(p.pidfd, -1);
 	int fds = open_fds();
 	struct afe_process_opts bad = {AFE_STDIO_PIPE, (enum afe_stdio)7, AFE_STDIO_INHERIT};
 	cr_assert_eq(afe_process_spawn(&p, "true", ARGV("true"), NULL, &bad), -EINVAL);
 	cr_assert_eq(open_fds(), fds, "the stdin pipe leaked");
+	cr_assert_eq(p.pidfd, -1);
+	cr_assert_eq(p.stdin_fd, -1);
+	cr_assert_eq(afe_process_kill(&p, SIGKILL), -EBADF);
+	afe_process_close(&p);
+}
+
+/* The child reaped behind the wait's back (waitpid here): -ECHILD. */
+Test(process, a_child_someone_else_reaped_is_echild, .timeout = 60)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_process p;
+	cr_assert_eq(afe_process_spawn(&p, "true", ARGV("true"), NULL, NULL), 0);
+	int status;
+	cr_assert_eq(waitpid(p.pid, &status, 0), p.pid);
+	struct afe_process_wait w;
+	afe_process_wait_init(&w, &p);
+	cr_assert_eq(test_block_on(rt, &w), -ECHILD);
+	cr_assert_not(p.reaped);
+	afe_process_close(&p);
+	test_runtime_destroy(rt);
+}
+
+/* A wait polled outside a runtime on a child still running is -EINVAL
+ * (its poll's error), and the child is left for a later wait. */
+Test(process, a_wait_outside_a_runtime_is_einval_and_leaves_the_child, .timeout = 60)
+{
+	struct afe_process p;
+	cr_assert_eq(afe_process_spawn(&p, "sleep", ARGV("sleep", "30"), NULL, NULL), 0);
+	struct counting_waker cw;
+	counting_waker_init(&cw);
+	struct afe_context cx = counting_context(&cw, false);
+	struct afe_process_wait w;
+	afe_process_wait_init(&w, &p);
+	cr_assert_eq(afe_future_poll(&w.base, &cx), AFE_READY);
+	cr_assert_eq(w.base.result, -EINVAL);
+	cr_assert_not(p.reaped);
+	cr_assert_eq(afe_process_kill(&p, SIGKILL), 0);
+	struct afe_runtime *rt = test_runtime(1);
+	afe_process_wait_init(&w, &p);
+	cr_assert_eq(test_block_on(rt, &w), 128 + SIGKILL);
+	afe_process_close(&p);
+	test_runtime_destroy(rt);
 }
 
 /* Reads p's stdout through the ring to its end, then awaits the exit. */
