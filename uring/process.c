@@ -246,6 +246,8 @@ static int wait_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_process_wait *w = afe_container_of(f, struct afe_process_wait, base);
 	AFE_ASYNC_BEGIN(f, cx);
+	if (!w->p)
+		AFE_RETURN(-EINVAL);
 	if (w->p->pidfd < 0 && !w->p->by_pid)
 		AFE_RETURN(-EBADF);
 	w->nap_ns = AFE_PROCESS_NAP_MIN_NS;
@@ -295,6 +297,8 @@ static int kill_by_pid(struct afe_process *p, int signo)
 
 int afe_process_kill(struct afe_process *p, int signo)
 {
+	if (!p)
+		return -EINVAL;
 	if (p->pidfd < 0 && !p->by_pid)
 		return -EBADF;
 	if (p->pidfd >= 0) {
@@ -309,6 +313,8 @@ int afe_process_kill(struct afe_process *p, int signo)
 
 void afe_process_close(struct afe_process *p)
 {
+	if (!p)
+		return;
 	if (p->pidfd >= 0 || p->by_pid) {
 		intptr_t ignored;
 		try_reap(p, &ignored); /* no zombie for a child that ended */

@@ -121,8 +121,9 @@ struct afe_process_wait {
  * number for a child a signal ended; at once for a child already reaped.
  * Errors: -ECANCELED when cancelled (the child is left running; wait
  * again later), -ECHILD when someone else reaped it, -EBADF for a p
- * closed or whose spawn failed, and the poll's errors (-ESHUTDOWN, -EINVAL
- * outside a runtime, see afe/io.h; without pidfds, the nap's, the same).
+ * closed or whose spawn failed, -EINVAL for a null p, and the poll's
+ * errors (-ESHUTDOWN, -EINVAL outside a runtime, see afe/io.h; without
+ * pidfds, the nap's, the same).
  * One wait per child at a time; p must outlive the wait.
  */
 AFE_EXPORT void afe_process_wait_init(struct afe_process_wait *w, struct afe_process *p);
@@ -132,8 +133,8 @@ AFE_EXPORT void afe_process_wait_init(struct afe_process_wait *w, struct afe_pro
  * its pid while it is not reaped): never to a process that reused its
  * pid. Callable from any thread, also while a wait is under way.
  * Returns 0 (also for a child that ended but was not reaped yet), -ESRCH
- * once it was reaped, -EINVAL for a bad signal, -EBADF for a p closed or
- * whose spawn failed, -EPERM.
+ * once it was reaped, -EINVAL for a bad signal or a null p, -EBADF for a p
+ * closed or whose spawn failed, -EPERM.
  */
 AFE_EXPORT int afe_process_kill(struct afe_process *p, int signo);
 
@@ -141,7 +142,7 @@ AFE_EXPORT int afe_process_kill(struct afe_process *p, int signo);
  * Closes p's pidfd and the pipe ends still in p, and reaps the child if
  * it has ended (a running child is left running, and its zombie stays
  * when it ends: see Reaping above). No wait may be under way. Safe to
- * call twice, and on a p whose spawn failed.
+ * call twice, on a p whose spawn failed, and with NULL (nothing to do).
  */
 AFE_EXPORT void afe_process_close(struct afe_process *p);
 

@@ -118,6 +118,13 @@ Test(process, bad_arguments_are_einval)
 	cr_assert_eq(p.stdin_fd, -1);
 	cr_assert_eq(afe_process_kill(&p, SIGKILL), -EBADF);
 	afe_process_close(&p);
+	cr_assert_eq(afe_process_kill(NULL, SIGKILL), -EINVAL);
+	afe_process_close(NULL);
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_process_wait w;
+	afe_process_wait_init(&w, NULL);
+	cr_assert_eq(test_block_on(rt, &w), -EINVAL);
+	test_runtime_destroy(rt);
 }
 
 /* The child reaped behind the wait's back (waitpid here): -ECHILD. */
