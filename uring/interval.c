@@ -15,7 +15,7 @@ static uint64_t add_saturating(uint64_t a, uint64_t b)
 int afe_interval_init_at(struct afe_interval *iv, uint64_t first_ns, uint64_t period_ns,
 			 enum afe_interval_policy policy)
 {
-	if (period_ns == 0 || (policy != AFE_INTERVAL_SKIP && policy != AFE_INTERVAL_BURST &&
+	if (!iv || period_ns == 0 || (policy != AFE_INTERVAL_SKIP && policy != AFE_INTERVAL_BURST &&
 			       policy != AFE_INTERVAL_DELAY))
 		return -EINVAL;
 	iv->period_ns = period_ns;
@@ -58,6 +58,8 @@ static int tick_poll(struct afe_future *f, struct afe_context *cx)
 {
 	struct afe_interval_tick *t = afe_container_of(f, struct afe_interval_tick, base);
 	AFE_ASYNC_BEGIN(f, cx);
+	if (!t->iv)
+		AFE_RETURN(-EINVAL);
 	afe_sleep_until_init(&t->sleep, t->iv->next_ns); /* ready at once when due */
 	AFE_AWAIT(&t->sleep.base);
 	if (t->sleep.base.result < 0)

@@ -77,8 +77,8 @@ struct afe_interval_tick {
 /*
  * Makes iv an interval of period_ns nanoseconds whose first tick is due
  * now (afe_interval_init) or at the CLOCK_MONOTONIC time first_ns
- * (afe_interval_init_at). Returns 0, or -EINVAL for a period of 0 or an
- * unknown policy (iv is then left alone).
+ * (afe_interval_init_at). Returns 0, or -EINVAL for a null iv, a period
+ * of 0 or an unknown policy (iv is then left alone).
  */
 AFE_EXPORT int afe_interval_init(struct afe_interval *iv, uint64_t period_ns,
 				 enum afe_interval_policy policy);
@@ -91,7 +91,8 @@ AFE_EXPORT int afe_interval_init_at(struct afe_interval *iv, uint64_t first_ns,
  * (AFE_INTERVAL_SKIP only; always 0 under the other policies), with
  * t->deadline_ns set; or, with the tick left for the next tick future,
  * -ECANCELED when cancelled, -ESHUTDOWN or -EINVAL as afe_sleep gives
- * them (the runtime shutting down, polled outside a runtime).
+ * them (the runtime shutting down, polled outside a runtime); -EINVAL
+ * for a null iv.
  */
 AFE_EXPORT void afe_interval_tick_init(struct afe_interval_tick *t, struct afe_interval *iv);
 

@@ -110,6 +110,13 @@ Test(interval, bad_periods_and_policies_are_einval)
 	cr_assert_eq(afe_interval_init(&iv, 0, AFE_INTERVAL_SKIP), -EINVAL);
 	cr_assert_eq(afe_interval_init(&iv, MS, (enum afe_interval_policy)3), -EINVAL);
 	cr_assert_eq(iv.period_ns, 5, "left alone");
+	cr_assert_eq(afe_interval_init(NULL, MS, AFE_INTERVAL_SKIP), -EINVAL);
+	cr_assert_eq(afe_interval_init_at(NULL, 0, MS, AFE_INTERVAL_SKIP), -EINVAL);
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_interval_tick t;
+	afe_interval_tick_init(&t, NULL);
+	cr_assert_eq(test_block_on(rt, &t), -EINVAL);
+	test_runtime_destroy(rt);
 	cr_assert_eq(afe_interval_init(&iv, MS, AFE_INTERVAL_DELAY), 0);
 	cr_assert_eq(iv.period_ns, MS);
 }
