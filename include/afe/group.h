@@ -152,7 +152,7 @@ static inline struct afe_future *afe_scope_end(struct afe_scope *s)
 
 /*
  * Asks every running child to cancel, without waiting (await the end for
- * that); later spawns are refused with -ECANCELED.
+ * that); later spawns are refused with -ECANCELED. NULL: nothing to do.
  */
 AFE_EXPORT void afe_scope_cancel(struct afe_scope *s);
 

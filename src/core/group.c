@@ -197,7 +197,8 @@ int afe_scope_spawn_raw(struct afe_scope *s, const void *obj, size_t size,
 
 void afe_scope_cancel(struct afe_scope *s)
 {
-	cancel_all(&s->group);
+	if (s)
+		cancel_all(&s->group);
 }
 
 size_t afe_scope_destroy(struct afe_scope *s)

@@ -142,6 +142,7 @@ Test(group, empty_group_is_ready_and_bad_calls_are_refused)
 	afe_group_destroy(&g);
 	afe_group_destroy(NULL);
 	cr_assert_eq(afe_scope_spawn_raw(NULL, &r, sizeof(r), &r.base), -EINVAL);
+	afe_scope_cancel(NULL);
 }
 
 /* A spawn the runtime refuses (a future without a poll function) returns
