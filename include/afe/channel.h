@@ -100,7 +100,8 @@ AFE_EXPORT int afe_chan_destroy(struct afe_chan *ch);
  * -EALREADY if it was closed, -EINVAL for a null channel. */
 AFE_EXPORT int afe_chan_close(struct afe_chan *ch);
 
-/* True once closed (by afe_chan_close or the last handle's drop). */
+/* True once closed (by afe_chan_close or the last handle's drop), and
+ * for a null channel. */
 AFE_EXPORT bool afe_chan_is_closed(struct afe_chan *ch);
 
 /* Items buffered now (0 for a rendezvous channel). */

@@ -73,7 +73,7 @@ AFE_EXPORT int afe_wchan_send(struct afe_wchan *w, const void *item);
  * -EALREADY if it was closed, -EINVAL for a null channel. */
 AFE_EXPORT int afe_wchan_close(struct afe_wchan *w);
 
-/* True once closed. */
+/* True once closed, and for a null channel. */
 AFE_EXPORT bool afe_wchan_is_closed(struct afe_wchan *w);
 
 /* Copies the current value into out, touching no receiver. Returns 0,

@@ -133,7 +133,7 @@ int afe_wchan_close(struct afe_wchan *w)
 bool afe_wchan_is_closed(struct afe_wchan *w)
 {
 	if (!w)
-		return false;
+		return true; /* nothing can be sent on it: as afe_chan_is_closed */
 	afe_spin_lock(&w->lock);
 	bool closed = w->closed;
 	afe_spin_unlock(&w->lock);

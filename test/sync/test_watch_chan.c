@@ -25,6 +25,7 @@ Test(watch_chan, init_copy_send_and_bad_input)
 	cr_assert_eq(afe_wchan_send(NULL, &v), -EINVAL);
 	cr_assert_eq(afe_wchan_send(&w, NULL), -EINVAL);
 	cr_assert_eq(afe_wchan_copy(NULL, &out), -EINVAL);
+	cr_assert(afe_wchan_is_closed(NULL), "nothing can be sent on it");
 	cr_assert_eq(afe_wchan_copy(&w, NULL), -EINVAL);
 	struct afe_wchan_rx rx, unsubscribed = {0};
 	cr_assert_eq(afe_wchan_subscribe(NULL, NULL), -EINVAL);
