@@ -503,11 +503,14 @@ static bool listens(int fd)
 	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
 }
 
-/* accept4; on a blocking listening socket only once it is ready. */
+/* accept4; on a blocking listening socket only once it is ready. Flags
+ * accept4 refuses are refused at once (-EINVAL), as io_uring does,
+ * rather than once a connection comes. */
 static int accept_now(const struct io_uring_sqe *sqe, uint32_t ready)
 {
 	if (!is_nonblocking(sqe->fd) &&
-	    (!(ready & (EPOLLIN | ALWAYS)) || !ready_now(sqe->fd, EPOLLIN)) && listens(sqe->fd))
+	    (!(ready & (EPOLLIN | ALWAYS)) || !ready_now(sqe->fd, EPOLLIN)) &&
+	    !(sqe->accept_flags & ~(uint32_t)(SOCK_CLOEXEC | SOCK_NONBLOCK)) && listens(sqe->fd))
 		return -EAGAIN;
 	return result(accept4(sqe->fd, (struct sockaddr *)(uintptr_t)sqe->addr,
 			      (socklen_t *)(uintptr_t)sqe->addr2, (int)sqe->accept_flags));
