@@ -640,6 +640,14 @@ static int attempt(struct afe_io *io, const struct io_uring_sqe *sqe, uint32_t r
 	}
 }
 
+/* Whether fd is open for access (O_RDONLY or O_WRONLY; either is in
+ * O_RDWR). */
+static bool open_for(int fd, int access)
+{
+	int mode = fcntl(fd, F_GETFL);
+	return mode >= 0 && ((mode & O_ACCMODE) == access || (mode & O_ACCMODE) == O_RDWR);
+}
+
 /* splice(2) or tee(2) as the SQE asks: the output fd in fd, the input in
  * splice_fd_in, offsets -1 for "none" (the fd's position). */
 static int splice_call(const struct io_uring_sqe *sqe)
@@ -648,9 +656,14 @@ static int splice_call(const struct io_uring_sqe *sqe)
 	if (sqe->opcode == IORING_OP_TEE)
 		return result(tee(in, out, sqe->len, sqe->splice_flags));
 	loff_t off_in = (loff_t)sqe->splice_off_in, off_out = (loff_t)sqe->off;
-	return result(splice(in, sqe->splice_off_in == (uint64_t)-1 ? NULL : &off_in, out,
-			     sqe->off == (uint64_t)-1 ? NULL : &off_out, sqe->len,
-			     sqe->splice_flags));
+	int res = result(splice(in, sqe->splice_off_in == (uint64_t)-1 ? NULL : &off_in, out,
+				sqe->off == (uint64_t)-1 ? NULL : &off_out, sqe->len,
+				sqe->splice_flags));
+	/* An offset on a pipe: splice(2) says so before it checks that in
+	 * reads and out writes, io_uring after (-EBADF), as sendfile(2). */
+	if (res == -ESPIPE && (!open_for(in, O_RDONLY) || !open_for(out, O_WRONLY)))
+		return -EBADF;
+	return res;
 }
 
 /* A file operation, on a blocking thread: what TO_POOL sent there. */
