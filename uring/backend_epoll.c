@@ -66,6 +66,9 @@ struct fd_waiters {
 	struct afe_io *head, *last;
 	uint32_t registered; /* the events of its registration; 0: none */
 	bool armed; /* its registration reports the next event (one-shot) */
+	/* A receive got an answer from the file registered (see
+	 * waited_first); false once the registration is made anew. */
+	bool received;
 	/* Kept (see keep_registered): registered edge triggered for
 	 * KEPT_EVENTS until closed through close_fd. ready: the events epoll
 	 * reported since a try last found them wanting. stream: a stream
@@ -251,17 +254,21 @@ static int update_interest(struct afe_epoll *e, int fd)
 		struct epoll_event none = {0};
 		ctl(e->epfd, EPOLL_CTL_DEL, fd, &none); /* fails if closed: no matter */
 		w->registered = 0;
-		w->armed = false;
+		w->armed = w->received = false;
 	}
 	if (want == 0 || (want == w->registered && w->armed))
 		return 0;
 	struct epoll_event ev = {.events = want | EPOLLONESHOT, .data.fd = fd};
 	int op = w->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
 	int rc = ctl(e->epfd, op, fd, &ev);
-	if (rc < 0 && (errno == ENOENT || errno == EEXIST))
-		rc = ctl(e->epfd, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+	if (rc < 0 && (errno == ENOENT || errno == EEXIST)) {
+		op = errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+		rc = ctl(e->epfd, op, fd, &ev);
+	}
 	if (rc < 0)
 		return -errno;
+	if (op == EPOLL_CTL_ADD)
+		w->received = false; /* perhaps another file at the number */
 	w->registered = want;
 	w->armed = true;
 	return 0;
@@ -830,7 +837,7 @@ static int close_fd(struct afe_epoll *e, int fd)
 	int res = result(close(fd));
 	if (w) { /* gone with the file, if it was the last */
 		w->registered = 0;
-		w->armed = w->kept = false;
+		w->armed = w->kept = w->received = false;
 	}
 	return res;
 }
@@ -865,9 +872,13 @@ static void to_pool(struct afe_epoll *e, struct afe_io *io)
 /* What to do after a try of io's operation that gave res. */
 static void settle(struct afe_epoll *e, struct afe_io *io, int res)
 {
-	struct fd_waiters *kept = kept_slot(e, sqe_of(io)->fd);
+	const struct io_uring_sqe *sqe = sqe_of(io);
+	struct fd_waiters *kept = kept_slot(e, sqe->fd);
 	if (kept)
-		note_try(kept, sqe_of(io), res);
+		note_try(kept, sqe, res);
+	else if (res >= 0 && (sqe->opcode == IORING_OP_RECV || sqe->opcode == IORING_OP_RECVMSG) &&
+		 sqe->fd >= 0 && (size_t)sqe->fd < e->nfds && e->fds[sqe->fd])
+		e->fds[sqe->fd]->received = e->fds[sqe->fd]->registered != 0;
 	if (res == -EAGAIN)
 		wait_on(e, io);
 	else if (res == TO_POOL)
@@ -897,17 +908,27 @@ static void futex_wait(struct afe_epoll *e, struct afe_io *io)
  * per message (5% of the echo server's time at 64 connections). Arming
  * the registration, level triggered, reports bytes already there in the
  * next round, so nothing is missed. false: io was not made to wait.
+ *
+ * Only once a receive got an answer from the file registered: a file
+ * that never reports readable (a listening socket an accept waited on, a
+ * pipe or eventfd that took over a connection's number) fails a receive
+ * at once (-ENOTCONN, -ENOTSOCK), and would make it wait for ever. A
+ * registration made anew (the number's file changed) tells the same.
  */
 static bool waited_first(struct afe_epoll *e, struct afe_io *io)
 {
 	const struct io_uring_sqe *sqe = sqe_of(io);
 	if ((sqe->opcode != IORING_OP_RECV && sqe->opcode != IORING_OP_RECVMSG) || sqe->fd < 0 ||
-	    (size_t)sqe->fd >= e->nfds || !e->fds[sqe->fd] || !e->fds[sqe->fd]->registered)
+	    (size_t)sqe->fd >= e->nfds || !e->fds[sqe->fd] || !e->fds[sqe->fd]->registered ||
+	    !e->fds[sqe->fd]->received)
 		return false;
 	link_waiter(e, io); /* cannot fail: the fd's slot exists */
-	if (update_interest(e, sqe->fd) == 0)
+	if (update_interest(e, sqe->fd) == 0 && e->fds[sqe->fd]->received)
 		return true;
-	unlink_waiter(e, io); /* the number went to a file epoll refuses: try it */
+	/* The number went to a file epoll refuses, or to another file: try
+	 * it (and drop a registration made for nothing). */
+	unlink_waiter(e, io);
+	update_interest(e, sqe->fd);
 	return false;
 }
 
