@@ -141,7 +141,9 @@ struct afe_io {
 AFE_EXPORT void afe_io_nop_init(struct afe_io *io);
 
 /* read(2)/write(2) of len bytes at offset, or at the file position when
- * offset is -1 (and for pipes and sockets). */
+ * offset is negative (-1: any negative offset means the position, where
+ * pread(2) would give -EINVAL), and for pipes and sockets, whose offset
+ * is ignored. */
 AFE_EXPORT void afe_io_read_init(struct afe_io *io, int fd, void *buf, unsigned len,
 				 int64_t offset);
 AFE_EXPORT void afe_io_write_init(struct afe_io *io, int fd, const void *buf, unsigned len,
