@@ -28,10 +28,11 @@
  * eventfds and Unix sockets, a TCP listener's accept). Before it, an
  * operation on one may end with -EAGAIN after a wake-up that found
  * nothing ready (liburing issue 364; 6.3 retries up to 128 times), and
- * a send retried past that cap still can under heavy load. AFE's own fds are blocking for that reason
- * (afe_tcp_connect's, afe_udp_bind's, the accept stream's connections);
- * with one of your own, treat -EAGAIN as "await afe_io_poll_init for it,
- * then try again". The epoll backend waits on both kinds alike.
+ * a send retried past that cap still can under heavy load. AFE's own
+ * fds are blocking for that reason (afe_tcp_connect's, afe_udp_bind's,
+ * the accept stream's connections); with one of your own, treat -EAGAIN
+ * as "await afe_io_poll_init for it, then try again". The epoll backend
+ * waits on both kinds alike.
  *
  * Buffers, paths and addresses passed in belong to the operation until it
  * completes, and so does the struct afe_io itself: keep it in your future's

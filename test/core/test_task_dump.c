@@ -404,7 +404,8 @@ Test(task_dump, dumps_while_tasks_are_spawned_and_freed, .timeout = 60)
 	 * worker had not yet let go of its queue's reference (a worker
 	 * preempted between completing it and that release), one per worker
 	 * at most: on a loaded machine a dump caught one. */
-	cr_assert_leq(most, CHURN_WAVE + 1 + 2, "no task beyond a wave, the root and two finishing (most %d)", most);
+	cr_assert_leq(most, CHURN_WAVE + 1 + 2,
+		      "no task beyond a wave, the root and two finishing (most %d)", most);
 	int left = afe_runtime_dump_tasks(rt, null_fd);
 	for (int tries = 0; left != 0 && tries < 1000; tries++) {
 		pause_ms(1);
