@@ -120,8 +120,10 @@ struct afe_coro {
 };
 
 /* Makes c a coroutine future running fn(arg). opts may be NULL. Returns 0,
- * or -EINVAL (null fn, a stack below AFE_CORO_STACK_MIN, or a shared
- * stack of another size); c then completes at once with that error. */
+ * or -EINVAL (null c or fn, a stack below AFE_CORO_STACK_MIN, or a shared
+ * stack of another size); c then completes at once with that error. A
+ * stack_size no mapping can hold (past SIZE_MAX / 2) fails the first poll
+ * with -ENOMEM. */
 AFE_EXPORT int afe_coro_init(struct afe_coro *c, afe_coro_fn *fn, void *arg,
 			     const struct afe_coro_opts *opts);
 
@@ -130,7 +132,9 @@ AFE_EXPORT int afe_coro_init(struct afe_coro *c, afe_coro_fn *fn, void *arg,
  * runtime, as for afe_spawn). handle, if not NULL, receives its join
  * handle; opts may be NULL. The stack is made here, so a failure leaves
  * nothing behind. Returns 0, -EINVAL (null fn, no runtime, a stack below
- * AFE_CORO_STACK_MIN), -ENOMEM (no memory for the stack), -ESHUTDOWN.
+ * AFE_CORO_STACK_MIN, or a shared stack of another size), -ENOMEM (no
+ * memory for the stack, or a stack_size past SIZE_MAX / 2), -ESHUTDOWN
+ * (rt is being destroyed).
  */
 AFE_EXPORT int afe_coro_spawn(struct afe_runtime *rt, afe_coro_fn *fn, void *arg,
 			      struct afe_join_handle *handle, const struct afe_coro_opts *opts);

@@ -138,6 +138,8 @@ static int coro_poll(struct afe_future *f, struct afe_context *cx)
 int afe_coro_init(struct afe_coro *c, afe_coro_fn *fn, void *arg,
 		  const struct afe_coro_opts *opts)
 {
+	if (!c)
+		return -EINVAL;
 	afe_future_init(&c->base, coro_poll);
 	c->fn = fn;
 	c->arg = arg;

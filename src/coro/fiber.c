@@ -268,6 +268,8 @@ int afe__fiber_init(struct afe__fiber *f, size_t stack_size, void (*entry)(struc
 {
 	if (stack_size < AFE__FIBER_MIN_STACK)
 		return -EINVAL;
+	if (stack_size > SIZE_MAX / 2) /* rounded up, plus its guard: no such mapping */
+		return -ENOMEM;
 	pthread_once(&handler_once, install_handler);
 	size_t size = (stack_size + afe__page_size() - 1) & ~(afe__page_size() - 1);
 	memset(f, 0, sizeof(*f));

@@ -569,6 +569,71 @@ Test(coro, a_stack_that_cannot_be_had_gets_enomem_and_leaves_nothing)
 	test_runtime_destroy(rt);
 }
 
+/* A size whose rounding up to pages wraps past zero: -ENOMEM, never a
+ * stack of a few bytes (it crashed the spawn, and hung the first poll). */
+Test(coro, a_stack_size_near_size_max_gets_enomem)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	size_t sizes[] = {SIZE_MAX, SIZE_MAX - 4095, SIZE_MAX / 2 + 1};
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct afe_coro_opts opts = {.stack_size = sizes[i]};
+		struct afe_join_handle h = {0};
+		cr_assert_eq(afe_coro_spawn(rt, returns_zero, NULL, &h, &opts), -ENOMEM, "size %zu", i);
+		cr_assert_eq(h.task, NULL);
+		struct afe_coro c;
+		cr_assert_eq(afe_coro_init(&c, returns_zero, NULL, &opts), 0);
+		cr_assert_eq(test_block_on(rt, &c), -ENOMEM, "size %zu", i);
+	}
+	cr_assert_eq(afe_coro_spawn(rt, returns_zero, NULL, NULL, NULL), 0, "spawns still work");
+	test_runtime_destroy(rt);
+}
+
+Test(coro, init_of_a_null_coroutine_is_einval)
+{
+	cr_assert_eq(afe_coro_init(NULL, returns_zero, NULL, NULL), -EINVAL);
+}
+
+/* Spawning with no runtime given, off any task, has none to use. */
+Test(coro, spawn_with_no_runtime_outside_a_task_is_einval)
+{
+	struct afe_join_handle h = {0};
+	cr_assert_eq(afe_coro_spawn(NULL, returns_zero, NULL, &h, NULL), -EINVAL);
+	cr_assert_eq(h.task, NULL);
+}
+
+/* A shared stack of the one size it has is fine; spawn refuses others as
+ * init does. */
+Test(coro, spawn_on_a_shared_stack_of_another_size_is_einval)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_coro_opts odd = {.shared_stack = true, .stack_size = 64 * 1024};
+	cr_assert_eq(afe_coro_spawn(rt, returns_zero, NULL, NULL, &odd), -EINVAL);
+	struct afe_coro_opts right = {.shared_stack = true, .stack_size = AFE_CORO_STACK_DEFAULT};
+	struct afe_coro c;
+	cr_assert_eq(afe_coro_init(&c, returns_zero, NULL, &right), 0);
+	cr_assert_eq(test_block_on(rt, &c), 0);
+	test_runtime_destroy(rt);
+}
+
+/* Sleeps until the runtime shuts down, then spawns another coroutine. */
+static _Atomic intptr_t late_spawn = 1;
+static intptr_t spawn_once_shutting_down(void *arg)
+{
+	(void)arg;
+	while (afe_co_sleep(1000000) == 0)
+		;
+	atomic_store(&late_spawn, afe_coro_spawn(NULL, returns_zero, NULL, NULL, NULL));
+	return 0;
+}
+
+Test(coro, spawn_once_the_runtime_shuts_down_is_eshutdown)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	cr_assert_eq(afe_coro_spawn(rt, spawn_once_shutting_down, NULL, NULL, NULL), 0);
+	cr_assert_eq(afe_runtime_destroy(rt), 0, "the spawner returned");
+	cr_assert_eq(atomic_load(&late_spawn), -ESHUTDOWN);
+}
+
 /* How many stacks of size bytes the process has mapped: read-write
  * mappings of that size right above a PROT_NONE one, their guard page.
  * (Counting every mapping would count the sanitizers' own too.) */
