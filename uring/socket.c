@@ -12,6 +12,8 @@
 int afe_sockaddr_ip(const char *host, uint16_t port, struct sockaddr_storage *out,
 		    socklen_t *len)
 {
+	if (!out || !len)
+		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	struct sockaddr_in *v4 = (struct sockaddr_in *)out;
 	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
@@ -33,7 +35,7 @@ int afe_sockaddr_ip(const char *host, uint16_t port, struct sockaddr_storage *ou
 
 int afe_sockaddr_unix(const char *path, struct sockaddr_un *out, socklen_t *len)
 {
-	if (!path || !*path)
+	if (!path || !*path || !out || !len)
 		return -EINVAL;
 	size_t n = strlen(path);
 	bool abstract = path[0] == '@';
@@ -94,11 +96,13 @@ void afe_sendto_init(struct afe_sendto *s, int fd, const void *buf, unsigned len
 	s->msg.msg_iov = &s->iov;
 	s->msg.msg_iovlen = 1;
 	if (to) {
-		/* A longer address is copied in part and its length kept:
-		 * the kernel refuses it (-EINVAL), as sendto(2) would. */
+		/* A longer address is copied in part, and given a length the
+		 * kernel refuses (-EINVAL), as sendto(2) refuses it: sendmsg
+		 * would cut any length up to INT_MAX to sockaddr_storage's,
+		 * and send to the address cut short. */
 		memcpy(&s->to, to, tolen < sizeof(s->to) ? tolen : sizeof(s->to));
 		s->msg.msg_name = &s->to;
-		s->msg.msg_namelen = tolen;
+		s->msg.msg_namelen = tolen <= sizeof(s->to) ? tolen : (socklen_t)-1;
 	}
 	afe_io_sendmsg_init(&s->io, fd, &s->msg, flags);
 }

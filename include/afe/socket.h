@@ -30,7 +30,7 @@
 /*
  * The address host:port (an IPv4 or IPv6 literal; NULL: 127.0.0.1) into
  * out and its length into len. Returns 0, or -EINVAL for a host that is
- * not an address literal.
+ * not an address literal, or a null out or len.
  */
 AFE_EXPORT int afe_sockaddr_ip(const char *host, uint16_t port, struct sockaddr_storage *out,
 			       socklen_t *len);
@@ -38,8 +38,8 @@ AFE_EXPORT int afe_sockaddr_ip(const char *host, uint16_t port, struct sockaddr_
 /*
  * The Unix-domain address of path into out and its length into len; a
  * path starting with '@' names an abstract socket (Linux: no file, gone
- * with its last fd). Returns 0, -EINVAL (NULL or empty path), or
- * -ENAMETOOLONG (past sizeof(sun_path)).
+ * with its last fd). Returns 0, -EINVAL (NULL or empty path, null out or
+ * len), or -ENAMETOOLONG (past sizeof(sun_path)).
  */
 AFE_EXPORT int afe_sockaddr_unix(const char *path, struct sockaddr_un *out, socklen_t *len);
 

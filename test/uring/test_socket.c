@@ -50,13 +50,39 @@ Test(socket, bad_addresses_get_clear_errors)
 	cr_assert_eq(afe_sockaddr_unix("", &un, &len), -EINVAL);
 	cr_assert_eq(afe_unix_listen(longest, SOCK_STREAM, 0), -ENAMETOOLONG);
 	cr_assert_eq(afe_unix_listen("/tmp/x", SOCK_RAW, 0), -EINVAL);
-	/* An address longer than any: the kernel refuses it. */
+	cr_assert_eq(afe_unix_listen(NULL, SOCK_STREAM, 0), -EINVAL);
+	cr_assert_eq(afe_unix_listen("", SOCK_DGRAM, 0), -EINVAL);
+	/* Nowhere to write the address: refused, not a crash. */
+	cr_assert_eq(afe_sockaddr_ip(NULL, 1, NULL, &len), -EINVAL);
+	cr_assert_eq(afe_sockaddr_ip(NULL, 1, &ss, NULL), -EINVAL);
+	cr_assert_eq(afe_sockaddr_unix(NULL, &un, &len), -EINVAL);
+	cr_assert_eq(afe_sockaddr_unix("/tmp/x", NULL, &len), -EINVAL);
+	cr_assert_eq(afe_sockaddr_unix("/tmp/x", &un, NULL), -EINVAL);
+	/* An address longer than any is refused, however much longer (the
+	 * kernel's sendmsg cuts a length up to INT_MAX to sockaddr_storage's,
+	 * and sent the datagram), and nothing is sent. */
 	struct afe_runtime *rt = test_runtime(1);
-	int fd = afe_udp_bind(NULL, 0);
+	int fd = afe_udp_bind(NULL, 0), sink = afe_udp_bind(NULL, 0);
+	cr_assert_eq(afe_sockaddr_ip(NULL, (uint16_t)afe_tcp_local_port(sink), &ss, &len), 0);
+	socklen_t too_long[] = {sizeof(ss) + 1, 100000, (socklen_t)INT32_MAX, (socklen_t)-1};
+	for (size_t i = 0; i < sizeof(too_long) / sizeof(too_long[0]); i++) {
+		struct afe_sendto tx;
+		afe_sendto_init(&tx, fd, "x", 1, 0, (struct sockaddr *)&ss, too_long[i]);
+		cr_assert_eq(test_block_on(rt, &tx.io), -EINVAL, "tolen %u", (unsigned)too_long[i]);
+	}
+	char got;
+	cr_assert_eq(recv(sink, &got, 1, MSG_DONTWAIT), -1, "nothing was sent");
+	cr_assert_eq(errno, EAGAIN);
 	struct afe_sendto tx;
-	afe_sendto_init(&tx, fd, "x", 1, 0, (struct sockaddr *)&ss, sizeof(ss) + 1);
-	cr_assert_eq(test_block_on(rt, &tx.io), -EINVAL);
+	afe_sendto_init(&tx, fd, "x", 1, 0, (struct sockaddr *)&ss, len);
+	cr_assert_eq(test_block_on(rt, &tx.io), 1, "the right length sends");
+	static char oversized[70000]; /* past UDP's 65507 bytes of payload */
+	afe_sendto_init(&tx, fd, oversized, sizeof(oversized), 0, (struct sockaddr *)&ss, len);
+	cr_assert_eq(test_block_on(rt, &tx.io), -EMSGSIZE);
+	/* A port in use: bind's errno. */
+	cr_assert_eq(afe_udp_bind(NULL, (uint16_t)afe_tcp_local_port(sink)), -EADDRINUSE);
 	close(fd);
+	close(sink);
 	struct afe_io sh;
 	afe_io_shutdown_init(&sh, -1, SHUT_WR);
 	cr_assert_eq(test_block_on(rt, &sh), -EBADF);
@@ -88,6 +114,29 @@ static void unix_stream_round_trip(struct afe_runtime *rt, const char *path)
 	close(s);
 	close(c);
 	close(l);
+}
+
+/* sun_path holds 108 bytes: a path of 107 and its NUL, or an abstract
+ * name of 107 after its leading NUL (the '@'); one more is too long. */
+Test(socket, unix_names_fill_sun_path_and_one_byte_more_is_enametoolong)
+{
+	struct sockaddr_un un;
+	socklen_t len;
+	char name[110];
+	memset(name, 'x', sizeof(name));
+	name[107] = '\0';
+	cr_assert_eq(afe_sockaddr_unix(name, &un, &len), 0);
+	cr_assert_eq(len, offsetof(struct sockaddr_un, sun_path) + 108);
+	name[107] = 'x';
+	name[108] = '\0';
+	cr_assert_eq(afe_sockaddr_unix(name, &un, &len), -ENAMETOOLONG);
+	name[0] = '@';
+	cr_assert_eq(afe_sockaddr_unix(name, &un, &len), 0);
+	cr_assert_eq(len, offsetof(struct sockaddr_un, sun_path) + 108);
+	cr_assert_eq(un.sun_path[0], '\0');
+	name[108] = 'x';
+	name[109] = '\0';
+	cr_assert_eq(afe_sockaddr_unix(name, &un, &len), -ENAMETOOLONG);
 }
 
 Test(socket, unix_stream_sockets_by_path_and_by_abstract_name)
