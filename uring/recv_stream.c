@@ -77,6 +77,8 @@ static void provide(struct afe_recv_stream *s, unsigned id)
 static int setup(struct afe_recv_stream *s, int fd, unsigned count, unsigned size,
 		 bool datagrams)
 {
+	if (!s)
+		return -EINVAL;
 	memset(s, 0, sizeof(*s));
 	s->group = s->held = -1;
 	atomic_flag_clear(&s->lock);

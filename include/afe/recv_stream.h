@@ -102,9 +102,9 @@ struct afe_recv_stream {
 };
 
 /* Sets s up on connected socket fd with count buffers (a power of two,
- * 1 to 32768) of size bytes (1 to 1 MiB) each. 0; -EINVAL for a bad count
- * or size; -ENOMEM. After an error s holds no memory and an await of it
- * gives the error. */
+ * 1 to 32768) of size bytes (1 to 1 MiB) each. 0; -EINVAL for a null s, a
+ * bad count or size; -ENOMEM. After an error s holds no memory and an
+ * await of it gives the error. */
 AFE_EXPORT int afe_recv_stream_init(struct afe_recv_stream *s, int fd, unsigned count,
 				    unsigned size);
 

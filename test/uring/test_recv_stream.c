@@ -166,6 +166,31 @@ Test(recv_stream, bad_counts_and_sizes_are_refused)
 	test_runtime_destroy(rt);
 }
 
+/* The limits themselves are fine, for both kinds of stream; one past
+ * them, a null stream, and the datagram stream's bad shapes are not. */
+Test(recv_stream, the_extreme_counts_and_sizes_are_taken_and_a_null_stream_is_einval)
+{
+	static const unsigned fine[][2] = {{1, 1}, {32768, 16}, {1, 1u << 20}};
+	for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+		struct afe_recv_stream s;
+		cr_assert_eq(afe_recv_stream_init(&s, 0, fine[i][0], fine[i][1]), 0, "shape %zu", i);
+		afe_recv_stream_destroy(&s);
+		cr_assert_eq(afe_recv_stream_init_datagrams(&s, 0, fine[i][0], fine[i][1]), 0,
+			     "datagrams, shape %zu", i);
+		afe_recv_stream_destroy(&s);
+	}
+	static const unsigned bad[][2] = {{0, 64}, {6, 64}, {65536, 64}, {4, 0}};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct afe_recv_stream s;
+		cr_assert_eq(afe_recv_stream_init_datagrams(&s, 0, bad[i][0], bad[i][1]), -EINVAL,
+			     "shape %zu", i);
+		cr_assert_eq(s.memory, NULL);
+		afe_recv_stream_destroy(&s);
+	}
+	cr_assert_eq(afe_recv_stream_init(NULL, 0, 2, 64), -EINVAL);
+	cr_assert_eq(afe_recv_stream_init_datagrams(NULL, 0, 2, 64), -EINVAL);
+}
+
 /* Waits for bytes that never come, until cancelled or stopped. */
 struct waiting {
 	int fd;
