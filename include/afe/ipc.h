@@ -147,7 +147,8 @@ AFE_EXPORT void afe_ipc_producer_config_default(struct afe_ipc_producer_config *
 
 /*
  * Connects to the consumer serving name (a shm_open name without the
- * slash: letters, digits, '.', '_', '-'): one of this process, or one of
+ * slash: letters, digits, '.', '_', '-', at most AFE_IPC_NAME_MAX bytes,
+ * not "." or ".."): one of this process, or one of
  * another through its shared-memory object, as config->transport says
  * (default: this process first). Unless config->connect_wait_ms is set,
  * it does not wait: when nobody serves the name yet, it fails at once and
@@ -236,11 +237,13 @@ AFE_EXPORT void afe_ipc_producer_close(struct afe_ipc_producer *p);
 /* Whether the consumer went away (its calls then fail with -EPIPE), or
  * the producer's rings were found spoilt (-EPROTO). For a producer that
  * reconnects: whether it has no live connection now (its next call
- * reconnects first); false again once a reconnect succeeded. */
+ * reconnects first); false again once a reconnect succeeded. True for a
+ * null p. */
 AFE_EXPORT bool afe_ipc_producer_is_gone(const struct afe_ipc_producer *p);
 
 /* What p counted; for a producer that reconnects, over all its
- * connections. */
+ * connections. A null p counted nothing (all zeros); a null out is
+ * left alone. */
 AFE_EXPORT void afe_ipc_producer_stats(const struct afe_ipc_producer *p,
 				       struct afe_ipc_stats *out);
 
@@ -311,11 +314,13 @@ AFE_EXPORT void afe_ipc_call_on_reply(struct afe_ipc_call *call, afe_ipc_reply_f
 
 /* Used by the NAME() helpers AFE_IPC_FN generates: starts encoding a call
  * of fn, then arms it with the encoded bytes. arm returns 0, or -EMSGSIZE /
- * -EINVAL (also the call's result when awaited). */
+ * -EINVAL (a null call, one bound to no producer, fn past 255), also the
+ * call's result when awaited. */
 AFE_EXPORT struct afe_ipc_writer *afe_ipc_call_begin(struct afe_ipc_call *call, unsigned fn);
 AFE_EXPORT int afe_ipc_call_arm(struct afe_ipc_call *call);
 
-/* A reader over the bytes the call returned: 0, or the call's error. */
+/* A reader over the bytes the call returned: 0, or the call's error;
+ * -EINVAL for a null call or r, or a call that has not ended. */
 AFE_EXPORT int afe_ipc_call_result(const struct afe_ipc_call *call, struct afe_ipc_reader *r);
 
 /*
@@ -395,12 +400,15 @@ AFE_EXPORT void afe_ipc_consumer_close(struct afe_ipc_consumer *c);
  * owed ended). */
 AFE_EXPORT void afe_ipc_consumer_destroy(struct afe_ipc_consumer *c);
 
+/* What c counted (a null c: nothing, all zeros; a null out is left
+ * alone). */
 AFE_EXPORT void afe_ipc_consumer_stats(const struct afe_ipc_consumer *c,
 				       struct afe_ipc_stats *out);
 
 /*
  * A request: a future, result 0 once a request was taken (fn, args, len
- * are then set), -EPIPE once the consumer was closed, -ECANCELED. Several
+ * are then set), -EPIPE once the consumer was closed, -ECANCELED, -EINVAL
+ * when bound to no consumer (c NULL). Several
  * tasks may wait on one consumer; each request goes to one of them.
  */
 struct afe_ipc_request {
@@ -433,7 +441,8 @@ AFE_EXPORT void afe_ipc_request_args(const struct afe_ipc_request *req,
  * when it could not be encoded, -ETIMEDOUT when the caller's reply ring had
  * no room for the consumer's room_ms (or had none while the caller's
  * replies are being dropped: see afe_ipc_consumer_config; end a stream
- * then), -EPROTO when that ring was found spoilt, -ECANCELED. The request
+ * then), -EPROTO when that ring was found spoilt, -ECANCELED, -EINVAL
+ * when req was no request (NULL, or bound to no consumer). The request
  * may be reused as soon as the reply is set up. Every request taken must
  * get its final reply (one, or the last of several) set up and awaited:
  * until then it keeps the consumer's memory alive.
@@ -456,7 +465,8 @@ struct afe_ipc_reply {
 };
 
 /* Used by the NAME_reply helpers: begin encoding the reply to req (more:
- * not the last one), then arm it. */
+ * not the last one), then arm it. arm returns 0, or -EMSGSIZE (the reply's
+ * result too), or -EINVAL for a null rep or a reply to no request. */
 AFE_EXPORT struct afe_ipc_writer *afe_ipc_reply_begin(struct afe_ipc_reply *rep,
 						      struct afe_ipc_request *req, bool more);
 AFE_EXPORT int afe_ipc_reply_arm(struct afe_ipc_reply *rep);

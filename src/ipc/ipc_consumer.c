@@ -337,7 +337,11 @@ void afe_ipc_consumer_destroy(struct afe_ipc_consumer *c)
 
 void afe_ipc_consumer_stats(const struct afe_ipc_consumer *c, struct afe_ipc_stats *out)
 {
+	if (!out)
+		return;
 	memset(out, 0, sizeof(*out));
+	if (!c)
+		return;
 	/* Relaxed, all: counts, bumped relaxed; they order nothing. */
 	out->calls = atomic_load_explicit(&c->calls, memory_order_relaxed);
 	out->replies = atomic_load_explicit(&c->replies, memory_order_relaxed);

@@ -265,6 +265,8 @@ void afe_ipc_producer_close(struct afe_ipc_producer *p)
 
 bool afe_ipc_producer_is_gone(const struct afe_ipc_producer *p)
 {
+	if (!p) /* no producer: nothing to call */
+		return true;
 	if (p->redial) /* it looks under p's lock: not a change of p */
 		return afe__ipc_redial_gone((struct afe_ipc_producer *)p);
 	/* seq_cst: pairs with the links' stores of gone. */
@@ -273,6 +275,12 @@ bool afe_ipc_producer_is_gone(const struct afe_ipc_producer *p)
 
 void afe_ipc_producer_stats(const struct afe_ipc_producer *p, struct afe_ipc_stats *out)
 {
+	if (!out)
+		return;
+	if (!p) {
+		memset(out, 0, sizeof(*out));
+		return;
+	}
 	if (p->redial) { /* as is_gone */
 		afe__ipc_redial_stats((struct afe_ipc_producer *)p, out);
 		return;
@@ -319,12 +327,15 @@ void afe_ipc_call_on_reply(struct afe_ipc_call *call, afe_ipc_reply_fn *fn, void
 
 struct afe_ipc_writer *afe_ipc_call_begin(struct afe_ipc_call *call, unsigned fn)
 {
-	call->fn = (uint16_t)fn;
+	if (call) /* an id past 255 stays one (arm refuses it), never wraps */
+		call->fn = (uint16_t)(fn > 255 ? 256 : fn);
 	return afe_ipc_scratch_begin();
 }
 
 int afe_ipc_call_arm(struct afe_ipc_call *call)
 {
+	if (!call)
+		return -EINVAL;
 	afe_future_init(&call->base, call_poll);
 	call->status = 0;
 	call->ret_len = 0;
@@ -341,6 +352,12 @@ int afe_ipc_call_arm(struct afe_ipc_call *call)
 
 int afe_ipc_call_result(const struct afe_ipc_call *call, struct afe_ipc_reader *r)
 {
+	if (!r)
+		return -EINVAL;
+	if (!call) {
+		afe_ipc_reader_init(r, NULL, 0);
+		return -EINVAL;
+	}
 	afe_ipc_reader_init(r, call->ret, call->ret_len);
 	if (call->phase != PHASE_DONE)
 		return -EINVAL;

@@ -88,7 +88,14 @@ static int reply_poll(struct afe_future *f, struct afe_context *cx);
 struct afe_ipc_writer *afe_ipc_reply_begin(struct afe_ipc_reply *rep, struct afe_ipc_request *req,
 					   bool more)
 {
+	if (!rep)
+		return afe_ipc_scratch_begin(); /* for arm to refuse */
 	afe_future_init(&rep->base, reply_poll);
+	if (!req || !req->consumer) { /* no request: the reply ends with -EINVAL */
+		memset((char *)rep + sizeof(rep->base), 0, sizeof(*rep) - sizeof(rep->base));
+		rep->bytes = rep->bytes_inline;
+		return afe_ipc_scratch_begin();
+	}
 	more = more && req->streamed;
 	if (!more && req->held)
 		req->held = false; /* the final reply takes the request's count over */
@@ -117,15 +124,26 @@ struct afe_ipc_writer *afe_ipc_reply_begin(struct afe_ipc_reply *rep, struct afe
 
 int afe_ipc_reply_arm(struct afe_ipc_reply *rep)
 {
+	if (!rep)
+		return -EINVAL;
 	int err = afe_ipc_scratch_take(&rep->bytes, rep->bytes_inline, sizeof(rep->bytes_inline),
 				       &rep->len);
 	if (err < 0)
 		rep->status = err; /* the call ends with it: the caller learns */
+	if (!rep->consumer) { /* no request to answer: nothing to keep */
+		if (rep->bytes != rep->bytes_inline)
+			free(rep->bytes);
+		rep->bytes = rep->bytes_inline;
+		rep->len = 0;
+		return -EINVAL;
+	}
 	return err;
 }
 
 void afe_ipc_reply_error(struct afe_ipc_reply *rep, struct afe_ipc_request *req, int err)
 {
+	if (!rep)
+		return;
 	afe_ipc_reply_begin(rep, req, false);
 	rep->more = false;
 	rep->status = err < 0 && err > -4096 ? err : -EPROTO;

@@ -21,6 +21,140 @@ Test(ipc, connecting_to_a_name_nobody_serves_is_refused)
 	test_runtime_destroy(rt);
 }
 
+/* Names: at most AFE_IPC_NAME_MAX bytes of letters, digits, '.', '_',
+ * '-' (and not "." or ".."); anything else, a null name or out, or a
+ * config that names what is not there, is -EINVAL on both sides. */
+Test(ipc, bad_names_null_arguments_and_bad_configs_are_einval_on_both_sides)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	char longest[AFE_IPC_NAME_MAX + 2];
+	memset(longest, 'n', sizeof(longest));
+	longest[AFE_IPC_NAME_MAX] = '\0';
+	struct afe_ipc_producer *p = NULL;
+	cr_assert_eq(afe_ipc_producer_connect(&p, rt, longest, NULL), -ECONNREFUSED,
+		     "a name of AFE_IPC_NAME_MAX bytes is a name");
+	longest[AFE_IPC_NAME_MAX] = 'n';
+	longest[AFE_IPC_NAME_MAX + 1] = '\0';
+	const char *bad[] = {NULL, "", "bad/name", ".", "..", "sp ace", longest};
+	struct afe_ipc_consumer *c = NULL;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(afe_ipc_producer_connect(&p, rt, bad[i], NULL), -EINVAL, "name %zu", i);
+		cr_assert_eq(afe_ipc_consumer_serve(&c, rt, bad[i], NULL), -EINVAL, "name %zu", i);
+	}
+	cr_assert_eq(p, NULL);
+	cr_assert_eq(c, NULL);
+	const char *name = ipc_test_name("einval");
+	cr_assert_eq(afe_ipc_consumer_serve(NULL, rt, name, NULL), -EINVAL);
+	struct afe_ipc_consumer_config cc;
+	afe_ipc_consumer_config_default(&cc);
+	cc.n_functions = 2; /* and no functions */
+	cr_assert_eq(afe_ipc_consumer_serve(&c, rt, name, &cc), -EINVAL);
+	struct afe_ipc_producer_config pc;
+	afe_ipc_producer_config_default(&pc);
+	pc.n_timeouts = 1; /* and no timeouts */
+	cr_assert_eq(afe_ipc_producer_connect(&p, rt, name, &pc), -EINVAL);
+	afe_ipc_producer_config_default(&pc);
+	pc.transport = (enum afe_ipc_transport)(AFE_IPC_IN_PROCESS + 1);
+	cr_assert_eq(afe_ipc_producer_connect(&p, rt, name, &pc), -EINVAL);
+	cr_assert_eq(p, NULL);
+	cr_assert_eq(c, NULL);
+	/* Nothing refused took the name. */
+	cr_assert_eq(afe_ipc_consumer_serve(&c, rt, name, NULL), 0);
+	afe_ipc_consumer_destroy(c);
+	test_runtime_destroy(rt);
+}
+
+/* Function ids are 0 to 255: a bigger one is refused at arm, and never
+ * wraps to a served id (65536 + add_ID called add). */
+Test(ipc, function_ids_past_255_are_einval_and_never_wrap)
+{
+	struct ipc_session s;
+	ipc_session_start(&s, "fn-ids", NULL);
+	unsigned ids[] = {256, 65536 + add_ID, 0x10000u * 0x100u + add_ID};
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		add_encode_args(afe_ipc_call_begin(&s.call, ids[i]), 1, 2, 3);
+		cr_assert_eq(afe_ipc_call_arm(&s.call), -EINVAL, "id %u", ids[i]);
+		cr_assert_eq(run_call(s.rt, &s.call), -EINVAL, "id %u", ids[i]);
+	}
+	add_encode_args(afe_ipc_call_begin(&s.call, 255), 1, 2, 3);
+	cr_assert_eq(afe_ipc_call_arm(&s.call), 0, "255 is an id");
+	cr_assert_eq(run_call(s.rt, &s.call), -ENOSYS);
+	struct afe_ipc_stats st;
+	afe_ipc_producer_stats(s.p, &st);
+	cr_assert_eq(st.calls, 1, "only the call with a good id was sent");
+	ipc_session_end(&s);
+}
+
+/* Null calls, readers, producers and consumers: a clear error (or the
+ * answer that fits: no producer is gone, counts nothing), not a crash. */
+Test(ipc, null_calls_producers_and_consumers_get_einval_or_nothing)
+{
+	cr_assert_eq(afe_ipc_call_arm(NULL), -EINVAL);
+	cr_assert_eq(add_call(NULL, 1, 2, 3), -EINVAL);
+	struct afe_ipc_reader r = {.err = 1};
+	cr_assert_eq(afe_ipc_call_result(NULL, &r), -EINVAL);
+	cr_assert_eq(r.len, 0);
+	cr_assert_eq(r.err, 0);
+	int64_t sum = 7;
+	cr_assert_eq(add_result(NULL, &sum), -EINVAL);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, NULL);
+	cr_assert_eq(afe_ipc_call_result(&call, NULL), -EINVAL);
+	cr_assert_eq(afe_ipc_call_result(&call, &r), -EINVAL, "never armed");
+	cr_assert(afe_ipc_producer_is_gone(NULL));
+	struct afe_ipc_stats st;
+	memset(&st, 0xff, sizeof(st));
+	afe_ipc_producer_stats(NULL, &st);
+	cr_assert_eq(st.calls, 0);
+	cr_assert_eq(st.reconnects, 0);
+	memset(&st, 0xff, sizeof(st));
+	afe_ipc_consumer_stats(NULL, &st);
+	cr_assert_eq(st.calls, 0);
+	cr_assert_eq(st.peers_gone, 0);
+	afe_ipc_producer_stats(NULL, NULL);
+	afe_ipc_consumer_stats(NULL, NULL);
+}
+
+/* A reply to no request (NULL, or a request bound to no consumer) ends
+ * with -EINVAL, as a receive bound to no consumer does; arm says so at
+ * once. A real consumer's requests go on meanwhile. */
+Test(ipc, a_reply_to_no_request_is_einval)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_ipc_request req;
+	afe_ipc_recv_init(&req, NULL);
+	cr_assert_eq(test_block_on(rt, &req), -EINVAL);
+	struct afe_ipc_reply rep;
+	cr_assert_eq(add_reply(&rep, &req, 5), -EINVAL);
+	cr_assert_eq(test_block_on(rt, &rep), -EINVAL);
+	cr_assert_eq(add_reply(&rep, NULL, 5), -EINVAL);
+	cr_assert_eq(test_block_on(rt, &rep), -EINVAL);
+	static char text[1000]; /* past the reply's inline bytes: freed */
+	memset(text, 'x', sizeof(text) - 1);
+	cr_assert_eq(greet_reply(&rep, NULL, text), -EINVAL);
+	cr_assert_eq(test_block_on(rt, &rep), -EINVAL);
+	afe_ipc_reply_error(&rep, NULL, -EIO);
+	cr_assert_eq(test_block_on(rt, &rep), -EINVAL);
+	afe_ipc_reply_error(NULL, &req, -EIO);
+	cr_assert_eq(afe_ipc_reply_arm(NULL), -EINVAL);
+	cr_assert_eq(add_reply(NULL, &req, 5), -EINVAL);
+	/* A consumer serving while all this happens is not disturbed. */
+	const char *name = ipc_test_name("no-request");
+	struct calc_serving served = serve_calc(rt, name);
+	struct afe_ipc_producer *p = connect_retrying(rt, name, NULL);
+	struct afe_ipc_call call;
+	afe_ipc_call_init(&call, p);
+	cr_assert_eq(add_call(&call, 1, 2, 3), 0);
+	cr_assert_eq(run_call(rt, &call), 0);
+	int64_t sum = 0;
+	cr_assert_eq(add_result(&call, &sum), 0);
+	cr_assert_eq(sum, 6);
+	afe_ipc_call_release(&call);
+	afe_ipc_producer_close(p);
+	stop_serving(rt, &served);
+	test_runtime_destroy(rt);
+}
+
 Test(ipc, calls_of_every_kind_round_trip)
 {
 	struct ipc_session s;
