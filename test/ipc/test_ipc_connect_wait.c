@@ -166,3 +166,31 @@ Test(ipc_connect_wait, a_cancelled_wait_ends_at_once_with_ecanceled, .timeout = 
 	cr_assert_lt(afe_now_ns() - asked, 2000000000u);
 	test_runtime_destroy(rt);
 }
+
+/* afe_ipc_connect's bad input gives afe_ipc_producer_connect's -EINVAL at
+ * once, without a wait: no out, no name, a bad name, a bad config; a
+ * null config means the defaults (one try). */
+Test(ipc_connect_wait, an_awaited_connect_with_bad_arguments_is_einval_at_once)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	struct afe_ipc_producer_config config;
+	afe_ipc_producer_config_default(&config);
+	config.connect_wait_ms = 10000;
+	struct afe_ipc_producer *p = NULL;
+	uint64_t began = afe_now_ns();
+	struct afe_ipc_connect c;
+	afe_ipc_connect_init(&c, NULL, rt, wait_name("einval"), &config);
+	cr_assert_eq(test_block_on(rt, &c), -EINVAL, "no out");
+	afe_ipc_connect_init(&c, &p, rt, NULL, &config);
+	cr_assert_eq(test_block_on(rt, &c), -EINVAL, "no name");
+	afe_ipc_connect_init(&c, &p, rt, "bad/name", &config);
+	cr_assert_eq(test_block_on(rt, &c), -EINVAL, "a bad name");
+	config.n_timeouts = 1;
+	afe_ipc_connect_init(&c, &p, rt, wait_name("einval"), &config);
+	cr_assert_eq(test_block_on(rt, &c), -EINVAL, "timeouts counted, none given");
+	cr_assert_lt(afe_now_ns() - began, 2000000000u, "none waited");
+	afe_ipc_connect_init(&c, &p, NULL, wait_name("einval"), NULL);
+	cr_assert_eq(test_block_on(rt, &c), -ECONNREFUSED, "the defaults: one try");
+	cr_assert_eq(p, NULL);
+	test_runtime_destroy(rt);
+}
