@@ -34,7 +34,7 @@ AFE_EXPORT int afe_tcp_listen(const char *host, uint16_t port, int backlog);
 AFE_EXPORT int afe_tcp_local_port(int fd);
 
 /*
- * Connects to host:port over TCP. An IPv4 or IPv6 literal (NULL:
+ * Connects to host:port over TCP. An IPv4 or IPv6 literal (NULL or "":
  * 127.0.0.1) is used as it is; any other name is resolved with
  * getaddrinfo(3) on the runtime's blocking pool, and the addresses it
  * gives are tried in its order (so "localhost" tries ::1, then 127.0.0.1)

@@ -86,6 +86,12 @@ Test(connect, an_address_literal_connects_without_a_resolver)
 	cr_assert_geq(fd, 0, "connect: %d", (int)fd);
 	check_connected((int)fd, listen_fd);
 	close((int)fd);
+	/* So is the empty name. */
+	fd = connect_to(rt, "", (uint16_t)port);
+	cr_assert_geq(fd, 0, "connect: %d", (int)fd);
+	cr_assert(peer_is_loopback_v4((int)fd, port));
+	check_connected((int)fd, listen_fd);
+	close((int)fd);
 	close(listen_fd);
 	test_runtime_destroy(rt);
 }
@@ -199,6 +205,8 @@ Test(connect, bad_arguments_are_einval)
 	memset(long_name, 'a', sizeof(long_name) - 1);
 	long_name[sizeof(long_name) - 1] = '\0';
 	cr_assert_eq(connect_to(rt, long_name, 80), -EINVAL, "a name past 255 bytes");
+	long_name[255] = '\0';
+	cr_assert_neq(connect_to(rt, long_name, 80), -EINVAL, "255 bytes is a name (no host's)");
 	test_runtime_destroy(rt);
 }
 
@@ -229,4 +237,19 @@ Test(connect, a_cancelled_connect_leaves_no_socket)
 		close(fillers[i]);
 	close(listen_fd);
 	test_runtime_destroy(rt);
+}
+
+/* A name under .invalid never resolves (RFC 6761): -ENOENT, no socket
+ * left; where no resolver answers at all, -EAGAIN instead (skipped). */
+Test(connect, a_name_that_does_not_resolve_is_enoent)
+{
+	struct afe_runtime *rt = test_runtime(1);
+	int before = fd_count();
+	intptr_t r = connect_to(rt, "no-such-host.invalid", 80);
+	int after = fd_count();
+	test_runtime_destroy(rt);
+	if (r == -EAGAIN)
+		cr_skip_test("the resolver failed for now (-EAGAIN)");
+	cr_assert_eq(r, -ENOENT);
+	cr_assert_eq(after, before);
 }
