@@ -421,6 +421,28 @@ Test(net, bad_listen_arguments_and_a_bad_server_config_are_refused)
 	config.conn_size = 0;
 	afe_tcp_server_init(&s, &config);
 	cr_assert_eq(test_block_on(rt, &s), -EINVAL);
+	config.conn_size = sizeof(struct echo_conn);
+	config.conn_init = NULL;
+	afe_tcp_server_init(&s, &config);
+	cr_assert_eq(test_block_on(rt, &s), -EINVAL, "no conn_init");
+	config.conn_init = echo_conn_init;
+	config.listen_fd = -1;
+	afe_tcp_server_init(&s, &config);
+	cr_assert_eq(test_block_on(rt, &s), -EINVAL, "a negative listen_fd");
+	/* A port in use is bind's -EADDRINUSE; an IPv6 literal listens. */
+	int l = afe_tcp_listen(NULL, 0, 0);
+	cr_assert_geq(l, 0);
+	cr_assert_eq(afe_tcp_listen("127.0.0.1", (uint16_t)afe_tcp_local_port(l), 0), -EADDRINUSE);
+	/* An accept stream stopped before any await: -ECANCELED, as said. */
+	struct afe_accept_stream as;
+	afe_accept_stream_init(&as, l);
+	afe_accept_stream_stop(&as);
+	cr_assert_eq(test_block_on(rt, &as), -ECANCELED);
+	close(l);
+	l = afe_tcp_listen("::1", 0, 0);
+	cr_assert(l >= 0 || l == -EADDRNOTAVAIL, "::1: %d", l); /* or no IPv6 here */
+	if (l >= 0)
+		close(l);
 	close(pfd[0]);
 	close(pfd[1]);
 	test_runtime_destroy(rt);
