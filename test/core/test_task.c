@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "huge_malloc_fails.h"
 #include "src/core/runtime_internal.h"
 
 Test(task, spawn_and_join_returns_the_result)
@@ -91,17 +92,6 @@ Test(task, bad_spawn_arguments_are_refused)
 	test_runtime_destroy(rt);
 }
 
-/* Under the sanitizers a huge malloc must fail, not abort. */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void)
-{
-	return "allocator_may_return_null=1";
-}
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-	return "allocator_may_return_null=1";
-}
 
 Test(task, allocation_failure_is_reported)
 {

@@ -3,6 +3,7 @@
  * told how many it missed, close drains then fails, select, and tasks
  * receiving from a sender. */
 #include "helpers.h"
+#include "huge_malloc_fails.h"
 
 #define POLL(fut, cx) afe_future_poll(&(fut)->base, (cx))
 
@@ -48,17 +49,6 @@ Test(broadcast, init_subscribe_and_bad_input)
 	cr_assert_eq(afe_bcast_destroy(&b), 0);
 }
 
-/* Under the sanitizers a huge malloc must fail, not abort. */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void)
-{
-	return "allocator_may_return_null=1";
-}
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-	return "allocator_may_return_null=1";
-}
 
 Test(broadcast, a_ring_that_cannot_be_allocated_is_enomem)
 {

@@ -2,6 +2,7 @@
 /* The watch channel: the latest value, versions seen per receiver, the
  * changed future, close, select, and a task watching a sender. */
 #include "helpers.h"
+#include "huge_malloc_fails.h"
 
 #define POLL(fut, cx) afe_future_poll(&(fut)->base, (cx))
 
@@ -61,17 +62,6 @@ Test(watch_chan, init_copy_send_and_bad_input)
 	cr_assert_eq(atomic_load(&cw.refs), 0, "bad input keeps no waker");
 }
 
-/* Under the sanitizers a huge malloc must fail, not abort. */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void)
-{
-	return "allocator_may_return_null=1";
-}
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-	return "allocator_may_return_null=1";
-}
 
 Test(watch_chan, a_value_that_cannot_be_allocated_is_enomem)
 {
