@@ -311,10 +311,22 @@ static void keep_registered(struct afe_epoll *e, int fd)
 	w->ready = 0;
 }
 
+/* fd's slot if it has one (slot() makes one). */
+static struct fd_waiters *slot_if_any(struct afe_epoll *e, int fd)
+{
+	return fd >= 0 && (size_t)fd < e->nfds ? e->fds[fd] : NULL;
+}
+
 static struct fd_waiters *kept_slot(struct afe_epoll *e, int fd)
 {
-	return fd >= 0 && (size_t)fd < e->nfds && e->fds[fd] && e->fds[fd]->kept ? e->fds[fd]
-										    : NULL;
+	struct fd_waiters *w = slot_if_any(e, fd);
+	return w && w->kept ? w : NULL;
+}
+
+/* A recv or recvmsg: the receives a connection waits first for. */
+static bool is_socket_receive(const struct io_uring_sqe *sqe)
+{
+	return sqe->opcode == IORING_OP_RECV || sqe->opcode == IORING_OP_RECVMSG;
 }
 
 static bool is_receive(const struct io_uring_sqe *sqe)
@@ -826,7 +838,7 @@ static void wait_on(struct afe_epoll *e, struct afe_io *io)
  * its events would come in the name of the number's next file. */
 static int close_fd(struct afe_epoll *e, int fd)
 {
-	struct fd_waiters *w = fd >= 0 && (size_t)fd < e->nfds ? e->fds[fd] : NULL;
+	struct fd_waiters *w = slot_if_any(e, fd);
 	if (w)
 		while (w->head)
 			withdraw(e, w->head, -EBADF);
@@ -873,12 +885,11 @@ static void to_pool(struct afe_epoll *e, struct afe_io *io)
 static void settle(struct afe_epoll *e, struct afe_io *io, int res)
 {
 	const struct io_uring_sqe *sqe = sqe_of(io);
-	struct fd_waiters *kept = kept_slot(e, sqe->fd);
-	if (kept)
-		note_try(kept, sqe, res);
-	else if (res >= 0 && (sqe->opcode == IORING_OP_RECV || sqe->opcode == IORING_OP_RECVMSG) &&
-		 sqe->fd >= 0 && (size_t)sqe->fd < e->nfds && e->fds[sqe->fd])
-		e->fds[sqe->fd]->received = e->fds[sqe->fd]->registered != 0;
+	struct fd_waiters *w = slot_if_any(e, sqe->fd);
+	if (w && w->kept)
+		note_try(w, sqe, res);
+	else if (w && res >= 0 && is_socket_receive(sqe))
+		w->received = w->registered != 0;
 	if (res == -EAGAIN)
 		wait_on(e, io);
 	else if (res == TO_POOL)
@@ -918,12 +929,11 @@ static void futex_wait(struct afe_epoll *e, struct afe_io *io)
 static bool waited_first(struct afe_epoll *e, struct afe_io *io)
 {
 	const struct io_uring_sqe *sqe = sqe_of(io);
-	if ((sqe->opcode != IORING_OP_RECV && sqe->opcode != IORING_OP_RECVMSG) || sqe->fd < 0 ||
-	    (size_t)sqe->fd >= e->nfds || !e->fds[sqe->fd] || !e->fds[sqe->fd]->registered ||
-	    !e->fds[sqe->fd]->received)
+	struct fd_waiters *w = slot_if_any(e, sqe->fd);
+	if (!is_socket_receive(sqe) || !w || !w->registered || !w->received)
 		return false;
 	link_waiter(e, io); /* cannot fail: the fd's slot exists */
-	if (update_interest(e, sqe->fd) == 0 && e->fds[sqe->fd]->received)
+	if (update_interest(e, sqe->fd) == 0 && w->received)
 		return true;
 	/* The number went to a file epoll refuses, or to another file: try
 	 * it (and drop a registration made for nothing). */
@@ -1039,7 +1049,7 @@ static void issue_backlog(struct afe_epoll *e)
  * the walk starts over; an operation that still waits is only retried. */
 static void handle_ready(struct afe_epoll *e, int fd, uint32_t revents)
 {
-	if (fd < 0 || (size_t)fd >= e->nfds || !e->fds[fd])
+	if (!slot_if_any(e, fd))
 		return;
 	if (e->fds[fd]->kept)
 		e->fds[fd]->ready |= revents;
